@@ -1,0 +1,92 @@
+//! The host calls of the public API on native targets: they act on the
+//! state a [`TestHost`](super::TestHost) installed in this thread for the
+//! duration of [`run`](super::TestHost::run) or
+//! [`within`](super::TestHost::within).
+
+use std::cell::RefCell;
+
+use crate::emit::{EmitError, NewEvent};
+use crate::log::Level;
+
+use super::EmittedEvent;
+use super::state::{self, State};
+
+/// The state of the delivery being run in this thread.
+pub(super) struct Active {
+    pub(super) state: State,
+    pub(super) tenant: String,
+    pub(super) pending: Vec<EmittedEvent>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Active>> = const { RefCell::new(None) };
+}
+
+/// Whether a fake host is installed in this thread.
+pub(super) fn is_installed() -> bool {
+    CURRENT.with_borrow(Option::is_some)
+}
+
+/// Installs `active` for this thread, replacing nothing: callers check
+/// [`is_installed`] first.
+pub(super) fn install(active: Active) {
+    CURRENT.with_borrow_mut(|current| {
+        debug_assert!(current.is_none());
+        *current = Some(active);
+    });
+}
+
+/// Removes the installed state, if any.
+pub(super) fn uninstall() -> Option<Active> {
+    CURRENT.with_borrow_mut(Option::take)
+}
+
+fn with<R>(f: impl FnOnce(&mut Active) -> R) -> R {
+    CURRENT.with_borrow_mut(|current| {
+        let active = current.as_mut().expect(
+            "hookbox-sdk host function called outside TestHost::run/within \
+             (on native targets the SDK talks to the fake host in hookbox_sdk::testing)",
+        );
+        f(active)
+    })
+}
+
+pub(crate) fn log(level: Level, message: &str, fields: &[(String, String)]) {
+    with(|a| a.state.log(level, message, fields));
+}
+
+pub(crate) fn kv_get(key: &str) -> Option<Vec<u8>> {
+    with(|a| a.state.kv_get(&a.tenant, key))
+}
+
+pub(crate) fn kv_set(key: &str, value: &[u8], ttl_ms: Option<u64>) {
+    with(|a| a.state.kv_set(&a.tenant, key, value, ttl_ms));
+}
+
+pub(crate) fn kv_delete(key: &str) -> bool {
+    with(|a| a.state.kv_delete(&a.tenant, key))
+}
+
+pub(crate) fn kv_increment(key: &str, delta: i64) -> i64 {
+    with(|a| a.state.kv_increment(&a.tenant, key, delta))
+}
+
+pub(crate) fn kv_compare_and_swap(key: &str, expected: Option<&[u8]>, new: Option<&[u8]>) -> bool {
+    with(|a| a.state.kv_compare_and_swap(&a.tenant, key, expected, new))
+}
+
+pub(crate) fn config_get() -> String {
+    with(|a| a.state.config.clone())
+}
+
+pub(crate) fn now_ms() -> u64 {
+    with(|a| a.state.now_ms)
+}
+
+pub(crate) fn emit(event: NewEvent, payload: String) -> Result<(), EmitError> {
+    with(|a| {
+        let accepted = state::accept_emit(&a.tenant, event, payload)?;
+        a.pending.push(accepted);
+        Ok(())
+    })
+}

@@ -1,0 +1,419 @@
+//! Events: publish one or a batch (`POST /v1/events`), asynchronously (202
+//! and the ids) or synchronously (`?wait=true`: wait for the outcomes, up to
+//! a bounded timeout), and look up an event with its deliveries.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::Ctx;
+use super::auth::{Publisher, Reader};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{Path, Query, parse_json, require_json_content_type};
+use crate::dispatch::{Accepted, EventOutcome};
+use crate::event::{Event, EventInput};
+use crate::store::LogEntry;
+
+/// The `source` of events published over HTTP.
+const HTTP_SOURCE: &str = "http";
+
+/// Query of `POST /v1/events`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PublishQuery {
+    /// Wait for the deliveries to finish and return their outcomes.
+    #[serde(default)]
+    wait: bool,
+    /// With `wait=true`: how long to wait (`10s`, `2m`); default and cap:
+    /// the daemon's `max_wait`.
+    timeout: Option<String>,
+}
+
+/// Body of `POST /v1/events`: one event (an `EventInput`), or an array of them.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(crate) enum PublishBody {
+    /// One event.
+    #[schema(value_type = Object)]
+    One(EventInput),
+    /// A batch, accepted whole or not at all.
+    #[schema(value_type = Vec<Object>)]
+    Batch(Vec<EventInput>),
+}
+
+/// The events of a request body: a JSON object is one event, an array a batch.
+#[derive(Debug)]
+pub(crate) struct EventBatch(pub Vec<EventInput>);
+
+impl<S: Send + Sync> FromRequest<S> for EventBatch {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        require_json_content_type(req.headers())?;
+        let headers = req.headers().clone();
+        let bytes = Bytes::from_request(req, state).await?;
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => Ok(EventBatch(parse_json(&headers, &bytes)?)),
+            Some(b'{') => Ok(EventBatch(vec![parse_json(&headers, &bytes)?])),
+            _ => Err(ApiError::bad_request(
+                "the body must be an event object or an array of event objects",
+            )),
+        }
+    }
+}
+
+/// Body of a `POST /v1/events` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PublishResponse {
+    /// One per event, in request order.
+    #[schema(value_type = Vec<Object>)]
+    events: Vec<Accepted>,
+    /// With `wait=true`: what happened to each event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    outcomes: Option<Vec<EventOutcome>>,
+}
+
+/// How long a `wait=true` request waits: `timeout`, capped by `max_wait`.
+fn wait_timeout(q: &PublishQuery, max_wait: Duration) -> ApiResult<Option<Duration>> {
+    match (q.wait, &q.timeout) {
+        (false, None) => Ok(None),
+        (false, Some(_)) => Err(ApiError::bad_request(
+            "`timeout` only applies with `wait=true`",
+        )),
+        (true, None) => Ok(Some(max_wait)),
+        (true, Some(t)) => {
+            let d = humantime::parse_duration(t).map_err(|e| {
+                ApiError::bad_request(format!("`timeout` {t:?} is not a duration like `10s`: {e}"))
+            })?;
+            Ok(Some(d.min(max_wait)))
+        }
+    }
+}
+
+/// Publishes one event or a batch.
+#[utoipa::path(
+    post, path = "/v1/events", tag = "events", operation_id = "publish_events",
+    security(("bearer" = ["publish"])),
+    params(PublishQuery),
+    request_body(content = PublishBody, description = "One event object, or an array of them"),
+    responses(
+        (status = 202, description = "Accepted; deliveries run in the background", body = PublishResponse),
+        (status = 200, description = "With `wait=true`: accepted, with outcomes", body = PublishResponse),
+        (status = 429, description = "The queue is full; see `Retry-After`", body = ErrorBody),
+        (status = "4XX", body = ErrorBody),
+        (status = 503, description = "Shutting down", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn publish(
+    Publisher(caller): Publisher,
+    State(ctx): State<Ctx>,
+    Query(q): Query<PublishQuery>,
+    EventBatch(inputs): EventBatch,
+) -> ApiResult<(StatusCode, axum::Json<PublishResponse>)> {
+    let timeout = wait_timeout(&q, ctx.limits().max_wait)?;
+    caller.check_publish(&inputs)?;
+    let events = ctx
+        .with_dispatcher(move |d| d.accept(inputs, HTTP_SOURCE))
+        .await?;
+    let Some(timeout) = timeout else {
+        let body = PublishResponse {
+            events,
+            outcomes: None,
+        };
+        return Ok((StatusCode::ACCEPTED, axum::Json(body)));
+    };
+    let ids: Vec<String> = events.iter().map(|a| a.id.clone()).collect();
+    // A shutdown ends the wait (with the outcomes so far), or a waiting
+    // client would hold the graceful shutdown up for up to `max_wait`.
+    let outcomes = tokio::select! {
+        outcomes = ctx.dispatcher().wait_for(ids.clone(), timeout) => outcomes,
+        () = ctx.shutting_down() => ctx.dispatcher().wait_for(ids, Duration::ZERO).await,
+    };
+    let body = PublishResponse {
+        events,
+        outcomes: Some(outcomes),
+    };
+    Ok((StatusCode::OK, axum::Json(body)))
+}
+
+/// Body of `GET /v1/events/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EventDetail {
+    /// The event; `null` once every delivery is final (the inbox drops it).
+    #[schema(value_type = Option<Object>)]
+    event: Option<Event>,
+    /// Every logged attempt, oldest first.
+    deliveries: Vec<LogEntry>,
+}
+
+/// An event and its deliveries.
+#[utoipa::path(
+    get, path = "/v1/events/{id}", tag = "events", operation_id = "show_event",
+    security(("bearer" = ["read"])),
+    params(("id" = String, Path, description = "Event id")),
+    responses(
+        (status = 200, body = EventDetail),
+        (status = "4XX", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn show(
+    Reader(caller): Reader,
+    State(ctx): State<Ctx>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<EventDetail>> {
+    let lookup = id.clone();
+    let (event, mut deliveries) = ctx
+        .with_store(move |s| {
+            Ok::<_, crate::store::StoreError>((s.event(&lookup)?, s.deliveries_of(&lookup)?))
+        })
+        .await?;
+    // A tenant-scoped token sees nothing of other tenants, not even that
+    // the event exists.
+    let event = event.filter(|e| caller.tenant_allowed(&e.tenant));
+    deliveries.retain(|d| caller.tenant_allowed(&d.tenant));
+    if event.is_none() && deliveries.is_empty() {
+        return Err(ApiError::not_found(format!("no event with id {id:?}")));
+    }
+    Ok(axum::Json(EventDetail { event, deliveries }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::testutil::TestApi;
+    use crate::store::{LogEntry, Scope};
+    use axum::http::Method;
+    use serde_json::json;
+
+    fn q(wait: bool, timeout: Option<&str>) -> PublishQuery {
+        PublishQuery {
+            wait,
+            timeout: timeout.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn timeouts_are_capped_and_checked() {
+        let max = Duration::from_secs(60);
+        assert_eq!(wait_timeout(&q(false, None), max).unwrap(), None);
+        assert_eq!(wait_timeout(&q(true, None), max).unwrap(), Some(max));
+        assert_eq!(
+            wait_timeout(&q(true, Some("10s")), max).unwrap(),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(wait_timeout(&q(true, Some("1h")), max).unwrap(), Some(max));
+        let e = wait_timeout(&q(true, Some("soon")), max).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        let e = wait_timeout(&q(false, Some("1s")), max).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+    }
+
+    async fn post(
+        api: &TestApi,
+        uri: &str,
+        token: &str,
+        ct: &str,
+        body: &str,
+    ) -> crate::api::testutil::Reply {
+        api.send(
+            Method::POST,
+            uri,
+            Some(token),
+            Some((ct, body.as_bytes().to_vec())),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn one_event_or_a_batch_is_accepted() {
+        let api = TestApi::new();
+        let r = post(
+            &api,
+            "/v1/events",
+            &api.publish,
+            "application/json",
+            r#" {"type":"ping"}"#,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+        assert_eq!(r.json["events"].as_array().unwrap().len(), 1);
+        assert_eq!(r.json["events"][0]["duplicate"], false);
+        assert!(r.json.get("outcomes").is_none());
+
+        let batch = r#"
+            [{"type":"a","tenant":"acme"},{"type":"b","idempotency_key":"k"},{"type":"b","idempotency_key":"k"}]"#;
+        let r = post(
+            &api,
+            "/v1/events",
+            &api.admin,
+            "application/json; charset=utf-8",
+            batch,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+        let events = r.json["events"].as_array().unwrap();
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[2]["duplicate"], true);
+        assert_eq!(events[1]["id"], events[2]["id"]);
+    }
+
+    #[tokio::test]
+    async fn wait_returns_outcomes() {
+        let api = TestApi::new();
+        let r = post(
+            &api,
+            "/v1/events?wait=true&timeout=2s",
+            &api.publish,
+            "application/json",
+            r#"{"type":"ping"}"#,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let outcomes = r.json["outcomes"].as_array().unwrap();
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(outcomes[0]["id"], r.json["events"][0]["id"]);
+        // Nothing subscribes: nothing to wait for.
+        assert_eq!(outcomes[0]["complete"], true);
+    }
+
+    #[tokio::test]
+    async fn malformed_bodies_get_precise_errors() {
+        let api = TestApi::new();
+        let p = &api.publish;
+        let r = post(&api, "/v1/events", p, "application/json", r#"{"type": "x""#).await;
+        r.error(StatusCode::BAD_REQUEST, "bad_request");
+        let r = post(&api, "/v1/events", p, "text/plain", r#"{"type":"x"}"#).await;
+        let m = r.error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+        assert!(m.contains("text/plain"), "{m}");
+        let r = api.send(Method::POST, "/v1/events", Some(p), None).await;
+        r.error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+        let r = post(&api, "/v1/events", p, "application/json", r#""ping""#).await;
+        let m = r.error(StatusCode::BAD_REQUEST, "bad_request");
+        assert!(m.contains("array"), "{m}");
+        let r = post(&api, "/v1/events", p, "application/json", "[]").await;
+        r.error(StatusCode::BAD_REQUEST, "bad_request");
+
+        let r = post(
+            &api,
+            "/v1/events",
+            p,
+            "application/json",
+            r#"[{"type":"a"},{"type":"b","tenat":"x"}]"#,
+        )
+        .await;
+        let m = r.error(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable");
+        assert!(m.contains("[1]") && m.contains("tenat"), "{m}");
+        let r = post(
+            &api,
+            "/v1/events",
+            p,
+            "application/json",
+            r#"{"type":"a b"}"#,
+        )
+        .await;
+        let m = r.error(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable");
+        assert!(m.contains("event 0") && m.contains("type"), "{m}");
+        let many = serde_json::to_string(&vec![json!({"type": "t"}); 101]).unwrap();
+        let r = post(&api, "/v1/events", p, "application/json", &many).await;
+        r.error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    }
+
+    #[tokio::test]
+    async fn bad_query_strings_are_400s_naming_the_parameter() {
+        let api = TestApi::new();
+        let p = &api.publish;
+        let body = r#"{"type":"ping"}"#;
+        for (uri, needle) in [
+            ("/v1/events?wiat=true", "wiat"),
+            ("/v1/events?wait=maybe", "wait"),
+            ("/v1/events?wait=true&timeout=soon", "timeout"),
+            ("/v1/events?timeout=1s", "timeout"),
+        ] {
+            let r = post(&api, uri, p, "application/json", body).await;
+            let m = r.error(StatusCode::BAD_REQUEST, "bad_request");
+            assert!(m.contains(needle), "{uri}: {m}");
+        }
+    }
+
+    #[tokio::test]
+    async fn scoped_publish_tokens_stay_in_their_tenants_and_types() {
+        let api = TestApi::new();
+        let t = api.scoped_token(Scope::Publish, &["acme"], &["message", "reaction.*"]);
+        let ok = r#"[{"type":"message","tenant":"acme"},{"type":"reaction.add","tenant":"acme"}]"#;
+        let r = post(&api, "/v1/events", &t, "application/json", ok).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+
+        let r = post(
+            &api,
+            "/v1/events",
+            &t,
+            "application/json",
+            r#"[{"type":"message","tenant":"acme"},{"type":"message","tenant":"evil"}]"#,
+        )
+        .await;
+        let m = r.error(StatusCode::FORBIDDEN, "forbidden");
+        assert!(m.contains("event 1") && m.contains("evil"), "{m}");
+        let r = post(
+            &api,
+            "/v1/events",
+            &t,
+            "application/json",
+            r#"{"type":"typing","tenant":"acme"}"#,
+        )
+        .await;
+        let m = r.error(StatusCode::FORBIDDEN, "forbidden");
+        assert!(m.contains("event 0") && m.contains("typing"), "{m}");
+    }
+
+    #[tokio::test]
+    async fn event_lookup_respects_tenant_scope() {
+        let api = TestApi::new();
+        let r = api
+            .get("/v1/events/01ARZ3NDEKTSV4RRFFQ69G5FAV", &api.read)
+            .await;
+        r.error(StatusCode::NOT_FOUND, "not_found");
+
+        let ev = EventInput::new("message", &json!({"x": 1}));
+        let ev = EventInput {
+            tenant: "acme".into(),
+            ..ev
+        }
+        .accept("test", 0, 1024)
+        .unwrap();
+        api.store()
+            .accept(&[(ev.clone(), vec!["h".into()])])
+            .unwrap();
+        let p = api.store().pending().unwrap().remove(0);
+        let entry = LogEntry {
+            handler: "h".into(),
+            version: 1,
+            event_id: ev.id.clone(),
+            event_type: "message".into(),
+            tenant: "acme".into(),
+            outcome: "trap".into(),
+            attempt: 1,
+            time_ms: 5,
+            ..LogEntry::default()
+        };
+        api.store().retry_later(&p, &entry, u64::MAX).unwrap();
+
+        let uri = format!("/v1/events/{}", ev.id);
+        let r = api.get(&uri, &api.read).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        assert_eq!(r.json["event"]["tenant"], "acme");
+        assert_eq!(r.json["deliveries"][0]["outcome"], "trap");
+        let acme = api.scoped_token(Scope::Read, &["acme"], &[]);
+        assert_eq!(api.get(&uri, &acme).await.status, StatusCode::OK);
+        let other = api.scoped_token(Scope::Read, &["other"], &[]);
+        api.get(&uri, &other)
+            .await
+            .error(StatusCode::NOT_FOUND, "not_found");
+    }
+}

@@ -1,0 +1,251 @@
+//! Tests of the router as a whole: every route refuses missing, wrong and
+//! insufficient tokens; unknown routes and methods answer in the error
+//! shape; the OpenAPI document lists exactly the routes of the router.
+
+use std::collections::BTreeSet;
+
+use axum::http::{Method, StatusCode, header};
+
+use super::testutil::TestApi;
+use crate::store::Scope;
+
+/// Every route: method, a concrete path, the scope it needs (`None`: open).
+const ROUTES: &[(&str, &str, Option<Scope>)] = &[
+    ("GET", "/healthz", None),
+    ("GET", "/readyz", None),
+    ("GET", "/metrics", Some(Scope::Read)),
+    ("GET", "/v1/openapi.json", None),
+    ("POST", "/v1/handlers", Some(Scope::Admin)),
+    ("GET", "/v1/handlers", Some(Scope::Read)),
+    ("GET", "/v1/handlers/{name}", Some(Scope::Read)),
+    ("DELETE", "/v1/handlers/{name}", Some(Scope::Admin)),
+    ("GET", "/v1/handlers/{name}/versions", Some(Scope::Read)),
+    ("POST", "/v1/handlers/{name}/rollback", Some(Scope::Admin)),
+    ("POST", "/v1/handlers/{name}/enable", Some(Scope::Admin)),
+    ("POST", "/v1/handlers/{name}/disable", Some(Scope::Admin)),
+    ("PUT", "/v1/handlers/{name}/config", Some(Scope::Admin)),
+    ("POST", "/v1/events", Some(Scope::Publish)),
+    ("GET", "/v1/events/{id}", Some(Scope::Read)),
+    ("GET", "/v1/logs", Some(Scope::Read)),
+    ("GET", "/v1/stats", Some(Scope::Read)),
+    ("GET", "/v1/stream", Some(Scope::Read)),
+    ("POST", "/v1/tokens", Some(Scope::Admin)),
+    ("GET", "/v1/tokens", Some(Scope::Admin)),
+    ("DELETE", "/v1/tokens/{id}", Some(Scope::Admin)),
+    ("GET", "/v1/dead-letters", Some(Scope::Read)),
+    ("DELETE", "/v1/dead-letters", Some(Scope::Admin)),
+    ("GET", "/v1/dead-letters/{id}", Some(Scope::Read)),
+    ("POST", "/v1/dead-letters/{id}/replay", Some(Scope::Admin)),
+    ("POST", "/v1/dead-letters/replay", Some(Scope::Admin)),
+    ("GET", "/v1/audit", Some(Scope::Admin)),
+    ("GET", "/v1/schemas", Some(Scope::Read)),
+    ("GET", "/v1/schemas/{type}", Some(Scope::Read)),
+    ("PUT", "/v1/schemas/{type}", Some(Scope::Admin)),
+    ("DELETE", "/v1/schemas/{type}", Some(Scope::Admin)),
+    ("GET", "/v1/zulip", Some(Scope::Read)),
+];
+
+/// The route's template with its parameters filled in.
+fn concrete(path: &str) -> String {
+    path.replace("{name}", "nope")
+        .replace("{id}", "nope")
+        .replace("{type}", "nope")
+}
+
+fn method(m: &str) -> Method {
+    Method::from_bytes(m.as_bytes()).unwrap()
+}
+
+#[tokio::test]
+async fn every_protected_route_refuses_missing_wrong_and_weak_tokens() {
+    let api = TestApi::new();
+    for &(m, path, scope) in ROUTES {
+        let Some(scope) = scope else { continue };
+        let uri = concrete(path);
+        let r = api.send(method(m), &uri, None, None).await;
+        let msg = r.error(StatusCode::UNAUTHORIZED, "unauthorized");
+        assert!(msg.contains("Authorization"), "{m} {path}: {msg}");
+        assert!(r.headers.contains_key(header::WWW_AUTHENTICATE));
+
+        let r = api.send(method(m), &uri, Some("hbx_wrong"), None).await;
+        r.error(StatusCode::UNAUTHORIZED, "unauthorized");
+
+        // Not a bearer scheme at all.
+        let req = axum::http::Request::builder()
+            .method(method(m))
+            .uri(&uri)
+            .header(header::AUTHORIZATION, format!("Basic {}", api.admin))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let res = tower::ServiceExt::oneshot(api.router.clone(), req)
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{m} {path}");
+
+        let weak: &[&str] = match scope {
+            Scope::Admin => &[&api.read, &api.publish],
+            Scope::Publish => &[&api.read],
+            Scope::Read => &[&api.publish],
+        };
+        for token in weak {
+            let r = api.send(method(m), &uri, Some(token), None).await;
+            let msg = r.error(StatusCode::FORBIDDEN, "forbidden");
+            assert!(
+                msg.contains(super::auth::scope_name(scope)),
+                "{m} {path}: {msg}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn expired_and_revoked_tokens_are_refused() {
+    let api = TestApi::new();
+    let (_, expired) = api
+        .store()
+        .create_token("old", &[Scope::Admin], vec![], vec![], Some(1))
+        .unwrap();
+    api.get("/v1/tokens", &expired)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+
+    let (rec, secret) = api
+        .store()
+        .create_token("gone", &[Scope::Read], vec![], vec![], None)
+        .unwrap();
+    assert_eq!(api.get("/v1/stats", &secret).await.status, StatusCode::OK);
+    api.store().revoke_token(&rec.id).unwrap();
+    api.get("/v1/stats", &secret)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn admin_holds_every_scope_and_open_routes_need_none() {
+    let api = TestApi::new();
+    for &(m, path, scope) in ROUTES {
+        if m != "GET" || path.contains('{') || path == "/v1/stream" {
+            continue;
+        }
+        let token = scope.map(|_| api.admin.as_str());
+        let r = api.send(method(m), path, token, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{m} {path}: {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_use_the_error_shape() {
+    let api = TestApi::new();
+    let r = api.get("/v1/nothing-here", &api.admin).await;
+    let msg = r.error(StatusCode::NOT_FOUND, "not_found");
+    assert!(msg.contains("/v1/nothing-here"), "{msg}");
+
+    let r = api
+        .send(Method::PATCH, "/v1/handlers", Some(&api.admin), None)
+        .await;
+    let msg = r.error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert!(msg.contains("PATCH"), "{msg}");
+    let allow = r.headers[header::ALLOW].to_str().unwrap();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+
+    let r = api.send(Method::POST, "/healthz", None, None).await;
+    r.error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn openapi_lists_exactly_the_routes_with_their_scopes() {
+    let api = TestApi::new();
+    let r = api.send(Method::GET, "/v1/openapi.json", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let doc = r.json;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented = BTreeSet::new();
+    let mut operation_ids = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (m, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap().to_string();
+            assert!(
+                operation_ids.insert(id),
+                "{m} {path}: duplicate operationId"
+            );
+            let roles = op["security"][0]["bearer"].as_array().map(|a| {
+                a.iter()
+                    .map(|r| r.as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            });
+            documented.insert((m.to_uppercase(), path.clone(), roles));
+        }
+    }
+    let expected: BTreeSet<_> = ROUTES
+        .iter()
+        .map(|&(m, path, scope)| {
+            let roles = scope.map(|s| vec![super::auth::scope_name(s).to_string()]);
+            (m.to_string(), path.to_string(), roles)
+        })
+        .collect();
+    assert_eq!(documented, expected);
+
+    // And every route of the table is served by the router: none answers
+    // 404/405 from the router itself (a handler's own 404 names its object).
+    for &(m, path, _) in ROUTES {
+        if path == "/v1/stream" {
+            continue; // never ends; see `streams_end_when_the_server_shuts_down`
+        }
+        let r = api
+            .send(method(m), &concrete(path), Some(&api.admin), None)
+            .await;
+        assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{m} {path}");
+        if r.status == StatusCode::NOT_FOUND {
+            let msg = r.json["error"]["message"].as_str().unwrap();
+            assert!(!msg.starts_with("no route"), "{m} {path}: {msg}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413_in_the_error_shape() {
+    let api = TestApi::with_limits(super::ApiLimits {
+        max_body_bytes: 1024,
+        ..super::ApiLimits::default()
+    });
+    let big = format!(r#"{{"type":"t","payload":"{}"}}"#, "x".repeat(2048));
+    let r = api
+        .send(
+            Method::POST,
+            "/v1/events",
+            Some(&api.publish),
+            Some(("application/json", big.into_bytes())),
+        )
+        .await;
+    r.error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+
+    let big = serde_json::json!({"blob": "x".repeat(2048)});
+    let r = api
+        .json(Method::PUT, "/v1/handlers/x/config", &api.admin, &big)
+        .await;
+    r.error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
+#[tokio::test]
+async fn streams_end_when_the_server_shuts_down() {
+    let api = TestApi::new();
+    let req = axum::http::Request::builder()
+        .uri("/v1/stream")
+        .header(header::AUTHORIZATION, format!("Bearer {}", api.read))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(api.router.clone(), req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+    api.shutdown.send_replace(true);
+    let body = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        axum::body::to_bytes(res.into_body(), usize::MAX),
+    )
+    .await
+    .expect("the stream ends on shutdown")
+    .unwrap();
+    assert!(body.is_empty() || body.starts_with(b":"), "{body:?}");
+}

@@ -1,0 +1,521 @@
+//! The daemon's configuration: an optional TOML file (unknown keys are
+//! errors), then command-line and environment overrides, validated once
+//! into [`Config`] and handed to the constructors. Nothing reads the
+//! environment after this.
+//!
+//! Every key is optional; see `Config::default` for the defaults and the
+//! README's "Configuration" section for an annotated example.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::dispatch::{BreakerPolicy, DispatchConfig};
+use crate::limits::{Limits, LimitsSpec};
+use crate::runtime::RuntimeConfig;
+use crate::store::{Durability, StoreOptions};
+
+/// A configuration problem, naming the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// The file's shape. All sections and keys are optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Where the store lives.
+    pub data_dir: Option<PathBuf>,
+    /// The admin API's listen address.
+    pub listen: Option<SocketAddr>,
+    /// `trace`, `debug`, `info`, `warn`, `error`, or a tracing filter.
+    pub log_level: Option<String>,
+    /// `text` or `json`.
+    pub log_format: Option<LogFormat>,
+    /// Storage settings.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// Queue and worker settings.
+    #[serde(default)]
+    pub dispatch: DispatchSection,
+    /// Default per-delivery limits for handlers that set none.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// The most any handler may ask for.
+    #[serde(default)]
+    pub ceilings: LimitsSpec,
+    /// Sandbox engine settings.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+    /// HTTP request limits.
+    #[serde(default)]
+    pub api: ApiSection,
+    /// Circuit-breaker and auto-disable defaults for handlers.
+    #[serde(default)]
+    pub breaker: BreakerSection,
+    /// Zulip realms to connect to, one `[[zulip]]` table each.
+    #[serde(default)]
+    pub zulip: Vec<crate::zulip::RealmSection>,
+}
+
+/// `[breaker]`: defaults for every handler's `delivery.breaker` (see
+/// `BreakerPolicy` for what each does and the defaults).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSection {
+    /// Failures in a row that open a breaker; 0: off (default 10).
+    pub consecutive_failures: Option<u32>,
+    /// Failed share of the window that opens it, 0.0–1.0; 0: off (default 0.5).
+    pub failure_rate: Option<f64>,
+    /// Attempts the window needs before the rate applies (default 20).
+    pub min_attempts: Option<u32>,
+    /// The failure-rate window (default `60s`).
+    #[serde(default, with = "opt_duration")]
+    pub window: Option<Duration>,
+    /// How long a breaker stays open (default `30s`).
+    #[serde(default, with = "opt_duration")]
+    pub cooldown: Option<Duration>,
+    /// Openings within `auto_disable_window` that disable a handler; 0: never (default 5).
+    pub auto_disable_opens: Option<u32>,
+    /// The auto-disable period (default `1h`).
+    #[serde(default, with = "opt_duration")]
+    pub auto_disable_window: Option<Duration>,
+}
+
+impl BreakerSection {
+    /// The daemon-wide breaker defaults, checked like a manifest's.
+    fn resolve(&self) -> Result<BreakerPolicy, ConfigError> {
+        let ms = |d: Option<Duration>| d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let spec = crate::manifest::BreakerSpec {
+            consecutive_failures: self.consecutive_failures,
+            failure_rate: self.failure_rate,
+            min_attempts: self.min_attempts,
+            window_ms: ms(self.window),
+            cooldown_ms: ms(self.cooldown),
+            auto_disable_opens: self.auto_disable_opens,
+            auto_disable_window_ms: ms(self.auto_disable_window),
+        };
+        spec.validate().map_err(|e| {
+            ConfigError::Invalid(format!(
+                "[breaker]: {}",
+                e.0.replace("delivery.breaker.", "")
+            ))
+        })?;
+        Ok(BreakerPolicy::default().with_overrides(&spec))
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// sled page cache in MiB (default 64).
+    pub cache_mb: Option<u64>,
+    /// `sync` (default: flush before acknowledging), `group`, or `none`.
+    pub durability: Option<DurabilityName>,
+    /// Group-commit interval for `durability = "group"` (default `5ms`).
+    #[serde(default, with = "opt_duration")]
+    pub group_commit: Option<Duration>,
+    /// Delivery log entries kept (default 1 000 000).
+    pub log_max_entries: Option<u64>,
+    /// Delivery log age kept (default `7days`).
+    #[serde(default, with = "opt_duration")]
+    pub log_max_age: Option<Duration>,
+}
+
+/// Durability mode names.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityName {
+    /// Flush before acknowledging.
+    Sync,
+    /// Flush every `group_commit`; acknowledge after the flush.
+    Group,
+    /// Never flush explicitly (tests and benchmarks only).
+    None,
+}
+
+/// `[dispatch]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchSection {
+    /// Worker threads (default: one per core).
+    pub workers: Option<usize>,
+    /// Queued deliveries before ingest answers 429 (default 100 000).
+    pub queue_capacity: Option<usize>,
+    /// Largest payload in bytes (default 1 MiB).
+    pub max_payload_bytes: Option<usize>,
+    /// Events per request (default 10 000).
+    pub max_batch: Option<usize>,
+    /// Emission chain depth (default 8).
+    pub max_emit_depth: Option<u32>,
+    /// How long idempotency keys are remembered (default `24h`).
+    #[serde(default, with = "opt_duration")]
+    pub idempotency_window: Option<Duration>,
+}
+
+/// `[runtime]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// wasm stack per delivery in bytes (engine-wide; default 512 KiB).
+    pub max_wasm_stack: Option<usize>,
+    /// Use the pooling allocator (default true; falls back when it cannot reserve).
+    pub pooling: Option<bool>,
+    /// Instances in the pool (default 256).
+    pub pool_instances: Option<u32>,
+    /// Epoch tick: the timeout granularity (default `10ms`).
+    #[serde(default, with = "opt_duration")]
+    pub epoch_tick: Option<Duration>,
+}
+
+/// `[api]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Largest JSON request body (default 16 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// Largest component upload (default 50 MiB).
+    pub max_component_bytes: Option<usize>,
+    /// Longest `?wait=true` (default `60s`).
+    #[serde(default, with = "opt_duration")]
+    pub max_wait: Option<Duration>,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the store lives.
+    pub data_dir: PathBuf,
+    /// The admin API's listen address.
+    pub listen: SocketAddr,
+    /// Tracing filter.
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Store options.
+    pub store: StoreOptions,
+    /// Dispatcher settings.
+    pub dispatch: DispatchConfig,
+    /// Engine settings.
+    pub runtime: RuntimeConfig,
+    /// Largest JSON request body.
+    pub max_body_bytes: usize,
+    /// Longest synchronous wait.
+    pub max_wait: Duration,
+    /// Zulip realms, keys already read.
+    pub zulip: Vec<crate::zulip::RealmConfig>,
+}
+
+/// Overrides from the command line and environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--data` / `HOOKBOX_DATA`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen` / `HOOKBOX_LISTEN`.
+    pub listen: Option<SocketAddr>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+impl ConfigFile {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses config text.
+    pub fn parse(text: &str) -> Result<ConfigFile, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+impl Config {
+    /// Combines file and overrides with the defaults, checking ranges.
+    pub fn resolve(file: ConfigFile, over: Overrides) -> Result<Config, ConfigError> {
+        let defaults = DispatchConfig::default();
+        let hard_defaults = Limits::default();
+        let hard_ceilings = Limits::default_ceilings();
+        // Ceilings may be raised or lowered; defaults must sit under them.
+        let ceilings = overlay(&hard_ceilings, &file.ceilings);
+        let default_limits = hard_defaults
+            .with_overrides(&file.limits, &ceilings)
+            .map_err(|e| ConfigError::Invalid(format!("[limits]: {e}")))?;
+
+        let durability = match file.store.durability.unwrap_or(DurabilityName::Sync) {
+            DurabilityName::Sync => Durability::Sync,
+            DurabilityName::Group => Durability::Group {
+                interval: file.store.group_commit.unwrap_or(Duration::from_millis(5)),
+            },
+            DurabilityName::None => Durability::None,
+        };
+        let mut store = StoreOptions {
+            durability,
+            ..StoreOptions::default()
+        };
+        if let Some(mb) = file.store.cache_mb {
+            store.cache_bytes = mb.saturating_mul(1 << 20);
+        }
+        if let Some(n) = file.store.log_max_entries {
+            store.log_max_entries = n;
+        }
+        if let Some(age) = file.store.log_max_age {
+            store.log_max_age = age;
+        }
+
+        let d = file.dispatch;
+        let dispatch = DispatchConfig {
+            workers: positive("dispatch.workers", d.workers)?.unwrap_or(defaults.workers),
+            queue_capacity: positive("dispatch.queue_capacity", d.queue_capacity)?
+                .unwrap_or(defaults.queue_capacity),
+            max_payload_bytes: positive("dispatch.max_payload_bytes", d.max_payload_bytes)?
+                .unwrap_or(defaults.max_payload_bytes),
+            max_batch: positive("dispatch.max_batch", d.max_batch)?.unwrap_or(defaults.max_batch),
+            max_component_bytes: positive("api.max_component_bytes", file.api.max_component_bytes)?
+                .unwrap_or(defaults.max_component_bytes),
+            max_emit_depth: d.max_emit_depth.unwrap_or(defaults.max_emit_depth),
+            idempotency_window: d.idempotency_window.unwrap_or(defaults.idempotency_window),
+            default_limits,
+            ceilings: ceilings.clone(),
+            breaker: file.breaker.resolve()?,
+        };
+        if dispatch.workers > 1024 {
+            return Err(ConfigError::Invalid(
+                "dispatch.workers must be at most 1024".into(),
+            ));
+        }
+
+        let mut runtime = RuntimeConfig::default();
+        if let Some(s) = file.runtime.max_wasm_stack {
+            runtime.max_wasm_stack = s;
+        }
+        if let Some(p) = file.runtime.pooling {
+            runtime.pooling = p;
+        }
+        if let Some(n) = file.runtime.pool_instances {
+            runtime.pool_instances = n;
+        }
+        if let Some(t) = file.runtime.epoch_tick {
+            if t.is_zero() {
+                return Err(ConfigError::Invalid(
+                    "runtime.epoch_tick must be > 0".into(),
+                ));
+            }
+            runtime.epoch_tick = t;
+        }
+        runtime.pool_memory_bytes = ceilings.memory_bytes;
+        runtime.max_component_bytes = dispatch.max_component_bytes;
+
+        // Zulip API keys are read here, once, from the file or environment
+        // variable each realm names.
+        let zulip = file
+            .zulip
+            .iter()
+            .map(|r| r.resolve(&|var| std::env::var(var).ok()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ConfigError::Invalid)?;
+        crate::zulip::validate_realms(&zulip).map_err(ConfigError::Invalid)?;
+
+        Ok(Config {
+            data_dir: over
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./hookbox-data")),
+            listen: over
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            log_level: over
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into()),
+            log_format: over.log_format.or(file.log_format).unwrap_or_default(),
+            store,
+            dispatch,
+            runtime,
+            max_body_bytes: positive("api.max_body_bytes", file.api.max_body_bytes)?
+                .unwrap_or(16 << 20),
+            max_wait: file.api.max_wait.unwrap_or(Duration::from_secs(60)),
+            zulip,
+        })
+    }
+}
+
+fn positive(key: &str, v: Option<usize>) -> Result<Option<usize>, ConfigError> {
+    match v {
+        Some(0) => Err(ConfigError::Invalid(format!(
+            "{key} must be greater than 0"
+        ))),
+        v => Ok(v),
+    }
+}
+
+/// `base` with every field `spec` sets replaced (no ceiling check: this is
+/// how the operator sets the ceilings themselves).
+fn overlay(base: &Limits, spec: &LimitsSpec) -> Limits {
+    Limits {
+        fuel: spec.fuel.unwrap_or(base.fuel),
+        timeout_ms: spec.timeout_ms.unwrap_or(base.timeout_ms),
+        memory_bytes: spec.memory_bytes.unwrap_or(base.memory_bytes),
+        table_elements: spec.table_elements.unwrap_or(base.table_elements),
+        instances: spec.instances.unwrap_or(base.instances),
+        log_bytes: spec.log_bytes.unwrap_or(base.log_bytes),
+        emits: spec.emits.unwrap_or(base.emits),
+        kv_value_bytes: spec.kv_value_bytes.unwrap_or(base.kv_value_bytes),
+        result_bytes: spec.result_bytes.unwrap_or(base.result_bytes),
+    }
+}
+
+/// Durations as humantime strings (`"5ms"`, `"24h"`, `"7days"`).
+pub(crate) mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::resolve(ConfigFile::parse("").unwrap(), Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./hookbox-data"));
+        assert!(matches!(c.store.durability, Durability::Sync));
+        assert_eq!(c.dispatch.default_limits, Limits::default());
+    }
+
+    #[test]
+    fn full_file_and_overrides() {
+        let text = r#"
+            data_dir = "/var/lib/hookbox"
+            listen = "0.0.0.0:9000"
+            log_format = "json"
+            [store]
+            durability = "group"
+            group_commit = "2ms"
+            cache_mb = 32
+            [dispatch]
+            workers = 4
+            idempotency_window = "1h"
+            [limits]
+            fuel = 1000
+            [ceilings]
+            fuel = 5000
+            [runtime]
+            epoch_tick = "5ms"
+            [api]
+            max_wait = "10s"
+        "#;
+        let over = Overrides {
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::resolve(ConfigFile::parse(text).unwrap(), over).unwrap();
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/hookbox"));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(
+            matches!(c.store.durability, Durability::Group { interval } if interval == Duration::from_millis(2))
+        );
+        assert_eq!(c.store.cache_bytes, 32 << 20);
+        assert_eq!(c.dispatch.workers, 4);
+        assert_eq!(c.dispatch.default_limits.fuel, 1000);
+        assert_eq!(c.dispatch.ceilings.fuel, 5000);
+        assert_eq!(c.runtime.epoch_tick, Duration::from_millis(5));
+        assert_eq!(c.max_wait, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn breaker_defaults_are_configurable_and_checked() {
+        let text = "[breaker]\ncooldown = \"250ms\"\nauto_disable_opens = 0";
+        let c = Config::resolve(ConfigFile::parse(text).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(c.dispatch.breaker.cooldown_ms, 250);
+        assert_eq!(c.dispatch.breaker.auto_disable_opens, 0);
+        assert_eq!(c.dispatch.breaker.consecutive_failures, 10);
+        let file = ConfigFile::parse("[breaker]\nfailure_rate = 2.0").unwrap();
+        let err = Config::resolve(file, Overrides::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("[breaker]: `failure_rate`"),
+            "{err}"
+        );
+    }
+
+    /// The annotated example in the README's "Configuration" section is a
+    /// valid config (the docs cannot drift from the schema).
+    #[test]
+    fn readme_example_is_valid() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## Configuration").expect("section")..];
+        let start = section.find("```toml\n").expect("toml block") + "```toml\n".len();
+        let block = &section[start..];
+        let block = &block[..block.find("```").expect("block end")];
+        let file = ConfigFile::parse(block).unwrap_or_else(|e| panic!("{e}"));
+        Config::resolve(file, Overrides::default()).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = ConfigFile::parse("[dispatch]\nworkrs = 2").unwrap_err();
+        assert!(err.contains("workrs"), "{err}");
+        let err = ConfigFile::parse("[store]\ngroup_commit = \"soon\"").unwrap_err();
+        assert!(
+            err.contains("group_commit") || err.contains("soon"),
+            "{err}"
+        );
+        let file = ConfigFile::parse("[limits]\nfuel = 10\n[ceilings]\nfuel = 5").unwrap();
+        let err = Config::resolve(file, Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("fuel"), "{err}");
+        let file = ConfigFile::parse("[dispatch]\nworkers = 0").unwrap();
+        let err = Config::resolve(file, Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("dispatch.workers"), "{err}");
+    }
+}

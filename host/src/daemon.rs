@@ -1,0 +1,324 @@
+//! `hookbox serve`: opens the store, settles the admin token, starts the
+//! runtime, the dispatcher (with the Zulip sinks), the Zulip sources and the
+//! admin API, optionally builds and deploys the example handlers, and shuts
+//! all of it down in order on SIGINT or SIGTERM (stop polling Zulip, stop
+//! accepting, let in-flight deliveries finish, flush).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::api::{self, ApiLimits, AppState};
+use crate::config::Config;
+use crate::dispatch::Dispatcher;
+use crate::manifest::Manifest;
+use crate::runtime::Runtime;
+use crate::store::Store;
+use crate::zulip::Zulip;
+
+/// Name of the admin token file inside the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// How long in-flight deliveries get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long the Zulip sources get to finish an accept in flight at shutdown.
+const ZULIP_GRACE: Duration = Duration::from_secs(5);
+/// How often the delivery log retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// What `serve` needs beyond the config.
+#[derive(Debug, Default, Clone)]
+pub struct ServeOptions {
+    /// `HOOKBOX_ADMIN_TOKEN`, read by the CLI layer.
+    pub admin_token: Option<String>,
+    /// Build the example handlers from this source tree and deploy them.
+    pub examples: Option<PathBuf>,
+}
+
+/// Runs the daemon until a shutdown signal.
+pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
+    let store_dir = cfg.data_dir.join("store");
+    let store = {
+        let dir = store_dir.clone();
+        let options = cfg.store.clone();
+        tokio::task::spawn_blocking(move || Store::open(&dir, options))
+            .await?
+            .with_context(|| format!("opening the store in {}", store_dir.display()))?
+    };
+    let token = admin_token(&cfg.data_dir, opts.admin_token)?;
+    {
+        let store = store.clone();
+        let secret = token.secret.clone();
+        tokio::task::spawn_blocking(move || store.ensure_admin_token(&secret))
+            .await?
+            .context("registering the admin token")?;
+    }
+    if token.created {
+        // Printed once, on the first start; afterwards it is in the file.
+        eprintln!(
+            "hookbox: created an admin token (saved in {}):\n  {}",
+            token.path.display(),
+            token.secret
+        );
+    }
+
+    let runtime = Runtime::new(cfg.runtime.clone()).context("starting the wasm runtime")?;
+    let zulip = Zulip::new(cfg.zulip.clone()).context("configuring Zulip")?;
+    let dispatcher = {
+        let store = store.clone();
+        let dcfg = cfg.dispatch.clone();
+        let builtins = zulip.builtins(tokio::runtime::Handle::current());
+        tokio::task::spawn_blocking(move || Dispatcher::start_with(store, runtime, dcfg, builtins))
+            .await?
+            .context("starting the dispatcher")?
+    };
+
+    if let Some(root) = opts.examples.clone() {
+        let d = dispatcher.clone();
+        tokio::task::spawn_blocking(move || deploy_examples(&d, &root))
+            .await?
+            .context("deploying the example handlers")?;
+    }
+
+    let retention = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RETENTION_EVERY);
+            loop {
+                tick.tick().await;
+                let store = store.clone();
+                let swept = tokio::task::spawn_blocking(move || {
+                    Ok::<_, crate::store::StoreError>((
+                        store.enforce_retention()?,
+                        store.sweep_expired_kv()?,
+                    ))
+                })
+                .await;
+                match swept {
+                    Ok(Ok((0, 0))) => {}
+                    Ok(Ok((logs, kv))) => {
+                        tracing::info!(
+                            log_entries = logs,
+                            kv_entries = kv,
+                            "Retention removed expired data"
+                        )
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %e, "Retention failed"),
+                    Err(e) => tracing::error!(error = %e, "Retention task panicked"),
+                }
+            }
+        })
+    };
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, data = %cfg.data_dir.display(), "Hookbox listening");
+    // A plain line on stdout for scripts and tests that wait for readiness.
+    println!("hookbox listening on http://{local}");
+    let _ = std::io::stdout().flush();
+    // After the examples are deployed: a new Zulip queue registers for the
+    // event types the handlers subscribe to.
+    let sources = zulip.start(&dispatcher, cfg.dispatch.max_batch);
+
+    let state = AppState {
+        dispatcher: dispatcher.clone(),
+        limits: ApiLimits {
+            max_body_bytes: cfg.max_body_bytes,
+            max_component_bytes: cfg.dispatch.max_component_bytes,
+            max_wait: cfg.max_wait,
+        },
+        zulip: zulip.status(),
+    };
+    api::serve(listener, state, shutdown_signal())
+        .await
+        .context("serving the admin API")?;
+
+    tracing::info!("Shutting down: letting in-flight deliveries finish");
+    sources.shutdown(ZULIP_GRACE).await;
+    retention.abort();
+    tokio::task::spawn_blocking(move || dispatcher.shutdown(SHUTDOWN_GRACE)).await?;
+    tracing::info!("Stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "Cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// The admin secret and where it came from.
+struct AdminToken {
+    secret: String,
+    path: PathBuf,
+    created: bool,
+}
+
+/// `HOOKBOX_ADMIN_TOKEN` if set (also written to the file, so the CLI finds
+/// it), else the token file, else a new random token saved with mode 0600.
+fn admin_token(data_dir: &Path, from_env: Option<String>) -> anyhow::Result<AdminToken> {
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    if let Some(secret) = from_env {
+        let secret = secret.trim().to_string();
+        if secret.len() < 16 {
+            bail!("HOOKBOX_ADMIN_TOKEN must be at least 16 characters");
+        }
+        write_private(&path, &secret)?;
+        return Ok(AdminToken {
+            secret,
+            path,
+            created: false,
+        });
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(AdminToken {
+            secret: s.trim().to_string(),
+            path,
+            created: false,
+        }),
+        Ok(_) => bail!(
+            "{} is empty; delete it to create a new token",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = format!("hbx_{}", hex::encode(rand::random::<[u8; 32]>()));
+            write_private(&path, &secret)?;
+            Ok(AdminToken {
+                secret,
+                path,
+                created: true,
+            })
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, secret: &str) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    writeln!(f, "{secret}")?;
+    Ok(())
+}
+
+/// Builds every crate under `<root>/example-handlers` to a wasm32-wasip2
+/// component and deploys it with its `manifest.json`, unless the same code
+/// and manifest are already active.
+pub fn deploy_examples(dispatcher: &Dispatcher, root: &Path) -> anyhow::Result<()> {
+    let examples = root.join("example-handlers");
+    let mut crates: Vec<(String, PathBuf)> = std::fs::read_dir(&examples)
+        .with_context(|| {
+            format!(
+                "--examples needs the Hookbox source tree; {} is not there",
+                examples.display()
+            )
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("Cargo.toml").is_file() && p.join("manifest.json").is_file())
+        .filter_map(|p| Some((p.file_name()?.to_str()?.to_string(), p)))
+        .collect();
+    crates.sort();
+    if crates.is_empty() {
+        bail!("no example handlers found in {}", examples.display());
+    }
+    let target = root.join("target").join("examples-wasm");
+    eprintln!(
+        "hookbox: building {} example handlers (first time takes a minute)…",
+        crates.len()
+    );
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.arg("build")
+        .arg("--release")
+        .arg("--target")
+        .arg("wasm32-wasip2")
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        // Deployed components carry no debug info: smaller uploads, faster compiles.
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
+        .current_dir(root);
+    for (name, _) in &crates {
+        cmd.arg("-p").arg(name);
+    }
+    let status = cmd
+        .status()
+        .context("running cargo to build the examples")?;
+    if !status.success() {
+        bail!("building the example handlers failed ({status})");
+    }
+    for (name, dir) in crates {
+        let wasm_path = target
+            .join("wasm32-wasip2/release")
+            .join(format!("{}.wasm", name.replace('-', "_")));
+        let wasm = std::fs::read(&wasm_path)
+            .with_context(|| format!("reading {}", wasm_path.display()))?;
+        let manifest_text = std::fs::read_to_string(dir.join("manifest.json"))?;
+        let manifest = Manifest::from_json(&manifest_text)
+            .with_context(|| format!("{}/manifest.json", dir.display()))?;
+        if already_active(dispatcher.store(), &manifest, &wasm)? {
+            eprintln!("hookbox: {} is up to date", manifest.name);
+            continue;
+        }
+        let deployed = dispatcher
+            .deploy(manifest, &wasm, "serve --examples")
+            .with_context(|| format!("deploying {name}"))?;
+        eprintln!(
+            "hookbox: deployed {} version {}",
+            deployed.handler.name, deployed.version.version
+        );
+    }
+    Ok(())
+}
+
+fn already_active(store: &Store, manifest: &Manifest, wasm: &[u8]) -> anyhow::Result<bool> {
+    use sha2::{Digest, Sha256};
+    let Some(h) = store.handler(&manifest.name)? else {
+        return Ok(false);
+    };
+    let Some(v) = store.version(&h.name, h.active_version)? else {
+        return Ok(false);
+    };
+    Ok(v.module_hash == hex::encode(Sha256::digest(wasm)) && &v.manifest == manifest)
+}

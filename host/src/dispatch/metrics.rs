@@ -1,0 +1,400 @@
+//! Process metrics and their Prometheus text rendering. Metric names are
+//! constants here, in one place. Counters are atomics or a short-held lock
+//! per delivery: a delivery costs microseconds of wasm, so a lock here is
+//! not the bottleneck (see BENCHMARKS.md once measured).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::event::Priority;
+
+/// Metric names.
+pub mod names {
+    /// Events accepted (counter, label `source_kind`).
+    pub const EVENTS_ACCEPTED: &str = "hookbox_events_accepted_total";
+    /// Events answered with an earlier event's id (idempotency key).
+    pub const EVENTS_DUPLICATE: &str = "hookbox_events_duplicate_total";
+    /// Events refused at accept (invalid or queue full).
+    pub const EVENTS_REJECTED: &str = "hookbox_events_rejected_total";
+    /// Emitted events dropped for passing the emit depth limit.
+    pub const EMITS_DROPPED: &str = "hookbox_emitted_events_dropped_total";
+    /// Delivery attempts by handler and outcome.
+    pub const DELIVERIES: &str = "hookbox_deliveries_total";
+    /// Deliveries sent to the dead-letter queue.
+    pub const DEAD_LETTERS: &str = "hookbox_dead_letters_total";
+    /// Retries scheduled.
+    pub const RETRIES: &str = "hookbox_retries_scheduled_total";
+    /// Fuel consumed by deliveries.
+    pub const FUEL: &str = "hookbox_fuel_consumed_total";
+    /// Delivery latency histogram (instantiate + call).
+    pub const DURATION: &str = "hookbox_delivery_duration_seconds";
+    /// Components compiled (deploys of new code, cache misses).
+    pub const COMPILED: &str = "hookbox_components_compiled_total";
+    /// Components loaded from the compiled-code cache instead.
+    pub const CACHE_LOADS: &str = "hookbox_components_cache_loads_total";
+    /// Ready deliveries by priority (gauge).
+    pub const QUEUE_DEPTH: &str = "hookbox_queue_depth";
+    /// 1 while a Zulip realm's last register or poll succeeded (gauge, label `realm`).
+    pub const ZULIP_CONNECTED: &str = "hookbox_zulip_connected";
+    /// The last Zulip event id acknowledged, by realm (gauge).
+    pub const ZULIP_LAST_EVENT_ID: &str = "hookbox_zulip_last_event_id";
+    /// Zulip events accepted, by realm.
+    pub const ZULIP_EVENTS: &str = "hookbox_zulip_events_total";
+    /// Zulip heartbeats acknowledged, by realm.
+    pub const ZULIP_HEARTBEATS: &str = "hookbox_zulip_heartbeats_total";
+    /// Zulip events skipped as invalid, by realm.
+    pub const ZULIP_SKIPPED: &str = "hookbox_zulip_events_skipped_total";
+    /// Zulip event queues registered, by realm.
+    pub const ZULIP_REGISTRATIONS: &str = "hookbox_zulip_registrations_total";
+    /// Zulip event queues lost (`BAD_EVENT_QUEUE_ID`), by realm.
+    pub const ZULIP_QUEUE_LOSSES: &str = "hookbox_zulip_queue_losses_total";
+    /// Zulip 429 answers to the event source, by realm.
+    pub const ZULIP_RATE_LIMITED: &str = "hookbox_zulip_rate_limited_total";
+    /// Failed Zulip requests of the event source, by realm.
+    pub const ZULIP_ERRORS: &str = "hookbox_zulip_errors_total";
+    /// Zulip REST calls made by the reply sink, by realm.
+    pub const ZULIP_SINK_SENT: &str = "hookbox_zulip_sink_sent_total";
+    /// Failed Zulip REST calls of the reply sink, by realm.
+    pub const ZULIP_SINK_FAILURES: &str = "hookbox_zulip_sink_failures_total";
+    /// 1 while a handler's circuit breaker is open or half-open (gauge, label `handler`).
+    pub const CIRCUIT_OPEN: &str = "hookbox_circuit_open";
+    /// Circuit breaker openings by handler.
+    pub const CIRCUIT_OPENED: &str = "hookbox_circuit_opened_total";
+    /// Handlers disabled automatically, by handler.
+    pub const AUTO_DISABLED: &str = "hookbox_handlers_auto_disabled_total";
+}
+
+/// One per-handler breaker series: name, Prometheus type, help, value.
+type CircuitSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Circuit) -> u64,
+);
+
+/// Breaker counters of one handler.
+#[derive(Debug, Default, Clone, Copy)]
+struct Circuit {
+    open: bool,
+    opened: u64,
+    disabled: u64,
+}
+
+/// Histogram bucket bounds in seconds: 10 µs to 10 s, roughly ×3 apart.
+const BUCKETS: [f64; 13] = [
+    0.000_01, 0.000_03, 0.000_1, 0.000_3, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0,
+];
+
+/// Counters kept by the dispatcher.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    accepted: AtomicU64,
+    duplicate: AtomicU64,
+    rejected: AtomicU64,
+    emits_dropped: AtomicU64,
+    dead_letters: AtomicU64,
+    retries: AtomicU64,
+    fuel: AtomicU64,
+    compiled: AtomicU64,
+    cache_loads: AtomicU64,
+    deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
+    circuits: Mutex<BTreeMap<String, Circuit>>,
+    buckets: [AtomicU64; BUCKETS.len()],
+    duration_count: AtomicU64,
+    duration_sum_us: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn accepted(&self, n: u64) {
+        self.accepted.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn duplicate(&self, n: u64) {
+        self.duplicate.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn rejected(&self, n: u64) {
+        self.rejected.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn emits_dropped(&self, n: u64) {
+        self.emits_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn dead_lettered(&self) {
+        self.dead_letters.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn retry_scheduled(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn module_loaded(&self, from_cache: bool) {
+        let c = if from_cache {
+            &self.cache_loads
+        } else {
+            &self.compiled
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn delivery(&self, handler: &str, outcome: &'static str, took: Duration, fuel: u64) {
+        self.fuel.fetch_add(fuel, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        }
+        self.duration_count.fetch_add(1, Ordering::Relaxed);
+        self.duration_sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        let mut map = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry((handler.to_string(), outcome)).or_insert(0) += 1;
+    }
+
+    fn circuit(&self, handler: &str, f: impl FnOnce(&mut Circuit)) {
+        let mut map = self.circuits.lock().unwrap_or_else(|p| p.into_inner());
+        f(map.entry(handler.to_string()).or_default());
+    }
+
+    pub(crate) fn circuit_opened(&self, handler: &str) {
+        self.circuit(handler, |c| {
+            c.open = true;
+            c.opened += 1;
+        });
+    }
+
+    pub(crate) fn circuit_closed(&self, handler: &str) {
+        self.circuit(handler, |c| c.open = false);
+    }
+
+    pub(crate) fn auto_disabled(&self, handler: &str) {
+        self.circuit(handler, |c| c.disabled += 1);
+    }
+
+    /// Drops a deleted handler's breaker series.
+    pub(crate) fn circuit_forget(&self, handler: &str) {
+        let mut map = self.circuits.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(handler);
+    }
+
+    /// Events accepted so far.
+    pub fn events_accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render_prometheus(&self, queue_depths: [usize; 4]) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        counter(
+            &mut out,
+            names::EVENTS_ACCEPTED,
+            "Events accepted.",
+            self.accepted.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            names::EVENTS_DUPLICATE,
+            "Events answered with an earlier id (idempotency key).",
+            self.duplicate.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            names::EVENTS_REJECTED,
+            "Events refused at accept.",
+            self.rejected.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            names::EMITS_DROPPED,
+            "Emitted events dropped at the emit depth limit.",
+            self.emits_dropped.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            names::DEAD_LETTERS,
+            "Deliveries dead-lettered.",
+            self.dead_letters.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            names::RETRIES,
+            "Retries scheduled.",
+            self.retries.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            names::FUEL,
+            "Fuel consumed by deliveries.",
+            self.fuel.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            names::COMPILED,
+            "Components compiled.",
+            self.compiled.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            names::CACHE_LOADS,
+            "Components loaded from the compiled-code cache.",
+            self.cache_loads.load(Ordering::Relaxed),
+        );
+
+        let _ = writeln!(
+            out,
+            "# HELP {0} Delivery attempts by handler and outcome.\n# TYPE {0} counter",
+            names::DELIVERIES
+        );
+        let map = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+        for ((handler, outcome), n) in map.iter() {
+            let _ = writeln!(
+                out,
+                "{}{{handler=\"{}\",outcome=\"{outcome}\"}} {n}",
+                names::DELIVERIES,
+                escape_label(handler)
+            );
+        }
+        drop(map);
+
+        let _ = writeln!(
+            out,
+            "# HELP {0} Delivery duration (instantiate and call).\n# TYPE {0} histogram",
+            names::DURATION
+        );
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{}_bucket{{le=\"{bound}\"}} {cumulative}",
+                names::DURATION
+            );
+        }
+        let count = self.duration_count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{}_bucket{{le=\"+Inf\"}} {count}", names::DURATION);
+        let sum = self.duration_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "{}_sum {sum}\n{}_count {count}",
+            names::DURATION,
+            names::DURATION
+        );
+
+        let _ = writeln!(
+            out,
+            "# HELP {0} Ready deliveries by priority.\n# TYPE {0} gauge",
+            names::QUEUE_DEPTH
+        );
+        for p in Priority::ALL {
+            let _ = writeln!(
+                out,
+                "{}{{priority=\"{p}\"}} {}",
+                names::QUEUE_DEPTH,
+                queue_depths[p.index()]
+            );
+        }
+
+        let circuits = self.circuits.lock().unwrap_or_else(|p| p.into_inner());
+        let series: [CircuitSeries; 3] = [
+            (
+                names::CIRCUIT_OPEN,
+                "gauge",
+                "1 while the handler's circuit breaker is open or half-open.",
+                |c| u64::from(c.open),
+            ),
+            (
+                names::CIRCUIT_OPENED,
+                "counter",
+                "Circuit breaker openings.",
+                |c| c.opened,
+            ),
+            (
+                names::AUTO_DISABLED,
+                "counter",
+                "Times the handler was disabled automatically.",
+                |c| c.disabled,
+            ),
+        ];
+        for (name, kind, help, value) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (handler, c) in circuits.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{handler=\"{}\"}} {}",
+                    escape_label(handler),
+                    value(c)
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Escapes a Prometheus label value (`\`, `"` and newlines).
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histogram_and_gauges() {
+        let m = Metrics::default();
+        m.accepted(3);
+        m.module_loaded(true);
+        m.module_loaded(true);
+        m.module_loaded(false);
+        m.delivery("logger", "ok", Duration::from_micros(20), 100);
+        m.delivery("logger", "ok", Duration::from_millis(2), 50);
+        m.delivery("bad\"name", "trap", Duration::from_secs(20), 1);
+        let text = m.render_prometheus([0, 1, 2, 3]);
+        assert!(text.contains("hookbox_events_accepted_total 3"), "{text}");
+        assert!(text.contains("hookbox_deliveries_total{handler=\"logger\",outcome=\"ok\"} 2"));
+        assert!(text.contains("handler=\"bad\\\"name\",outcome=\"trap\"} 1"));
+        assert!(text.contains("hookbox_delivery_duration_seconds_bucket{le=\"0.00003\"} 1"));
+        assert!(text.contains("hookbox_delivery_duration_seconds_bucket{le=\"0.003\"} 2"));
+        assert!(text.contains("hookbox_delivery_duration_seconds_bucket{le=\"10\"} 2"));
+        assert!(text.contains("hookbox_delivery_duration_seconds_bucket{le=\"+Inf\"} 3"));
+        assert!(text.contains("hookbox_fuel_consumed_total 151"));
+        assert!(text.contains("hookbox_components_compiled_total 1"));
+        assert!(text.contains("hookbox_components_cache_loads_total 2"));
+        assert!(text.contains("hookbox_queue_depth{priority=\"low\"} 3"));
+    }
+
+    #[test]
+    fn renders_circuit_series_per_handler() {
+        let m = Metrics::default();
+        m.circuit_opened("a");
+        m.circuit_closed("a");
+        m.circuit_opened("a");
+        m.auto_disabled("a");
+        m.circuit_opened("b");
+        m.circuit_closed("b");
+        m.circuit_opened("gone");
+        m.circuit_forget("gone");
+        let text = m.render_prometheus([0; 4]);
+        assert!(text.contains("# TYPE hookbox_circuit_open gauge"), "{text}");
+        assert!(text.contains("hookbox_circuit_open{handler=\"a\"} 1"));
+        assert!(text.contains("hookbox_circuit_open{handler=\"b\"} 0"));
+        assert!(text.contains("hookbox_circuit_opened_total{handler=\"a\"} 2"));
+        assert!(text.contains("hookbox_handlers_auto_disabled_total{handler=\"a\"} 1"));
+        assert!(text.contains("hookbox_handlers_auto_disabled_total{handler=\"b\"} 0"));
+        assert!(!text.contains("gone"));
+    }
+}

@@ -1,0 +1,382 @@
+//! The in-memory scheduler in front of the workers: four priority queues,
+//! a delay line for retries, per-handler concurrency caps and per-key
+//! ordering. Pure data structure (no threads, no clock, no I/O) so every
+//! rule is unit-tested; the durable copy of every job lives in the store.
+//!
+//! Rules:
+//! - `pop` takes the oldest runnable job of the most urgent priority.
+//! - A job whose handler is at its concurrency cap, disabled or not loaded
+//!   is parked per handler; a finished delivery unparks one, `unpark_all`
+//!   (on enable / reload) unparks all, back at the front of their queues.
+//! - For handlers that ask for ordering, a job with a key holds that key
+//!   from its first pop until its delivery is final (ok or dead-lettered),
+//!   retries included; later jobs with the same key wait behind it in
+//!   arrival order.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use crate::event::Priority;
+
+/// What the routing table says about a handler when a job is popped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Runnable, with its policy.
+    Run {
+        /// Deliveries that may run at once.
+        concurrency: u32,
+        /// Whether same-key events go one at a time.
+        ordered: bool,
+    },
+    /// Disabled or not loaded: keep the job, do not run it.
+    Hold,
+    /// Deleted: its durable pendings are gone, drop the job.
+    Drop,
+}
+
+/// A queued delivery.
+#[derive(Debug)]
+pub(crate) struct Job<T> {
+    /// The handler it is for.
+    pub handler: String,
+    /// The event's ordering key.
+    pub key: Option<String>,
+    /// The event's priority.
+    pub priority: Priority,
+    /// Whether this job holds its `(handler, key)` (ordered handlers only).
+    pub holds_key: bool,
+    /// Whatever the caller needs to run it.
+    pub data: T,
+}
+
+impl<T> Job<T> {
+    /// A job that holds nothing yet.
+    pub fn new(handler: String, key: Option<String>, priority: Priority, data: T) -> Self {
+        Job {
+            handler,
+            key,
+            priority,
+            holds_key: false,
+            data,
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct Scheduler<T> {
+    ready: [VecDeque<Job<T>>; 4],
+    delayed: BTreeMap<(u64, u64), Job<T>>,
+    seq: u64,
+    inflight: HashMap<String, u32>,
+    parked: HashMap<String, VecDeque<Job<T>>>,
+    keys: HashMap<(String, String), VecDeque<Job<T>>>,
+    len: usize,
+}
+
+impl<T> Default for Scheduler<T> {
+    fn default() -> Self {
+        Scheduler {
+            ready: Default::default(),
+            delayed: BTreeMap::new(),
+            seq: 0,
+            inflight: HashMap::new(),
+            parked: HashMap::new(),
+            keys: HashMap::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Scheduler<T> {
+    /// Jobs held (ready, delayed, parked or waiting on a key); not in-flight ones.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Ready jobs per priority, most urgent first.
+    pub fn depths(&self) -> [usize; 4] {
+        let mut d = [0; 4];
+        for (i, q) in self.ready.iter().enumerate() {
+            d[i] = q.len();
+        }
+        d
+    }
+
+    /// Deliveries running now.
+    #[cfg(test)]
+    pub fn inflight(&self) -> usize {
+        self.inflight.values().map(|&n| n as usize).sum()
+    }
+
+    /// Queues a job to run as soon as possible.
+    pub fn push(&mut self, job: Job<T>) {
+        self.len += 1;
+        self.ready[job.priority.index()].push_back(job);
+    }
+
+    /// Queues a job to run at `due_ms`.
+    pub fn push_delayed(&mut self, due_ms: u64, job: Job<T>) {
+        self.len += 1;
+        self.seq += 1;
+        self.delayed.insert((due_ms, self.seq), job);
+    }
+
+    /// Moves delayed jobs due by `now_ms` to the ready queues.
+    pub fn promote_due(&mut self, now_ms: u64) {
+        while let Some(entry) = self.delayed.first_entry() {
+            if entry.key().0 > now_ms {
+                break;
+            }
+            let job = entry.remove();
+            self.ready[job.priority.index()].push_back(job);
+        }
+    }
+
+    /// When the next delayed job falls due.
+    pub fn next_due(&self) -> Option<u64> {
+        self.delayed.keys().next().map(|(due, _)| *due)
+    }
+
+    /// The next runnable job, counted as in flight until [`Self::finish`].
+    pub fn pop(&mut self, gate: impl Fn(&str) -> Gate) -> Option<Job<T>> {
+        for p in 0..self.ready.len() {
+            while let Some(mut job) = self.ready[p].pop_front() {
+                match gate(&job.handler) {
+                    Gate::Drop => {
+                        self.len -= 1;
+                        if job.holds_key {
+                            self.release_key(&job.handler, job.key.as_deref());
+                        }
+                    }
+                    Gate::Hold => self.park(job),
+                    Gate::Run {
+                        concurrency,
+                        ordered,
+                    } => {
+                        let running = self.inflight.get(&job.handler).copied().unwrap_or(0);
+                        if running >= concurrency {
+                            self.park(job);
+                            continue;
+                        }
+                        if ordered
+                            && !job.holds_key
+                            && let Some(key) = &job.key
+                        {
+                            let k = (job.handler.clone(), key.clone());
+                            if let Some(waiting) = self.keys.get_mut(&k) {
+                                waiting.push_back(job);
+                                continue;
+                            }
+                            self.keys.insert(k, VecDeque::new());
+                            job.holds_key = true;
+                        }
+                        *self.inflight.entry(job.handler.clone()).or_insert(0) += 1;
+                        self.len -= 1;
+                        return Some(job);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn park(&mut self, job: Job<T>) {
+        self.parked
+            .entry(job.handler.clone())
+            .or_default()
+            .push_back(job);
+    }
+
+    /// Ends an in-flight delivery. `final_attempt` releases a held key (the
+    /// next job with that key becomes runnable); a retry keeps holding it.
+    pub fn finish(
+        &mut self,
+        handler: &str,
+        key: Option<&str>,
+        holds_key: bool,
+        final_attempt: bool,
+    ) {
+        if let Some(n) = self.inflight.get_mut(handler) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.inflight.remove(handler);
+            }
+        }
+        if holds_key && final_attempt {
+            self.release_key(handler, key);
+        }
+        if let Some(parked) = self.parked.get_mut(handler) {
+            if let Some(job) = parked.pop_front() {
+                self.ready[job.priority.index()].push_front(job);
+            }
+            if parked.is_empty() {
+                self.parked.remove(handler);
+            }
+        }
+    }
+
+    fn release_key(&mut self, handler: &str, key: Option<&str>) {
+        let Some(key) = key else { return };
+        let k = (handler.to_string(), key.to_string());
+        let Some(waiting) = self.keys.get_mut(&k) else {
+            return;
+        };
+        match waiting.pop_front() {
+            Some(mut next) => {
+                next.holds_key = true;
+                self.ready[next.priority.index()].push_front(next);
+            }
+            None => {
+                self.keys.remove(&k);
+            }
+        }
+    }
+
+    /// Makes every parked job of `handler` runnable again (after it is
+    /// enabled, reloaded or deleted; `pop` applies the new gate).
+    pub fn unpark_all(&mut self, handler: &str) {
+        if let Some(parked) = self.parked.remove(handler) {
+            for job in parked.into_iter().rev() {
+                self.ready[job.priority.index()].push_front(job);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(handler: &str, key: Option<&str>, p: Priority, n: u32) -> Job<u32> {
+        Job::new(handler.into(), key.map(String::from), p, n)
+    }
+
+    fn run(concurrency: u32, ordered: bool) -> impl Fn(&str) -> Gate {
+        move |_| Gate::Run {
+            concurrency,
+            ordered,
+        }
+    }
+
+    #[test]
+    fn priorities_then_fifo() {
+        let mut s = Scheduler::default();
+        s.push(job("h", None, Priority::Low, 1));
+        s.push(job("h", None, Priority::Normal, 2));
+        s.push(job("h", None, Priority::Critical, 3));
+        s.push(job("h", None, Priority::Normal, 4));
+        assert_eq!(s.depths(), [1, 0, 2, 1]);
+        let order: Vec<u32> =
+            std::iter::from_fn(|| s.pop(run(10, false)).map(|j| j.data)).collect();
+        assert_eq!(order, [3, 2, 4, 1]);
+        assert_eq!(s.len(), 0);
+        assert_eq!(s.inflight(), 4);
+    }
+
+    #[test]
+    fn concurrency_cap_parks_and_finish_unparks() {
+        let mut s = Scheduler::default();
+        for n in 0..3 {
+            s.push(job("h", None, Priority::Normal, n));
+        }
+        s.push(job("other", None, Priority::Low, 9));
+        let gate = run(1, false);
+        assert_eq!(s.pop(&gate).unwrap().data, 0);
+        // `h` is at its cap: its jobs park, `other` still runs.
+        assert_eq!(s.pop(&gate).unwrap().data, 9);
+        assert!(s.pop(&gate).is_none());
+        assert_eq!(s.len(), 2);
+        s.finish("h", None, false, true);
+        assert_eq!(s.pop(&gate).unwrap().data, 1);
+        assert!(s.pop(&gate).is_none());
+        s.finish("h", None, false, true);
+        assert_eq!(s.pop(&gate).unwrap().data, 2);
+    }
+
+    #[test]
+    fn held_handlers_keep_jobs_until_unparked() {
+        let mut s = Scheduler::default();
+        s.push(job("h", None, Priority::Normal, 1));
+        s.push(job("h", None, Priority::Normal, 2));
+        assert!(s.pop(|_| Gate::Hold).is_none());
+        assert_eq!(s.len(), 2);
+        s.unpark_all("h");
+        let order: Vec<u32> =
+            std::iter::from_fn(|| s.pop(run(10, false)).map(|j| j.data)).collect();
+        assert_eq!(order, [1, 2]);
+    }
+
+    #[test]
+    fn deleted_handlers_drop_jobs() {
+        let mut s = Scheduler::default();
+        s.push(job("gone", None, Priority::Normal, 1));
+        s.push(job("h", None, Priority::Normal, 2));
+        let gate = |h: &str| {
+            if h == "gone" {
+                Gate::Drop
+            } else {
+                Gate::Run {
+                    concurrency: 1,
+                    ordered: false,
+                }
+            }
+        };
+        assert_eq!(s.pop(gate).unwrap().data, 2);
+        assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn ordered_keys_run_one_at_a_time_in_order_across_retries() {
+        let mut s = Scheduler::default();
+        s.push(job("h", Some("k"), Priority::Normal, 1));
+        s.push(job("h", Some("k"), Priority::Normal, 2));
+        s.push(job("h", Some("other"), Priority::Normal, 3));
+        s.push(job("h", None, Priority::Normal, 4));
+        let gate = run(10, true);
+        let first = s.pop(&gate).unwrap();
+        assert_eq!((first.data, first.holds_key), (1, true));
+        // 2 waits behind 1; 3 and 4 are free to run.
+        assert_eq!(s.pop(&gate).unwrap().data, 3);
+        assert_eq!(s.pop(&gate).unwrap().data, 4);
+        assert!(s.pop(&gate).is_none());
+        // 1 fails and is retried later: the key stays held.
+        s.finish("h", Some("k"), true, false);
+        s.push_delayed(100, first);
+        assert!(s.pop(&gate).is_none());
+        s.promote_due(99);
+        assert!(s.pop(&gate).is_none());
+        s.promote_due(100);
+        let retried = s.pop(&gate).unwrap();
+        assert_eq!(retried.data, 1);
+        s.finish("h", Some("k"), true, true);
+        let next = s.pop(&gate).unwrap();
+        assert_eq!((next.data, next.holds_key), (2, true));
+        s.finish("h", Some("k"), true, true);
+        assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn unordered_handlers_ignore_keys() {
+        let mut s = Scheduler::default();
+        s.push(job("h", Some("k"), Priority::Normal, 1));
+        s.push(job("h", Some("k"), Priority::Normal, 2));
+        let gate = run(10, false);
+        assert_eq!(s.pop(&gate).unwrap().data, 1);
+        assert_eq!(s.pop(&gate).unwrap().data, 2);
+    }
+
+    #[test]
+    fn delayed_jobs_come_due_in_time_order() {
+        let mut s = Scheduler::default();
+        s.push_delayed(30, job("h", None, Priority::Normal, 3));
+        s.push_delayed(10, job("h", None, Priority::Normal, 1));
+        s.push_delayed(20, job("h", None, Priority::Normal, 2));
+        assert_eq!(s.next_due(), Some(10));
+        s.promote_due(25);
+        assert_eq!(s.next_due(), Some(30));
+        let order: Vec<u32> =
+            std::iter::from_fn(|| s.pop(run(10, false)).map(|j| j.data)).collect();
+        assert_eq!(order, [1, 2]);
+        assert_eq!(s.len(), 1);
+    }
+}

@@ -1,0 +1,217 @@
+//! The circuit breaker inside a running dispatcher, with built-in handlers
+//! standing in for components (no wasm needed): a failing handler opens it,
+//! its deliveries wait through the cool-down (none starts while it is open),
+//! news about it reaches a watcher but never the handler itself, and a
+//! successful trial closes it and releases the parked deliveries.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{Builtin, BuiltinError, BuiltinHandler, CircuitState, DispatchConfig, Dispatcher};
+use crate::event::{Event, EventInput, now_ms};
+use crate::manifest::{BreakerSpec, DeliveryPolicy, Subscription};
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::store::{DeadLetterQuery, Durability, Store, StoreOptions};
+
+/// Every wait of these tests ends after this.
+const WAIT: Duration = Duration::from_secs(20);
+const COOLDOWN_MS: u64 = 200;
+
+/// Records each call (event type, payload, start time); fails while `broken`.
+#[derive(Debug, Default)]
+struct Probe {
+    broken: AtomicBool,
+    calls: Mutex<Vec<(String, Value, u64)>>,
+}
+
+impl Probe {
+    fn calls(&self) -> Vec<(String, Value, u64)> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[derive(Debug)]
+struct ProbeHandler(Arc<Probe>);
+
+impl BuiltinHandler for ProbeHandler {
+    fn deliver(&self, event: &Event, _attempt: u32) -> Result<(), BuiltinError> {
+        let payload = serde_json::from_str(event.payload.get()).unwrap_or(Value::Null);
+        let call = (event.event_type.clone(), payload, now_ms());
+        self.0.calls.lock().unwrap().push(call);
+        if self.0.broken.load(Ordering::SeqCst) {
+            Err(BuiltinError::retryable("down"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn builtin(name: &str, events: &[&str], delivery: DeliveryPolicy, probe: &Arc<Probe>) -> Builtin {
+    Builtin {
+        name: name.into(),
+        subscription: Subscription {
+            events: events.iter().map(|e| e.to_string()).collect(),
+            tenants: vec![],
+            filters: vec![],
+        },
+        delivery,
+        handler: Arc::new(ProbeHandler(probe.clone())),
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A real store in a temp dir (keep the dir alive) and an on-demand runtime.
+fn store_and_runtime() -> (tempfile::TempDir, Store, Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        cache_bytes: 8 << 20,
+        durability: Durability::None,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), opts).unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        pooling: false,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    (dir, store, runtime)
+}
+
+#[test]
+fn open_breaker_parks_deliveries_until_a_trial_succeeds() {
+    let (_dir, store, runtime) = store_and_runtime();
+    let flaky = Arc::new(Probe::default());
+    let watcher = Arc::new(Probe::default());
+    flaky.broken.store(true, Ordering::SeqCst);
+    let policy = DeliveryPolicy {
+        max_attempts: 100,
+        // One at a time: a delivery admitted before the opening cannot
+        // start after it.
+        concurrency: 1,
+        initial_backoff_ms: 5,
+        max_backoff_ms: 5,
+        jitter: 0.0,
+        breaker: BreakerSpec {
+            consecutive_failures: Some(2),
+            failure_rate: Some(0.0),
+            cooldown_ms: Some(COOLDOWN_MS),
+            auto_disable_opens: Some(0),
+            ..BreakerSpec::default()
+        },
+        ..DeliveryPolicy::default()
+    };
+    let d = Dispatcher::start_with(
+        store.clone(),
+        runtime,
+        DispatchConfig {
+            workers: 2,
+            ..DispatchConfig::default()
+        },
+        vec![
+            // Subscribed to everything, Hookbox's news about itself included.
+            builtin("t:flaky", &["*"], policy, &flaky),
+            builtin(
+                "t:watch",
+                &["hookbox.handler.*"],
+                DeliveryPolicy::default(),
+                &watcher,
+            ),
+        ],
+    )
+    .unwrap();
+
+    let jobs = (0..3)
+        .map(|n| EventInput::new("job", &json!({"n": n})))
+        .collect();
+    let accepted = d.accept(jobs, "test").unwrap();
+    wait_until("the breaker to open", || {
+        watcher
+            .calls()
+            .iter()
+            .any(|(t, ..)| t == "hookbox.handler.circuit_opened")
+    });
+    let status = d.circuit("t:flaky").unwrap();
+    assert_ne!(status.state, CircuitState::Closed, "{status:?}");
+    assert!(
+        status
+            .last_reason
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("2 failures in a row"),
+        "{status:?}"
+    );
+    flaky.broken.store(false, Ordering::SeqCst);
+    wait_until("every job to be delivered", || {
+        accepted
+            .iter()
+            .all(|a| matches!(store.event(&a.id), Ok(None)))
+    });
+    wait_until("the breaker to close", || {
+        watcher
+            .calls()
+            .iter()
+            .any(|(t, ..)| t == "hookbox.handler.circuit_closed")
+    });
+    assert_eq!(d.circuit("t:flaky").unwrap().state, CircuitState::Closed);
+
+    let news = watcher.calls();
+    for (t, payload, _) in &news {
+        assert_eq!(payload["handler"], "t:flaky", "{t}: {payload}");
+        assert!(payload["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    }
+    assert_eq!(
+        news.last().map(|n| n.1["reason"].clone()),
+        Some(json!("a trial delivery succeeded"))
+    );
+    let calls = flaky.calls();
+    assert!(
+        calls.iter().all(|(t, ..)| t == "job"),
+        "news about a handler never reaches it: {calls:?}"
+    );
+    // While open (from the opening to its cool-down end) nothing started.
+    for (t, payload, _) in news.iter().filter(|n| n.0.ends_with("circuit_opened")) {
+        let until = payload["open_until_ms"].as_u64().unwrap();
+        let opened = until - COOLDOWN_MS;
+        let early: Vec<_> = calls
+            .iter()
+            .filter(|c| c.2 > opened && c.2 < until)
+            .collect();
+        assert!(
+            early.is_empty(),
+            "{t} {payload}: started while open: {early:?}"
+        );
+    }
+    let dead = store.dead_letters(&DeadLetterQuery::default()).unwrap();
+    assert!(dead.is_empty(), "waiting is not failing: {dead:?}");
+    d.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn producers_cannot_publish_reserved_hookbox_events() {
+    let (_dir, store, runtime) = store_and_runtime();
+    let d = Dispatcher::start(store, runtime, DispatchConfig::default()).unwrap();
+    let forged = EventInput::new("hookbox.handler.disabled", &json!({"handler": "x"}));
+    let ok = EventInput::new("hookboxed", &json!({}));
+    for source in ["http", "handler:evil", "zulip:acme"] {
+        let err = d
+            .accept(vec![ok.clone(), forged.clone()], source)
+            .unwrap_err();
+        assert!(
+            matches!(err, super::AcceptError::Invalid { index: 1, .. }),
+            "{source}: {err}"
+        );
+        assert!(err.to_string().contains("reserved"), "{err}");
+    }
+    assert!(d.accept(vec![ok], "http").is_ok());
+    d.shutdown(Duration::from_secs(5));
+}

@@ -1,0 +1,423 @@
+//! Events as Hookbox sees them: what a producer sends ([`EventInput`]), how
+//! it is validated, and the accepted [`Event`] with its assigned id.
+//!
+//! Validation lives here so that every source (HTTP, CLI, `hookbox run`,
+//! events emitted by handlers, Zulip) applies the same rules.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Limits on the parts of an event. Producers get a precise error naming the
+/// field; these are not configurable per handler because they bound the
+/// daemon's own memory before any handler is involved.
+pub mod bounds {
+    /// Event types are identifiers, not prose.
+    pub const TYPE_BYTES: usize = 128;
+    /// Tenants are realm / organisation / guild names or ids.
+    pub const TENANT_BYTES: usize = 256;
+    /// Ordering and idempotency keys.
+    pub const KEY_BYTES: usize = 256;
+    /// Sources such as `zulip:<realm>` or `handler:<name>`.
+    pub const SOURCE_BYTES: usize = 300;
+    /// Metadata entries per event.
+    pub const METADATA_ENTRIES: usize = 64;
+    /// One metadata key or value.
+    pub const METADATA_ITEM_BYTES: usize = 1024;
+    /// Default cap on the payload's JSON text (the daemon config may lower or raise it).
+    pub const DEFAULT_PAYLOAD_BYTES: usize = 1024 * 1024;
+}
+
+/// Delivery priority; higher priorities are dequeued first.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Delivered before anything else.
+    Critical,
+    /// Delivered before normal and low events.
+    High,
+    /// The default.
+    #[default]
+    Normal,
+    /// Delivered when nothing more urgent waits.
+    Low,
+}
+
+impl Priority {
+    /// All priorities, most urgent first.
+    pub const ALL: [Priority; 4] = [
+        Priority::Critical,
+        Priority::High,
+        Priority::Normal,
+        Priority::Low,
+    ];
+
+    /// Index into per-priority arrays, 0 being the most urgent.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The lowercase name used in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+}
+
+/// An event as a producer submits it. Hookbox fills in the rest on accept.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventInput {
+    /// The event type, e.g. `message` or `TICKET_UPDATED`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The tenant; empty when the producer has none.
+    #[serde(default)]
+    pub tenant: String,
+    /// The payload (any JSON value; `{}` when omitted).
+    #[serde(default)]
+    pub payload: Option<Box<RawValue>>,
+    /// Free-form string metadata.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Events with the same key reach ordered handlers in accept order.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Delivery priority.
+    #[serde(default)]
+    pub priority: Priority,
+    /// A second event with the same key, accepted within the dedupe window,
+    /// is answered with the first event's id instead of being accepted.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// An accepted event. Immutable once accepted.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Event {
+    /// ULID assigned on accept; sorts by accept time.
+    pub id: String,
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The tenant, possibly empty.
+    pub tenant: String,
+    /// Where the event came from (`http`, `handler:<name>`, `zulip:<realm>`, …).
+    pub source: String,
+    /// Accept time, milliseconds since the Unix epoch.
+    pub time: u64,
+    /// Delivery priority.
+    pub priority: Priority,
+    /// The payload as JSON text, kept byte for byte as the producer sent it.
+    pub payload: Box<RawValue>,
+    /// Producer metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Ordering key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Idempotency key given at accept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// How many handler emissions led to this event (0 for external events);
+    /// bounded so handlers cannot feed each other forever.
+    #[serde(default)]
+    pub depth: u32,
+}
+
+/// Why an event was refused at accept. Each names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidEvent {
+    /// The event type is empty.
+    #[error("`type` must not be empty")]
+    EmptyType,
+    /// A field is longer than its bound.
+    #[error("`{field}` is {len} bytes; the limit is {max}")]
+    TooLong {
+        /// The JSON field name.
+        field: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A field holds characters it may not.
+    #[error("`{field}` {reason}")]
+    BadChars {
+        /// The JSON field name.
+        field: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// Too many metadata entries.
+    #[error("`metadata` has {0} entries; the limit is {max}", max = bounds::METADATA_ENTRIES)]
+    TooManyMetadata(usize),
+    /// The payload text is not JSON.
+    #[error("`payload` is not valid JSON: {0}")]
+    PayloadNotJson(String),
+    /// The payload does not match the schema registered for its type.
+    #[error("`payload` does not match the schema for `{event_type}` at {path}: {message}")]
+    SchemaMismatch {
+        /// The event type whose schema applies.
+        event_type: String,
+        /// JSON pointer to the failing value (`/` for the whole payload).
+        path: String,
+        /// What the schema wanted.
+        message: String,
+    },
+    /// The type is in the namespace only Hookbox itself may publish in.
+    #[error("`type` {0:?} is reserved: `{RESERVED_PREFIX}*` events come only from Hookbox itself")]
+    ReservedType(String),
+}
+
+/// Event types Hookbox publishes about itself (`hookbox.handler.circuit_opened`, …);
+/// no producer or handler may publish them, so they cannot be forged.
+pub const RESERVED_PREFIX: &str = "hookbox.";
+/// The source of the events Hookbox publishes about itself.
+pub const HOOKBOX_SOURCE: &str = "hookbox";
+
+/// Event types: ASCII letters, digits and `._:-/`, so that they can appear in
+/// subscription patterns, metric labels and URLs without escaping.
+pub fn validate_type(t: &str) -> Result<(), InvalidEvent> {
+    if t.is_empty() {
+        return Err(InvalidEvent::EmptyType);
+    }
+    check_len("type", t, bounds::TYPE_BYTES)?;
+    if !t
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-' | b'/'))
+    {
+        return Err(InvalidEvent::BadChars {
+            field: "type".into(),
+            reason: "may contain only ASCII letters, digits and . _ : - /",
+        });
+    }
+    Ok(())
+}
+
+fn check_len(field: &str, value: &str, max: usize) -> Result<(), InvalidEvent> {
+    if value.len() > max {
+        return Err(InvalidEvent::TooLong {
+            field: field.to_string(),
+            len: value.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> Result<(), InvalidEvent> {
+    check_len(field, value, max)?;
+    if value.chars().any(char::is_control) {
+        return Err(InvalidEvent::BadChars {
+            field: field.to_string(),
+            reason: "must not contain control characters",
+        });
+    }
+    Ok(())
+}
+
+impl EventInput {
+    /// A minimal input: a type and a JSON payload.
+    pub fn new(event_type: impl Into<String>, payload: &serde_json::Value) -> Self {
+        EventInput {
+            event_type: event_type.into(),
+            tenant: String::new(),
+            payload: Some(
+                serde_json::value::to_raw_value(payload).expect("a Value always serializes"),
+            ),
+            metadata: BTreeMap::new(),
+            key: None,
+            priority: Priority::Normal,
+            idempotency_key: None,
+        }
+    }
+
+    /// Checks every field against its bound; `max_payload` caps the payload text.
+    pub fn validate(&self, max_payload: usize) -> Result<(), InvalidEvent> {
+        validate_type(&self.event_type)?;
+        check_text("tenant", &self.tenant, bounds::TENANT_BYTES)?;
+        if let Some(k) = &self.key {
+            check_text("key", k, bounds::KEY_BYTES)?;
+        }
+        if let Some(k) = &self.idempotency_key {
+            check_text("idempotency_key", k, bounds::KEY_BYTES)?;
+        }
+        if self.metadata.len() > bounds::METADATA_ENTRIES {
+            return Err(InvalidEvent::TooManyMetadata(self.metadata.len()));
+        }
+        for (k, v) in &self.metadata {
+            check_text("metadata key", k, bounds::METADATA_ITEM_BYTES)?;
+            check_len("metadata value", v, bounds::METADATA_ITEM_BYTES)?;
+        }
+        if let Some(p) = &self.payload {
+            check_len("payload", p.get(), max_payload)?;
+        }
+        Ok(())
+    }
+
+    /// Validates and turns the input into an accepted event with a fresh id.
+    pub fn accept(
+        self,
+        source: &str,
+        depth: u32,
+        max_payload: usize,
+    ) -> Result<Event, InvalidEvent> {
+        self.validate(max_payload)?;
+        check_text("source", source, bounds::SOURCE_BYTES)?;
+        let time = now_ms();
+        Ok(Event {
+            id: ulid::Ulid::new().to_string(),
+            event_type: self.event_type,
+            tenant: self.tenant,
+            source: source.to_string(),
+            time,
+            priority: self.priority,
+            payload: self.payload.unwrap_or_else(empty_payload),
+            metadata: self.metadata,
+            key: self.key,
+            idempotency_key: self.idempotency_key,
+            depth,
+        })
+    }
+}
+
+/// Parses JSON payload text into the raw form events carry.
+pub fn parse_payload(text: &str) -> Result<Box<RawValue>, InvalidEvent> {
+    serde_json::from_str::<Box<RawValue>>(text)
+        .map_err(|e| InvalidEvent::PayloadNotJson(e.to_string()))
+}
+
+/// `{}`, the payload of an event that gave none.
+pub fn empty_payload() -> Box<RawValue> {
+    RawValue::from_string("{}".to_string()).expect("`{}` is JSON")
+}
+
+/// Milliseconds since the Unix epoch, saturating on a clock before 1970.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The Hookbox event type for a Zulip event: `type`, or `type.op` when the
+/// event has a non-empty `op` (`message`, `reaction.add`,
+/// `subscription.peer_add`); `None` without a string `type`. The guest
+/// SDK's `zulip::hookbox_type` applies the same rule.
+pub fn zulip_event_type(event: &serde_json::Value) -> Option<String> {
+    let t = event.get("type")?.as_str()?;
+    Some(match event.get("op").and_then(|o| o.as_str()) {
+        Some(op) if !op.is_empty() => format!("{t}.{op}"),
+        _ => t.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn accept_assigns_sortable_ids_and_defaults() {
+        let a = EventInput::new("message", &json!({"x": 1}))
+            .accept("http", 0, 1024)
+            .unwrap();
+        let b = EventInput::new("message", &json!({}))
+            .accept("http", 0, 1024)
+            .unwrap();
+        assert_eq!(a.id.len(), 26);
+        assert!(a.id < b.id || a.time == b.time);
+        assert_eq!(a.priority, Priority::Normal);
+        assert_eq!(a.payload.get(), r#"{"x":1}"#);
+    }
+
+    #[test]
+    fn omitted_payload_is_empty_object() {
+        let input: EventInput = serde_json::from_str(r#"{"type":"ping"}"#).unwrap();
+        let ev = input.accept("http", 0, 1024).unwrap();
+        assert_eq!(ev.payload.get(), "{}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_str::<EventInput>(r#"{"type":"x","tenat":"a"}"#).unwrap_err();
+        assert!(err.to_string().contains("tenat"), "{err}");
+    }
+
+    #[test]
+    fn type_rules() {
+        assert_eq!(validate_type(""), Err(InvalidEvent::EmptyType));
+        assert!(validate_type("reaction.add").is_ok());
+        assert!(validate_type("TICKET_UPDATED").is_ok());
+        assert!(matches!(
+            validate_type("a b"),
+            Err(InvalidEvent::BadChars { .. })
+        ));
+        assert!(matches!(
+            validate_type(&"x".repeat(bounds::TYPE_BYTES + 1)),
+            Err(InvalidEvent::TooLong { .. })
+        ));
+        assert!(validate_type(&"x".repeat(bounds::TYPE_BYTES)).is_ok());
+    }
+
+    #[test]
+    fn field_bounds_name_the_field() {
+        let mut input = EventInput::new("t", &json!({}));
+        input.tenant = "a\u{0}b".into();
+        let err = input.validate(1024).unwrap_err();
+        assert!(err.to_string().contains("tenant"), "{err}");
+
+        let mut input = EventInput::new("t", &json!({"s": "x".repeat(100)}));
+        input.tenant = "ünïcødé-テナント".into();
+        let err = input.validate(50).unwrap_err();
+        assert!(err.to_string().contains("payload"), "{err}");
+
+        let mut input = EventInput::new("t", &json!({}));
+        for i in 0..=bounds::METADATA_ENTRIES {
+            input.metadata.insert(i.to_string(), String::new());
+        }
+        assert!(matches!(
+            input.validate(1024),
+            Err(InvalidEvent::TooManyMetadata(_))
+        ));
+    }
+
+    #[test]
+    fn reserved_prefix_error_names_the_rule() {
+        let e = InvalidEvent::ReservedType("hookbox.handler.disabled".into());
+        assert!(e.to_string().contains("reserved"), "{e}");
+        assert!("hookbox.handler.disabled".starts_with(RESERVED_PREFIX));
+    }
+
+    #[test]
+    fn zulip_type_mapping() {
+        assert_eq!(
+            zulip_event_type(&json!({"type": "message"})).as_deref(),
+            Some("message")
+        );
+        assert_eq!(
+            zulip_event_type(&json!({"type": "reaction", "op": "add"})).as_deref(),
+            Some("reaction.add")
+        );
+        assert_eq!(
+            zulip_event_type(&json!({"type": "typing", "op": ""})).as_deref(),
+            Some("typing")
+        );
+        assert_eq!(zulip_event_type(&json!({"op": "add"})), None);
+    }
+}

@@ -1,0 +1,382 @@
+//! The sandbox: compiles handler components and runs one delivery at a time
+//! in a fresh (or, on request, warm) wasmtime instance under per-delivery
+//! limits. This module and its children are the only code that touches
+//! wasmtime; everything else speaks the types defined here.
+//!
+//! - [`Runtime::new`] builds the engine (fuel + epochs, pooling allocator),
+//!   the epoch ticker and the linker: WASI 0.2 with everything denied, plus
+//!   the `hookbox:handler@0.1.0` interfaces.
+//! - [`Runtime::compile`] checks a component at upload (size, kind, imports
+//!   against the granted capabilities, the `handle` export) and compiles it;
+//!   [`Compiled::serialized`] is the cacheable form, reloaded with
+//!   [`Runtime::load_precompiled`] under the key [`Runtime::fingerprint`].
+//! - [`Runtime::deliver`] runs one event and reports a named [`Outcome`].
+//!   It blocks the calling thread while the guest runs: call it from
+//!   dedicated worker threads (or `spawn_blocking`), not from an async task
+//!   (WASI's stdout/stderr plumbing enters a tokio runtime).
+
+mod capture;
+mod deliver;
+mod engine;
+mod host;
+mod limiter;
+mod outcome;
+mod poll;
+mod validate;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::Engine;
+use wasmtime::component::{Component, HasSelf, Linker};
+
+use self::deliver::WarmPool;
+use self::host::{Handler, HandlerPre, HostState};
+pub use self::outcome::{LogLevel, LogRecord, LogStream, Outcome};
+use crate::event::{Event, EventInput};
+use crate::kv::Kv;
+use crate::limits::Limits;
+use crate::manifest::Capability;
+
+/// Daemon-wide sandbox settings (per-handler budgets are [`Limits`]).
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Wasm stack per call, in bytes; must stay below wasmtime's 2 MiB async
+    /// stack. Exhausting it is `stack_overflow`.
+    pub max_wasm_stack: usize,
+    /// Use the pooling allocator (falls back to on-demand, with a warning,
+    /// when its address space cannot be reserved).
+    pub pooling: bool,
+    /// Component instances alive at once (deliveries in flight plus idle
+    /// warm instances); a delivery past it ends in `host_error`.
+    pub pool_instances: u32,
+    /// Largest linear memory of one pool slot: the ceiling above any
+    /// handler's `memory_bytes`.
+    pub pool_memory_bytes: u64,
+    /// Epoch interval: timeouts are enforced to this granularity.
+    pub epoch_tick: Duration,
+    /// Largest component accepted by [`Runtime::compile`].
+    pub max_component_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_wasm_stack: 512 << 10,
+            pooling: true,
+            pool_instances: 256,
+            pool_memory_bytes: 256 << 20,
+            epoch_tick: Duration::from_millis(10),
+            max_component_bytes: 50 << 20,
+        }
+    }
+}
+
+/// Why a runtime could not be built or a component was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A [`RuntimeConfig`] value is out of range.
+    #[error("invalid runtime configuration: {0}")]
+    Config(String),
+    /// wasmtime refused the engine configuration.
+    #[error("cannot create the wasm engine: {0}")]
+    Engine(String),
+    /// The component is over [`RuntimeConfig::max_component_bytes`].
+    #[error("component is {size} bytes; the limit is {max} bytes")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The bytes are not WebAssembly.
+    #[error("not a WebAssembly binary (it does not start with `\\0asm`)")]
+    NotWasm,
+    /// A core module was uploaded instead of a component.
+    #[error(
+        "this is a core WebAssembly module, not a component: build the handler for the \
+         `wasm32-wasip2` target (or wrap the module with `wasm-tools component new`)"
+    )]
+    CoreModule,
+    /// The component failed validation or compilation.
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    /// An import the handler may not use.
+    #[error("component imports `{name}`: {reason}")]
+    ForbiddenImport {
+        /// The import as the component names it.
+        name: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The component does not export `handle` with the WIT type.
+    #[error(
+        "component does not target world hookbox:handler/handler@0.1.0 \
+         (export `handle: func(event) -> result<_, handler-error>`): {0}"
+    )]
+    Export(String),
+    /// The imports do not type-check against what Hookbox provides.
+    #[error("component cannot be linked: {0}")]
+    Link(String),
+    /// Serialized code could not be produced or loaded.
+    #[error("compiled-code cache: {0}")]
+    Precompiled(String),
+}
+
+/// `{:#}` prints a wasmtime error with its whole cause chain.
+fn chain(e: &wasmtime::Error) -> String {
+    format!("{e:#}")
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cfg: RuntimeConfig,
+    pooling: bool,
+    fingerprint: String,
+    _ticker: engine::Ticker,
+}
+
+/// The sandbox runtime. Cheap to clone; all clones share one engine.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("cfg", &self.inner.cfg)
+            .field("pooling", &self.inner.pooling)
+            .field("fingerprint", &self.inner.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A freshly compiled component.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The compiled code, for the cache (load with [`Runtime::load_precompiled`]).
+    pub serialized: Vec<u8>,
+    /// The component's imports, e.g. `hookbox:handler/kv@0.1.0`.
+    pub imports: Vec<String>,
+    /// Ready to deliver to.
+    pub module: HandlerModule,
+}
+
+struct ModuleInner {
+    pre: HandlerPre<HostState>,
+    imports: Vec<String>,
+    warm: WarmPool,
+}
+
+/// A compiled, linked handler. Cheap to clone; clones share warm instances.
+#[derive(Clone)]
+pub struct HandlerModule {
+    inner: Arc<ModuleInner>,
+}
+
+impl std::fmt::Debug for HandlerModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerModule")
+            .field("imports", &self.inner.imports)
+            .field("warm", &self.inner.warm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HandlerModule {
+    /// The component's imports.
+    pub fn imports(&self) -> &[String] {
+        &self.inner.imports
+    }
+
+    /// Warm instances currently parked (reuse mode).
+    pub fn idle_instances(&self) -> usize {
+        self.inner.warm.len()
+    }
+}
+
+/// One event for one handler.
+#[derive(Clone, Copy)]
+pub struct DeliveryRequest<'a> {
+    /// The handler's name: with the event's tenant, its KV namespace and
+    /// warm-instance key.
+    pub handler: &'a str,
+    /// The event.
+    pub event: &'a Event,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// Budgets for this delivery.
+    pub limits: &'a Limits,
+    /// The handler's configuration as JSON text (`{}` when none).
+    pub config: &'a str,
+    /// The KV store; the guest sees only the namespace of `handler` and the
+    /// event's tenant.
+    pub kv: &'a dyn Kv,
+    /// 0: a fresh instance (the default). N: a warm instance serves up to N
+    /// deliveries of this handler and tenant, and is discarded after any
+    /// outcome other than `ok` / `handler_error`.
+    pub reuse: u32,
+}
+
+impl std::fmt::Debug for DeliveryRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryRequest")
+            .field("handler", &self.handler)
+            .field("event", &self.event.id)
+            .field("attempt", &self.attempt)
+            .field("reuse", &self.reuse)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened in one delivery.
+#[derive(Clone, Debug)]
+pub struct DeliveryReport {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The handler's error message, or what went wrong (trap text with the
+    /// guest's panic message and wasm backtrace, the limit exceeded…).
+    pub error: Option<String>,
+    /// Whether to try again later: the guest's flag for `handler_error`;
+    /// true for `timeout`, `trap`, `host_error`; false for budget outcomes.
+    pub retryable: bool,
+    /// Fuel consumed by instantiation and the call. After a `timeout` this
+    /// is a lower bound (wasmtime's counter may miss the last stretch).
+    pub fuel_used: u64,
+    /// Wall time of instantiation (if fresh) and the call.
+    pub duration: Duration,
+    /// Highest linear memory, all memories together, during the delivery.
+    pub peak_memory_bytes: u64,
+    /// Log records and stdout/stderr lines, in order, up to the failure.
+    pub logs: Vec<LogRecord>,
+    /// Emitted events, validated; empty unless the outcome is `ok`.
+    pub emitted: Vec<EventInput>,
+}
+
+impl Runtime {
+    /// Builds the engine, the epoch ticker and the linker.
+    pub fn new(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let (engine, pooling) = engine::build(&cfg)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError::Engine(format!("linking WASI: {}", chain(&e))))?;
+        poll::add_to_linker(&mut linker)
+            .map_err(|e| RuntimeError::Engine(format!("linking wasi:io/poll: {}", chain(&e))))?;
+        Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError::Engine(format!("linking hookbox:handler: {}", chain(&e))))?;
+        let fingerprint = engine::fingerprint(&engine);
+        let ticker = engine::Ticker::start(engine.clone(), cfg.epoch_tick)?;
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                cfg,
+                pooling,
+                fingerprint,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Whether the pooling allocator is in use (false after a fallback).
+    pub fn pooling(&self) -> bool {
+        self.inner.pooling
+    }
+
+    /// Hex key under which compiled code may be cached: equal fingerprints
+    /// mean [`Compiled::serialized`] from one runtime loads in the other.
+    pub fn fingerprint(&self) -> String {
+        self.inner.fingerprint.clone()
+    }
+
+    /// Checks and compiles a component for a handler granted `caps`.
+    pub fn compile(
+        &self,
+        wasm: &[u8],
+        caps: &BTreeSet<Capability>,
+    ) -> Result<Compiled, RuntimeError> {
+        validate::check_binary(wasm, self.inner.cfg.max_component_bytes)?;
+        validate::check_compile_budget(wasm)?;
+        let component = Component::from_binary(&self.inner.engine, wasm)
+            .map_err(|e| RuntimeError::Invalid(chain(&e)))?;
+        let imports = validate::check_imports(&self.inner.engine, &component, caps)?;
+        let serialized = component
+            .serialize()
+            .map_err(|e| RuntimeError::Precompiled(chain(&e)))?;
+        let module = self.link(component, imports.clone())?;
+        Ok(Compiled {
+            serialized,
+            imports,
+            module,
+        })
+    }
+
+    /// Checks that a loaded module imports only what `caps` grants (and
+    /// WASI): for reusing compiled code under a new manifest.
+    pub fn check_capabilities(
+        &self,
+        module: &HandlerModule,
+        caps: &BTreeSet<Capability>,
+    ) -> Result<(), RuntimeError> {
+        validate::check_import_names(module.imports(), caps)
+    }
+
+    /// Loads code produced by [`Runtime::compile`] on a runtime with the same
+    /// [`Runtime::fingerprint`]. Its imports were checked when it was
+    /// compiled; recompile if the handler's capabilities changed since.
+    #[allow(unsafe_code)]
+    pub fn load_precompiled(&self, serialized: &[u8]) -> Result<HandlerModule, RuntimeError> {
+        // SAFETY: `Component::deserialize` maps the bytes as executable code
+        // without validating them. Only bytes produced by `Component::serialize`
+        // in `compile` (then stored by Hookbox, keyed by content hash and
+        // engine fingerprint) may reach this function, never bytes from a
+        // user; wasmtime itself rejects bytes from an incompatible engine.
+        let component = unsafe { Component::deserialize(&self.inner.engine, serialized) }
+            .map_err(|e| RuntimeError::Precompiled(chain(&e)))?;
+        let imports = component
+            .component_type()
+            .imports(&self.inner.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        self.link(component, imports)
+    }
+
+    /// Links a compiled component and type-checks its `handle` export.
+    fn link(
+        &self,
+        component: Component,
+        imports: Vec<String>,
+    ) -> Result<HandlerModule, RuntimeError> {
+        validate::check_export(&self.inner.engine, &component)?;
+        let pre = match self.inner.linker.instantiate_pre(&component) {
+            Ok(pre) => pre,
+            Err(first) => {
+                // Imports were checked to be WASI 0.2 or granted Hookbox
+                // functions; a WASI interface wasmtime-wasi does not
+                // implement (e.g. `wasi:http/types`, imported by JS
+                // toolchains) is linked as a trap, i.e. denied when called.
+                let mut lenient = self.inner.linker.clone();
+                validate::link_denied_imports(&mut lenient, &self.inner.engine, &component)
+                    .and_then(|()| lenient.instantiate_pre(&component))
+                    .map_err(|_| RuntimeError::Link(chain(&first)))?
+            }
+        };
+        let pre = HandlerPre::new(pre).map_err(|e| RuntimeError::Export(chain(&e)))?;
+        Ok(HandlerModule {
+            inner: Arc::new(ModuleInner {
+                pre,
+                imports,
+                warm: WarmPool::default(),
+            }),
+        })
+    }
+
+    /// Runs one delivery. Never panics on guest behaviour; every failure is
+    /// an [`Outcome`] in the report.
+    pub fn deliver(&self, module: &HandlerModule, req: DeliveryRequest<'_>) -> DeliveryReport {
+        self.deliver_inner(module, req)
+    }
+}

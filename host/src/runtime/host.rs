@@ -1,0 +1,446 @@
+//! The data of one sandbox store ([`HostState`]) and Hookbox's side of the
+//! WIT contract: the one `bindgen!` of the host, and the `log`, `kv`,
+//! `config`, `emit` and `clock` imports.
+//!
+//! Host functions never panic on guest input. A guest mistake the WIT lets
+//! it handle (a malformed emitted event) is returned to the guest; a budget
+//! exhausted (log, emit, KV size) or a storage failure ends the call with an
+//! error, after recording the outcome in [`CallState::abort`] so that
+//! `deliver` reports it by name.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::capture::SharedLog;
+use super::limiter::Limiter;
+use super::outcome::{LogLevel, LogStream, Outcome};
+use crate::event::{self, EventInput, Priority};
+use crate::kv::{Kv, Namespace};
+use crate::limits::Limits;
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "hookbox:handler/handler@0.1.0",
+    imports: { default: trappable },
+});
+
+use self::hookbox::handler::{clock, config, emit, kv, log, types};
+
+/// The error a host function ends the call with once it has recorded its
+/// outcome; its text is what the report shows.
+#[derive(Debug)]
+pub(crate) struct Abort(String);
+
+impl std::fmt::Display for Abort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Abort {}
+
+/// What the host functions need to know about the current delivery. Reset
+/// by [`HostState::begin`]; in reuse mode the store outlives a delivery, so
+/// nothing here may carry over.
+#[derive(Default)]
+pub(crate) struct CallState {
+    /// The delivery's KV store, lent by [`with_kv`] for the duration of the
+    /// call and `None` at any other time. Private to this module: nothing
+    /// may copy it out (see the SAFETY comment in [`with_kv`]).
+    kv: Option<&'static dyn Kv>,
+    /// Built from the delivery (handler name + event tenant), never from
+    /// guest input.
+    namespace: Option<Namespace>,
+    config: String,
+    event_tenant: String,
+    kv_value_bytes: u64,
+    /// When the delivery's wall-clock budget ends: host calls that wait
+    /// (`wasi:io/poll`, see `poll.rs`) give up at this instant.
+    pub(crate) deadline: Option<Instant>,
+    max_emits: u32,
+    emit_calls: u32,
+    /// Events accepted by `emit`, handed to the dispatcher on success.
+    pub(crate) emitted: Vec<EventInput>,
+    /// The outcome a host function ended the call with.
+    pub(crate) abort: Option<(Outcome, String)>,
+}
+
+impl std::fmt::Debug for CallState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallState")
+            .field("namespace", &self.namespace)
+            .field("emitted", &self.emitted.len())
+            .field("abort", &self.abort)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `T` of every `Store<T>` the runtime creates.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) log: SharedLog,
+    pub(crate) call: CallState,
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState")
+            .field("limiter", &self.limiter)
+            .field("call", &self.call)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One delivery's inputs, as [`HostState::begin`] needs them.
+pub(crate) struct Begin<'a> {
+    pub handler: &'a str,
+    pub tenant: &'a str,
+    pub config: &'a str,
+    pub limits: &'a Limits,
+}
+
+impl HostState {
+    /// A store's data with WASI denied: no preopens, environment, arguments
+    /// or network (the `WasiCtx` builder's defaults); stdin is closed and
+    /// stdout/stderr go to the delivery log.
+    pub(crate) fn new(limits: &Limits) -> Self {
+        let log = SharedLog::default();
+        let wasi = WasiCtx::builder()
+            .stdout(log.pipe(LogStream::Stdout))
+            .stderr(log.pipe(LogStream::Stderr))
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter::new(limits.memory_bytes, limits.table_elements, limits.instances),
+            log,
+            call: CallState::default(),
+        }
+    }
+
+    /// Prepares for a delivery: fresh per-call state, log and limiter budgets.
+    pub(crate) fn begin(&mut self, b: Begin<'_>) {
+        self.call = CallState {
+            kv: None,
+            namespace: Some(Namespace {
+                handler: b.handler.to_string(),
+                tenant: b.tenant.to_string(),
+            }),
+            config: b.config.to_string(),
+            event_tenant: b.tenant.to_string(),
+            kv_value_bytes: b.limits.kv_value_bytes,
+            deadline: Instant::now().checked_add(Duration::from_millis(b.limits.timeout_ms)),
+            max_emits: b.limits.emits,
+            ..CallState::default()
+        };
+        self.log.begin(b.limits.log_bytes);
+        self.limiter.begin_delivery(
+            b.limits.memory_bytes,
+            b.limits.table_elements,
+            b.limits.instances,
+        );
+    }
+
+    /// Ends a delivery: drops the namespace and config, keeps the results.
+    pub(crate) fn end(&mut self) {
+        self.call.kv = None;
+        self.call.namespace = None;
+        self.call.config = String::new();
+    }
+
+    pub(crate) fn abort(&mut self, outcome: Outcome, message: String) -> wasmtime::Error {
+        self.call.abort.get_or_insert((outcome, message.clone()));
+        wasmtime::Error::new(Abort(message))
+    }
+
+    fn check_kv_size(&mut self, key: &str, value_len: usize) -> wasmtime::Result<()> {
+        let size = (key.len() + value_len) as u64;
+        if size > self.call.kv_value_bytes {
+            let limit = self.call.kv_value_bytes;
+            return Err(self.abort(
+                Outcome::KvLimit,
+                format!("kv key plus value is {size} bytes; the limit is {limit}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs a KV operation against the delivery's namespace.
+    fn with_kv<R>(
+        &mut self,
+        op: impl FnOnce(&dyn Kv, &Namespace) -> Result<R, crate::kv::KvError>,
+    ) -> wasmtime::Result<R> {
+        let result = match (&self.call.kv, &self.call.namespace) {
+            (Some(kv), Some(ns)) => op(*kv, ns).map_err(|e| e.to_string()),
+            _ => Err("kv called outside a delivery".to_string()),
+        };
+        result.map_err(|msg| self.abort(Outcome::HostError, msg))
+    }
+}
+
+/// Runs `f` (instantiate and call) with `kv` lent to the store's KV host
+/// functions; the loan is revoked before this returns, also on unwind.
+#[allow(unsafe_code)]
+pub(crate) fn with_kv<R>(
+    store: &mut Store<HostState>,
+    kv: &dyn Kv,
+    f: impl FnOnce(&mut Store<HostState>) -> R,
+) -> R {
+    /// Clears the loan when dropped.
+    struct Revoke<'s>(&'s mut Store<HostState>);
+    impl Drop for Revoke<'_> {
+        fn drop(&mut self) {
+            self.0.data_mut().call.kv = None;
+        }
+    }
+    // SAFETY: wasmtime requires store data to be `'static`, but the caller
+    // lends the KV store only for this call, so the reference's lifetime is
+    // extended here and the extension is made unobservable: the `'static`
+    // reference is written only to `CallState::kv`, a private field no code
+    // copies out of (host functions use it in place, during the call); the
+    // store is mutably borrowed for the whole loan, so nothing else can
+    // reach it; and `Revoke` sets the field back to `None` before this
+    // function returns or unwinds, while `kv` is still borrowed by the
+    // caller. (`dyn Kv` is already `'static` as a type: `Kv: 'static`.)
+    let lent: &'static dyn Kv = unsafe { std::mem::transmute::<&dyn Kv, &'static dyn Kv>(kv) };
+    store.data_mut().call.kv = Some(lent);
+    let guard = Revoke(store);
+    f(&mut *guard.0)
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    fn log(
+        &mut self,
+        level: log::Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
+        let level = match level {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        let result = self.log.lock().log(level, message, fields);
+        result.map_err(|full| self.abort(Outcome::LogLimit, full.to_string()))
+    }
+}
+
+impl kv::Host for HostState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.check_kv_size(&key, 0)?;
+        self.with_kv(|kv, ns| kv.get(ns, &key))
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<()> {
+        self.check_kv_size(&key, value.len())?;
+        self.with_kv(|kv, ns| kv.set(ns, &key, &value, ttl_ms))
+    }
+
+    fn delete(&mut self, key: String) -> wasmtime::Result<bool> {
+        self.check_kv_size(&key, 0)?;
+        self.with_kv(|kv, ns| kv.delete(ns, &key))
+    }
+
+    fn increment(&mut self, key: String, delta: i64) -> wasmtime::Result<i64> {
+        self.check_kv_size(&key, 0)?;
+        self.with_kv(|kv, ns| kv.increment(ns, &key, delta))
+    }
+
+    fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> wasmtime::Result<bool> {
+        let largest = expected
+            .as_ref()
+            .map_or(0, Vec::len)
+            .max(new.as_ref().map_or(0, Vec::len));
+        self.check_kv_size(&key, largest)?;
+        self.with_kv(|kv, ns| kv.compare_and_swap(ns, &key, expected.as_deref(), new.as_deref()))
+    }
+}
+
+impl config::Host for HostState {
+    fn get(&mut self) -> wasmtime::Result<String> {
+        Ok(self.call.config.clone())
+    }
+}
+
+impl emit::Host for HostState {
+    fn emit(&mut self, new: emit::NewEvent) -> wasmtime::Result<Result<(), emit::EmitError>> {
+        // Every call counts, valid or not: host-side validation is work the
+        // guest's fuel does not pay for.
+        self.call.emit_calls = self.call.emit_calls.saturating_add(1);
+        if self.call.emit_calls > self.call.max_emits {
+            let max = self.call.max_emits;
+            return Err(self.abort(
+                Outcome::EmitLimit,
+                format!("the handler emitted more than {max} events"),
+            ));
+        }
+        match to_event_input(new, &self.call.event_tenant) {
+            Ok(input) => {
+                self.call.emitted.push(input);
+                Ok(Ok(()))
+            }
+            Err(msg) => Ok(Err(emit::EmitError::Invalid(msg))),
+        }
+    }
+}
+
+impl clock::Host for HostState {
+    fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        Ok(event::now_ms())
+    }
+}
+
+/// An emitted event under the same rules as any producer's ([`EventInput`]).
+fn to_event_input(new: emit::NewEvent, event_tenant: &str) -> Result<EventInput, String> {
+    // Refuse oversized payloads before spending time parsing them.
+    if new.payload.len() > event::bounds::DEFAULT_PAYLOAD_BYTES {
+        return Err(format!(
+            "`payload` is {} bytes; the limit is {}",
+            new.payload.len(),
+            event::bounds::DEFAULT_PAYLOAD_BYTES
+        ));
+    }
+    let payload = event::parse_payload(&new.payload).map_err(|e| e.to_string())?;
+    let mut metadata = BTreeMap::new();
+    for (k, v) in new.metadata {
+        if metadata.contains_key(&k) {
+            return Err(format!("metadata key {k:?} is given twice"));
+        }
+        metadata.insert(k, v);
+    }
+    let input = EventInput {
+        event_type: new.type_,
+        tenant: new.tenant.unwrap_or_else(|| event_tenant.to_string()),
+        payload: Some(payload),
+        metadata,
+        key: new.key,
+        priority: new.priority.map_or(Priority::Normal, from_wit_priority),
+        idempotency_key: None,
+    };
+    input
+        .validate(event::bounds::DEFAULT_PAYLOAD_BYTES)
+        .map_err(|e| e.to_string())?;
+    Ok(input)
+}
+
+fn from_wit_priority(p: types::Priority) -> Priority {
+    match p {
+        types::Priority::Critical => Priority::Critical,
+        types::Priority::High => Priority::High,
+        types::Priority::Normal => Priority::Normal,
+        types::Priority::Low => Priority::Low,
+    }
+}
+
+/// The WIT form of an event being delivered.
+pub(crate) fn to_wit_event(event: &event::Event, attempt: u32) -> types::Event {
+    types::Event {
+        id: event.id.clone(),
+        type_: event.event_type.clone(),
+        tenant: event.tenant.clone(),
+        source: event.source.clone(),
+        time: event.time,
+        priority: match event.priority {
+            Priority::Critical => types::Priority::Critical,
+            Priority::High => types::Priority::High,
+            Priority::Normal => types::Priority::Normal,
+            Priority::Low => types::Priority::Low,
+        },
+        payload: event.payload.get().to_string(),
+        metadata: event
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        key: event.key.clone(),
+        attempt,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    use super::*;
+    use crate::kv::MemoryKv;
+
+    #[test]
+    fn the_kv_loan_ends_with_the_call_even_on_unwind() {
+        let engine = wasmtime::Engine::default();
+        let mut store = Store::new(&engine, HostState::new(&Limits::default()));
+        let kv = MemoryKv::new();
+        with_kv(&mut store, &kv, |s| assert!(s.data().call.kv.is_some()));
+        assert!(store.data().call.kv.is_none());
+        let unwound = catch_unwind(AssertUnwindSafe(|| {
+            with_kv(&mut store, &kv, |_| panic!("a host function panicked"))
+        }));
+        assert!(unwound.is_err());
+        assert!(store.data().call.kv.is_none());
+    }
+
+    fn new_event(payload: &str) -> emit::NewEvent {
+        emit::NewEvent {
+            type_: "reply".into(),
+            tenant: None,
+            payload: payload.into(),
+            metadata: vec![("a".into(), "1".into())],
+            key: Some("k".into()),
+            priority: Some(types::Priority::High),
+        }
+    }
+
+    #[test]
+    fn emitted_event_defaults_to_the_delivered_tenant() {
+        let input = to_event_input(new_event(r#"{"x":1}"#), "acme").unwrap();
+        assert_eq!(input.tenant, "acme");
+        assert_eq!(input.priority, Priority::High);
+        assert_eq!(input.payload.unwrap().get(), r#"{"x":1}"#);
+        let mut other = new_event("{}");
+        other.tenant = Some("zeta".into());
+        other.priority = None;
+        let input = to_event_input(other, "acme").unwrap();
+        assert_eq!(input.tenant, "zeta");
+        assert_eq!(input.priority, Priority::Normal);
+    }
+
+    #[test]
+    fn emitted_events_follow_producer_rules() {
+        let err = to_event_input(new_event("{not json"), "").unwrap_err();
+        assert!(err.contains("payload"), "{err}");
+        let mut bad_type = new_event("{}");
+        bad_type.type_ = "has space".into();
+        let err = to_event_input(bad_type, "").unwrap_err();
+        assert!(err.contains("type"), "{err}");
+        let mut dup = new_event("{}");
+        dup.metadata.push(("a".into(), "2".into()));
+        let err = to_event_input(dup, "").unwrap_err();
+        assert!(err.contains("twice"), "{err}");
+        let huge = format!("\"{}\"", "x".repeat(event::bounds::DEFAULT_PAYLOAD_BYTES));
+        let err = to_event_input(new_event(&huge), "").unwrap_err();
+        assert!(err.contains("limit"), "{err}");
+    }
+}

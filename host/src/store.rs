@@ -1,0 +1,427 @@
+//! The durable store: the one owner of the sled database. Handlers and their
+//! versions, module blobs, the compiled-code cache, the event inbox and its
+//! pending deliveries, dead letters, the delivery log, stats, handler KV,
+//! the audit log and API tokens all live here, behind our own types — no
+//! sled type appears in the public API.
+//!
+//! **Every method blocks** (disk I/O, fsync on [`Durability::Sync`], a wait
+//! for the group flush on [`Durability::Group`]). Async callers must run them
+//! off the reactor: `spawn_blocking` in batches, or dedicated worker threads.
+//!
+//! # Trees and key layouts
+//! Numbers are big-endian so sled's byte order is numeric (time, sequence)
+//! order; `lp(x)` is a u32 big-endian length followed by the bytes of `x`,
+//! so no part of a key can run into the next whatever bytes it contains.
+//! ULIDs (event, log, dead-letter, audit ids) sort by time as text already.
+//! Values are JSON unless noted (readable with any sled dump; the hot path
+//! is dominated by fsync, not by encoding).
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `meta` | `schema_version` · `log_count` · `events_accepted` · `events_unrouted` | u32/u64 BE |
+//! | `modules` | sha256 hex of the wasm | wasm bytes |
+//! | `compiled` | `lp(module hash) lp(engine fingerprint)` | serialized code |
+//! | `handlers` | handler name | [`HandlerRecord`] |
+//! | `versions` | `lp(name) u32 version` | [`VersionRecord`] |
+//! | `events` | event id | [`Event`](crate::event::Event) |
+//! | `event_refs` | event id | u32 BE: pending deliveries still holding the event |
+//! | `pending` | `lp(event id) handler` | [`Pending`] |
+//! | `idempotency` | `lp(tenant) lp(key)` | `{event_id, time_ms}` |
+//! | `dead` | dead-letter id | [`DeadLetter`] |
+//! | `dead_by_handler` | `lp(handler) dead-letter id` | empty |
+//! | `log` | `u64 time_ms u64 seq` | [`LogEntry`] |
+//! | `log_by_event` | `lp(event id) u64 time_ms u64 seq` | empty |
+//! | `stats` | handler name | per-handler counters + latency histogram |
+//! | `kv` | `lp(handler) lp(tenant) key` | `crate::kv::encode_entry` bytes |
+//! | `audit` | audit id | [`AuditEntry`] |
+//! | `tokens` | token id | [`TokenRecord`] + sha256 of the secret |
+//! | `token_hash` | sha256 of the secret (32 bytes) | token id |
+//! | `zulip` | realm name | [`ZulipCursor`] |
+//! | `schemas` | event type | JSON Schema text |
+//!
+//! State changes that span trees (accept, finish, retry, dead-letter,
+//! replay, deploy, token create/revoke) are sled transactions. The delivery
+//! log line and stats of an attempt are written just before its queue
+//! transition, outside that transaction: a crash in between repeats the
+//! delivery (at-least-once), so a duplicate log line or count is possible
+//! and accepted; a half-done queue transition is not.
+//!
+//! Inside a transaction closure no non-transactional sled call may be made:
+//! sled 0.34 serialises transactions with a process-wide lock that plain
+//! writes also take, so such a call would deadlock.
+
+mod codec;
+mod dlq;
+mod group;
+mod handlers;
+mod keys;
+mod kv;
+mod logs;
+mod modules;
+mod queue;
+mod records;
+mod stats;
+/// How long `open` waits by default for the directory lock of a store that
+/// was just closed in this process: sled's background threads hold the last
+/// references and release the lock a moment after the `Db` is dropped (on a
+/// loaded machine, after their final fsync: seconds).
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(3);
+
+fn open_db(dir: &Path, cache_bytes: u64, lock_wait: Duration) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + lock_wait;
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e).sled(),
+        }
+    }
+}
+
+mod schemas;
+#[cfg(test)]
+mod testutil;
+mod tokens;
+mod zulip;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use codec::{AbortExt, SledExt, TxResult, corrupt, decode, encode, tx_err};
+
+pub use records::{
+    AttemptError, AuditEntry, DEFAULT_PAGE, DeadLetter, DeadLetterQuery, EventTotals,
+    HandlerRecord, HandlerStats, LogEntry, LogPage, LogQuery, MAX_PAGE, OUTCOME_OK, Pending, Scope,
+    TokenRecord, VersionRecord,
+};
+pub use tokens::TOKEN_PREFIX;
+pub use zulip::ZulipCursor;
+
+/// Bumped whenever a key layout or record encoding changes incompatibly.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How hard `accept` works to make an event durable before returning.
+///
+/// Whatever the mode, every state change is one atomic sled write, and sled
+/// recovers its log up to the last complete write: a crash loses a suffix
+/// of unflushed writes, never an older write while keeping a newer one.
+/// Only `accept` and administrative changes (deploy, enable, config,
+/// tokens, dead-letter replay and purge) wait for a flush. Delivery
+/// progress (finish, retry, dead-letter, the delivery log, stats, handler
+/// KV writes) is flushed by the next such flush or sled's background flush
+/// (every 500 ms): a crash may undo the last ~500 ms of it, so those
+/// deliveries run again — at-least-once, never lost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Flush to disk before `accept` returns: an acknowledged event is never lost.
+    #[default]
+    Sync,
+    /// A background thread flushes every `interval`; `accept` waits for the
+    /// next flush (group commit). Same guarantee as `Sync` for the caller,
+    /// fewer fsyncs under load, up to `interval` more latency.
+    Group {
+        /// Time between flushes.
+        interval: Duration,
+    },
+    /// No flush on accept; sled's own background flush (every 500 ms) or the
+    /// OS decides. Tests and benchmarks only.
+    None,
+}
+
+/// Knobs for [`Store::open`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// sled page-cache size. Set explicitly: sled's 1 GB default bloats RSS.
+    pub cache_bytes: u64,
+    /// Flush policy for accepted events.
+    pub durability: Durability,
+    /// Delivery-log entries kept by [`Store::enforce_retention`].
+    pub log_max_entries: u64,
+    /// Oldest delivery-log entry (and idempotency record) kept.
+    pub log_max_age: Duration,
+    /// How long [`Store::open`] retries a directory lock held by a store
+    /// that is still shutting down before it reports the lock as held.
+    pub lock_wait: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_bytes: 64 * 1024 * 1024,
+            durability: Durability::Sync,
+            log_max_entries: 1_000_000,
+            log_max_age: Duration::from_secs(7 * 24 * 3600),
+            lock_wait: DEFAULT_LOCK_WAIT,
+        }
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database itself failed (I/O, a held lock, …).
+    #[error("storage failed: {0}")]
+    Sled(String),
+    /// Stored bytes do not decode; names the tree and key.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// The data directory was written by an incompatible schema.
+    #[error("store schema version is {found}, this build expects {expected}")]
+    Schema {
+        /// The version in the `meta` tree.
+        found: u32,
+        /// [`SCHEMA_VERSION`].
+        expected: u32,
+    },
+    /// The named thing does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The change contradicts the current state.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A caller-supplied argument is malformed (e.g. a pagination cursor).
+    #[error("bad input: {0}")]
+    BadInput(String),
+    /// A record could not be encoded.
+    #[error("cannot encode record: {0}")]
+    Encode(String),
+}
+
+/// Result alias for store operations.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The store; cheap to clone (an `Arc` inside), safe to share across threads.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("options", &self.inner.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    db: sled::Db,
+    t: Trees,
+    opts: StoreOptions,
+    ids: Mutex<ulid::Generator>,
+    /// Serialises handler administration (deploy, rollback, delete, …):
+    /// those read-then-write across scans that a transaction cannot cover.
+    admin: Mutex<()>,
+    /// The group-commit flusher; dropping it stops and joins its thread
+    /// (which holds a `Db` clone), so the sled lock goes with the `Store`.
+    group: Option<group::GroupCommit>,
+}
+
+struct Trees {
+    meta: sled::Tree,
+    modules: sled::Tree,
+    compiled: sled::Tree,
+    handlers: sled::Tree,
+    versions: sled::Tree,
+    events: sled::Tree,
+    event_refs: sled::Tree,
+    pending: sled::Tree,
+    idempotency: sled::Tree,
+    dead: sled::Tree,
+    dead_by_handler: sled::Tree,
+    log: sled::Tree,
+    log_by_event: sled::Tree,
+    stats: sled::Tree,
+    kv: sled::Tree,
+    audit: sled::Tree,
+    tokens: sled::Tree,
+    token_hash: sled::Tree,
+    zulip: sled::Tree,
+    schemas: sled::Tree,
+}
+
+const META_SCHEMA: &[u8] = b"schema_version";
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`. A directory written by
+    /// another schema version is refused with [`StoreError::Schema`].
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store> {
+        let db = open_db(dir, opts.cache_bytes, opts.lock_wait)?;
+        let tree = |name: &str| db.open_tree(name).sled();
+        let t = Trees {
+            meta: tree("meta")?,
+            modules: tree("modules")?,
+            compiled: tree("compiled")?,
+            handlers: tree("handlers")?,
+            versions: tree("versions")?,
+            events: tree("events")?,
+            event_refs: tree("event_refs")?,
+            pending: tree("pending")?,
+            idempotency: tree("idempotency")?,
+            dead: tree("dead")?,
+            dead_by_handler: tree("dead_by_handler")?,
+            log: tree("log")?,
+            log_by_event: tree("log_by_event")?,
+            stats: tree("stats")?,
+            kv: tree("kv")?,
+            audit: tree("audit")?,
+            tokens: tree("tokens")?,
+            token_hash: tree("token_hash")?,
+            zulip: tree("zulip")?,
+            schemas: tree("schemas")?,
+        };
+        match t.meta.get(META_SCHEMA).sled()? {
+            None => {
+                t.meta
+                    .insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()[..])
+                    .sled()?;
+                db.flush().sled()?;
+            }
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| corrupt("meta", META_SCHEMA, "not a u32"))?;
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::Schema {
+                        found,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+            }
+        }
+        let group = match opts.durability {
+            Durability::Group { interval } => Some(group::GroupCommit::start(db.clone(), interval)),
+            _ => None,
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                t,
+                opts,
+                ids: Mutex::new(ulid::Generator::new()),
+                admin: Mutex::new(()),
+                group,
+            }),
+        })
+    }
+
+    /// Writes everything to disk (fsync) before returning.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.db.flush().sled().map(drop)
+    }
+
+    /// Approximate bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.inner.db.size_on_disk().sled()
+    }
+
+    fn t(&self) -> &Trees {
+        &self.inner.t
+    }
+
+    /// Makes committed writes durable as [`Durability`] asks for accepts.
+    fn commit_wait(&self) -> Result<()> {
+        match (&self.inner.opts.durability, &self.inner.group) {
+            (Durability::None, _) => Ok(()),
+            (Durability::Group { .. }, Some(g)) => g.wait(),
+            _ => self.flush(),
+        }
+    }
+
+    /// Rare administrative writes (deploy, tokens, …) are flushed unless
+    /// durability is off entirely: an acknowledged admin change must stick.
+    fn admin_flush(&self) -> Result<()> {
+        match self.inner.opts.durability {
+            Durability::None => Ok(()),
+            _ => self.flush(),
+        }
+    }
+
+    /// Makes administrative changes made outside this module's own admin
+    /// calls (dead-letter replays, auto-disable follow-ups) durable: a flush
+    /// unless durability is off entirely.
+    pub fn sync_admin(&self) -> Result<()> {
+        self.admin_flush()
+    }
+
+    fn admin_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The guarded data is `()`: a panic elsewhere leaves nothing to repair.
+        self.inner.admin.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new ULID, monotonic within this process.
+    fn new_ulid(&self) -> ulid::Ulid {
+        // The generator holds only the last id; a panic cannot corrupt it.
+        let mut g = self.inner.ids.lock().unwrap_or_else(|p| p.into_inner());
+        g.generate().unwrap_or_else(|_| ulid::Ulid::new())
+    }
+
+    fn new_id(&self) -> String {
+        self.new_ulid().to_string()
+    }
+
+    /// Adds `delta` to a u64 counter in `meta`, saturating at 0.
+    fn bump(&self, key: &[u8], delta: i64) -> Result<()> {
+        self.t()
+            .meta
+            .update_and_fetch(key, |cur| {
+                let n = cur.and_then(keys::read_u64).unwrap_or(0);
+                Some(n.saturating_add_signed(delta).to_be_bytes().to_vec())
+            })
+            .sled()
+            .map(drop)
+    }
+
+    fn counter(&self, key: &[u8]) -> Result<u64> {
+        match self.t().meta.get(key).sled()? {
+            None => Ok(0),
+            Some(v) => keys::read_u64(&v).ok_or_else(|| corrupt("meta", key, "not a u64")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn schema_mismatch_names_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open(dir.path());
+            s.t()
+                .meta
+                .insert(META_SCHEMA, &7u32.to_be_bytes()[..])
+                .unwrap();
+            s.flush().unwrap();
+        }
+        match Store::open(dir.path(), StoreOptions::default()) {
+            Err(StoreError::Schema { found, expected }) => {
+                assert_eq!((found, expected), (7, SCHEMA_VERSION));
+            }
+            other => panic!("expected a schema error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn corrupt_schema_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open(dir.path());
+            s.t().meta.insert(META_SCHEMA, &b"x"[..]).unwrap();
+        }
+        let err = Store::open(dir.path(), StoreOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(m) if m.contains("meta")));
+    }
+}

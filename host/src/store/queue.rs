@@ -1,0 +1,265 @@
+//! The durable queue: accepted events, their pending deliveries, retries and
+//! idempotency keys.
+//!
+//! Keys: `events` = event id; `event_refs` = event id → u32 BE count of
+//! pending deliveries holding the event (it is removed when that reaches 0);
+//! `pending` = `lp(event id) handler`; `idempotency` = `lp(tenant) lp(key)`.
+//!
+//! Delivery transitions write the log line and stats first and the queue
+//! change second: a crash in between runs the delivery again
+//! (at-least-once) and logs it twice, which is acceptable; the reverse order
+//! could lose the log line of a delivery that happened.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::TransactionalTree;
+
+use super::stats::StatKind;
+use super::{
+    AbortExt, AttemptError, LogEntry, Pending, Result, SledExt, Store, StoreError, TxResult,
+    corrupt, decode, encode, keys, tx_err,
+};
+use crate::event::{Event, now_ms};
+
+pub(super) const META_ACCEPTED: &[u8] = b"events_accepted";
+pub(super) const META_UNROUTED: &[u8] = b"events_unrouted";
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct IdemRecord {
+    pub(super) event_id: String,
+    pub(super) time_ms: u64,
+}
+
+pub(super) fn pending_key(event_id: &str, handler: &str) -> Vec<u8> {
+    let mut k = keys::parts(&[event_id.as_bytes()]);
+    k.extend_from_slice(handler.as_bytes());
+    k
+}
+
+pub(super) fn idem_key(tenant: &str, key: &str) -> Vec<u8> {
+    keys::parts(&[tenant.as_bytes(), key.as_bytes()])
+}
+
+/// Reads the pending deliveries' count of an event, inside a transaction.
+pub(super) fn refs_tx(refs: &TransactionalTree, event_id: &str) -> TxResult<u32> {
+    match refs.get(event_id)? {
+        None => Ok(0),
+        Some(b) => keys::read_u32(&b)
+            .ok_or_else(|| corrupt("event_refs", event_id.as_bytes(), "not a u32"))
+            .abort(),
+    }
+}
+
+/// One pending delivery of an event is gone: drop the event with the last.
+pub(super) fn release_tx(
+    events: &TransactionalTree,
+    refs: &TransactionalTree,
+    event_id: &str,
+) -> TxResult<()> {
+    match refs_tx(refs, event_id)?.saturating_sub(1) {
+        0 => {
+            events.remove(event_id)?;
+            refs.remove(event_id)?;
+        }
+        n => {
+            refs.insert(event_id, &n.to_be_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+struct Prepared<'a> {
+    event_id: &'a str,
+    event: Vec<u8>,
+    pending: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Store {
+    /// Makes a batch of events durable in one transaction: each event with a
+    /// pending delivery (attempt 1, due now) per matched handler, plus its
+    /// idempotency key. Returns once the batch is as durable as
+    /// [`Durability`](super::Durability) asks. Events that matched no handler
+    /// are counted (and their idempotency key kept) but not stored.
+    /// Accepting an event twice does not duplicate its deliveries.
+    pub fn accept(&self, batch: &[(Event, Vec<String>)]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut prepared = Vec::with_capacity(batch.len());
+        let mut idem = Vec::new();
+        for (event, handlers) in batch {
+            if let Some(k) = &event.idempotency_key {
+                let rec = IdemRecord {
+                    event_id: event.id.clone(),
+                    time_ms: event.time,
+                };
+                idem.push((idem_key(&event.tenant, k), encode(&rec)?));
+            }
+            let mut handlers: Vec<&str> = handlers.iter().map(String::as_str).collect();
+            handlers.sort_unstable();
+            handlers.dedup();
+            if handlers.is_empty() {
+                continue;
+            }
+            let mut pending = Vec::with_capacity(handlers.len());
+            for h in handlers {
+                let p = Pending {
+                    event_id: event.id.clone(),
+                    handler: h.into(),
+                    attempt: 1,
+                    due_ms: now,
+                    version: None,
+                    errors: Vec::new(),
+                };
+                pending.push((pending_key(&event.id, h), encode(&p)?));
+            }
+            prepared.push(Prepared {
+                event_id: &event.id,
+                event: encode(event)?,
+                pending,
+            });
+        }
+        let t = self.t();
+        (&t.events, &t.event_refs, &t.pending, &t.idempotency)
+            .transaction(|(events, refs, pending, idempotency)| {
+                for p in &prepared {
+                    let mut count = refs_tx(refs, p.event_id)?;
+                    for (k, v) in &p.pending {
+                        if pending.get(k)?.is_none() {
+                            pending.insert(k.as_slice(), v.as_slice())?;
+                            count += 1;
+                        }
+                    }
+                    events.insert(p.event_id, p.event.as_slice())?;
+                    refs.insert(p.event_id, &count.to_be_bytes())?;
+                }
+                for (k, v) in &idem {
+                    idempotency.insert(k.as_slice(), v.as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.commit_wait()?;
+        self.bump(META_ACCEPTED, batch.len() as i64)?;
+        let unrouted = batch.iter().filter(|(_, h)| h.is_empty()).count();
+        if unrouted > 0 {
+            self.bump(META_UNROUTED, unrouted as i64)?;
+        }
+        Ok(())
+    }
+
+    /// An accepted event that still has unfinished deliveries.
+    pub fn event(&self, id: &str) -> Result<Option<Event>> {
+        self.t()
+            .events
+            .get(id)
+            .sled()?
+            .map(|b| decode("events", id.as_bytes(), &b))
+            .transpose()
+    }
+
+    /// Every unfinished delivery in (due time, event id, handler) order —
+    /// what to run after a restart.
+    pub fn pending(&self) -> Result<Vec<Pending>> {
+        let mut all = self
+            .t()
+            .pending
+            .iter()
+            .map(|item| {
+                let (k, v) = item.sled()?;
+                decode::<Pending>("pending", &k, &v)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        all.sort_by(|a, b| {
+            (a.due_ms, &a.event_id, &a.handler).cmp(&(b.due_ms, &b.event_id, &b.handler))
+        });
+        Ok(all)
+    }
+
+    /// A delivery is done (any final outcome that is not a dead letter):
+    /// logs it, counts it, removes the pending entry, and the event with
+    /// the last. Finishing twice is harmless.
+    pub fn finish(&self, p: &Pending, entry: &LogEntry) -> Result<()> {
+        self.append_log(entry)?;
+        self.record_stats(entry, StatKind::Attempt)?;
+        self.drop_pending(p).map(drop)
+    }
+
+    /// Removes one pending delivery (and its event when it was the last);
+    /// whether it existed.
+    pub(super) fn drop_pending(&self, p: &Pending) -> Result<bool> {
+        let key = pending_key(&p.event_id, &p.handler);
+        let t = self.t();
+        (&t.pending, &t.events, &t.event_refs)
+            .transaction(|(pending, events, refs)| {
+                if pending.remove(key.as_slice())?.is_none() {
+                    return Ok(false);
+                }
+                release_tx(events, refs, &p.event_id)?;
+                Ok(true)
+            })
+            .map_err(tx_err)
+    }
+
+    /// An attempt failed and will run again at `due_ms`: logs and counts it,
+    /// then stores the next attempt with this attempt's error appended.
+    /// [`StoreError::NotFound`] when the delivery is no longer pending (its
+    /// handler was deleted meanwhile).
+    pub fn retry_later(&self, p: &Pending, entry: &LogEntry, due_ms: u64) -> Result<Pending> {
+        self.append_log(entry)?;
+        self.record_stats(entry, StatKind::Retry)?;
+        let key = pending_key(&p.event_id, &p.handler);
+        self.t()
+            .pending
+            .transaction(|pending| {
+                let Some(b) = pending.get(&key)? else {
+                    return Err(not_pending(p)).abort();
+                };
+                let mut next: Pending = decode("pending", &key, &b).abort()?;
+                next.errors.push(attempt_error(next.attempt, entry));
+                next.attempt = next.attempt.saturating_add(1);
+                next.due_ms = due_ms;
+                pending.insert(key.as_slice(), encode(&next).abort()?)?;
+                Ok(next)
+            })
+            .map_err(tx_err)
+    }
+
+    /// The id of an event accepted with this idempotency key within `window`.
+    pub fn idempotent_id(
+        &self,
+        tenant: &str,
+        key: &str,
+        window: Duration,
+    ) -> Result<Option<String>> {
+        let k = idem_key(tenant, key);
+        let Some(b) = self.t().idempotency.get(&k).sled()? else {
+            return Ok(None);
+        };
+        let rec: IdemRecord = decode("idempotency", &k, &b)?;
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        Ok((now_ms().saturating_sub(rec.time_ms) <= window_ms).then_some(rec.event_id))
+    }
+}
+
+pub(super) fn attempt_error(attempt: u32, entry: &LogEntry) -> AttemptError {
+    AttemptError {
+        attempt,
+        outcome: entry.outcome.clone(),
+        error: entry.error.clone(),
+        time_ms: entry.time_ms,
+    }
+}
+
+pub(super) fn not_pending(p: &Pending) -> StoreError {
+    StoreError::NotFound(format!(
+        "pending delivery of event {} to handler {}",
+        p.event_id, p.handler
+    ))
+}
+
+#[cfg(test)]
+mod tests;

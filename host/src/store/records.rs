@@ -1,0 +1,286 @@
+//! The records the store keeps and hands out. They are plain serde types —
+//! the admin API returns them as JSON as they are — and carry no sled type.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::event::Event;
+use crate::manifest::Manifest;
+
+/// What an API token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Everything, including token and handler administration.
+    Admin,
+    /// Ingest events.
+    Publish,
+    /// Read handlers, logs, stats and dead letters.
+    Read,
+}
+
+/// An API token, without its secret (only a sha256 of it is stored).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenRecord {
+    /// Stable id (ULID), used to revoke.
+    pub id: String,
+    /// Operator-chosen label.
+    pub name: String,
+    /// What the token may do.
+    pub scopes: Vec<Scope>,
+    /// Tenants it may publish to or read; empty means all.
+    pub tenants: Vec<String>,
+    /// Event-type patterns it may publish; empty means all.
+    pub event_types: Vec<String>,
+    /// Creation time, ms since the epoch.
+    pub created_ms: u64,
+    /// Expiry time, ms since the epoch; `None` never expires.
+    pub expires_ms: Option<u64>,
+}
+
+/// A handler: which version runs, whether it runs, with which config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HandlerRecord {
+    /// Unique name.
+    pub name: String,
+    /// The version deliveries use (unless a replay pins another).
+    pub active_version: u32,
+    /// Disabled handlers receive no new deliveries.
+    pub enabled: bool,
+    /// Why the handler was disabled, by an operator or automatically.
+    pub disabled_reason: Option<String>,
+    /// Config the guest reads; starts as the manifest's, changed by `set_config`.
+    pub config: serde_json::Value,
+    /// First deploy, ms since the epoch.
+    pub created_ms: u64,
+    /// Last change, ms since the epoch.
+    pub updated_ms: u64,
+}
+
+/// One deployed version of a handler; immutable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VersionRecord {
+    /// The handler name.
+    pub name: String,
+    /// 1, 2, … in deploy order; never reused.
+    pub version: u32,
+    /// The manifest it was deployed with.
+    #[schema(value_type = Object)]
+    pub manifest: Manifest,
+    /// sha256 hex of the component (key into the module store).
+    pub module_hash: String,
+    /// Component size in bytes.
+    pub module_bytes: u64,
+    /// Deploy time, ms since the epoch.
+    pub created_ms: u64,
+    /// The actor (token name) that deployed it.
+    pub deployed_by: String,
+}
+
+/// An unfinished delivery: one event for one handler.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Pending {
+    /// The event (in the `events` tree until its last delivery finishes).
+    pub event_id: String,
+    /// The handler it is for.
+    pub handler: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// When it may run, ms since the epoch.
+    pub due_ms: u64,
+    /// A version pinned by a replay; `None` runs the active version.
+    pub version: Option<u32>,
+    /// Errors of the earlier attempts.
+    pub errors: Vec<AttemptError>,
+}
+
+/// One failed attempt of a delivery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AttemptError {
+    /// Which attempt.
+    pub attempt: u32,
+    /// The outcome name (`trap`, `out_of_fuel`, `timeout`, …).
+    pub outcome: String,
+    /// Detail, when there is some.
+    pub error: Option<String>,
+    /// When it ended, ms since the epoch.
+    pub time_ms: u64,
+}
+
+/// One delivery attempt in the delivery log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogEntry {
+    /// ULID; assigned by the store when empty.
+    pub id: String,
+    /// The handler.
+    pub handler: String,
+    /// The version that ran.
+    pub version: u32,
+    /// The event.
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The event's tenant.
+    pub tenant: String,
+    /// snake_case outcome name; `ok` is success, anything else a failure.
+    pub outcome: String,
+    /// Error detail.
+    pub error: Option<String>,
+    /// Wall-clock duration of the attempt, µs.
+    pub duration_us: u64,
+    /// Fuel consumed.
+    pub fuel: u64,
+    /// Peak linear memory, bytes.
+    pub memory_bytes: u64,
+    /// Which attempt.
+    pub attempt: u32,
+    /// When it ended, ms since the epoch.
+    pub time_ms: u64,
+}
+
+impl LogEntry {
+    /// Whether the outcome counts as a success.
+    pub fn is_ok(&self) -> bool {
+        self.outcome == OUTCOME_OK
+    }
+}
+
+/// The outcome name of a successful delivery.
+pub const OUTCOME_OK: &str = "ok";
+
+/// A delivery that exhausted its policy, kept with its event and errors.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetter {
+    /// ULID; sorts by time.
+    pub id: String,
+    /// The event, kept here so a replay works after the inbox forgot it.
+    #[schema(value_type = Object)]
+    pub event: Event,
+    /// The handler.
+    pub handler: String,
+    /// The version of the last attempt.
+    pub version: u32,
+    /// Every attempt's error, oldest first.
+    pub errors: Vec<AttemptError>,
+    /// When it was dead-lettered, ms since the epoch.
+    pub time_ms: u64,
+}
+
+/// One administrative action.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    /// ULID; sorts by time.
+    pub id: String,
+    /// When, ms since the epoch.
+    pub time_ms: u64,
+    /// Who (token name).
+    pub actor: String,
+    /// What (`deploy`, `rollback`, `disable`, …).
+    pub action: String,
+    /// On what (a handler name, a token id, …).
+    pub target: String,
+    /// Anything else worth keeping.
+    pub detail: serde_json::Value,
+}
+
+/// Counters of one handler, kept as deliveries finish (not computed from the log).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HandlerStats {
+    /// The handler.
+    pub handler: String,
+    /// Attempts logged.
+    pub processed: u64,
+    /// Attempts with outcome `ok`.
+    pub ok: u64,
+    /// Attempts with any other outcome.
+    pub failed: u64,
+    /// Attempts per outcome name.
+    pub by_outcome: BTreeMap<String, u64>,
+    /// Attempts that were scheduled to run again.
+    pub retries: u64,
+    /// Deliveries moved to the dead letters.
+    pub dead_lettered: u64,
+    /// Fuel consumed by all attempts.
+    pub fuel_total: u64,
+    /// Median attempt duration, µs (log-scale histogram, ≤ 19% high).
+    pub latency_p50_us: u64,
+    /// 90th percentile attempt duration, µs.
+    pub latency_p90_us: u64,
+    /// 99th percentile attempt duration, µs.
+    pub latency_p99_us: u64,
+    /// Time of the latest logged attempt, ms since the epoch.
+    pub last_outcome_ms: Option<u64>,
+}
+
+/// Events seen by `accept`, including those no handler subscribed to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EventTotals {
+    /// Every event passed to `accept`.
+    pub accepted: u64,
+    /// Accepted events that matched no handler (not stored).
+    pub unrouted: u64,
+}
+
+/// Filters for [`Store::logs`](super::Store::logs); every set field must match.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct LogQuery {
+    /// Only this handler.
+    pub handler: Option<String>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only this tenant.
+    pub tenant: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<String>,
+    /// Only outcomes other than `ok`.
+    pub failed_only: bool,
+    /// Entries at or after this time (ms).
+    pub since_ms: Option<u64>,
+    /// Entries at or before this time (ms).
+    pub until_ms: Option<u64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size; 0 means [`DEFAULT_PAGE`], capped at [`MAX_PAGE`].
+    pub limit: usize,
+}
+
+/// One page of the delivery log, newest first.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct LogPage {
+    /// The entries.
+    pub entries: Vec<LogEntry>,
+    /// Pass as `cursor` for the next (older) page; `None` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters for [`Store::dead_letters`](super::Store::dead_letters).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct DeadLetterQuery {
+    /// Only this handler.
+    pub handler: Option<String>,
+    /// Dead-lettered at or after this time (ms).
+    pub since_ms: Option<u64>,
+    /// Dead-lettered at or before this time (ms).
+    pub until_ms: Option<u64>,
+    /// The id of the last dead letter of the previous page.
+    pub cursor: Option<String>,
+    /// Page size; 0 means [`DEFAULT_PAGE`], capped at [`MAX_PAGE`].
+    pub limit: usize,
+}
+
+/// Page size when a query gives none.
+pub const DEFAULT_PAGE: usize = 100;
+/// Largest page a query may ask for.
+pub const MAX_PAGE: usize = 1000;
+
+/// The effective page size for a requested `limit`.
+pub(super) fn page_size(limit: usize) -> usize {
+    match limit {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    }
+}

@@ -1,0 +1,230 @@
+//! API tokens. Only a sha256 of each secret is stored; the secret is shown
+//! once, on creation. Lookup is by hash, then the stored hash is compared
+//! again in constant time.
+//!
+//! Keys: `tokens` = token id (ULID) → record + hash hex; `token_hash` =
+//! sha256 of the secret (32 raw bytes) → token id. Both are written and
+//! removed together in one transaction.
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sled::Transactional;
+use subtle::ConstantTimeEq;
+
+use super::{
+    AbortExt, Result, Scope, SledExt, Store, StoreError, TokenRecord, decode, encode, tx_err,
+};
+use crate::event::now_ms;
+
+/// Prefix of generated secrets, so leaked tokens are recognisable (secret scanners).
+pub const TOKEN_PREFIX: &str = "hbx_";
+/// Random bytes in a generated secret.
+const SECRET_BYTES: usize = 32;
+
+#[derive(Serialize, Deserialize)]
+struct StoredToken {
+    #[serde(flatten)]
+    record: TokenRecord,
+    /// sha256 of the secret, hex.
+    hash: String,
+}
+
+fn hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+impl Store {
+    /// Creates a token and returns it with its secret (`hbx_` + 64 hex
+    /// digits), which is not stored and cannot be shown again.
+    pub fn create_token(
+        &self,
+        name: &str,
+        scopes: &[Scope],
+        tenants: Vec<String>,
+        event_types: Vec<String>,
+        expires_ms: Option<u64>,
+    ) -> Result<(TokenRecord, String)> {
+        if name.is_empty() || scopes.is_empty() {
+            return Err(StoreError::BadInput(
+                "a token needs a name and at least one scope".into(),
+            ));
+        }
+        let mut bytes = [0u8; SECRET_BYTES];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let secret = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
+        let record = TokenRecord {
+            id: self.new_id(),
+            name: name.into(),
+            scopes: scopes.to_vec(),
+            tenants,
+            event_types,
+            created_ms: now_ms(),
+            expires_ms,
+        };
+        self.insert_token(&record, &secret)?;
+        Ok((record, secret))
+    }
+
+    /// Inserts a token unless one with the same secret exists; whether it did.
+    fn insert_token(&self, record: &TokenRecord, secret: &str) -> Result<bool> {
+        let h = hash(secret);
+        let stored = encode(&StoredToken {
+            record: record.clone(),
+            hash: hex::encode(h),
+        })?;
+        let t = self.t();
+        let inserted = (&t.tokens, &t.token_hash)
+            .transaction(|(tokens, by_hash)| {
+                if by_hash.get(&h[..])?.is_some() {
+                    return Ok(false);
+                }
+                tokens.insert(record.id.as_str(), stored.as_slice())?;
+                by_hash.insert(&h[..], record.id.as_str())?;
+                Ok(true)
+            })
+            .map_err(tx_err)?;
+        self.admin_flush()?;
+        Ok(inserted)
+    }
+
+    /// The live token with this secret; `None` for an unknown, revoked or
+    /// expired one.
+    pub fn authenticate(&self, secret: &str) -> Result<Option<TokenRecord>> {
+        let h = hash(secret);
+        let t = self.t();
+        let Some(id) = t.token_hash.get(&h[..]).sled()? else {
+            return Ok(None);
+        };
+        let Some(b) = t.tokens.get(&id).sled()? else {
+            return Ok(None);
+        };
+        let stored: StoredToken = decode("tokens", &id, &b)?;
+        let Ok(stored_hash) = hex::decode(&stored.hash) else {
+            return Err(super::corrupt("tokens", &id, "hash is not hex"));
+        };
+        if !bool::from(stored_hash.as_slice().ct_eq(&h[..])) {
+            return Ok(None);
+        }
+        let expired = stored.record.expires_ms.is_some_and(|e| e <= now_ms());
+        Ok((!expired).then_some(stored.record))
+    }
+
+    /// Every token (without secrets), oldest first.
+    pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.t()
+            .tokens
+            .iter()
+            .map(|item| {
+                let (k, v) = item.sled()?;
+                decode::<StoredToken>("tokens", &k, &v).map(|s| s.record)
+            })
+            .collect()
+    }
+
+    /// Revokes a token; whether it existed.
+    pub fn revoke_token(&self, id: &str) -> Result<bool> {
+        let t = self.t();
+        let existed = (&t.tokens, &t.token_hash)
+            .transaction(|(tokens, by_hash)| {
+                let Some(b) = tokens.remove(id)? else {
+                    return Ok(false);
+                };
+                let stored: StoredToken = decode("tokens", id.as_bytes(), &b).abort()?;
+                let h = hex::decode(&stored.hash)
+                    .map_err(|_| super::corrupt("tokens", id.as_bytes(), "hash is not hex"))
+                    .abort()?;
+                by_hash.remove(h)?;
+                Ok(true)
+            })
+            .map_err(tx_err)?;
+        self.admin_flush()?;
+        Ok(existed)
+    }
+
+    /// Registers `secret` (from `HOOKBOX_ADMIN_TOKEN` or the data-dir token
+    /// file) as an admin token named `admin`, unless a token with that
+    /// secret already exists.
+    pub fn ensure_admin_token(&self, secret: &str) -> Result<()> {
+        if secret.trim().is_empty() {
+            return Err(StoreError::BadInput("the admin token is empty".into()));
+        }
+        let record = TokenRecord {
+            id: self.new_id(),
+            name: "admin".into(),
+            scopes: vec![Scope::Admin],
+            tenants: Vec::new(),
+            event_types: Vec::new(),
+            created_ms: now_ms(),
+            expires_ms: None,
+        };
+        self.insert_token(&record, secret).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn token_lifecycle() {
+        let (_d, s) = temp();
+        let (rec, secret) = s
+            .create_token("ci", &[Scope::Publish], vec!["acme".into()], vec![], None)
+            .unwrap();
+        assert!(secret.starts_with("hbx_") && secret.len() == 4 + 64);
+        assert_eq!(s.authenticate(&secret).unwrap(), Some(rec.clone()));
+        assert_eq!(s.authenticate("hbx_wrong").unwrap(), None);
+        let mut near = secret.clone();
+        near.pop();
+        assert_eq!(s.authenticate(&near).unwrap(), None);
+        assert_eq!(s.tokens().unwrap(), vec![rec.clone()]);
+        assert!(s.revoke_token(&rec.id).unwrap());
+        assert!(!s.revoke_token(&rec.id).unwrap());
+        assert_eq!(s.authenticate(&secret).unwrap(), None);
+        assert!(s.tokens().unwrap().is_empty());
+    }
+
+    #[test]
+    fn expired_tokens_do_not_authenticate() {
+        let (_d, s) = temp();
+        let (_, old) = s
+            .create_token("old", &[Scope::Read], vec![], vec![], Some(now_ms() - 1))
+            .unwrap();
+        let (_, fresh) = s
+            .create_token(
+                "new",
+                &[Scope::Read],
+                vec![],
+                vec![],
+                Some(now_ms() + 60_000),
+            )
+            .unwrap();
+        assert_eq!(s.authenticate(&old).unwrap(), None);
+        assert!(s.authenticate(&fresh).unwrap().is_some());
+        assert!(
+            s.create_token("", &[Scope::Read], vec![], vec![], None)
+                .is_err()
+        );
+        assert!(s.create_token("x", &[], vec![], vec![], None).is_err());
+    }
+
+    #[test]
+    fn admin_token_is_registered_once_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open(dir.path());
+            s.ensure_admin_token("operator-secret").unwrap();
+            s.ensure_admin_token("operator-secret").unwrap();
+            assert_eq!(s.tokens().unwrap().len(), 1);
+        }
+        let s = open(dir.path());
+        let t = s.authenticate("operator-secret").unwrap().unwrap();
+        assert_eq!(
+            (t.name.as_str(), t.scopes.as_slice()),
+            ("admin", &[Scope::Admin][..])
+        );
+        assert!(s.ensure_admin_token(" ").is_err());
+    }
+}

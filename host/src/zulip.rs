@@ -1,0 +1,186 @@
+//! Zulip as an event source and a reply sink — the only code that speaks
+//! Zulip's REST API.
+//!
+//! - **Source** ([`source`]): per `[[zulip]]` realm, a task registers an
+//!   event queue and long-polls it, accepting each Zulip event as a Hookbox
+//!   event (type `type` or `type.op`, tenant = the realm's name, source
+//!   `zulip:<realm>`, payload = the event's JSON as sent) and saving the
+//!   queue position only after the accept succeeded. A lost queue is
+//!   replaced and announced with a [`QUEUE_LOST_EVENT`].
+//! - **Sink** ([`sink`]): per realm, a built-in dispatcher handler
+//!   `zulip:<realm>` performs the [`SEND_MESSAGE_EVENT`],
+//!   [`ADD_REACTION_EVENT`] and [`UPDATE_MESSAGE_EVENT`] events handlers
+//!   emit for that tenant, with the dispatcher's retries and dead letters.
+//! - **Status** ([`ZulipStatus`]): per realm connection state, queue
+//!   position, last error and counters for `GET /v1/zulip` and `/metrics`.
+//!
+//! Wiring: build a [`Zulip`] from the config, hand [`Zulip::builtins`] to
+//! [`Dispatcher::start_with`], then [`Zulip::start`] the sources and
+//! [`Sources::shutdown`] them before the dispatcher.
+
+mod backoff;
+mod client;
+mod config;
+mod mapping;
+mod protocol;
+mod sink;
+mod source;
+mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::dispatch::{Builtin, Dispatcher};
+use crate::manifest::{DeliveryPolicy, Subscription};
+
+pub use config::{ApiKey, RealmConfig, RealmSection, validate_realms};
+pub use status::{LastError, RealmStatus, SinkStatus, SourceCounters, ZulipStatus};
+
+/// Emitted by handlers to post a message (payload: the SDK's `SendMessage`).
+pub const SEND_MESSAGE_EVENT: &str = "zulip.send_message";
+/// Emitted by handlers to add an emoji reaction to a message.
+pub const ADD_REACTION_EVENT: &str = "zulip.add_reaction";
+/// Emitted by handlers to edit or move a message.
+pub const UPDATE_MESSAGE_EVENT: &str = "zulip.update_message";
+/// Accepted when a realm's event queue was lost and replaced: events
+/// between the old queue's last id and the new queue may be missing.
+pub const QUEUE_LOST_EVENT: &str = "zulip.queue_lost";
+
+/// The sink's retry policy: Zulip outages and rate limits are usually
+/// minutes, so retries spread over about half an hour before dead-lettering.
+const SINK_MAX_ATTEMPTS: u32 = 8;
+const SINK_INITIAL_BACKOFF_MS: u64 = 1_000;
+const SINK_MAX_BACKOFF_MS: u64 = 10 * 60 * 1_000;
+
+/// A Zulip setup problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ZulipError {
+    /// The realms' configuration is invalid.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The configured realms, ready to start.
+#[derive(Debug)]
+pub struct Zulip {
+    realms: Vec<Realm>,
+    status: ZulipStatus,
+}
+
+#[derive(Debug)]
+struct Realm {
+    cfg: RealmConfig,
+    client: client::Client,
+    state: Arc<status::RealmState>,
+}
+
+impl Zulip {
+    /// Checks the realms and builds their HTTP clients. No I/O.
+    pub fn new(realms: Vec<RealmConfig>) -> Result<Zulip, ZulipError> {
+        validate_realms(&realms).map_err(ZulipError::Config)?;
+        let realms = realms
+            .into_iter()
+            .map(|cfg| {
+                let client = client::Client::new(&cfg).map_err(ZulipError::Config)?;
+                let state = Arc::new(status::RealmState::new(&cfg.site, cfg.sink));
+                Ok(Realm { cfg, client, state })
+            })
+            .collect::<Result<Vec<_>, ZulipError>>()?;
+        let status = ZulipStatus::new(realms.iter().map(|r| (r.cfg.name.clone(), r.state.clone())));
+        Ok(Zulip { realms, status })
+    }
+
+    /// Live status of every realm.
+    pub fn status(&self) -> ZulipStatus {
+        self.status.clone()
+    }
+
+    /// The sinks of the realms that have one, as built-in handlers. Their
+    /// REST calls run on `runtime` (the daemon's); the dispatcher's worker
+    /// threads wait for them.
+    pub fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin> {
+        self.realms
+            .iter()
+            .filter(|r| r.cfg.sink)
+            .map(|r| Builtin {
+                name: r.cfg.sink_name(),
+                subscription: Subscription {
+                    events: vec![
+                        SEND_MESSAGE_EVENT.into(),
+                        ADD_REACTION_EVENT.into(),
+                        UPDATE_MESSAGE_EVENT.into(),
+                    ],
+                    tenants: vec![r.cfg.name.clone()],
+                    filters: Vec::new(),
+                },
+                delivery: DeliveryPolicy {
+                    max_attempts: SINK_MAX_ATTEMPTS,
+                    initial_backoff_ms: SINK_INITIAL_BACKOFF_MS,
+                    backoff_factor: 2.0,
+                    max_backoff_ms: SINK_MAX_BACKOFF_MS,
+                    jitter: 0.2,
+                    // Replies keyed by conversation stay in order.
+                    ordered: true,
+                    concurrency: r.cfg.sink_concurrency,
+                    ..DeliveryPolicy::default()
+                },
+                handler: Arc::new(sink::Sink::new(
+                    r.cfg.name.clone(),
+                    r.client.clone(),
+                    runtime.clone(),
+                    r.cfg.request_timeout,
+                    r.state.clone(),
+                )),
+            })
+            .collect()
+    }
+
+    /// Starts one source task per realm on the current tokio runtime;
+    /// `max_batch` is the dispatcher's batch limit.
+    pub fn start(&self, dispatcher: &Dispatcher, max_batch: usize) -> Sources {
+        let (stop, rx) = watch::channel(false);
+        let tasks = self
+            .realms
+            .iter()
+            .map(|r| {
+                let source = source::Source::new(
+                    r.cfg.clone(),
+                    r.client.clone(),
+                    dispatcher.clone(),
+                    r.state.clone(),
+                    max_batch,
+                    rx.clone(),
+                );
+                tokio::spawn(source.run())
+            })
+            .collect();
+        Sources { stop, tasks }
+    }
+}
+
+/// The running sources.
+#[derive(Debug)]
+pub struct Sources {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Sources {
+    /// Stops every source: a poll in flight is abandoned (the queue keeps
+    /// its events), an accept in flight finishes and is saved. Waits up to
+    /// `grace`, then aborts what is left.
+    pub async fn shutdown(self, grace: Duration) {
+        self.stop.send_replace(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        for task in self.tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                tracing::warn!("A Zulip source did not stop in time; aborted");
+                abort.abort();
+            }
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! What each realm's source and sink are doing, for `GET /v1/zulip` and
+//! `/metrics`: connection state, queue position, the last error, counters.
+//! Updated by the source task and the sink; read by the API. Short-held
+//! locks only: a realm changes state a few times per poll.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::dispatch::metric_names as names;
+use crate::event::now_ms;
+
+/// The status of every configured realm. Cheap to clone; `Default` is no
+/// realms (Zulip not configured).
+#[derive(Clone, Debug, Default)]
+pub struct ZulipStatus {
+    realms: Arc<BTreeMap<String, Arc<RealmState>>>,
+}
+
+/// One realm's live state.
+#[derive(Debug)]
+pub(crate) struct RealmState {
+    site: String,
+    sink_enabled: bool,
+    fields: Mutex<Fields>,
+    counters: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Fields {
+    connected: bool,
+    queue_id: Option<String>,
+    last_event_id: Option<i64>,
+    event_types: Option<Vec<String>>,
+    last_event_ms: Option<u64>,
+    last_error: Option<LastError>,
+    sink_last_error: Option<LastError>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    events: AtomicU64,
+    heartbeats: AtomicU64,
+    skipped: AtomicU64,
+    registrations: AtomicU64,
+    queue_losses: AtomicU64,
+    rate_limited: AtomicU64,
+    busy: AtomicU64,
+    errors: AtomicU64,
+    sent: AtomicU64,
+    send_failures: AtomicU64,
+}
+
+/// An error and when it happened.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct LastError {
+    /// `network`, `server`, `rate_limited`, `auth`, `bad_queue`, `request`,
+    /// `malformed`, `busy`, `store` or `invalid_event`.
+    pub kind: String,
+    /// What happened (never contains the API key).
+    pub message: String,
+    /// When, ms since the Unix epoch.
+    pub time_ms: u64,
+}
+
+/// One realm in `GET /v1/zulip`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RealmStatus {
+    /// The realm's name (the tenant of its events).
+    pub name: String,
+    /// The Zulip server.
+    pub site: String,
+    /// Whether the last register or poll succeeded.
+    pub connected: bool,
+    /// The event queue being polled.
+    pub queue_id: Option<String>,
+    /// The last event id accepted (or heartbeat acknowledged).
+    pub last_event_id: Option<i64>,
+    /// The event types the queue was registered for; absent means all.
+    pub event_types: Option<Vec<String>>,
+    /// When the last event was accepted, ms since the Unix epoch.
+    pub last_event_ms: Option<u64>,
+    /// The source's most recent error.
+    pub last_error: Option<LastError>,
+    /// Source counters.
+    pub counters: SourceCounters,
+    /// The reply sink.
+    pub sink: SinkStatus,
+}
+
+/// Counters of a realm's event source since the daemon started.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SourceCounters {
+    /// Zulip events accepted as Hookbox events.
+    pub events: u64,
+    /// Heartbeats acknowledged.
+    pub heartbeats: u64,
+    /// Events skipped as invalid (no type, refused at accept).
+    pub skipped: u64,
+    /// Queues registered.
+    pub registrations: u64,
+    /// Queues lost (`BAD_EVENT_QUEUE_ID`).
+    pub queue_losses: u64,
+    /// 429 answers.
+    pub rate_limited: u64,
+    /// Accepts refused because the delivery queue was full.
+    pub busy: u64,
+    /// Failed requests of any kind.
+    pub errors: u64,
+}
+
+/// The reply sink of a realm.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SinkStatus {
+    /// Whether `zulip.*` actions of this realm are performed.
+    pub enabled: bool,
+    /// The built-in handler that performs them.
+    pub handler: String,
+    /// REST calls that succeeded.
+    pub sent: u64,
+    /// REST calls that failed (each failed attempt).
+    pub failures: u64,
+    /// The most recent failure.
+    pub last_error: Option<LastError>,
+}
+
+impl ZulipStatus {
+    pub(crate) fn new(realms: impl IntoIterator<Item = (String, Arc<RealmState>)>) -> Self {
+        ZulipStatus {
+            realms: Arc::new(realms.into_iter().collect()),
+        }
+    }
+
+    /// Every realm, by name.
+    pub fn snapshot(&self) -> Vec<RealmStatus> {
+        self.realms
+            .iter()
+            .map(|(name, state)| state.snapshot(name))
+            .collect()
+    }
+
+    /// The Prometheus text of the Zulip metrics (empty without realms).
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        if self.realms.is_empty() {
+            return out;
+        }
+        let snaps = self.snapshot();
+        let gauge =
+            |out: &mut String, name: &str, help: &str, get: &dyn Fn(&RealmStatus) -> i64| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+                for s in &snaps {
+                    let _ = writeln!(out, "{name}{{realm=\"{}\"}} {}", s.name, get(s));
+                }
+            };
+        gauge(
+            &mut out,
+            names::ZULIP_CONNECTED,
+            "Whether the realm's last register or poll succeeded.",
+            &|s| i64::from(s.connected),
+        );
+        gauge(
+            &mut out,
+            names::ZULIP_LAST_EVENT_ID,
+            "The last Zulip event id acknowledged.",
+            &|s| s.last_event_id.unwrap_or(-1),
+        );
+        let counter =
+            |out: &mut String, name: &str, help: &str, get: &dyn Fn(&RealmStatus) -> u64| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+                for s in &snaps {
+                    let _ = writeln!(out, "{name}{{realm=\"{}\"}} {}", s.name, get(s));
+                }
+            };
+        counter(
+            &mut out,
+            names::ZULIP_EVENTS,
+            "Zulip events accepted.",
+            &|s| s.counters.events,
+        );
+        counter(
+            &mut out,
+            names::ZULIP_HEARTBEATS,
+            "Zulip heartbeats acknowledged.",
+            &|s| s.counters.heartbeats,
+        );
+        counter(
+            &mut out,
+            names::ZULIP_SKIPPED,
+            "Zulip events skipped as invalid.",
+            &|s| s.counters.skipped,
+        );
+        counter(
+            &mut out,
+            names::ZULIP_REGISTRATIONS,
+            "Zulip event queues registered.",
+            &|s| s.counters.registrations,
+        );
+        counter(
+            &mut out,
+            names::ZULIP_QUEUE_LOSSES,
+            "Zulip event queues lost (BAD_EVENT_QUEUE_ID).",
+            &|s| s.counters.queue_losses,
+        );
+        counter(
+            &mut out,
+            names::ZULIP_RATE_LIMITED,
+            "Zulip 429 answers to the event source.",
+            &|s| s.counters.rate_limited,
+        );
+        counter(
+            &mut out,
+            names::ZULIP_ERRORS,
+            "Failed Zulip requests of the event source.",
+            &|s| s.counters.errors,
+        );
+        counter(
+            &mut out,
+            names::ZULIP_SINK_SENT,
+            "Zulip REST calls made by the reply sink.",
+            &|s| s.sink.sent,
+        );
+        counter(
+            &mut out,
+            names::ZULIP_SINK_FAILURES,
+            "Failed Zulip REST calls of the reply sink.",
+            &|s| s.sink.failures,
+        );
+        out
+    }
+}
+
+impl RealmState {
+    pub(crate) fn new(site: &str, sink_enabled: bool) -> Self {
+        RealmState {
+            site: site.to_string(),
+            sink_enabled,
+            fields: Mutex::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    fn fields(&self) -> MutexGuard<'_, Fields> {
+        // Plain data; a panic elsewhere leaves nothing half-updated that matters.
+        self.fields.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn snapshot(&self, name: &str) -> RealmStatus {
+        let f = self.fields();
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RealmStatus {
+            name: name.to_string(),
+            site: self.site.clone(),
+            connected: f.connected,
+            queue_id: f.queue_id.clone(),
+            last_event_id: f.last_event_id,
+            event_types: f.event_types.clone(),
+            last_event_ms: f.last_event_ms,
+            last_error: f.last_error.clone(),
+            counters: SourceCounters {
+                events: get(&c.events),
+                heartbeats: get(&c.heartbeats),
+                skipped: get(&c.skipped),
+                registrations: get(&c.registrations),
+                queue_losses: get(&c.queue_losses),
+                rate_limited: get(&c.rate_limited),
+                busy: get(&c.busy),
+                errors: get(&c.errors),
+            },
+            sink: SinkStatus {
+                enabled: self.sink_enabled,
+                handler: format!("zulip:{name}"),
+                sent: get(&c.sent),
+                failures: get(&c.send_failures),
+                last_error: f.sink_last_error.clone(),
+            },
+        }
+    }
+
+    /// A queue is in use (registered or resumed).
+    pub(crate) fn queue(&self, queue_id: &str, last_event_id: i64, types: Option<&[String]>) {
+        let mut f = self.fields();
+        f.queue_id = Some(queue_id.to_string());
+        f.last_event_id = Some(last_event_id);
+        f.event_types = types.map(<[String]>::to_vec);
+    }
+
+    pub(crate) fn registered(&self) {
+        self.counters.registrations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connected(&self) {
+        self.fields().connected = true;
+    }
+
+    /// Events up to `last_event_id` were accepted (`accepted` of them as
+    /// events, `heartbeats` acknowledged, `skipped` dropped).
+    pub(crate) fn acknowledged(&self, last_event_id: i64, accepted: u64, heartbeats: u64) {
+        let c = &self.counters;
+        c.events.fetch_add(accepted, Ordering::Relaxed);
+        c.heartbeats.fetch_add(heartbeats, Ordering::Relaxed);
+        let mut f = self.fields();
+        f.last_event_id = Some(last_event_id);
+        if accepted > 0 {
+            f.last_event_ms = Some(now_ms());
+        }
+    }
+
+    pub(crate) fn skipped(&self, why: &str) {
+        self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+        self.fields().last_error = Some(error("invalid_event", why));
+    }
+
+    pub(crate) fn queue_lost(&self) {
+        self.counters.queue_losses.fetch_add(1, Ordering::Relaxed);
+        let mut f = self.fields();
+        f.queue_id = None;
+        f.connected = false;
+    }
+
+    /// A failed request (`kind` from [`super::protocol::Failure::kind`]).
+    pub(crate) fn failed(&self, kind: &str, message: &str) {
+        let c = &self.counters;
+        c.errors.fetch_add(1, Ordering::Relaxed);
+        if kind == "rate_limited" {
+            c.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut f = self.fields();
+        f.connected = false;
+        f.last_error = Some(error(kind, message));
+    }
+
+    /// A problem on our side (queue full, store error); the connection is fine.
+    pub(crate) fn local_error(&self, kind: &str, message: &str) {
+        if kind == "busy" {
+            self.counters.busy.fetch_add(1, Ordering::Relaxed);
+        }
+        self.fields().last_error = Some(error(kind, message));
+    }
+
+    pub(crate) fn sink_sent(&self) {
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn sink_failed(&self, kind: &str, message: &str) {
+        self.counters.send_failures.fetch_add(1, Ordering::Relaxed);
+        self.fields().sink_last_error = Some(error(kind, message));
+    }
+}
+
+fn error(kind: &str, message: &str) -> LastError {
+    LastError {
+        kind: kind.to_string(),
+        message: message.to_string(),
+        time_ms: now_ms(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_and_metrics_follow_the_events() {
+        let acme = Arc::new(RealmState::new("https://z.acme.test", true));
+        let status = ZulipStatus::new([("acme".to_string(), acme.clone())]);
+        acme.registered();
+        acme.queue("q1", -1, Some(&["message".to_string()]));
+        acme.connected();
+        acme.acknowledged(4, 3, 2);
+        acme.failed("rate_limited", "rate limited; retry after 1.0s");
+        acme.sink_sent();
+        acme.sink_failed("request", "HTTP 400: no such stream");
+
+        let [s] = status.snapshot().try_into().unwrap();
+        assert_eq!(s.name, "acme");
+        assert!(!s.connected);
+        assert_eq!(s.queue_id.as_deref(), Some("q1"));
+        assert_eq!(s.last_event_id, Some(4));
+        assert_eq!(s.event_types, Some(vec!["message".to_string()]));
+        assert_eq!((s.counters.events, s.counters.heartbeats), (3, 2));
+        assert_eq!((s.counters.errors, s.counters.rate_limited), (1, 1));
+        assert_eq!(s.last_error.unwrap().kind, "rate_limited");
+        assert_eq!((s.sink.sent, s.sink.failures), (1, 1));
+        assert_eq!(s.sink.handler, "zulip:acme");
+
+        let text = status.render_prometheus();
+        assert!(
+            text.contains("hookbox_zulip_connected{realm=\"acme\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hookbox_zulip_last_event_id{realm=\"acme\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hookbox_zulip_events_total{realm=\"acme\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hookbox_zulip_rate_limited_total{realm=\"acme\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hookbox_zulip_sink_failures_total{realm=\"acme\"} 1"),
+            "{text}"
+        );
+
+        acme.queue_lost();
+        let [s] = status.snapshot().try_into().unwrap();
+        assert_eq!((s.queue_id, s.counters.queue_losses), (None, 1));
+        assert!(ZulipStatus::default().render_prometheus().is_empty());
+    }
+}

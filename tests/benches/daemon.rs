@@ -1,0 +1,505 @@
+//! The real daemon, release build, over HTTP:
+//!
+//! 1. **Cold start** — deploy → first delivery for the word-counter and for
+//!    a ~10 MB component; a redeploy of the same bytes; a daemon restart
+//!    with 100 handlers deployed (compiled-code cache hits) → ready.
+//! 2. **Memory** — resident memory of the idle daemon with 0, 1, 100 and
+//!    1000 handlers deployed.
+//! 3. **End to end** — events/s through `POST /v1/events` (batches of 100,
+//!    default durable inbox: flush on accept) and accept → outcome latency
+//!    percentiles at 25, 50 and 90% of the measured maximum rate.
+//!
+//! The daemon is `target/release/hookbox`, built by this bench with
+//! `cargo build --release -p hookbox` (or `$HOOKBOX_BIN`). The load
+//! generator runs in this process, on the same 2 cores as the daemon.
+//!
+//! Run with `cargo bench -p hookbox-tests --bench daemon`.
+
+#[path = "daemon/big.rs"]
+mod big;
+#[path = "daemon/load.rs"]
+mod load;
+#[path = "daemon/process.rs"]
+mod process;
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::{Duration, Instant};
+
+use hookbox::config::{Config, ConfigFile, Overrides};
+use hookbox::manifest::{Capability, Manifest};
+use hookbox::runtime::Runtime;
+use hookbox::store::Store;
+use hookbox_tests::guests;
+use serde_json::{Value, json};
+use support::{Report, Table, fmt_bytes, fmt_rate, percentile, quick};
+
+use process::{Api, Daemon};
+
+fn word_counter() -> Vec<u8> {
+    let (_, path) = guests::EXAMPLES
+        .iter()
+        .find(|(name, _)| *name == "word-counter")
+        .expect("tests/build.rs built example-handlers/word-counter");
+    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The word-counter's manifest under another name, for `tenants` only
+/// (empty: every tenant).
+fn manifest(name: &str, tenants: &[&str]) -> Value {
+    json!({
+        "name": name,
+        "subscription": {"events": ["message"], "tenants": tenants},
+    })
+}
+
+/// `wasm` with a custom section naming `tag` appended: the same code under
+/// another content hash, as a distinct handler's component would be.
+fn variant(wasm: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"hookbox-bench";
+    let mut body = Vec::new();
+    leb128(&mut body, name.len() as u64);
+    body.extend_from_slice(name);
+    body.extend_from_slice(tag.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section
+    leb128(&mut out, body.len() as u64);
+    out.extend_from_slice(&body);
+    out
+}
+
+fn leb128(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// One message event for `tenant`, published with `?wait=true`; the time
+/// until its outcome came back.
+async fn first_delivery(api: &Api, payload: &Value, tenant: &str) -> Duration {
+    let body = json!([{"type": "message", "tenant": tenant, "payload": payload}]);
+    let t = Instant::now();
+    let answer = api
+        .publish(bytes::Bytes::from(body.to_string()), true)
+        .await
+        .expect("the queue is empty");
+    let took = t.elapsed();
+    let outcome = &answer["outcomes"][0]["deliveries"][0]["outcome"];
+    assert_eq!(outcome, "ok", "first delivery: {answer}");
+    took
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let mut report = Report::new("daemon");
+    let bin = process::release_binary();
+    report.note(&format!("Daemon binary: `{}` (release).", bin.display()));
+    let tmp = tempfile::Builder::new()
+        .prefix("hookbox-bench-")
+        .tempdir()
+        .expect("a temporary directory");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the load generator");
+    let wasm = word_counter();
+    let payload = support::zulip_message(support::PAYLOAD_SIZES[0]);
+
+    cold_start(
+        &rt,
+        &bin,
+        &tmp.path().join("cold"),
+        &wasm,
+        &payload,
+        &mut report,
+    );
+    memory(
+        &rt,
+        &bin,
+        &tmp.path().join("memory"),
+        &wasm,
+        &payload,
+        &mut report,
+    );
+    end_to_end(
+        &rt,
+        &bin,
+        &tmp.path().join("e2e"),
+        &wasm,
+        &payload,
+        &mut report,
+    );
+    report.publish();
+}
+
+/// Section 1 (part): deploy → first delivery.
+fn cold_start(
+    rt: &tokio::runtime::Runtime,
+    bin: &Path,
+    data: &Path,
+    wasm: &[u8],
+    payload: &Value,
+    report: &mut Report,
+) {
+    let mut daemon = Daemon::start(bin, data, None);
+    let api = Api::new(&daemon.url);
+    let big_bytes = if quick() { 1 << 20 } else { 10 << 20 };
+    let t = Instant::now();
+    let big = big::component(big_bytes);
+    let built = t.elapsed();
+    let python = python_component();
+    let mut cases: Vec<(&str, &str, &[u8])> = vec![
+        ("word-counter (Rust)", "small", wasm),
+        ("word-counter, same bytes again", "small", wasm),
+        ("large data image", "big", &big),
+        ("large data image, same bytes again", "big", &big),
+    ];
+    if let Some(py) = &python {
+        cases.push(("Python handler (componentize-py)", "python", py));
+        cases.push(("Python handler, same bytes again", "python", py));
+    }
+    let mut table = Table::new(&[
+        "component",
+        "size",
+        "deploy",
+        "first delivery",
+        "deploy → first delivery",
+        "next delivery",
+    ]);
+    rt.block_on(async {
+        for (label, name, bytes) in &cases {
+            let t = Instant::now();
+            let answer = api.deploy(&manifest(name, &[name]), bytes).await;
+            let deployed = t.elapsed();
+            let first = first_delivery(&api, payload, name).await;
+            let next = first_delivery(&api, payload, name).await;
+            let cached = answer["compiled_from_cache"].as_bool().unwrap_or(false);
+            table.row(vec![
+                format!("{label}{}", if cached { " (cache hit)" } else { "" }),
+                support::size_label(bytes.len()),
+                ms(deployed),
+                ms(first),
+                ms(deployed + first),
+                ms(next),
+            ]);
+        }
+    });
+    // Restart: every module must come from the compiled-code cache.
+    daemon.restart();
+    let api = Api::new(&daemon.url);
+    let (compiled, cached, after) = rt.block_on(async {
+        let compiled = api.metric(hookbox::dispatch::metric_names::COMPILED).await;
+        let cached = api.metric(hookbox::dispatch::metric_names::CACHE_LOADS).await;
+        let mut after = Vec::new();
+        for (_, name, _) in cases.iter().step_by(2) {
+            after.push(format!("{name} {}", ms(first_delivery(&api, payload, name).await)));
+        }
+        (compiled, cached, after)
+    });
+    assert_eq!(compiled, 0.0, "a restart recompiled a cached component");
+    report.table(
+        "Cold start: deploy → first delivery (release daemon)",
+        &table,
+        &format!(
+            "Deploy = `POST /v1/handlers` (multipart upload, validation, compilation or cache, \
+             store) until its answer; a delivery = `POST /v1/events?wait=true` with one 1 KiB \
+             message until the outcome returns (fresh instance each time; \"next\" is the \
+             second one). The large data image is a core module with a {} pseudo-random data \
+             segment that `handle` reads page by page (built in {:.1} s by the bench): \
+             compilation follows code size, the image costs at upload (hash, store) and at \
+             first touch. {}After a restart of this daemon ({} to ready): {compiled} \
+             components compiled, {cached} loaded from the cache; first delivery per handler: \
+             {}.",
+            support::size_label(big_bytes as usize),
+            built.as_secs_f64(),
+            if python.is_some() {
+                "The Python handler is `tests/other-toolchains/python` as built by \
+                 `tests/other-toolchains/run.sh` (present in this run). "
+            } else {
+                "The Python handler row needs `tests/other-toolchains/run.sh` to have built \
+                 `target/other-toolchains/out/python-handler.wasm` (absent in this run). "
+            },
+            ms(daemon.started_in),
+            after.join(", ")
+        ),
+    );
+}
+
+/// The componentize-py handler `tests/other-toolchains/run.sh` builds, if
+/// it has been built.
+fn python_component() -> Option<Vec<u8>> {
+    let path = support::workspace_root().join("target/other-toolchains/out/python-handler.wasm");
+    std::fs::read(path).ok()
+}
+
+/// Writes `n` more handlers into a stopped daemon's store: distinct
+/// component bytes (a custom section), their compiled code seeded into the
+/// compiled-code cache from one compilation — what the daemon would have
+/// cached had each been deployed over the API, without `n` compilations.
+fn seed_handlers(data: &Path, wasm: &[u8], from: usize, n: usize) {
+    let cfg = Config::resolve(ConfigFile::default(), Overrides::default()).expect("defaults");
+    let runtime = Runtime::new(cfg.runtime).expect("a runtime like the daemon's");
+    let compiled = runtime
+        .compile(wasm, &Capability::all())
+        .expect("the word-counter compiles");
+    let store = Store::open(&data.join("store"), cfg.store).expect("the daemon's store opens");
+    for i in from..from + n {
+        let bytes = variant(wasm, &format!("h{i}"));
+        let hash = store.put_module(&bytes).expect("module stored");
+        store
+            .put_compiled(&hash, &runtime.fingerprint(), &compiled.serialized)
+            .expect("compiled code stored");
+        let m = Manifest::from_json(&manifest(&format!("h{i}"), &["idle"]).to_string())
+            .expect("a valid manifest");
+        store
+            .deploy(&m, &hash, bytes.len() as u64, "bench")
+            .expect("handler stored");
+    }
+    store.flush().expect("flushed");
+}
+
+/// RSS after the daemon has idled for a moment.
+fn idle_rss(daemon: &Daemon) -> u64 {
+    std::thread::sleep(Duration::from_millis(if quick() { 200 } else { 1500 }));
+    daemon.rss()
+}
+
+/// Sections 1 (restart) and 2: idle memory by handler count.
+fn memory(
+    rt: &tokio::runtime::Runtime,
+    bin: &Path,
+    data: &Path,
+    wasm: &[u8],
+    payload: &Value,
+    report: &mut Report,
+) {
+    let (api_deploys, seeded) = if quick() { (10, 90) } else { (100, 900) };
+    let mut daemon = Daemon::start(bin, data, None);
+    let mut mem = Table::new(&[
+        "handlers deployed",
+        "idle RSS",
+        "per handler",
+        "restart → ready",
+    ]);
+    let empty = idle_rss(&daemon);
+    mem.row(vec![
+        "0".into(),
+        fmt_bytes(empty as f64),
+        "–".into(),
+        ms(daemon.started_in),
+    ]);
+
+    // Handlers over the API, each distinct bytes: each one compiles.
+    let api = Api::new(&daemon.url);
+    let mut deploy_times = Vec::new();
+    rt.block_on(async {
+        for i in 0..api_deploys {
+            let bytes = variant(wasm, &format!("h{i}"));
+            let t = Instant::now();
+            api.deploy(&manifest(&format!("h{i}"), &["idle"]), &bytes)
+                .await;
+            deploy_times.push(t.elapsed().as_secs_f64() * 1e3);
+            if i == 0 {
+                first_delivery(&api, payload, "idle").await;
+            }
+        }
+    });
+    let mut restart_rows = Vec::new();
+    for add in [0, seeded] {
+        daemon.stop();
+        if add > 0 {
+            seed_handlers(data, wasm, api_deploys, add);
+        }
+        daemon.resume();
+        let api = Api::new(&daemon.url);
+        let (compiled, cached) = rt.block_on(async {
+            (
+                api.metric(hookbox::dispatch::metric_names::COMPILED).await,
+                api.metric(hookbox::dispatch::metric_names::CACHE_LOADS)
+                    .await,
+            )
+        });
+        let rss = idle_rss(&daemon);
+        let loading = daemon
+            .log_field("Dispatcher loaded", "took_ms")
+            .unwrap_or_else(|| "?".into());
+        restart_rows.push((
+            api_deploys + add,
+            rss,
+            daemon.started_in,
+            loading,
+            compiled,
+            cached,
+        ));
+        rt.block_on(first_delivery(&api, payload, "idle"));
+    }
+    drop(daemon);
+
+    // One handler: a daemon of its own, restarted once so that it is clean.
+    let one_dir = data.with_file_name("memory-one");
+    let mut one = Daemon::start(bin, &one_dir, None);
+    rt.block_on(async {
+        let api = Api::new(&one.url);
+        api.deploy(&manifest("h0", &["idle"]), wasm).await;
+    });
+    one.restart();
+    let rss_one = idle_rss(&one);
+    mem.row(vec![
+        "1".into(),
+        fmt_bytes(rss_one as f64),
+        fmt_bytes(rss_one.saturating_sub(empty) as f64),
+        ms(one.started_in),
+    ]);
+    drop(one);
+    let mut cache_note = String::new();
+    for (count, rss, ready, loading, compiled, cached) in restart_rows {
+        mem.row(vec![
+            count.to_string(),
+            fmt_bytes(rss as f64),
+            fmt_bytes(rss.saturating_sub(empty) as f64 / count as f64),
+            format!("{} (loading handlers: {loading} ms)", ms(ready)),
+        ]);
+        cache_note.push_str(&format!(
+            " With {count}: {compiled} compiled, {cached} loaded from the cache."
+        ));
+        assert_eq!(compiled, 0.0, "a restart recompiled handlers");
+    }
+    deploy_times.sort_by(f64::total_cmp);
+    report.table(
+        "Idle memory and restart time by handlers deployed",
+        &mem,
+        &format!(
+            "Each handler has its own component bytes (the word-counter with a distinct \
+             custom section), so each is its own compiled module in memory. The first \
+             {api_deploys} were deployed over the API: deploy (compile + store) took \
+             p50 {:.0} ms, p99 {:.0} ms each. The other {seeded} were written into the \
+             stopped daemon's store with their compiled code seeded from one compilation \
+             (the same bytes the daemon would have cached). RSS is read from /proc after \
+             the restarted daemon idled; restart → ready is process spawn until it \
+             listens (handlers loaded, queue recovered).{cache_note}",
+            percentile(&deploy_times, 50.0),
+            percentile(&deploy_times, 99.0),
+        ),
+    );
+}
+
+/// Section 3: maximum events/s and latency percentiles at fractions of it.
+fn end_to_end(
+    rt: &tokio::runtime::Runtime,
+    bin: &Path,
+    data: &Path,
+    wasm: &[u8],
+    payload: &Value,
+    report: &mut Report,
+) {
+    let (saturate_for, paced_for) = if quick() {
+        (Duration::from_secs(2), Duration::from_secs(1))
+    } else {
+        (Duration::from_secs(10), Duration::from_secs(6))
+    };
+    let daemon = Daemon::start(bin, data, None);
+    let api = Api::new(&daemon.url);
+    let body = load::batch_body(payload, "e2e");
+    let seen = Arc::new(tokio::sync::Mutex::new(load::Seen::default()));
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (max, levels) = rt.block_on(async {
+        api.deploy(&manifest("word-counter", &["e2e"]), wasm).await;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let follower = tokio::spawn(load::follow(
+            api.clone(),
+            seen.clone(),
+            count.clone(),
+            stop.clone(),
+            ready_tx,
+        ));
+        ready_rx.await.expect("the stream is open");
+        let max = load::saturate(&api, body.clone(), &count, saturate_for).await;
+        // Let the backlog drain before the paced runs.
+        let mut last = u64::MAX;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = count.load(std::sync::atomic::Ordering::Relaxed);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        seen.lock().await.at.clear();
+        let rate = max.delivered_per_s.min(max.accepted_per_s);
+        let mut levels = Vec::new();
+        for fraction in [0.25, 0.5, 0.9] {
+            let run = load::paced(&api, body.clone(), &seen, rate * fraction, paced_for).await;
+            seen.lock().await.at.clear();
+            levels.push((fraction, run));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        follower.await.expect("the stream follower");
+        (max, levels)
+    });
+    let mut table = Table::new(&[
+        "load", "events/s", "p50", "p99", "p99.9", "max", "samples", "429s",
+    ]);
+    table.row(vec![
+        "saturated (max)".into(),
+        format!(
+            "{} accepted, {} delivered",
+            fmt_rate(max.accepted_per_s),
+            fmt_rate(max.delivered_per_s)
+        ),
+        "–".into(),
+        "–".into(),
+        "–".into(),
+        "–".into(),
+        "–".into(),
+        max.refused_requests.to_string(),
+    ]);
+    for (fraction, run) in &levels {
+        let l = &run.latencies_ms;
+        let p = |q: f64| {
+            if l.is_empty() {
+                "–".to_string()
+            } else {
+                format!("{:.2} ms", percentile(l, q))
+            }
+        };
+        table.row(vec![
+            format!("{:.0}% of max", fraction * 100.0),
+            fmt_rate(run.achieved_per_s),
+            p(50.0),
+            p(99.0),
+            p(99.9),
+            p(100.0),
+            format!("{} ({} missing)", l.len(), run.missing),
+            run.refused_requests.to_string(),
+        ]);
+    }
+    report.table(
+        "End to end: POST /v1/events (batches of 100, 1 KiB events, durable inbox)",
+        &table,
+        &format!(
+            "Release daemon, default config (flush on accept, 2 workers, fresh instance per \
+             delivery), one word-counter handler. Max: {} requests kept in flight for {} s \
+             (the first fifth not counted); delivered = outcomes on the live stream. Paced \
+             runs send a batch every 100 ÷ rate seconds for {} s, open loop; latency is from \
+             the client starting the POST to the event's outcome arriving on `GET \
+             /v1/stream` (so it includes the HTTP round trip and the stream). The load \
+             generator shares the 2 cores with the daemon.",
+            4,
+            saturate_for.as_secs(),
+            paced_for.as_secs()
+        ),
+    );
+}

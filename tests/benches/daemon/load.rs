@@ -1,0 +1,217 @@
+//! End-to-end load through `POST /v1/events`: batches of 100 message
+//! events for the word-counter, first as fast as the daemon takes them (the
+//! maximum rate), then paced at fractions of it while the live stream
+//! (`GET /v1/stream`, SSE) reports each outcome; latency is from the moment
+//! the client starts a POST to the moment the event's outcome arrives.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use super::process::{Api, TOKEN};
+
+/// Events per request (the issue's batch size).
+pub const BATCH: usize = 100;
+/// Requests in flight while measuring the maximum rate.
+const SATURATION_CLIENTS: usize = 4;
+
+/// One prepared request body: `BATCH` message events of `tenant`.
+pub fn batch_body(payload: &Value, tenant: &str) -> Bytes {
+    let event = json!({"type": "message", "tenant": tenant, "payload": payload});
+    Bytes::from(serde_json::to_vec(&vec![event; BATCH]).expect("a JSON batch"))
+}
+
+/// Outcomes seen on the live stream: event id → arrival, plus a count of
+/// notices the stream skipped (`event: lagged`).
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub at: HashMap<String, Instant>,
+    pub lagged: u64,
+}
+
+/// Follows `GET /v1/stream` until `stop`; counts every outcome in `count`.
+pub async fn follow(
+    api: Api,
+    seen: Arc<Mutex<Seen>>,
+    count: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    ready: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut resp = api
+        .client
+        .get(format!("{}/v1/stream", api.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("the live stream opens");
+    assert_eq!(resp.status().as_u16(), 200, "GET /v1/stream");
+    let _ = ready.send(());
+    let mut buf = String::new();
+    while !stop.load(Ordering::Relaxed) {
+        let chunk = match tokio::time::timeout(Duration::from_millis(50), resp.chunk()).await {
+            Err(_) => continue,
+            Ok(Ok(Some(c))) => c,
+            Ok(_) => break,
+        };
+        let now = Instant::now();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        let mut seen = seen.lock().await;
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            if block.contains("event: lagged") {
+                let n = block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data:"))
+                    .and_then(|d| d.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                seen.lagged += n;
+                count.fetch_add(n, Ordering::Relaxed);
+            } else if let Some(id) = field(&block, "\"event_id\":\"") {
+                seen.at.insert(id.to_string(), now);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The string value after `prefix` (no JSON parse: the stream is hot).
+fn field<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let start = text.find(prefix)? + prefix.len();
+    let len = text[start..].find('"')?;
+    Some(&text[start..start + len])
+}
+
+/// The maximum rate: accepted and delivered events per second while
+/// `SATURATION_CLIENTS` requests are always in flight for `duration`.
+#[derive(Debug)]
+pub struct MaxRate {
+    pub accepted_per_s: f64,
+    pub delivered_per_s: f64,
+    pub refused_requests: u64,
+}
+
+pub async fn saturate(api: &Api, body: Bytes, count: &AtomicU64, duration: Duration) -> MaxRate {
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..SATURATION_CLIENTS {
+        let (api, body) = (api.clone(), body.clone());
+        let (stop, accepted, refused) = (stop.clone(), accepted.clone(), refused.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match api.publish(body.clone(), false).await {
+                    Some(_) => accepted.fetch_add(BATCH as u64, Ordering::Relaxed),
+                    None => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        0
+                    }
+                };
+            }
+        }));
+    }
+    // Skip the first fifth: connections open, the queue starts filling.
+    tokio::time::sleep(duration / 5).await;
+    let (a0, d0, t0) = (
+        accepted.load(Ordering::Relaxed),
+        count.load(Ordering::Relaxed),
+        Instant::now(),
+    );
+    tokio::time::sleep(duration - duration / 5).await;
+    let (a1, d1) = (
+        accepted.load(Ordering::Relaxed),
+        count.load(Ordering::Relaxed),
+    );
+    let secs = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("a load task");
+    }
+    MaxRate {
+        accepted_per_s: (a1 - a0) as f64 / secs,
+        delivered_per_s: (d1 - d0) as f64 / secs,
+        refused_requests: refused.load(Ordering::Relaxed),
+    }
+}
+
+/// One paced run: latencies (ms, sorted), achieved events/s, samples lost.
+#[derive(Debug)]
+pub struct Paced {
+    pub latencies_ms: Vec<f64>,
+    pub achieved_per_s: f64,
+    pub missing: usize,
+    pub refused_requests: u64,
+}
+
+/// Sends a batch every `BATCH / rate` seconds for `duration`, open loop
+/// (each request in its own task), then waits for every outcome.
+pub async fn paced(
+    api: &Api,
+    body: Bytes,
+    seen: &Arc<Mutex<Seen>>,
+    rate: f64,
+    duration: Duration,
+) -> Paced {
+    let period = Duration::from_secs_f64(BATCH as f64 / rate);
+    let start = tokio::time::Instant::now();
+    let mut sends = Vec::new();
+    let mut k = 0u32;
+    while start.elapsed() < duration {
+        tokio::time::sleep_until(start + period * k).await;
+        k += 1;
+        let (api, body) = (api.clone(), body.clone());
+        sends.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let answer = api.publish(body, false).await;
+            (sent, answer)
+        }));
+    }
+    let took = start.elapsed().as_secs_f64();
+    let mut sent_at: Vec<(String, Instant)> = Vec::new();
+    let mut refused = 0u64;
+    for s in sends {
+        let (sent, answer) = s.await.expect("a send task");
+        let Some(answer) = answer else {
+            refused += 1;
+            continue;
+        };
+        for e in answer["events"].as_array().expect("accepted events") {
+            sent_at.push((e["id"].as_str().expect("an id").to_string(), sent));
+        }
+    }
+    // Wait (bounded) for the last outcomes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = seen.lock().await;
+        let missing = sent_at
+            .iter()
+            .filter(|(id, _)| !s.at.contains_key(id))
+            .count();
+        if missing as u64 <= s.lagged || Instant::now() > deadline {
+            break;
+        }
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = seen.lock().await;
+    let mut latencies_ms: Vec<f64> = sent_at
+        .iter()
+        .filter_map(|(id, sent)| {
+            let done = s.at.get(id)?;
+            Some(done.saturating_duration_since(*sent).as_secs_f64() * 1e3)
+        })
+        .collect();
+    latencies_ms.sort_by(f64::total_cmp);
+    Paced {
+        missing: sent_at.len() - latencies_ms.len(),
+        achieved_per_s: sent_at.len() as f64 / took,
+        latencies_ms,
+        refused_requests: refused,
+    }
+}

@@ -1,0 +1,583 @@
+//! The sandbox on its own (`hookbox::runtime`, no store, no dispatcher):
+//!
+//! 1. **Sandbox tax** — the word-counter logic (parse a Zulip message event,
+//!    count its words, add them to a KV counter) run natively and as a
+//!    component, fresh instance and reused instance, limits on, at 1 KiB,
+//!    16 KiB and 256 KiB payloads. Variants are interleaved round by round,
+//!    so every ratio compares figures taken at the same moment.
+//! 2. **Memory** — resident memory per in-flight delivery and per idle warm
+//!    instance.
+//! 3. **Throughput and cost growth** — deliveries/s over 1, 10 and 100
+//!    handlers (distinct loaded modules), 1 and 2 threads, both modes, and
+//!    how the cost of a delivery grows with handler count × payload size.
+//!
+//! Run with `cargo bench -p hookbox-tests --bench sandbox`
+//! (`HOOKBOX_BENCH_QUICK=1` for a smoke run).
+
+mod support;
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use hookbox::event::Event;
+use hookbox::kv::{Kv, MemoryKv, Namespace};
+use hookbox::limits::Limits;
+use hookbox::manifest::Capability;
+use hookbox::runtime::{
+    DeliveryReport, DeliveryRequest, HandlerModule, Outcome, Runtime, RuntimeConfig,
+};
+use hookbox_tests::guests;
+use support::{PAYLOAD_SIZES, Report, Stats, Table, fmt_bytes, fmt_ns, fmt_rate, quick};
+
+/// Deliveries a warm instance serves before it is replaced (the manifest's
+/// largest `delivery.reuse`).
+const REUSE: u32 = 100_000;
+/// Handler counts of the throughput grid.
+const HANDLER_COUNTS: [usize; 3] = [1, 10, 100];
+
+/// Everything a delivery needs, shared by the bench threads.
+struct Bench {
+    runtime: Runtime,
+    /// The word-counter component, compiled once.
+    module: HandlerModule,
+    /// Its compiled code, loaded again for every extra handler.
+    serialized: Vec<u8>,
+    /// The component's bytes.
+    wasm: Vec<u8>,
+    limits: Limits,
+    kv: Arc<MemoryKv>,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let runtime = Runtime::new(RuntimeConfig::default()).expect("the runtime starts");
+        // `HOOKBOX_BENCH_GUEST`: another build of the word-counter (e.g. with
+        // other compiler settings) to compare against the default one.
+        let path = std::env::var("HOOKBOX_BENCH_GUEST")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| {
+                let (_, path) = guests::EXAMPLES
+                    .iter()
+                    .find(|(name, _)| *name == "word-counter")
+                    .expect("tests/build.rs built example-handlers/word-counter");
+                (*path).to_string()
+            });
+        let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let compiled = runtime
+            .compile(&wasm, &Capability::all())
+            .unwrap_or_else(|e| panic!("compiling {path}: {e}"));
+        Bench {
+            runtime,
+            module: compiled.module,
+            serialized: compiled.serialized,
+            wasm,
+            limits: Limits::default(),
+            kv: Arc::new(MemoryKv::new()),
+        }
+    }
+
+    /// `n` handlers, each its own loaded module (as distinct deployed
+    /// handlers are), named `h0`, `h1`, …
+    fn handlers(&self, n: usize) -> Vec<(String, HandlerModule)> {
+        (0..n)
+            .map(|i| {
+                let module = if i == 0 {
+                    self.module.clone()
+                } else {
+                    self.runtime
+                        .load_precompiled(&self.serialized)
+                        .expect("compiled code reloads")
+                };
+                (format!("h{i}"), module)
+            })
+            .collect()
+    }
+
+    fn deliver(
+        &self,
+        module: &HandlerModule,
+        handler: &str,
+        event: &Event,
+        reuse: u32,
+    ) -> DeliveryReport {
+        let kv: &dyn Kv = self.kv.as_ref();
+        let report = self.runtime.deliver(
+            module,
+            DeliveryRequest {
+                handler,
+                event,
+                attempt: 1,
+                limits: &self.limits,
+                config: "{}",
+                kv,
+                reuse,
+            },
+        );
+        assert_eq!(
+            report.outcome,
+            Outcome::Ok,
+            "delivery to {handler} failed: {:?}",
+            report.error
+        );
+        report
+    }
+}
+
+/// The same logic without a sandbox: the handler crate's own function, and
+/// the same KV store the host gives the component.
+fn native(payload: &str, kv: &MemoryKv, ns: &Namespace) {
+    let tally = word_counter::tally(payload).expect("the bench payload is a message event");
+    kv.increment(ns, &tally.key, tally.words)
+        .expect("the memory KV does not fail");
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Mode {
+    Fresh,
+    Reuse,
+}
+
+impl Mode {
+    fn reuse(self) -> u32 {
+        match self {
+            Mode::Fresh => 0,
+            Mode::Reuse => REUSE,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Fresh => "fresh",
+            Mode::Reuse => "reuse",
+        }
+    }
+}
+
+fn main() {
+    let bench = Bench::new();
+    if let Ok(spec) = std::env::var("HOOKBOX_BENCH_PROFILE") {
+        profile(&bench, &spec);
+        return;
+    }
+    let mut report = Report::new("sandbox");
+    // Memory first: its deltas need pool slots no other section touched.
+    memory(&bench, &mut report);
+    sandbox_tax(&bench, &mut report);
+    throughput(&bench, &mut report);
+    report.publish();
+}
+
+/// `HOOKBOX_BENCH_PROFILE=<native|fresh|reuse|load>[:<n>[:<payload bytes>[:<handlers>]]]`:
+/// runs only that variant, round-robin over that many handlers (`load`:
+/// loads n modules from compiled code), for a profiler (`valgrind --tool=callgrind
+/// --toggle-collect='*deliver_inner*'`, `perf record`). Prints nothing else.
+fn profile(bench: &Bench, spec: &str) {
+    let mut parts = spec.split(':');
+    let variant = parts.next().unwrap_or("fresh");
+    let n: u32 = parts.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    let size: usize = parts
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(PAYLOAD_SIZES[0]);
+    let handlers: usize = parts.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+    if variant == "load" {
+        let t = Instant::now();
+        bench
+            .runtime
+            .compile(&bench.wasm, &Capability::all())
+            .expect("compiles");
+        println!(
+            "compile: {} bytes of component in {:.1} ms; imports: {}",
+            bench.wasm.len(),
+            t.elapsed().as_secs_f64() * 1e3,
+            bench.module.imports().join(", ")
+        );
+        let t = Instant::now();
+        let loaded = bench.handlers(n as usize);
+        let per = t.elapsed().as_secs_f64() * 1e3 / n as f64;
+        println!(
+            "load: {} modules from {} bytes of compiled code, {per:.2} ms each",
+            loaded.len(),
+            bench.serialized.len()
+        );
+        return;
+    }
+    let value = support::zulip_message(size);
+    let payload = value.to_string();
+    let event = support::message_event(&value);
+    let ns = Namespace {
+        handler: "native".into(),
+        tenant: "acme".into(),
+    };
+    let per = match variant {
+        "native" => support::ns_per_call(n, || native(black_box(&payload), &bench.kv, &ns)).cpu,
+        "fresh" | "reuse" => {
+            let reuse = if variant == "fresh" { 0 } else { REUSE };
+            let handlers = bench.handlers(handlers);
+            let mut i = 0;
+            support::ns_per_call(n, || {
+                let (name, module) = &handlers[i % handlers.len()];
+                i += 1;
+                black_box(bench.deliver(module, name, &event, reuse));
+            })
+            .cpu
+        }
+        other => {
+            panic!("HOOKBOX_BENCH_PROFILE: unknown variant {other:?} (native, fresh, reuse, load)")
+        }
+    };
+    let fuel = match variant {
+        "native" => String::new(),
+        _ => {
+            let fresh = bench.deliver(&bench.module, "profile", &event, 0);
+            let warm = bench.deliver(&bench.module, "profile", &event, REUSE);
+            format!(
+                "; fuel (wasm operators) per delivery: {} fresh, {} warm",
+                fresh.fuel_used, warm.fuel_used
+            )
+        }
+    };
+    println!(
+        "{variant}: {n} deliveries of {size} bytes, {} CPU each{fuel}",
+        fmt_ns(per)
+    );
+}
+
+/// Iterations that take about `target` for `f`.
+fn calibrate(target: Duration, mut f: impl FnMut()) -> u32 {
+    let mut n = 1u32;
+    loop {
+        let t = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        let took = t.elapsed();
+        if took >= target / 4 || n >= 1 << 20 {
+            let per = took.as_secs_f64() / f64::from(n);
+            return ((target.as_secs_f64() / per) as u32).clamp(1, 1 << 22);
+        }
+        n *= 4;
+    }
+}
+
+/// Section 1: ns per delivery, native vs fresh vs reuse, per payload size.
+fn sandbox_tax(bench: &Bench, report: &mut Report) {
+    let (rounds, round_time) = if quick() {
+        (3, Duration::from_millis(5))
+    } else {
+        (31, Duration::from_millis(25))
+    };
+    let ns = Namespace {
+        handler: "native".into(),
+        tenant: "acme".into(),
+    };
+    let mut table = Table::new(&[
+        "payload",
+        "native",
+        "reuse",
+        "reuse ÷ native",
+        "fresh",
+        "fresh ÷ native",
+        "fresh − reuse",
+        "wall-clock ratios",
+        "spread (IQR)",
+    ]);
+    for size in PAYLOAD_SIZES {
+        let value = support::zulip_message(size);
+        let payload = value.to_string();
+        let event = support::message_event(&value);
+        let module = &bench.module;
+        let mut run_native = || native(black_box(&payload), &bench.kv, &ns);
+        let mut run_fresh = || {
+            black_box(bench.deliver(module, "tax-fresh", &event, 0));
+        };
+        let mut run_reuse = || {
+            black_box(bench.deliver(module, "tax-reuse", &event, REUSE));
+        };
+        let n_native = calibrate(round_time, &mut run_native);
+        let n_fresh = calibrate(round_time, &mut run_fresh);
+        let n_reuse = calibrate(round_time, &mut run_reuse);
+        let mut samples: [Vec<f64>; 3] = Default::default();
+        let mut ratios: [Vec<f64>; 4] = Default::default();
+        for _ in 0..rounds {
+            let n = support::ns_per_call(n_native, &mut run_native);
+            let f = support::ns_per_call(n_fresh, &mut run_fresh);
+            let r = support::ns_per_call(n_reuse, &mut run_reuse);
+            samples[0].push(n.cpu);
+            samples[1].push(r.cpu);
+            samples[2].push(f.cpu);
+            ratios[0].push(r.cpu / n.cpu);
+            ratios[1].push(f.cpu / n.cpu);
+            ratios[2].push(r.wall / n.wall);
+            ratios[3].push(f.wall / n.wall);
+        }
+        let [n, r, f] = samples.map(|s| Stats::of(&s));
+        let [rr, rf, wr, wf] = ratios.map(|s| Stats::of(&s).median);
+        table.row(vec![
+            support::size_label(size),
+            fmt_ns(n.median),
+            fmt_ns(r.median),
+            format!("{rr:.2}x"),
+            fmt_ns(f.median),
+            format!("{rf:.2}x"),
+            fmt_ns(f.median - r.median),
+            format!("{wr:.2}x / {wf:.2}x"),
+            format!(
+                "{:.0}% / {:.0}% / {:.0}%",
+                n.spread_pct(),
+                r.spread_pct(),
+                f.spread_pct()
+            ),
+        ]);
+    }
+    report.table(
+        "Sandbox tax: one delivery, native vs component (limits on)",
+        &table,
+        &format!(
+            "CPU time of the delivering thread per delivery (user + system, so page faults \
+             and syscalls count; time other processes held the core does not): medians of \
+             {rounds} interleaved rounds of ≈{} ms per variant; ratios are medians of \
+             per-round ratios; the wall-clock ratios (reuse / fresh) are the same rounds \
+             timed by the clock on the wall. Native = `word_counter::tally` + \
+             `MemoryKv::increment` in-process; fresh = a new instance from the pool per \
+             delivery (the default); reuse = one warm instance serving every delivery. \
+             Fuel and epoch deadline on, default `Limits`, KV = `MemoryKv` on both sides. \
+             Spread = interquartile range ÷ median for native / reuse / fresh.",
+            round_time.as_millis()
+        ),
+    );
+}
+
+/// What `threads` threads delivering for a while achieved.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    /// Deliveries per second of wall time.
+    rate: f64,
+    /// CPU time (all threads) per delivery, in nanoseconds.
+    cpu_ns: f64,
+}
+
+/// Runs deliveries on `threads` threads for `duration`, round-robin over
+/// `handlers` (each thread starting at its own offset).
+fn run_threads(
+    bench: &Bench,
+    handlers: &[(String, HandlerModule)],
+    event: &Event,
+    mode: Mode,
+    threads: usize,
+    duration: Duration,
+) -> Run {
+    let stop = AtomicBool::new(false);
+    let done = AtomicU64::new(0);
+    let cpu = AtomicU64::new(0);
+    let start = Barrier::new(threads + 1);
+    let elapsed = std::thread::scope(|s| {
+        for t in 0..threads {
+            let (stop, done, cpu, start) = (&stop, &done, &cpu, &start);
+            s.spawn(move || {
+                let mut i = t * handlers.len() / threads.max(1);
+                let mut n = 0u64;
+                start.wait();
+                let c = support::thread_cpu_ns();
+                while !stop.load(Ordering::Relaxed) {
+                    let (name, module) = &handlers[i % handlers.len()];
+                    black_box(bench.deliver(module, name, event, mode.reuse()));
+                    i += 1;
+                    n += 1;
+                }
+                cpu.fetch_add(support::thread_cpu_ns() - c, Ordering::Relaxed);
+                done.fetch_add(n, Ordering::Relaxed);
+            });
+        }
+        start.wait();
+        let t = Instant::now();
+        std::thread::sleep(duration);
+        stop.store(true, Ordering::Relaxed);
+        t
+    });
+    // Threads finish the delivery in hand after `stop`: count until joined.
+    let secs = elapsed.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed).max(1) as f64;
+    Run {
+        rate: n / secs,
+        cpu_ns: cpu.load(Ordering::Relaxed) as f64 / n,
+    }
+}
+
+/// Section 3: deliveries/s by handler count, threads and mode; cost growth.
+fn throughput(bench: &Bench, report: &mut Report) {
+    let duration = if quick() {
+        Duration::from_millis(150)
+    } else {
+        Duration::from_millis(1000)
+    };
+    let warmup = duration / 5;
+    let value = support::zulip_message(PAYLOAD_SIZES[0]);
+    let event = support::message_event(&value);
+    let all = bench.handlers(*HANDLER_COUNTS.iter().max().unwrap_or(&1));
+
+    let mut table = Table::new(&[
+        "mode",
+        "handlers",
+        "1 thread",
+        "2 threads",
+        "2 ÷ 1 (wall)",
+        "CPU per delivery, 1 / 2 threads",
+        "2 ÷ 1 (CPU-bound)",
+    ]);
+    let mut per_delivery = std::collections::HashMap::new();
+    for mode in [Mode::Reuse, Mode::Fresh] {
+        for h in HANDLER_COUNTS {
+            let handlers = &all[..h];
+            run_threads(bench, handlers, &event, mode, 2, warmup);
+            let one = run_threads(bench, handlers, &event, mode, 1, duration);
+            let two = run_threads(bench, handlers, &event, mode, 2, duration);
+            per_delivery.insert((mode, h, PAYLOAD_SIZES[0]), two.cpu_ns);
+            table.row(vec![
+                mode.name().into(),
+                h.to_string(),
+                fmt_rate(one.rate),
+                fmt_rate(two.rate),
+                format!("{:.2}x", two.rate / one.rate),
+                format!("{} / {}", fmt_ns(one.cpu_ns), fmt_ns(two.cpu_ns)),
+                format!("{:.2}x", 2.0 * one.cpu_ns / two.cpu_ns),
+            ]);
+        }
+    }
+    report.table(
+        "Sandbox throughput (runtime only, 1 KiB payload)",
+        &table,
+        &format!(
+            "Each handler is a separately loaded module; threads call `Runtime::deliver` \
+             round-robin over the handlers for {} ms per cell (after a warm-up). No store, \
+             no dispatcher: the ceiling the sandbox puts on a 2-core machine. \
+             \"2 ÷ 1 (wall)\" is the measured speed-up; it needs both cores idle. \
+             \"2 ÷ 1 (CPU-bound)\" = 2 × CPU per delivery with 1 thread ÷ with 2 threads: \
+             the speed-up if each thread had a core to itself, i.e. what contention between \
+             the two threads (locks, shared caches, TLB shootdowns) leaves of 2x.",
+            duration.as_millis()
+        ),
+    );
+
+    // Cost growth: CPU time per delivery, handler count × payload size.
+    let mut growth = Table::new(&["mode", "handlers", "1 KiB", "16 KiB", "256 KiB"]);
+    let growth_time = duration / 2;
+    for mode in [Mode::Reuse, Mode::Fresh] {
+        for h in HANDLER_COUNTS {
+            let mut row = vec![mode.name().to_string(), h.to_string()];
+            for size in PAYLOAD_SIZES {
+                let ns = match per_delivery.get(&(mode, h, size)) {
+                    Some(ns) => *ns,
+                    None => {
+                        let value = support::zulip_message(size);
+                        let event = support::message_event(&value);
+                        run_threads(bench, &all[..h], &event, mode, 2, warmup);
+                        run_threads(bench, &all[..h], &event, mode, 2, growth_time).cpu_ns
+                    }
+                };
+                row.push(fmt_ns(ns));
+            }
+            growth.row(row);
+        }
+    }
+    report.table(
+        "Cost growth: CPU time per delivery by handler count × payload size (2 threads)",
+        &growth,
+        "Same harness as the throughput table. Growth along a row is the payload's cost \
+         (copying it in, parsing and counting it in wasm); growth down a column is the \
+         handlers' footprint (100 modules' code, instance images and warm instances no \
+         longer fit the CPU caches, so each delivery starts cold).",
+    );
+}
+
+/// Section 2: resident memory per in-flight delivery and per warm instance.
+fn memory(bench: &Bench, report: &mut Report) {
+    let run_for = if quick() {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_millis(400)
+    };
+    let mut table = Table::new(&["what", "value"]);
+    for size in [PAYLOAD_SIZES[0], PAYLOAD_SIZES[2]] {
+        let value = support::zulip_message(size);
+        let event = support::message_event(&value);
+        let linear = bench
+            .deliver(&bench.module, "mem", &event, 0)
+            .peak_memory_bytes;
+        let base = support::rss();
+        let mut prev = (1usize, base);
+        for k in [8usize, 32] {
+            let peak = AtomicU64::new(0);
+            let stop = AtomicBool::new(false);
+            std::thread::scope(|s| {
+                for t in 0..k {
+                    let (event, stop) = (&event, &stop);
+                    let name = format!("mem{t}");
+                    s.spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            black_box(bench.deliver(&bench.module, &name, event, 0));
+                        }
+                    });
+                }
+                let t = Instant::now();
+                while t.elapsed() < run_for {
+                    peak.fetch_max(support::rss(), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+            let peak = peak.load(Ordering::Relaxed).max(support::rss());
+            let per = (peak.saturating_sub(prev.1)) as f64 / (k - prev.0) as f64;
+            table.row(vec![
+                format!(
+                    "{} payload: RSS per in-flight delivery, {}→{k} concurrent",
+                    support::size_label(size),
+                    prev.0
+                ),
+                fmt_bytes(per),
+            ]);
+            prev = (k, peak);
+        }
+        table.row(vec![
+            format!(
+                "{} payload: linear memory of one delivery (guest view)",
+                support::size_label(size)
+            ),
+            fmt_bytes(linear as f64),
+        ]);
+    }
+
+    // Idle warm instances: one per handler after a delivery in reuse mode.
+    let value = support::zulip_message(PAYLOAD_SIZES[0]);
+    let event = support::message_event(&value);
+    let n = if quick() { 10 } else { 100 };
+    let handlers = bench.handlers(n);
+    for (name, module) in &handlers {
+        bench.deliver(module, name, &event, 0);
+    }
+    let before = support::rss();
+    for (name, module) in &handlers {
+        bench.deliver(module, name, &event, REUSE);
+    }
+    let after = support::rss();
+    assert!(handlers.iter().all(|(_, m)| m.idle_instances() == 1));
+    table.row(vec![
+        "RSS per idle warm instance (reuse mode, 1 KiB payload)".into(),
+        fmt_bytes(after.saturating_sub(before) as f64 / n as f64),
+    ]);
+    table.row(vec![
+        "RSS of this bench process after the above".into(),
+        fmt_bytes(after as f64),
+    ]);
+    report.table(
+        "Sandbox memory",
+        &table,
+        "RSS sampled every millisecond while k threads deliver to fresh instances \
+         (word-counter, limits on); the increase from the previous step is divided by the \
+         added concurrency. Pool slots that were used stay mapped, so the figure is the \
+         resident cost of one more delivery in flight.",
+    );
+}

@@ -1,0 +1,33 @@
+;; Returns `err(handler-error)` whose message is `attempt` bytes of `e`,
+;; with `retryable: true`.
+(module
+  (memory (export "memory") 1)
+  ;; Bump allocator for the host's canonical-ABI allocations (the event's
+  ;; strings, results of imports); never frees, grows memory when needed.
+  (global $heap (mut i32) (i32.const 0x8000))
+  (func (export "cabi_realloc") (param $old i32) (param $old_size i32) (param $align i32) (param $size i32) (result i32)
+    (local $ptr i32)
+    (local.set $ptr
+      (i32.and
+        (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
+        (i32.sub (i32.const 0) (local.get $align))))
+    (global.set $heap (i32.add (local.get $ptr) (local.get $size)))
+    (block $fits
+      (br_if $fits (i32.le_u (global.get $heap) (i32.shl (memory.size) (i32.const 16))))
+      (br_if $fits
+        (i32.ne
+          (memory.grow
+            (i32.sub (i32.add (i32.shr_u (global.get $heap) (i32.const 16)) (i32.const 1))
+                     (memory.size)))
+          (i32.const -1)))
+      unreachable)
+    (local.get $ptr))
+  (func (export "handle") (param $event i32) (result i32)
+    (local $len i32)
+    (local.set $len (i32.load offset=72 (local.get $event)))
+    (memory.fill (i32.const 0x1000) (i32.const 0x65) (local.get $len))
+    (i32.store8 (i32.const 0x200) (i32.const 1))
+    (i32.store (i32.const 0x204) (i32.const 0x1000))
+    (i32.store (i32.const 0x208) (local.get $len))
+    (i32.store8 (i32.const 0x20c) (i32.const 1))
+    (i32.const 0x200)))

@@ -1,0 +1,45 @@
+;; Emits one event whose type is its config, a JSON string (`"pong"`
+;; emits `pong`), payload `{}`, tenant: the event's. Two copies, one
+;; subscribed to `ping` emitting `pong` and one the other way round, feed
+;; each other forever unless the emit depth limit stops them.
+(module
+  (import "hookbox:handler/emit@0.1.0" "emit"
+    (func $emit (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)))
+  (import "hookbox:handler/config@0.1.0" "get" (func $config (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0x410) "{}")
+  ;; Bump allocator for the host's canonical-ABI allocations (the event's
+  ;; strings, results of imports); never frees, grows memory when needed.
+  (global $heap (mut i32) (i32.const 0x8000))
+  (func (export "cabi_realloc") (param $old i32) (param $old_size i32) (param $align i32) (param $size i32) (result i32)
+    (local $ptr i32)
+    (local.set $ptr
+      (i32.and
+        (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
+        (i32.sub (i32.const 0) (local.get $align))))
+    (global.set $heap (i32.add (local.get $ptr) (local.get $size)))
+    (block $fits
+      (br_if $fits (i32.le_u (global.get $heap) (i32.shl (memory.size) (i32.const 16))))
+      (br_if $fits
+        (i32.ne
+          (memory.grow
+            (i32.sub (i32.add (i32.shr_u (global.get $heap) (i32.const 16)) (i32.const 1))
+                     (memory.size)))
+          (i32.const -1)))
+      unreachable)
+    (local.get $ptr))
+  (func (export "handle") (param $event i32) (result i32)
+    (call $config (i32.const 0x700))
+    (call $emit
+      ;; type: the config text without its quotes
+      (i32.add (i32.load (i32.const 0x700)) (i32.const 1))
+      (i32.sub (i32.load (i32.const 0x704)) (i32.const 2))
+      (i32.const 0) (i32.const 0) (i32.const 0)       ;; tenant: none
+      (i32.const 0x410) (i32.const 2)                 ;; payload
+      (i32.const 0) (i32.const 0)                     ;; metadata: []
+      (i32.const 0) (i32.const 0) (i32.const 0)       ;; key: none
+      (i32.const 0) (i32.const 0)                     ;; priority: none
+      (i32.const 0x500))                              ;; result area
+    (if (i32.load8_u (i32.const 0x500))
+      (then unreachable))
+    (i32.const 0x100)))

@@ -1,0 +1,32 @@
+;; world: hookbox:test-guests/wasi-http-handler
+;; Imports `wasi:http/outgoing-handler`, which Hookbox does not implement:
+;; the component is accepted, and calling the import (when `attempt` is 1)
+;; traps.
+(module
+  (import "wasi:http/outgoing-handler@0.2.0" "handle" (func $get (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0x400) "https://example.com/")
+  ;; Bump allocator for the host's canonical-ABI allocations (the event's
+  ;; strings, results of imports); never frees, grows memory when needed.
+  (global $heap (mut i32) (i32.const 0x8000))
+  (func (export "cabi_realloc") (param $old i32) (param $old_size i32) (param $align i32) (param $size i32) (result i32)
+    (local $ptr i32)
+    (local.set $ptr
+      (i32.and
+        (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
+        (i32.sub (i32.const 0) (local.get $align))))
+    (global.set $heap (i32.add (local.get $ptr) (local.get $size)))
+    (block $fits
+      (br_if $fits (i32.le_u (global.get $heap) (i32.shl (memory.size) (i32.const 16))))
+      (br_if $fits
+        (i32.ne
+          (memory.grow
+            (i32.sub (i32.add (i32.shr_u (global.get $heap) (i32.const 16)) (i32.const 1))
+                     (memory.size)))
+          (i32.const -1)))
+      unreachable)
+    (local.get $ptr))
+  (func (export "handle") (param $event i32) (result i32)
+    (if (i32.eq (i32.load offset=72 (local.get $event)) (i32.const 1))
+      (then (drop (call $get (i32.const 0x400) (i32.const 20)))))
+    (i32.const 0x100)))

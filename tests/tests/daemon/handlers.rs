@@ -1,0 +1,281 @@
+//! Handler administration over HTTP: every example handler deployed from
+//! its `manifest.json`, list, show, versions, a redeploy (version 2),
+//! rollbacks, disable/enable and what they do to routing, and a config
+//! change that alters a running handler's behaviour without a restart.
+
+use hookbox_tests::daemon::{Body, Daemon, example};
+use hookbox_tests::guests::EXAMPLES;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::{array, sorted_field, subscribers, zulip_message};
+
+const TENANT: &str = "zulip.example.com";
+
+#[test]
+fn handler_lifecycle_routing_and_config() {
+    let d = Daemon::start();
+    deploy_every_example(&d);
+    redeploy_and_rollback(&d);
+    disable_stops_routing_and_enable_resumes_it(&d);
+    config_changes_apply_without_a_restart(&d);
+    delete_removes_a_handler(&d);
+}
+
+fn manifest_json(name: &str) -> Value {
+    serde_json::from_str(&example(name).0).unwrap()
+}
+
+fn deploy_every_example(d: &Daemon) {
+    for (name, _) in EXAMPLES {
+        let r = d.deploy_example(name);
+        let m = manifest_json(name);
+        assert_eq!(r.json["handler"]["name"], *name, "{r}");
+        assert_eq!(r.json["handler"]["enabled"], true, "{r}");
+        assert_eq!(r.json["handler"]["active_version"], 1, "{r}");
+        assert_eq!(r.json["handler"]["config"], m["config"], "{r}");
+        assert_eq!(r.json["version"]["version"], 1, "{r}");
+        assert_eq!(
+            r.json["version"]["manifest"]["subscription"]["events"], m["subscription"]["events"],
+            "{r}"
+        );
+    }
+
+    let list = d.get("/v1/handlers").expect(200);
+    let handlers = array(&list.json, "handlers");
+    let mut names: Vec<String> = EXAMPLES.iter().map(|(n, _)| n.to_string()).collect();
+    names.sort();
+    assert_eq!(sorted_field(handlers, "name"), names, "{list}");
+    for h in handlers {
+        let m = manifest_json(h["name"].as_str().unwrap());
+        assert_eq!(h["enabled"], true, "{h}");
+        assert_eq!(h["active_version"], 1, "{h}");
+        assert_eq!(h["events"], m["subscription"]["events"], "{h}");
+        assert_eq!(h["description"], m["description"], "{h}");
+        assert!(h.get("stats").is_none() && h.get("config").is_none(), "{h}");
+    }
+    let list = d.get("/v1/handlers?stats=true&config=true").expect(200);
+    for h in array(&list.json, "handlers") {
+        assert_eq!(h["stats"]["processed"], 0, "{h}");
+        let m = manifest_json(h["name"].as_str().unwrap());
+        assert_eq!(h["config"], m["config"], "{h}");
+    }
+
+    let r = d.get("/v1/handlers/keyword-responder").expect(200);
+    assert_eq!(r.json["handler"]["name"], "keyword-responder", "{r}");
+    assert_eq!(r.json["version"]["version"], 1, "{r}");
+    assert_eq!(r.json["stats"]["processed"], 0, "{r}");
+    let m = d
+        .get("/v1/handlers/no-such-handler")
+        .error(404, "not_found");
+    assert!(m.contains("no-such-handler"), "{m}");
+    d.get("/v1/handlers/no-such-handler/versions")
+        .error(404, "not_found");
+}
+
+fn versions(d: &Daemon, name: &str) -> Vec<(u64, String)> {
+    let r = d.get(&format!("/v1/handlers/{name}/versions")).expect(200);
+    array(&r.json, "versions")
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["manifest"]["description"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn active(d: &Daemon, name: &str) -> (u64, String) {
+    let r = d.get(&format!("/v1/handlers/{name}")).expect(200);
+    assert_eq!(
+        r.json["handler"]["active_version"], r.json["version"]["version"],
+        "{r}"
+    );
+    (
+        r.json["version"]["version"].as_u64().unwrap(),
+        r.json["version"]["manifest"]["description"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    )
+}
+
+fn redeploy_and_rollback(d: &Daemon) {
+    let name = "keyword-responder";
+    let (manifest, wasm) = example(name);
+    let original = manifest_json(name)["description"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut second: Value = serde_json::from_str(&manifest).unwrap();
+    second["description"] = json!("the second version");
+    let r = d.deploy(&second.to_string(), &wasm).expect(201);
+    assert_eq!(r.json["version"]["version"], 2, "{r}");
+    assert_eq!(r.json["handler"]["active_version"], 2, "{r}");
+    assert_eq!(
+        versions(d, name),
+        [(1, original.clone()), (2, "the second version".to_string())]
+    );
+    assert_eq!(active(d, name), (2, "the second version".into()));
+
+    let rollback = format!("/v1/handlers/{name}/rollback");
+    // No body: the version before the active one.
+    let r = d
+        .send(Method::POST, &rollback, Some(d.admin()), Body::None)
+        .expect(200);
+    assert_eq!(r.json["active_version"], 1, "{r}");
+    assert_eq!(active(d, name), (1, original.clone()));
+    let r = d.post(&rollback, &json!({"version": 2})).expect(200);
+    assert_eq!(r.json["active_version"], 2, "{r}");
+    assert_eq!(active(d, name), (2, "the second version".into()));
+
+    let m = d
+        .post(&rollback, &json!({"version": 7}))
+        .error(404, "not_found");
+    assert!(m.contains('7'), "{m}");
+    assert_eq!(active(d, name).0, 2);
+    assert_eq!(versions(d, name).len(), 2, "a rollback adds no version");
+}
+
+/// Publishes one Zulip message and waits for its outcome; returns the
+/// handlers it was routed to (sorted) and the outcome.
+fn send_message(d: &Daemon, id: u64, html: &str) -> (Vec<String>, Value) {
+    let event = json!({"type": "message", "tenant": TENANT, "payload": zulip_message(id, html)});
+    let r = d.publish(&event, true).expect(200);
+    let mut routed: Vec<String> = array(&r.json["events"][0], "handlers")
+        .iter()
+        .map(|h| h.as_str().unwrap().to_string())
+        .collect();
+    routed.sort();
+    let outcome = r.json["outcomes"][0].clone();
+    assert_eq!(outcome["complete"], true, "{r}");
+    for delivery in array(&outcome, "deliveries") {
+        assert_eq!(delivery["outcome"], "ok", "{r}");
+    }
+    assert_eq!(
+        sorted_field(array(&outcome, "deliveries"), "handler"),
+        routed,
+        "one delivery per routed handler: {r}"
+    );
+    (routed, outcome)
+}
+
+fn disable_stops_routing_and_enable_resumes_it(d: &Daemon) {
+    let all = subscribers("message");
+    assert!(all.iter().any(|h| h == "message-logger"), "{all:?}");
+    let (routed, _) = send_message(d, 100, "<p>hello</p>");
+    assert_eq!(routed, all);
+
+    let r = d
+        .post(
+            "/v1/handlers/message-logger/disable",
+            &json!({"reason": "maintenance"}),
+        )
+        .expect(200);
+    assert_eq!(r.json["enabled"], false, "{r}");
+    assert_eq!(r.json["disabled_reason"], "maintenance", "{r}");
+    let r = d.get("/v1/handlers?status=disabled").expect(200);
+    assert_eq!(
+        sorted_field(array(&r.json, "handlers"), "name"),
+        ["message-logger"]
+    );
+    let r = d.get("/v1/handlers?status=enabled").expect(200);
+    assert_eq!(array(&r.json, "handlers").len(), EXAMPLES.len() - 1, "{r}");
+
+    let logged = |d: &Daemon| {
+        let r = d.get("/v1/logs?handler=message-logger").expect(200);
+        array(&r.json, "entries").len()
+    };
+    let before = logged(d);
+    let (routed, _) = send_message(d, 101, "<p>while disabled</p>");
+    let without: Vec<String> = all
+        .iter()
+        .filter(|h| *h != "message-logger")
+        .cloned()
+        .collect();
+    assert_eq!(routed, without);
+    assert_eq!(logged(d), before, "a disabled handler got a delivery");
+
+    let r = d
+        .send(
+            Method::POST,
+            "/v1/handlers/message-logger/enable",
+            Some(d.admin()),
+            Body::None,
+        )
+        .expect(200);
+    assert_eq!(r.json["enabled"], true, "{r}");
+    assert_eq!(r.json["disabled_reason"], Value::Null, "{r}");
+    let (routed, _) = send_message(d, 102, "<p>enabled again</p>");
+    assert_eq!(routed, all);
+    assert_eq!(logged(d), before + 1);
+}
+
+/// How many `zulip.send_message` events tenant-analytics has seen.
+fn replies_seen(d: &Daemon) -> usize {
+    let r = d
+        .get("/v1/logs?handler=tenant-analytics&type=zulip.send_message")
+        .expect(200);
+    array(&r.json, "entries").len()
+}
+
+/// Waits until tenant-analytics has seen `n` replies, then checks it is not more.
+fn expect_replies(d: &Daemon, n: usize) {
+    d.wait_until(&format!("{n} zulip.send_message deliveries"), || {
+        (replies_seen(d) >= n).then_some(())
+    });
+    assert_eq!(replies_seen(d), n);
+}
+
+fn config_changes_apply_without_a_restart(d: &Daemon) {
+    let base = replies_seen(d);
+    // The manifest's keywords: "deploy" gets a reply.
+    send_message(d, 200, "<p>we deploy at noon</p>");
+    expect_replies(d, base + 1);
+    send_message(d, 201, "<p>the release is out</p>");
+
+    let config = json!({
+        "keywords": ["release"],
+        "reply": "Release noted ({keyword}).",
+        "ignore_senders": []
+    });
+    let r = d
+        .put("/v1/handlers/keyword-responder/config", &config)
+        .expect(200);
+    assert_eq!(r.json["config"], config, "{r}");
+    let r = d.get("/v1/handlers/keyword-responder").expect(200);
+    assert_eq!(r.json["handler"]["config"], config, "{r}");
+    assert_eq!(
+        r.json["handler"]["active_version"], 2,
+        "a config change is not a deploy"
+    );
+
+    // "deploy" no longer triggers a reply; "release" does.
+    send_message(d, 202, "<p>we deploy at noon</p>");
+    send_message(d, 203, "<p>the release is out</p>");
+    expect_replies(d, base + 2);
+
+    let m = d
+        .put("/v1/handlers/no-such-handler/config", &config)
+        .error(404, "not_found");
+    assert!(m.contains("no-such-handler"), "{m}");
+}
+
+fn delete_removes_a_handler(d: &Daemon) {
+    d.delete("/v1/handlers/message-logger").expect(204);
+    d.get("/v1/handlers/message-logger").error(404, "not_found");
+    d.get("/v1/handlers/message-logger/versions")
+        .error(404, "not_found");
+    let r = d.get("/v1/handlers").expect(200);
+    let names = sorted_field(array(&r.json, "handlers"), "name");
+    assert_eq!(names.len(), EXAMPLES.len() - 1, "{r}");
+    assert!(!names.iter().any(|n| n == "message-logger"), "{r}");
+    let (routed, _) = send_message(d, 300, "<p>after the delete</p>");
+    assert!(!routed.iter().any(|h| h == "message-logger"), "{routed:?}");
+    d.delete("/v1/handlers/message-logger")
+        .error(404, "not_found");
+    // The name is free again.
+    let r = d.deploy_example("message-logger");
+    assert_eq!(r.json["version"]["version"], 1, "{r}");
+}

@@ -1,0 +1,328 @@
+//! Hostile guests against the sandbox runtime: every attack ends in its
+//! named outcome, never a host crash, and well-behaved deliveries keep
+//! completing on another thread while the attack runs.
+
+use std::thread;
+
+use hookbox::kv::{Kv, Namespace};
+use hookbox::limits::Limits;
+use hookbox::manifest::Capability;
+use hookbox::runtime::{DeliveryReport, Outcome, Runtime, RuntimeConfig, RuntimeError};
+use hookbox_tests::{Delivery, event, guests, module, read, runtime, test_config};
+
+const PAGE: u64 = 64 * 1024;
+
+/// Runs `attack` on a thread of its own and good deliveries on this one
+/// until the attack ends. Returns the attack's report and how many good
+/// deliveries completed, all `ok`, while it was still running.
+fn meanwhile(attack: impl FnOnce() -> DeliveryReport + Send + 'static) -> (DeliveryReport, usize) {
+    let good = module(guests::GOOD);
+    let attacker = thread::spawn(attack);
+    let mut served_during = 0;
+    loop {
+        let running = !attacker.is_finished();
+        let report = Delivery::new(1).run(&good);
+        assert_eq!(
+            report.outcome,
+            Outcome::Ok,
+            "a good delivery beside the attack: {:?}",
+            report.error
+        );
+        if running && !attacker.is_finished() {
+            served_during += 1;
+        }
+        if attacker.is_finished() {
+            break;
+        }
+    }
+    let report = attacker
+        .join()
+        .expect("the attacking delivery does not panic the host");
+    (report, served_during)
+}
+
+/// One delivery of `path` with `attempt` as the guest's parameter.
+fn attack(path: &'static str, attempt: u32, limits: impl FnOnce(&mut Limits)) -> DeliveryReport {
+    Delivery::new(attempt).limits(limits).run(&module(path))
+}
+
+#[track_caller]
+fn assert_outcome(report: &DeliveryReport, want: Outcome) {
+    assert_eq!(report.outcome, want, "error: {:?}", report.error);
+    assert!(report.emitted.is_empty(), "a failed delivery emits nothing");
+    assert!(report.error.is_some(), "{want} carries an explanation");
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_by_the_deadline_while_others_are_served() {
+    // Fuel for hours: only the wall-clock deadline can stop it.
+    let (report, served) = meanwhile(|| {
+        attack(guests::LOOP, 1, |l| {
+            l.fuel = 1 << 50;
+            l.timeout_ms = 1_000;
+        })
+    });
+    assert_outcome(&report, Outcome::Timeout);
+    assert!(served > 0, "no good delivery completed during the loop");
+}
+
+#[test]
+fn an_infinite_loop_at_full_default_fuel_runs_out_of_fuel() {
+    // The default budget, and a deadline that does not fire first.
+    let (report, _) = meanwhile(|| attack(guests::LOOP, 1, |l| l.timeout_ms = 120_000));
+    assert_outcome(&report, Outcome::OutOfFuel);
+    assert_eq!(report.fuel_used, Limits::default().fuel);
+}
+
+#[test]
+fn memory_grows_to_the_default_cap_and_not_past_it() {
+    let cap = Limits::default().memory_bytes;
+    let pages = (cap / PAGE) as u32;
+    // One page to start with, plus `attempt` pages.
+    let at_cap = attack(guests::MEMORY, pages - 1, |_| {});
+    assert_eq!(at_cap.outcome, Outcome::Ok, "{:?}", at_cap.error);
+    assert_eq!(at_cap.peak_memory_bytes, cap);
+    let (past, _) = meanwhile(move || attack(guests::MEMORY, pages, |_| {}));
+    assert_outcome(&past, Outcome::MemoryLimit);
+    assert_eq!(
+        past.peak_memory_bytes, PAGE,
+        "the refused growth is not counted"
+    );
+}
+
+#[test]
+fn a_huge_single_allocation_is_refused() {
+    // `memory.grow` by 65535 pages: 4 GiB in one request.
+    let (report, _) = meanwhile(|| attack(guests::MEMORY, 65_535, |_| {}));
+    assert_outcome(&report, Outcome::MemoryLimit);
+    assert_eq!(report.peak_memory_bytes, PAGE);
+}
+
+/// Compiles `path` on a runtime without the pooling allocator.
+fn on_demand(path: &str) -> (Runtime, hookbox::runtime::HandlerModule) {
+    let rt = Runtime::new(RuntimeConfig {
+        pooling: false,
+        ..test_config()
+    })
+    .expect("an on-demand runtime");
+    let module = rt
+        .compile(&read(path), &Capability::all())
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .module;
+    (rt, module)
+}
+
+#[test]
+fn a_memory_declared_at_1_gib_is_refused() {
+    // With the pool (the daemon's default): refused at upload, naming it.
+    let err = runtime()
+        .compile(&read(guests::HUGE_MEMORY), &Capability::all())
+        .expect_err("a 1 GiB memory does not fit a pool slot");
+    assert!(matches!(err, RuntimeError::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("memory"), "{err}");
+    // Without it: refused at instantiation, before any guest code runs.
+    let (rt, module) = on_demand(guests::HUGE_MEMORY);
+    let report = Delivery::new(1).run_on(&rt, &module);
+    assert_outcome(&report, Outcome::MemoryLimit);
+    assert_eq!(report.peak_memory_bytes, 0);
+}
+
+#[test]
+fn deep_recursion_overflows_the_wasm_stack_not_the_host() {
+    let (report, _) = meanwhile(|| attack(guests::RECURSE, u32::MAX, |_| {}));
+    assert_outcome(&report, Outcome::StackOverflow);
+}
+
+#[test]
+fn table_growth_is_capped() {
+    let (report, _) = meanwhile(|| attack(guests::TABLE, 10_000_000, |_| {}));
+    assert_outcome(&report, Outcome::TableLimit);
+}
+
+#[test]
+fn a_table_declared_at_10_million_elements_is_refused() {
+    let err = runtime()
+        .compile(&read(guests::HUGE_TABLE), &Capability::all())
+        .expect_err("the table does not fit a pool slot");
+    assert!(matches!(err, RuntimeError::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("table"), "{err}");
+    let (rt, module) = on_demand(guests::HUGE_TABLE);
+    let report = Delivery::new(1).run_on(&rt, &module);
+    assert_outcome(&report, Outcome::TableLimit);
+}
+
+#[test]
+fn a_log_flood_is_cut_at_the_log_budget() {
+    let (report, _) = meanwhile(|| attack(guests::LOG_FLOOD, u32::MAX, |_| {}));
+    assert_outcome(&report, Outcome::LogLimit);
+    let kept: usize = report.logs.iter().map(|r| r.message.len()).sum();
+    assert!(
+        kept as u64 <= Limits::default().log_bytes,
+        "{kept} bytes of log kept"
+    );
+}
+
+#[test]
+fn an_emit_flood_is_cut_at_the_emit_budget() {
+    let (report, _) = meanwhile(|| attack(guests::EMIT_FLOOD, u32::MAX, |_| {}));
+    assert_outcome(&report, Outcome::EmitLimit);
+}
+
+#[test]
+fn a_giant_result_is_refused() {
+    // A well-formed 60 KB error message: past the 16 KiB result budget.
+    let (report, _) = meanwhile(|| attack(guests::BIG_ERROR, 60_000, |_| {}));
+    assert_outcome(&report, Outcome::ResultLimit);
+    assert!(report.error.as_ref().unwrap().len() < 1024);
+    // A message claiming 2 GiB past the end of memory: a trap, not a copy.
+    let (report, _) = meanwhile(|| attack(guests::GIANT_RESULT, 1, |_| {}));
+    assert_outcome(&report, Outcome::Trap);
+    let err = report.error.unwrap();
+    assert!(err.contains("out of bounds"), "{err}");
+}
+
+#[test]
+fn many_kv_keys_in_one_delivery_stay_in_its_namespace() {
+    let kv = std::sync::Arc::new(hookbox::kv::MemoryKv::new());
+    let (report, _) = {
+        let kv = kv.clone();
+        meanwhile(move || {
+            let mut d = Delivery::new(2_000);
+            d.kv = kv;
+            d.run(&module(guests::KV_FLOOD))
+        })
+    };
+    assert_eq!(report.outcome, Outcome::Ok, "{:?}", report.error);
+    let ns = |handler: &str| Namespace {
+        handler: handler.into(),
+        tenant: "acme".into(),
+    };
+    // Keys 0 to 1999 (hex 0x7cf), 1 KiB each, all in the handler's own
+    // namespace and nowhere else.
+    let last = kv.get(&ns("test"), "000007cf").unwrap();
+    assert_eq!(last.map(|v| v.len()), Some(1024));
+    assert_eq!(kv.get(&ns("test"), "000007d0").unwrap(), None);
+    assert_eq!(kv.get(&ns("other"), "000007cf").unwrap(), None);
+}
+
+#[test]
+fn a_huge_kv_value_is_refused() {
+    // A 60 KB value against a 16 KiB budget.
+    let (report, _) =
+        meanwhile(|| attack(guests::KV_VALUE, 60_000, |l| l.kv_value_bytes = 16 << 10));
+    assert_outcome(&report, Outcome::KvLimit);
+    // A value claiming 16 MiB past the end of the guest's memory: the host
+    // refuses to read it (a trap), and stores nothing.
+    let (report, _) = meanwhile(|| attack(guests::KV_VALUE, 16 << 20, |_| {}));
+    assert_outcome(&report, Outcome::Trap);
+    assert!(report.error.unwrap().contains("out of bounds"));
+}
+
+#[test]
+#[ignore = "known hole: a handler's KV has no quota on keys or total bytes; each delivery \
+            may write as many keys as its fuel and deadline allow (SECURITY.md)"]
+fn a_kv_flood_across_deliveries_hits_a_quota() {
+    // The intended behaviour: a namespace holds a bounded number of bytes,
+    // and a write past it ends the delivery with `kv_limit`. 200 000 keys
+    // of 1 KiB (≈ 200 MiB) in one delivery is well past any sane quota.
+    let report = attack(guests::KV_FLOOD, 200_000, |l| l.timeout_ms = 120_000);
+    assert_outcome(&report, Outcome::KvLimit);
+}
+
+#[test]
+fn a_trap_and_a_panic_are_traps() {
+    let (report, _) = meanwhile(|| attack(guests::TRAP, 1, |_| {}));
+    assert_outcome(&report, Outcome::Trap);
+    let (report, _) = meanwhile(|| attack(guests::PANIC, 1, |_| {}));
+    assert_outcome(&report, Outcome::Trap);
+    assert!(report.error.unwrap().contains("the answer is not 41"));
+}
+
+#[test]
+fn sleeping_in_a_host_call_is_stopped_by_the_deadline() {
+    // Ten seconds asleep in `pollable.block`, against a 300 ms deadline.
+    let (report, served) = meanwhile(|| attack(guests::SLEEP, 10_000, |l| l.timeout_ms = 300));
+    assert_outcome(&report, Outcome::Timeout);
+    assert!(served > 0, "no good delivery completed during the sleep");
+    assert!(
+        report.duration.as_secs() < 10,
+        "the deadline fired during the sleep, not after it: {:?}",
+        report.duration
+    );
+    // The same through `poll` on a list of pollables.
+    let (report, _) = meanwhile(|| attack(guests::SLEEP_POLL, 10_000, |l| l.timeout_ms = 300));
+    assert_outcome(&report, Outcome::Timeout);
+    assert!(report.duration.as_secs() < 10, "{:?}", report.duration);
+}
+
+#[test]
+fn a_short_sleep_within_the_deadline_is_fine() {
+    let report = attack(guests::SLEEP, 5, |l| l.timeout_ms = 5_000);
+    assert_eq!(report.outcome, Outcome::Ok, "{:?}", report.error);
+    let report = attack(guests::SLEEP_POLL, 5, |l| l.timeout_ms = 5_000);
+    assert_eq!(report.outcome, Outcome::Ok, "{:?}", report.error);
+}
+
+#[test]
+fn wasi_filesystem_environment_and_sockets_are_denied() {
+    // Each guest returns `ok` only when WASI gave it nothing.
+    for path in [guests::WASI_DENIED, guests::WASI_SOCKETS] {
+        let report = attack(path, 1, |_| {});
+        assert_eq!(report.outcome, Outcome::Ok, "{path}: {:?}", report.error);
+    }
+    // wasi:http is not implemented at all: calling it traps.
+    let report = attack(guests::WASI_HTTP, 1, |_| {});
+    assert_outcome(&report, Outcome::Trap);
+}
+
+#[test]
+fn a_guest_cannot_reach_another_handlers_or_tenants_kv() {
+    // `kv_probe` fails if `shared` holds anything but its own config. Two
+    // handlers and two tenants write the same key through one store: each
+    // of the four namespaces only ever sees its own value.
+    let probe = module(guests::KV_PROBE);
+    let shared = std::sync::Arc::new(hookbox::kv::MemoryKv::new());
+    for round in 0..3 {
+        for handler in ["alpha", "beta"] {
+            for tenant in ["acme", "evil"] {
+                let mut d = Delivery::new(1);
+                d.kv = shared.clone();
+                d.handler = handler.into();
+                d.event = event("probe", tenant, &serde_json::json!({}));
+                d.config = format!("\"{handler}@{tenant}\"");
+                let report = d.run(&probe);
+                assert_eq!(
+                    report.outcome,
+                    Outcome::Ok,
+                    "round {round}, {handler}@{tenant} saw {:?}",
+                    report.error
+                );
+            }
+        }
+    }
+    for handler in ["alpha", "beta"] {
+        for tenant in ["acme", "evil"] {
+            let ns = Namespace {
+                handler: handler.into(),
+                tenant: tenant.into(),
+            };
+            let value = shared.get(&ns, "shared").unwrap().unwrap();
+            assert_eq!(value, format!("\"{handler}@{tenant}\"").into_bytes());
+        }
+    }
+}
+
+#[test]
+fn after_every_attack_the_runtime_still_delivers() {
+    // The shared runtime has served every attack above (tests run in any
+    // order, so run a few here too) and still works.
+    for path in [guests::TRAP, guests::RECURSE, guests::GIANT_RESULT] {
+        let _ = attack(path, u32::MAX, |_| {});
+    }
+    let report = Delivery::new(1).run(&module(guests::GOOD));
+    assert_eq!(report.outcome, Outcome::Ok, "{:?}", report.error);
+    assert!(
+        runtime().pooling(),
+        "the suite runs on the pooling allocator"
+    );
+}

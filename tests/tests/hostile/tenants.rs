@@ -1,0 +1,211 @@
+//! Tenant isolation: routing never crosses tenants, a publish token scoped
+//! to a tenant cannot publish to another, and reads with a tenant-scoped
+//! token (logs, events, dead letters, the live stream) show only that
+//! tenant.
+
+use std::time::Duration;
+
+use hookbox_tests::daemon::{Body, Daemon};
+use hookbox_tests::{guests, read};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::{await_outcome, deploy, manifest, publish};
+
+/// Tenant names an attacker might hope compare equal to `acme`.
+const LOOKALIKES: &[&str] = &[
+    "",
+    "ACME",
+    "acme ",
+    " acme",
+    "acme\u{200b}",
+    "\u{430}cme",
+    "acm\u{65}\u{301}",
+    "acme/",
+    "acme*",
+    "*",
+];
+
+fn post_as(d: &Daemon, token: &str, path: &str, body: &Value) -> hookbox_tests::daemon::Reply {
+    d.send(Method::POST, path, Some(token), Body::Json(body.clone()))
+}
+
+#[test]
+fn a_handler_subscribed_to_a_tenant_never_receives_another_tenants_events() {
+    let d = Daemon::start();
+    let mut m = manifest("acme-only", &["*"]);
+    m["subscription"]["tenants"] = json!(["acme"]);
+    deploy(&d, &m, &read(guests::GOOD)).expect(201);
+
+    let mut events = vec![json!({"type": "message", "tenant": "acme"})];
+    events.extend(
+        LOOKALIKES
+            .iter()
+            .map(|t| json!({"type": "message", "tenant": t})),
+    );
+    let r = d.publish(&json!(events), true).expect(200);
+    let accepted = r.json["events"].as_array().unwrap();
+    assert_eq!(accepted[0]["handlers"], json!(["acme-only"]), "{r}");
+    for (tenant, a) in LOOKALIKES.iter().zip(&accepted[1..]) {
+        assert_eq!(a["handlers"], json!([]), "tenant {tenant:?}: {r}");
+    }
+    // The handler's `seen` emissions stay in its event's tenant too.
+    let logs = d.get("/v1/logs?handler=acme-only&limit=1000").expect(200);
+    let entries = logs.json["entries"].as_array().unwrap();
+    assert!(!entries.is_empty(), "{logs}");
+    for e in entries {
+        assert_eq!(e["tenant"], "acme", "{logs}");
+    }
+}
+
+#[test]
+fn a_publish_token_scoped_to_a_tenant_cannot_publish_to_another() {
+    let d = Daemon::start();
+    let acme = d.token("acme-publisher", &["publish"], &["acme"]);
+    let ok = post_as(
+        &d,
+        &acme,
+        "/v1/events",
+        &json!({"type": "x", "tenant": "acme"}),
+    );
+    ok.expect(202);
+    let accepted_before = d.metric("hookbox_events_accepted_total");
+
+    for tenant in LOOKALIKES.iter().chain(&["evil"]) {
+        let r = post_as(
+            &d,
+            &acme,
+            "/v1/events",
+            &json!({"type": "x", "tenant": tenant}),
+        );
+        let msg = r.error(403, "forbidden");
+        assert!(msg.contains("tenant"), "{tenant:?}: {msg}");
+    }
+    // A batch smuggling one foreign event is refused whole.
+    let batch = json!([
+        {"type": "x", "tenant": "acme"},
+        {"type": "x", "tenant": "acme"},
+        {"type": "x", "tenant": "evil"},
+    ]);
+    let msg = post_as(&d, &acme, "/v1/events?wait=true", &batch).error(403, "forbidden");
+    assert!(msg.contains("event 2") && msg.contains("evil"), "{msg}");
+    assert_eq!(d.metric("hookbox_events_accepted_total"), accepted_before);
+
+    // Nor can it do anything but publish.
+    for path in ["/v1/logs", "/v1/handlers", "/v1/dead-letters", "/v1/stats"] {
+        d.get_as(path, &acme).error(403, "forbidden");
+    }
+    post_as(
+        &d,
+        &acme,
+        "/v1/tokens",
+        &json!({"name": "escalate", "scopes": ["admin"]}),
+    )
+    .error(403, "forbidden");
+}
+
+/// One event for `tenant` through a handler that always traps (so it is
+/// logged and dead-lettered); returns the event id.
+fn dead_letter(d: &Daemon, tenant: &str) -> String {
+    let id = publish(d, "boom", tenant);
+    assert_eq!(await_outcome(d, &id, "trapper"), "trap");
+    id
+}
+
+#[test]
+fn reads_with_a_tenant_scoped_token_show_only_that_tenant() {
+    let d = Daemon::start();
+    deploy(&d, &manifest("trapper", &["boom"]), &read(guests::TRAP)).expect(201);
+    let ours = dead_letter(&d, "acme");
+    let theirs = dead_letter(&d, "evil");
+    let reader = d.token("acme-reader", &["read"], &["acme"]);
+
+    let logs = d.get_as("/v1/logs?limit=1000", &reader).expect(200);
+    let tenants: Vec<&Value> = logs.json["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["tenant"])
+        .collect();
+    assert_eq!(tenants, [&json!("acme")], "{logs}");
+    d.get_as("/v1/logs?tenant=evil", &reader)
+        .error(403, "forbidden");
+
+    d.get_as(&format!("/v1/events/{ours}"), &reader).expect(200);
+    d.get_as(&format!("/v1/events/{theirs}"), &reader)
+        .error(404, "not_found");
+
+    let dead = d.get_as("/v1/dead-letters", &reader).expect(200);
+    let letters = dead.json["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{dead}");
+    assert_eq!(letters[0]["event"]["id"], json!(ours), "{dead}");
+    let all = d.get("/v1/dead-letters").expect(200);
+    let foreign = all.json["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["event"]["id"] == json!(theirs))
+        .unwrap_or_else(|| panic!("{all}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    d.get_as(&format!("/v1/dead-letters/{foreign}"), &reader)
+        .error(404, "not_found");
+    // Replaying or purging needs admin, whatever the tenant.
+    d.send(
+        Method::POST,
+        &format!("/v1/dead-letters/{foreign}/replay"),
+        Some(&reader),
+        Body::None,
+    )
+    .error(403, "forbidden");
+
+    // The live stream: the other tenant's outcome never shows.
+    let mut stream = d.http().stream(d.url(), "/v1/stream", &reader);
+    let theirs = publish(&d, "boom", "evil");
+    let ours = publish(&d, "boom", "acme");
+    let mut seen = Vec::new();
+    while let Some(ev) = stream.next_event(Duration::from_secs(10)) {
+        let notice: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
+        if notice["event_id"].is_string() {
+            seen.push(notice["event_id"].as_str().unwrap().to_string());
+        }
+        if seen.contains(&ours) {
+            break;
+        }
+    }
+    assert!(
+        seen.contains(&ours),
+        "the stream showed our event: {seen:?}"
+    );
+    assert!(
+        !seen.contains(&theirs),
+        "the stream leaked the other tenant: {seen:?}"
+    );
+}
+
+#[test]
+#[ignore = "known hole: /v1/stats, /metrics and /v1/handlers aggregate every tenant; a \
+            tenant-scoped read token sees other tenants' delivery counts, handler configs \
+            and subscribed tenant names (SECURITY.md)"]
+fn aggregate_reads_with_a_tenant_scoped_token_show_only_that_tenant() {
+    let d = Daemon::start();
+    deploy(&d, &manifest("trapper", &["boom"]), &read(guests::TRAP)).expect(201);
+    dead_letter(&d, "evil");
+    let reader = d.token("acme-reader", &["read"], &["acme"]);
+    // The intended behaviour: nothing of tenant `evil` is counted in what
+    // an `acme` reader sees (or these routes refuse scoped tokens).
+    let stats = d.get_as("/v1/stats", &reader);
+    if stats.status == 200 {
+        for h in stats.json["handlers"].as_array().unwrap() {
+            assert_eq!(h["processed"], 0, "{stats}");
+        }
+    } else {
+        stats.error(403, "forbidden");
+    }
+    let metrics = d.get_as("/metrics", &reader);
+    assert!(
+        metrics.status == 403 || !metrics.text.contains("trapper"),
+        "{metrics}"
+    );
+}

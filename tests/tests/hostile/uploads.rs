@@ -1,0 +1,304 @@
+//! Hostile uploads: bytes that are not a handler component, components for
+//! another contract, imports that were not granted, compile bombs and
+//! hostile handler names. Each is refused at deploy with a precise error
+//! and stores nothing; the daemon keeps serving.
+
+use hookbox::manifest::Capability;
+use hookbox::runtime::RuntimeError;
+use hookbox_tests::daemon::Daemon;
+use hookbox_tests::{guests, read, runtime};
+use serde_json::json;
+use wasm_encoder::{
+    CodeSection, Component, Function, FunctionSection, Module, ModuleSection, TypeSection,
+};
+
+use super::{await_outcome, deploy, manifest, publish};
+
+/// The compile budget's caps (`host/src/runtime/validate.rs`).
+const MAX_FUNCTIONS: u32 = 50_000;
+const MAX_FUNCTION_BYTES: usize = 2 << 20;
+/// 10 000 blocks nested inside each other pass the nesting budget
+/// (50 million: the sum of the blocks' depths, 1 + 2 + … + 10 000).
+const NESTING_PAST: usize = 10_000;
+
+/// A component holding one core module of `functions` functions of type
+/// `[] -> []`, each with `body` (instructions, without the final `end`).
+/// Not a handler (no `handle` export): the point is what compiling costs.
+fn bomb(functions: u32, body: &[u8]) -> Vec<u8> {
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    let mut decls = FunctionSection::new();
+    let mut code = CodeSection::new();
+    let mut f = Function::new([]);
+    f.raw(body.iter().copied());
+    f.raw([0x0b]);
+    for _ in 0..functions {
+        decls.function(0);
+        code.function(&f);
+    }
+    let mut module = Module::new();
+    module.section(&types).section(&decls).section(&code);
+    let mut component = Component::new();
+    component.section(&ModuleSection(&module));
+    component.finish()
+}
+
+/// `depth` empty blocks nested inside each other.
+fn nested(depth: usize) -> Vec<u8> {
+    let mut body = [0x02, 0x40].repeat(depth);
+    body.extend(std::iter::repeat_n(0x0b, depth));
+    body
+}
+
+/// `n` times `i32.const 0; drop` (3 bytes each): straight-line code.
+fn straight(n: usize) -> Vec<u8> {
+    [0x41, 0x00, 0x1a].repeat(n)
+}
+
+/// A function body of straight-line code, with its locals byte and `end`,
+/// of exactly `bytes` bytes (`bytes - 2` must be a multiple of 3).
+fn body_of(bytes: usize) -> Vec<u8> {
+    assert_eq!((bytes - 2) % 3, 0);
+    straight((bytes - 2) / 3)
+}
+
+fn refused(wasm: &[u8]) -> String {
+    match runtime().compile(wasm, &Capability::all()) {
+        Err(e @ RuntimeError::Invalid(_)) => e.to_string(),
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("the bomb was compiled"),
+    }
+}
+
+/// Compiles (the budget lets it through), then fails on the missing
+/// `handle` export: proof that it was compiled, not refused.
+fn compiled(wasm: &[u8]) {
+    match runtime().compile(wasm, &Capability::all()) {
+        Err(RuntimeError::Export(_)) => {}
+        Err(other) => panic!("refused before compiling: {other}"),
+        Ok(_) => panic!("a component without `handle` was accepted"),
+    }
+}
+
+#[test]
+fn too_many_functions_is_refused_before_compiling() {
+    let msg = refused(&bomb(MAX_FUNCTIONS + 1, &[]));
+    assert!(
+        msg.contains("compile budget") && msg.contains("functions"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn the_most_functions_allowed_compile() {
+    compiled(&bomb(MAX_FUNCTIONS, &[]));
+}
+
+#[test]
+fn deep_nesting_is_refused_before_compiling() {
+    // Unchecked, this one function compiles for minutes (quadratic in depth).
+    let msg = refused(&bomb(1, &nested(NESTING_PAST)));
+    assert!(
+        msg.contains("compile budget") && msg.contains("nested"),
+        "{msg}"
+    );
+    // The budget is over the whole component, not per function: two
+    // functions of 7 100 nested blocks are 2 × 25.2 million.
+    let msg = refused(&bomb(2, &nested(7_100)));
+    assert!(msg.contains("nested"), "{msg}");
+}
+
+#[test]
+fn the_deepest_nesting_allowed_compiles() {
+    compiled(&bomb(1, &nested(NESTING_PAST - 1)));
+}
+
+#[test]
+fn a_huge_function_body_is_refused_before_compiling() {
+    let msg = refused(&bomb(1, &body_of(MAX_FUNCTION_BYTES + 3)));
+    assert!(
+        msg.contains("function body") && msg.contains("2097155"),
+        "{msg}"
+    );
+    compiled(&bomb(1, &body_of(MAX_FUNCTION_BYTES)));
+}
+
+/// Every hostile upload through the deploy route: status, error code and a
+/// phrase the message must hold.
+#[test]
+fn hostile_components_are_refused_at_deploy_naming_the_problem() {
+    let d = Daemon::start_with("[api]\nmax_component_bytes = 4194304\n");
+    let good = read(guests::GOOD);
+    let m = manifest("victim", &["good"]);
+    let truncated = &good[..good.len() / 2];
+    let nesting = bomb(1, &nested(NESTING_PAST));
+    let functions = bomb(MAX_FUNCTIONS + 1, &[]);
+    let oversized = vec![0u8; 4 * 1024 * 1024 + 1];
+    let shell = b"#!/bin/sh\nrm -rf /\n".to_vec();
+    let cases: Vec<(&str, Vec<u8>, u16, &str, &str)> = vec![
+        (
+            "not wasm",
+            shell,
+            422,
+            "unprocessable",
+            "not a WebAssembly binary",
+        ),
+        (
+            "empty",
+            Vec::new(),
+            422,
+            "unprocessable",
+            "not a WebAssembly binary",
+        ),
+        (
+            "truncated",
+            truncated.to_vec(),
+            422,
+            "unprocessable",
+            "invalid component",
+        ),
+        (
+            "core module",
+            read(guests::TRAP_CORE),
+            422,
+            "unprocessable",
+            "core WebAssembly module",
+        ),
+        (
+            "another world",
+            read(guests::WRONG_EXPORT),
+            422,
+            "unprocessable",
+            "handle",
+        ),
+        (
+            "no handle",
+            read(guests::NO_HANDLE),
+            422,
+            "unprocessable",
+            "exports: run",
+        ),
+        (
+            "wrong WIT version",
+            read(guests::FUTURE_VERSION),
+            422,
+            "unprocessable",
+            "hookbox:handler/log@0.2.0",
+        ),
+        (
+            "foreign import",
+            read(guests::EVIL_IMPORT),
+            422,
+            "unprocessable",
+            "`evil:net/socket@1.0.0`",
+        ),
+        (
+            "10M-element table",
+            read(guests::HUGE_TABLE),
+            422,
+            "unprocessable",
+            "table",
+        ),
+        (
+            "nesting bomb",
+            nesting,
+            422,
+            "unprocessable",
+            "compile budget",
+        ),
+        (
+            "function bomb",
+            functions,
+            422,
+            "unprocessable",
+            "compile budget",
+        ),
+        (
+            "over the size cap",
+            oversized,
+            413,
+            "payload_too_large",
+            "`component`",
+        ),
+    ];
+    for (what, wasm, status, code, needle) in cases {
+        let r = deploy(&d, &m, &wasm);
+        let msg = r.error(status, code);
+        assert!(msg.contains(needle), "{what}: {msg}");
+    }
+    // A Hookbox capability the manifest does not grant.
+    let mut only_log = manifest("victim", &["good"]);
+    only_log["capabilities"] = json!(["log"]);
+    let msg = deploy(&d, &only_log, &good).error(422, "unprocessable");
+    assert!(
+        msg.contains("hookbox:handler/") && msg.contains("is not granted"),
+        "{msg}"
+    );
+
+    // Nothing was stored, and the daemon still deploys and delivers.
+    let list = d.get("/v1/handlers").expect(200);
+    assert_eq!(list.json["handlers"], json!([]), "{list}");
+    deploy(&d, &m, &good).expect(201);
+    let id = publish(&d, "good", "acme");
+    assert_eq!(await_outcome(&d, &id, "victim"), "ok");
+}
+
+#[test]
+fn hostile_handler_names_are_refused() {
+    let d = Daemon::start();
+    let good = read(guests::GOOD);
+    let long = "a".repeat(10_000);
+    let names = [
+        "",
+        "../../etc/passwd",
+        "a/b",
+        "a\\b",
+        "..",
+        "a\0b",
+        "a\nb",
+        "a\u{1b}[31mred",
+        "bell\u{7}",
+        "Capital",
+        "émile",
+        "rtl\u{202e}gnp.exe",
+        "e\u{301}",
+        "😀",
+        "-leading-dash",
+        long.as_str(),
+    ];
+    for name in names {
+        let r = deploy(&d, &manifest(name, &["good"]), &good);
+        let msg = r.error(400, "bad_request");
+        assert!(msg.contains("`name`"), "{name:?}: {msg}");
+    }
+    assert_eq!(
+        d.get("/v1/handlers").expect(200).json["handlers"],
+        json!([])
+    );
+    // A name that would be a path segment is not one: no route escapes.
+    for path in [
+        "/v1/handlers/..%2F..%2Fetc%2Fpasswd",
+        "/v1/handlers/%00",
+        "/v1/handlers/a%2Fb/versions",
+    ] {
+        d.get(path).error(404, "not_found");
+    }
+}
+
+#[test]
+fn a_duplicate_name_is_a_new_version_not_a_second_handler() {
+    let d = Daemon::start();
+    let good = read(guests::GOOD);
+    let m = manifest("twin", &["good"]);
+    let first = deploy(&d, &m, &good).expect(201);
+    assert_eq!(first.json["version"]["version"], 1, "{first}");
+    let second = deploy(&d, &m, &read(guests::COUNTER)).expect(201);
+    assert_eq!(second.json["version"]["version"], 2, "{second}");
+    let list = d.get("/v1/handlers").expect(200);
+    let handlers = list.json["handlers"].as_array().unwrap();
+    assert_eq!(handlers.len(), 1, "{list}");
+    assert_eq!(handlers[0]["active_version"], 2, "{list}");
+    // The first version is kept, and rollback is a pointer move.
+    let versions = d.get("/v1/handlers/twin/versions").expect(200);
+    assert_eq!(versions.json["versions"].as_array().unwrap().len(), 2);
+}
