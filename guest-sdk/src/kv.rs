@@ -7,7 +7,9 @@
 //! [`increment`] are stored as decimal ASCII text.
 //!
 //! The host caps key and value sizes (the handler's `kv-value-bytes`
-//! limit); writing past it ends the delivery with `kv_limit`.
+//! limit) and what the namespace holds across deliveries (`kv_quota_bytes`
+//! of keys plus values, `kv_quota_keys` keys); a write past either ends the
+//! delivery with `kv_limit`. Deleting keys, or setting a TTL, makes room.
 //!
 //! ```
 //! use std::time::Duration;

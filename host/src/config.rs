@@ -403,6 +403,8 @@ fn overlay(base: &Limits, spec: &LimitsSpec) -> Limits {
         log_bytes: spec.log_bytes.unwrap_or(base.log_bytes),
         emits: spec.emits.unwrap_or(base.emits),
         kv_value_bytes: spec.kv_value_bytes.unwrap_or(base.kv_value_bytes),
+        kv_quota_bytes: spec.kv_quota_bytes.unwrap_or(base.kv_quota_bytes),
+        kv_quota_keys: spec.kv_quota_keys.unwrap_or(base.kv_quota_keys),
         result_bytes: spec.result_bytes.unwrap_or(base.result_bytes),
     }
 }
@@ -487,6 +489,20 @@ mod tests {
             err.to_string().contains("[breaker]: `failure_rate`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn kv_quotas_have_defaults_and_ceilings() {
+        let text = "[limits]\nkv_quota_bytes = 1048576\nkv_quota_keys = 500\n\
+                    [ceilings]\nkv_quota_keys = 500";
+        let c = Config::resolve(ConfigFile::parse(text).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(c.dispatch.default_limits.kv_quota_bytes, 1 << 20);
+        assert_eq!(c.dispatch.default_limits.kv_quota_keys, 500);
+        assert_eq!(c.dispatch.ceilings.kv_quota_keys, 500);
+        // A ceiling under the built-in default needs a default under it too.
+        let file = ConfigFile::parse("[ceilings]\nkv_quota_keys = 500").unwrap();
+        let err = Config::resolve(file, Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("kv_quota_keys"), "{err}");
     }
 
     /// The annotated example in the README's "Configuration" section is a

@@ -2,6 +2,11 @@
 //! with, the optional per-handler overrides in a manifest ([`LimitsSpec`]),
 //! and how overrides combine with the daemon's defaults and ceilings.
 //!
+//! Two limits are not per delivery but per KV namespace (a handler's keys
+//! for one tenant, across all its deliveries): `kv_quota_bytes` and
+//! `kv_quota_keys`. A delivery runs under its handler's, and a write that
+//! would take the namespace past either ends it with `kv_limit`.
+//!
 //! The wasm stack size is not here: wasmtime sets it per engine, so it is a
 //! daemon-wide setting (`RuntimeConfig::max_wasm_stack`).
 
@@ -28,6 +33,12 @@ pub struct Limits {
     pub emits: u32,
     /// Largest KV key plus value. Outcome `kv_limit`.
     pub kv_value_bytes: u64,
+    /// Most bytes (keys plus values, summed) the handler's KV namespace of
+    /// one tenant may hold, across deliveries. Outcome `kv_limit`.
+    pub kv_quota_bytes: u64,
+    /// Most keys the handler's KV namespace of one tenant may hold, across
+    /// deliveries. Outcome `kv_limit`.
+    pub kv_quota_keys: u64,
     /// Largest result, i.e. a handler error's message. Outcome `result_limit`.
     pub result_bytes: u64,
 }
@@ -45,6 +56,8 @@ impl Default for Limits {
             log_bytes: 64 << 10,
             emits: 100,
             kv_value_bytes: 64 << 10,
+            kv_quota_bytes: 16 << 20,
+            kv_quota_keys: 100_000,
             result_bytes: 16 << 10,
         }
     }
@@ -62,6 +75,8 @@ impl Limits {
             log_bytes: 16 << 20,
             emits: 10_000,
             kv_value_bytes: 16 << 20,
+            kv_quota_bytes: 1 << 30,
+            kv_quota_keys: 10_000_000,
             result_bytes: 1 << 20,
         }
     }
@@ -125,6 +140,18 @@ impl Limits {
                 spec.kv_value_bytes,
                 ceilings.kv_value_bytes,
             )?,
+            kv_quota_bytes: pick(
+                "kv_quota_bytes",
+                self.kv_quota_bytes,
+                spec.kv_quota_bytes,
+                ceilings.kv_quota_bytes,
+            )?,
+            kv_quota_keys: pick(
+                "kv_quota_keys",
+                self.kv_quota_keys,
+                spec.kv_quota_keys,
+                ceilings.kv_quota_keys,
+            )?,
             result_bytes: pick(
                 "result_bytes",
                 self.result_bytes,
@@ -163,6 +190,12 @@ pub struct LimitsSpec {
     /// See [`Limits::kv_value_bytes`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_value_bytes: Option<u64>,
+    /// See [`Limits::kv_quota_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_quota_bytes: Option<u64>,
+    /// See [`Limits::kv_quota_keys`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_quota_keys: Option<u64>,
     /// See [`Limits::result_bytes`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_bytes: Option<u64>,
@@ -207,5 +240,34 @@ mod tests {
             ..Default::default()
         };
         assert!(Limits::default().with_overrides(&at, &ceil).is_ok());
+    }
+
+    #[test]
+    fn kv_quotas_are_limits_like_the_others() {
+        let ceil = Limits::default_ceilings();
+        let defaults = Limits::default();
+        assert!(defaults.kv_quota_bytes <= ceil.kv_quota_bytes);
+        assert!(defaults.kv_quota_keys <= ceil.kv_quota_keys);
+        // A namespace holds at least one largest entry by default.
+        assert!(defaults.kv_quota_bytes >= defaults.kv_value_bytes);
+        let spec: LimitsSpec =
+            serde_json::from_str(r#"{"kv_quota_bytes": 1024, "kv_quota_keys": 10}"#).unwrap();
+        let l = defaults.with_overrides(&spec, &ceil).unwrap();
+        assert_eq!((l.kv_quota_bytes, l.kv_quota_keys), (1024, 10));
+        let over = LimitsSpec {
+            kv_quota_bytes: Some(ceil.kv_quota_bytes + 1),
+            ..Default::default()
+        };
+        let err = defaults.with_overrides(&over, &ceil).unwrap_err();
+        assert!(
+            err.contains("kv_quota_bytes") && err.contains("ceiling"),
+            "{err}"
+        );
+        let zero = LimitsSpec {
+            kv_quota_keys: Some(0),
+            ..Default::default()
+        };
+        let err = defaults.with_overrides(&zero, &ceil).unwrap_err();
+        assert!(err.contains("kv_quota_keys"), "{err}");
     }
 }

@@ -225,6 +225,8 @@ struct Inner {
     /// The group-commit flusher; dropping it stops and joins its thread
     /// (which holds a `Db` clone), so the sled lock goes with the `Store`.
     group: Option<group::GroupCommit>,
+    /// Per-namespace KV usage, computed on first use (`kv.rs`).
+    kv_ledgers: crate::kv::Ledgers,
 }
 
 struct Trees {
@@ -311,6 +313,7 @@ impl Store {
                 ids: Mutex::new(ulid::Generator::new()),
                 admin: Mutex::new(()),
                 group,
+                kv_ledgers: crate::kv::Ledgers::default(),
             }),
         })
     }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use hookbox::event::Event;
-use hookbox::kv::{Kv, MemoryKv, Namespace};
+use hookbox::kv::{Kv, MemoryKv, Namespace, Quota};
 use hookbox::limits::Limits;
 use hookbox::manifest::Capability;
 use hookbox::runtime::{
@@ -130,7 +130,7 @@ impl Bench {
 /// the same KV store the host gives the component.
 fn native(payload: &str, kv: &MemoryKv, ns: &Namespace) {
     let tally = word_counter::tally(payload).expect("the bench payload is a message event");
-    kv.increment(ns, &tally.key, tally.words)
+    kv.increment(ns, &tally.key, tally.words, &Quota::default())
         .expect("the memory KV does not fail");
 }
 

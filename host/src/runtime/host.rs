@@ -19,7 +19,7 @@ use super::capture::SharedLog;
 use super::limiter::Limiter;
 use super::outcome::{LogLevel, LogStream, Outcome};
 use crate::event::{self, EventInput, Priority};
-use crate::kv::{Kv, Namespace};
+use crate::kv::{Kv, KvError, Namespace, Quota};
 use crate::limits::Limits;
 
 wasmtime::component::bindgen!({
@@ -58,6 +58,8 @@ pub(crate) struct CallState {
     config: String,
     event_tenant: String,
     kv_value_bytes: u64,
+    /// The namespace's quota (`kv_quota_bytes`, `kv_quota_keys`).
+    kv_quota: Quota,
     /// When the delivery's wall-clock budget ends: host calls that wait
     /// (`wasi:io/poll`, see `poll.rs`) give up at this instant.
     pub(crate) deadline: Option<Instant>,
@@ -135,6 +137,7 @@ impl HostState {
             config: b.config.to_string(),
             event_tenant: b.tenant.to_string(),
             kv_value_bytes: b.limits.kv_value_bytes,
+            kv_quota: Quota::from(b.limits),
             deadline: Instant::now().checked_add(Duration::from_millis(b.limits.timeout_ms)),
             max_emits: b.limits.emits,
             ..CallState::default()
@@ -171,16 +174,20 @@ impl HostState {
         Ok(())
     }
 
-    /// Runs a KV operation against the delivery's namespace.
+    /// Runs a KV operation against the delivery's namespace and quota; a
+    /// write past the quota ends the call with `kv_limit`.
     fn with_kv<R>(
         &mut self,
-        op: impl FnOnce(&dyn Kv, &Namespace) -> Result<R, crate::kv::KvError>,
+        op: impl FnOnce(&dyn Kv, &Namespace, &Quota) -> Result<R, KvError>,
     ) -> wasmtime::Result<R> {
         let result = match (&self.call.kv, &self.call.namespace) {
-            (Some(kv), Some(ns)) => op(*kv, ns).map_err(|e| e.to_string()),
-            _ => Err("kv called outside a delivery".to_string()),
+            (Some(kv), Some(ns)) => op(*kv, ns, &self.call.kv_quota).map_err(|e| match e {
+                KvError::Quota(q) => (Outcome::KvLimit, q.to_string()),
+                e => (Outcome::HostError, e.to_string()),
+            }),
+            _ => Err((Outcome::HostError, "kv called outside a delivery".into())),
         };
-        result.map_err(|msg| self.abort(Outcome::HostError, msg))
+        result.map_err(|(outcome, msg)| self.abort(outcome, msg))
     }
 }
 
@@ -247,22 +254,22 @@ impl log::Host for HostState {
 impl kv::Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
         self.check_kv_size(&key, 0)?;
-        self.with_kv(|kv, ns| kv.get(ns, &key))
+        self.with_kv(|kv, ns, _| kv.get(ns, &key))
     }
 
     fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<()> {
         self.check_kv_size(&key, value.len())?;
-        self.with_kv(|kv, ns| kv.set(ns, &key, &value, ttl_ms))
+        self.with_kv(|kv, ns, quota| kv.set(ns, &key, &value, ttl_ms, quota))
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<bool> {
         self.check_kv_size(&key, 0)?;
-        self.with_kv(|kv, ns| kv.delete(ns, &key))
+        self.with_kv(|kv, ns, _| kv.delete(ns, &key))
     }
 
     fn increment(&mut self, key: String, delta: i64) -> wasmtime::Result<i64> {
         self.check_kv_size(&key, 0)?;
-        self.with_kv(|kv, ns| kv.increment(ns, &key, delta))
+        self.with_kv(|kv, ns, quota| kv.increment(ns, &key, delta, quota))
     }
 
     fn compare_and_swap(
@@ -276,7 +283,9 @@ impl kv::Host for HostState {
             .map_or(0, Vec::len)
             .max(new.as_ref().map_or(0, Vec::len));
         self.check_kv_size(&key, largest)?;
-        self.with_kv(|kv, ns| kv.compare_and_swap(ns, &key, expected.as_deref(), new.as_deref()))
+        self.with_kv(|kv, ns, quota| {
+            kv.compare_and_swap(ns, &key, expected.as_deref(), new.as_deref(), quota)
+        })
     }
 }
 

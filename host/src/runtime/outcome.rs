@@ -32,7 +32,8 @@ pub enum Outcome {
     LogLimit,
     /// The guest emitted more than `emits` events.
     EmitLimit,
-    /// A KV key plus value was larger than `kv_value_bytes`.
+    /// A KV key plus value was larger than `kv_value_bytes`, or a write would
+    /// take the namespace past `kv_quota_bytes` or `kv_quota_keys`.
     KvLimit,
     /// The handler error's message was larger than `result_bytes`.
     ResultLimit,

@@ -265,6 +265,7 @@ impl Store {
         let prefix = keys::parts(&[name.as_bytes()]);
         sweep_prefix(&self.t().versions, &prefix)?;
         sweep_prefix(&self.t().kv, &prefix)?;
+        self.forget_kv_usage(name);
         for p in self.pending()? {
             if p.handler == name {
                 self.drop_pending(&p)?;

@@ -1,123 +1,133 @@
-//! The durable handler KV: [`crate::kv::Kv`] on the `kv` tree.
+//! The durable handler KV: raw entry storage ([`crate::kv::KvStorage`]) on
+//! the `kv` tree; every [`Kv`] operation, quotas included, is implemented
+//! once on top of it in `crate::kv`.
 //!
 //! Keys: `lp(handler) lp(tenant) key` — both namespace parts are length
 //! prefixed, so no handler, tenant or guest key (whatever bytes it holds)
-//! can reach into another namespace. Values are
+//! can reach into another namespace, and a namespace's entries are exactly
+//! those under its prefix. Values are
 //! [`encode_entry`](crate::kv::encode_entry) bytes (expiry + value); expired
 //! entries read as absent and are removed by [`Store::sweep_expired_kv`].
-//! Increment and compare-and-swap are sled compare-and-swap loops, atomic
-//! against every other writer of the key.
+//! A namespace's usage is not stored: it is computed from its entries the
+//! first time it is written after the store opens, so it is exact across
+//! restarts and crashes (see `crate::kv`).
 
-use super::{Result, SledExt, Store, keys};
+use std::collections::HashSet;
+
+use super::{Result, SledExt, Store, StoreError, keys};
 use crate::event::now_ms;
-use crate::kv::{Kv, KvError, Namespace, decode_entry, encode_entry, increment_value};
+use crate::kv::{Kv, KvError, KvStorage, Ledgers, Namespace, decode_entry};
 
-fn kv_key(ns: &Namespace, key: &str) -> Vec<u8> {
-    let mut k = keys::parts(&[ns.handler.as_bytes(), ns.tenant.as_bytes()]);
-    k.extend_from_slice(key.as_bytes());
+/// `lp(handler) lp(tenant)`: the prefix of every key of the namespace.
+fn ns_prefix(ns: &Namespace) -> Vec<u8> {
+    keys::parts(&[ns.handler.as_bytes(), ns.tenant.as_bytes()])
+}
+
+fn kv_key(ns: &Namespace, key: &[u8]) -> Vec<u8> {
+    let mut k = ns_prefix(ns);
+    k.extend_from_slice(key);
     k
 }
 
-fn kv_err(e: super::StoreError) -> KvError {
-    KvError(e.to_string())
+/// The namespace a `kv` tree key belongs to; `None` if it is not one
+/// [`kv_key`] makes (only a corrupted store holds such keys).
+fn key_namespace(key: &[u8]) -> Option<Namespace> {
+    fn part(rest: &mut &[u8]) -> Option<String> {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+        let (bytes, tail) = tail.split_at_checked(len)?;
+        *rest = tail;
+        String::from_utf8(bytes.to_vec()).ok()
+    }
+    let mut rest = key;
+    let handler = part(&mut rest)?;
+    let tenant = part(&mut rest)?;
+    Some(Namespace { handler, tenant })
+}
+
+fn kv_err(e: StoreError) -> KvError {
+    KvError::Storage(e.to_string())
 }
 
 impl Store {
     /// Removes expired KV entries; how many. Run it periodically (with
-    /// retention): expired entries cost disk until then, never correctness.
+    /// retention): expired entries cost disk, and count towards their
+    /// namespace's quota, until then (a write that would be refused purges
+    /// its own namespace first).
     pub fn sweep_expired_kv(&self) -> Result<u64> {
         let now = now_ms();
         let tree = &self.t().kv;
+        let mut namespaces = HashSet::new();
         let mut removed = 0;
         for item in tree.iter() {
             let (k, v) = item.sled()?;
-            if decode_entry(&v, now).is_none() {
-                // Only if unchanged: a concurrent `set` wins.
-                if tree
-                    .compare_and_swap(&k, Some(&v), None::<&[u8]>)
-                    .sled()?
-                    .is_ok()
-                {
+            if decode_entry(&v, now).is_some() {
+                continue;
+            }
+            match key_namespace(&k) {
+                Some(ns) => {
+                    namespaces.insert(ns);
+                }
+                // Not in any namespace, so in no usage either: just drop it.
+                None => {
+                    tree.remove(&k).sled()?;
                     removed += 1;
                 }
             }
         }
+        // Under each namespace's lock, keeping its usage exact.
+        for ns in namespaces {
+            removed += self
+                .purge_expired(&ns)
+                .map_err(|e| StoreError::Sled(e.to_string()))?;
+        }
         Ok(removed)
+    }
+
+    /// Drops the in-memory KV usage of `handler`'s namespaces, after its
+    /// entries were removed wholesale (`delete_handler`).
+    pub(super) fn forget_kv_usage(&self, handler: &str) {
+        self.inner.kv_ledgers.forget_handler(handler);
     }
 }
 
-impl Kv for Store {
-    fn get(&self, ns: &Namespace, key: &str) -> std::result::Result<Option<Vec<u8>>, KvError> {
+impl KvStorage for Store {
+    fn read(&self, ns: &Namespace, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, KvError> {
         let entry = self.t().kv.get(kv_key(ns, key)).sled().map_err(kv_err)?;
-        Ok(entry.and_then(|e| decode_entry(&e, now_ms()).map(<[u8]>::to_vec)))
+        Ok(entry.map(|e| e.to_vec()))
     }
 
-    fn set(
+    fn write(
         &self,
         ns: &Namespace,
-        key: &str,
-        value: &[u8],
-        ttl_ms: Option<u64>,
+        key: &[u8],
+        entry: Option<&[u8]>,
     ) -> std::result::Result<(), KvError> {
-        let entry = encode_entry(value, ttl_ms, now_ms());
-        self.t()
-            .kv
-            .insert(kv_key(ns, key), entry)
-            .sled()
-            .map_err(kv_err)
-            .map(drop)
-    }
-
-    fn delete(&self, ns: &Namespace, key: &str) -> std::result::Result<bool, KvError> {
-        let old = self.t().kv.remove(kv_key(ns, key)).sled().map_err(kv_err)?;
-        Ok(old.is_some_and(|e| decode_entry(&e, now_ms()).is_some()))
-    }
-
-    fn increment(
-        &self,
-        ns: &Namespace,
-        key: &str,
-        delta: i64,
-    ) -> std::result::Result<i64, KvError> {
-        let now = now_ms();
-        let mut result = 0;
-        self.t()
-            .kv
-            .update_and_fetch(kv_key(ns, key), |cur| {
-                result = increment_value(cur.and_then(|e| decode_entry(e, now)), delta);
-                Some(encode_entry(result.to_string().as_bytes(), None, now))
-            })
-            .sled()
-            .map_err(kv_err)?;
-        Ok(result)
-    }
-
-    fn compare_and_swap(
-        &self,
-        ns: &Namespace,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-    ) -> std::result::Result<bool, KvError> {
-        let k = kv_key(ns, key);
         let tree = &self.t().kv;
-        let mut current = tree.get(&k).sled().map_err(kv_err)?;
-        loop {
-            let now = now_ms();
-            let live = current.as_deref().and_then(|e| decode_entry(e, now));
-            if live != expected {
-                return Ok(false);
-            }
-            let next = new.map(|v| encode_entry(v, None, now));
-            match tree
-                .compare_and_swap(&k, current.as_ref(), next)
-                .sled()
-                .map_err(kv_err)?
-            {
-                Ok(()) => return Ok(true),
-                Err(cas) => current = cas.current,
-            }
+        let k = kv_key(ns, key);
+        match entry {
+            Some(e) => tree.insert(k, e).map(drop),
+            None => tree.remove(k).map(drop),
         }
+        .sled()
+        .map_err(kv_err)
+    }
+
+    fn scan(
+        &self,
+        ns: &Namespace,
+        each: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> std::result::Result<(), KvError> {
+        let prefix = ns_prefix(ns);
+        for item in self.t().kv.scan_prefix(&prefix) {
+            let (k, v) = item.sled().map_err(kv_err)?;
+            each(&k[prefix.len()..], &v);
+        }
+        Ok(())
+    }
+
+    fn ledgers(&self) -> &Ledgers {
+        &self.inner.kv_ledgers
     }
 }
 
@@ -125,6 +135,7 @@ impl Kv for Store {
 mod tests {
     use super::super::testutil::*;
     use super::*;
+    use crate::kv::{Quota, QuotaExceeded, Usage};
     use std::sync::Arc;
 
     fn ns(handler: &str, tenant: &str) -> Namespace {
@@ -134,12 +145,14 @@ mod tests {
         }
     }
 
+    const NONE: &Quota = &Quota::UNLIMITED;
+
     #[test]
     fn namespaces_are_isolated() {
         let (_d, s) = temp();
-        s.set(&ns("a", "x"), "k", b"ax", None).unwrap();
-        s.set(&ns("b", "x"), "k", b"bx", None).unwrap();
-        s.set(&ns("a", "y"), "k", b"ay", None).unwrap();
+        s.set(&ns("a", "x"), "k", b"ax", None, NONE).unwrap();
+        s.set(&ns("b", "x"), "k", b"bx", None, NONE).unwrap();
+        s.set(&ns("a", "y"), "k", b"ay", None, NONE).unwrap();
         assert_eq!(
             s.get(&ns("a", "x"), "k").unwrap().as_deref(),
             Some(&b"ax"[..])
@@ -154,13 +167,16 @@ mod tests {
         );
         assert_eq!(s.get(&ns("b", "y"), "k").unwrap(), None);
         // Separator-looking bytes cannot shift a key into another namespace.
-        s.set(&ns("a", "x/y"), "k", b"1", None).unwrap();
+        s.set(&ns("a", "x/y"), "k", b"1", None, NONE).unwrap();
         assert_eq!(s.get(&ns("a", "x"), "y/k").unwrap(), None);
-        s.set(&ns("a", ""), "\0\0\0\u{1}xk", b"2", None).unwrap();
+        s.set(&ns("a", ""), "\0\0\0\u{1}xk", b"2", None, NONE)
+            .unwrap();
         assert_eq!(
             s.get(&ns("a", "x"), "k").unwrap().as_deref(),
             Some(&b"ax"[..])
         );
+        // Nor into another namespace's usage.
+        assert_eq!(s.usage(&ns("a", "x")).unwrap(), Usage { keys: 1, bytes: 3 });
         assert!(!s.delete(&ns("b", "y"), "k").unwrap());
         assert!(s.delete(&ns("a", "x"), "k").unwrap());
         assert_eq!(
@@ -170,22 +186,108 @@ mod tests {
     }
 
     #[test]
+    fn keys_name_their_namespace() {
+        let n = ns("h", "t\0/\u{1}");
+        assert_eq!(key_namespace(&kv_key(&n, b"any key")), Some(n.clone()));
+        assert_eq!(key_namespace(&kv_key(&n, b"")), Some(n));
+        assert_eq!(key_namespace(b"\0\0\0\x09short"), None);
+        assert_eq!(key_namespace(b""), None);
+    }
+
+    #[test]
     fn ttl_expiry_and_sweep() {
         let (_d, s) = temp();
         let n = ns("h", "");
-        s.set(&n, "short", b"v", Some(1)).unwrap();
-        s.set(&n, "long", b"v", Some(60_000)).unwrap();
+        s.set(&n, "short", b"v", Some(1), NONE).unwrap();
+        s.set(&n, "long", b"v", Some(60_000), NONE).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
         assert_eq!(s.get(&n, "short").unwrap(), None);
         assert!(!s.delete(&n, "short").unwrap());
-        s.set(&n, "short", b"v", Some(1)).unwrap();
+        s.set(&n, "short", b"v", Some(1), NONE).unwrap();
+        s.set(&ns("other", "t"), "gone", b"v", Some(1), NONE)
+            .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
-        assert_eq!(s.sweep_expired_kv().unwrap(), 1);
+        assert_eq!(s.sweep_expired_kv().unwrap(), 2);
         assert_eq!(s.get(&n, "long").unwrap().as_deref(), Some(&b"v"[..]));
+        // The sweep kept the usage exact.
+        assert_eq!(s.usage(&n).unwrap(), Usage { keys: 1, bytes: 5 });
+        assert_eq!(s.usage(&ns("other", "t")).unwrap(), Usage::default());
         // An expired value counts as absent for CAS and increment.
-        s.set(&n, "c", b"41", Some(1)).unwrap();
+        s.set(&n, "c", b"41", Some(1), NONE).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
-        assert_eq!(s.increment(&n, "c", 1).unwrap(), 1);
+        assert_eq!(s.increment(&n, "c", 1, NONE).unwrap(), 1);
+    }
+
+    #[test]
+    fn usage_and_quota_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = ns("h", "acme");
+        let quota = Quota {
+            bytes: 1_000,
+            keys: 10,
+        };
+        let expected = {
+            let s = open(dir.path());
+            for i in 0..10 {
+                s.set(&n, &format!("k{i}"), &[b'x'; 50], None, &quota)
+                    .unwrap();
+            }
+            // Overwrites, deletes, a counter, a TTL entry.
+            s.set(&n, "k0", b"", None, &quota).unwrap();
+            assert!(s.delete(&n, "k1").unwrap());
+            assert!(
+                s.compare_and_swap(&n, "k2", Some(&[b'x'; 50]), None, &quota)
+                    .unwrap()
+            );
+            s.increment(&n, "count", 100, &quota).unwrap();
+            s.set(&n, "k3", b"ttl", Some(3_600_000), &quota).unwrap();
+            // k0 2, k3 5, k4..k9 6 × 52, count 8.
+            let usage = s.usage(&n).unwrap();
+            assert_eq!(
+                usage,
+                Usage {
+                    keys: 9,
+                    bytes: 2 + 5 + 6 * 52 + 8
+                }
+            );
+            usage
+        };
+        let s = open(dir.path());
+        assert_eq!(s.usage(&n).unwrap(), expected);
+        let tight = Quota {
+            bytes: expected.bytes,
+            keys: expected.keys,
+        };
+        let err = s.set(&n, "new", b"", None, &tight).unwrap_err();
+        assert!(
+            matches!(err, KvError::Quota(QuotaExceeded::Keys { would: 10, .. })),
+            "{err}"
+        );
+        let err = s.set(&n, "k0", b"12", None, &tight).unwrap_err();
+        assert!(
+            matches!(err, KvError::Quota(QuotaExceeded::Bytes { .. })),
+            "{err}"
+        );
+        // A delete makes room for both.
+        assert!(s.delete(&n, "k4").unwrap());
+        s.set(&n, "k0", b"12", None, &tight).unwrap();
+        s.set(&n, "new", b"", None, &tight).unwrap();
+    }
+
+    #[test]
+    fn deleting_a_handler_resets_its_usage() {
+        let (_d, s) = temp();
+        deploy(&s, "gone");
+        let n = ns("gone", "t");
+        s.set(&n, "k", b"value", None, NONE).unwrap();
+        s.set(&ns("kept", "t"), "k", b"value", None, NONE).unwrap();
+        assert_eq!(s.usage(&n).unwrap(), Usage { keys: 1, bytes: 6 });
+        s.delete_handler("gone", "test").unwrap();
+        assert_eq!(s.usage(&n).unwrap(), Usage::default());
+        assert_eq!(
+            s.usage(&ns("kept", "t")).unwrap(),
+            Usage { keys: 1, bytes: 6 }
+        );
     }
 
     #[test]
@@ -199,7 +301,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut won = 0;
                     for _ in 0..200 {
-                        s.increment(&n, "count", 1).unwrap();
+                        s.increment(&n, "count", 1, NONE).unwrap();
                         // CAS-increment a second counter: retry until it lands.
                         loop {
                             let cur = s.get(&n, "cas").unwrap();
@@ -207,8 +309,14 @@ mod tests {
                                 .as_deref()
                                 .map_or(0, |b| std::str::from_utf8(b).unwrap().parse().unwrap());
                             let next = (v + 1u64).to_string();
-                            if s.compare_and_swap(&n, "cas", cur.as_deref(), Some(next.as_bytes()))
-                                .unwrap()
+                            if s.compare_and_swap(
+                                &n,
+                                "cas",
+                                cur.as_deref(),
+                                Some(next.as_bytes()),
+                                NONE,
+                            )
+                            .unwrap()
                             {
                                 won += 1;
                                 break;
@@ -223,7 +331,20 @@ mod tests {
         assert_eq!(won, 1600);
         assert_eq!(s.get(&n, "count").unwrap().as_deref(), Some(&b"1600"[..]));
         assert_eq!(s.get(&n, "cas").unwrap().as_deref(), Some(&b"1600"[..]));
-        assert!(s.compare_and_swap(&n, "cas", Some(b"1600"), None).unwrap());
-        assert!(!s.compare_and_swap(&n, "cas", Some(b"1600"), None).unwrap());
+        assert_eq!(
+            s.usage(&n).unwrap(),
+            Usage {
+                keys: 2,
+                bytes: 5 + 3 + 4 + 4
+            }
+        );
+        assert!(
+            s.compare_and_swap(&n, "cas", Some(b"1600"), None, NONE)
+                .unwrap()
+        );
+        assert!(
+            !s.compare_and_swap(&n, "cas", Some(b"1600"), None, NONE)
+                .unwrap()
+        );
     }
 }

@@ -218,15 +218,84 @@ fn a_huge_kv_value_is_refused() {
     assert!(report.error.unwrap().contains("out of bounds"));
 }
 
+/// One `kv_flood` delivery of `keys` keys for `tenant` into `kv`.
+fn kv_flood(
+    kv: &std::sync::Arc<hookbox::kv::MemoryKv>,
+    tenant: &str,
+    keys: u32,
+    limits: impl FnOnce(&mut Limits),
+) -> DeliveryReport {
+    let mut d = Delivery::new(keys).limits(limits);
+    d.kv = kv.clone();
+    d.event = event("test", tenant, &serde_json::json!({}));
+    d.run(&module(guests::KV_FLOOD))
+}
+
+fn acme() -> Namespace {
+    Namespace {
+        handler: "test".into(),
+        tenant: "acme".into(),
+    }
+}
+
 #[test]
-#[ignore = "known hole: a handler's KV has no quota on keys or total bytes; each delivery \
-            may write as many keys as its fuel and deadline allow (SECURITY.md)"]
 fn a_kv_flood_across_deliveries_hits_a_quota() {
-    // The intended behaviour: a namespace holds a bounded number of bytes,
-    // and a write past it ends the delivery with `kv_limit`. 200 000 keys
-    // of 1 KiB (≈ 200 MiB) in one delivery is well past any sane quota.
-    let report = attack(guests::KV_FLOOD, 200_000, |l| l.timeout_ms = 120_000);
+    // 1 KiB values under 8-byte keys: 1032 bytes per key.
+    const ENTRY: u64 = 1032;
+    // 200 000 keys (≈ 200 MiB) in one delivery, within its fuel and
+    // deadline: stopped at the default namespace quota of 16 MiB.
+    let kv = std::sync::Arc::new(hookbox::kv::MemoryKv::new());
+    let (report, _) = {
+        let kv = kv.clone();
+        meanwhile(move || kv_flood(&kv, "acme", 200_000, |l| l.timeout_ms = 120_000))
+    };
     assert_outcome(&report, Outcome::KvLimit);
+    let quota = Limits::default().kv_quota_bytes;
+    let msg = report.error.unwrap();
+    assert!(msg.contains("`kv_quota_bytes` is 16777216"), "{msg}");
+    // The keys before the refused one stay, filling the namespace.
+    let usage = kv.usage(&acme()).unwrap();
+    assert_eq!(usage.keys, quota / ENTRY, "{usage:?}");
+    assert!(
+        usage.bytes <= quota && usage.bytes + ENTRY > quota,
+        "{usage:?}"
+    );
+
+    // Across deliveries, each within every per-delivery budget: the
+    // namespace fills up and the delivery that would pass 1 MiB ends.
+    let kv = std::sync::Arc::new(hookbox::kv::MemoryKv::new());
+    let mib = |l: &mut Limits| l.kv_quota_bytes = 1 << 20;
+    for keys in [500, 900] {
+        let report = kv_flood(&kv, "acme", keys, mib);
+        assert_eq!(report.outcome, Outcome::Ok, "{keys}: {:?}", report.error);
+    }
+    let report = kv_flood(&kv, "acme", 1_100, mib);
+    assert_outcome(&report, Outcome::KvLimit);
+    let full = (1 << 20) / ENTRY;
+    assert_eq!(kv.usage(&acme()).unwrap().keys, full);
+    // Overwriting what is there grows nothing, so it still succeeds...
+    let report = kv_flood(&kv, "acme", full as u32, mib);
+    assert_eq!(report.outcome, Outcome::Ok, "{:?}", report.error);
+    // ...and every delivery adding a key fails, with nothing added.
+    for _ in 0..3 {
+        let report = kv_flood(&kv, "acme", full as u32 + 1, mib);
+        assert_outcome(&report, Outcome::KvLimit);
+    }
+    assert_eq!(kv.usage(&acme()).unwrap().keys, full);
+    // Another tenant's namespace of the same handler has a quota of its own.
+    let report = kv_flood(&kv, "other", 900, mib);
+    assert_eq!(report.outcome, Outcome::Ok, "{:?}", report.error);
+
+    // The key quota: many tiny entries are as bounded as a few big ones.
+    let kv = std::sync::Arc::new(hookbox::kv::MemoryKv::new());
+    let report = kv_flood(&kv, "acme", 101, |l| l.kv_quota_keys = 100);
+    assert_outcome(&report, Outcome::KvLimit);
+    let msg = report.error.unwrap();
+    assert!(
+        msg.contains("101 keys") && msg.contains("`kv_quota_keys` is 100"),
+        "{msg}"
+    );
+    assert_eq!(kv.usage(&acme()).unwrap().keys, 100);
 }
 
 #[test]

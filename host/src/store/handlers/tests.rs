@@ -6,7 +6,7 @@ use serde_json::json;
 use super::super::testutil::*;
 use super::super::{StoreError, VersionRecord};
 use crate::event::now_ms;
-use crate::kv::{Kv, Namespace};
+use crate::kv::{Kv, Namespace, Quota};
 
 #[test]
 fn deploys_number_versions_and_rollback_moves_the_pointer() {
@@ -99,8 +99,9 @@ fn delete_sweeps_what_the_handler_owned_and_nothing_else() {
         handler: h.into(),
         tenant: "t".into(),
     };
-    s.set(&ns("h"), "k", b"1", None).unwrap();
-    s.set(&ns("other"), "k", b"2", None).unwrap();
+    s.set(&ns("h"), "k", b"1", None, &Quota::UNLIMITED).unwrap();
+    s.set(&ns("other"), "k", b"2", None, &Quota::UNLIMITED)
+        .unwrap();
     let (e1, e2) = (event("a", "t"), event("b", "t"));
     s.accept(&[
         (e1.clone(), vec!["h".into(), "other".into()]),
