@@ -6,6 +6,9 @@
 //! scope is 403. Tokens may also be restricted to tenants and event-type
 //! patterns; [`Caller`] answers those questions for the routes that apply
 //! them (publishing, reading logs, events, dead letters and the stream).
+//! Routes whose data spans every tenant and cannot be narrowed to some
+//! (stats, metrics, handler records) take [`AllTenantsReader`], which
+//! refuses tokens restricted to tenants with a 403 saying why.
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -77,6 +80,21 @@ impl Caller {
             ))),
             _ => Ok(()),
         }
+    }
+
+    /// Refuses a token restricted to tenants on `route`, whose data spans
+    /// every tenant and cannot be narrowed to the token's.
+    pub(crate) fn check_all_tenants(&self, route: &str) -> Result<(), ApiError> {
+        if self.token.tenants.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(format!(
+            "`{route}` shows every tenant's data (handler configs and subscriptions, \
+             delivery counts, metrics) and cannot be narrowed to some tenants; token {:?} \
+             is restricted to tenants {:?}, so it may not read it. Its tenants' deliveries \
+             are in /v1/logs, /v1/events, /v1/dead-letters and /v1/stream",
+            self.token.name, self.token.tenants
+        )))
     }
 
     fn has(&self, scope: Scope) -> bool {
@@ -163,3 +181,19 @@ scope_extractor!(
     /// A caller holding the `read` scope (or `admin`).
     Reader => Scope::Read
 );
+
+/// A caller holding the `read` scope (or `admin`) for every tenant: a
+/// token restricted to tenants is refused (403), because the route's data
+/// spans all tenants and cannot be split per tenant.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AllTenantsReader;
+
+impl FromRequestParts<Ctx> for AllTenantsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &Ctx) -> Result<Self, ApiError> {
+        let caller = authorise(parts, ctx, Scope::Read).await?;
+        caller.check_all_tenants(parts.uri.path())?;
+        Ok(AllTenantsReader)
+    }
+}

@@ -1,7 +1,9 @@
 //! Handler administration: list, show, versions, rollback, enable, disable,
 //! config and delete. Every change goes to the store first, then the
 //! dispatcher reloads the handler into its routing table. (Deploy, the one
-//! multipart route, is in `deploy.rs`.)
+//! multipart route, is in `deploy.rs`.) Handler records hold every
+//! tenant's configs and subscriptions, so the read routes refuse tokens
+//! restricted to tenants.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,7 +12,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::Ctx;
-use super::auth::{Admin, Reader};
+use super::auth::{Admin, AllTenantsReader};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Json, OptionalJson, Path, Query};
 use crate::dispatch::CircuitStatus;
@@ -121,6 +123,8 @@ fn active_version(store: &Store, h: &HandlerRecord) -> Result<VersionRecord, Sto
 }
 
 /// Lists handlers with what they subscribe to.
+///
+/// Tokens restricted to tenants are refused (403): this spans every tenant.
 #[utoipa::path(
     get, path = "/v1/handlers", tag = "handlers", operation_id = "list_handlers",
     security(("bearer" = ["read"])),
@@ -131,7 +135,7 @@ fn active_version(store: &Store, h: &HandlerRecord) -> Result<VersionRecord, Sto
     ),
 )]
 pub(crate) async fn list(
-    _: Reader,
+    _: AllTenantsReader,
     State(ctx): State<Ctx>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<HandlerList>> {
@@ -171,6 +175,8 @@ pub(crate) async fn list(
 }
 
 /// One handler with its active version and stats.
+///
+/// Tokens restricted to tenants are refused (403): this spans every tenant.
 #[utoipa::path(
     get, path = "/v1/handlers/{name}", tag = "handlers", operation_id = "show_handler",
     security(("bearer" = ["read"])),
@@ -181,7 +187,7 @@ pub(crate) async fn list(
     ),
 )]
 pub(crate) async fn show(
-    _: Reader,
+    _: AllTenantsReader,
     State(ctx): State<Ctx>,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<HandlerDetail>> {
@@ -208,6 +214,8 @@ pub(crate) async fn show(
 }
 
 /// Every deployed version of a handler.
+///
+/// Tokens restricted to tenants are refused (403): this spans every tenant.
 #[utoipa::path(
     get, path = "/v1/handlers/{name}/versions", tag = "handlers", operation_id = "list_versions",
     security(("bearer" = ["read"])),
@@ -218,7 +226,7 @@ pub(crate) async fn show(
     ),
 )]
 pub(crate) async fn versions(
-    _: Reader,
+    _: AllTenantsReader,
     State(ctx): State<Ctx>,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<VersionList>> {

@@ -4,13 +4,15 @@
 //! Tokens restricted to tenants see only those tenants' log lines: a tenant
 //! filter outside them is refused, and without one the page is filtered
 //! (so a page may hold fewer lines than `limit`; follow `next_cursor`).
+//! Stats are kept per handler, not per tenant: tokens restricted to
+//! tenants are refused them.
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::Ctx;
-use super::auth::Reader;
+use super::auth::{AllTenantsReader, Reader};
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{Query, page_limit, parse_time};
 use crate::dispatch::CircuitStatus;
@@ -126,6 +128,8 @@ pub(crate) struct Stats {
 }
 
 /// Delivery stats of every handler and the queue depths.
+///
+/// Tokens restricted to tenants are refused (403): this spans every tenant.
 #[utoipa::path(
     get, path = "/v1/stats", tag = "logs", operation_id = "read_stats",
     security(("bearer" = ["read"])),
@@ -134,7 +138,10 @@ pub(crate) struct Stats {
         (status = "4XX", body = ErrorBody),
     ),
 )]
-pub(crate) async fn stats(_: Reader, State(ctx): State<Ctx>) -> ApiResult<axum::Json<Stats>> {
+pub(crate) async fn stats(
+    _: AllTenantsReader,
+    State(ctx): State<Ctx>,
+) -> ApiResult<axum::Json<Stats>> {
     let handlers = ctx.with_store(|s| s.stats()).await?;
     let queue = ctx.dispatcher().queue_depths().into();
     let circuits = ctx.dispatcher().circuits();

@@ -12,7 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::Ctx;
-use super::auth::Reader;
+use super::auth::AllTenantsReader;
 use super::error::{ApiError, ApiResult, ErrorBody};
 
 /// The body of `/healthz` and `/readyz`.
@@ -53,6 +53,8 @@ pub(crate) async fn readyz(State(ctx): State<Ctx>) -> ApiResult<axum::Json<Statu
 }
 
 /// Prometheus metrics of the dispatcher, its queues and the Zulip realms.
+///
+/// Tokens restricted to tenants are refused (403): this spans every tenant.
 #[utoipa::path(
     get, path = "/metrics", tag = "meta", operation_id = "metrics",
     security(("bearer" = ["read"])),
@@ -62,7 +64,7 @@ pub(crate) async fn readyz(State(ctx): State<Ctx>) -> ApiResult<axum::Json<Statu
         (status = "4XX", description = "Not authorised", body = ErrorBody),
     ),
 )]
-pub(crate) async fn metrics(_: Reader, State(ctx): State<Ctx>) -> Response {
+pub(crate) async fn metrics(_: AllTenantsReader, State(ctx): State<Ctx>) -> Response {
     let d = ctx.dispatcher();
     let mut text = d.metrics().render_prometheus(d.queue_depths());
     text.push_str(&ctx.zulip().render_prometheus());

@@ -241,7 +241,7 @@ mod tests {
         assert!(expires > now_ms() + 3_500_000 && expires <= now_ms() + 3_600_000);
         let id = r.json["token"]["id"].as_str().unwrap().to_string();
 
-        assert_eq!(api.get("/v1/stats", &secret).await.status, StatusCode::OK);
+        assert_eq!(api.get("/v1/logs", &secret).await.status, StatusCode::OK);
         let r = api.get("/v1/tokens", &api.admin).await;
         let names: Vec<_> = r.json["tokens"]
             .as_array()
@@ -260,7 +260,7 @@ mod tests {
         assert_eq!(r.status, StatusCode::NO_CONTENT);
         let r = api.send(Method::DELETE, &uri, Some(&api.admin), None).await;
         r.error(StatusCode::NOT_FOUND, "not_found");
-        api.get("/v1/stats", &secret)
+        api.get("/v1/logs", &secret)
             .await
             .error(StatusCode::UNAUTHORIZED, "unauthorized");
 
