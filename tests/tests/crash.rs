@@ -521,17 +521,30 @@ fn breaker_parks_deliveries_then_auto_disables() {
             .any(|c| c["handler"] == "doomed" && c["opened_total"] == 3),
         "{stats}"
     );
+    // The breaker series change with the breaker's state, before the
+    // disable is stored: they agree with what was read above.
+    let metrics = d.metrics();
+    let series = |name: &str| hookbox_tests::daemon::metric(&metrics, name);
     assert_eq!(
-        d.metric("hookbox_circuit_opened_total{handler=\"doomed\"}"),
-        Some(3.0)
+        series("hookbox_circuit_opened_total{handler=\"doomed\"}"),
+        Some(3.0),
+        "{metrics}"
     );
+    assert_eq!(
+        series("hookbox_circuit_open{handler=\"doomed\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    // The disable counter moves just after the store does: wait for it.
+    let disabled = d.wait_until("the auto-disable to be counted", || {
+        d.metric("hookbox_handlers_auto_disabled_total{handler=\"doomed\"}")
+            .filter(|&n| n > 0.0)
+    });
+    assert_eq!(disabled, 1.0);
     assert_eq!(
         d.metric("hookbox_circuit_open{handler=\"doomed\"}"),
-        Some(1.0)
-    );
-    assert_eq!(
-        d.metric("hookbox_handlers_auto_disabled_total{handler=\"doomed\"}"),
-        Some(1.0)
+        Some(1.0),
+        "a disabled handler's breaker stays open"
     );
     let audit = d.get("/v1/audit").expect(200).json;
     assert!(

@@ -123,7 +123,12 @@ impl Inner {
         let Some(policy) = self.breaker_policy(handler) else {
             return;
         };
-        let was_open = self.breakers().reset(handler, policy);
+        let mut breakers = self.breakers();
+        let was_open = breakers.reset(handler, policy);
+        if was_open {
+            self.metrics.circuit_closed(handler);
+        }
+        drop(breakers);
         if was_open {
             self.announce(
                 handler,
@@ -140,7 +145,12 @@ impl Inner {
         self.metrics.circuit_forget(handler);
     }
 
-    /// Feeds one delivery's outcome to its handler's breaker.
+    /// Feeds one delivery's outcome to its handler's breaker. The breaker
+    /// metrics change here, under the breakers' lock, with the state they
+    /// describe: whoever sees the state (the API, or anything a later step
+    /// of [`Self::announce`] stores, such as an auto-disable) sees the
+    /// metrics agree, and two transitions cannot land in the metrics in the
+    /// opposite order.
     pub(super) fn record_outcome(
         &self,
         handler: &str,
@@ -149,12 +159,19 @@ impl Inner {
         now: u64,
     ) -> Option<Transition> {
         let failure = failure_of(report);
-        self.breakers()
-            .record(handler, ticket, failure.as_deref(), now)
+        let mut breakers = self.breakers();
+        let transition = breakers.record(handler, ticket, failure.as_deref(), now);
+        match &transition {
+            Some(Transition::Opened { .. }) => self.metrics.circuit_opened(handler),
+            Some(Transition::Closed { .. }) => self.metrics.circuit_closed(handler),
+            None => {}
+        }
+        transition
     }
 
-    /// Acts on a transition: metrics, waking parked jobs on closing, the
-    /// event, and the auto-disable an opening may ask for.
+    /// Acts on a transition (the metrics already changed with the state):
+    /// waking parked jobs on closing, the event, and the auto-disable an
+    /// opening may ask for.
     pub(super) fn announce(&self, handler: &str, transition: Transition) {
         match transition {
             Transition::Opened {
@@ -162,7 +179,6 @@ impl Inner {
                 until_ms,
                 disable,
             } => {
-                self.metrics.circuit_opened(handler);
                 tracing::warn!(%handler, %reason, open_until_ms = until_ms, "Circuit breaker opened; deliveries wait");
                 self.emit_internal(
                     events::CIRCUIT_OPENED,
@@ -174,7 +190,6 @@ impl Inner {
                 }
             }
             Transition::Closed { reason } => {
-                self.metrics.circuit_closed(handler);
                 tracing::info!(%handler, %reason, "Circuit breaker closed");
                 self.unpark(handler);
                 self.emit_internal(
@@ -189,7 +204,10 @@ impl Inner {
     /// Disables a handler that keeps failing: the store records it with an
     /// audit entry (actor `hookbox`), the routing table stops sending it
     /// events, its queued deliveries wait, and the news goes out as an event.
-    /// An operator re-enables it (`POST /v1/handlers/{name}/enable`).
+    /// An operator re-enables it (`POST /v1/handlers/{name}/enable`). The
+    /// counter counts stored disables, so it moves just after the store
+    /// does: a reader that sees the handler disabled may see it a moment
+    /// later.
     fn auto_disable(&self, handler: &str, reason: &str) {
         let record = match self
             .store
@@ -201,13 +219,13 @@ impl Inner {
                 return;
             }
         };
+        self.metrics.auto_disabled(handler);
         if let Err(e) = self.load(&record) {
             // Not in the routing table any more: its jobs wait all the same.
             tracing::error!(%handler, error = %e, "Reloading an auto-disabled handler failed");
             self.registry.remove(handler);
         }
         self.unpark(handler);
-        self.metrics.auto_disabled(handler);
         tracing::error!(%handler, %reason, "Handler disabled automatically; enable it to resume deliveries");
         self.emit_internal(
             events::DISABLED,
