@@ -302,12 +302,13 @@ impl Dispatcher {
         builtins: Vec<Builtin>,
     ) -> Result<Dispatcher, DispatchError> {
         let (notices, _) = broadcast::channel(NOTICE_CHANNEL);
+        let scheduler = Scheduler::new(cfg.workers.max(1));
         let inner = Arc::new(Inner {
             store,
             runtime,
             cfg,
             registry: Registry::default(),
-            sched: Mutex::new(Scheduler::default()),
+            sched: Mutex::new(scheduler),
             breakers: Mutex::new(Breakers::default()),
             wake: Condvar::new(),
             idempotency: Mutex::new(()),

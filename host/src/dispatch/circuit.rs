@@ -101,14 +101,17 @@ impl Inner {
             Gate::Run {
                 concurrency,
                 ordered,
+                shared,
             } => match breakers.admit(handler, now) {
                 Admit::Run => Gate::Run {
                     concurrency,
                     ordered,
+                    shared,
                 },
                 Admit::One => Gate::Run {
                     concurrency: 1,
                     ordered,
+                    shared,
                 },
                 Admit::Hold => Gate::Hold,
             },

@@ -1,17 +1,29 @@
 //! The in-memory scheduler in front of the workers: four priority queues,
-//! a delay line for retries, per-handler concurrency caps and per-key
-//! ordering. Pure data structure (no threads, no clock, no I/O) so every
-//! rule is unit-tested; the durable copy of every job lives in the store.
+//! a delay line for retries, per-handler concurrency caps, a worker kept
+//! out of any one handler's reach, and per-key ordering. Pure data
+//! structure (no threads, no clock, no I/O) so every rule is unit-tested;
+//! the durable copy of every job lives in the store.
 //!
 //! Rules:
 //! - `pop` takes the oldest runnable job of the most urgent priority.
 //! - A job whose handler is at its concurrency cap, disabled or not loaded
-//!   is parked per handler; a finished delivery unparks one, `unpark_all`
-//!   (on enable / reload) unparks all, back at the front of their queues.
+//!   is parked per handler; a finished delivery unparks one, back in its
+//!   queue in arrival order (ahead of every later job); `unpark_all` (on
+//!   enable / reload) unparks all, back at the front of their queues.
+//! - **No handler takes every worker.** While other handlers are enabled
+//!   (`Gate::Run::shared`), a handler's cap is its policy's concurrency but
+//!   at most `workers - 1` (and at least 1): one worker always stays free
+//!   for the others, so a handler looping on every event cannot make them
+//!   wait for its deadlines. The worker is reserved, not lent: a running
+//!   delivery cannot be preempted, so a worker handed to the busy handler
+//!   while the others were idle would be out of reach when their next
+//!   event arrives. A handler that is the only one enabled uses them all.
 //! - For handlers that ask for ordering, a job with a key holds that key
 //!   from its first pop until its delivery is final (ok or dead-lettered),
 //!   retries included; later jobs with the same key wait behind it in
-//!   arrival order.
+//!   arrival order. The key is taken before the concurrency cap is
+//!   checked, so a job parked at the cap keeps its place in its key's line
+//!   however parked jobs come back.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -26,6 +38,9 @@ pub(crate) enum Gate {
         concurrency: u32,
         /// Whether same-key events go one at a time.
         ordered: bool,
+        /// Whether other enabled handlers share the worker pool (then one
+        /// worker stays out of this handler's reach).
+        shared: bool,
     },
     /// Disabled or not loaded: keep the job, do not run it.
     Hold,
@@ -44,6 +59,8 @@ pub(crate) struct Job<T> {
     pub priority: Priority,
     /// Whether this job holds its `(handler, key)` (ordered handlers only).
     pub holds_key: bool,
+    /// Arrival order, assigned by the scheduler on the first push (0 before).
+    seq: u64,
     /// Whatever the caller needs to run it.
     pub data: T,
 }
@@ -56,6 +73,7 @@ impl<T> Job<T> {
             key,
             priority,
             holds_key: false,
+            seq: 0,
             data,
         }
     }
@@ -71,10 +89,15 @@ pub(crate) struct Scheduler<T> {
     parked: HashMap<String, VecDeque<Job<T>>>,
     keys: HashMap<(String, String), VecDeque<Job<T>>>,
     len: usize,
+    /// The most deliveries one handler may run at once while it shares
+    /// the pool: `workers - 1`, at least 1.
+    shared_cap: u32,
 }
 
-impl<T> Default for Scheduler<T> {
-    fn default() -> Self {
+impl<T> Scheduler<T> {
+    /// A scheduler feeding a pool of `workers` threads.
+    pub fn new(workers: usize) -> Self {
+        let workers = u32::try_from(workers).unwrap_or(u32::MAX);
         Scheduler {
             ready: Default::default(),
             delayed: BTreeMap::new(),
@@ -83,11 +106,10 @@ impl<T> Default for Scheduler<T> {
             parked: HashMap::new(),
             keys: HashMap::new(),
             len: 0,
+            shared_cap: workers.saturating_sub(1).max(1),
         }
     }
-}
 
-impl<T> Scheduler<T> {
     /// Jobs held (ready, delayed, parked or waiting on a key); not in-flight ones.
     pub fn len(&self) -> usize {
         self.len
@@ -109,16 +131,26 @@ impl<T> Scheduler<T> {
     }
 
     /// Queues a job to run as soon as possible.
-    pub fn push(&mut self, job: Job<T>) {
+    pub fn push(&mut self, mut job: Job<T>) {
         self.len += 1;
+        self.number(&mut job);
         self.ready[job.priority.index()].push_back(job);
     }
 
     /// Queues a job to run at `due_ms`.
-    pub fn push_delayed(&mut self, due_ms: u64, job: Job<T>) {
+    pub fn push_delayed(&mut self, due_ms: u64, mut job: Job<T>) {
         self.len += 1;
+        self.number(&mut job);
         self.seq += 1;
         self.delayed.insert((due_ms, self.seq), job);
+    }
+
+    /// Gives a job its arrival number, once.
+    fn number(&mut self, job: &mut Job<T>) {
+        if job.seq == 0 {
+            self.seq += 1;
+            job.seq = self.seq;
+        }
     }
 
     /// Moves delayed jobs due by `now_ms` to the ready queues.
@@ -152,12 +184,8 @@ impl<T> Scheduler<T> {
                     Gate::Run {
                         concurrency,
                         ordered,
+                        shared,
                     } => {
-                        let running = self.inflight.get(&job.handler).copied().unwrap_or(0);
-                        if running >= concurrency {
-                            self.park(job);
-                            continue;
-                        }
                         if ordered
                             && !job.holds_key
                             && let Some(key) = &job.key
@@ -169,6 +197,16 @@ impl<T> Scheduler<T> {
                             }
                             self.keys.insert(k, VecDeque::new());
                             job.holds_key = true;
+                        }
+                        let cap = if shared {
+                            concurrency.min(self.shared_cap)
+                        } else {
+                            concurrency
+                        };
+                        let running = self.inflight.get(&job.handler).copied().unwrap_or(0);
+                        if running >= cap {
+                            self.park(job);
+                            continue;
                         }
                         *self.inflight.entry(job.handler.clone()).or_insert(0) += 1;
                         self.len -= 1;
@@ -206,13 +244,23 @@ impl<T> Scheduler<T> {
             self.release_key(handler, key);
         }
         if let Some(parked) = self.parked.get_mut(handler) {
-            if let Some(job) = parked.pop_front() {
-                self.ready[job.priority.index()].push_front(job);
-            }
+            let job = parked.pop_front();
             if parked.is_empty() {
                 self.parked.remove(handler);
             }
+            if let Some(job) = job {
+                self.unpark_in_order(job);
+            }
         }
+    }
+
+    /// Puts a parked job back ahead of every later arrival in its queue.
+    /// It was parked when it reached the front, so only jobs put back the
+    /// same way (or retries come due) can be older: the scan stops early.
+    fn unpark_in_order(&mut self, job: Job<T>) {
+        let q = &mut self.ready[job.priority.index()];
+        let at = q.iter().position(|j| j.seq > job.seq).unwrap_or(q.len());
+        q.insert(at, job);
     }
 
     fn release_key(&mut self, handler: &str, key: Option<&str>) {
@@ -247,6 +295,9 @@ impl<T> Scheduler<T> {
 mod tests {
     use super::*;
 
+    /// The pool most tests schedule for: larger than any cap they use.
+    const WORKERS: usize = 64;
+
     fn job(handler: &str, key: Option<&str>, p: Priority, n: u32) -> Job<u32> {
         Job::new(handler.into(), key.map(String::from), p, n)
     }
@@ -255,12 +306,27 @@ mod tests {
         move |_| Gate::Run {
             concurrency,
             ordered,
+            shared: false,
         }
+    }
+
+    /// Every handler at `concurrency`, sharing the pool with the others.
+    fn shared(concurrency: u32) -> impl Fn(&str) -> Gate {
+        move |_| Gate::Run {
+            concurrency,
+            ordered: false,
+            shared: true,
+        }
+    }
+
+    /// Pops until nothing runs; the handlers of the jobs started, in order.
+    fn pop_all(s: &mut Scheduler<u32>, gate: impl Fn(&str) -> Gate) -> Vec<String> {
+        std::iter::from_fn(|| s.pop(&gate).map(|j| j.handler)).collect()
     }
 
     #[test]
     fn priorities_then_fifo() {
-        let mut s = Scheduler::default();
+        let mut s = Scheduler::new(WORKERS);
         s.push(job("h", None, Priority::Low, 1));
         s.push(job("h", None, Priority::Normal, 2));
         s.push(job("h", None, Priority::Critical, 3));
@@ -275,7 +341,7 @@ mod tests {
 
     #[test]
     fn concurrency_cap_parks_and_finish_unparks() {
-        let mut s = Scheduler::default();
+        let mut s = Scheduler::new(WORKERS);
         for n in 0..3 {
             s.push(job("h", None, Priority::Normal, n));
         }
@@ -295,7 +361,7 @@ mod tests {
 
     #[test]
     fn held_handlers_keep_jobs_until_unparked() {
-        let mut s = Scheduler::default();
+        let mut s = Scheduler::new(WORKERS);
         s.push(job("h", None, Priority::Normal, 1));
         s.push(job("h", None, Priority::Normal, 2));
         assert!(s.pop(|_| Gate::Hold).is_none());
@@ -308,7 +374,7 @@ mod tests {
 
     #[test]
     fn deleted_handlers_drop_jobs() {
-        let mut s = Scheduler::default();
+        let mut s = Scheduler::new(WORKERS);
         s.push(job("gone", None, Priority::Normal, 1));
         s.push(job("h", None, Priority::Normal, 2));
         let gate = |h: &str| {
@@ -318,6 +384,7 @@ mod tests {
                 Gate::Run {
                     concurrency: 1,
                     ordered: false,
+                    shared: true,
                 }
             }
         };
@@ -327,7 +394,7 @@ mod tests {
 
     #[test]
     fn ordered_keys_run_one_at_a_time_in_order_across_retries() {
-        let mut s = Scheduler::default();
+        let mut s = Scheduler::new(WORKERS);
         s.push(job("h", Some("k"), Priority::Normal, 1));
         s.push(job("h", Some("k"), Priority::Normal, 2));
         s.push(job("h", Some("other"), Priority::Normal, 3));
@@ -357,7 +424,7 @@ mod tests {
 
     #[test]
     fn unordered_handlers_ignore_keys() {
-        let mut s = Scheduler::default();
+        let mut s = Scheduler::new(WORKERS);
         s.push(job("h", Some("k"), Priority::Normal, 1));
         s.push(job("h", Some("k"), Priority::Normal, 2));
         let gate = run(10, false);
@@ -367,7 +434,7 @@ mod tests {
 
     #[test]
     fn delayed_jobs_come_due_in_time_order() {
-        let mut s = Scheduler::default();
+        let mut s = Scheduler::new(WORKERS);
         s.push_delayed(30, job("h", None, Priority::Normal, 3));
         s.push_delayed(10, job("h", None, Priority::Normal, 1));
         s.push_delayed(20, job("h", None, Priority::Normal, 2));
@@ -378,5 +445,107 @@ mod tests {
             std::iter::from_fn(|| s.pop(run(10, false)).map(|j| j.data)).collect();
         assert_eq!(order, [1, 2]);
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn a_shared_handler_leaves_one_worker_to_the_others() {
+        // Two workers: the looper's policy allows 16, but while the pool is
+        // shared it gets one worker and the other stays free.
+        let mut s = Scheduler::new(2);
+        for n in 0..4 {
+            s.push(job("looper", None, Priority::Normal, n));
+        }
+        assert_eq!(pop_all(&mut s, shared(16)), ["looper"]);
+        assert_eq!(s.inflight(), 1);
+        s.push(job("good", None, Priority::Normal, 9));
+        assert_eq!(pop_all(&mut s, shared(16)), ["good"]);
+        // The good delivery ends; the free worker is still not the looper's.
+        s.finish("good", None, false, true);
+        assert!(s.pop(shared(16)).is_none());
+        // The looper's delivery ends: its next job runs, one at a time.
+        s.finish("looper", None, false, true);
+        assert_eq!(pop_all(&mut s, shared(16)), ["looper"]);
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn the_shared_cap_is_workers_minus_one_and_never_below_one_or_the_policy() {
+        let started = |workers: usize, concurrency: u32, shared: bool| {
+            let mut s = Scheduler::new(workers);
+            for n in 0..10 {
+                s.push(job("h", None, Priority::Normal, n));
+            }
+            let gate = move |_: &str| Gate::Run {
+                concurrency,
+                ordered: false,
+                shared,
+            };
+            pop_all(&mut s, gate).len()
+        };
+        assert_eq!(started(4, 16, true), 3);
+        assert_eq!(started(4, 2, true), 2, "the policy's own cap is lower");
+        assert_eq!(started(2, 16, true), 1);
+        assert_eq!(started(1, 16, true), 1, "one worker: nothing to keep back");
+        assert_eq!(started(0, 16, true), 1);
+        // The only enabled handler uses the whole pool (and its policy).
+        assert_eq!(started(4, 16, false), 10);
+        assert_eq!(started(4, 2, false), 2);
+    }
+
+    #[test]
+    fn the_shared_cap_keeps_priorities_and_key_order() {
+        let mut s = Scheduler::new(3);
+        s.push(job("h", Some("k"), Priority::Low, 1));
+        s.push(job("h", Some("k"), Priority::Low, 2));
+        s.push(job("h", None, Priority::Low, 3));
+        s.push(job("h", None, Priority::Critical, 4));
+        s.push(job("h", None, Priority::High, 5));
+        s.push(job("other", None, Priority::Low, 6));
+        let gate = |_: &str| Gate::Run {
+            concurrency: 16,
+            ordered: true,
+            shared: true,
+        };
+        // `h` gets two of the three workers, most urgent first; `other`,
+        // last in line, still gets the third.
+        let started: Vec<u32> = std::iter::from_fn(|| s.pop(gate).map(|j| j.data)).collect();
+        assert_eq!(started, [4, 5, 6]);
+        s.finish("h", None, false, true);
+        s.finish("h", None, false, true);
+        // The parked low jobs come back in arrival order; 2 waits behind 1.
+        let first = s.pop(gate).unwrap();
+        assert_eq!((first.data, first.holds_key), (1, true));
+        assert_eq!(s.pop(gate).unwrap().data, 3);
+        assert!(s.pop(gate).is_none());
+        s.finish("h", Some("k"), true, true);
+        let next = s.pop(gate).unwrap();
+        assert_eq!((next.data, next.holds_key), (2, true));
+        assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn jobs_parked_at_the_cap_keep_their_key_order_however_they_come_back() {
+        // x and y fill the cap; k1 then k2 (one key) arrive behind them.
+        let mut s = Scheduler::new(WORKERS);
+        s.push(job("h", None, Priority::Normal, 1));
+        s.push(job("h", None, Priority::Normal, 2));
+        s.push(job("h", Some("k"), Priority::Normal, 3));
+        s.push(job("h", Some("k"), Priority::Normal, 4));
+        s.push(job("h", None, Priority::Normal, 5));
+        let gate = run(2, true);
+        assert_eq!(s.pop(&gate).unwrap().data, 1);
+        assert_eq!(s.pop(&gate).unwrap().data, 2);
+        assert!(s.pop(&gate).is_none());
+        // Both running deliveries end before any worker pops again.
+        s.finish("h", None, false, true);
+        s.finish("h", None, false, true);
+        let started: Vec<(u32, bool)> = std::iter::from_fn(|| s.pop(&gate))
+            .map(|j| (j.data, j.holds_key))
+            .collect();
+        assert_eq!(started, [(3, true), (5, false)], "4 waits for 3's key");
+        s.finish("h", Some("k"), true, true);
+        let next = s.pop(&gate).unwrap();
+        assert_eq!((next.data, next.holds_key), (4, true));
+        assert_eq!(s.len(), 0);
     }
 }

@@ -73,12 +73,15 @@ impl Registry {
     /// What the scheduler may do with a job for `name`. Jobs for a handler
     /// that is not in the table wait (`Hold`) unless the store no longer
     /// knows it, which `refresh` turns into a removal and the caller into
-    /// `Drop` via `deleted`.
+    /// `Drop` via `deleted`. A runnable handler shares the worker pool
+    /// when any other enabled handler is loaded.
     pub fn gate(&self, name: &str, deleted: &dyn Fn(&str) -> bool) -> Gate {
-        match self.read().get(name) {
+        let map = self.read();
+        match map.get(name) {
             Some(h) if h.enabled => Gate::Run {
                 concurrency: h.manifest.delivery.concurrency,
                 ordered: h.manifest.delivery.ordered,
+                shared: map.values().any(|o| o.enabled && o.name != h.name),
             },
             Some(_) => Gate::Hold,
             None if deleted(name) => Gate::Drop,

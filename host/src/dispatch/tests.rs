@@ -50,6 +50,20 @@ impl BuiltinHandler for ProbeHandler {
 }
 
 fn builtin(name: &str, events: &[&str], delivery: DeliveryPolicy, probe: &Arc<Probe>) -> Builtin {
+    builtin_with(
+        name,
+        events,
+        delivery,
+        Arc::new(ProbeHandler(probe.clone())),
+    )
+}
+
+fn builtin_with(
+    name: &str,
+    events: &[&str],
+    delivery: DeliveryPolicy,
+    handler: Arc<dyn BuiltinHandler>,
+) -> Builtin {
     Builtin {
         name: name.into(),
         subscription: Subscription {
@@ -58,7 +72,7 @@ fn builtin(name: &str, events: &[&str], delivery: DeliveryPolicy, probe: &Arc<Pr
             filters: vec![],
         },
         delivery,
-        handler: Arc::new(ProbeHandler(probe.clone())),
+        handler,
     }
 }
 
@@ -213,5 +227,116 @@ fn producers_cannot_publish_reserved_hookbox_events() {
         assert!(err.to_string().contains("reserved"), "{err}");
     }
     assert!(d.accept(vec![ok], "http").is_ok());
+    d.shutdown(Duration::from_secs(5));
+}
+
+/// Blocks every delivery until opened; counts the deliveries started.
+#[derive(Debug, Default)]
+struct Gatekeeper {
+    open: Mutex<bool>,
+    opened: std::sync::Condvar,
+    started: std::sync::atomic::AtomicUsize,
+}
+
+impl Gatekeeper {
+    fn started(&self) -> usize {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+#[derive(Debug)]
+struct GatedHandler(Arc<Gatekeeper>);
+
+impl BuiltinHandler for GatedHandler {
+    fn deliver(&self, _event: &Event, _attempt: u32) -> Result<(), BuiltinError> {
+        let g = &self.0;
+        g.started.fetch_add(1, Ordering::SeqCst);
+        let open = g.open.lock().unwrap();
+        let (open, _) = g.opened.wait_timeout_while(open, WAIT, |o| !*o).unwrap();
+        if *open {
+            Ok(())
+        } else {
+            Err(BuiltinError::fatal("the test never opened the gate"))
+        }
+    }
+}
+
+/// A built-in behind `g`, with the default policy: concurrency 16, more
+/// than the pool.
+fn gated(name: &str, events: &[&str], g: &Arc<Gatekeeper>) -> Builtin {
+    let handler = Arc::new(GatedHandler(g.clone()));
+    builtin_with(name, events, DeliveryPolicy::default(), handler)
+}
+
+/// A dispatcher on a fresh store (keep the dir alive) running `builtins`.
+fn dispatcher(cfg: DispatchConfig, builtins: Vec<Builtin>) -> (tempfile::TempDir, Dispatcher) {
+    let (dir, store, runtime) = store_and_runtime();
+    let d = Dispatcher::start_with(store, runtime, cfg, builtins).unwrap();
+    (dir, d)
+}
+
+fn workers(n: usize) -> DispatchConfig {
+    DispatchConfig {
+        workers: n,
+        ..DispatchConfig::default()
+    }
+}
+
+fn events(event_type: &str, n: usize) -> Vec<EventInput> {
+    (0..n)
+        .map(|i| EventInput::new(event_type, &json!({"n": i})))
+        .collect()
+}
+
+#[test]
+fn a_busy_handler_leaves_a_worker_to_the_others() {
+    let busy = Arc::new(Gatekeeper::default());
+    let good = Arc::new(Probe::default());
+    let (_dir, d) = dispatcher(
+        workers(3),
+        vec![
+            gated("t:busy", &["busy"], &busy),
+            builtin("t:good", &["good"], DeliveryPolicy::default(), &good),
+        ],
+    );
+    d.accept(events("busy", 6), "test").unwrap();
+    wait_until("the busy handler to take two workers", || {
+        busy.started() == 2
+    });
+    // Its policy allows 16, but the third worker stays free.
+    let ids: Vec<String> = d
+        .accept(events("good", 5), "test")
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    wait_until("the good events to be delivered", || {
+        good.calls().len() == 5
+    });
+    assert_eq!(busy.started(), 2, "the busy handler took the free worker");
+    busy.open();
+    wait_until("the busy events to be delivered", || busy.started() == 6);
+    let store = d.store().clone();
+    wait_until("every delivery to finish", || {
+        ids.iter().all(|id| matches!(store.event(id), Ok(None)))
+    });
+    d.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn a_handler_alone_uses_every_worker() {
+    let busy = Arc::new(Gatekeeper::default());
+    let (_dir, d) = dispatcher(workers(3), vec![gated("t:busy", &["busy"], &busy)]);
+    d.accept(events("busy", 6), "test").unwrap();
+    wait_until("the handler to take all three workers", || {
+        busy.started() == 3
+    });
+    busy.open();
+    wait_until("every event to be delivered", || busy.started() == 6);
     d.shutdown(Duration::from_secs(5));
 }
