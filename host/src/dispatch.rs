@@ -62,7 +62,8 @@ use registry::{Code, Loaded, Registry};
 pub struct DispatchConfig {
     /// Worker threads running deliveries (default: one per core).
     pub workers: usize,
-    /// Deliveries held in memory before accept answers "busy" (default 100 000).
+    /// Deliveries held in memory before accept answers "busy" (default
+    /// 100 000). Events handlers emit may fill only [`EMITTED_SHARE`] of it.
     pub queue_capacity: usize,
     /// Largest event payload in bytes (default 1 MiB).
     pub max_payload_bytes: usize,
@@ -248,6 +249,25 @@ struct JobData {
     event: Arc<Event>,
 }
 
+/// The share of `queue_capacity` events emitted by handlers may fill, as
+/// a fraction: past it their emissions are dropped (and counted), and the
+/// rest stays for producers, so a handler emitting in a loop (a fan-out
+/// grows as emits^depth) cannot turn external events away.
+pub const EMITTED_SHARE: (usize, usize) = (9, 10);
+
+/// Where a batch comes from, which decides how much of the queue it may fill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// A producer (`POST /v1/events`, the CLI, Zulip): up to `queue_capacity`,
+    /// else [`AcceptError::Busy`] (429).
+    External,
+    /// Events a delivery emitted: up to [`EMITTED_SHARE`] of it.
+    Emitted,
+    /// Hookbox's own news about a handler: a few per breaker transition,
+    /// never refused for room.
+    Hookbox,
+}
+
 /// Capacity of the notice channel; a slower subscriber sees `Lagged`.
 const NOTICE_CHANNEL: usize = 16_384;
 /// Pause before a job whose outcome could not be stored is tried again.
@@ -415,7 +435,7 @@ impl Dispatcher {
                 max: self.inner.cfg.max_batch,
             });
         }
-        self.inner.accept(inputs, source, 0, true, None)
+        self.inner.accept(inputs, source, 0, Origin::External, None)
     }
 
     /// Registers (or replaces) the payload schema of an event type; later
@@ -705,14 +725,31 @@ impl Inner {
         self.wake.notify_one();
     }
 
-    /// Validates, routes and stores a batch. `exclude` is a handler the
-    /// events must not be routed to (Hookbox's own events about it).
+    /// The most jobs the scheduler may hold after accepting a batch from
+    /// `origin`; `None`: no limit.
+    fn queue_limit(&self, origin: Origin) -> Option<usize> {
+        let capacity = self.cfg.queue_capacity;
+        match origin {
+            Origin::External => Some(capacity),
+            Origin::Emitted => {
+                let (num, den) = EMITTED_SHARE;
+                // capacity × num / den, rounded down, without overflowing.
+                Some(capacity / den * num + capacity % den * num / den)
+            }
+            Origin::Hookbox => None,
+        }
+    }
+
+    /// Validates, routes and stores a batch, refused whole with
+    /// [`AcceptError::Busy`] when its jobs do not fit the queue limit of
+    /// its `origin`. `exclude` is a handler the events must not be routed
+    /// to (Hookbox's own events about it).
     fn accept(
         &self,
         inputs: Vec<EventInput>,
         source: &str,
         depth: u32,
-        external: bool,
+        origin: Origin,
         exclude: Option<&str>,
     ) -> Result<Vec<Accepted>, AcceptError> {
         let _serial = inputs
@@ -773,17 +810,29 @@ impl Inner {
             batch.push((event, handlers));
         }
         let jobs: usize = batch.iter().map(|(_, h)| h.len()).sum();
-        if external && self.sched().len() + jobs > self.cfg.queue_capacity {
-            self.metrics.rejected(batch.len() as u64);
-            return Err(AcceptError::Busy {
-                retry_after: Duration::from_secs(1),
-            });
+        // The room is reserved before the (slow, flushed) write and used
+        // after it, so concurrent batches cannot all pass the check.
+        let reserved = match self.queue_limit(origin) {
+            Some(limit) if !self.sched().reserve(jobs, limit) => {
+                if origin == Origin::External {
+                    self.metrics.rejected(batch.len() as u64);
+                }
+                return Err(AcceptError::Busy {
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+            Some(_) => jobs,
+            None => 0,
+        };
+        if let Err(e) = self.store.accept(&batch) {
+            self.sched().unreserve(reserved);
+            return Err(e.into());
         }
-        self.store.accept(&batch)?;
         self.metrics.accepted(batch.len() as u64);
         self.metrics
             .duplicate(out.iter().filter(|a| a.duplicate).count() as u64);
         let mut s = self.sched();
+        s.unreserve(reserved);
         for (event, handlers) in batch {
             let event = Arc::new(event);
             for handler in handlers {
@@ -991,7 +1040,10 @@ impl Inner {
         s.push_delayed(due_ms, job);
     }
 
-    /// Accepts what a successful delivery emitted, one emission deeper.
+    /// Accepts what a successful delivery emitted, one emission deeper, as
+    /// one batch: all of it, or (past the emit depth limit, past the
+    /// emitted share of the queue, or invalid) none of it, dropped and
+    /// counted. The delivery itself stays `ok`.
     fn accept_emitted(&self, handler: &str, parent: &Event, emitted: Vec<EventInput>) {
         let depth = parent.depth + 1;
         if depth > self.cfg.max_emit_depth {
@@ -1006,9 +1058,24 @@ impl Inner {
             return;
         }
         let n = emitted.len();
-        if let Err(e) = self.accept(emitted, &format!("handler:{handler}"), depth, false, None) {
-            self.metrics.emits_dropped(n as u64);
-            tracing::warn!(%handler, event = %parent.id, error = %e, "Emitted events were not accepted");
+        let source = format!("handler:{handler}");
+        match self.accept(emitted, &source, depth, Origin::Emitted, None) {
+            Ok(_) => {}
+            Err(AcceptError::Busy { .. }) => {
+                self.metrics.emits_dropped(n as u64);
+                tracing::warn!(
+                    %handler,
+                    event = %parent.id,
+                    dropped = n,
+                    queued = self.sched().len(),
+                    limit = self.queue_limit(Origin::Emitted),
+                    "Emitted events dropped: the delivery queue is at the share emitted events may fill"
+                );
+            }
+            Err(e) => {
+                self.metrics.emits_dropped(n as u64);
+                tracing::warn!(%handler, event = %parent.id, dropped = n, error = %e, "Emitted events were not accepted");
+            }
         }
     }
 }

@@ -29,7 +29,7 @@ use serde_json::json;
 
 use super::breaker::{Admit, BreakerPolicy, Breakers, Ticket, Transition};
 use super::queue::Gate;
-use super::{AcceptError, Inner};
+use super::{AcceptError, Inner, Origin};
 use crate::event::EventInput;
 use crate::runtime::{DeliveryReport, Outcome};
 
@@ -241,7 +241,13 @@ impl Inner {
     /// it is not routed to `subject`).
     fn emit_internal(&self, event_type: &str, subject: &str, payload: serde_json::Value) {
         let input = EventInput::new(event_type, &payload);
-        match self.accept(vec![input], events::SOURCE, 0, false, Some(subject)) {
+        match self.accept(
+            vec![input],
+            events::SOURCE,
+            0,
+            Origin::Hookbox,
+            Some(subject),
+        ) {
             Ok(_) => {}
             Err(AcceptError::ShuttingDown) => {}
             Err(e) => {

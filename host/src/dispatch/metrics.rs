@@ -19,7 +19,8 @@ pub mod names {
     pub const EVENTS_DUPLICATE: &str = "hookbox_events_duplicate_total";
     /// Events refused at accept (invalid or queue full).
     pub const EVENTS_REJECTED: &str = "hookbox_events_rejected_total";
-    /// Emitted events dropped for passing the emit depth limit.
+    /// Emitted events dropped: past the emit depth limit, past the share of
+    /// the queue emitted events may fill, or invalid.
     pub const EMITS_DROPPED: &str = "hookbox_emitted_events_dropped_total";
     /// Delivery attempts by handler and outcome.
     pub const DELIVERIES: &str = "hookbox_deliveries_total";
@@ -218,7 +219,7 @@ impl Metrics {
         counter(
             &mut out,
             names::EMITS_DROPPED,
-            "Emitted events dropped at the emit depth limit.",
+            "Emitted events dropped (emit depth limit, queue share, or invalid).",
             self.emits_dropped.load(Ordering::Relaxed),
         );
         counter(

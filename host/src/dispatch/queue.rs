@@ -24,6 +24,8 @@
 //!   arrival order. The key is taken before the concurrency cap is
 //!   checked, so a job parked at the cap keeps its place in its key's line
 //!   however parked jobs come back.
+//! - Room for a batch is reserved (`reserve`) between its capacity check
+//!   and its push, so concurrent accepts cannot all pass one check.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -89,6 +91,9 @@ pub(crate) struct Scheduler<T> {
     parked: HashMap<String, VecDeque<Job<T>>>,
     keys: HashMap<(String, String), VecDeque<Job<T>>>,
     len: usize,
+    /// Room promised to batches that passed their capacity check and are
+    /// being written; they push their jobs, then give it back.
+    reserved: usize,
     /// The most deliveries one handler may run at once while it shares
     /// the pool: `workers - 1`, at least 1.
     shared_cap: u32,
@@ -106,6 +111,7 @@ impl<T> Scheduler<T> {
             parked: HashMap::new(),
             keys: HashMap::new(),
             len: 0,
+            reserved: 0,
             shared_cap: workers.saturating_sub(1).max(1),
         }
     }
@@ -113,6 +119,23 @@ impl<T> Scheduler<T> {
     /// Jobs held (ready, delayed, parked or waiting on a key); not in-flight ones.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Reserves room for `jobs` more jobs if the jobs held, those already
+    /// reserved and these stay within `limit`; whether it did.
+    pub fn reserve(&mut self, jobs: usize, limit: usize) -> bool {
+        let after = self.len.saturating_add(self.reserved).saturating_add(jobs);
+        if after > limit {
+            return false;
+        }
+        self.reserved += jobs;
+        true
+    }
+
+    /// Gives back room taken by [`Self::reserve`] (after pushing the jobs,
+    /// or when the batch failed).
+    pub fn unreserve(&mut self, jobs: usize) {
+        self.reserved = self.reserved.saturating_sub(jobs);
     }
 
     /// Ready jobs per priority, most urgent first.
@@ -547,5 +570,26 @@ mod tests {
         let next = s.pop(&gate).unwrap();
         assert_eq!((next.data, next.holds_key), (4, true));
         assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn reserved_room_counts_until_it_is_given_back() {
+        let mut s = Scheduler::new(WORKERS);
+        s.push(job("h", None, Priority::Normal, 1));
+        assert!(s.reserve(6, 10));
+        // Held 1 + reserved 6: 3 more fit, 4 do not.
+        assert!(!s.reserve(4, 10));
+        assert!(s.reserve(3, 10));
+        assert!(!s.reserve(1, 10));
+        // The first batch failed to be written; the second pushes its jobs.
+        s.unreserve(6);
+        s.unreserve(3);
+        for n in 0..3 {
+            s.push(job("h", None, Priority::Normal, n));
+        }
+        assert_eq!(s.len(), 4);
+        assert!(s.reserve(6, 10));
+        assert!(!s.reserve(1, 10));
+        assert!(s.reserve(0, 10), "an empty batch always fits a full queue");
     }
 }

@@ -287,6 +287,14 @@ fn workers(n: usize) -> DispatchConfig {
     }
 }
 
+/// A counter of the dispatcher's Prometheus text.
+fn counter(d: &Dispatcher, name: &str) -> u64 {
+    let text = d.metrics().render_prometheus(d.queue_depths());
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 fn events(event_type: &str, n: usize) -> Vec<EventInput> {
     (0..n)
         .map(|i| EventInput::new(event_type, &json!({"n": i})))
@@ -338,5 +346,43 @@ fn a_handler_alone_uses_every_worker() {
     });
     busy.open();
     wait_until("every event to be delivered", || busy.started() == 6);
+    d.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn emitted_events_fill_only_their_share_of_the_queue() {
+    let busy = Arc::new(Gatekeeper::default());
+    let cfg = DispatchConfig {
+        // Emitted events may fill 9 of the 10 places.
+        queue_capacity: 10,
+        ..workers(1)
+    };
+    let (_dir, d) = dispatcher(cfg, vec![gated("t:busy", &["tick"], &busy)]);
+    // One delivery holds the only worker; the queue then fills.
+    d.accept(events("tick", 1), "test").unwrap();
+    wait_until("the first delivery to start", || busy.started() == 1);
+    d.accept(events("tick", 7), "test").unwrap();
+    let parent = EventInput::new("tick", &json!({}))
+        .accept("test", 0, 1 << 20)
+        .unwrap();
+    let dropped = || counter(&d, super::metric_names::EMITS_DROPPED);
+    let rejected = || counter(&d, super::metric_names::EVENTS_REJECTED);
+    // 7 held + 2 emitted = 9: accepted whole.
+    d.inner.accept_emitted("t:busy", &parent, events("tick", 2));
+    assert_eq!(d.inner.sched().len(), 9);
+    assert_eq!(dropped(), 0);
+    // One more would pass the share: dropped whole and counted as a
+    // dropped emission, not as a refused external event.
+    d.inner.accept_emitted("t:busy", &parent, events("tick", 1));
+    assert_eq!(d.inner.sched().len(), 9);
+    assert_eq!((dropped(), rejected()), (1, 0));
+    // Producers still have the last place, then get "busy".
+    d.accept(events("tick", 1), "test").unwrap();
+    let err = d.accept(events("tick", 1), "test").unwrap_err();
+    assert!(matches!(err, super::AcceptError::Busy { .. }), "{err}");
+    assert_eq!(d.inner.sched().len(), 10);
+    assert_eq!((dropped(), rejected()), (1, 1));
+    busy.open();
+    wait_until("the queue to drain", || d.inner.sched().len() == 0);
     d.shutdown(Duration::from_secs(5));
 }
