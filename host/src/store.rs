@@ -222,6 +222,8 @@ struct Inner {
     /// Serialises handler administration (deploy, rollback, delete, …):
     /// those read-then-write across scans that a transaction cannot cover.
     admin: Mutex<()>,
+    /// Lets one accept transaction run at a time (see [`Store::accept`]).
+    accept: Mutex<()>,
     /// The group-commit flusher; dropping it stops and joins its thread
     /// (which holds a `Db` clone), so the sled lock goes with the `Store`.
     group: Option<group::GroupCommit>,
@@ -312,6 +314,7 @@ impl Store {
                 opts,
                 ids: Mutex::new(ulid::Generator::new()),
                 admin: Mutex::new(()),
+                accept: Mutex::new(()),
                 group,
                 kv_ledgers: crate::kv::Ledgers::default(),
             }),
