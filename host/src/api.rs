@@ -14,6 +14,7 @@
 mod auth;
 mod dead_letters;
 mod deploy;
+mod doc;
 mod error;
 mod events;
 mod extract;

@@ -5,7 +5,8 @@
 # Starts a real `hookbox serve` on a scratch data directory and a free port
 # with a fresh admin token, runs Schemathesis against it with that token,
 # and stops the daemon. Every check is on: no 5xx, status codes, content
-# types and bodies as documented, bad input refused, auth not ignored.
+# types and bodies as documented, bad input refused, schema-valid input
+# accepted, auth not ignored; `schemathesis.toml` lists the exceptions.
 #
 #   tests/scripts/schemathesis.sh                 # 2 minutes
 #   ST_MAX_TIME=600 tests/scripts/schemathesis.sh # longer
@@ -70,9 +71,11 @@ done
 echo "schemathesis.sh: fuzzing $url for ${max_time}s" >&2
 
 mkdir -p "$reports"
-"$venv/bin/schemathesis" run "$url/v1/openapi.json" \
+# schemathesis.toml (beside this script) leaves out two operations and one
+# check on three, each with why.
+"$venv/bin/schemathesis" --config-file "$root/tests/scripts/schemathesis.toml" \
+    run "$url/v1/openapi.json" \
     --header "Authorization: Bearer $token" \
-    --checks all \
     --max-time "$max_time" \
     --request-timeout 70 \
     --generation-allow-x00 true \

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::Ctx;
 use super::auth::{Admin, Reader};
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{Json, OptionalJson, Path, Query, page_limit, parse_time};
+use super::extract::{Json, OptionalJson, Path, Query, page_limit, parse_time, whole};
 use crate::dispatch::BulkReplay;
 use crate::store::{DeadLetter, DeadLetterQuery};
 
@@ -21,13 +21,17 @@ use crate::store::{DeadLetter, DeadLetterQuery};
 pub(crate) struct ListParams {
     /// Only this handler.
     handler: Option<String>,
-    /// Dead-lettered at or after: ms since the epoch, or RFC 3339 UTC.
+    /// Dead-lettered at or after: ms since the epoch, or an RFC 3339 date-time.
+    #[param(schema_with = super::doc::time_param)]
     since: Option<String>,
-    /// Dead-lettered at or before: ms since the epoch, or RFC 3339 UTC.
+    /// Dead-lettered at or before: ms since the epoch, or an RFC 3339 date-time.
+    #[param(schema_with = super::doc::time_param)]
     until: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = super::doc::ulid_cursor)]
     cursor: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -60,7 +64,8 @@ pub(crate) async fn list(
         handler: p.handler,
         since_ms: parse_time("since", p.since.as_deref())?,
         until_ms: parse_time("until", p.until.as_deref())?,
-        cursor: p.cursor,
+        // ULIDs decode in any case; stored ids are upper case.
+        cursor: p.cursor.map(|c| c.to_ascii_uppercase()),
         limit,
     };
     let mut dead_letters = ctx.with_store(move |s| s.dead_letters(&q)).await?;
@@ -103,6 +108,7 @@ pub(crate) async fn show(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReplayRequest {
     /// Run this handler version; omitted: the active one.
+    #[serde(default, deserialize_with = "whole")]
     version: Option<u32>,
 }
 
@@ -151,10 +157,13 @@ pub(crate) struct BulkReplayRequest {
     /// The handler whose dead letters to replay.
     handler: String,
     /// Only those dead-lettered at or after this time, ms since the epoch.
+    #[serde(default, deserialize_with = "whole")]
     since: Option<u64>,
     /// Only those dead-lettered at or before this time, ms since the epoch.
+    #[serde(default, deserialize_with = "whole")]
     until: Option<u64>,
     /// Run this handler version; omitted: the active one.
+    #[serde(default, deserialize_with = "whole")]
     version: Option<u32>,
 }
 
@@ -204,7 +213,8 @@ pub(crate) async fn replay_bulk(
 pub(crate) struct PurgeParams {
     /// Only this handler's dead letters.
     handler: Option<String>,
-    /// Only those dead-lettered before: ms since the epoch, or RFC 3339 UTC.
+    /// Only those dead-lettered before: ms since the epoch, or an RFC 3339 date-time.
+    #[param(schema_with = super::doc::time_param)]
     before: Option<String>,
 }
 
@@ -282,6 +292,15 @@ mod tests {
             )
             .await;
         assert_eq!(r.json["dead_letters"][0]["id"], acme);
+        // ULIDs decode in any case: a lower-case cursor pages the same.
+        let lower = other.to_ascii_lowercase();
+        let r = api
+            .get(
+                &format!("/v1/dead-letters?limit=1&cursor={lower}"),
+                &api.read,
+            )
+            .await;
+        assert_eq!(r.json["dead_letters"][0]["id"], acme, "{r:?}");
 
         let scoped = api.scoped_token(Scope::Read, &["acme"], &[]);
         let r = api.get("/v1/dead-letters", &scoped).await;

@@ -34,6 +34,7 @@ pub(crate) enum StatusFilter {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// Only enabled or only disabled handlers.
+    #[param(inline)]
     status: Option<StatusFilter>,
     /// Include each handler's delivery stats.
     #[serde(default)]
@@ -94,6 +95,7 @@ pub(crate) struct VersionList {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RollbackRequest {
     /// The version to run; omitted: the one before the active version.
+    #[serde(default, deserialize_with = "super::extract::whole")]
     version: Option<u32>,
 }
 

@@ -37,13 +37,17 @@ pub(crate) struct LogsParams {
     /// Only failed attempts (any outcome but `ok`).
     #[serde(default)]
     failed: bool,
-    /// At or after: ms since the epoch, or RFC 3339 UTC.
+    /// At or after: ms since the epoch, or an RFC 3339 date-time.
+    #[param(schema_with = super::doc::time_param)]
     since: Option<String>,
-    /// At or before: ms since the epoch, or RFC 3339 UTC.
+    /// At or before: ms since the epoch, or an RFC 3339 date-time.
+    #[param(schema_with = super::doc::time_param)]
     until: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = super::doc::log_cursor)]
     cursor: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 

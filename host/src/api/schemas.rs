@@ -19,7 +19,7 @@ pub(crate) struct TypeSchema {
     #[serde(rename = "type")]
     event_type: String,
     /// The JSON Schema document.
-    #[schema(value_type = Object)]
+    #[schema(value_type = super::doc::JsonSchemaDocument, inline)]
     schema: serde_json::Value,
 }
 
@@ -53,7 +53,7 @@ pub(crate) async fn list(_: Reader, State(ctx): State<Ctx>) -> ApiResult<axum::J
 #[utoipa::path(
     get, path = "/v1/schemas/{type}", tag = "schemas", operation_id = "show_schema",
     security(("bearer" = ["read"])),
-    params(("type" = String, Path, description = "Event type")),
+    params(("type" = String, Path, description = "Event type", pattern = r"^[A-Za-z0-9._:/-]{1,128}$")),
     responses(
         (status = 200, body = TypeSchema),
         (status = "4XX", body = ErrorBody),
@@ -77,8 +77,8 @@ pub(crate) async fn show(
 #[utoipa::path(
     put, path = "/v1/schemas/{type}", tag = "schemas", operation_id = "put_schema",
     security(("bearer" = ["admin"])),
-    params(("type" = String, Path, description = "Event type")),
-    request_body(content = Object, description = "A JSON Schema document"),
+    params(("type" = String, Path, description = "Event type", pattern = r"^[A-Za-z0-9._:/-]{1,128}$")),
+    request_body(content = super::doc::JsonSchemaDocument, description = "A JSON Schema document"),
     responses(
         (status = 200, body = TypeSchema),
         (status = "4XX", body = ErrorBody),
@@ -101,7 +101,7 @@ pub(crate) async fn put(
 #[utoipa::path(
     delete, path = "/v1/schemas/{type}", tag = "schemas", operation_id = "delete_schema",
     security(("bearer" = ["admin"])),
-    params(("type" = String, Path, description = "Event type")),
+    params(("type" = String, Path, description = "Event type", pattern = r"^[A-Za-z0-9._:/-]{1,128}$")),
     responses(
         (status = 204, description = "Removed"),
         (status = "4XX", body = ErrorBody),

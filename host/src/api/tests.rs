@@ -293,3 +293,102 @@ async fn routes_spanning_every_tenant_refuse_tenant_scoped_tokens() {
         }
     }
 }
+
+/// Every `$ref` in `v`.
+fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v.as_str()) {
+                    ("$ref", Some(r)) => out.push(r),
+                    _ => refs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn openapi_states_what_parameters_and_bodies_accept() {
+    let api = TestApi::new();
+    let doc = api
+        .send(Method::GET, "/v1/openapi.json", None, None)
+        .await
+        .json;
+    // Every reference resolves (a dangling one hides a parameter's values).
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r.strip_prefix("#/components/schemas/").unwrap_or(r);
+        assert!(doc["components"]["schemas"][name].is_object(), "{r}");
+    }
+    let param = |path: &str, name: &str| {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{path} {name}"))["schema"]
+            .clone()
+    };
+    for path in ["/v1/logs", "/v1/dead-letters", "/v1/audit"] {
+        let limit = param(path, "limit");
+        assert_eq!(
+            (&limit["minimum"], &limit["maximum"]),
+            (&1.into(), &1000.into()),
+            "{path}"
+        );
+    }
+    let since = param("/v1/logs", "since").to_string();
+    assert!(
+        since.contains("date-time") && since.contains("[0-9]{1,19}"),
+        "{since}"
+    );
+    let cursor = param("/v1/logs", "cursor");
+    assert_eq!(cursor["pattern"], "^[0-9a-fA-F]{32}$");
+    let status = param("/v1/handlers", "status").to_string();
+    assert!(
+        status.contains("enabled") && status.contains("disabled"),
+        "{status}"
+    );
+    // A JSON Schema document may be `true` or `false`.
+    let doc_schema = doc["components"]["schemas"]["TypeSchema"]["properties"]["schema"].to_string();
+    assert!(
+        doc_schema.contains("boolean") && doc_schema.contains("object"),
+        "{doc_schema}"
+    );
+}
+
+#[tokio::test]
+async fn documented_cursors_and_times_are_accepted() {
+    // Values of the forms the document gives are not refused as malformed.
+    let api = TestApi::new();
+    for uri in [
+        "/v1/logs?cursor=00000000000000000000000000000000&since=0&until=9999999999999999999",
+        "/v1/logs?since=2024-05-01T14:00:00.250%2B02:00&until=1969-01-01T00:00:00Z",
+        "/v1/dead-letters?cursor=7zzzzzzzzzzzzzzzzzzzzzzzzz&since=0001-01-01T00:00:00Z",
+        "/v1/audit?cursor=01hzzzzzzzzzzzzzzzzzzzzzzz&limit=1000",
+    ] {
+        let token = if uri.starts_with("/v1/audit") {
+            &api.admin
+        } else {
+            &api.read
+        };
+        let r = api.get(uri, token).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {r:?}");
+    }
+    // A schema of `false` is a valid JSON Schema, stored and served as such.
+    let r = api
+        .json(
+            Method::PUT,
+            "/v1/schemas/never",
+            &api.admin,
+            &serde_json::json!(false),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json["schema"], false);
+}

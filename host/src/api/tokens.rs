@@ -14,8 +14,8 @@ use crate::event::now_ms;
 use crate::manifest::validate_pattern;
 use crate::store::{AuditEntry, Scope, TokenRecord};
 
-/// Longest token name.
-const NAME_MAX_BYTES: usize = 128;
+/// Longest token name, in characters.
+const NAME_MAX_CHARS: usize = 128;
 /// Tenants or event-type patterns on one token.
 const RESTRICTIONS_MAX: usize = 1024;
 
@@ -23,17 +23,27 @@ const RESTRICTIONS_MAX: usize = 1024;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateToken {
-    /// A label for operators (shown in the audit log).
+    /// A label for operators (shown in the audit log): 1 to 128 characters,
+    /// not all white space, no control characters.
+    #[schema(
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: String,
     /// What the token may do; `admin` implies the others.
+    #[schema(min_items = 1)]
     scopes: Vec<Scope>,
     /// Tenants it may publish to or read; empty or omitted means all.
     #[serde(default)]
+    #[schema(max_items = 1024)]
     tenants: Vec<String>,
-    /// Event-type patterns it may publish (`message`, `reaction.*`); empty means all.
+    /// Event-type patterns it may publish (`message`, `reaction.*`, `*`);
+    /// empty means all.
     #[serde(default)]
+    #[schema(schema_with = super::doc::event_type_patterns)]
     event_types: Vec<String>,
-    /// Lifetime (`30d`, `12h`); omitted: never expires.
+    /// Lifetime (`30d`, `12h`, `90m`); omitted: never expires.
+    #[schema(pattern = r"^[0-9]{1,9}(s|m|h|d|w)$")]
     expires_in: Option<String>,
 }
 
@@ -56,8 +66,10 @@ impl CreateToken {
     /// Checks the request; returns the expiry time.
     fn validate(&self) -> ApiResult<Option<u64>> {
         let bad = |m: String| Err(ApiError::bad_request(m));
-        if self.name.trim().is_empty() || self.name.len() > NAME_MAX_BYTES {
-            return bad(format!("`name` must be 1 to {NAME_MAX_BYTES} bytes"));
+        if self.name.trim().is_empty() || self.name.chars().count() > NAME_MAX_CHARS {
+            return bad(format!(
+                "`name` must be 1 to {NAME_MAX_CHARS} characters, not all white space"
+            ));
         }
         if self.name.chars().any(char::is_control) {
             return bad("`name` must not contain control characters".into());
@@ -178,8 +190,10 @@ pub(crate) async fn revoke(
 #[into_params(parameter_in = Query)]
 pub(crate) struct AuditParams {
     /// `next_cursor` of the previous page.
+    #[param(schema_with = super::doc::ulid_cursor)]
     cursor: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -209,7 +223,11 @@ pub(crate) async fn audit(
 ) -> ApiResult<axum::Json<AuditPage>> {
     let limit = page_limit(p.limit)?;
     let (entries, next_cursor) = ctx
-        .with_store(move |s| s.audit_log(limit, p.cursor.as_deref()))
+        .with_store(move |s| {
+            // ULIDs decode in any case; stored ids are upper case.
+            let cursor = p.cursor.map(|c| c.to_ascii_uppercase());
+            s.audit_log(limit, cursor.as_deref())
+        })
         .await?;
     Ok(axum::Json(AuditPage {
         entries,
@@ -314,6 +332,16 @@ mod tests {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "name",
             ),
+            (
+                json!({"name": " \t", "scopes": ["read"]}),
+                StatusCode::BAD_REQUEST,
+                "name",
+            ),
+            (
+                json!({"name": "é".repeat(129), "scopes": ["read"]}),
+                StatusCode::BAD_REQUEST,
+                "128 characters",
+            ),
         ];
         for (body, status, needle) in cases {
             let r = api
@@ -323,6 +351,17 @@ mod tests {
             let m = r.json["error"]["message"].as_str().unwrap();
             assert!(m.contains(needle), "{body}: {m}");
         }
+    }
+
+    #[tokio::test]
+    async fn names_are_counted_in_characters() {
+        // What the OpenAPI document says (`maxLength` counts characters).
+        let api = TestApi::new();
+        let body = json!({"name": "😀".repeat(128), "scopes": ["read"]});
+        let r = api
+            .json(Method::POST, "/v1/tokens", &api.admin, &body)
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     }
 
     #[tokio::test]
