@@ -61,7 +61,31 @@ pub fn manifest(data: &[u8]) {
     let again = serde_json::to_string(&m).expect("a manifest serializes");
     let back = Manifest::from_json(&again).expect("a valid manifest stays valid");
     assert_eq!(back, m);
-    let _ = Limits::default().with_overrides(&m.limits, &Limits::default_ceilings());
+    let ceilings = Limits::default_ceilings();
+    if let Ok(limits) = Limits::default().with_overrides(&m.limits, &ceilings) {
+        assert_within(&limits, &ceilings);
+    }
+}
+
+/// Every limit is positive and at most its ceiling (what `with_overrides`
+/// promises for whatever it accepts).
+fn assert_within(l: &Limits, c: &Limits) {
+    let pairs = [
+        ("fuel", l.fuel, c.fuel),
+        ("timeout_ms", l.timeout_ms, c.timeout_ms),
+        ("memory_bytes", l.memory_bytes, c.memory_bytes),
+        ("table_elements", l.table_elements, c.table_elements),
+        ("instances", l.instances.into(), c.instances.into()),
+        ("log_bytes", l.log_bytes, c.log_bytes),
+        ("emits", l.emits.into(), c.emits.into()),
+        ("kv_value_bytes", l.kv_value_bytes, c.kv_value_bytes),
+        ("kv_quota_bytes", l.kv_quota_bytes, c.kv_quota_bytes),
+        ("kv_quota_keys", l.kv_quota_keys, c.kv_quota_keys),
+        ("result_bytes", l.result_bytes, c.result_bytes),
+    ];
+    for (name, value, ceiling) in pairs {
+        assert!(0 < value && value <= ceiling, "{name} = {value}, ceiling {ceiling}");
+    }
 }
 
 /// What `pattern_matches` must answer, written the obvious way.
@@ -129,7 +153,7 @@ pub fn config(data: &[u8]) {
     };
     if let Ok(cfg) = Config::resolve(file, Overrides::default()) {
         assert!(cfg.dispatch.workers > 0);
-        assert!(cfg.dispatch.default_limits.fuel <= cfg.dispatch.ceilings.fuel);
+        assert_within(&cfg.dispatch.default_limits, &cfg.dispatch.ceilings);
         assert!(cfg.max_body_bytes > 0);
     }
 }
