@@ -84,7 +84,10 @@ fn assert_within(l: &Limits, c: &Limits) {
         ("result_bytes", l.result_bytes, c.result_bytes),
     ];
     for (name, value, ceiling) in pairs {
-        assert!(0 < value && value <= ceiling, "{name} = {value}, ceiling {ceiling}");
+        assert!(
+            0 < value && value <= ceiling,
+            "{name} = {value}, ceiling {ceiling}"
+        );
     }
 }
 
