@@ -72,7 +72,9 @@ echo "schemathesis.sh: fuzzing $url for ${max_time}s" >&2
 
 mkdir -p "$reports"
 # schemathesis.toml (beside this script) leaves out two operations and one
-# check on three, each with why.
+# check on three, each with why. Run from the reports directory: Schemathesis
+# keeps a `.schemathesis/` cache in its working directory.
+cd "$reports"
 "$venv/bin/schemathesis" --config-file "$root/tests/scripts/schemathesis.toml" \
     run "$url/v1/openapi.json" \
     --header "Authorization: Bearer $token" \
