@@ -201,10 +201,15 @@ fn cold_start(
     let api = Api::new(&daemon.url);
     let (compiled, cached, after) = rt.block_on(async {
         let compiled = api.metric(hookbox::dispatch::metric_names::COMPILED).await;
-        let cached = api.metric(hookbox::dispatch::metric_names::CACHE_LOADS).await;
+        let cached = api
+            .metric(hookbox::dispatch::metric_names::CACHE_LOADS)
+            .await;
         let mut after = Vec::new();
         for (_, name, _) in cases.iter().step_by(2) {
-            after.push(format!("{name} {}", ms(first_delivery(&api, payload, name).await)));
+            after.push(format!(
+                "{name} {}",
+                ms(first_delivery(&api, payload, name).await)
+            ));
         }
         (compiled, cached, after)
     });
