@@ -241,6 +241,7 @@ fn build(state: AppState, shutdown: Arc<watch::Sender<bool>>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(axum::middleware::from_fn(server::read_small_body))
         .layer(TraceLayer::new_for_http())
         .with_state(Ctx {
             app: state,

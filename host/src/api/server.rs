@@ -9,11 +9,22 @@
 //! for [`BODY_IDLE_TIMEOUT`] fails the request. Each connection is its own
 //! task, so a slow client never holds up another. Shutdown stops accepting,
 //! asks every connection to close once its request is answered, and waits.
+//!
+//! [`read_small_body`] reads small request bodies before routing: a request
+//! refused before its body is read (a bad token, a missing scope) would
+//! otherwise leave unread bytes behind, hyper closes such a connection, and
+//! a client still writing its body gets a broken pipe or a reset instead of
+//! the 401/403 that says why.
 
 use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::header::CONTENT_LENGTH;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -30,6 +41,34 @@ pub(crate) const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after an `accept` error that is not the client's (e.g. out of file
 /// descriptors), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Bodies announced at up to this many bytes are read before routing.
+pub(crate) const PREREAD_BODY_BYTES: usize = 64 << 10;
+
+/// Middleware: reads a body whose `Content-Length` is at most
+/// [`PREREAD_BODY_BYTES`] before the request goes on, so an early refusal
+/// never leaves unread bytes on the connection (see the module docs).
+/// Larger and chunked bodies stream to the handler as before, and the body
+/// limits still apply to what was read.
+pub(crate) async fn read_small_body(req: Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if !announced.is_some_and(|n| n > 0 && n <= PREREAD_BODY_BYTES) {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, PREREAD_BODY_BYTES).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) => super::ApiError::bad_request(format!("cannot read the request body: {e}"))
+            .into_response(),
+    }
+}
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
 pub(super) async fn run(

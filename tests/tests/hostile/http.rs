@@ -586,3 +586,42 @@ fn unicode_edge_cases_in_every_string_field_round_trip_or_are_refused() {
     }
     still_serving(&d);
 }
+
+/// A client uploading with a token that lacks the scope gets the 403 that
+/// says so, not a broken pipe: the daemon reads a small body before it
+/// refuses, so no unread bytes make the connection end in a reset. (The
+/// CLI once saw "Broken pipe" instead of "403 … admin" when its multipart
+/// body was still on its way.)
+#[test]
+fn a_refused_upload_gets_its_answer_not_a_reset() {
+    let d = Daemon::start();
+    let reader = d.token("uploader", &["read"], &[]);
+    let body = vec![b'x'; 8 << 10];
+    for round in 0..3 {
+        let mut s = TcpStream::connect(addr(&d)).expect("connect");
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let head = format!(
+            "POST /v1/handlers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {reader}\r\n\
+             Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).expect("the head is sent");
+        // The rest arrives in pieces, after the server could have answered.
+        for piece in body.chunks(body.len() / 4) {
+            std::thread::sleep(Duration::from_millis(100));
+            s.write_all(piece)
+                .unwrap_or_else(|e| panic!("round {round}: writing the body failed: {e}"));
+        }
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer)
+            .unwrap_or_else(|e| panic!("round {round}: reading the answer failed: {e}"));
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 403"),
+            "round {round}: {answer}"
+        );
+        assert!(answer.contains("\"forbidden\""), "round {round}: {answer}");
+    }
+    still_serving(&d);
+}
