@@ -43,14 +43,14 @@ pub(crate) const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Bodies announced at up to this many bytes are read before routing.
-pub(crate) const PREREAD_BODY_BYTES: usize = 64 << 10;
+const PREREAD_BODY_BYTES: usize = 64 << 10;
 
 /// Middleware: reads a body whose `Content-Length` is at most
 /// [`PREREAD_BODY_BYTES`] before the request goes on, so an early refusal
 /// never leaves unread bytes on the connection (see the module docs).
 /// Larger and chunked bodies stream to the handler as before, and the body
 /// limits still apply to what was read.
-pub(crate) async fn read_small_body(req: Request, next: Next) -> Response {
+pub(super) async fn read_small_body(req: Request, next: Next) -> Response {
     let announced = req
         .headers()
         .get(CONTENT_LENGTH)
