@@ -76,8 +76,11 @@ fn open_db(dir: &Path, cache_bytes: u64, lock_wait: Duration) -> Result<sled::Db
             .open()
         {
             Ok(db) => return Ok(db),
+            // sled reports a held lock as `ErrorKind::Other` with this
+            // text (the `WouldBlock` is only in the message).
             Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
+                if (e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock"))
                     && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
