@@ -7,8 +7,10 @@
 //! atomic, flushed write, and only then answers. Workers pop deliveries from
 //! the [`queue`] scheduler, run them in a fresh sandbox, and move the
 //! pending entry on: finished, retried later (durably scheduled), or
-//! dead-lettered. On start every unfinished pending entry is queued again,
-//! so an acknowledged event survives a crash (at-least-once).
+//! dead-lettered. Successful deliveries are written by one [`recorder`]
+//! thread in batches, so a worker moves on as soon as its delivery ran. On
+//! start every unfinished pending entry is queued again, so an acknowledged
+//! event survives a crash (at-least-once).
 //!
 //! Each handler has a circuit breaker ([`breaker`], wired in by
 //! [`circuit`]): while it is open the handler's jobs are parked in the
@@ -24,6 +26,7 @@ mod builtin;
 mod circuit;
 mod metrics;
 mod queue;
+mod recorder;
 mod registry;
 mod replay;
 mod retry;
@@ -300,6 +303,8 @@ struct Inner {
     stopping: AtomicBool,
     ready: AtomicBool,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// The thread recording successful outcomes ([`recorder`]).
+    recorder: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Dispatcher {
@@ -338,6 +343,7 @@ impl Dispatcher {
             stopping: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             workers: Mutex::new(Vec::new()),
+            recorder: Mutex::new(None),
         });
         let started = Instant::now();
         for (event_type, schema) in inner.store.schemas()? {
@@ -376,15 +382,28 @@ impl Dispatcher {
             took_ms = started.elapsed().as_millis() as u64,
             "Dispatcher loaded"
         );
+        let (to_recorder, from_workers) = recorder::channel();
+        let recorder = {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("hookbox-recorder".into())
+                .spawn(move || inner.record_loop(from_workers))
+                .map_err(|e| DispatchError::Runtime(format!("spawning the recorder: {e}")))?
+        };
+        *inner.recorder.lock().unwrap_or_else(|p| p.into_inner()) = Some(recorder);
+        // Each worker holds a sender: the recorder stops once every worker
+        // has stopped and it has written what they handed over.
         let workers = (0..inner.cfg.workers.max(1))
             .map(|i| {
                 let inner = inner.clone();
+                let to_recorder = to_recorder.clone();
                 std::thread::Builder::new()
                     .name(format!("hookbox-worker-{i}"))
-                    .spawn(move || inner.work())
+                    .spawn(move || inner.work(&to_recorder))
                     .map_err(|e| DispatchError::Runtime(format!("spawning a worker: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        drop(to_recorder);
         *inner.workers_lock() = workers;
         inner.ready.store(true, Ordering::SeqCst);
         Ok(Dispatcher { inner })
@@ -639,20 +658,42 @@ impl Dispatcher {
         let deadline = Instant::now() + grace;
         let workers = std::mem::take(&mut *inner.workers_lock());
         for w in workers {
-            while !w.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if w.is_finished() {
-                let _ = w.join();
-            } else {
-                tracing::warn!(
-                    "A delivery outlived the shutdown grace period; it will run again on the next start"
-                );
-            }
+            join_by(
+                w,
+                deadline,
+                "A delivery outlived the shutdown grace period; it will run again on the next start",
+            );
+        }
+        // The recorder ends once the workers are gone and what they handed
+        // over is written; a worker past the grace period keeps it alive, so
+        // wait for it at least a little (a batch takes milliseconds).
+        let recorder = inner
+            .recorder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(r) = recorder {
+            join_by(
+                r,
+                deadline.max(Instant::now() + Duration::from_secs(2)),
+                "Outcomes not yet recorded at shutdown will run again on the next start",
+            );
         }
         if let Err(e) = inner.store.flush() {
             tracing::error!(error = %e, "Flushing the store at shutdown failed");
         }
+    }
+}
+
+/// Joins `thread` if it ends by `deadline`; otherwise leaves it and warns.
+fn join_by(thread: JoinHandle<()>, deadline: Instant, warning: &str) {
+    while !thread.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if thread.is_finished() {
+        let _ = thread.join();
+    } else {
+        tracing::warn!("{warning}");
     }
 }
 
@@ -863,7 +904,7 @@ impl Inner {
     }
 
     /// A worker thread: pop, run, repeat until stopping.
-    fn work(&self) {
+    fn work(&self, recorder: &recorder::Recorder) {
         loop {
             let (job, ticket) = {
                 let mut s = self.sched();
@@ -895,12 +936,12 @@ impl Inner {
                         .0;
                 }
             };
-            self.run(job, ticket);
+            self.run(job, ticket, recorder);
         }
     }
 
     /// Runs one delivery and moves its pending entry on.
-    fn run(&self, mut job: Job<JobData>, ticket: Option<Ticket>) {
+    fn run(&self, mut job: Job<JobData>, ticket: Option<Ticket>, recorder: &recorder::Recorder) {
         let handler_name = job.handler.clone();
         let Some(h) = self.registry.get(&handler_name) else {
             // Unloaded since it was popped: wait for a reload or deletion.
@@ -972,29 +1013,43 @@ impl Inner {
             tracing::debug!(handler = %h.name, event = %event.id, level = ?record.level, message = %record.message, "Handler log");
         }
 
-        let policy = &h.manifest.delivery;
-        let stored: Result<Option<(u64, Pending)>, StoreError> = if report.outcome.is_success() {
+        if report.outcome.is_success() {
             if !report.emitted.is_empty() {
                 self.accept_emitted(&h.name, &event, report.emitted);
             }
-            self.store.finish(pending, &entry).map(|()| None)
-        } else if retry::should_retry(policy, pending.attempt, report.retryable) {
-            let delay = retry::backoff(policy, pending.attempt + 1, rand::random::<f64>());
-            let due = now + delay.as_millis() as u64;
-            self.store
-                .retry_later(pending, &entry, due)
-                .map(|p| Some((due, p)))
-        } else {
-            self.store.dead_letter(pending, &entry).map(|_| None)
-        };
+            if let Some(t) = transition {
+                self.announce(&h.name, t);
+            }
+            // The slot is free now; the key stays held until the recorder
+            // has written the outcome.
+            self.sched()
+                .finish(&job.handler, job.key.as_deref(), false, true);
+            self.wake.notify_one();
+            if let Err(std::sync::mpsc::SendError(done)) =
+                recorder.send(recorder::Finished { job, entry })
+            {
+                // The recorder is gone (it panicked): record it here.
+                self.record(vec![done]);
+            }
+            return;
+        }
+        let policy = &h.manifest.delivery;
+        let stored: Result<Option<(u64, Pending)>, StoreError> =
+            if retry::should_retry(policy, pending.attempt, report.retryable) {
+                let delay = retry::backoff(policy, pending.attempt + 1, rand::random::<f64>());
+                let due = now + delay.as_millis() as u64;
+                self.store
+                    .retry_later(pending, &entry, due)
+                    .map(|p| Some((due, p)))
+            } else {
+                self.store.dead_letter(pending, &entry).map(|_| None)
+            };
         if let Some(t) = transition {
             self.announce(&h.name, t);
         }
         let final_attempt = match stored {
             Ok(None) => {
-                if !report.outcome.is_success() {
-                    self.metrics.dead_lettered();
-                }
+                self.metrics.dead_lettered();
                 self.sched()
                     .finish(&job.handler, job.key.as_deref(), job.holds_key, true);
                 true
@@ -1016,21 +1071,9 @@ impl Inner {
             }
         };
         self.wake.notify_one();
-        let _ = self.notices.send(Arc::new(DeliveryNotice {
-            handler: entry.handler,
-            version,
-            event_id: entry.event_id,
-            event_type: entry.event_type,
-            tenant: entry.tenant,
-            outcome: entry.outcome,
-            error: entry.error,
-            attempt: entry.attempt,
-            final_attempt,
-            duration_us: entry.duration_us,
-            fuel: entry.fuel,
-            memory_bytes: entry.memory_bytes,
-            time_ms: now,
-        }));
+        let _ = self
+            .notices
+            .send(Arc::new(recorder::notice(entry, final_attempt)));
     }
 
     /// Gives an in-flight job back to the scheduler, due at `due_ms`.

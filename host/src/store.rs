@@ -225,8 +225,13 @@ struct Inner {
     /// Serialises handler administration (deploy, rollback, delete, …):
     /// those read-then-write across scans that a transaction cannot cover.
     admin: Mutex<()>,
-    /// Lets one accept transaction run at a time (see [`Store::accept`]).
-    accept: Mutex<()>,
+    /// Held by every change to the `pending`, `events` and `event_refs`
+    /// trees. Finishing deliveries changes them with plain writes rather
+    /// than a sled transaction (each transaction takes sled's process-wide
+    /// write lock and writes out the log buffer twice); this lock keeps
+    /// those writes from interleaving with any other change to the same
+    /// entries. It also lets one accept transaction run at a time.
+    queue: Mutex<()>,
     /// The group-commit flusher; dropping it stops and joins its thread
     /// (which holds a `Db` clone), so the sled lock goes with the `Store`.
     group: Option<group::GroupCommit>,
@@ -310,18 +315,20 @@ impl Store {
             Durability::Group { interval } => Some(group::GroupCommit::start(db.clone(), interval)),
             _ => None,
         };
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 db,
                 t,
                 opts,
                 ids: Mutex::new(ulid::Generator::new()),
                 admin: Mutex::new(()),
-                accept: Mutex::new(()),
+                queue: Mutex::new(()),
                 group,
                 kv_ledgers: crate::kv::Ledgers::default(),
             }),
-        })
+        };
+        store.reconcile_queue()?;
+        Ok(store)
     }
 
     /// Writes everything to disk (fsync) before returning.
@@ -403,6 +410,30 @@ impl Store {
 mod tests {
     use super::testutil::*;
     use super::*;
+
+    #[test]
+    fn open_waits_for_a_store_that_is_closing() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = open(dir.path());
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(first);
+        });
+        // Opened while the first still holds the lock: waits, then opens.
+        let second = Store::open(dir.path(), opts());
+        closer.join().unwrap();
+        let _second = second.unwrap();
+        // Without the wait, a held lock is an error naming it.
+        let held = Store::open(
+            dir.path(),
+            StoreOptions {
+                lock_wait: Duration::ZERO,
+                ..opts()
+            },
+        );
+        let err = held.err().expect("the lock is held");
+        assert!(err.to_string().contains("could not acquire lock"), "{err}");
+    }
 
     #[test]
     fn schema_mismatch_names_both_versions() {

@@ -286,7 +286,9 @@ impl<T> Scheduler<T> {
         q.insert(at, job);
     }
 
-    fn release_key(&mut self, handler: &str, key: Option<&str>) {
+    /// Lets the next job waiting on `(handler, key)` run (after a job that
+    /// held it was finished without releasing it).
+    pub fn release_key(&mut self, handler: &str, key: Option<&str>) {
         let Some(key) = key else { return };
         let k = (handler.to_string(), key.to_string());
         let Some(waiting) = self.keys.get_mut(&k) else {

@@ -386,3 +386,68 @@ fn emitted_events_fill_only_their_share_of_the_queue() {
     wait_until("the queue to drain", || d.inner.sched().len() == 0);
     d.shutdown(Duration::from_secs(5));
 }
+
+/// Two workers delivering `tick` events to a built-in that records them,
+/// and the ids of `n` such events accepted.
+fn ticking(probe: &Arc<Probe>, n: usize) -> (tempfile::TempDir, Dispatcher, Vec<String>) {
+    let (dir, d) = dispatcher(
+        workers(2),
+        vec![builtin(
+            "t:probe",
+            &["tick"],
+            DeliveryPolicy::default(),
+            probe,
+        )],
+    );
+    let ids = d
+        .accept(events("tick", n), "test")
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    (dir, d, ids)
+}
+
+#[test]
+fn an_outcome_is_announced_only_once_it_is_recorded() {
+    let probe = Arc::new(Probe::default());
+    let (_dir, d) = dispatcher(
+        workers(2),
+        vec![builtin(
+            "t:probe",
+            &["tick"],
+            DeliveryPolicy::default(),
+            &probe,
+        )],
+    );
+    let mut notices = d.subscribe();
+    let n = d.accept(events("tick", 200), "test").unwrap().len();
+    let store = d.store().clone();
+    for _ in 0..n {
+        let n = notices.blocking_recv().unwrap();
+        assert!(n.final_attempt);
+        // Whoever hears of an outcome finds it in the store.
+        assert_eq!(store.deliveries_of(&n.event_id).unwrap().len(), 1);
+        assert!(store.event(&n.event_id).unwrap().is_none());
+    }
+    d.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn shutdown_records_every_delivery_that_ran() {
+    let probe = Arc::new(Probe::default());
+    let (_dir, d, ids) = ticking(&probe, 500);
+    wait_until("some deliveries to run", || probe.calls().len() >= 100);
+    d.shutdown(Duration::from_secs(10));
+    let ran = probe.calls().len();
+    let store = d.store().clone();
+    drop(d);
+    // Every delivery either ran and is recorded, or is still pending for
+    // the next start: none ran without a record.
+    let recorded = ids
+        .iter()
+        .filter(|id| store.deliveries_of(id).unwrap().len() == 1)
+        .count();
+    assert_eq!(recorded, ran);
+    assert_eq!(store.pending().unwrap().len(), ids.len() - ran);
+}

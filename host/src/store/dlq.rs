@@ -53,6 +53,7 @@ impl Store {
         let id_text = id.to_string();
         let key = pending_key(&p.event_id, &p.handler);
         let t = self.t();
+        let _queue = self.queue_lock();
         (
             &t.pending,
             &t.events,
@@ -155,6 +156,7 @@ impl Store {
     pub fn replay_dead_letter(&self, id: &str, version: Option<u32>) -> Result<Pending> {
         let now = now_ms();
         let t = self.t();
+        let _queue = self.queue_lock();
         let trees = (
             &t.dead,
             &t.dead_by_handler,

@@ -20,6 +20,12 @@ pub(super) fn parts(parts: &[&[u8]]) -> Vec<u8> {
     buf
 }
 
+/// The first length-prefixed part of `key`, if it holds a whole one.
+pub(super) fn first_part(key: &[u8]) -> Option<&[u8]> {
+    let len = usize::try_from(read_u32(key.get(..4)?)?).ok()?;
+    key.get(4..4usize.checked_add(len)?)
+}
+
 /// A big-endian u64 that must be the whole slice.
 pub(super) fn read_u64(bytes: &[u8]) -> Option<u64> {
     <[u8; 8]>::try_from(bytes).ok().map(u64::from_be_bytes)

@@ -52,18 +52,34 @@ impl Store {
     /// readers, a line without its index would be invisible to
     /// [`Store::deliveries_of`].
     pub(super) fn append_log(&self, entry: &LogEntry) -> Result<()> {
-        let mut e = entry.clone();
-        if e.id.is_empty() {
-            e.id = self.new_id();
+        self.append_logs(&[entry])
+    }
+
+    /// [`Self::append_log`] for many lines, with one count update. Plain
+    /// inserts, not a sled batch: the lines need not appear together, and a
+    /// batch takes sled's process-wide write lock and writes out its log
+    /// buffer, which costs more than the inserts themselves.
+    pub(super) fn append_logs(&self, entries: &[&LogEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
         }
-        let seq = self.inner.db.generate_id().sled()?;
-        let key = keys::time_seq(e.time_ms, seq);
         let t = self.t();
-        t.log_by_event
-            .insert(by_event_key(&e.event_id, &key), &[][..])
-            .sled()?;
-        t.log.insert(key, encode(&e)?).sled()?;
-        self.bump(META_LOG_COUNT, 1)
+        for entry in entries {
+            let seq = self.inner.db.generate_id().sled()?;
+            let key = keys::time_seq(entry.time_ms, seq);
+            t.log_by_event
+                .insert(by_event_key(&entry.event_id, &key), &[][..])
+                .sled()?;
+            let line = if entry.id.is_empty() {
+                let mut e = LogEntry::clone(entry);
+                e.id = self.new_id();
+                encode(&e)?
+            } else {
+                encode(*entry)?
+            };
+            t.log.insert(key, line).sled()?;
+        }
+        self.bump(META_LOG_COUNT, entries.len() as i64)
     }
 
     /// Log lines matching `q`, newest first. A full page (or a scan that hit

@@ -126,7 +126,7 @@ impl Store {
         // One accept at a time: sled runs transactions one by one anyway,
         // and concurrent batches only add CPU spent waiting and retrying,
         // taken from the workers delivering what was already accepted.
-        let one_at_a_time = self.inner.accept.lock().unwrap_or_else(|p| p.into_inner());
+        let one_at_a_time = self.queue_lock();
         (&t.events, &t.event_refs, &t.pending, &t.idempotency)
             .transaction(|(events, refs, pending, idempotency)| {
                 for p in &prepared {
@@ -188,25 +188,122 @@ impl Store {
     /// logs it, counts it, removes the pending entry, and the event with
     /// the last. Finishing twice is harmless.
     pub fn finish(&self, p: &Pending, entry: &LogEntry) -> Result<()> {
-        self.append_log(entry)?;
-        self.record_stats(entry, StatKind::Attempt)?;
-        self.drop_pending(p).map(drop)
+        self.finish_all(&[(p, entry)])
+    }
+
+    /// [`Self::finish`] for many deliveries in a few writes: the log lines
+    /// in one batch, the stats once per handler, the pending entries in one
+    /// transaction. Deliveries of one event may be among them.
+    pub fn finish_all(&self, done: &[(&Pending, &LogEntry)]) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<&LogEntry> = done.iter().map(|&(_, e)| e).collect();
+        self.append_logs(&entries)?;
+        self.record_stats_of(&entries, StatKind::Attempt)?;
+        let _queue = self.queue_lock();
+        for (p, _) in done {
+            self.remove_pending(p)?;
+        }
+        Ok(())
+    }
+
+    /// The lock every change to `pending`, `events` and `event_refs` holds.
+    pub(super) fn queue_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Removes one pending delivery and releases its event (removed with
+    /// its last delivery), with plain writes: the caller holds
+    /// [`Self::queue_lock`]. A crash between the writes leaves a count too
+    /// high or an event without deliveries, which
+    /// [`Self::reconcile_queue`] repairs at the next open. Whether the
+    /// delivery was pending.
+    fn remove_pending(&self, p: &Pending) -> Result<bool> {
+        let t = self.t();
+        let key = pending_key(&p.event_id, &p.handler);
+        if t.pending.remove(key).sled()?.is_none() {
+            return Ok(false);
+        }
+        let id = p.event_id.as_str();
+        let count = match t.event_refs.get(id).sled()? {
+            None => 0,
+            Some(b) => keys::read_u32(&b)
+                .ok_or_else(|| corrupt("event_refs", id.as_bytes(), "not a u32"))?,
+        };
+        match count.saturating_sub(1) {
+            0 => {
+                t.event_refs.remove(id).sled()?;
+                t.events.remove(id).sled()?;
+            }
+            n => {
+                t.event_refs.insert(id, &n.to_be_bytes()[..]).sled()?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Makes `event_refs` and `events` agree with `pending` again after a
+    /// crash cut [`Self::remove_pending`]'s writes short: each count is the
+    /// number of pending deliveries of its event, and an event with none is
+    /// dropped. Runs at open, before anything else uses the store; reads the
+    /// keys of the three trees once.
+    pub(super) fn reconcile_queue(&self) -> Result<()> {
+        let _queue = self.queue_lock();
+        let t = self.t();
+        let mut counts: std::collections::HashMap<Vec<u8>, u32> = Default::default();
+        for key in t.pending.iter().keys() {
+            let key = key.sled()?;
+            let Some(id) = keys::first_part(&key) else {
+                return Err(corrupt("pending", &key, "no event id"));
+            };
+            *counts.entry(id.to_vec()).or_default() += 1;
+        }
+        let (mut fixed, mut dropped) = (0u64, 0u64);
+        for item in t.event_refs.iter() {
+            let (id, v) = item.sled()?;
+            let want = counts.get(id.as_ref()).copied().unwrap_or(0);
+            if keys::read_u32(&v) == Some(want) {
+                continue;
+            }
+            fixed += 1;
+            if want == 0 {
+                t.event_refs.remove(&id).sled()?;
+            } else {
+                t.event_refs.insert(&id, &want.to_be_bytes()[..]).sled()?;
+            }
+        }
+        for (id, n) in &counts {
+            if !t.event_refs.contains_key(id).sled()? {
+                fixed += 1;
+                t.event_refs
+                    .insert(id.as_slice(), &n.to_be_bytes()[..])
+                    .sled()?;
+            }
+        }
+        for id in t.events.iter().keys() {
+            let id = id.sled()?;
+            if !counts.contains_key(id.as_ref()) {
+                dropped += 1;
+                t.events.remove(&id).sled()?;
+            }
+        }
+        if fixed + dropped > 0 {
+            tracing::warn!(
+                counts_fixed = fixed,
+                events_dropped = dropped,
+                "Repaired event reference counts left by an interrupted write"
+            );
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// Removes one pending delivery (and its event when it was the last);
     /// whether it existed.
     pub(super) fn drop_pending(&self, p: &Pending) -> Result<bool> {
-        let key = pending_key(&p.event_id, &p.handler);
-        let t = self.t();
-        (&t.pending, &t.events, &t.event_refs)
-            .transaction(|(pending, events, refs)| {
-                if pending.remove(key.as_slice())?.is_none() {
-                    return Ok(false);
-                }
-                release_tx(events, refs, &p.event_id)?;
-                Ok(true)
-            })
-            .map_err(tx_err)
+        let _queue = self.queue_lock();
+        self.remove_pending(p)
     }
 
     /// An attempt failed and will run again at `due_ms`: logs and counts it,

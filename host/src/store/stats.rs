@@ -118,28 +118,42 @@ impl Store {
     /// Counts one logged attempt. Skipped for handlers that no longer exist,
     /// so a delivery finishing after its handler's deletion leaves no stats.
     pub(super) fn record_stats(&self, e: &LogEntry, kind: StatKind) -> Result<()> {
-        let t = self.t();
-        if !t.handlers.contains_key(&e.handler).sled()? {
-            return Ok(());
+        self.record_stats_of(&[e], kind)
+    }
+
+    /// [`Self::record_stats`] for many attempts: one update per handler.
+    pub(super) fn record_stats_of(&self, entries: &[&LogEntry], kind: StatKind) -> Result<()> {
+        let mut by_handler: BTreeMap<&str, Vec<&LogEntry>> = BTreeMap::new();
+        for e in entries {
+            by_handler.entry(e.handler.as_str()).or_default().push(e);
         }
-        let key = e.handler.as_bytes();
-        let mut current = t.stats.get(key).sled()?;
-        loop {
-            let mut rec: StatsRecord = match &current {
-                Some(b) => decode("stats", key, b)?,
-                None => StatsRecord::default(),
-            };
-            rec.add(e, kind);
-            let new = encode(&rec)?;
-            match t
-                .stats
-                .compare_and_swap(key, current.as_ref(), Some(new))
-                .sled()?
-            {
-                Ok(()) => return Ok(()),
-                Err(cas) => current = cas.current,
+        let t = self.t();
+        for (handler, attempts) in by_handler {
+            if !t.handlers.contains_key(handler).sled()? {
+                continue;
+            }
+            let key = handler.as_bytes();
+            let mut current = t.stats.get(key).sled()?;
+            loop {
+                let mut rec: StatsRecord = match &current {
+                    Some(b) => decode("stats", key, b)?,
+                    None => StatsRecord::default(),
+                };
+                for e in &attempts {
+                    rec.add(e, kind);
+                }
+                let new = encode(&rec)?;
+                match t
+                    .stats
+                    .compare_and_swap(key, current.as_ref(), Some(new))
+                    .sled()?
+                {
+                    Ok(()) => break,
+                    Err(cas) => current = cas.current,
+                }
             }
         }
+        Ok(())
     }
 
     /// Stats of every handler, by name.

@@ -167,3 +167,81 @@ fn corrupt_records_are_errors_naming_tree_and_key() {
         other => panic!("expected corruption, got {other:?}"),
     }
 }
+
+#[test]
+fn many_deliveries_finish_in_one_call() {
+    let (_d, s) = temp();
+    deploy(&s, "h1");
+    deploy(&s, "h2");
+    let (a, b) = (event("a", ""), event("b", ""));
+    s.accept(&[
+        (a.clone(), vec!["h1".into(), "h2".into()]),
+        (b.clone(), vec!["h1".into()]),
+    ])
+    .unwrap();
+    let pending = s.pending().unwrap();
+    let entries: Vec<_> = pending
+        .iter()
+        .map(|p| {
+            let e = if p.event_id == a.id { &a } else { &b };
+            entry(&p.handler, e, "ok", now_ms())
+        })
+        .collect();
+    // Both deliveries of `a` in one call, and one of them twice.
+    let mut done: Vec<_> = pending.iter().zip(&entries).collect();
+    let a_h1 = done
+        .iter()
+        .position(|(p, _)| p.event_id == a.id && p.handler == "h1")
+        .unwrap();
+    done.push(done[a_h1]);
+    s.finish_all(&done).unwrap();
+    assert!(s.pending().unwrap().is_empty());
+    assert!(s.event(&a.id).unwrap().is_none());
+    assert!(s.event(&b.id).unwrap().is_none());
+    assert_eq!(s.deliveries_of(&a.id).unwrap().len(), 2 + 1);
+    assert_eq!(s.handler_stats("h1").unwrap().processed, 2 + 1);
+    assert_eq!(s.handler_stats("h2").unwrap().ok, 1);
+}
+
+#[test]
+fn an_interrupted_finish_is_repaired_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (kept, orphan) = (event("a", ""), event("b", ""));
+    {
+        let s = open(dir.path());
+        s.accept(&[
+            (kept.clone(), vec!["h1".into(), "h2".into()]),
+            (orphan.clone(), vec!["h1".into()]),
+        ])
+        .unwrap();
+        // What a crash can leave of `finish`: pending entries removed and
+        // counts not yet lowered, an event whose count went but which
+        // itself stayed, and a count without its event.
+        let t = s.t();
+        t.pending
+            .remove(super::pending_key(&kept.id, "h2"))
+            .unwrap();
+        t.pending
+            .remove(super::pending_key(&orphan.id, "h1"))
+            .unwrap();
+        t.event_refs.remove(orphan.id.as_str()).unwrap();
+        t.event_refs
+            .insert("gone", &7u32.to_be_bytes()[..])
+            .unwrap();
+    }
+    let s = open(dir.path());
+    let t = s.t();
+    assert_eq!(
+        t.event_refs.get(kept.id.as_str()).unwrap().as_deref(),
+        Some(&1u32.to_be_bytes()[..])
+    );
+    assert!(s.event(&orphan.id).unwrap().is_none());
+    assert!(!t.event_refs.contains_key("gone").unwrap());
+    // The one delivery left still runs, and takes its event with it.
+    let pending = s.pending().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert!(s.event(&kept.id).unwrap().is_some());
+    s.finish(&pending[0], &entry("h1", &kept, "ok", now_ms()))
+        .unwrap();
+    assert!(s.event(&kept.id).unwrap().is_none());
+}
