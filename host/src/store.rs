@@ -39,12 +39,18 @@
 //! | `zulip` | realm name | [`ZulipCursor`] |
 //! | `schemas` | event type | JSON Schema text |
 //!
-//! State changes that span trees (accept, finish, retry, dead-letter,
-//! replay, deploy, token create/revoke) are sled transactions. The delivery
-//! log line and stats of an attempt are written just before its queue
-//! transition, outside that transaction: a crash in between repeats the
-//! delivery (at-least-once), so a duplicate log line or count is possible
-//! and accepted; a half-done queue transition is not.
+//! State changes that span trees (accept, dead-letter, replay, deploy,
+//! token create/revoke) are sled transactions. Finishing a delivery is not:
+//! it is the hot path, and each sled transaction takes a process-wide lock
+//! and writes out sled's log buffer twice. It removes the pending entry and
+//! releases the event with plain writes under the store's queue lock (held
+//! by every change to `pending`, `events` and `event_refs`), and a crash
+//! that cuts those writes short leaves only counts that
+//! [`Store::open`] repairs (see `queue.rs`). A retry rewrites one pending
+//! entry under the same lock. The delivery log line and stats of an attempt
+//! are written just before its queue transition: a crash in between
+//! repeats the delivery (at-least-once), so a duplicate log line or count
+//! is possible and accepted; a half-done queue transition is not.
 //!
 //! Inside a transaction closure no non-transactional sled call may be made:
 //! sled 0.34 serialises transactions with a process-wide lock that plain
@@ -431,7 +437,7 @@ mod tests {
                 ..opts()
             },
         );
-        let err = held.err().expect("the lock is held");
+        let err = held.expect_err("the lock is held");
         assert!(err.to_string().contains("could not acquire lock"), "{err}");
     }
 

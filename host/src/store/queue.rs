@@ -191,9 +191,10 @@ impl Store {
         self.finish_all(&[(p, entry)])
     }
 
-    /// [`Self::finish`] for many deliveries in a few writes: the log lines
-    /// in one batch, the stats once per handler, the pending entries in one
-    /// transaction. Deliveries of one event may be among them.
+    /// [`Self::finish`] for many deliveries: the log lines, one stats update
+    /// per handler, then the pending entries, all with plain writes (no sled
+    /// batch or transaction, see [`Self::remove_pending`]). Deliveries of
+    /// one event may be among them.
     pub fn finish_all(&self, done: &[(&Pending, &LogEntry)]) -> Result<()> {
         if done.is_empty() {
             return Ok(());
@@ -201,8 +202,10 @@ impl Store {
         let entries: Vec<&LogEntry> = done.iter().map(|&(_, e)| e).collect();
         self.append_logs(&entries)?;
         self.record_stats_of(&entries, StatKind::Attempt)?;
-        let _queue = self.queue_lock();
         for (p, _) in done {
+            // Taken per delivery, so an accept waits for one removal at
+            // most, not for a whole batch.
+            let _queue = self.queue_lock();
             self.remove_pending(p)?;
         }
         Ok(())
@@ -226,11 +229,7 @@ impl Store {
             return Ok(false);
         }
         let id = p.event_id.as_str();
-        let count = match t.event_refs.get(id).sled()? {
-            None => 0,
-            Some(b) => keys::read_u32(&b)
-                .ok_or_else(|| corrupt("event_refs", id.as_bytes(), "not a u32"))?,
-        };
+        let count = self.refs(id)?;
         match count.saturating_sub(1) {
             0 => {
                 t.event_refs.remove(id).sled()?;
@@ -241,6 +240,16 @@ impl Store {
             }
         }
         Ok(true)
+    }
+
+    /// How many pending deliveries hold event `id`, by its stored count.
+    fn refs(&self, id: &str) -> Result<u32> {
+        match self.t().event_refs.get(id).sled()? {
+            None => Ok(0),
+            Some(b) => {
+                keys::read_u32(&b).ok_or_else(|| corrupt("event_refs", id.as_bytes(), "not a u32"))
+            }
+        }
     }
 
     /// Makes `event_refs` and `events` agree with `pending` again after a
@@ -314,20 +323,17 @@ impl Store {
         self.append_log(entry)?;
         self.record_stats(entry, StatKind::Retry)?;
         let key = pending_key(&p.event_id, &p.handler);
-        self.t()
-            .pending
-            .transaction(|pending| {
-                let Some(b) = pending.get(&key)? else {
-                    return Err(not_pending(p)).abort();
-                };
-                let mut next: Pending = decode("pending", &key, &b).abort()?;
-                next.errors.push(attempt_error(next.attempt, entry));
-                next.attempt = next.attempt.saturating_add(1);
-                next.due_ms = due_ms;
-                pending.insert(key.as_slice(), encode(&next).abort()?)?;
-                Ok(next)
-            })
-            .map_err(tx_err)
+        let pending = &self.t().pending;
+        let _queue = self.queue_lock();
+        let Some(b) = pending.get(&key).sled()? else {
+            return Err(not_pending(p));
+        };
+        let mut next: Pending = decode("pending", &key, &b)?;
+        next.errors.push(attempt_error(next.attempt, entry));
+        next.attempt = next.attempt.saturating_add(1);
+        next.due_ms = due_ms;
+        pending.insert(key, encode(&next)?).sled()?;
+        Ok(next)
     }
 
     /// The id of an event accepted with this idempotency key within `window`.
