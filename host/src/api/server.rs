@@ -93,6 +93,12 @@ pub(super) async fn run(
             },
             () = &mut shutdown => break,
         };
+        // Without it, Nagle's algorithm holds a small write (an answer's
+        // last bytes, a `GET /v1/stream` record) until the previous one is
+        // acknowledged, and the client's delayed ACK makes that ~40 ms.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "Setting TCP_NODELAY failed");
+        }
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
