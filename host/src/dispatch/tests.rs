@@ -387,10 +387,9 @@ fn emitted_events_fill_only_their_share_of_the_queue() {
     d.shutdown(Duration::from_secs(5));
 }
 
-/// Two workers delivering `tick` events to a built-in that records them,
-/// and the ids of `n` such events accepted.
-fn ticking(probe: &Arc<Probe>, n: usize) -> (tempfile::TempDir, Dispatcher, Vec<String>) {
-    let (dir, d) = dispatcher(
+/// Two workers delivering `tick` events to a built-in that records them.
+fn ticking(probe: &Arc<Probe>) -> (tempfile::TempDir, Dispatcher) {
+    dispatcher(
         workers(2),
         vec![builtin(
             "t:probe",
@@ -398,28 +397,13 @@ fn ticking(probe: &Arc<Probe>, n: usize) -> (tempfile::TempDir, Dispatcher, Vec<
             DeliveryPolicy::default(),
             probe,
         )],
-    );
-    let ids = d
-        .accept(events("tick", n), "test")
-        .unwrap()
-        .into_iter()
-        .map(|a| a.id)
-        .collect();
-    (dir, d, ids)
+    )
 }
 
 #[test]
 fn an_outcome_is_announced_only_once_it_is_recorded() {
     let probe = Arc::new(Probe::default());
-    let (_dir, d) = dispatcher(
-        workers(2),
-        vec![builtin(
-            "t:probe",
-            &["tick"],
-            DeliveryPolicy::default(),
-            &probe,
-        )],
-    );
+    let (_dir, d) = ticking(&probe);
     let mut notices = d.subscribe();
     let n = d.accept(events("tick", 200), "test").unwrap().len();
     let store = d.store().clone();
@@ -436,7 +420,13 @@ fn an_outcome_is_announced_only_once_it_is_recorded() {
 #[test]
 fn shutdown_records_every_delivery_that_ran() {
     let probe = Arc::new(Probe::default());
-    let (_dir, d, ids) = ticking(&probe, 500);
+    let (_dir, d) = ticking(&probe);
+    let ids: Vec<String> = d
+        .accept(events("tick", 500), "test")
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
     wait_until("some deliveries to run", || probe.calls().len() >= 100);
     d.shutdown(Duration::from_secs(10));
     let ran = probe.calls().len();

@@ -20,10 +20,12 @@ pub(super) fn parts(parts: &[&[u8]]) -> Vec<u8> {
     buf
 }
 
-/// The first length-prefixed part of `key`, if it holds a whole one.
-pub(super) fn first_part(key: &[u8]) -> Option<&[u8]> {
-    let len = usize::try_from(read_u32(key.get(..4)?)?).ok()?;
-    key.get(4..4usize.checked_add(len)?)
+/// Splits the first length-prefixed part off `key`: (the part, the rest),
+/// if `key` starts with a whole one.
+pub(super) fn split_part(key: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, tail) = key.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+    tail.split_at_checked(len)
 }
 
 /// A big-endian u64 that must be the whole slice.

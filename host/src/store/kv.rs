@@ -33,9 +33,7 @@ fn kv_key(ns: &Namespace, key: &[u8]) -> Vec<u8> {
 /// [`kv_key`] makes (only a corrupted store holds such keys).
 fn key_namespace(key: &[u8]) -> Option<Namespace> {
     fn part(rest: &mut &[u8]) -> Option<String> {
-        let (len, tail) = rest.split_first_chunk::<4>()?;
-        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
-        let (bytes, tail) = tail.split_at_checked(len)?;
+        let (bytes, tail) = keys::split_part(rest)?;
         *rest = tail;
         String::from_utf8(bytes.to_vec()).ok()
     }

@@ -42,14 +42,19 @@ pub(super) fn idem_key(tenant: &str, key: &str) -> Vec<u8> {
     keys::parts(&[tenant.as_bytes(), key.as_bytes()])
 }
 
+/// The pending deliveries' count of an event, from its `event_refs` value.
+fn refs_value(event_id: &str, value: Option<&[u8]>) -> Result<u32> {
+    match value {
+        None => Ok(0),
+        Some(b) => {
+            keys::read_u32(b).ok_or_else(|| corrupt("event_refs", event_id.as_bytes(), "not a u32"))
+        }
+    }
+}
+
 /// Reads the pending deliveries' count of an event, inside a transaction.
 pub(super) fn refs_tx(refs: &TransactionalTree, event_id: &str) -> TxResult<u32> {
-    match refs.get(event_id)? {
-        None => Ok(0),
-        Some(b) => keys::read_u32(&b)
-            .ok_or_else(|| corrupt("event_refs", event_id.as_bytes(), "not a u32"))
-            .abort(),
-    }
+    refs_value(event_id, refs.get(event_id)?.as_deref()).abort()
 }
 
 /// One pending delivery of an event is gone: drop the event with the last.
@@ -244,12 +249,7 @@ impl Store {
 
     /// How many pending deliveries hold event `id`, by its stored count.
     fn refs(&self, id: &str) -> Result<u32> {
-        match self.t().event_refs.get(id).sled()? {
-            None => Ok(0),
-            Some(b) => {
-                keys::read_u32(&b).ok_or_else(|| corrupt("event_refs", id.as_bytes(), "not a u32"))
-            }
-        }
+        refs_value(id, self.t().event_refs.get(id).sled()?.as_deref())
     }
 
     /// Makes `event_refs` and `events` agree with `pending` again after a
@@ -263,7 +263,7 @@ impl Store {
         let mut counts: std::collections::HashMap<Vec<u8>, u32> = Default::default();
         for key in t.pending.iter().keys() {
             let key = key.sled()?;
-            let Some(id) = keys::first_part(&key) else {
+            let Some((id, _)) = keys::split_part(&key) else {
                 return Err(corrupt("pending", &key, "no event id"));
             };
             *counts.entry(id.to_vec()).or_default() += 1;
