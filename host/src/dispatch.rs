@@ -24,6 +24,7 @@
 mod breaker;
 mod builtin;
 mod circuit;
+mod handler_log;
 mod metrics;
 mod queue;
 mod recorder;
@@ -46,6 +47,7 @@ use tokio::sync::broadcast;
 pub use breaker::{BreakerPolicy, CircuitState, CircuitStatus};
 pub use builtin::{Builtin, BuiltinError, BuiltinHandler};
 pub use circuit::events as internal_events;
+pub use handler_log::TARGET as HANDLER_LOG_TARGET;
 pub use metrics::Metrics;
 pub use metrics::names as metric_names;
 pub use replay::BulkReplay;
@@ -54,7 +56,9 @@ use crate::event::{self, Event, EventInput, InvalidEvent, now_ms};
 use crate::limits::Limits;
 use crate::manifest::Manifest;
 use crate::runtime::{DeliveryRequest, Runtime};
-use crate::store::{HandlerRecord, LogEntry, Pending, Store, StoreError, VersionRecord};
+use crate::store::{
+    HandlerLog, HandlerRecord, LogEntry, Pending, Store, StoreError, VersionRecord,
+};
 
 use breaker::{Breakers, Ticket};
 use queue::{Job, Scheduler};
@@ -243,6 +247,8 @@ pub struct DeliveryNotice {
     pub memory_bytes: u64,
     /// When it finished.
     pub time_ms: u64,
+    /// What the handler logged during the attempt.
+    pub logs: Vec<HandlerLog>,
 }
 
 /// Per-job data the scheduler carries.
@@ -1005,13 +1011,12 @@ impl Inner {
             memory_bytes: report.peak_memory_bytes,
             attempt: pending.attempt,
             time_ms: now,
+            logs: handler_log::to_store(&report.logs),
         };
         self.metrics
             .delivery(&h.name, outcome, report.duration, report.fuel_used);
         let transition = self.record_outcome(&h.name, ticket, &report, now);
-        for record in &report.logs {
-            tracing::debug!(handler = %h.name, event = %event.id, level = ?record.level, message = %record.message, "Handler log");
-        }
+        handler_log::forward(&h.name, &event, pending.attempt, &report.logs);
 
         if report.outcome.is_success() {
             if !report.emitted.is_empty() {
