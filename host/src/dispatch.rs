@@ -445,6 +445,11 @@ impl Dispatcher {
         &self.inner.store
     }
 
+    /// An accepted event while it still has unfinished deliveries. Blocking.
+    pub fn event(&self, id: &str) -> Result<Option<Arc<Event>>, StoreError> {
+        self.inner.inbox.event(id)
+    }
+
     /// Counters for `/metrics`.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
@@ -566,7 +571,7 @@ impl Dispatcher {
         let inbox = self.inner.inbox.clone();
         tokio::task::spawn_blocking(move || {
             ids.into_iter()
-                .filter(|id| !matches!(inbox.unfinished(id), Ok(false)))
+                .filter(|id| !matches!(inbox.event(id), Ok(None)))
                 .collect::<HashSet<_>>()
         })
         .await
@@ -672,6 +677,8 @@ impl Dispatcher {
             None => {
                 inner.registry.remove(name);
                 inner.forget_breaker(name);
+                // Its jobs still queued are dropped by the scheduler's gate.
+                inner.inbox.discard(name)?;
             }
         }
         inner.unpark(name);
