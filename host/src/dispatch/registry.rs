@@ -145,6 +145,14 @@ impl Registry {
         self.read().map.get(name).cloned()
     }
 
+    /// Whether `name` is a loaded built-in handler.
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.read()
+            .map
+            .get(name)
+            .is_some_and(|h| matches!(h.code, Code::Builtin(_)))
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
         self.handlers.read().unwrap_or_else(|p| p.into_inner())
     }
