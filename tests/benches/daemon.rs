@@ -228,6 +228,7 @@ fn seed_handlers(data: &Path, wasm: &[u8], from: usize, n: usize) {
         data,
         wasm,
         (from..from + n).map(|i| manifest(&format!("h{i}"), &["idle"])),
+        n,
     );
 }
 

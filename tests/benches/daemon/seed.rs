@@ -40,21 +40,30 @@ fn leb128(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Writes one handler per manifest into the store under `data` (the daemon
-/// stopped), each with `variant(wasm, name)` as its component.
-pub fn handlers(data: &Path, wasm: &[u8], manifests: impl IntoIterator<Item = Value>) {
+/// stopped), each with `variant(wasm, name)` as its component; the first
+/// `with_code` with their compiled code in the cache (a handler without it
+/// compiles on its first delivery, as after an engine upgrade).
+pub fn handlers(
+    data: &Path,
+    wasm: &[u8],
+    manifests: impl IntoIterator<Item = Value>,
+    with_code: usize,
+) {
     let cfg = Config::resolve(ConfigFile::default(), Overrides::default()).expect("defaults");
     let runtime = Runtime::new(cfg.runtime).expect("a runtime like the daemon's");
     let compiled = runtime
         .compile(wasm, &Capability::all())
         .expect("the word-counter compiles");
     let store = Store::open(&data.join("store"), cfg.store).expect("the daemon's store opens");
-    for manifest in manifests {
+    for (i, manifest) in manifests.into_iter().enumerate() {
         let name = manifest["name"].as_str().expect("a named manifest");
         let bytes = variant(wasm, name);
         let hash = store.put_module(&bytes).expect("module stored");
-        store
-            .put_compiled(&hash, &runtime.fingerprint(), &compiled.serialized)
-            .expect("compiled code stored");
+        if i < with_code {
+            store
+                .put_compiled(&hash, &runtime.fingerprint(), &compiled.serialized)
+                .expect("compiled code stored");
+        }
         let m = Manifest::from_json(&manifest.to_string()).expect("a valid manifest");
         store
             .deploy(&m, &hash, bytes.len() as u64, "bench")
