@@ -31,6 +31,7 @@ mod registry;
 mod replay;
 mod retry;
 mod schemas;
+mod series;
 #[cfg(test)]
 mod tests;
 
@@ -49,6 +50,7 @@ pub use circuit::events as internal_events;
 pub use metrics::Metrics;
 pub use metrics::names as metric_names;
 pub use replay::BulkReplay;
+pub use series::{SECONDS as SERIES_SECONDS, SeriesPoint, Window as SeriesWindow};
 
 use crate::event::{self, Event, EventInput, InvalidEvent, now_ms};
 use crate::limits::Limits;

@@ -113,6 +113,7 @@ pub use records::{
     HandlerRecord, HandlerStats, LogEntry, LogPage, LogQuery, MAX_PAGE, OUTCOME_OK, Pending, Scope,
     TokenRecord, VersionRecord,
 };
+pub(crate) use stats::{bucket as latency_bucket, bucket_high as latency_bucket_high};
 pub use tokens::TOKEN_PREFIX;
 pub use zulip::ZulipCursor;
 
