@@ -50,7 +50,7 @@ pub use circuit::events as internal_events;
 pub use metrics::Metrics;
 pub use metrics::names as metric_names;
 pub use replay::BulkReplay;
-pub use series::{SECONDS as SERIES_SECONDS, SeriesPoint, Window as SeriesWindow};
+pub use series::{SECONDS as SERIES_SECONDS, SeriesPoint, SeriesWindow};
 
 use crate::event::{self, Event, EventInput, InvalidEvent, now_ms};
 use crate::limits::Limits;

@@ -204,7 +204,7 @@ function handlerDetail(d, versions, ctx, reload, close) {
       h("td", null, ctx.admin && !active ? h("button", {
         type: "button", class: "rollback", dataset: { version: v.version },
         onclick: act(() => api("POST", `/v1/handlers/${encodeURIComponent(hd.name)}/rollback`, { version: v.version })),
-      }, `Roll back to v${v.version}`) : null)));
+      }, v.version < hd.active_version ? `Roll back to v${v.version}` : `Switch to v${v.version}`) : null)));
   }
   out.push(h("h3", null, "Versions"), vt);
   return out;

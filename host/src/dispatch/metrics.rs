@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::series::{Series, Window};
+use super::series::{Series, SeriesWindow};
 use crate::event::{Priority, now_ms};
 
 /// Metric names.
@@ -164,7 +164,7 @@ impl Metrics {
     }
 
     /// The last `seconds` of deliveries in points of `step_s` seconds.
-    pub fn series(&self, seconds: u64, step_s: u64) -> Window {
+    pub fn series(&self, seconds: u64, step_s: u64) -> SeriesWindow {
         self.series.window(now_ms() / 1000, seconds, step_s)
     }
 

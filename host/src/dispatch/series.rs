@@ -48,7 +48,7 @@ pub struct Series {
     slots: Mutex<Vec<Slot>>,
 }
 
-/// One point of a [`Window`]: `step` seconds of deliveries.
+/// One point of a [`SeriesWindow`]: `step` seconds of deliveries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct SeriesPoint {
     /// Start of the step, ms since the epoch.
@@ -64,7 +64,7 @@ pub struct SeriesPoint {
 
 /// A stretch of the ring, aggregated into steps.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
-pub struct Window {
+pub struct SeriesWindow {
     /// Seconds per point.
     pub step_s: u64,
     /// Oldest first; the last point holds the current (unfinished) second.
@@ -96,7 +96,7 @@ impl Series {
     /// The last `seconds` seconds up to `now_s` (at most [`SECONDS`]), in
     /// points of `step_s` seconds; the first point may be partly before the
     /// window when `step_s` does not divide it.
-    pub fn window(&self, now_s: u64, seconds: u64, step_s: u64) -> Window {
+    pub fn window(&self, now_s: u64, seconds: u64, step_s: u64) -> SeriesWindow {
         let seconds = seconds.clamp(1, SECONDS);
         let step_s = step_s.clamp(1, seconds);
         let n = seconds.div_ceil(step_s);
@@ -140,7 +140,7 @@ impl Series {
                 }
             })
             .collect();
-        Window { step_s, points }
+        SeriesWindow { step_s, points }
     }
 }
 
