@@ -5,7 +5,11 @@
 import { api, query } from "./api.js";
 import { h, notice, errorText, fmtUs, fmtNum, OUTCOMES } from "./dom.js";
 
-const RANGES = { "3600": { label: "Last hour", step: 10 }, "300": { label: "Last 5 minutes", step: 1 } };
+/** Range choices: seconds shown and seconds per point. */
+const RANGES = [
+  { seconds: 3600, step: 10, label: "Last hour" },
+  { seconds: 300, step: 1, label: "Last 5 minutes" },
+];
 const REFRESH_MS = 5000;
 const COLORS = {
   ok: "#2e7d32", handler_error: "#c62828", out_of_fuel: "#ef6c00", timeout: "#6a1b9a",
@@ -16,7 +20,7 @@ const COLORS = {
 
 export function mount(root) {
   const range = h("select", { id: "chart-range" },
-    Object.entries(RANGES).map(([v, r]) => h("option", { value: v }, r.label)));
+    RANGES.map((r, i) => h("option", { value: String(i) }, r.label)));
   const status = h("div", { class: "status-line" });
   const throughput = h("canvas", { id: "chart-throughput", width: 900, height: 260 });
   const latency = h("canvas", { id: "chart-latency", width: 900, height: 220 });
@@ -27,9 +31,9 @@ export function mount(root) {
     h("section", { class: "card chart" }, h("h2", null, "Latency (p50, p99)"), latency), summary);
 
   async function load() {
-    const seconds = range.value;
+    const r = RANGES[Number(range.value)] || RANGES[0];
     try {
-      const w = await api("GET", `/v1/series${query({ seconds, step: RANGES[seconds].step })}`);
+      const w = await api("GET", `/v1/series${query({ seconds: r.seconds, step: r.step })}`);
       status.replaceChildren();
       draw(w);
       root.dataset.loaded = String(Date.now());
@@ -144,6 +148,12 @@ function lines(canvas, points, series) {
       drawing = true;
     });
     g.stroke();
+    // A dot per point, so a lone second with deliveries shows too.
+    g.fillStyle = color;
+    points.forEach((p, i) => {
+      if (!p[k]) return;
+      g.fillRect(PAD.left + (plotW * i) / Math.max(1, n - 1) - 1.5, PAD.top + plotH - (plotH * p[k]) / max - 1.5, 3, 3);
+    });
     g.fillStyle = color;
     g.fillText(k.replace("_us", ""), width - PAD.right - 40, PAD.top + 12 + series.findIndex(([s]) => s === k) * 12);
   }

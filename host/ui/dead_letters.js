@@ -3,7 +3,7 @@
 // (optionally to another version), replay all that match in bulk, purge.
 
 import { api, query } from "./api.js";
-import { h, notice, errorText, fmtTime, pretty, table, confirmButton, outcomeBadge } from "./dom.js";
+import { append, h, notice, errorText, fmtTime, pretty, table, confirmButton, outcomeBadge } from "./dom.js";
 
 export function mount(root, ctx) {
   const f = {
@@ -19,7 +19,7 @@ export function mount(root, ctx) {
   const more = h("button", { type: "button", id: "dl-more", hidden: true }, "Older…");
   const detail = h("section", { class: "card detail", id: "dl-detail", hidden: true });
   const selectAll = h("input", { type: "checkbox", id: "dl-select-all", title: "Select all shown" });
-  grid.querySelector("th").append(selectAll);
+  if (ctx.admin) grid.querySelector("th").append(selectAll);
   const version = h("input", { type: "number", min: 1, id: "dl-version", placeholder: "version (active)" });
   const selected = new Set();
   let cursor = null;
@@ -31,7 +31,7 @@ export function mount(root, ctx) {
     confirmButton("Replay all matching", "Replay all matching?", replayMatching),
     confirmButton("Purge matching", "Really purge?", purge)) : null;
 
-  root.append(h("div", { class: "toolbar" }, f.handler, h("label", null, "since ", f.since),
+  append(root, h("div", { class: "toolbar" }, f.handler, h("label", null, "since ", f.since),
     h("label", null, "until ", f.until), apply), actions, status, grid, more, detail);
 
   const ms = (el) => (el.value ? String(new Date(el.value).getTime()) : "");
@@ -59,8 +59,9 @@ export function mount(root, ctx) {
 
   function row(d) {
     const last = d.errors[d.errors.length - 1] || {};
-    const box = h("input", { type: "checkbox", class: "dl-select", dataset: { id: d.id },
-      onclick: (e) => { e.stopPropagation(); if (box.checked) selected.add(d.id); else selected.delete(d.id); } });
+    // Only admin tokens may replay, so only they select.
+    const box = ctx.admin ? h("input", { type: "checkbox", class: "dl-select", dataset: { id: d.id },
+      onclick: (e) => { e.stopPropagation(); if (box.checked) selected.add(d.id); else selected.delete(d.id); } }) : null;
     return h("tr", { dataset: { deadLetter: d.id, handler: d.handler }, onclick: () => show(d) },
       h("td", null, box),
       h("td", { class: "mono small" }, fmtTime(d.time_ms)),

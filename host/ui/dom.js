@@ -18,14 +18,20 @@ export function h(tag, props, ...children) {
     else if (PROPS.has(k)) el[k] = v;
     else el.setAttribute(k, v === true ? "" : String(v));
   }
-  append(el, children);
+  appendAll(el, children);
   return el;
 }
 
-function append(el, children) {
+/** Appends children as `h` does: strings as text, null and false skipped. */
+export function append(el, ...children) {
+  appendAll(el, children);
+  return el;
+}
+
+function appendAll(el, children) {
   for (const c of children) {
     if (c === null || c === undefined || c === false) continue;
-    if (Array.isArray(c)) append(el, c);
+    if (Array.isArray(c)) appendAll(el, c);
     else if (c instanceof Node) el.appendChild(c);
     else el.appendChild(document.createTextNode(String(c)));
   }

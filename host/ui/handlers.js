@@ -4,7 +4,7 @@
 // deploy form (admin tokens).
 
 import { api } from "./api.js";
-import { h, notice, errorText, fmtUs, fmtNum, fmtTime, pretty, table } from "./dom.js";
+import { append, h, notice, errorText, fmtUs, fmtNum, fmtTime, pretty, table } from "./dom.js";
 
 /** How often the whole table is read again (percentiles are not in the stream). */
 const REFRESH_MS = 15000;
@@ -20,7 +20,7 @@ export function mount(root, ctx) {
   const rows = new Map(); // name -> {tr, cells, h}
   let handlers = [];
 
-  root.append(ctx.admin ? deployForm(() => load()) : null,
+  append(root, ctx.admin ? deployForm(() => load()) : null,
     h("div", { class: "toolbar" }, filter, count), status, grid, detail);
 
   function rate(s) {

@@ -3,14 +3,14 @@
 // for admin tokens, the audit log of who changed what.
 
 import { api, query } from "./api.js";
-import { h, notice, errorText, fmtTime, pretty, table } from "./dom.js";
+import { append, h, notice, errorText, fmtTime, pretty, table } from "./dom.js";
 
 const REFRESH_MS = 5000;
 
 export function mount(root, ctx) {
   const realms = h("div", { id: "zulip-realms" });
   const audit = h("div", { id: "audit-log" });
-  root.append(h("section", { class: "card" }, h("h2", null, "Zulip realms"), realms),
+  append(root, h("section", { class: "card" }, h("h2", null, "Zulip realms"), realms),
     ctx.admin ? h("section", { class: "card" }, h("h2", null, "Audit log"), audit) : null);
 
   async function loadRealms() {

@@ -88,6 +88,9 @@ class Watch:
 
 
 def shot(page, shots, name):
+    # Nothing the scripts failed to fill in shows as `null` or `undefined`.
+    text = page.inner_text("#main")
+    assert "undefined" not in text and "null" not in text.splitlines(), f"{name}: {text}"
     page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
 
