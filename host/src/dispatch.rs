@@ -439,6 +439,11 @@ impl Dispatcher {
         &self.inner.store
     }
 
+    /// An accepted event while it still has unfinished deliveries. Blocking.
+    pub fn event(&self, id: &str) -> Result<Option<Arc<Event>>, StoreError> {
+        self.inner.inbox.event(id)
+    }
+
     /// Counters for `/metrics`.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
@@ -560,7 +565,7 @@ impl Dispatcher {
         let inbox = self.inner.inbox.clone();
         tokio::task::spawn_blocking(move || {
             ids.into_iter()
-                .filter(|id| !matches!(inbox.unfinished(id), Ok(false)))
+                .filter(|id| !matches!(inbox.event(id), Ok(None)))
                 .collect::<HashSet<_>>()
         })
         .await
@@ -666,6 +671,8 @@ impl Dispatcher {
             None => {
                 inner.registry.remove(name);
                 inner.forget_breaker(name);
+                // Its jobs still queued are dropped by the scheduler's gate.
+                inner.inbox.discard(name)?;
             }
         }
         inner.unpark(name);
