@@ -39,11 +39,15 @@ pub enum Outcome {
     ResultLimit,
     /// Hookbox itself failed (KV storage error, sandbox pool exhausted…).
     HostError,
+    /// The guest called an import its manifest does not grant (a Hookbox
+    /// capability left out of `capabilities`, or `wasi:http`, which Hookbox
+    /// does not provide). The error names the interface and the function.
+    CapabilityDenied,
 }
 
 impl Outcome {
     /// Every outcome, in declaration order.
-    pub const ALL: [Outcome; 13] = [
+    pub const ALL: [Outcome; 14] = [
         Outcome::Ok,
         Outcome::HandlerError,
         Outcome::OutOfFuel,
@@ -57,6 +61,7 @@ impl Outcome {
         Outcome::KvLimit,
         Outcome::ResultLimit,
         Outcome::HostError,
+        Outcome::CapabilityDenied,
     ];
 
     /// The snake_case name used in JSON, logs and metric labels.
@@ -75,6 +80,7 @@ impl Outcome {
             Outcome::KvLimit => "kv_limit",
             Outcome::ResultLimit => "result_limit",
             Outcome::HostError => "host_error",
+            Outcome::CapabilityDenied => "capability_denied",
         }
     }
 
