@@ -330,7 +330,11 @@ impl Runtime {
     /// interfaces whose capability is not granted, and WASI interfaces
     /// Hookbox does not provide (`wasi:http`). They are linked; calling one
     /// of their functions ends the delivery with `capability_denied`.
-    pub fn denied_imports(&self, module: &HandlerModule, caps: &BTreeSet<Capability>) -> Vec<String> {
+    pub fn denied_imports(
+        &self,
+        module: &HandlerModule,
+        caps: &BTreeSet<Capability>,
+    ) -> Vec<String> {
         validate::denied_imports(module.imports(), caps)
     }
 

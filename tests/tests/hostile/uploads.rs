@@ -314,7 +314,9 @@ fn an_ungranted_capability_is_denied_by_use_not_at_upload() {
     let id = publish(&d, "good", "acme");
     assert_eq!(await_outcome(&d, &id, "least"), "capability_denied");
     let logs = d.get("/v1/logs?handler=least").expect(200);
-    let error = logs.json["entries"][0]["error"].as_str().unwrap_or_default();
+    let error = logs.json["entries"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         error.contains("`hookbox:handler/kv@0.1.0#increment` is denied"),
         "{logs}"

@@ -91,7 +91,12 @@ fn an_ungranted_import_is_accepted_listed_and_denied_when_called() {
     let mut delivery = Delivery::new(1);
     delivery.capabilities = only_log;
     let report = delivery.run(&compiled.module);
-    assert_eq!(report.outcome, Outcome::CapabilityDenied, "{:?}", report.error);
+    assert_eq!(
+        report.outcome,
+        Outcome::CapabilityDenied,
+        "{:?}",
+        report.error
+    );
     assert!(!report.retryable, "a missing grant does not heal on retry");
     let err = report.error.unwrap();
     assert!(
@@ -99,7 +104,12 @@ fn an_ungranted_import_is_accepted_listed_and_denied_when_called() {
             && err.contains("capability `kv` is not granted"),
         "{err}"
     );
-    assert_eq!(report.logs.len(), 1, "the granted log call ran: {:?}", report.logs);
+    assert_eq!(
+        report.logs.len(),
+        1,
+        "the granted log call ran: {:?}",
+        report.logs
+    );
     assert!(report.emitted.is_empty());
 }
 
