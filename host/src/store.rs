@@ -112,7 +112,7 @@ use codec::{AbortExt, SledExt, TxResult, corrupt, decode, encode, tx_err};
 
 pub use inbox::{Inbox, Ready};
 pub use records::{
-    AttemptError, AuditEntry, DEFAULT_PAGE, DeadLetter, DeadLetterQuery, EventTotals,
+    AttemptError, AuditEntry, DEFAULT_PAGE, DeadLetter, DeadLetterQuery, EventTotals, HandlerLog,
     HandlerRecord, HandlerStats, LogEntry, LogPage, LogQuery, MAX_PAGE, OUTCOME_OK, Pending, Scope,
     TokenRecord, VersionRecord,
 };

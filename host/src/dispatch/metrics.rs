@@ -66,6 +66,8 @@ pub mod names {
     pub const CIRCUIT_OPENED: &str = "hookbox_circuit_opened_total";
     /// Handlers disabled automatically, by handler.
     pub const AUTO_DISABLED: &str = "hookbox_handlers_auto_disabled_total";
+    /// Deliveries put back because a built-in sink was rate limited, by handler.
+    pub const THROTTLED: &str = "hookbox_deliveries_throttled_total";
 }
 
 /// One per-handler breaker series: name, Prometheus type, help, value.
@@ -82,6 +84,7 @@ struct Circuit {
     open: bool,
     opened: u64,
     disabled: u64,
+    throttled: u64,
 }
 
 /// Histogram bucket bounds in seconds: 10 µs to 10 s, roughly ×3 apart.
@@ -176,6 +179,10 @@ impl Metrics {
 
     pub(crate) fn auto_disabled(&self, handler: &str) {
         self.circuit(handler, |c| c.disabled += 1);
+    }
+
+    pub(crate) fn throttled(&self, handler: &str) {
+        self.circuit(handler, |c| c.throttled += 1);
     }
 
     /// Drops a deleted handler's breaker series.
@@ -308,7 +315,7 @@ impl Metrics {
         }
 
         let circuits = self.circuits.lock().unwrap_or_else(|p| p.into_inner());
-        let series: [CircuitSeries; 3] = [
+        let series: [CircuitSeries; 4] = [
             (
                 names::CIRCUIT_OPEN,
                 "gauge",
@@ -326,6 +333,12 @@ impl Metrics {
                 "counter",
                 "Times the handler was disabled automatically.",
                 |c| c.disabled,
+            ),
+            (
+                names::THROTTLED,
+                "counter",
+                "Deliveries put back, not failed, because the sink was rate limited.",
+                |c| c.throttled,
             ),
         ];
         for (name, kind, help, value) in series {

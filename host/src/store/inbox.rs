@@ -22,9 +22,9 @@
 //!   the checkpoint runs again).
 //!
 //! Idempotency keys are the inbox's too (they are written with the append,
-//! and a distributed log deduplicates by message id natively), as are the
-//! two lookups the dispatcher needs: whether an event still has unfinished
-//! deliveries, and reviving a dead letter.
+//! and a distributed log deduplicates by message id natively), as are an
+//! event that still has unfinished deliveries, reviving a dead letter, and
+//! discarding the deliveries of a deleted handler.
 //!
 //! [`Store`] implements it on sled (`queue.rs`, `dlq.rs`); a second
 //! implementation must slot in without changes to the dispatcher.
@@ -88,8 +88,12 @@ pub trait Inbox: Send + Sync + std::fmt::Debug {
     /// once, when the dispatcher starts; how many deliveries.
     fn replay(&self) -> Result<usize>;
 
-    /// Whether event `id` still has deliveries that are not final.
-    fn unfinished(&self, id: &str) -> Result<bool>;
+    /// Event `id` while it still has deliveries that are not final.
+    fn event(&self, id: &str) -> Result<Option<Arc<Event>>>;
+
+    /// Drops every unfinished delivery to `handler` (it was deleted): none
+    /// is handed out again, logged or dead-lettered. How many.
+    fn discard(&self, handler: &str) -> Result<u64>;
 
     /// The id of an event appended with this idempotency key within `window`.
     fn idempotent_id(&self, tenant: &str, key: &str, window: Duration) -> Result<Option<String>>;
@@ -198,8 +202,12 @@ impl Inbox for Store {
         Ok(n)
     }
 
-    fn unfinished(&self, id: &str) -> Result<bool> {
-        Ok(self.event(id)?.is_some())
+    fn event(&self, id: &str) -> Result<Option<Arc<Event>>> {
+        Ok(Store::event(self, id)?.map(Arc::new))
+    }
+
+    fn discard(&self, handler: &str) -> Result<u64> {
+        self.discard_pending(handler)
     }
 
     fn idempotent_id(&self, tenant: &str, key: &str, window: Duration) -> Result<Option<String>> {
@@ -244,7 +252,7 @@ mod tests {
         assert_eq!(ready.len(), 4);
         assert_eq!(s.take_ready(usize::MAX).unwrap().len(), 2);
         assert!(s.take_ready(usize::MAX).unwrap().is_empty());
-        assert!(s.unfinished(&want[0]).unwrap());
+        assert_eq!(Inbox::event(&s, &want[0]).unwrap().unwrap().id, want[0]);
     }
 
     #[test]
@@ -274,6 +282,23 @@ mod tests {
     }
 
     #[test]
+    fn discarding_a_handler_drops_only_its_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = routed(2, &["gone", "kept"]);
+        {
+            let s = open(dir.path());
+            Inbox::append(&s, &batch).unwrap();
+            assert_eq!(s.discard("gone").unwrap(), 2);
+            assert_eq!(s.discard("gone").unwrap(), 0);
+            s.flush().unwrap();
+        }
+        let s = open(dir.path());
+        assert_eq!(s.replay().unwrap(), 2);
+        let ready = s.take_ready(usize::MAX).unwrap();
+        assert!(ready.iter().all(|r| r.pending.handler == "kept"));
+    }
+
+    #[test]
     fn a_revived_dead_letter_is_ready_again() {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
@@ -282,7 +307,7 @@ mod tests {
         Inbox::append(&s, &batch).unwrap();
         let p = s.take_ready(1).unwrap().remove(0).pending;
         let dl = Inbox::dead_letter(&s, &p, &entry_for(&p, "trap")).unwrap();
-        assert!(!s.unfinished(&p.event_id).unwrap());
+        assert!(Inbox::event(&s, &p.event_id).unwrap().is_none());
         s.revive(&dl.id, None).unwrap();
         let again = s.take_ready(usize::MAX).unwrap();
         assert_eq!(again.len(), 1);

@@ -344,11 +344,17 @@ impl Store {
         Ok(())
     }
 
-    /// Removes one pending delivery (and its event when it was the last);
-    /// whether it existed.
-    pub(super) fn drop_pending(&self, p: &Pending) -> Result<bool> {
-        let _queue = self.queue_lock();
-        self.remove_pending(p)
+    /// Removes every pending delivery to `handler` (and each event with its
+    /// last delivery); how many.
+    pub(super) fn discard_pending(&self, handler: &str) -> Result<u64> {
+        let mut n = 0;
+        for p in self.pending()? {
+            if p.handler == handler {
+                let _queue = self.queue_lock();
+                n += u64::from(self.remove_pending(&p)?);
+            }
+        }
+        Ok(n)
     }
 
     /// An attempt failed and will run again at `due_ms`: logs and counts it,

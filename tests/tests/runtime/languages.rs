@@ -46,7 +46,10 @@ fn example(lang: Lang) -> PathBuf {
         Lang::Python => "python",
         Lang::Js => "js",
     };
-    root().join("guest-sdk").join(sdk).join("examples/keyword-responder")
+    root()
+        .join("guest-sdk")
+        .join(sdk)
+        .join("examples/keyword-responder")
 }
 
 fn run(cmd: &mut Command, what: &str) {
@@ -182,7 +185,11 @@ fn handles_a_zulip_message_under_its_manifest_grant(lang: Lang) {
         .iter()
         .map(|e| e.event_type.as_str())
         .collect();
-    assert_eq!(types, ["zulip.send_message", "zulip.add_reaction"], "{lang:?}");
+    assert_eq!(
+        types,
+        ["zulip.send_message", "zulip.add_reaction"],
+        "{lang:?}"
+    );
     let reply: Value = serde_json::from_str(report.emitted[0].payload.as_ref().unwrap().get())
         .expect("JSON payload");
     assert_eq!(
@@ -197,7 +204,9 @@ fn handles_a_zulip_message_under_its_manifest_grant(lang: Lang) {
         .find(|l| l.message == "Checked message")
         .unwrap_or_else(|| panic!("{lang:?}: {:?}", report.logs));
     assert!(
-        checked.fields.contains(&("keyword".into(), "deploy".into())),
+        checked
+            .fields
+            .contains(&("keyword".into(), "deploy".into())),
         "{lang:?}: {checked:?}"
     );
 }
@@ -231,14 +240,23 @@ fn follows_the_one_error_rule(lang: Lang, uncaught: &str) {
     );
     assert!(!report.retryable, "{lang:?}");
     assert!(
-        report.error.as_deref().unwrap_or("").contains("malformed Zulip `message` event"),
+        report
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("malformed Zulip `message` event"),
         "{lang:?}: {:?}",
         report.error
     );
     // A bug: a keyword that is not a string makes the handler throw.
     let bad_config = json!({"keywords": [1]});
     let report = deliver(lang, &zulip_message("deploy"), Some(bad_config), None);
-    assert_eq!(report.outcome, Outcome::Trap, "{lang:?}: {:?}", report.error);
+    assert_eq!(
+        report.outcome,
+        Outcome::Trap,
+        "{lang:?}: {:?}",
+        report.error
+    );
     assert!(report.retryable, "{lang:?}");
     let err = report.error.unwrap();
     assert!(err.contains(uncaught), "{lang:?}: {err}");
