@@ -34,6 +34,7 @@ mod registry;
 mod replay;
 mod retry;
 mod schemas;
+mod series;
 #[cfg(test)]
 mod tests;
 mod throttle;
@@ -54,6 +55,7 @@ pub use handler_log::TARGET as HANDLER_LOG_TARGET;
 pub use metrics::Metrics;
 pub use metrics::names as metric_names;
 pub use replay::BulkReplay;
+pub use series::{SECONDS as SERIES_SECONDS, SeriesPoint, SeriesWindow};
 
 use crate::event::{self, Event, EventInput, InvalidEvent, now_ms};
 use crate::limits::Limits;

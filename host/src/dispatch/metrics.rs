@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::event::Priority;
+use super::series::{Series, SeriesWindow};
+use crate::event::{Priority, now_ms};
 
 /// Metric names.
 pub mod names {
@@ -109,6 +110,8 @@ pub struct Metrics {
     buckets: [AtomicU64; BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_us: AtomicU64,
+    /// The last hour per second, for the dashboard (`GET /v1/series`).
+    series: Series,
 }
 
 impl Metrics {
@@ -157,8 +160,15 @@ impl Metrics {
         self.duration_count.fetch_add(1, Ordering::Relaxed);
         self.duration_sum_us
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.series
+            .record(now_ms() / 1000, outcome, took.as_micros() as u64);
         let mut map = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry((handler.to_string(), outcome)).or_insert(0) += 1;
+    }
+
+    /// The last `seconds` of deliveries in points of `step_s` seconds.
+    pub fn series(&self, seconds: u64, step_s: u64) -> SeriesWindow {
+        self.series.window(now_ms() / 1000, seconds, step_s)
     }
 
     fn circuit(&self, handler: &str, f: impl FnOnce(&mut Circuit)) {
