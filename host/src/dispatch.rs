@@ -35,6 +35,7 @@ mod replay;
 mod resident;
 mod retry;
 mod schemas;
+mod series;
 #[cfg(test)]
 mod tests;
 mod throttle;
@@ -57,6 +58,7 @@ pub use metrics::names as metric_names;
 pub use registry::Residency;
 pub use replay::BulkReplay;
 pub use resident::ResidentBudget;
+pub use series::{SECONDS as SERIES_SECONDS, SeriesPoint, SeriesWindow};
 
 use crate::event::{self, Event, EventInput, InvalidEvent, now_ms};
 use crate::limits::Limits;
@@ -215,6 +217,11 @@ pub struct Deployed {
     pub compiled_from_cache: bool,
     /// What the component imports.
     pub imports: Vec<String>,
+    /// The imports the manifest does not grant: Hookbox interfaces left out
+    /// of `capabilities`, and `wasi:http`, which Hookbox does not provide.
+    /// They are linked; a call to one ends the delivery with
+    /// `capability_denied`, naming the interface and the function.
+    pub denied_imports: Vec<String>,
 }
 
 /// All deliveries of one event, and whether they are all final.
@@ -629,13 +636,7 @@ impl Dispatcher {
                 other => DeployError::InvalidComponent(other.to_string()),
             })?;
         let (module, from_cache) = match cached {
-            Some(module) => {
-                inner
-                    .runtime
-                    .check_capabilities(&module, &manifest.capabilities)
-                    .map_err(|e| DeployError::InvalidComponent(e.to_string()))?;
-                (module, true)
-            }
+            Some(module) => (module, true),
             None => {
                 let compiled = inner
                     .runtime
@@ -656,6 +657,9 @@ impl Dispatcher {
             .deploy(&manifest, &hash, wasm.len() as u64, actor)?;
         inner.metrics.module_loaded(from_cache);
         let imports = module.imports().to_vec();
+        let denied_imports = inner
+            .runtime
+            .denied_imports(&module, &manifest.capabilities);
         // Just compiled or checked: keep it resident for the first deliveries.
         inner
             .registry
@@ -677,6 +681,7 @@ impl Dispatcher {
             version,
             compiled_from_cache: from_cache,
             imports,
+            denied_imports,
         })
     }
 
@@ -1037,6 +1042,7 @@ impl Inner {
                         limits: &h.limits,
                         config: &h.config,
                         kv: &self.store,
+                        capabilities: &h.manifest.capabilities,
                         reuse: h.manifest.delivery.reuse,
                     },
                 );

@@ -117,6 +117,7 @@ pub use records::{
     TokenRecord, VersionRecord,
 };
 pub use segment::{Position, Recovery, SegmentLog, SegmentOptions};
+pub(crate) use stats::{bucket as latency_bucket, bucket_high as latency_bucket_high};
 pub use tokens::TOKEN_PREFIX;
 pub use zulip::ZulipCursor;
 

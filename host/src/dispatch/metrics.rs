@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::event::Priority;
+use super::series::{Series, SeriesWindow};
+use crate::event::{Priority, now_ms};
 
 /// Metric names.
 pub mod names {
@@ -119,6 +120,8 @@ pub struct Metrics {
     evictions: AtomicU64,
     resident_modules: AtomicU64,
     resident_bytes: AtomicU64,
+    /// The last hour per second, for the dashboard (`GET /v1/series`).
+    series: Series,
 }
 
 /// A latency histogram over [`BUCKETS`].
@@ -191,6 +194,8 @@ impl Metrics {
     pub(crate) fn delivery(&self, handler: &str, outcome: &'static str, took: Duration, fuel: u64) {
         self.fuel.fetch_add(fuel, Ordering::Relaxed);
         self.durations.observe(took);
+        self.series
+            .record(now_ms() / 1000, outcome, took.as_micros() as u64);
         let mut map = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry((handler.to_string(), outcome)).or_insert(0) += 1;
     }
@@ -214,6 +219,11 @@ impl Metrics {
         let loads =
             self.cache_loads.load(Ordering::Relaxed) + self.compiled.load(Ordering::Relaxed);
         (loads, self.evictions.load(Ordering::Relaxed))
+    }
+
+    /// The last `seconds` of deliveries in points of `step_s` seconds.
+    pub fn series(&self, seconds: u64, step_s: u64) -> SeriesWindow {
+        self.series.window(now_ms() / 1000, seconds, step_s)
     }
 
     fn circuit(&self, handler: &str, f: impl FnOnce(&mut Circuit)) {
