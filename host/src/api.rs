@@ -12,6 +12,7 @@
 //! [`Ctx::with_store`] / [`Ctx::with_dispatcher`] on the blocking pool.
 
 mod auth;
+mod dashboard;
 mod dead_letters;
 mod deploy;
 mod doc;
@@ -29,6 +30,7 @@ mod tests;
 #[cfg(test)]
 mod testutil;
 mod tokens;
+mod ui;
 mod zulip;
 
 use std::future::Future;
@@ -224,6 +226,8 @@ fn routes(limits: &ApiLimits) -> OpenApiRouter<Ctx> {
         .routes(routes!(dead_letters::replay))
         .routes(routes!(dead_letters::replay_bulk))
         .routes(routes!(zulip::status))
+        .routes(routes!(dashboard::whoami))
+        .routes(routes!(dashboard::series))
 }
 
 /// The OpenAPI document of [`routes`].
@@ -243,7 +247,7 @@ fn build(state: AppState, shutdown: Arc<watch::Sender<bool>>) -> Router {
         app: state,
         shutdown,
     };
-    router
+    ui::routes(router)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
