@@ -34,8 +34,7 @@ use std::time::{Duration, Instant};
 
 use hookbox::event::Event;
 use hookbox::store::{
-    Durability, Inbox, LogEntry, Pending, Position, SegmentLog, SegmentOptions, Store,
-    StoreOptions,
+    Durability, Inbox, LogEntry, Pending, Position, SegmentLog, SegmentOptions, Store, StoreOptions,
 };
 use support::{
     Report, Table, fmt_ns, fmt_rate, message_event, percentile, quick, thread_cpu_ns, zulip_message,
