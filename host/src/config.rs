@@ -200,6 +200,11 @@ pub struct RuntimeSection {
     /// Epoch tick: the timeout granularity (default `10ms`).
     #[serde(default, with = "opt_duration")]
     pub epoch_tick: Option<Duration>,
+    /// Compiled handler modules kept loaded; past it, or past
+    /// `resident_mb`, the least recently used is evicted (default 1000).
+    pub resident_handlers: Option<usize>,
+    /// MiB of compiled code kept loaded (default 1024).
+    pub resident_mb: Option<u64>,
 }
 
 /// `[api]`.
@@ -321,7 +326,7 @@ impl Config {
         }
 
         let d = file.dispatch;
-        let dispatch = DispatchConfig {
+        let mut dispatch = DispatchConfig {
             workers: positive("dispatch.workers", d.workers)?.unwrap_or(defaults.workers),
             queue_capacity: positive("dispatch.queue_capacity", d.queue_capacity)?
                 .unwrap_or(defaults.queue_capacity),
@@ -335,7 +340,20 @@ impl Config {
             default_limits,
             ceilings: ceilings.clone(),
             breaker: file.breaker.resolve()?,
+            resident: defaults.resident,
         };
+        if let Some(n) = positive("runtime.resident_handlers", file.runtime.resident_handlers)? {
+            dispatch.resident.modules = n;
+        }
+        match file.runtime.resident_mb {
+            Some(0) => {
+                return Err(ConfigError::Invalid(
+                    "runtime.resident_mb must be greater than 0".into(),
+                ));
+            }
+            Some(mb) => dispatch.resident.bytes = mb.saturating_mul(1 << 20),
+            None => {}
+        }
         if dispatch.workers > 1024 {
             return Err(ConfigError::Invalid(
                 "dispatch.workers must be at most 1024".into(),
@@ -473,6 +491,8 @@ mod tests {
             fuel = 5000
             [runtime]
             epoch_tick = "5ms"
+            resident_handlers = 50
+            resident_mb = 64
             [api]
             max_wait = "10s"
         "#;
@@ -493,7 +513,14 @@ mod tests {
         assert_eq!(c.dispatch.default_limits.fuel, 1000);
         assert_eq!(c.dispatch.ceilings.fuel, 5000);
         assert_eq!(c.runtime.epoch_tick, Duration::from_millis(5));
+        assert_eq!(c.dispatch.resident.modules, 50);
+        assert_eq!(c.dispatch.resident.bytes, 64 << 20);
         assert_eq!(c.max_wait, Duration::from_secs(10));
+        for bad in ["resident_handlers = 0", "resident_mb = 0"] {
+            let file = ConfigFile::parse(&format!("[runtime]\n{bad}")).unwrap();
+            let e = Config::resolve(file, Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("must be greater than 0"), "{e}");
+        }
     }
 
     #[test]

@@ -247,6 +247,8 @@ impl std::fmt::Debug for Store {
 struct Inner {
     db: sled::Db,
     t: Trees,
+    /// Compiled-code files, mapped by the runtime (`modules.rs`).
+    code_dir: std::path::PathBuf,
     opts: StoreOptions,
     ids: Mutex<ulid::Generator>,
     /// Serialises handler administration (deploy, rollback, delete, …):
@@ -348,6 +350,7 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 t,
+                code_dir: dir.join(modules::CODE_DIR),
                 opts,
                 ids: Mutex::new(ulid::Generator::new()),
                 admin: Mutex::new(()),
