@@ -740,7 +740,7 @@ impl Dispatcher {
                 "Outcomes not yet recorded at shutdown will run again on the next start",
             );
         }
-        if let Err(e) = inner.store.flush() {
+        if let Err(e) = inner.inbox.flush().and_then(|()| inner.store.flush()) {
             tracing::error!(error = %e, "Flushing the store at shutdown failed");
         }
     }
