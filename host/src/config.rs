@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::dispatch::{BreakerPolicy, DispatchConfig};
 use crate::limits::{Limits, LimitsSpec};
 use crate::runtime::RuntimeConfig;
-use crate::store::{Durability, StoreOptions};
+use crate::store::{Durability, InboxKind, StoreOptions};
 
 /// A configuration problem, naming the key or file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +134,8 @@ pub struct StoreSection {
     pub cache_mb: Option<u64>,
     /// `sync` (default: flush before acknowledging), `group`, or `none`.
     pub durability: Option<DurabilityName>,
+    /// `sled` (default) or `log`: where accepted events wait.
+    pub inbox: Option<InboxName>,
     /// Group-commit interval for `durability = "group"` (default `5ms`).
     #[serde(default, with = "opt_duration")]
     pub group_commit: Option<Duration>,
@@ -142,6 +144,16 @@ pub struct StoreSection {
     /// Delivery log age kept (default `7days`).
     #[serde(default, with = "opt_duration")]
     pub log_max_age: Option<Duration>,
+}
+
+/// Inbox names.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InboxName {
+    /// sled trees, one transaction per accept.
+    Sled,
+    /// The segment log with group commit.
+    Log,
 }
 
 /// Durability mode names.
@@ -297,6 +309,10 @@ impl Config {
         };
         let mut store = StoreOptions {
             durability,
+            inbox: match file.store.inbox.unwrap_or(InboxName::Sled) {
+                InboxName::Sled => InboxKind::Sled,
+                InboxName::Log => InboxKind::Log,
+            },
             ..StoreOptions::default()
         };
         if let Some(mb) = file.store.cache_mb {
@@ -451,6 +467,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.data_dir, PathBuf::from("./hookbox-data"));
         assert!(matches!(c.store.durability, Durability::Sync));
+        assert_eq!(c.store.inbox, InboxKind::Sled);
         assert_eq!(c.dispatch.default_limits, Limits::default());
     }
 
@@ -464,6 +481,7 @@ mod tests {
             durability = "group"
             group_commit = "2ms"
             cache_mb = 32
+            inbox = "log"
             [dispatch]
             workers = 4
             idempotency_window = "1h"
@@ -489,6 +507,7 @@ mod tests {
         assert!(
             matches!(c.store.durability, Durability::Group { interval } if interval == Duration::from_millis(2))
         );
+        assert_eq!(c.store.inbox, InboxKind::Log);
         assert_eq!(c.store.cache_bytes, 32 << 20);
         assert_eq!(c.dispatch.workers, 4);
         assert_eq!(c.dispatch.default_limits.fuel, 1000);
