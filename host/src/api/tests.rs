@@ -43,6 +43,8 @@ const ROUTES: &[(&str, &str, Option<Scope>)] = &[
     ("PUT", "/v1/schemas/{type}", Some(Scope::Admin)),
     ("DELETE", "/v1/schemas/{type}", Some(Scope::Admin)),
     ("GET", "/v1/zulip", Some(Scope::Read)),
+    ("GET", "/v1/redis", Some(Scope::Read)),
+    ("GET", "/v1/webhooks", Some(Scope::Read)),
 ];
 
 /// The route's template with its parameters filled in.
@@ -258,6 +260,8 @@ const ALL_TENANTS: &[&str] = &[
     "/v1/handlers/{name}",
     "/v1/handlers/{name}/versions",
     "/v1/stats",
+    "/v1/redis",
+    "/v1/webhooks",
 ];
 
 #[tokio::test]
