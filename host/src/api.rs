@@ -13,6 +13,7 @@
 
 mod auth;
 mod connectors;
+mod dashboard;
 mod dead_letters;
 mod deploy;
 mod doc;
@@ -30,6 +31,7 @@ mod tests;
 #[cfg(test)]
 mod testutil;
 mod tokens;
+mod ui;
 mod zulip;
 
 use std::future::Future;
@@ -241,6 +243,8 @@ fn routes(limits: &ApiLimits) -> OpenApiRouter<Ctx> {
         .routes(routes!(zulip::status))
         .routes(routes!(connectors::redis))
         .routes(routes!(connectors::webhooks))
+        .routes(routes!(dashboard::whoami))
+        .routes(routes!(dashboard::series))
 }
 
 /// The OpenAPI document of [`routes`].
@@ -255,7 +259,7 @@ pub fn router(state: AppState) -> Router {
 
 fn build(state: AppState, shutdown: Arc<watch::Sender<bool>>) -> Router {
     let (router, _) = routes(&state.limits).split_for_parts();
-    router
+    ui::routes(router)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))

@@ -2,15 +2,17 @@
 //! subscriptions match, and runs the deliveries on a bounded pool of worker
 //! threads, recording every outcome.
 //!
-//! Flow (DESIGN.md): accept validates the batch, assigns ids, writes the
-//! events and one pending delivery per matched handler to the store in one
-//! atomic, flushed write, and only then answers. Workers pop deliveries from
-//! the [`queue`] scheduler, run them in a fresh sandbox, and move the
-//! pending entry on: finished, retried later (durably scheduled), or
-//! dead-lettered. Successful deliveries are written by one [`recorder`]
-//! thread in batches, so a worker moves on as soon as its delivery ran. On
-//! start every unfinished pending entry is queued again, so an acknowledged
-//! event survives a crash (at-least-once).
+//! Flow (DESIGN.md): accept validates the batch, assigns ids, routes it and
+//! appends the events with their handlers to the [`Inbox`] in one durable
+//! write, and only then answers; the deliveries the inbox made ready go to
+//! the [`queue`] scheduler. Workers pop them, run them in a fresh sandbox,
+//! and move each on through the inbox: finished, retried later (durably
+//! scheduled), or dead-lettered. The dispatcher reaches the inbox only
+//! through that trait, so another implementation slots in with
+//! [`Dispatcher::start_on`]. Successful deliveries are written by one
+//! [`recorder`] thread in batches, so a worker moves on as soon as its
+//! delivery ran. On start the inbox replays every unfinished delivery, so
+//! an acknowledged event survives a crash (at-least-once).
 //!
 //! Each handler has a circuit breaker ([`breaker`], wired in by
 //! [`circuit`]): while it is open the handler's jobs are parked in the
@@ -24,6 +26,7 @@
 mod breaker;
 mod builtin;
 mod circuit;
+mod handler_log;
 mod metrics;
 mod queue;
 mod recorder;
@@ -31,8 +34,10 @@ mod registry;
 mod replay;
 mod retry;
 mod schemas;
+mod series;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,15 +51,19 @@ use tokio::sync::broadcast;
 pub use breaker::{BreakerPolicy, CircuitState, CircuitStatus};
 pub use builtin::{Builtin, BuiltinError, BuiltinHandler};
 pub use circuit::events as internal_events;
+pub use handler_log::TARGET as HANDLER_LOG_TARGET;
 pub use metrics::Metrics;
 pub use metrics::names as metric_names;
 pub use replay::BulkReplay;
+pub use series::{SECONDS as SERIES_SECONDS, SeriesPoint, SeriesWindow};
 
 use crate::event::{self, Event, EventInput, InvalidEvent, now_ms};
 use crate::limits::Limits;
 use crate::manifest::Manifest;
 use crate::runtime::{DeliveryRequest, Runtime};
-use crate::store::{HandlerRecord, LogEntry, Pending, Store, StoreError, VersionRecord};
+use crate::store::{
+    HandlerLog, HandlerRecord, Inbox, LogEntry, Pending, Ready, Store, StoreError, VersionRecord,
+};
 
 use breaker::{Breakers, Ticket};
 use queue::{Job, Scheduler};
@@ -201,6 +210,11 @@ pub struct Deployed {
     pub compiled_from_cache: bool,
     /// What the component imports.
     pub imports: Vec<String>,
+    /// The imports the manifest does not grant: Hookbox interfaces left out
+    /// of `capabilities`, and `wasi:http`, which Hookbox does not provide.
+    /// They are linked; a call to one ends the delivery with
+    /// `capability_denied`, naming the interface and the function.
+    pub denied_imports: Vec<String>,
 }
 
 /// All deliveries of one event, and whether they are all final.
@@ -243,6 +257,8 @@ pub struct DeliveryNotice {
     pub memory_bytes: u64,
     /// When it finished.
     pub time_ms: u64,
+    /// What the handler logged during the attempt.
+    pub logs: Vec<HandlerLog>,
 }
 
 /// Per-job data the scheduler carries.
@@ -285,12 +301,19 @@ pub struct Dispatcher {
 #[derive(Debug)]
 struct Inner {
     store: Store,
+    /// Where accepted events wait for their deliveries (the store's sled
+    /// inbox unless [`Dispatcher::start_on`] was given another): accept,
+    /// the workers, the recorder and recovery reach it only through the
+    /// [`Inbox`] trait.
+    inbox: Arc<dyn Inbox>,
     runtime: Runtime,
     cfg: DispatchConfig,
     registry: Registry,
     sched: Mutex<Scheduler<JobData>>,
     /// Taken after `sched` when both are needed, never the other way round.
     breakers: Mutex<Breakers>,
+    /// Built-in sinks waiting out a rate limit; taken after `breakers`.
+    throttles: Mutex<throttle::Throttles>,
     wake: Condvar,
     /// Held across the idempotency check and the write of batches that
     /// carry idempotency keys, so two racing requests with one key cannot
@@ -326,15 +349,30 @@ impl Dispatcher {
         cfg: DispatchConfig,
         builtins: Vec<Builtin>,
     ) -> Result<Dispatcher, DispatchError> {
+        let inbox: Arc<dyn Inbox> = Arc::new(store.clone());
+        Self::start_on(store, inbox, runtime, cfg, builtins)
+    }
+
+    /// [`Dispatcher::start_with`] on an inbox of the caller's choosing;
+    /// `store` keeps handlers, modules, the delivery log's readers and KV.
+    pub fn start_on(
+        store: Store,
+        inbox: Arc<dyn Inbox>,
+        runtime: Runtime,
+        cfg: DispatchConfig,
+        builtins: Vec<Builtin>,
+    ) -> Result<Dispatcher, DispatchError> {
         let (notices, _) = broadcast::channel(NOTICE_CHANNEL);
         let scheduler = Scheduler::new(cfg.workers.max(1));
         let inner = Arc::new(Inner {
             store,
+            inbox,
             runtime,
             cfg,
             registry: Registry::default(),
             sched: Mutex::new(scheduler),
             breakers: Mutex::new(Breakers::default()),
+            throttles: Mutex::default(),
             wake: Condvar::new(),
             idempotency: Mutex::new(()),
             schemas: schemas::Schemas::default(),
@@ -412,6 +450,11 @@ impl Dispatcher {
     /// The store this dispatcher writes to.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// An accepted event while it still has unfinished deliveries. Blocking.
+    pub fn event(&self, id: &str) -> Result<Option<Arc<Event>>, StoreError> {
+        self.inner.inbox.event(id)
     }
 
     /// Counters for `/metrics`.
@@ -530,13 +573,12 @@ impl Dispatcher {
         result.unwrap_or_default()
     }
 
-    /// The subset of `ids` whose deliveries are not all final yet (the store
-    /// drops an event once its last pending delivery is done).
+    /// The subset of `ids` whose deliveries are not all final yet.
     async fn open_events(&self, ids: Vec<String>) -> HashSet<String> {
-        let store = self.inner.store.clone();
+        let inbox = self.inner.inbox.clone();
         tokio::task::spawn_blocking(move || {
             ids.into_iter()
-                .filter(|id| !matches!(store.event(id), Ok(None)))
+                .filter(|id| !matches!(inbox.event(id), Ok(None)))
                 .collect::<HashSet<_>>()
         })
         .await
@@ -579,13 +621,7 @@ impl Dispatcher {
                 other => DeployError::InvalidComponent(other.to_string()),
             })?;
         let (module, from_cache) = match cached {
-            Some(module) => {
-                inner
-                    .runtime
-                    .check_capabilities(&module, &manifest.capabilities)
-                    .map_err(|e| DeployError::InvalidComponent(e.to_string()))?;
-                (module, true)
-            }
+            Some(module) => (module, true),
             None => {
                 let compiled = inner
                     .runtime
@@ -607,6 +643,9 @@ impl Dispatcher {
         inner.metrics.module_loaded(from_cache);
         inner.registry.remember_module(&hash, module.clone());
         let imports = module.imports().to_vec();
+        let denied_imports = inner
+            .runtime
+            .denied_imports(&module, &manifest.capabilities);
         inner.registry.insert(Loaded {
             name: handler.name.clone(),
             version: version.version,
@@ -624,6 +663,7 @@ impl Dispatcher {
             version,
             compiled_from_cache: from_cache,
             imports,
+            denied_imports,
         })
     }
 
@@ -642,6 +682,8 @@ impl Dispatcher {
             None => {
                 inner.registry.remove(name);
                 inner.forget_breaker(name);
+                // Its jobs still queued are dropped by the scheduler's gate.
+                inner.inbox.discard(name)?;
             }
         }
         inner.unpark(name);
@@ -724,46 +766,42 @@ impl Inner {
         self.wake.notify_all();
     }
 
-    /// Queues every pending delivery found in the store.
+    /// Queues every unfinished delivery the inbox replays.
     fn recover(&self) -> Result<usize, DispatchError> {
-        let now = now_ms();
-        let mut events: HashMap<String, Option<Arc<Event>>> = HashMap::new();
-        let mut n = 0;
-        for p in self.store.pending()? {
-            let event = match events.get(&p.event_id) {
-                Some(e) => e.clone(),
-                None => {
-                    let e = self.store.event(&p.event_id)?.map(Arc::new);
-                    events.insert(p.event_id.clone(), e.clone());
-                    e
-                }
-            };
-            let Some(event) = event else {
-                tracing::error!(event = %p.event_id, handler = %p.handler, "Pending delivery without its event; skipped");
-                continue;
-            };
-            self.enqueue(p, event, now);
-            n += 1;
-        }
+        let n = self.inbox.replay()?;
+        self.feed(0)?;
         Ok(n)
     }
 
-    fn enqueue(&self, pending: Pending, event: Arc<Event>, now: u64) {
-        let due = pending.due_ms;
-        let job = Job::new(
-            pending.handler.clone(),
-            event.key.clone(),
-            event.priority,
-            JobData { pending, event },
-        );
+    /// Moves every delivery the inbox has ready into the scheduler, and
+    /// gives back `reserved` room (reserved for them before their append)
+    /// under the same lock, so no other batch can slip into it meanwhile.
+    fn feed(&self, reserved: usize) -> Result<usize, StoreError> {
+        let ready = self.inbox.take_ready(usize::MAX);
+        let now = now_ms();
         let mut s = self.sched();
-        if due > now {
-            s.push_delayed(due, job);
-        } else {
-            s.push(job);
+        s.unreserve(reserved);
+        let ready = ready?;
+        let n = ready.len();
+        for Ready { pending, event } in ready {
+            let due = pending.due_ms;
+            let job = Job::new(
+                pending.handler.clone(),
+                event.key.clone(),
+                event.priority,
+                JobData { pending, event },
+            );
+            if due > now {
+                s.push_delayed(due, job);
+            } else {
+                s.push(job);
+            }
         }
         drop(s);
-        self.wake.notify_one();
+        if n > 0 {
+            self.wake.notify_all();
+        }
+        Ok(n)
     }
 
     /// The most jobs the scheduler may hold after accepting a batch from
@@ -800,7 +838,7 @@ impl Inner {
         let max_payload = self.cfg.max_payload_bytes;
         let now = now_ms();
         let mut out = Vec::with_capacity(inputs.len());
-        let mut batch: Vec<(Event, Vec<String>)> = Vec::with_capacity(inputs.len());
+        let mut batch: Vec<(Arc<Event>, Vec<String>)> = Vec::with_capacity(inputs.len());
         let mut keys_in_batch: HashMap<(String, String), String> = HashMap::new();
         for (index, input) in inputs.into_iter().enumerate() {
             let invalid = |error| AcceptError::Invalid { index, error };
@@ -818,7 +856,7 @@ impl Inner {
                 let earlier = match keys_in_batch.get(&k) {
                     Some(id) => Some(id.clone()),
                     None => {
-                        self.store
+                        self.inbox
                             .idempotent_id(&input.tenant, key, self.cfg.idempotency_window)?
                     }
                 };
@@ -848,7 +886,7 @@ impl Inner {
                 duplicate: false,
                 handlers: handlers.clone(),
             });
-            batch.push((event, handlers));
+            batch.push((Arc::new(event), handlers));
         }
         let jobs: usize = batch.iter().map(|(_, h)| h.len()).sum();
         // The room is reserved before the (slow, flushed) write and used
@@ -865,40 +903,17 @@ impl Inner {
             Some(_) => jobs,
             None => 0,
         };
-        if let Err(e) = self.store.accept(&batch) {
+        if let Err(e) = self.inbox.append(&batch) {
             self.sched().unreserve(reserved);
             return Err(e.into());
         }
         self.metrics.accepted(batch.len() as u64);
         self.metrics
             .duplicate(out.iter().filter(|a| a.duplicate).count() as u64);
-        let mut s = self.sched();
-        s.unreserve(reserved);
-        for (event, handlers) in batch {
-            let event = Arc::new(event);
-            for handler in handlers {
-                let pending = Pending {
-                    event_id: event.id.clone(),
-                    handler: handler.clone(),
-                    attempt: 1,
-                    due_ms: now,
-                    version: None,
-                    errors: Vec::new(),
-                };
-                s.push(Job::new(
-                    handler,
-                    event.key.clone(),
-                    event.priority,
-                    JobData {
-                        pending,
-                        event: event.clone(),
-                    },
-                ));
-            }
-        }
-        drop(s);
-        if jobs > 0 {
-            self.wake.notify_all();
+        // Durable now: a failure to hand the deliveries over is the
+        // inbox's to retry (they stay ready), not the producer's.
+        if let Err(e) = self.feed(reserved) {
+            tracing::error!(error = %e, "Taking accepted deliveries from the inbox failed");
         }
         Ok(out)
     }
@@ -919,12 +934,21 @@ impl Inner {
                     for h in b.due(now) {
                         s.unpark_all(&h);
                     }
+                    let mut t = self.throttles();
+                    // Rate-limit windows that ended: their jobs may run.
+                    for h in t.due(now) {
+                        s.unpark_all(&h);
+                    }
                     let deleted = |name: &str| matches!(self.store.handler(name), Ok(None));
-                    if let Some(job) = s.pop(|h| self.gate(h, &b, &deleted, now)) {
+                    if let Some(job) = s.pop(|h| self.gate(h, &b, &t, &deleted, now)) {
                         let ticket = b.start(&job.handler, now);
                         break (job, ticket);
                     }
-                    let next = [s.next_due(), b.next_wakeup()].into_iter().flatten().min();
+                    let next = [s.next_due(), b.next_wakeup(), t.next_wakeup()]
+                        .into_iter()
+                        .flatten()
+                        .min();
+                    drop(t);
                     drop(b);
                     let wait = next
                         .map_or(1_000, |due| due.saturating_sub(now))
@@ -952,10 +976,13 @@ impl Inner {
         let pending = &job.data.pending;
         let event = job.data.event.clone();
         let (report, version) = match &h.code {
-            Code::Builtin(b) => (
-                builtin::deliver(b.as_ref(), &event, pending.attempt),
-                h.version,
-            ),
+            Code::Builtin(b) => match builtin::deliver(b.as_ref(), &event, pending.attempt) {
+                builtin::Delivered::Ran(report) => (report, h.version),
+                builtin::Delivered::Throttled { wait, message } => {
+                    self.throttle(job, ticket, wait, &message);
+                    return;
+                }
+            },
             Code::Wasm(active) => {
                 let (module, version) = match pending.version {
                     Some(v) if v != h.version => {
@@ -983,6 +1010,7 @@ impl Inner {
                         limits: &h.limits,
                         config: &h.config,
                         kv: &self.store,
+                        capabilities: &h.manifest.capabilities,
                         reuse: h.manifest.delivery.reuse,
                     },
                 );
@@ -1005,13 +1033,12 @@ impl Inner {
             memory_bytes: report.peak_memory_bytes,
             attempt: pending.attempt,
             time_ms: now,
+            logs: handler_log::to_store(&report.logs),
         };
         self.metrics
             .delivery(&h.name, outcome, report.duration, report.fuel_used);
         let transition = self.record_outcome(&h.name, ticket, &report, now);
-        for record in &report.logs {
-            tracing::debug!(handler = %h.name, event = %event.id, level = ?record.level, message = %record.message, "Handler log");
-        }
+        handler_log::forward(&h.name, &event, pending.attempt, &report.logs);
 
         if report.outcome.is_success() {
             if !report.emitted.is_empty() {
@@ -1038,11 +1065,11 @@ impl Inner {
             if retry::should_retry(policy, pending.attempt, report.retryable) {
                 let delay = retry::backoff(policy, pending.attempt + 1, rand::random::<f64>());
                 let due = now + delay.as_millis() as u64;
-                self.store
-                    .retry_later(pending, &entry, due)
+                self.inbox
+                    .retry_at(pending, &entry, due)
                     .map(|p| Some((due, p)))
             } else {
-                self.store.dead_letter(pending, &entry).map(|_| None)
+                self.inbox.dead_letter(pending, &entry).map(|_| None)
             };
         if let Some(t) = transition {
             self.announce(&h.name, t);
@@ -1074,6 +1101,24 @@ impl Inner {
         let _ = self
             .notices
             .send(Arc::new(recorder::notice(entry, final_attempt)));
+    }
+
+    /// Backpressure from a built-in sink: puts the job back as it was (no
+    /// attempt used, no breaker failure) and holds the handler's jobs until
+    /// the window ends ([`throttle`]).
+    fn throttle(&self, job: Job<JobData>, ticket: Option<Ticket>, wait: Duration, why: &str) {
+        let now = now_ms();
+        let until = now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        self.breakers().abandon(&job.handler, ticket);
+        self.throttles().pause(&job.handler, until);
+        self.metrics.throttled(&job.handler);
+        tracing::info!(handler = %job.handler, event = %job.data.pending.event_id, wait_ms = until - now, reason = %why, "Delivery throttled; the handler's deliveries wait for the window");
+        self.requeue(job, until);
+        self.wake.notify_all();
+    }
+
+    fn throttles(&self) -> MutexGuard<'_, throttle::Throttles> {
+        self.throttles.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Gives an in-flight job back to the scheduler, due at `due_ms`.

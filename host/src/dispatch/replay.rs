@@ -2,15 +2,14 @@
 //! time range. A replayed delivery starts again at attempt 1, on the active
 //! version or a named one; the dead letter is removed (failing again makes
 //! a new one). A replay is flushed before it is acknowledged, like any
-//! administrative change (unless durability is `none`).
-
-use std::sync::Arc;
+//! administrative change (unless durability is `none`). Dead letters of
+//! built-in handlers (the Zulip sink) replay the same way, to their only
+//! version.
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{DispatchError, Dispatcher};
-use crate::event::now_ms;
+use super::{DispatchError, Dispatcher, Inner};
 use crate::store::{DeadLetterQuery, MAX_PAGE, StoreError};
 
 /// What a bulk replay did.
@@ -23,6 +22,27 @@ pub struct BulkReplay {
     pub skipped: u64,
 }
 
+/// A replay pinned to `version` needs that version; a built-in handler
+/// has none to pin.
+fn check_version(
+    inner: &Inner,
+    handler: &str,
+    builtin: bool,
+    version: Option<u32>,
+) -> Result<(), DispatchError> {
+    match version {
+        None => Ok(()),
+        Some(_) if builtin => Err(DispatchError::Invalid(format!(
+            "{handler} is a built-in handler: it has no versions to replay to"
+        ))),
+        Some(v) => inner
+            .store
+            .version(handler, v)?
+            .map(|_| ())
+            .ok_or_else(|| DispatchError::NotFound(format!("version {v} of handler {handler}"))),
+    }
+}
+
 impl Dispatcher {
     /// Puts a dead letter back into the queue (for `version`, or the active
     /// version). Blocking.
@@ -32,14 +52,11 @@ impl Dispatcher {
             .store
             .dead_letter_get(id)?
             .ok_or_else(|| DispatchError::NotFound(format!("dead letter {id}")))?;
-        if let Some(v) = version {
-            inner.store.version(&dl.handler, v)?.ok_or_else(|| {
-                DispatchError::NotFound(format!("version {v} of handler {}", dl.handler))
-            })?;
-        }
-        let pending = inner.store.replay_dead_letter(id, version)?;
+        let builtin = inner.registry.is_builtin(&dl.handler);
+        check_version(inner, &dl.handler, builtin, version)?;
+        inner.inbox.revive(&dl.id, version)?;
         inner.store.sync_admin()?;
-        inner.enqueue(pending, Arc::new(dl.event), now_ms());
+        inner.feed(0)?;
         Ok(())
     }
 
@@ -54,14 +71,11 @@ impl Dispatcher {
         version: Option<u32>,
     ) -> Result<BulkReplay, DispatchError> {
         let inner = &self.inner;
-        if inner.store.handler(handler)?.is_none() {
+        let builtin = inner.registry.is_builtin(handler);
+        if !builtin && inner.store.handler(handler)?.is_none() {
             return Err(DispatchError::NotFound(format!("handler {handler}")));
         }
-        if let Some(v) = version {
-            inner.store.version(handler, v)?.ok_or_else(|| {
-                DispatchError::NotFound(format!("version {v} of handler {handler}"))
-            })?;
-        }
+        check_version(inner, handler, builtin, version)?;
         let mut done = BulkReplay::default();
         let mut query = DeadLetterQuery {
             handler: Some(handler.to_string()),
@@ -80,11 +94,8 @@ impl Dispatcher {
             let full = page.len() == MAX_PAGE;
             query.cursor = page.last().map(|d| d.id.clone());
             for dl in page {
-                match inner.store.replay_dead_letter(&dl.id, version) {
-                    Ok(pending) => {
-                        inner.enqueue(pending, Arc::new(dl.event), now_ms());
-                        done.replayed += 1;
-                    }
+                match inner.inbox.revive(&dl.id, version) {
+                    Ok(()) => done.replayed += 1,
                     Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => done.skipped += 1,
                     Err(e) => break 'pages Err(e),
                 }
@@ -93,8 +104,8 @@ impl Dispatcher {
                 break Ok(());
             }
         };
-        // Flush what was replayed even when a later page failed: those
-        // deliveries are queued already.
+        // Queue and flush what was replayed even when a later page failed.
+        inner.feed(0)?;
         inner.store.sync_admin()?;
         result?;
         tracing::info!(

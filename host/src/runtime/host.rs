@@ -7,8 +7,14 @@
 //! exhausted (log, emit, KV size) or a storage failure ends the call with an
 //! error, after recording the outcome in [`CallState::abort`] so that
 //! `deliver` reports it by name.
+//!
+//! Capabilities are granted by use, not by import: every Hookbox interface
+//! is linked for every component (toolchains such as componentize-py and
+//! componentize-js import all of them), and each function first checks the
+//! delivery's grant ([`HostState::require`]); an ungranted one ends the
+//! call with `capability_denied`, naming the interface and the function.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
@@ -20,7 +26,8 @@ use super::limiter::Limiter;
 use super::outcome::{LogLevel, LogStream, Outcome};
 use crate::event::{self, EventInput, Priority};
 use crate::kv::{Kv, KvError, Namespace, Quota};
-use crate::limits::Limits;
+use crate::limits::{EMIT_ENTRY_OVERHEAD, EMIT_OVERHEAD, Limits};
+use crate::manifest::Capability;
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -63,8 +70,13 @@ pub(crate) struct CallState {
     /// When the delivery's wall-clock budget ends: host calls that wait
     /// (`wasi:io/poll`, see `poll.rs`) give up at this instant.
     pub(crate) deadline: Option<Instant>,
+    /// The capabilities the delivery's manifest grants.
+    granted: Grant,
     max_emits: u32,
     emit_calls: u32,
+    max_emit_bytes: u64,
+    /// What the `emit` calls so far handed over (see [`emit_size`]).
+    emit_bytes: u64,
     /// Events accepted by `emit`, handed to the dispatcher on success.
     pub(crate) emitted: Vec<EventInput>,
     /// The outcome a host function ended the call with.
@@ -105,6 +117,27 @@ pub(crate) struct Begin<'a> {
     pub tenant: &'a str,
     pub config: &'a str,
     pub limits: &'a Limits,
+    pub capabilities: &'a BTreeSet<Capability>,
+}
+
+/// A set of [`Capability`] as bits, checked on every host call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Grant(u8);
+
+impl Grant {
+    fn bit(cap: Capability) -> u8 {
+        1 << (cap as u8)
+    }
+
+    pub(crate) fn contains(self, cap: Capability) -> bool {
+        self.0 & Self::bit(cap) != 0
+    }
+}
+
+impl From<&BTreeSet<Capability>> for Grant {
+    fn from(caps: &BTreeSet<Capability>) -> Self {
+        Grant(caps.iter().fold(0, |bits, &c| bits | Grant::bit(c)))
+    }
 }
 
 impl HostState {
@@ -139,7 +172,9 @@ impl HostState {
             kv_value_bytes: b.limits.kv_value_bytes,
             kv_quota: Quota::from(b.limits),
             deadline: Instant::now().checked_add(Duration::from_millis(b.limits.timeout_ms)),
+            granted: Grant::from(b.capabilities),
             max_emits: b.limits.emits,
+            max_emit_bytes: b.limits.emit_bytes,
             ..CallState::default()
         };
         self.log.begin(b.limits.log_bytes);
@@ -160,6 +195,23 @@ impl HostState {
     pub(crate) fn abort(&mut self, outcome: Outcome, message: String) -> wasmtime::Error {
         self.call.abort.get_or_insert((outcome, message.clone()));
         wasmtime::Error::new(Abort(message))
+    }
+
+    /// Ends the call with `capability_denied` unless the delivery's manifest
+    /// grants `cap`; `function` is the WIT function being called.
+    fn require(&mut self, cap: Capability, function: &str) -> wasmtime::Result<()> {
+        if self.call.granted.contains(cap) {
+            return Ok(());
+        }
+        let interface = cap.interface();
+        Err(self.abort(
+            Outcome::CapabilityDenied,
+            format!(
+                "`hookbox:handler/{interface}@0.1.0#{function}` is denied: capability \
+                 `{interface}` is not granted to this handler (add it to the manifest's \
+                 `capabilities`)"
+            ),
+        ))
     }
 
     fn check_kv_size(&mut self, key: &str, value_len: usize) -> wasmtime::Result<()> {
@@ -239,6 +291,7 @@ impl log::Host for HostState {
         message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
+        self.require(Capability::Log, "log")?;
         let level = match level {
             log::Level::Trace => LogLevel::Trace,
             log::Level::Debug => LogLevel::Debug,
@@ -253,21 +306,25 @@ impl log::Host for HostState {
 
 impl kv::Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.require(Capability::Kv, "get")?;
         self.check_kv_size(&key, 0)?;
         self.with_kv(|kv, ns, _| kv.get(ns, &key))
     }
 
     fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<()> {
+        self.require(Capability::Kv, "set")?;
         self.check_kv_size(&key, value.len())?;
         self.with_kv(|kv, ns, quota| kv.set(ns, &key, &value, ttl_ms, quota))
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<bool> {
+        self.require(Capability::Kv, "delete")?;
         self.check_kv_size(&key, 0)?;
         self.with_kv(|kv, ns, _| kv.delete(ns, &key))
     }
 
     fn increment(&mut self, key: String, delta: i64) -> wasmtime::Result<i64> {
+        self.require(Capability::Kv, "increment")?;
         self.check_kv_size(&key, 0)?;
         self.with_kv(|kv, ns, quota| kv.increment(ns, &key, delta, quota))
     }
@@ -278,6 +335,7 @@ impl kv::Host for HostState {
         expected: Option<Vec<u8>>,
         new: Option<Vec<u8>>,
     ) -> wasmtime::Result<bool> {
+        self.require(Capability::Kv, "compare-and-swap")?;
         let largest = expected
             .as_ref()
             .map_or(0, Vec::len)
@@ -291,12 +349,14 @@ impl kv::Host for HostState {
 
 impl config::Host for HostState {
     fn get(&mut self) -> wasmtime::Result<String> {
+        self.require(Capability::Config, "get")?;
         Ok(self.call.config.clone())
     }
 }
 
 impl emit::Host for HostState {
     fn emit(&mut self, new: emit::NewEvent) -> wasmtime::Result<Result<(), emit::EmitError>> {
+        self.require(Capability::Emit, "emit")?;
         // Every call counts, valid or not: host-side validation is work the
         // guest's fuel does not pay for.
         self.call.emit_calls = self.call.emit_calls.saturating_add(1);
@@ -305,6 +365,19 @@ impl emit::Host for HostState {
             return Err(self.abort(
                 Outcome::EmitLimit,
                 format!("the handler emitted more than {max} events"),
+            ));
+        }
+        // So are the bytes, before anything is parsed or copied again.
+        self.call.emit_bytes = self.call.emit_bytes.saturating_add(emit_size(&new));
+        if self.call.emit_bytes > self.call.max_emit_bytes {
+            let max = self.call.max_emit_bytes;
+            return Err(self.abort(
+                Outcome::EmitBytesLimit,
+                format!(
+                    "the handler's emitted events came to more than {max} bytes (each event \
+                     counts {EMIT_OVERHEAD} bytes and each metadata entry \
+                     {EMIT_ENTRY_OVERHEAD} besides their text)"
+                ),
             ));
         }
         match to_event_input(new, &self.call.event_tenant) {
@@ -319,12 +392,34 @@ impl emit::Host for HostState {
 
 impl clock::Host for HostState {
     fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        self.require(Capability::Clock, "now-ms")?;
         Ok(event::now_ms())
     }
 }
 
+/// What an emitted event counts against `emit_bytes`: its text plus the
+/// per-event and per-entry overheads.
+fn emit_size(new: &emit::NewEvent) -> u64 {
+    let text = new.type_.len()
+        + new.tenant.as_ref().map_or(0, String::len)
+        + new.payload.len()
+        + new.key.as_ref().map_or(0, String::len)
+        + new
+            .metadata
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    (text as u64)
+        .saturating_add(EMIT_OVERHEAD)
+        .saturating_add(EMIT_ENTRY_OVERHEAD.saturating_mul(new.metadata.len() as u64))
+}
+
 /// An emitted event under the same rules as any producer's ([`EventInput`]).
 fn to_event_input(new: emit::NewEvent, event_tenant: &str) -> Result<EventInput, String> {
+    // Counts first: nothing is copied into a map that is refused anyway.
+    if new.metadata.len() > event::bounds::METADATA_ENTRIES {
+        return Err(event::InvalidEvent::TooManyMetadata(new.metadata.len()).to_string());
+    }
     // Refuse oversized payloads before spending time parsing them.
     if new.payload.len() > event::bounds::DEFAULT_PAYLOAD_BYTES {
         return Err(format!(
@@ -451,5 +546,25 @@ mod tests {
         let huge = format!("\"{}\"", "x".repeat(event::bounds::DEFAULT_PAYLOAD_BYTES));
         let err = to_event_input(new_event(&huge), "").unwrap_err();
         assert!(err.contains("limit"), "{err}");
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = to_event_input(new_event(&deep), "").unwrap_err();
+        assert!(err.contains("levels deep"), "{err}");
+        let mut many = new_event("{}");
+        many.metadata = vec![(String::new(), String::new()); 1_000];
+        let err = to_event_input(many, "").unwrap_err();
+        assert!(err.contains("1000 entries"), "{err}");
+    }
+
+    #[test]
+    fn emitted_bytes_count_text_and_overheads() {
+        let mut e = new_event("{}");
+        // "reply" + "{}" + "k" + "a" + "1", one entry.
+        assert_eq!(emit_size(&e), 10 + EMIT_OVERHEAD + EMIT_ENTRY_OVERHEAD);
+        e.metadata = vec![(String::new(), String::new()); 1_000_000];
+        e.key = None;
+        assert_eq!(
+            emit_size(&e),
+            7 + EMIT_OVERHEAD + 1_000_000 * EMIT_ENTRY_OVERHEAD
+        );
     }
 }

@@ -32,6 +32,8 @@ pub enum Outcome {
     LogLimit,
     /// The guest emitted more than `emits` events.
     EmitLimit,
+    /// The guest's emitted events came to more than `emit_bytes`.
+    EmitBytesLimit,
     /// A KV key plus value was larger than `kv_value_bytes`, or a write would
     /// take the namespace past `kv_quota_bytes` or `kv_quota_keys`.
     KvLimit,
@@ -39,11 +41,15 @@ pub enum Outcome {
     ResultLimit,
     /// Hookbox itself failed (KV storage error, sandbox pool exhausted…).
     HostError,
+    /// The guest called an import its manifest does not grant (a Hookbox
+    /// capability left out of `capabilities`, or `wasi:http`, which Hookbox
+    /// does not provide). The error names the interface and the function.
+    CapabilityDenied,
 }
 
 impl Outcome {
     /// Every outcome, in declaration order.
-    pub const ALL: [Outcome; 13] = [
+    pub const ALL: [Outcome; 15] = [
         Outcome::Ok,
         Outcome::HandlerError,
         Outcome::OutOfFuel,
@@ -54,9 +60,11 @@ impl Outcome {
         Outcome::Trap,
         Outcome::LogLimit,
         Outcome::EmitLimit,
+        Outcome::EmitBytesLimit,
         Outcome::KvLimit,
         Outcome::ResultLimit,
         Outcome::HostError,
+        Outcome::CapabilityDenied,
     ];
 
     /// The snake_case name used in JSON, logs and metric labels.
@@ -72,9 +80,11 @@ impl Outcome {
             Outcome::Trap => "trap",
             Outcome::LogLimit => "log_limit",
             Outcome::EmitLimit => "emit_limit",
+            Outcome::EmitBytesLimit => "emit_bytes_limit",
             Outcome::KvLimit => "kv_limit",
             Outcome::ResultLimit => "result_limit",
             Outcome::HostError => "host_error",
+            Outcome::CapabilityDenied => "capability_denied",
         }
     }
 

@@ -5,11 +5,12 @@
 
 use hookbox::manifest::Capability;
 use hookbox::runtime::RuntimeError;
-use hookbox_tests::daemon::Daemon;
+use hookbox_tests::daemon::{Daemon, limited, peak_rss};
 use hookbox_tests::{guests, read, runtime};
 use serde_json::json;
 use wasm_encoder::{
-    CodeSection, Component, Function, FunctionSection, Module, ModuleSection, TypeSection,
+    CodeSection, Component, ComponentTypeSection, Function, FunctionSection, Module, ModuleSection,
+    NestedComponentSection, PrimitiveValType, TypeSection,
 };
 
 use super::{await_outcome, deploy, manifest, publish};
@@ -111,6 +112,120 @@ fn deep_nesting_is_refused_before_compiling() {
 #[test]
 fn the_deepest_nesting_allowed_compiles() {
     compiled(&bomb(1, &nested(NESTING_PAST - 1)));
+}
+
+/// The component-shape budget (`host/src/runtime/validate.rs`).
+const MAX_NESTING_DEPTH: usize = 16;
+const MAX_UNITS: usize = 1_000;
+const MAX_ITEMS: u32 = 200_000;
+
+/// Appends `n` as unsigned LEB128.
+fn leb(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// `depth` empty components nested inside an empty component, written
+/// outside in (wrapping inside out would copy quadratically).
+fn nested_components(depth: usize) -> Vec<u8> {
+    const HEADER: &[u8] = b"\0asm\x0d\x00\x01\x00";
+    let leb_len = |n: usize| {
+        let mut v = Vec::new();
+        leb(&mut v, n);
+        v.len()
+    };
+    // sizes[k]: the bytes of a component holding k levels.
+    let mut sizes = vec![HEADER.len()];
+    for k in 0..depth {
+        sizes.push(HEADER.len() + 1 + leb_len(sizes[k]) + sizes[k]);
+    }
+    let mut out = Vec::with_capacity(sizes[depth]);
+    for k in (0..depth).rev() {
+        out.extend_from_slice(HEADER);
+        out.push(0x04); // a nested component section
+        leb(&mut out, sizes[k]);
+    }
+    out.extend_from_slice(HEADER);
+    out
+}
+
+/// `n` empty components side by side in one component.
+fn sibling_components(n: usize) -> Vec<u8> {
+    let mut component = Component::new();
+    for _ in 0..n {
+        component.section(&NestedComponentSection(&Component::new()));
+    }
+    component.finish()
+}
+
+/// A component defining `n` component types (`list<u8>`).
+fn many_types(n: u32) -> Vec<u8> {
+    let mut types = ComponentTypeSection::new();
+    for _ in 0..n {
+        types.defined_type().list(PrimitiveValType::U8);
+    }
+    let mut component = Component::new();
+    component.section(&types);
+    component.finish()
+}
+
+#[test]
+fn the_component_shape_is_bounded_before_validating() {
+    // Nested empty components cost wasmparser's validator memory with
+    // the square of the depth: 20 000 levels took 7.7 GB, 100 000 (a
+    // 1.2 MB upload) the whole machine. Refused by counting first.
+    let msg = refused(&nested_components(MAX_NESTING_DEPTH + 1));
+    assert!(msg.contains("nested more than 16 deep"), "{msg}");
+    compiled(&nested_components(MAX_NESTING_DEPTH));
+    let msg = refused(&sibling_components(MAX_UNITS));
+    assert!(
+        msg.contains("more than 1000 modules and components"),
+        "{msg}"
+    );
+    compiled(&sibling_components(MAX_UNITS - 1));
+    let msg = refused(&many_types(MAX_ITEMS + 1));
+    assert!(msg.contains("more than 200000 types"), "{msg}");
+    compiled(&many_types(MAX_ITEMS));
+}
+
+#[test]
+fn a_deploy_of_100_000_nested_components_is_refused_in_bounded_memory() {
+    // The daemon runs with its data segment capped at 2 GiB (unbounded,
+    // this upload grew it to 21–24 GB before the kernel killed it), and
+    // its peak resident set must stay under 512 MiB.
+    const PEAK_BOUND: u64 = 512 << 20;
+    let d = Daemon::start_limited("", Some(2 << 30));
+    let bomb = nested_components(100_000);
+    assert!(bomb.len() > 1_000_000, "{} bytes", bomb.len());
+    for wasm in [bomb.clone(), nested_components(20_000)] {
+        let r = deploy(&d, &manifest("nest", &["x"]), &wasm);
+        let msg = r.error(422, "unprocessable");
+        assert!(msg.contains("nested more than 16 deep"), "{msg}");
+    }
+    let peak = peak_rss(d.pid());
+    assert!(peak < PEAK_BOUND, "the daemon peaked at {} MiB", peak >> 20);
+    d.get("/healthz").expect(200);
+    deploy(&d, &manifest("good", &["y"]), &read(guests::GOOD)).expect(201);
+
+    // `hookbox run` on the same file, under the same cap.
+    let file = d.scratch().join("nest.wasm");
+    std::fs::write(&file, &bomb).unwrap();
+    let out = limited(d.bin(), Some(2 << 30))
+        .arg("run")
+        .arg(&file)
+        .args(["--type", "x"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nested more than 16 deep"), "{stderr}");
 }
 
 #[test]
@@ -226,15 +341,6 @@ fn hostile_components_are_refused_at_deploy_naming_the_problem() {
         let msg = r.error(status, code);
         assert!(msg.contains(needle), "{what}: {msg}");
     }
-    // A Hookbox capability the manifest does not grant.
-    let mut only_log = manifest("victim", &["good"]);
-    only_log["capabilities"] = json!(["log"]);
-    let msg = deploy(&d, &only_log, &good).error(422, "unprocessable");
-    assert!(
-        msg.contains("hookbox:handler/") && msg.contains("is not granted"),
-        "{msg}"
-    );
-
     // Nothing was stored, and the daemon still deploys and delivers.
     let list = d.get("/v1/handlers").expect(200);
     assert_eq!(list.json["handlers"], json!([]), "{list}");
@@ -301,4 +407,39 @@ fn a_duplicate_name_is_a_new_version_not_a_second_handler() {
     // The first version is kept, and rollback is a pointer move.
     let versions = d.get("/v1/handlers/twin/versions").expect(200);
     assert_eq!(versions.json["versions"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn an_ungranted_capability_is_denied_by_use_not_at_upload() {
+    let d = Daemon::start();
+    let good = read(guests::GOOD);
+    let mut only_log = manifest("least", &["good"]);
+    only_log["capabilities"] = json!(["log"]);
+    let r = deploy(&d, &only_log, &good).expect(201);
+    assert_eq!(
+        r.json["denied_imports"],
+        json!([
+            "hookbox:handler/kv@0.1.0",
+            "hookbox:handler/config@0.1.0",
+            "hookbox:handler/emit@0.1.0",
+            "hookbox:handler/clock@0.1.0"
+        ]),
+        "{r}"
+    );
+    let id = publish(&d, "good", "acme");
+    assert_eq!(await_outcome(&d, &id, "least"), "capability_denied");
+    let logs = d.get("/v1/logs?handler=least").expect(200);
+    let error = logs.json["entries"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains("`hookbox:handler/kv@0.1.0#increment` is denied"),
+        "{logs}"
+    );
+    // The same bytes under a full grant (compiled code reused): nothing denied.
+    let r = deploy(&d, &manifest("full", &["good"]), &good).expect(201);
+    assert_eq!(r.json["denied_imports"], json!([]), "{r}");
+    assert_eq!(r.json["compiled_from_cache"], json!(true), "{r}");
+    let id = publish(&d, "good", "acme");
+    assert_eq!(await_outcome(&d, &id, "full"), "ok");
 }
