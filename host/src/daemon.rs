@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -18,7 +19,7 @@ use crate::connectors::{Connectors, ConnectorsConfig};
 use crate::dispatch::Dispatcher;
 use crate::manifest::Manifest;
 use crate::runtime::Runtime;
-use crate::store::Store;
+use crate::store::{Inbox, InboxKind, LogInbox, Store};
 
 /// Name of the admin token file inside the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -38,8 +39,31 @@ pub struct ServeOptions {
     pub examples: Option<PathBuf>,
 }
 
+/// The inbox `[store] inbox` names. The log inbox refuses to start over
+/// deliveries still waiting in the sled inbox (they would not run).
+fn open_inbox(store: &Store, kind: InboxKind, dir: &Path) -> anyhow::Result<Arc<dyn Inbox>> {
+    match kind {
+        InboxKind::Sled => Ok(Arc::new(store.clone())),
+        InboxKind::Log => {
+            if store.has_pending()? {
+                bail!(
+                    "`[store] inbox = \"log\"`, but the sled inbox still holds unfinished \
+                     deliveries: run with `inbox = \"sled\"` until they are done"
+                );
+            }
+            let inbox = LogInbox::open(store.clone(), dir)
+                .with_context(|| format!("opening the inbox log in {}", dir.display()))?;
+            Ok(Arc::new(inbox))
+        }
+    }
+}
+
 /// Runs the daemon until a shutdown signal.
 pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
+    // Before anything opens files: connections, the store and compiled
+    // code all take descriptors.
+    let open_files = api::raise_open_files_limit();
+    tracing::debug!(?open_files, "Open-files limit");
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
     let store_dir = cfg.data_dir.join("store");
@@ -78,9 +102,14 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         let store = store.clone();
         let dcfg = cfg.dispatch.clone();
         let builtins = connectors.builtins(tokio::runtime::Handle::current());
-        tokio::task::spawn_blocking(move || Dispatcher::start_with(store, runtime, dcfg, builtins))
-            .await?
-            .context("starting the dispatcher")?
+        let inbox_dir = cfg.data_dir.join("inbox");
+        let kind = cfg.store.inbox;
+        tokio::task::spawn_blocking(move || {
+            let inbox = open_inbox(&store, kind, &inbox_dir)?;
+            Dispatcher::start_on(store, inbox, runtime, dcfg, builtins)
+                .context("starting the dispatcher")
+        })
+        .await??
     };
 
     if let Some(root) = opts.examples.clone() {

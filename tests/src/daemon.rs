@@ -140,16 +140,17 @@ pub fn zulip_inputs(tenant: &str) -> Vec<Value> {
         .collect()
 }
 
-/// A command running `bin`, with its `RLIMIT_DATA` set to `data_limit`
-/// bytes when given (through `/bin/sh`'s `ulimit -d`, which then `exec`s
-/// `bin`, so the child's pid is the program's).
-pub fn limited(bin: &Path, data_limit: Option<u64>) -> Command {
-    let Some(bytes) = data_limit else {
+/// A command running `bin`, under `ulimit` with these arguments when
+/// given (`-d 2097152`: a 2 GiB data segment; `-n 512`: descriptors),
+/// through `/bin/sh`, which then `exec`s `bin`, so the child's pid is the
+/// program's.
+pub fn limited(bin: &Path, ulimit: Option<&str>) -> Command {
+    let Some(args) = ulimit else {
         return Command::new(bin);
     };
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
-        .arg(format!("ulimit -d {} && exec \"$0\" \"$@\"", bytes / 1024))
+        .arg(format!("ulimit {args} && exec \"$0\" \"$@\""))
         .arg(bin);
     cmd
 }
@@ -178,8 +179,10 @@ pub struct Daemon {
     stderr: Arc<Mutex<Tail>>,
     readers: Vec<JoinHandle<()>>,
     http: Http,
-    /// `RLIMIT_DATA` of the daemon process, in bytes.
-    data_limit: Option<u64>,
+    /// Arguments of `ulimit` the daemon process starts under.
+    ulimit: Option<String>,
+    /// `HOOKBOX_LOG`: the daemon's log filter.
+    log: String,
 }
 
 impl Daemon {
@@ -191,15 +194,27 @@ impl Daemon {
     /// Starts a daemon with [`BASE_CONFIG`] followed by `extra` TOML (which
     /// must not open `[runtime]` again).
     pub fn start_with(extra: &str) -> Daemon {
-        Daemon::start_limited(extra, None)
+        Daemon::start_inner(extra, None, "info")
     }
 
-    /// [`Daemon::start_with`], the process started with its data segment
-    /// (`RLIMIT_DATA`: the heap and every private writable mapping, not
-    /// wasmtime's reserved address space) capped at `data_limit` bytes, so
-    /// a test that would make it grow without bound fails instead of
-    /// taking the machine down.
-    pub fn start_limited(extra: &str, data_limit: Option<u64>) -> Daemon {
+    /// [`Daemon::start_with`] with a log filter other than `info` (e.g.
+    /// `info,hookbox::handler=warn`, so handlers logging every delivery do
+    /// not push the daemon's own lines out of [`Daemon::stderr_tail`]).
+    /// It holds over restarts.
+    pub fn start_with_log(extra: &str, filter: &str) -> Daemon {
+        Daemon::start_inner(extra, None, filter)
+    }
+
+    /// [`Daemon::start_with`], the process started under `ulimit` with
+    /// these arguments: `-d KB` caps its data segment (`RLIMIT_DATA`: the
+    /// heap and every private writable mapping, not wasmtime's reserved
+    /// address space), so a test that would make it grow without bound
+    /// fails instead of taking the machine down; `-n N` its descriptors.
+    pub fn start_limited(extra: &str, ulimit: &str) -> Daemon {
+        Daemon::start_inner(extra, Some(ulimit.to_string()), "info")
+    }
+
+    fn start_inner(extra: &str, ulimit: Option<String>, log: &str) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("hookbox-e2e-")
             .tempdir()
@@ -217,7 +232,8 @@ impl Daemon {
             stderr: Arc::default(),
             readers: Vec::new(),
             http: Http::new(),
-            data_limit,
+            ulimit,
+            log: log.to_string(),
         };
         d.spawn();
         d
@@ -225,7 +241,7 @@ impl Daemon {
 
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "the daemon is already running");
-        let mut child = limited(&self.bin, self.data_limit)
+        let mut child = limited(&self.bin, self.ulimit.as_deref())
             .arg("serve")
             .arg("--data")
             .arg(self.data_dir())
@@ -235,7 +251,7 @@ impl Daemon {
             .arg(self.dir.path().join("hookbox.toml"))
             .env_clear_hookbox()
             .env("HOOKBOX_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("HOOKBOX_LOG", "info")
+            .env("HOOKBOX_LOG", &self.log)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
