@@ -201,7 +201,7 @@ fn a_deploy_of_100_000_nested_components_is_refused_in_bounded_memory() {
     // this upload grew it to 21–24 GB before the kernel killed it), and
     // its peak resident set must stay under 512 MiB.
     const PEAK_BOUND: u64 = 512 << 20;
-    let d = Daemon::start_limited("", Some(2 << 30));
+    let d = Daemon::start_limited("", "-d 2097152");
     let bomb = nested_components(100_000);
     assert!(bomb.len() > 1_000_000, "{} bytes", bomb.len());
     for wasm in [bomb.clone(), nested_components(20_000)] {
@@ -217,7 +217,7 @@ fn a_deploy_of_100_000_nested_components_is_refused_in_bounded_memory() {
     // `hookbox run` on the same file, under the same cap.
     let file = d.scratch().join("nest.wasm");
     std::fs::write(&file, &bomb).unwrap();
-    let out = limited(d.bin(), Some(2 << 30))
+    let out = limited(d.bin(), Some("-d 2097152"))
         .arg("run")
         .arg(&file)
         .args(["--type", "x"])
