@@ -15,6 +15,7 @@ mod daemon {
     mod handler_logs;
     mod handlers;
     mod kv_read;
+    mod resident;
     mod restart;
 
     use serde_json::Value;
