@@ -14,6 +14,7 @@ mod daemon {
     mod events;
     mod handler_logs;
     mod handlers;
+    mod resident;
     mod restart;
 
     use serde_json::Value;
