@@ -65,7 +65,8 @@ use crate::limits::Limits;
 use crate::manifest::Manifest;
 use crate::runtime::{DeliveryRequest, Runtime};
 use crate::store::{
-    HandlerLog, HandlerRecord, Inbox, LogEntry, Pending, Ready, Store, StoreError, VersionRecord,
+    EmittedEvent, HandlerLog, HandlerRecord, Inbox, LogEntry, Pending, Ready, Store, StoreError,
+    VersionRecord,
 };
 
 use breaker::{Breakers, Ticket};
@@ -1056,6 +1057,7 @@ impl Inner {
         };
         let now = now_ms();
         let outcome = report.outcome.as_str();
+        let (emitted, emitted_total) = EmittedEvent::summary(&report.emitted);
         let entry = LogEntry {
             id: String::new(),
             handler: h.name.clone(),
@@ -1071,6 +1073,8 @@ impl Inner {
             attempt: pending.attempt,
             time_ms: now,
             logs: handler_log::to_store(&report.logs),
+            emitted,
+            emitted_total,
         };
         self.metrics
             .delivery(&h.name, outcome, report.duration, report.fuel_used);
