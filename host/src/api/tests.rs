@@ -24,6 +24,8 @@ const ROUTES: &[(&str, &str, Option<Scope>)] = &[
     ("POST", "/v1/handlers/{name}/enable", Some(Scope::Admin)),
     ("POST", "/v1/handlers/{name}/disable", Some(Scope::Admin)),
     ("PUT", "/v1/handlers/{name}/config", Some(Scope::Admin)),
+    ("GET", "/v1/handlers/{name}/kv", Some(Scope::Read)),
+    ("GET", "/v1/handlers/{name}/kv/{key}", Some(Scope::Read)),
     ("POST", "/v1/events", Some(Scope::Publish)),
     ("GET", "/v1/events/{id}", Some(Scope::Read)),
     ("GET", "/v1/logs", Some(Scope::Read)),
@@ -43,6 +45,8 @@ const ROUTES: &[(&str, &str, Option<Scope>)] = &[
     ("PUT", "/v1/schemas/{type}", Some(Scope::Admin)),
     ("DELETE", "/v1/schemas/{type}", Some(Scope::Admin)),
     ("GET", "/v1/zulip", Some(Scope::Read)),
+    ("GET", "/v1/redis", Some(Scope::Read)),
+    ("GET", "/v1/webhooks", Some(Scope::Read)),
     ("GET", "/v1/series", Some(Scope::Read)),
 ];
 
@@ -263,6 +267,8 @@ const ALL_TENANTS: &[&str] = &[
     "/v1/handlers/{name}",
     "/v1/handlers/{name}/versions",
     "/v1/stats",
+    "/v1/redis",
+    "/v1/webhooks",
     "/v1/series",
 ];
 

@@ -383,6 +383,28 @@ pub struct DeadLetterQuery {
     pub limit: usize,
 }
 
+/// One key of a handler's KV namespace, as operators read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KvItem {
+    /// The key.
+    pub key: String,
+    /// The value: UTF-8 text when it is, else hex (see `encoding`).
+    pub value: String,
+    /// `utf8` or `hex`.
+    pub encoding: String,
+    /// When it expires, ms since the epoch; `null`: never.
+    pub expires_ms: Option<u64>,
+}
+
+/// A page of a KV namespace, in key order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KvPage {
+    /// The entries (expired ones left out).
+    pub entries: Vec<KvItem>,
+    /// Pass as `cursor` for the next page; `null` at the end.
+    pub next_cursor: Option<String>,
+}
+
 /// Page size when a query gives none.
 pub const DEFAULT_PAGE: usize = 100;
 /// Largest page a query may ask for.
