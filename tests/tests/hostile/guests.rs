@@ -388,9 +388,12 @@ fn wasi_filesystem_environment_and_sockets_are_denied() {
         let report = attack(path, 1, |_| {});
         assert_eq!(report.outcome, Outcome::Ok, "{path}: {:?}", report.error);
     }
-    // wasi:http is not implemented at all: calling it traps.
+    // wasi:http is linked as denied: calling it ends the delivery with the
+    // named outcome, naming the function.
     let report = attack(guests::WASI_HTTP, 1, |_| {});
-    assert_outcome(&report, Outcome::Trap);
+    assert_outcome(&report, Outcome::CapabilityDenied);
+    let error = report.error.as_deref().unwrap_or_default();
+    assert!(error.contains("wasi:http"), "{error}");
 }
 
 #[test]

@@ -155,7 +155,13 @@ fn every_hostile_guest_is_logged_with_its_named_outcome() {
         ("trapper", guests::TRAP, json!({}), json!({}), "trap"),
         ("panicker", guests::PANIC, json!({}), json!({}), "trap"),
         ("liar", guests::GIANT_RESULT, json!({}), json!({}), "trap"),
-        ("http", guests::WASI_HTTP, json!({}), json!({}), "trap"),
+        (
+            "http",
+            guests::WASI_HTTP,
+            json!({}),
+            json!({}),
+            "capability_denied",
+        ),
     ];
     for (name, path, config, limits, _) in cases {
         hostile(&d, name, path, &[name], config.clone(), limits.clone());
