@@ -54,7 +54,9 @@ use crate::event::{self, Event, EventInput, InvalidEvent, now_ms};
 use crate::limits::Limits;
 use crate::manifest::Manifest;
 use crate::runtime::{DeliveryRequest, Runtime};
-use crate::store::{HandlerRecord, LogEntry, Pending, Store, StoreError, VersionRecord};
+use crate::store::{
+    HandlerRecord, LogEntry, OUTCOME_EXPIRED, Pending, Store, StoreError, VersionRecord,
+};
 
 use breaker::{Breakers, Ticket};
 use queue::{Job, Scheduler};
@@ -839,7 +841,7 @@ impl Inner {
             if let Some(k) = idem {
                 keys_in_batch.insert(k, event.id.clone());
             }
-            let mut handlers = self.registry.route(&event, now);
+            let mut handlers = self.registry.route(&event);
             if let Some(x) = exclude {
                 handlers.retain(|h| h != x);
             }
@@ -949,6 +951,12 @@ impl Inner {
             self.requeue(job, now_ms());
             return;
         };
+        // `max_age` is checked each time a delivery is taken, retries
+        // included: the event's age is what it waited in the queue.
+        if let Some((age, max)) = h.manifest.subscription.expired(&job.data.event, now_ms()) {
+            self.skip_expired(job, ticket, &h, age, max, recorder);
+            return;
+        }
         let pending = &job.data.pending;
         let event = job.data.event.clone();
         let (report, version) = match &h.code {
@@ -1074,6 +1082,50 @@ impl Inner {
         let _ = self
             .notices
             .send(Arc::new(recorder::notice(entry, final_attempt)));
+    }
+
+    /// Finishes a delivery without running it: its event is `age` ms old,
+    /// past the handler's `max_age` of `max` ms. It is logged with outcome
+    /// `expired` (final; neither a success nor a failure, so the breaker
+    /// does not count it) and written by the recorder like a success.
+    fn skip_expired(
+        &self,
+        job: Job<JobData>,
+        ticket: Option<Ticket>,
+        h: &Loaded,
+        age: u64,
+        max: u64,
+        recorder: &recorder::Recorder,
+    ) {
+        self.breakers().abandon(&h.name, ticket);
+        let pending = &job.data.pending;
+        let event = &job.data.event;
+        let entry = LogEntry {
+            id: String::new(),
+            handler: h.name.clone(),
+            version: pending.version.unwrap_or(h.version),
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            tenant: event.tenant.clone(),
+            outcome: OUTCOME_EXPIRED.to_string(),
+            error: Some(format!(
+                "not run: the event was {age} ms old when the delivery was taken; the handler's max_age is {max} ms"
+            )),
+            duration_us: 0,
+            fuel: 0,
+            memory_bytes: 0,
+            attempt: pending.attempt,
+            time_ms: now_ms(),
+        };
+        self.metrics.expired(&h.name);
+        self.sched()
+            .finish(&job.handler, job.key.as_deref(), false, true);
+        self.wake.notify_one();
+        if let Err(std::sync::mpsc::SendError(done)) =
+            recorder.send(recorder::Finished { job, entry })
+        {
+            self.record(vec![done]);
+        }
     }
 
     /// Gives an in-flight job back to the scheduler, due at `due_ms`.

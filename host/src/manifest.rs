@@ -134,7 +134,9 @@ pub enum Filter {
         /// Accepted user ids.
         ids: Vec<i64>,
     },
-    /// The event is at most this old when it is dispatched.
+    /// The event is at most this old when its delivery is taken from the
+    /// queue (each attempt, retries included); an older one is not run but
+    /// recorded with outcome `expired`. Routing at accept ignores it.
     MaxAge {
         /// Age bound in milliseconds.
         max_age_ms: u64,
@@ -395,25 +397,23 @@ impl Subscription {
             && self.events.iter().any(|p| pattern_matches(p, event_type))
     }
 
-    /// Whether an event matches, filters included. `now_ms` is the routing time.
-    pub fn matches(&self, event: &Event, now_ms: u64) -> bool {
+    /// Whether an event is routed to the handler: type, tenant and the
+    /// payload filters. `max_age` is not checked here (an event is new when
+    /// it is routed) but when a delivery is taken: [`Subscription::expired`].
+    pub fn matches(&self, event: &Event) -> bool {
         if !self.matches_type_and_tenant(&event.event_type, &event.tenant) {
             return false;
-        }
-        if self.filters.is_empty() {
-            return true;
         }
         let needs_payload = self
             .filters
             .iter()
             .any(|f| !matches!(f, Filter::MaxAge { .. }));
-        let payload: Value = if needs_payload {
-            match serde_json::from_str(event.payload.get()) {
-                Ok(v) => v,
-                Err(_) => return false,
-            }
-        } else {
-            Value::Null
+        if !needs_payload {
+            return true;
+        }
+        let payload: Value = match serde_json::from_str(event.payload.get()) {
+            Ok(v) => v,
+            Err(_) => return false,
         };
         self.filters.iter().all(|f| match f {
             Filter::Equals { pointer, value } => payload.pointer(pointer) == Some(value),
@@ -424,8 +424,28 @@ impl Subscription {
                 Some(v) => v.as_i64().is_some_and(|id| ids.contains(&id)),
                 None => false,
             },
-            Filter::MaxAge { max_age_ms } => now_ms.saturating_sub(event.time) <= *max_age_ms,
+            Filter::MaxAge { .. } => true,
         })
+    }
+
+    /// The tightest `max_age_ms` of the filters, when there is one.
+    pub fn max_age_ms(&self) -> Option<u64> {
+        self.filters
+            .iter()
+            .filter_map(|f| match f {
+                Filter::MaxAge { max_age_ms } => Some(*max_age_ms),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// When the event is older at `now_ms` than the handler's `max_age`
+    /// allows: its age and the bound, in milliseconds. The dispatcher asks
+    /// this each time it takes a delivery of the event.
+    pub fn expired(&self, event: &Event, now_ms: u64) -> Option<(u64, u64)> {
+        let max = self.max_age_ms()?;
+        let age = now_ms.saturating_sub(event.time);
+        (age > max).then_some((age, max))
     }
 }
 
@@ -549,15 +569,14 @@ mod tests {
                 },
             ],
         };
-        let now = crate::event::now_ms();
         let hit = json!({"message": {"sender_id": 8, "type": "stream"}});
-        assert!(sub.matches(&event("message", "acme", hit.clone()), now));
-        assert!(!sub.matches(&event("message", "other", hit.clone()), now));
-        assert!(!sub.matches(&event("reaction.add", "acme", hit), now));
+        assert!(sub.matches(&event("message", "acme", hit.clone())));
+        assert!(!sub.matches(&event("message", "other", hit.clone())));
+        assert!(!sub.matches(&event("reaction.add", "acme", hit)));
         let wrong_user = json!({"message": {"sender_id": 9, "type": "stream"}});
-        assert!(!sub.matches(&event("message", "acme", wrong_user), now));
+        assert!(!sub.matches(&event("message", "acme", wrong_user)));
         let private = json!({"message": {"sender_id": 7, "type": "private"}});
-        assert!(!sub.matches(&event("message", "acme", private), now));
+        assert!(!sub.matches(&event("message", "acme", private)));
 
         let ids_array = Subscription {
             events: vec!["*".into()],
@@ -567,8 +586,8 @@ mod tests {
                 ids: vec![3],
             }],
         };
-        assert!(ids_array.matches(&event("x", "", json!({"user_ids": [1, 3]})), now));
-        assert!(!ids_array.matches(&event("x", "", json!({"user_ids": [1]})), now));
+        assert!(ids_array.matches(&event("x", "", json!({"user_ids": [1, 3]}))));
+        assert!(!ids_array.matches(&event("x", "", json!({"user_ids": [1]}))));
     }
 
     #[test]
@@ -579,8 +598,26 @@ mod tests {
             filters: vec![Filter::MaxAge { max_age_ms: 1000 }],
         };
         let ev = event("x", "", json!({}));
-        assert!(sub.matches(&ev, ev.time + 1000));
-        assert!(!sub.matches(&ev, ev.time + 1001));
+        // Routing ignores the age: an event is new when it is routed.
+        assert!(sub.matches(&ev));
+        assert_eq!(sub.expired(&ev, ev.time + 1000), None);
+        assert_eq!(sub.expired(&ev, ev.time + 1001), Some((1001, 1000)));
+        // A clock behind the event's time is age 0, not an underflow.
+        assert_eq!(sub.expired(&ev, ev.time - 5), None);
+        // The tightest of several bounds applies.
+        let two = Subscription {
+            filters: vec![
+                Filter::MaxAge { max_age_ms: 1000 },
+                Filter::MaxAge { max_age_ms: 10 },
+            ],
+            ..sub.clone()
+        };
+        assert_eq!(two.expired(&ev, ev.time + 11), Some((11, 10)));
+        let none = Subscription {
+            filters: vec![],
+            ..sub
+        };
+        assert_eq!(none.expired(&ev, u64::MAX), None);
     }
 
     #[test]

@@ -110,8 +110,8 @@ use codec::{AbortExt, SledExt, TxResult, corrupt, decode, encode, tx_err};
 
 pub use records::{
     AttemptError, AuditEntry, DEFAULT_PAGE, DeadLetter, DeadLetterQuery, EventTotals,
-    HandlerRecord, HandlerStats, LogEntry, LogPage, LogQuery, MAX_PAGE, OUTCOME_OK, Pending, Scope,
-    TokenRecord, VersionRecord,
+    HandlerRecord, HandlerStats, LogEntry, LogPage, LogQuery, MAX_PAGE, OUTCOME_EXPIRED,
+    OUTCOME_OK, Pending, Scope, TokenRecord, VersionRecord,
 };
 pub use tokens::TOKEN_PREFIX;
 pub use zulip::ZulipCursor;

@@ -13,6 +13,7 @@ mod daemon {
     mod dead_letters;
     mod events;
     mod handlers;
+    mod promises;
     mod restart;
 
     use serde_json::Value;

@@ -90,11 +90,11 @@ impl Registry {
     }
 
     /// Names of the enabled handlers whose subscription matches `event`.
-    pub fn route(&self, event: &Event, now_ms: u64) -> Vec<String> {
+    pub fn route(&self, event: &Event) -> Vec<String> {
         let mut names: Vec<String> = self
             .read()
             .values()
-            .filter(|h| h.enabled && h.manifest.subscription.matches(event, now_ms))
+            .filter(|h| h.enabled && h.manifest.subscription.matches(event))
             .map(|h| h.name.clone())
             .collect();
         names.sort();
