@@ -325,7 +325,15 @@ pub fn pattern_matches(pattern: &str, event_type: &str) -> bool {
 impl Manifest {
     /// Parses a manifest from JSON text, validating it.
     pub fn from_json(text: &str) -> Result<Manifest, InvalidManifest> {
-        let m: Manifest = serde_json::from_str(text).map_err(|e| InvalidManifest(e.to_string()))?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let m: Manifest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            match path.as_str() {
+                "." => InvalidManifest(e.into_inner().to_string()),
+                _ => InvalidManifest(format!("{path}: {}", e.into_inner())),
+            }
+        })?;
+        de.end().map_err(|e| InvalidManifest(e.to_string()))?;
         m.validate()?;
         Ok(m)
     }
@@ -503,6 +511,17 @@ mod tests {
         assert!(err.0.contains("limts"), "{err}");
         let err = manifest(json!({"name": "a", "subscription": {"event": ["x"]}})).unwrap_err();
         assert!(err.0.contains("event"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_field_at_fault() {
+        let err = manifest(json!({"name": 1, "subscription": {"events": ["x"]}})).unwrap_err();
+        assert!(err.0.starts_with("name: "), "{err}");
+        let err = manifest(json!({"name": "a", "subscription": {"events": [1]}})).unwrap_err();
+        assert!(err.0.starts_with("subscription.events[0]: "), "{err}");
+        let err = Manifest::from_json(r#"{"name": "a", "subscription": {"events": ["x"]}} x"#)
+            .unwrap_err();
+        assert!(err.0.contains("trailing"), "{err}");
     }
 
     #[test]
