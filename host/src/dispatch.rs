@@ -106,7 +106,7 @@ impl Default for DispatchConfig {
 }
 
 /// One accepted (or deduplicated) event.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// The event id (the earlier event's id for a duplicate).
     pub id: String,
@@ -193,7 +193,7 @@ pub enum DeployError {
 }
 
 /// The result of a deploy.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Deployed {
     /// The handler after the deploy.
     pub handler: HandlerRecord,
@@ -206,7 +206,7 @@ pub struct Deployed {
 }
 
 /// All deliveries of one event, and whether they are all final.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct EventOutcome {
     /// The event id.
     pub id: String,

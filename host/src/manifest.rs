@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::event::{self, Event};
 use crate::limits::LimitsSpec;
@@ -23,10 +24,11 @@ pub const FILTERS_MAX: usize = 32;
 pub const CONFIG_BYTES_MAX: usize = 64 * 1024;
 
 /// Everything about a handler but its code.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Unique name: lowercase ASCII letters, digits, `-` and `_`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub name: String,
     /// Free text for operators.
     #[serde(default)]
@@ -36,8 +38,9 @@ pub struct Manifest {
     /// Per-delivery limits; unset fields take the daemon defaults.
     #[serde(default)]
     pub limits: LimitsSpec,
-    /// Configuration the guest reads with `config.get`.
+    /// Configuration the guest reads with `config.get`: any JSON value.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Value)]
     pub config: Value,
     /// The Hookbox interfaces the handler may import.
     #[serde(default = "Capability::all")]
@@ -53,7 +56,9 @@ fn empty_object() -> Value {
 
 /// A Hookbox interface a handler may be granted. WASI 0.2 is always linked,
 /// with everything denied, and needs no grant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Capability {
     /// `hookbox:handler/log`.
@@ -102,10 +107,11 @@ impl Capability {
 }
 
 /// Which events reach a handler.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subscription {
     /// Event-type patterns: an exact type, `prefix.*`, or `*`.
+    #[schema(min_items = 1, max_items = 64)]
     pub events: Vec<String>,
     /// Tenants the handler serves; empty means every tenant.
     #[serde(default)]
@@ -116,14 +122,15 @@ pub struct Subscription {
 }
 
 /// A condition on an event beyond its type and tenant.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Filter {
     /// The payload value at a JSON pointer equals `value`.
     Equals {
         /// RFC 6901 pointer into the payload, e.g. `/message/stream_id`.
         pointer: String,
-        /// The value it must equal.
+        /// The value it must equal (any JSON value).
+        #[schema(value_type = Value)]
         value: Value,
     },
     /// The payload value at a JSON pointer is one of `ids` (or, when it is an
@@ -144,7 +151,7 @@ pub enum Filter {
 }
 
 /// How deliveries to a handler are scheduled and retried.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryPolicy {
     /// Attempts before a delivery is dead-lettered (1 = no retry).
@@ -168,6 +175,9 @@ pub struct DeliveryPolicy {
     /// Circuit breaker and auto-disable; unset fields take the daemon's
     /// `[breaker]` defaults.
     #[serde(skip_serializing_if = "BreakerSpec::is_empty")]
+    // No `default` in the document: an object default is `{}` here, which
+    // generators refuse on an object-valued property.
+    #[schema(default)]
     pub breaker: BreakerSpec,
 }
 
@@ -178,7 +188,7 @@ pub struct DeliveryPolicy {
 /// `failure_rate` or more; it stays open `cooldown_ms`, then lets one trial
 /// delivery through. A handler whose breaker opens `auto_disable_opens`
 /// times within `auto_disable_window_ms` is disabled.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerSpec {
     /// Failed attempts in a row that open the breaker; 0 turns this trigger off.

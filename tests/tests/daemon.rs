@@ -13,6 +13,7 @@ mod daemon {
     mod dead_letters;
     mod events;
     mod handlers;
+    mod openapi_client;
     mod promises;
     mod restart;
 

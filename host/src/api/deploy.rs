@@ -32,7 +32,6 @@ pub(crate) fn body_limit(limits: &ApiLimits) -> usize {
 #[allow(dead_code)]
 pub(crate) struct DeployForm {
     /// The handler manifest, JSON.
-    #[schema(value_type = Object)]
     manifest: Manifest,
     /// The component, wasm bytes.
     #[schema(value_type = String, format = Binary)]
@@ -42,7 +41,6 @@ pub(crate) struct DeployForm {
 /// The result of a deploy.
 #[derive(Serialize, ToSchema)]
 #[serde(transparent)]
-#[schema(value_type = Object)]
 pub(crate) struct DeployedBody(Deployed);
 
 /// A `multipart/form-data` body; any other content type is a 415.

@@ -67,7 +67,6 @@ pub struct VersionRecord {
     /// 1, 2, … in deploy order; never reused.
     pub version: u32,
     /// The manifest it was deployed with.
-    #[schema(value_type = Object)]
     pub manifest: Manifest,
     /// sha256 hex of the component (key into the module store).
     pub module_hash: String,
@@ -166,7 +165,6 @@ pub struct DeadLetter {
     /// ULID; sorts by time.
     pub id: String,
     /// The event, kept here so a replay works after the inbox forgot it.
-    #[schema(value_type = Object)]
     pub event: Event,
     /// The handler.
     pub handler: String,
