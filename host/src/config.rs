@@ -402,6 +402,7 @@ fn overlay(base: &Limits, spec: &LimitsSpec) -> Limits {
         instances: spec.instances.unwrap_or(base.instances),
         log_bytes: spec.log_bytes.unwrap_or(base.log_bytes),
         emits: spec.emits.unwrap_or(base.emits),
+        emit_bytes: spec.emit_bytes.unwrap_or(base.emit_bytes),
         kv_value_bytes: spec.kv_value_bytes.unwrap_or(base.kv_value_bytes),
         kv_quota_bytes: spec.kv_quota_bytes.unwrap_or(base.kv_quota_bytes),
         kv_quota_keys: spec.kv_quota_keys.unwrap_or(base.kv_quota_keys),

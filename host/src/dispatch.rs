@@ -2,15 +2,17 @@
 //! subscriptions match, and runs the deliveries on a bounded pool of worker
 //! threads, recording every outcome.
 //!
-//! Flow (DESIGN.md): accept validates the batch, assigns ids, writes the
-//! events and one pending delivery per matched handler to the store in one
-//! atomic, flushed write, and only then answers. Workers pop deliveries from
-//! the [`queue`] scheduler, run them in a fresh sandbox, and move the
-//! pending entry on: finished, retried later (durably scheduled), or
-//! dead-lettered. Successful deliveries are written by one [`recorder`]
-//! thread in batches, so a worker moves on as soon as its delivery ran. On
-//! start every unfinished pending entry is queued again, so an acknowledged
-//! event survives a crash (at-least-once).
+//! Flow (DESIGN.md): accept validates the batch, assigns ids, routes it and
+//! appends the events with their handlers to the [`Inbox`] in one durable
+//! write, and only then answers; the deliveries the inbox made ready go to
+//! the [`queue`] scheduler. Workers pop them, run them in a fresh sandbox,
+//! and move each on through the inbox: finished, retried later (durably
+//! scheduled), or dead-lettered. The dispatcher reaches the inbox only
+//! through that trait, so another implementation slots in with
+//! [`Dispatcher::start_on`]. Successful deliveries are written by one
+//! [`recorder`] thread in batches, so a worker moves on as soon as its
+//! delivery ran. On start the inbox replays every unfinished delivery, so
+//! an acknowledged event survives a crash (at-least-once).
 //!
 //! Each handler has a circuit breaker ([`breaker`], wired in by
 //! [`circuit`]): while it is open the handler's jobs are parked in the
@@ -55,7 +57,8 @@ use crate::limits::Limits;
 use crate::manifest::Manifest;
 use crate::runtime::{DeliveryRequest, Runtime};
 use crate::store::{
-    HandlerRecord, LogEntry, OUTCOME_EXPIRED, Pending, Store, StoreError, VersionRecord,
+    HandlerRecord, Inbox, LogEntry, OUTCOME_EXPIRED, Pending, Ready, Store, StoreError,
+    VersionRecord,
 };
 
 use breaker::{Breakers, Ticket};
@@ -287,6 +290,11 @@ pub struct Dispatcher {
 #[derive(Debug)]
 struct Inner {
     store: Store,
+    /// Where accepted events wait for their deliveries (the store's sled
+    /// inbox unless [`Dispatcher::start_on`] was given another): accept,
+    /// the workers, the recorder and recovery reach it only through the
+    /// [`Inbox`] trait.
+    inbox: Arc<dyn Inbox>,
     runtime: Runtime,
     cfg: DispatchConfig,
     registry: Registry,
@@ -328,10 +336,24 @@ impl Dispatcher {
         cfg: DispatchConfig,
         builtins: Vec<Builtin>,
     ) -> Result<Dispatcher, DispatchError> {
+        let inbox: Arc<dyn Inbox> = Arc::new(store.clone());
+        Self::start_on(store, inbox, runtime, cfg, builtins)
+    }
+
+    /// [`Dispatcher::start_with`] on an inbox of the caller's choosing;
+    /// `store` keeps handlers, modules, the delivery log's readers and KV.
+    pub fn start_on(
+        store: Store,
+        inbox: Arc<dyn Inbox>,
+        runtime: Runtime,
+        cfg: DispatchConfig,
+        builtins: Vec<Builtin>,
+    ) -> Result<Dispatcher, DispatchError> {
         let (notices, _) = broadcast::channel(NOTICE_CHANNEL);
         let scheduler = Scheduler::new(cfg.workers.max(1));
         let inner = Arc::new(Inner {
             store,
+            inbox,
             runtime,
             cfg,
             registry: Registry::default(),
@@ -414,6 +436,11 @@ impl Dispatcher {
     /// The store this dispatcher writes to.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// An accepted event while it still has unfinished deliveries. Blocking.
+    pub fn event(&self, id: &str) -> Result<Option<Arc<Event>>, StoreError> {
+        self.inner.inbox.event(id)
     }
 
     /// Counters for `/metrics`.
@@ -532,13 +559,12 @@ impl Dispatcher {
         result.unwrap_or_default()
     }
 
-    /// The subset of `ids` whose deliveries are not all final yet (the store
-    /// drops an event once its last pending delivery is done).
+    /// The subset of `ids` whose deliveries are not all final yet.
     async fn open_events(&self, ids: Vec<String>) -> HashSet<String> {
-        let store = self.inner.store.clone();
+        let inbox = self.inner.inbox.clone();
         tokio::task::spawn_blocking(move || {
             ids.into_iter()
-                .filter(|id| !matches!(store.event(id), Ok(None)))
+                .filter(|id| !matches!(inbox.event(id), Ok(None)))
                 .collect::<HashSet<_>>()
         })
         .await
@@ -644,6 +670,8 @@ impl Dispatcher {
             None => {
                 inner.registry.remove(name);
                 inner.forget_breaker(name);
+                // Its jobs still queued are dropped by the scheduler's gate.
+                inner.inbox.discard(name)?;
             }
         }
         inner.unpark(name);
@@ -726,46 +754,42 @@ impl Inner {
         self.wake.notify_all();
     }
 
-    /// Queues every pending delivery found in the store.
+    /// Queues every unfinished delivery the inbox replays.
     fn recover(&self) -> Result<usize, DispatchError> {
-        let now = now_ms();
-        let mut events: HashMap<String, Option<Arc<Event>>> = HashMap::new();
-        let mut n = 0;
-        for p in self.store.pending()? {
-            let event = match events.get(&p.event_id) {
-                Some(e) => e.clone(),
-                None => {
-                    let e = self.store.event(&p.event_id)?.map(Arc::new);
-                    events.insert(p.event_id.clone(), e.clone());
-                    e
-                }
-            };
-            let Some(event) = event else {
-                tracing::error!(event = %p.event_id, handler = %p.handler, "Pending delivery without its event; skipped");
-                continue;
-            };
-            self.enqueue(p, event, now);
-            n += 1;
-        }
+        let n = self.inbox.replay()?;
+        self.feed(0)?;
         Ok(n)
     }
 
-    fn enqueue(&self, pending: Pending, event: Arc<Event>, now: u64) {
-        let due = pending.due_ms;
-        let job = Job::new(
-            pending.handler.clone(),
-            event.key.clone(),
-            event.priority,
-            JobData { pending, event },
-        );
+    /// Moves every delivery the inbox has ready into the scheduler, and
+    /// gives back `reserved` room (reserved for them before their append)
+    /// under the same lock, so no other batch can slip into it meanwhile.
+    fn feed(&self, reserved: usize) -> Result<usize, StoreError> {
+        let ready = self.inbox.take_ready(usize::MAX);
+        let now = now_ms();
         let mut s = self.sched();
-        if due > now {
-            s.push_delayed(due, job);
-        } else {
-            s.push(job);
+        s.unreserve(reserved);
+        let ready = ready?;
+        let n = ready.len();
+        for Ready { pending, event } in ready {
+            let due = pending.due_ms;
+            let job = Job::new(
+                pending.handler.clone(),
+                event.key.clone(),
+                event.priority,
+                JobData { pending, event },
+            );
+            if due > now {
+                s.push_delayed(due, job);
+            } else {
+                s.push(job);
+            }
         }
         drop(s);
-        self.wake.notify_one();
+        if n > 0 {
+            self.wake.notify_all();
+        }
+        Ok(n)
     }
 
     /// The most jobs the scheduler may hold after accepting a batch from
@@ -800,9 +824,8 @@ impl Inner {
             .any(|i| i.idempotency_key.is_some())
             .then(|| self.idempotency.lock().unwrap_or_else(|p| p.into_inner()));
         let max_payload = self.cfg.max_payload_bytes;
-        let now = now_ms();
         let mut out = Vec::with_capacity(inputs.len());
-        let mut batch: Vec<(Event, Vec<String>)> = Vec::with_capacity(inputs.len());
+        let mut batch: Vec<(Arc<Event>, Vec<String>)> = Vec::with_capacity(inputs.len());
         let mut keys_in_batch: HashMap<(String, String), String> = HashMap::new();
         for (index, input) in inputs.into_iter().enumerate() {
             let invalid = |error| AcceptError::Invalid { index, error };
@@ -820,7 +843,7 @@ impl Inner {
                 let earlier = match keys_in_batch.get(&k) {
                     Some(id) => Some(id.clone()),
                     None => {
-                        self.store
+                        self.inbox
                             .idempotent_id(&input.tenant, key, self.cfg.idempotency_window)?
                     }
                 };
@@ -850,7 +873,7 @@ impl Inner {
                 duplicate: false,
                 handlers: handlers.clone(),
             });
-            batch.push((event, handlers));
+            batch.push((Arc::new(event), handlers));
         }
         let jobs: usize = batch.iter().map(|(_, h)| h.len()).sum();
         // The room is reserved before the (slow, flushed) write and used
@@ -867,40 +890,17 @@ impl Inner {
             Some(_) => jobs,
             None => 0,
         };
-        if let Err(e) = self.store.accept(&batch) {
+        if let Err(e) = self.inbox.append(&batch) {
             self.sched().unreserve(reserved);
             return Err(e.into());
         }
         self.metrics.accepted(batch.len() as u64);
         self.metrics
             .duplicate(out.iter().filter(|a| a.duplicate).count() as u64);
-        let mut s = self.sched();
-        s.unreserve(reserved);
-        for (event, handlers) in batch {
-            let event = Arc::new(event);
-            for handler in handlers {
-                let pending = Pending {
-                    event_id: event.id.clone(),
-                    handler: handler.clone(),
-                    attempt: 1,
-                    due_ms: now,
-                    version: None,
-                    errors: Vec::new(),
-                };
-                s.push(Job::new(
-                    handler,
-                    event.key.clone(),
-                    event.priority,
-                    JobData {
-                        pending,
-                        event: event.clone(),
-                    },
-                ));
-            }
-        }
-        drop(s);
-        if jobs > 0 {
-            self.wake.notify_all();
+        // Durable now: a failure to hand the deliveries over is the
+        // inbox's to retry (they stay ready), not the producer's.
+        if let Err(e) = self.feed(reserved) {
+            tracing::error!(error = %e, "Taking accepted deliveries from the inbox failed");
         }
         Ok(out)
     }
@@ -1046,11 +1046,11 @@ impl Inner {
             if retry::should_retry(policy, pending.attempt, report.retryable) {
                 let delay = retry::backoff(policy, pending.attempt + 1, rand::random::<f64>());
                 let due = now + delay.as_millis() as u64;
-                self.store
-                    .retry_later(pending, &entry, due)
+                self.inbox
+                    .retry_at(pending, &entry, due)
                     .map(|p| Some((due, p)))
             } else {
-                self.store.dead_letter(pending, &entry).map(|_| None)
+                self.inbox.dead_letter(pending, &entry).map(|_| None)
             };
         if let Some(t) = transition {
             self.announce(&h.name, t);

@@ -30,6 +30,14 @@ pub mod bounds {
     pub const METADATA_ITEM_BYTES: usize = 1024;
     /// Default cap on the payload's JSON text (the daemon config may lower or raise it).
     pub const DEFAULT_PAYLOAD_BYTES: usize = 1024 * 1024;
+    /// Deepest nesting of arrays and objects in a payload. Payloads are
+    /// carried as text, but everything that looks inside one parses it:
+    /// subscription filters and schemas here, serde_json in the guest SDK
+    /// and in clients, `hookbox run --json` printing it inside its report.
+    /// serde_json refuses past 128 levels; 64 leaves the other 64 for the
+    /// documents a payload is embedded in (a report, an API answer), so any
+    /// payload Hookbox accepts can be parsed wherever it travels.
+    pub const PAYLOAD_DEPTH: usize = 64;
 }
 
 /// Delivery priority; higher priorities are dequeued first.
@@ -177,6 +185,12 @@ pub enum InvalidEvent {
     /// The payload text is not JSON.
     #[error("`payload` is not valid JSON: {0}")]
     PayloadNotJson(String),
+    /// The payload nests arrays and objects deeper than [`bounds::PAYLOAD_DEPTH`].
+    #[error(
+        "`payload` nests arrays and objects more than {max} levels deep",
+        max = bounds::PAYLOAD_DEPTH
+    )]
+    PayloadTooDeep,
     /// The payload does not match the schema registered for its type.
     #[error("`payload` does not match the schema for `{event_type}` at {path}: {message}")]
     SchemaMismatch {
@@ -274,6 +288,7 @@ impl EventInput {
         }
         if let Some(p) = &self.payload {
             check_len("payload", p.get(), max_payload)?;
+            check_depth(p.get())?;
         }
         Ok(())
     }
@@ -302,6 +317,36 @@ impl EventInput {
             depth,
         })
     }
+}
+
+/// Refuses JSON text nesting arrays and objects deeper than
+/// [`bounds::PAYLOAD_DEPTH`]. One pass over the bytes, no allocation: the
+/// text is already known to be JSON, so only brackets outside strings count.
+pub fn check_depth(json: &str) -> Result<(), InvalidEvent> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > bounds::PAYLOAD_DEPTH {
+                    return Err(InvalidEvent::PayloadTooDeep);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Parses JSON payload text into the raw form events carry.
@@ -409,6 +454,29 @@ mod tests {
             input.validate(1024),
             Err(InvalidEvent::TooManyMetadata(_))
         ));
+    }
+
+    #[test]
+    fn payload_depth_is_bounded_and_strings_do_not_count() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(check_depth(&nested(bounds::PAYLOAD_DEPTH)).is_ok());
+        assert_eq!(
+            check_depth(&nested(bounds::PAYLOAD_DEPTH + 1)),
+            Err(InvalidEvent::PayloadTooDeep)
+        );
+        let objects = format!(
+            "{}1{}",
+            r#"{"a":"#.repeat(bounds::PAYLOAD_DEPTH + 1),
+            "}".repeat(bounds::PAYLOAD_DEPTH + 1)
+        );
+        assert_eq!(check_depth(&objects), Err(InvalidEvent::PayloadTooDeep));
+        // Brackets and escaped quotes inside strings are text.
+        let text = format!(r#"{{"s": "\"{}\\", "t": [1]}}"#, "[{".repeat(1000));
+        assert!(check_depth(&text).is_ok(), "{text}");
+        let mut input = EventInput::new("t", &json!({}));
+        input.payload = Some(parse_payload(&nested(100_000)).unwrap());
+        let err = input.validate(usize::MAX).unwrap_err();
+        assert!(err.to_string().contains("64 levels"), "{err}");
     }
 
     #[test]

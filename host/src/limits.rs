@@ -32,6 +32,12 @@ pub struct Limits {
     pub log_bytes: u64,
     /// Events emitted per delivery. Outcome `emit_limit`.
     pub emits: u32,
+    /// Bytes emitted per delivery: every emitted event's type, tenant, key,
+    /// payload and metadata, plus [`EMIT_OVERHEAD`] per event and
+    /// [`EMIT_ENTRY_OVERHEAD`] per metadata entry, counted as the guest
+    /// hands them over (refused events included). Outcome `emit_bytes_limit`.
+    #[serde(default = "default_emit_bytes")]
+    pub emit_bytes: u64,
     /// Largest KV key plus value. Outcome `kv_limit`.
     pub kv_value_bytes: u64,
     /// Most bytes (keys plus values, summed) the handler's KV namespace of
@@ -42,6 +48,20 @@ pub struct Limits {
     pub kv_quota_keys: u64,
     /// Largest result, i.e. a handler error's message. Outcome `result_limit`.
     pub result_bytes: u64,
+}
+
+/// What an emitted event costs besides its text (the event's fixed fields
+/// and the framing it is stored with).
+pub const EMIT_OVERHEAD: u64 = 256;
+/// What one metadata entry of an emitted event costs besides its text (two
+/// `String`s in the host, 48 bytes, and a map node).
+pub const EMIT_ENTRY_OVERHEAD: u64 = 64;
+
+/// The default `emit_bytes`: 2 MiB, room for a handler to pass on one
+/// event of the largest default payload (1 MiB) and its replies; 100
+/// emitted events of 1 MiB each would be 100 MiB of store per delivery.
+fn default_emit_bytes() -> u64 {
+    2 << 20
 }
 
 impl Default for Limits {
@@ -56,6 +76,7 @@ impl Default for Limits {
             instances: 32,
             log_bytes: 64 << 10,
             emits: 100,
+            emit_bytes: default_emit_bytes(),
             kv_value_bytes: 64 << 10,
             kv_quota_bytes: 16 << 20,
             kv_quota_keys: 100_000,
@@ -75,6 +96,7 @@ impl Limits {
             instances: 100,
             log_bytes: 16 << 20,
             emits: 10_000,
+            emit_bytes: 64 << 20,
             kv_value_bytes: 16 << 20,
             kv_quota_bytes: 1 << 30,
             kv_quota_keys: 10_000_000,
@@ -135,6 +157,12 @@ impl Limits {
                 ceilings.log_bytes,
             )?,
             emits: pick("emits", self.emits, spec.emits, ceilings.emits)?,
+            emit_bytes: pick(
+                "emit_bytes",
+                self.emit_bytes,
+                spec.emit_bytes,
+                ceilings.emit_bytes,
+            )?,
             kv_value_bytes: pick(
                 "kv_value_bytes",
                 self.kv_value_bytes,
@@ -189,6 +217,10 @@ pub struct LimitsSpec {
     /// Events emitted per delivery; outcome `emit_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emits: Option<u32>,
+    /// Bytes of the events emitted per delivery (types, tenants, keys,
+    /// metadata and payloads); outcome `emit_bytes_limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emit_bytes: Option<u64>,
     /// Largest KV key plus value; outcome `kv_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_value_bytes: Option<u64>,

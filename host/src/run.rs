@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
@@ -16,7 +17,9 @@ use crate::event::{self, Event, EventInput};
 use crate::kv::MemoryKv;
 use crate::limits::Limits;
 use crate::manifest::Capability;
-use crate::runtime::{DeliveryReport, DeliveryRequest, LogStream, Runtime, RuntimeConfig};
+use crate::runtime::{
+    DeliveryReport, DeliveryRequest, LogRecord, LogStream, Outcome, Runtime, RuntimeConfig,
+};
 
 /// The `source` of events built by `hookbox run`.
 pub const SOURCE: &str = "cli";
@@ -304,31 +307,51 @@ impl RunSummary {
     }
 
     /// The report as JSON: `{handler, imports, compile_us, deliveries: [...]}`.
-    pub fn to_json(&self) -> Value {
-        let deliveries: Vec<Value> = self
-            .deliveries
-            .iter()
-            .map(|d| {
-                let r = &d.report;
-                json!({
-                    "event": d.event,
-                    "outcome": r.outcome,
-                    "error": r.error,
-                    "retryable": r.retryable,
-                    "fuel_used": r.fuel_used,
-                    "duration_us": r.duration.as_micros() as u64,
-                    "peak_memory_bytes": r.peak_memory_bytes,
-                    "logs": r.logs,
-                    "emitted": r.emitted,
+    /// Payloads are written as the text they are (never parsed into a
+    /// tree), so no payload can make printing the report fail.
+    pub fn to_json(&self) -> impl Serialize + '_ {
+        #[derive(Serialize)]
+        struct Report<'a> {
+            handler: &'a str,
+            imports: &'a [String],
+            compile_us: u64,
+            deliveries: Vec<Delivery<'a>>,
+        }
+        #[derive(Serialize)]
+        struct Delivery<'a> {
+            event: &'a Event,
+            outcome: Outcome,
+            error: Option<&'a str>,
+            retryable: bool,
+            fuel_used: u64,
+            duration_us: u64,
+            peak_memory_bytes: u64,
+            logs: &'a [LogRecord],
+            emitted: &'a [EventInput],
+        }
+        Report {
+            handler: &self.handler,
+            imports: &self.imports,
+            compile_us: self.compile_time.as_micros() as u64,
+            deliveries: self
+                .deliveries
+                .iter()
+                .map(|d| {
+                    let r = &d.report;
+                    Delivery {
+                        event: &d.event,
+                        outcome: r.outcome,
+                        error: r.error.as_deref(),
+                        retryable: r.retryable,
+                        fuel_used: r.fuel_used,
+                        duration_us: r.duration.as_micros() as u64,
+                        peak_memory_bytes: r.peak_memory_bytes,
+                        logs: &r.logs,
+                        emitted: &r.emitted,
+                    }
                 })
-            })
-            .collect();
-        json!({
-            "handler": self.handler,
-            "imports": self.imports,
-            "compile_us": self.compile_time.as_micros() as u64,
-            "deliveries": deliveries,
-        })
+                .collect(),
+        }
     }
 }
 

@@ -60,6 +60,7 @@ mod codec;
 mod dlq;
 mod group;
 mod handlers;
+mod inbox;
 mod keys;
 mod kv;
 mod logs;
@@ -97,6 +98,7 @@ fn open_db(dir: &Path, cache_bytes: u64, lock_wait: Duration) -> Result<sled::Db
 }
 
 mod schemas;
+mod segment;
 #[cfg(test)]
 mod testutil;
 mod tokens;
@@ -108,11 +110,13 @@ use std::time::Duration;
 
 use codec::{AbortExt, SledExt, TxResult, corrupt, decode, encode, tx_err};
 
+pub use inbox::{Inbox, Ready};
 pub use records::{
     AttemptError, AuditEntry, DEFAULT_PAGE, DeadLetter, DeadLetterQuery, EventTotals,
     HandlerRecord, HandlerStats, LogEntry, LogPage, LogQuery, MAX_PAGE, OUTCOME_EXPIRED,
     OUTCOME_OK, Pending, Scope, TokenRecord, VersionRecord,
 };
+pub use segment::{Position, Recovery, SegmentLog, SegmentOptions};
 pub use tokens::TOKEN_PREFIX;
 pub use zulip::ZulipCursor;
 
@@ -243,6 +247,8 @@ struct Inner {
     group: Option<group::GroupCommit>,
     /// Per-namespace KV usage, computed on first use (`kv.rs`).
     kv_ledgers: crate::kv::Ledgers,
+    /// Deliveries the sled [`Inbox`] has made ready and not handed out.
+    ready: inbox::ReadySet,
 }
 
 struct Trees {
@@ -331,6 +337,7 @@ impl Store {
                 queue: Mutex::new(()),
                 group,
                 kv_ledgers: crate::kv::Ledgers::default(),
+                ready: inbox::ReadySet::default(),
             }),
         };
         store.reconcile_queue()?;

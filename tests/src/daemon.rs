@@ -140,6 +140,33 @@ pub fn zulip_inputs(tenant: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A command running `bin`, with its `RLIMIT_DATA` set to `data_limit`
+/// bytes when given (through `/bin/sh`'s `ulimit -d`, which then `exec`s
+/// `bin`, so the child's pid is the program's).
+pub fn limited(bin: &Path, data_limit: Option<u64>) -> Command {
+    let Some(bytes) = data_limit else {
+        return Command::new(bin);
+    };
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit -d {} && exec \"$0\" \"$@\"", bytes / 1024))
+        .arg(bin);
+    cmd
+}
+
+/// The peak resident set (`VmHWM`) of process `pid`, in bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
+}
+
 /// A running `hookbox serve`. Killed when dropped.
 #[derive(Debug)]
 pub struct Daemon {
@@ -151,6 +178,8 @@ pub struct Daemon {
     stderr: Arc<Mutex<Tail>>,
     readers: Vec<JoinHandle<()>>,
     http: Http,
+    /// `RLIMIT_DATA` of the daemon process, in bytes.
+    data_limit: Option<u64>,
 }
 
 impl Daemon {
@@ -162,6 +191,15 @@ impl Daemon {
     /// Starts a daemon with [`BASE_CONFIG`] followed by `extra` TOML (which
     /// must not open `[runtime]` again).
     pub fn start_with(extra: &str) -> Daemon {
+        Daemon::start_limited(extra, None)
+    }
+
+    /// [`Daemon::start_with`], the process started with its data segment
+    /// (`RLIMIT_DATA`: the heap and every private writable mapping, not
+    /// wasmtime's reserved address space) capped at `data_limit` bytes, so
+    /// a test that would make it grow without bound fails instead of
+    /// taking the machine down.
+    pub fn start_limited(extra: &str, data_limit: Option<u64>) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("hookbox-e2e-")
             .tempdir()
@@ -179,6 +217,7 @@ impl Daemon {
             stderr: Arc::default(),
             readers: Vec::new(),
             http: Http::new(),
+            data_limit,
         };
         d.spawn();
         d
@@ -186,7 +225,7 @@ impl Daemon {
 
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "the daemon is already running");
-        let mut child = Command::new(&self.bin)
+        let mut child = limited(&self.bin, self.data_limit)
             .arg("serve")
             .arg("--data")
             .arg(self.data_dir())

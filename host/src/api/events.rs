@@ -2,6 +2,7 @@
 //! and the ids) or synchronously (`?wait=true`: wait for the outcomes, up to
 //! a bounded timeout), and look up an event with its deliveries.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -165,8 +166,9 @@ pub(crate) async fn show(
 ) -> ApiResult<axum::Json<EventDetail>> {
     let lookup = id.clone();
     let (event, mut deliveries) = ctx
-        .with_store(move |s| {
-            Ok::<_, crate::store::StoreError>((s.event(&lookup)?, s.deliveries_of(&lookup)?))
+        .with_dispatcher(move |d| {
+            let event = d.event(&lookup)?.map(Arc::unwrap_or_clone);
+            Ok::<_, crate::store::StoreError>((event, d.store().deliveries_of(&lookup)?))
         })
         .await?;
     // A tenant-scoped token sees nothing of other tenants, not even that

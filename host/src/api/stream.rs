@@ -4,7 +4,9 @@
 //!
 //! A subscriber that falls behind the dispatcher's bounded channel gets an
 //! `event: lagged` whose data is the number of notices it missed, and the
-//! stream goes on. The stream ends when the server shuts down.
+//! stream goes on. The stream ends when the server shuts down, and within
+//! [`TOKEN_CHECK`] of its token being revoked or expiring: a token is
+//! checked when the stream opens, and an open stream must not outlive it.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,9 +15,10 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt, future};
 use serde::Deserialize;
 use tokio::sync::broadcast;
+use tokio::time::MissedTickBehavior;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use utoipa::IntoParams;
@@ -25,10 +28,16 @@ use super::auth::{Caller, Reader};
 use super::error::{ApiResult, ErrorBody};
 use super::extract::Query;
 use crate::dispatch::DeliveryNotice;
+use crate::event::now_ms;
 use crate::manifest::pattern_matches;
+use crate::store::TokenRecord;
 
 /// Idle connections get a comment this often, so proxies keep them open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often an open stream checks that its token still exists and has not
+/// expired (one keyed read of the store), so a revoked or expired token's
+/// stream ends within this.
+const TOKEN_CHECK: Duration = Duration::from_millis(500);
 
 /// Query of `GET /v1/stream`; every given filter must match.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -91,8 +100,30 @@ pub(crate) async fn stream(
     Query(p): Query<StreamParams>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     caller.check_tenant_filter(p.tenant.as_deref())?;
-    let events = events(ctx.dispatcher().subscribe(), p, caller, ctx.shutting_down());
+    let token_ended = token_ended(ctx.clone(), caller.token.clone());
+    let stop = future::select(Box::pin(ctx.shutting_down()), Box::pin(token_ended)).map(drop);
+    let events = events(ctx.dispatcher().subscribe(), p, caller, stop);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// Resolves once `token` no longer authenticates: when it has expired, or
+/// when the store no longer holds it (revoked), checked every
+/// [`TOKEN_CHECK`]. A failed check is not taken for a revocation.
+async fn token_ended(ctx: Ctx, token: TokenRecord) {
+    let mut every = tokio::time::interval(TOKEN_CHECK);
+    every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if token.expires_ms.is_some_and(|at| at <= now_ms()) {
+            return;
+        }
+        let id = token.id.clone();
+        match ctx.with_store(move |s| s.token_exists(&id)).await {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(e) => tracing::warn!(error = ?e, "Cannot check a stream's token"),
+        }
+    }
 }
 
 /// The SSE events of a notice channel, filtered, until `stop` resolves.
@@ -119,7 +150,7 @@ mod tests {
     use super::*;
     use axum::response::IntoResponse;
 
-    use crate::store::{Scope, TokenRecord};
+    use crate::store::Scope;
 
     fn notice(handler: &str, event_type: &str, tenant: &str, outcome: &str) -> DeliveryNotice {
         DeliveryNotice {

@@ -3,7 +3,7 @@
 //! A worker that ran a delivery successfully frees its concurrency slot
 //! and hands the outcome to the recorder thread, then takes the next job.
 //! The recorder drains what the workers handed it (up to [`BATCH`]) and
-//! writes it with [`Store::finish_all`](crate::store::Store::finish_all):
+//! writes it with [`Inbox::finish`](crate::store::Inbox::finish):
 //! one log batch, one stats update per handler and one queue transaction,
 //! where a write per delivery cost 3–4 sled writes and a transaction. Only
 //! then does it announce the outcomes (so whoever sees a notice finds the
@@ -70,13 +70,13 @@ impl Inner {
             .iter()
             .map(|f| (&f.job.data.pending, &f.entry))
             .collect();
-        let recorded: Vec<bool> = match self.store.finish_all(&pairs) {
+        let recorded: Vec<bool> = match self.inbox.finish(&pairs) {
             Ok(()) => vec![true; pairs.len()],
             Err(e) => {
                 tracing::warn!(deliveries = pairs.len(), error = %e, "Recording a batch of outcomes failed; recording them one by one");
                 pairs
                     .iter()
-                    .map(|(p, entry)| match self.store.finish(p, entry) {
+                    .map(|&(p, entry)| match self.inbox.finish(&[(p, entry)]) {
                         Ok(()) => true,
                         Err(e) => {
                             tracing::error!(handler = %p.handler, event = %p.event_id, error = %e, "Recording a delivery outcome failed; will retry it");

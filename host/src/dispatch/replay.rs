@@ -4,13 +4,10 @@
 //! a new one). A replay is flushed before it is acknowledged, like any
 //! administrative change (unless durability is `none`).
 
-use std::sync::Arc;
-
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{DispatchError, Dispatcher};
-use crate::event::now_ms;
 use crate::store::{DeadLetterQuery, MAX_PAGE, StoreError};
 
 /// What a bulk replay did.
@@ -37,9 +34,9 @@ impl Dispatcher {
                 DispatchError::NotFound(format!("version {v} of handler {}", dl.handler))
             })?;
         }
-        let pending = inner.store.replay_dead_letter(id, version)?;
+        inner.inbox.revive(&dl.id, version)?;
         inner.store.sync_admin()?;
-        inner.enqueue(pending, Arc::new(dl.event), now_ms());
+        inner.feed(0)?;
         Ok(())
     }
 
@@ -80,11 +77,8 @@ impl Dispatcher {
             let full = page.len() == MAX_PAGE;
             query.cursor = page.last().map(|d| d.id.clone());
             for dl in page {
-                match inner.store.replay_dead_letter(&dl.id, version) {
-                    Ok(pending) => {
-                        inner.enqueue(pending, Arc::new(dl.event), now_ms());
-                        done.replayed += 1;
-                    }
+                match inner.inbox.revive(&dl.id, version) {
+                    Ok(()) => done.replayed += 1,
                     Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => done.skipped += 1,
                     Err(e) => break 'pages Err(e),
                 }
@@ -93,8 +87,8 @@ impl Dispatcher {
                 break Ok(());
             }
         };
-        // Flush what was replayed even when a later page failed: those
-        // deliveries are queued already.
+        // Queue and flush what was replayed even when a later page failed.
+        inner.feed(0)?;
         inner.store.sync_admin()?;
         result?;
         tracing::info!(

@@ -5,6 +5,11 @@
 //! pass the budget ends the delivery with `log_limit`, so a flood costs the
 //! guest its delivery instead of silently losing lines. Records written
 //! before that point are kept in the report.
+//!
+//! Every record costs [`RECORD_OVERHEAD`] bytes and every field
+//! [`FIELD_OVERHEAD`] besides its text, about what holding it takes in the
+//! host, so empty records and empty fields are not free: `log_bytes` bounds
+//! the memory a delivery's log takes whatever the guest writes.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,15 +28,31 @@ const WRITE_PERMIT: usize = 64 * 1024;
 /// one unterminated write cannot grow a single record without bound.
 const MAX_LINE: usize = 16 * 1024;
 
+/// What one record costs besides its text: a `LogRecord` is 56 bytes in
+/// the host before its strings (the message and fields vectors, level and
+/// stream), and it is stored and serialised with its framing.
+pub(crate) const RECORD_OVERHEAD: u64 = 64;
+/// What one field costs besides its key and value: two `String`s, 48 bytes.
+pub(crate) const FIELD_OVERHEAD: u64 = 48;
+
 /// The log budget was exhausted; carried as the error that ends the call.
 #[derive(Debug)]
 pub(crate) struct LogFull {
     pub budget: u64,
+    /// Records and fields kept before the refused one.
+    pub records: usize,
+    pub fields: usize,
 }
 
 impl std::fmt::Display for LogFull {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "log output exceeded the limit of {} bytes", self.budget)
+        write!(
+            f,
+            "log output exceeded the limit of {} bytes ({} records and {} fields kept; \
+             each record counts {RECORD_OVERHEAD} bytes and each field {FIELD_OVERHEAD} \
+             besides its text)",
+            self.budget, self.records, self.fields
+        )
     }
 }
 
@@ -43,6 +64,8 @@ pub(crate) struct LogBook {
     budget: u64,
     used: u64,
     records: Vec<LogRecord>,
+    /// Fields over all records.
+    fields: usize,
     /// Unterminated output per stream: stdout, stderr.
     partial: [Vec<u8>; 2],
     /// Set once the budget was exceeded.
@@ -57,21 +80,27 @@ impl LogBook {
             self.full = true;
             return Err(LogFull {
                 budget: self.budget,
+                records: self.records.len(),
+                fields: self.fields,
             });
         }
         self.used = next;
         Ok(())
     }
 
-    /// Appends a `log` record; its message and fields count against the budget.
+    /// Appends a `log` record; its message, fields and their overheads
+    /// count against the budget.
     pub(crate) fn log(
         &mut self,
         level: LogLevel,
         message: String,
         fields: Vec<(String, String)>,
     ) -> Result<(), LogFull> {
-        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        self.charge(size as u64)?;
+        let text = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let overhead =
+            RECORD_OVERHEAD.saturating_add(FIELD_OVERHEAD.saturating_mul(fields.len() as u64));
+        self.charge((text as u64).saturating_add(overhead))?;
+        self.fields += fields.len();
         self.records.push(LogRecord {
             level,
             message,
@@ -81,25 +110,32 @@ impl LogBook {
         Ok(())
     }
 
-    /// Appends raw output; every byte (newlines included) counts.
+    /// Appends raw output; every byte (newlines included) counts, and each
+    /// line it ends costs [`RECORD_OVERHEAD`] too. The lines before one
+    /// past the budget are kept.
     fn write(&mut self, stream: LogStream, bytes: &[u8]) -> Result<(), LogFull> {
         self.charge(bytes.len() as u64)?;
         let idx = stream_index(stream);
         let mut buf = std::mem::take(&mut self.partial[idx]);
+        let mut result = Ok(());
         for &b in bytes {
-            if b == b'\n' {
-                self.push_line(stream, &buf);
-                buf.clear();
+            let end = if b == b'\n' {
+                true
             } else {
                 buf.push(b);
-                if buf.len() >= MAX_LINE {
-                    self.push_line(stream, &buf);
-                    buf.clear();
+                buf.len() >= MAX_LINE
+            };
+            if end {
+                result = self.charge(RECORD_OVERHEAD);
+                if result.is_err() {
+                    break;
                 }
+                self.push_line(stream, &buf);
+                buf.clear();
             }
         }
         self.partial[idx] = buf;
-        Ok(())
+        result
     }
 
     fn push_line(&mut self, stream: LogStream, line: &[u8]) {
@@ -262,7 +298,7 @@ mod tests {
     #[test]
     fn lines_become_records_and_partials_flush_at_the_end() {
         let log = SharedLog::default();
-        log.begin(100);
+        log.begin(1000);
         let out = log.pipe(LogStream::Stdout);
         let err = log.pipe(LogStream::Stderr);
         out.write_bytes(b"hello\nwor").unwrap();
@@ -286,14 +322,15 @@ mod tests {
     #[test]
     fn budget_is_shared_and_exact() {
         let log = SharedLog::default();
-        log.begin(10);
+        log.begin(10 + 2 * RECORD_OVERHEAD + FIELD_OVERHEAD);
         log.lock()
             .log(LogLevel::Info, "abc".into(), vec![("k".into(), "v".into())])
-            .unwrap(); // 5 bytes
+            .unwrap(); // 5 bytes + a record + a field
         log.pipe(LogStream::Stdout).write_bytes(b"1234\n").unwrap(); // 10: at the limit
         assert!(!log.lock().is_full());
         let err = log.pipe(LogStream::Stderr).write_bytes(b"x").unwrap_err();
-        assert_eq!(err.budget, 10);
+        assert_eq!(err.budget, 10 + 2 * RECORD_OVERHEAD + FIELD_OVERHEAD);
+        assert_eq!((err.records, err.fields), (2, 1));
         assert!(log.lock().is_full());
         assert_eq!(log.finish().len(), 2);
     }
@@ -301,13 +338,49 @@ mod tests {
     #[test]
     fn log_record_past_budget_is_refused_not_truncated() {
         let log = SharedLog::default();
-        log.begin(4);
+        log.begin(4 + RECORD_OVERHEAD);
         assert!(
             log.lock()
                 .log(LogLevel::Info, "12345".into(), vec![])
                 .is_err()
         );
         assert!(log.finish().is_empty());
+    }
+
+    #[test]
+    fn empty_records_fields_and_lines_are_not_free() {
+        let log = SharedLog::default();
+        log.begin(10 * RECORD_OVERHEAD);
+        for _ in 0..10 {
+            log.lock()
+                .log(LogLevel::Info, String::new(), vec![])
+                .unwrap();
+        }
+        assert!(
+            log.lock()
+                .log(LogLevel::Info, String::new(), vec![])
+                .is_err()
+        );
+        assert_eq!(log.finish().len(), 10);
+
+        log.begin(RECORD_OVERHEAD + 1000 * FIELD_OVERHEAD);
+        let fields = vec![(String::new(), String::new()); 1001];
+        let err = log
+            .lock()
+            .log(LogLevel::Info, String::new(), fields)
+            .unwrap_err();
+        assert_eq!((err.records, err.fields), (0, 0));
+        assert!(err.to_string().contains("each field 48"), "{err}");
+
+        // Empty lines: one byte and one record each; the lines before the
+        // refused one are kept.
+        log.begin(3 * (1 + RECORD_OVERHEAD) + 1);
+        let err = log
+            .pipe(LogStream::Stdout)
+            .write_bytes(&[b'\n'; 4])
+            .unwrap_err();
+        assert_eq!(err.records, 3);
+        assert_eq!(log.finish().len(), 3);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::limiter::Limiter;
 use super::outcome::{LogLevel, LogStream, Outcome};
 use crate::event::{self, EventInput, Priority};
 use crate::kv::{Kv, KvError, Namespace, Quota};
-use crate::limits::Limits;
+use crate::limits::{EMIT_ENTRY_OVERHEAD, EMIT_OVERHEAD, Limits};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -65,6 +65,9 @@ pub(crate) struct CallState {
     pub(crate) deadline: Option<Instant>,
     max_emits: u32,
     emit_calls: u32,
+    max_emit_bytes: u64,
+    /// What the `emit` calls so far handed over (see [`emit_size`]).
+    emit_bytes: u64,
     /// Events accepted by `emit`, handed to the dispatcher on success.
     pub(crate) emitted: Vec<EventInput>,
     /// The outcome a host function ended the call with.
@@ -140,6 +143,7 @@ impl HostState {
             kv_quota: Quota::from(b.limits),
             deadline: Instant::now().checked_add(Duration::from_millis(b.limits.timeout_ms)),
             max_emits: b.limits.emits,
+            max_emit_bytes: b.limits.emit_bytes,
             ..CallState::default()
         };
         self.log.begin(b.limits.log_bytes);
@@ -307,6 +311,19 @@ impl emit::Host for HostState {
                 format!("the handler emitted more than {max} events"),
             ));
         }
+        // So are the bytes, before anything is parsed or copied again.
+        self.call.emit_bytes = self.call.emit_bytes.saturating_add(emit_size(&new));
+        if self.call.emit_bytes > self.call.max_emit_bytes {
+            let max = self.call.max_emit_bytes;
+            return Err(self.abort(
+                Outcome::EmitBytesLimit,
+                format!(
+                    "the handler's emitted events came to more than {max} bytes (each event \
+                     counts {EMIT_OVERHEAD} bytes and each metadata entry \
+                     {EMIT_ENTRY_OVERHEAD} besides their text)"
+                ),
+            ));
+        }
         match to_event_input(new, &self.call.event_tenant) {
             Ok(input) => {
                 self.call.emitted.push(input);
@@ -323,8 +340,29 @@ impl clock::Host for HostState {
     }
 }
 
+/// What an emitted event counts against `emit_bytes`: its text plus the
+/// per-event and per-entry overheads.
+fn emit_size(new: &emit::NewEvent) -> u64 {
+    let text = new.type_.len()
+        + new.tenant.as_ref().map_or(0, String::len)
+        + new.payload.len()
+        + new.key.as_ref().map_or(0, String::len)
+        + new
+            .metadata
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    (text as u64)
+        .saturating_add(EMIT_OVERHEAD)
+        .saturating_add(EMIT_ENTRY_OVERHEAD.saturating_mul(new.metadata.len() as u64))
+}
+
 /// An emitted event under the same rules as any producer's ([`EventInput`]).
 fn to_event_input(new: emit::NewEvent, event_tenant: &str) -> Result<EventInput, String> {
+    // Counts first: nothing is copied into a map that is refused anyway.
+    if new.metadata.len() > event::bounds::METADATA_ENTRIES {
+        return Err(event::InvalidEvent::TooManyMetadata(new.metadata.len()).to_string());
+    }
     // Refuse oversized payloads before spending time parsing them.
     if new.payload.len() > event::bounds::DEFAULT_PAYLOAD_BYTES {
         return Err(format!(
@@ -451,5 +489,25 @@ mod tests {
         let huge = format!("\"{}\"", "x".repeat(event::bounds::DEFAULT_PAYLOAD_BYTES));
         let err = to_event_input(new_event(&huge), "").unwrap_err();
         assert!(err.contains("limit"), "{err}");
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = to_event_input(new_event(&deep), "").unwrap_err();
+        assert!(err.contains("levels deep"), "{err}");
+        let mut many = new_event("{}");
+        many.metadata = vec![(String::new(), String::new()); 1_000];
+        let err = to_event_input(many, "").unwrap_err();
+        assert!(err.contains("1000 entries"), "{err}");
+    }
+
+    #[test]
+    fn emitted_bytes_count_text_and_overheads() {
+        let mut e = new_event("{}");
+        // "reply" + "{}" + "k" + "a" + "1", one entry.
+        assert_eq!(emit_size(&e), 10 + EMIT_OVERHEAD + EMIT_ENTRY_OVERHEAD);
+        e.metadata = vec![(String::new(), String::new()); 1_000_000];
+        e.key = None;
+        assert_eq!(
+            emit_size(&e),
+            7 + EMIT_OVERHEAD + 1_000_000 * EMIT_ENTRY_OVERHEAD
+        );
     }
 }

@@ -32,6 +32,8 @@ pub enum Outcome {
     LogLimit,
     /// The guest emitted more than `emits` events.
     EmitLimit,
+    /// The guest's emitted events came to more than `emit_bytes`.
+    EmitBytesLimit,
     /// A KV key plus value was larger than `kv_value_bytes`, or a write would
     /// take the namespace past `kv_quota_bytes` or `kv_quota_keys`.
     KvLimit,
@@ -43,7 +45,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in declaration order.
-    pub const ALL: [Outcome; 13] = [
+    pub const ALL: [Outcome; 14] = [
         Outcome::Ok,
         Outcome::HandlerError,
         Outcome::OutOfFuel,
@@ -54,6 +56,7 @@ impl Outcome {
         Outcome::Trap,
         Outcome::LogLimit,
         Outcome::EmitLimit,
+        Outcome::EmitBytesLimit,
         Outcome::KvLimit,
         Outcome::ResultLimit,
         Outcome::HostError,
@@ -72,6 +75,7 @@ impl Outcome {
             Outcome::Trap => "trap",
             Outcome::LogLimit => "log_limit",
             Outcome::EmitLimit => "emit_limit",
+            Outcome::EmitBytesLimit => "emit_bytes_limit",
             Outcome::KvLimit => "kv_limit",
             Outcome::ResultLimit => "result_limit",
             Outcome::HostError => "host_error",

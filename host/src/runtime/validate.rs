@@ -96,7 +96,32 @@ pub(crate) const MAX_FUNCTION_BYTES: usize = 2 << 20;
 /// nested inside each other (≈ 2 s of compiling here).
 pub(crate) const MAX_NESTING_WORK: u64 = 50_000_000;
 
-/// Checks the compile budget over every core module of the component.
+/// Modules and components nested inside each other. wasmparser's
+/// validator keeps a snapshot list per nested unit and copies the outer
+/// ones into each, so its memory grows with the square of the nesting (one
+/// 1.2 MB upload of 100 000 nested empty components took 21 GB). Real
+/// components nest 1 (a Rust or JS component holding its core modules) to
+/// 3 (a composition of components).
+pub(crate) const MAX_NESTING_DEPTH: usize = 16;
+/// Core modules and components in one upload, at any depth. A Rust
+/// component holds 3–5 core modules; a composition a few dozen.
+pub(crate) const MAX_UNITS: usize = 1_000;
+/// Sections of every unit together (a module has at most about 13).
+pub(crate) const MAX_SECTIONS: usize = 20_000;
+/// Entries of every counted section but functions (which have their own
+/// cap): core and component types, imports, exports, instances, aliases,
+/// canonical functions, globals, tables, memories, tags, element and data
+/// segments. Each costs the validator and compiler tens to hundreds of
+/// bytes, so a count, not the size cap, must bound them: 50 MiB of 3-byte
+/// types would be 16 M of them. Real components hold a few thousand
+/// (componentize-py's largest, about 30 000).
+pub(crate) const MAX_ITEMS: u64 = 200_000;
+
+/// Checks the compile budget over the whole component: its shape (nesting,
+/// units, sections, items) and every core module's code. One pass of
+/// wasmparser's parser, which keeps a small stack per nesting level and
+/// allocates nothing per item: every count is checked before the
+/// validator or compiler pays for it.
 pub(crate) fn check_compile_budget(wasm: &[u8]) -> Result<(), RuntimeError> {
     let over = |what: String| {
         Err(RuntimeError::Invalid(format!(
@@ -106,8 +131,56 @@ pub(crate) fn check_compile_budget(wasm: &[u8]) -> Result<(), RuntimeError> {
     let malformed = |e: wasmparser::BinaryReaderError| RuntimeError::Invalid(e.to_string());
     let mut functions = 0usize;
     let mut nesting_work = 0u64;
+    let (mut depth, mut units, mut sections, mut items) = (0usize, 1usize, 0usize, 0u64);
     for payload in Parser::new(0).parse_all(wasm) {
-        match payload.map_err(malformed)? {
+        let payload = payload.map_err(malformed)?;
+        if payload.as_section().is_some() {
+            sections += 1;
+            if sections > MAX_SECTIONS {
+                return over(format!("more than {MAX_SECTIONS} sections"));
+            }
+        }
+        let count = match &payload {
+            Payload::TypeSection(s) => s.count(),
+            Payload::ImportSection(s) => s.count(),
+            Payload::TableSection(s) => s.count(),
+            Payload::MemorySection(s) => s.count(),
+            Payload::TagSection(s) => s.count(),
+            Payload::GlobalSection(s) => s.count(),
+            Payload::ExportSection(s) => s.count(),
+            Payload::ElementSection(s) => s.count(),
+            Payload::DataSection(s) => s.count(),
+            Payload::InstanceSection(s) => s.count(),
+            Payload::CoreTypeSection(s) => s.count(),
+            Payload::ComponentInstanceSection(s) => s.count(),
+            Payload::ComponentAliasSection(s) => s.count(),
+            Payload::ComponentTypeSection(s) => s.count(),
+            Payload::ComponentCanonicalSection(s) => s.count(),
+            Payload::ComponentImportSection(s) => s.count(),
+            Payload::ComponentExportSection(s) => s.count(),
+            _ => 0,
+        };
+        items += u64::from(count);
+        if items > MAX_ITEMS {
+            return over(format!(
+                "more than {MAX_ITEMS} types, imports, exports, instances, aliases and other \
+                 declarations ({items} so far)"
+            ));
+        }
+        match payload {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => {
+                depth += 1;
+                units += 1;
+                if depth > MAX_NESTING_DEPTH {
+                    return over(format!(
+                        "modules and components are nested more than {MAX_NESTING_DEPTH} deep"
+                    ));
+                }
+                if units > MAX_UNITS {
+                    return over(format!("more than {MAX_UNITS} modules and components"));
+                }
+            }
+            Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::FunctionSection(section) => {
                 functions = functions.saturating_add(section.count() as usize);
                 if functions > MAX_FUNCTIONS {

@@ -154,6 +154,16 @@ impl Store {
     /// failing again makes a new one. [`StoreError::Conflict`] when the same
     /// delivery is already pending.
     pub fn replay_dead_letter(&self, id: &str, version: Option<u32>) -> Result<Pending> {
+        self.replay_dead_letter_with_event(id, version)
+            .map(|(p, _)| p)
+    }
+
+    /// [`Self::replay_dead_letter`], also returning the event.
+    pub(super) fn replay_dead_letter_with_event(
+        &self,
+        id: &str,
+        version: Option<u32>,
+    ) -> Result<(Pending, Event)> {
         let now = now_ms();
         let t = self.t();
         let _queue = self.queue_lock();
@@ -204,7 +214,7 @@ impl Store {
                 pending.insert(key, encode(&p).abort()?)?;
                 dead.remove(id)?;
                 index.remove(index_key(h, id))?;
-                Ok(p)
+                Ok((p, dl.event))
             })
             .map_err(tx_err)
     }

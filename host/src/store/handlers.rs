@@ -266,11 +266,7 @@ impl Store {
         sweep_prefix(&self.t().versions, &prefix)?;
         sweep_prefix(&self.t().kv, &prefix)?;
         self.forget_kv_usage(name);
-        for p in self.pending()? {
-            if p.handler == name {
-                self.drop_pending(&p)?;
-            }
-        }
+        self.discard_pending(name)?;
         self.purge_dead_letters(Some(name), None)?;
         self.t().stats.remove(name).sled()?;
         let (akey, aval) = self.audit_record(actor, "delete", name, json!({}))?;

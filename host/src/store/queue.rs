@@ -10,6 +10,7 @@
 //! (at-least-once) and logs it twice, which is acceptable; the reverse order
 //! could lose the log line of a delivery that happened.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -76,9 +77,12 @@ pub(super) fn release_tx(
 }
 
 struct Prepared<'a> {
+    /// Where the event is in the batch.
+    index: usize,
     event_id: &'a str,
     event: Vec<u8>,
-    pending: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Per handler: its name, the pending key and the encoded entry.
+    pending: Vec<(&'a str, Vec<u8>, Vec<u8>)>,
 }
 
 impl Store {
@@ -89,13 +93,40 @@ impl Store {
     /// are counted (and their idempotency key kept) but not stored.
     /// Accepting an event twice does not duplicate its deliveries.
     pub fn accept(&self, batch: &[(Event, Vec<String>)]) -> Result<()> {
+        let refs: Vec<(&Event, &[String])> = batch.iter().map(|(e, h)| (e, h.as_slice())).collect();
+        self.accept_refs(&refs).map(drop)
+    }
+
+    /// [`Self::accept`] for shared events (the [`Inbox`](super::Inbox)
+    /// append): the events stored and, for each, the handlers whose
+    /// pending delivery it created (an event or delivery stored before is
+    /// not named again).
+    pub(super) fn accept_shared<'a>(
+        &self,
+        batch: &'a [(Arc<Event>, Vec<String>)],
+    ) -> Result<Vec<(&'a Arc<Event>, Vec<&'a str>)>> {
+        let refs: Vec<(&Event, &[String])> =
+            batch.iter().map(|(e, h)| (&**e, h.as_slice())).collect();
+        let created = self.accept_refs(&refs)?;
+        Ok(created
+            .into_iter()
+            .map(|(i, handlers)| (&batch[i].0, handlers))
+            .collect())
+    }
+
+    /// The accept itself; per stored event (by index into `batch`), the
+    /// handlers whose pending delivery it created.
+    fn accept_refs<'a>(
+        &self,
+        batch: &[(&'a Event, &'a [String])],
+    ) -> Result<Vec<(usize, Vec<&'a str>)>> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let now = now_ms();
         let mut prepared = Vec::with_capacity(batch.len());
         let mut idem = Vec::new();
-        for (event, handlers) in batch {
+        for (index, &(event, handlers)) in batch.iter().enumerate() {
             if let Some(k) = &event.idempotency_key {
                 let rec = IdemRecord {
                     event_id: event.id.clone(),
@@ -103,7 +134,7 @@ impl Store {
                 };
                 idem.push((idem_key(&event.tenant, k), encode(&rec)?));
             }
-            let mut handlers: Vec<&str> = handlers.iter().map(String::as_str).collect();
+            let mut handlers: Vec<&'a str> = handlers.iter().map(String::as_str).collect();
             handlers.sort_unstable();
             handlers.dedup();
             if handlers.is_empty() {
@@ -119,9 +150,10 @@ impl Store {
                     version: None,
                     errors: Vec::new(),
                 };
-                pending.push((pending_key(&event.id, h), encode(&p)?));
+                pending.push((h, pending_key(&event.id, h), encode(&p)?));
             }
             prepared.push(Prepared {
+                index,
                 event_id: &event.id,
                 event: encode(event)?,
                 pending,
@@ -132,23 +164,27 @@ impl Store {
         // and concurrent batches only add CPU spent waiting and retrying,
         // taken from the workers delivering what was already accepted.
         let one_at_a_time = self.queue_lock();
-        (&t.events, &t.event_refs, &t.pending, &t.idempotency)
+        let created = (&t.events, &t.event_refs, &t.pending, &t.idempotency)
             .transaction(|(events, refs, pending, idempotency)| {
+                let mut created = Vec::with_capacity(prepared.len());
                 for p in &prepared {
                     let mut count = refs_tx(refs, p.event_id)?;
-                    for (k, v) in &p.pending {
+                    let mut new = Vec::with_capacity(p.pending.len());
+                    for (h, k, v) in &p.pending {
                         if pending.get(k)?.is_none() {
                             pending.insert(k.as_slice(), v.as_slice())?;
                             count += 1;
+                            new.push(*h);
                         }
                     }
                     events.insert(p.event_id, p.event.as_slice())?;
                     refs.insert(p.event_id, &count.to_be_bytes())?;
+                    created.push((p.index, new));
                 }
                 for (k, v) in &idem {
                     idempotency.insert(k.as_slice(), v.as_slice())?;
                 }
-                Ok(())
+                Ok(created)
             })
             .map_err(tx_err)?;
         drop(one_at_a_time);
@@ -158,7 +194,7 @@ impl Store {
         if unrouted > 0 {
             self.bump(META_UNROUTED, unrouted as i64)?;
         }
-        Ok(())
+        Ok(created)
     }
 
     /// An accepted event that still has unfinished deliveries.
@@ -308,11 +344,17 @@ impl Store {
         Ok(())
     }
 
-    /// Removes one pending delivery (and its event when it was the last);
-    /// whether it existed.
-    pub(super) fn drop_pending(&self, p: &Pending) -> Result<bool> {
-        let _queue = self.queue_lock();
-        self.remove_pending(p)
+    /// Removes every pending delivery to `handler` (and each event with its
+    /// last delivery); how many.
+    pub(super) fn discard_pending(&self, handler: &str) -> Result<u64> {
+        let mut n = 0;
+        for p in self.pending()? {
+            if p.handler == handler {
+                let _queue = self.queue_lock();
+                n += u64::from(self.remove_pending(&p)?);
+            }
+        }
+        Ok(n)
     }
 
     /// An attempt failed and will run again at `due_ms`: logs and counts it,

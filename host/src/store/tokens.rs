@@ -110,6 +110,11 @@ impl Store {
         Ok((!expired).then_some(stored.record))
     }
 
+    /// Whether the token with this id still exists (was not revoked).
+    pub fn token_exists(&self, id: &str) -> Result<bool> {
+        self.t().tokens.contains_key(id).sled()
+    }
+
     /// Every token (without secrets), oldest first.
     pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
         self.t()

@@ -78,6 +78,7 @@ fn assert_within(l: &Limits, c: &Limits) {
         ("instances", l.instances.into(), c.instances.into()),
         ("log_bytes", l.log_bytes, c.log_bytes),
         ("emits", l.emits.into(), c.emits.into()),
+        ("emit_bytes", l.emit_bytes, c.emit_bytes),
         ("kv_value_bytes", l.kv_value_bytes, c.kv_value_bytes),
         ("kv_quota_bytes", l.kv_quota_bytes, c.kv_quota_bytes),
         ("kv_quota_keys", l.kv_quota_keys, c.kv_quota_keys),

@@ -155,11 +155,59 @@ fn a_table_declared_at_10_million_elements_is_refused() {
 fn a_log_flood_is_cut_at_the_log_budget() {
     let (report, _) = meanwhile(|| attack(guests::LOG_FLOOD, u32::MAX, |_| {}));
     assert_outcome(&report, Outcome::LogLimit);
-    let kept: usize = report.logs.iter().map(|r| r.message.len()).sum();
+    let kept: usize = report.logs.iter().map(|r| r.message.len() + 64).sum();
     assert!(
         kept as u64 <= Limits::default().log_bytes,
         "{kept} bytes of log kept"
     );
+}
+
+#[test]
+fn empty_log_records_and_fields_are_charged() {
+    // Each record costs 64 bytes besides its text, each field 48: the
+    // default 64 KiB holds 1 024 empty records. Before, a million empty
+    // records or two million empty fields were free (`ok`, gigabytes of
+    // host memory).
+    let budget = Limits::default().log_bytes;
+    let (report, _) = meanwhile(|| attack(guests::LOG_EMPTY, 1_000_000, |_| {}));
+    assert_outcome(&report, Outcome::LogLimit);
+    assert_eq!(report.logs.len() as u64, budget / 64);
+    let at_limit = attack(guests::LOG_EMPTY, (budget / 64) as u32, |_| {});
+    assert_eq!(at_limit.outcome, Outcome::Ok, "{:?}", at_limit.error);
+    let (report, _) = meanwhile(|| attack(guests::LOG_FIELDS, 2_000_000, |_| {}));
+    assert_outcome(&report, Outcome::LogLimit);
+    assert!(report.logs.is_empty());
+    let fields = ((budget - 64) / 48) as u32;
+    let at_limit = attack(guests::LOG_FIELDS, fields, |_| {});
+    assert_eq!(at_limit.outcome, Outcome::Ok, "{:?}", at_limit.error);
+    assert_eq!(at_limit.logs[0].fields.len(), fields as usize);
+    let past = attack(guests::LOG_FIELDS, fields + 1, |_| {});
+    assert_outcome(&past, Outcome::LogLimit);
+}
+
+#[test]
+fn emitted_bytes_are_capped() {
+    // 100 events of a 1 MB payload each: past the default 2 MiB of
+    // `emit_bytes` at the third, before it is parsed.
+    let (report, _) = meanwhile(|| attack(guests::EMIT_BIG, 100, |_| {}));
+    assert_outcome(&report, Outcome::EmitBytesLimit);
+    let err = report.error.unwrap();
+    assert!(err.contains("2097152 bytes"), "{err}");
+    let two = attack(guests::EMIT_BIG, 2, |_| {});
+    assert_eq!(two.outcome, Outcome::Ok, "{:?}", two.error);
+    assert_eq!(two.emitted.len(), 2);
+    let three = attack(guests::EMIT_BIG, 3, |_| {});
+    assert_outcome(&three, Outcome::EmitBytesLimit);
+    // Two million empty metadata entries on one event: 64 bytes each.
+    let (report, _) = meanwhile(|| attack(guests::EMIT_METADATA, 2_000_000, |_| {}));
+    assert_outcome(&report, Outcome::EmitBytesLimit);
+    // Within the budget, too many entries are the guest's error to handle.
+    let some = attack(guests::EMIT_METADATA, 1_000, |_| {});
+    assert_eq!(some.outcome, Outcome::Ok, "{:?}", some.error);
+    assert!(some.emitted.is_empty());
+    // A handler may be given more.
+    let raised = attack(guests::EMIT_BIG, 3, |l| l.emit_bytes = 4 << 20);
+    assert_eq!(raised.outcome, Outcome::Ok, "{:?}", raised.error);
 }
 
 #[test]

@@ -147,21 +147,33 @@ fn deeply_nested_json_is_refused_cleanly() {
 }
 
 #[test]
-fn a_deeply_nested_payload_is_carried_opaquely_and_harms_nothing() {
-    // The payload is kept byte for byte, never parsed into a tree at accept;
-    // filters that look into it see no match, and the guest gets the text.
+fn a_payload_nested_past_64_levels_is_refused_at_every_boundary() {
+    // Payloads are kept as text, but filters, schemas, guests and clients
+    // parse them (serde_json stops at 128 levels): 64 levels are carried,
+    // deeper is refused by name where it enters — publish, emit, `run`.
     let d = Daemon::start();
     let mut filtered = manifest("filtered", &["deep"]);
     filtered["subscription"]["filters"] = json!([{"kind": "equals", "pointer": "/a", "value": 1}]);
     deploy(&d, &filtered, &read(guests::GOOD)).expect(201);
     deploy(&d, &manifest("plain", &["deep"]), &read(guests::GOOD)).expect(201);
-    let payload = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    let body = format!(r#"{{"type": "deep", "payload": {payload}}}"#);
-    let r = d.send(
-        Method::POST,
+    let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    for (depth, wait) in [(100_000, false), (65, true)] {
+        let body = format!(r#"{{"type": "deep", "payload": {}}}"#, nested(depth));
+        let r = post_bytes(
+            &d,
+            &format!("/v1/events?wait={wait}"),
+            "application/json",
+            body.into_bytes(),
+        );
+        r.error(422, "unprocessable");
+        assert!(r.to_string().contains("64 levels deep"), "{r}");
+    }
+    let body = format!(r#"{{"type": "deep", "payload": {}}}"#, nested(64));
+    let r = post_bytes(
+        &d,
         "/v1/events?wait=true",
-        Some(d.admin()),
-        Body::Raw("application/json", body.into_bytes()),
+        "application/json",
+        body.into_bytes(),
     );
     let r = r.expect(200);
     assert_eq!(r.json["events"][0]["handlers"], json!(["plain"]), "{r}");
@@ -169,6 +181,25 @@ fn a_deeply_nested_payload_is_carried_opaquely_and_harms_nothing() {
         r.json["outcomes"][0]["deliveries"][0]["outcome"], "ok",
         "{r}"
     );
+
+    // A handler emitting 500 000 levels under `hookbox run --json` (it
+    // panicked in serde_json's recursion limit, exit 101): the emit is
+    // refused, the guest goes on, and the report is JSON.
+    let out = std::process::Command::new(d.bin())
+        .args(["run", "--json", guests::EMIT_DEEP, "--type", "x"])
+        .args(["--config", "500000"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["deliveries"][0]["outcome"], "ok", "{report}");
+    assert_eq!(report["deliveries"][0]["emitted"], json!([]), "{report}");
     still_serving(&d);
 }
 

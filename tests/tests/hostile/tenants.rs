@@ -231,3 +231,42 @@ fn aggregate_reads_are_refused_to_a_tenant_scoped_token() {
     );
     d.get_as("/v1/handlers/trapper", &all).expect(200);
 }
+
+#[test]
+fn a_revoked_or_expired_token_loses_its_live_stream() {
+    // The stream checked its token only when it opened: revoked (204) or
+    // expired, the token got 401 everywhere else while deliveries kept
+    // arriving on its open stream.
+    let d = Daemon::start();
+    deploy(&d, &manifest("h", &["ping"]), &read(guests::GOOD)).expect(201);
+    let create = |body: Value| {
+        let r = d.post("/v1/tokens", &body).expect(201);
+        let id = r.json["token"]["id"].as_str().unwrap().to_string();
+        (id, r.json["secret"].as_str().unwrap().to_string())
+    };
+    let (id, revoked) = create(json!({"name": "reader", "scopes": ["read"]}));
+    let (_, expiring) = create(json!({"name": "brief", "scopes": ["read"], "expires_in": "3s"}));
+    let mut a = d.http().stream(d.url(), "/v1/stream", &revoked);
+    let mut b = d.http().stream(d.url(), "/v1/stream", &expiring);
+    let event = publish(&d, "ping", "acme");
+    for stream in [&mut a, &mut b] {
+        let ev = stream
+            .next_event(Duration::from_secs(10))
+            .expect("a delivery");
+        assert!(ev.data.contains(&event), "{ev:?}");
+    }
+
+    d.delete(&format!("/v1/tokens/{id}")).expect(204);
+    d.get_as("/v1/logs", &revoked).expect(401);
+    // The server ends both streams (within a second of the revocation and
+    // of the expiry at 3 s; not timed here) while events keep coming.
+    for (stream, what) in [(&mut a, "revoked"), (&mut b, "expired")] {
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        while !stream.ended() && std::time::Instant::now() < until {
+            publish(&d, "ping", "acme");
+            stream.next_event(Duration::from_millis(200));
+        }
+        assert!(stream.ended(), "the {what} token's stream is still open");
+    }
+    d.get_as("/v1/logs", &expiring).expect(401);
+}

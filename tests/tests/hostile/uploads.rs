@@ -5,11 +5,12 @@
 
 use hookbox::manifest::Capability;
 use hookbox::runtime::RuntimeError;
-use hookbox_tests::daemon::Daemon;
+use hookbox_tests::daemon::{Daemon, limited, peak_rss};
 use hookbox_tests::{guests, read, runtime};
 use serde_json::json;
 use wasm_encoder::{
-    CodeSection, Component, Function, FunctionSection, Module, ModuleSection, TypeSection,
+    CodeSection, Component, ComponentTypeSection, Function, FunctionSection, Module, ModuleSection,
+    NestedComponentSection, PrimitiveValType, TypeSection,
 };
 
 use super::{await_outcome, deploy, manifest, publish};
@@ -111,6 +112,120 @@ fn deep_nesting_is_refused_before_compiling() {
 #[test]
 fn the_deepest_nesting_allowed_compiles() {
     compiled(&bomb(1, &nested(NESTING_PAST - 1)));
+}
+
+/// The component-shape budget (`host/src/runtime/validate.rs`).
+const MAX_NESTING_DEPTH: usize = 16;
+const MAX_UNITS: usize = 1_000;
+const MAX_ITEMS: u32 = 200_000;
+
+/// Appends `n` as unsigned LEB128.
+fn leb(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// `depth` empty components nested inside an empty component, written
+/// outside in (wrapping inside out would copy quadratically).
+fn nested_components(depth: usize) -> Vec<u8> {
+    const HEADER: &[u8] = b"\0asm\x0d\x00\x01\x00";
+    let leb_len = |n: usize| {
+        let mut v = Vec::new();
+        leb(&mut v, n);
+        v.len()
+    };
+    // sizes[k]: the bytes of a component holding k levels.
+    let mut sizes = vec![HEADER.len()];
+    for k in 0..depth {
+        sizes.push(HEADER.len() + 1 + leb_len(sizes[k]) + sizes[k]);
+    }
+    let mut out = Vec::with_capacity(sizes[depth]);
+    for k in (0..depth).rev() {
+        out.extend_from_slice(HEADER);
+        out.push(0x04); // a nested component section
+        leb(&mut out, sizes[k]);
+    }
+    out.extend_from_slice(HEADER);
+    out
+}
+
+/// `n` empty components side by side in one component.
+fn sibling_components(n: usize) -> Vec<u8> {
+    let mut component = Component::new();
+    for _ in 0..n {
+        component.section(&NestedComponentSection(&Component::new()));
+    }
+    component.finish()
+}
+
+/// A component defining `n` component types (`list<u8>`).
+fn many_types(n: u32) -> Vec<u8> {
+    let mut types = ComponentTypeSection::new();
+    for _ in 0..n {
+        types.defined_type().list(PrimitiveValType::U8);
+    }
+    let mut component = Component::new();
+    component.section(&types);
+    component.finish()
+}
+
+#[test]
+fn the_component_shape_is_bounded_before_validating() {
+    // Nested empty components cost wasmparser's validator memory with
+    // the square of the depth: 20 000 levels took 7.7 GB, 100 000 (a
+    // 1.2 MB upload) the whole machine. Refused by counting first.
+    let msg = refused(&nested_components(MAX_NESTING_DEPTH + 1));
+    assert!(msg.contains("nested more than 16 deep"), "{msg}");
+    compiled(&nested_components(MAX_NESTING_DEPTH));
+    let msg = refused(&sibling_components(MAX_UNITS));
+    assert!(
+        msg.contains("more than 1000 modules and components"),
+        "{msg}"
+    );
+    compiled(&sibling_components(MAX_UNITS - 1));
+    let msg = refused(&many_types(MAX_ITEMS + 1));
+    assert!(msg.contains("more than 200000 types"), "{msg}");
+    compiled(&many_types(MAX_ITEMS));
+}
+
+#[test]
+fn a_deploy_of_100_000_nested_components_is_refused_in_bounded_memory() {
+    // The daemon runs with its data segment capped at 2 GiB (unbounded,
+    // this upload grew it to 21–24 GB before the kernel killed it), and
+    // its peak resident set must stay under 512 MiB.
+    const PEAK_BOUND: u64 = 512 << 20;
+    let d = Daemon::start_limited("", Some(2 << 30));
+    let bomb = nested_components(100_000);
+    assert!(bomb.len() > 1_000_000, "{} bytes", bomb.len());
+    for wasm in [bomb.clone(), nested_components(20_000)] {
+        let r = deploy(&d, &manifest("nest", &["x"]), &wasm);
+        let msg = r.error(422, "unprocessable");
+        assert!(msg.contains("nested more than 16 deep"), "{msg}");
+    }
+    let peak = peak_rss(d.pid());
+    assert!(peak < PEAK_BOUND, "the daemon peaked at {} MiB", peak >> 20);
+    d.get("/healthz").expect(200);
+    deploy(&d, &manifest("good", &["y"]), &read(guests::GOOD)).expect(201);
+
+    // `hookbox run` on the same file, under the same cap.
+    let file = d.scratch().join("nest.wasm");
+    std::fs::write(&file, &bomb).unwrap();
+    let out = limited(d.bin(), Some(2 << 30))
+        .arg("run")
+        .arg(&file)
+        .args(["--type", "x"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nested more than 16 deep"), "{stderr}");
 }
 
 #[test]

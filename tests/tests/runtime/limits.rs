@@ -179,15 +179,15 @@ fn instances() {
 #[test]
 fn log_bytes() {
     let flood = module(guests::LOG_FLOOD);
-    // Records of 100 bytes each.
-    let at_limit = Delivery::new(10).limits(|l| l.log_bytes = 1000).run(&flood);
+    // Records of 100 bytes each, plus 64 for the record itself.
+    let at_limit = Delivery::new(10).limits(|l| l.log_bytes = 1640).run(&flood);
     assert_outcome(&at_limit, Outcome::Ok);
     assert_eq!(at_limit.logs.len(), 10);
-    let past = Delivery::new(11).limits(|l| l.log_bytes = 1000).run(&flood);
+    let past = Delivery::new(11).limits(|l| l.log_bytes = 1640).run(&flood);
     assert_outcome(&past, Outcome::LogLimit);
     assert_eq!(past.logs.len(), 10, "records before the limit are kept");
     assert!(
-        past.error.as_deref().unwrap().contains("1000 bytes"),
+        past.error.as_deref().unwrap().contains("1640 bytes"),
         "{:?}",
         past.error
     );
@@ -197,8 +197,11 @@ fn log_bytes() {
 #[test]
 fn stdout_and_stderr_count_against_log_bytes() {
     let stdout = module(guests::STDOUT);
-    // `attempt` × "hello\n" (6 bytes) on stdout, then "done\n" (5) on stderr.
-    let at_limit = Delivery::new(10).limits(|l| l.log_bytes = 65).run(&stdout);
+    // `attempt` × "hello\n" (6 bytes) on stdout, then "done\n" (5) on
+    // stderr; each line is a record of 64 bytes more.
+    let at_limit = Delivery::new(10)
+        .limits(|l| l.log_bytes = 65 + 11 * 64)
+        .run(&stdout);
     assert_outcome(&at_limit, Outcome::Ok);
     let lines: Vec<_> = at_limit
         .logs
@@ -209,7 +212,9 @@ fn stdout_and_stderr_count_against_log_bytes() {
     want.push((LogStream::Stderr, "done"));
     assert_eq!(lines, want);
 
-    let past = Delivery::new(11).limits(|l| l.log_bytes = 65).run(&stdout);
+    let past = Delivery::new(11)
+        .limits(|l| l.log_bytes = 65 + 11 * 64)
+        .run(&stdout);
     assert_outcome(&past, Outcome::LogLimit);
     good_guest_still_works();
 }

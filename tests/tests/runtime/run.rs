@@ -41,7 +41,7 @@ fn runs_every_event_with_one_kv() {
     assert!(text.contains("emitted seen tenant=\"acme\""), "{text}");
     assert!(text.contains("2/2 deliveries ok"), "{text}");
 
-    let json = summary.to_json();
+    let json = serde_json::to_value(summary.to_json()).unwrap();
     assert_eq!(json["deliveries"][0]["outcome"], "ok");
     assert_eq!(json["deliveries"][1]["event"]["type"], "reaction.add");
 }

@@ -1,0 +1,356 @@
+//! The accept append, three ways (issue 14: "measure before choosing"):
+//!
+//! - **sled accept today**: [`Store::accept`], the multi-tree transaction
+//!   (events, reference counts, pending entries, idempotency keys) the
+//!   daemon runs per batch;
+//! - **sled as a log**: sled used strictly as a log — one tree, keys a u64
+//!   sequence, one `apply_batch` of the batch's records, nothing read back;
+//! - **segment log**: [`SegmentLog`], Hookbox's own checksummed segment
+//!   files (one `write` and one `fdatasync` per group round).
+//!
+//! Each appends batches of 100 records, one per 1 KiB event with the
+//! handler it was routed to, for a fixed time: from one producer and from
+//! four at once, with durability `sync` (a flush per append; concurrent
+//! appends may share one) and `group` (a flush at most every 2 ms). Then
+//! every record is read back, as a restart replays the log. Figures:
+//! events/s, process CPU per event (every thread: sled's flusher included),
+//! per-append latency, disk bytes per event, and replay rate.
+//!
+//! Run with `cargo bench -p hookbox-tests --bench inbox`.
+
+mod support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use hookbox::event::Event;
+use hookbox::store::{Durability, Position, SegmentLog, SegmentOptions, Store, StoreOptions};
+use support::{
+    Report, Table, fmt_ns, fmt_rate, message_event, percentile, quick, thread_cpu_ns, zulip_message,
+};
+
+/// Events per append (the issue's batch size).
+const BATCH: usize = 100;
+/// The group-commit interval of the `group` rows (the daemon's default).
+const GROUP: Duration = Duration::from_millis(2);
+
+/// Process CPU time (user + system, every thread), in nanoseconds.
+#[allow(unsafe_code)]
+fn process_cpu_ns() -> u64 {
+    // SAFETY: `getrusage` fills one `rusage` through a valid pointer.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    assert_eq!(rc, 0, "getrusage");
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    (us(ru.ru_utime) + us(ru.ru_stime)) * 1000
+}
+
+/// One event's inbox record: the handlers it was routed to, then the event.
+fn record(event: &Event, handlers: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1200);
+    out.extend_from_slice(&(handlers.len() as u16).to_le_bytes());
+    for h in handlers {
+        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        out.extend_from_slice(h.as_bytes());
+    }
+    serde_json::to_writer(&mut out, event).expect("an event encodes");
+    out
+}
+
+/// A way to append a batch durably.
+trait Append: Send + Sync {
+    fn append(&self, batch: &[(Event, Vec<String>)]);
+    fn disk_bytes(&self) -> u64;
+    /// Reads every record back; how many.
+    fn replay(&self) -> u64;
+}
+
+struct Accept(Store);
+
+impl Append for Accept {
+    fn append(&self, batch: &[(Event, Vec<String>)]) {
+        self.0.accept(batch).expect("accept");
+    }
+    fn disk_bytes(&self) -> u64 {
+        self.0.size_on_disk().expect("size")
+    }
+    fn replay(&self) -> u64 {
+        self.0.pending().expect("pending").len() as u64
+    }
+}
+
+/// sled strictly as a log, with the same group commit the store uses: a
+/// flush per append (`sync`), or appenders waiting for the next flush of
+/// a background flusher (`group`).
+struct SledLog {
+    db: sled::Db,
+    tree: sled::Tree,
+    seq: AtomicU64,
+    group: Option<Arc<Flusher>>,
+}
+
+#[derive(Default)]
+struct Flusher {
+    /// (flushes requested, flushes done)
+    state: Mutex<(u64, u64, bool)>,
+    cv: Condvar,
+}
+
+impl SledLog {
+    fn open(dir: &std::path::Path, durability: Durability) -> SledLog {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 << 20)
+            .open()
+            .expect("sled opens");
+        let tree = db.open_tree("inbox").expect("tree");
+        let group = matches!(durability, Durability::Group { .. }).then(|| {
+            let f = Arc::new(Flusher::default());
+            let (f2, db2) = (f.clone(), db.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let target = {
+                        let mut st = f2.state.lock().unwrap();
+                        while st.0 == st.1 && !st.2 {
+                            st = f2.cv.wait(st).unwrap();
+                        }
+                        if st.2 {
+                            return;
+                        }
+                        st.0
+                    };
+                    db2.flush().expect("flush");
+                    f2.state.lock().unwrap().1 = target;
+                    f2.cv.notify_all();
+                    std::thread::sleep(GROUP);
+                }
+            });
+            f
+        });
+        SledLog {
+            db,
+            tree,
+            seq: AtomicU64::new(0),
+            group,
+        }
+    }
+}
+
+impl Drop for SledLog {
+    fn drop(&mut self) {
+        if let Some(f) = &self.group {
+            f.state.lock().unwrap().2 = true;
+            f.cv.notify_all();
+        }
+    }
+}
+
+impl Append for SledLog {
+    fn append(&self, batch: &[(Event, Vec<String>)]) {
+        let first = self.seq.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut b = sled::Batch::default();
+        for (i, (e, h)) in batch.iter().enumerate() {
+            b.insert(&(first + i as u64).to_be_bytes(), record(e, h));
+        }
+        self.tree.apply_batch(b).expect("apply_batch");
+        match &self.group {
+            None => {
+                self.db.flush().expect("flush");
+            }
+            Some(f) => {
+                let mut st = f.state.lock().unwrap();
+                st.0 += 1;
+                let ticket = st.0;
+                f.cv.notify_all();
+                while st.1 < ticket {
+                    st = f.cv.wait(st).unwrap();
+                }
+            }
+        }
+    }
+    fn disk_bytes(&self) -> u64 {
+        self.db.size_on_disk().expect("size")
+    }
+    fn replay(&self) -> u64 {
+        let mut n = 0;
+        for item in self.tree.iter() {
+            let (_, v) = item.expect("read");
+            n += u64::from(!v.is_empty());
+        }
+        n
+    }
+}
+
+struct Segments(SegmentLog);
+
+impl Append for Segments {
+    fn append(&self, batch: &[(Event, Vec<String>)]) {
+        let records: Vec<Vec<u8>> = batch.iter().map(|(e, h)| record(e, h)).collect();
+        self.0.append(&records).expect("append");
+    }
+    fn disk_bytes(&self) -> u64 {
+        self.0.size_on_disk().expect("size")
+    }
+    fn replay(&self) -> u64 {
+        let mut n = 0;
+        let start = Position {
+            segment: 0,
+            offset: 0,
+        };
+        self.0
+            .read_from(start, |_, r| {
+                n += u64::from(!r.is_empty());
+                Ok(())
+            })
+            .expect("read");
+        n
+    }
+}
+
+struct Cell {
+    events_per_s: f64,
+    cpu_per_event_ns: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    bytes_per_event: f64,
+    replay_per_s: f64,
+}
+
+/// Appends from `producers` threads for `run`, then replays.
+fn measure(
+    inbox: Arc<dyn Append>,
+    producers: usize,
+    run: Duration,
+    payload: &serde_json::Value,
+) -> Cell {
+    let handlers = vec!["word-counter".to_string()];
+    let (t0, c0) = (Instant::now(), process_cpu_ns());
+    let threads: Vec<_> = (0..producers)
+        .map(|_| {
+            let inbox = inbox.clone();
+            let payload = payload.clone();
+            let handlers = handlers.clone();
+            std::thread::spawn(move || {
+                let (mut lat, mut making) = (Vec::new(), 0);
+                let start = Instant::now();
+                while start.elapsed() < run {
+                    let c = thread_cpu_ns();
+                    let batch: Vec<(Event, Vec<String>)> = (0..BATCH)
+                        .map(|_| (message_event(&payload), handlers.clone()))
+                        .collect();
+                    making += thread_cpu_ns() - c;
+                    let t = Instant::now();
+                    inbox.append(&batch);
+                    lat.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                (lat, making)
+            })
+        })
+        .collect();
+    let (mut lat, mut making) = (Vec::new(), 0);
+    for t in threads {
+        let (l, m) = t.join().expect("producer");
+        lat.extend(l);
+        making += m;
+    }
+    // The events' making (ids, payload copies) is the producer's, not the inbox's.
+    let (wall, cpu) = (t0.elapsed(), process_cpu_ns() - c0 - making);
+    lat.sort_by(f64::total_cmp);
+    let events = (lat.len() * BATCH) as f64;
+    let r0 = Instant::now();
+    let replayed = inbox.replay();
+    let replay = r0.elapsed();
+    assert_eq!(replayed as f64, events, "every appended record reads back");
+    Cell {
+        events_per_s: events / wall.as_secs_f64(),
+        cpu_per_event_ns: cpu as f64 / events,
+        p50_ms: percentile(&lat, 50.0),
+        p99_ms: percentile(&lat, 99.0),
+        bytes_per_event: inbox.disk_bytes() as f64 / events,
+        replay_per_s: events / replay.as_secs_f64(),
+    }
+}
+
+fn open(kind: &str, dir: &std::path::Path, durability: Durability) -> Arc<dyn Append> {
+    match kind {
+        "sled accept (today)" => Arc::new(Accept(
+            Store::open(
+                dir,
+                StoreOptions {
+                    durability,
+                    ..StoreOptions::default()
+                },
+            )
+            .expect("store opens"),
+        )),
+        "sled as a log" => Arc::new(SledLog::open(dir, durability)),
+        _ => Arc::new(Segments(
+            SegmentLog::open(
+                dir,
+                SegmentOptions {
+                    durability,
+                    ..SegmentOptions::default()
+                },
+            )
+            .expect("log opens")
+            .0,
+        )),
+    }
+}
+
+fn main() {
+    let mut report = Report::new("inbox");
+    let run = if quick() {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(3)
+    };
+    let payload = zulip_message(1 << 10);
+    let mut table = Table::new(&[
+        "inbox",
+        "durability",
+        "producers",
+        "events/s",
+        "CPU per event",
+        "append p50",
+        "append p99",
+        "disk per event",
+        "replay",
+    ]);
+    let kinds = ["sled accept (today)", "sled as a log", "segment log"];
+    let modes = [
+        ("sync", Durability::Sync, 1),
+        ("sync", Durability::Sync, 4),
+        ("group", Durability::Group { interval: GROUP }, 4),
+    ];
+    for (label, durability, producers) in modes {
+        // The three side by side for each mode, so a drift of the machine
+        // between modes does not tilt the comparison.
+        for kind in kinds {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let inbox = open(kind, dir.path(), durability);
+            let c = measure(inbox, producers, run, &payload);
+            table.row(vec![
+                kind.to_string(),
+                label.to_string(),
+                producers.to_string(),
+                fmt_rate(c.events_per_s),
+                fmt_ns(c.cpu_per_event_ns),
+                format!("{:.2} ms", c.p50_ms),
+                format!("{:.2} ms", c.p99_ms),
+                format!("{:.0} B", c.bytes_per_event),
+                fmt_rate(c.replay_per_s),
+            ]);
+        }
+    }
+    report.table(
+        "The accept append: sled transaction vs sled as a log vs segment files (1 KiB events, batches of 100)",
+        &table,
+        &format!(
+            "Each cell appends for {:.1} s on a fresh data directory. CPU per event is the whole process's user + system time (sled's background threads included), less what the producers spent making the events, ÷ events; disk per event is the store's size on disk ÷ events; replay reads every record back (`sled accept`: `Store::pending`, decoding each entry). The machine is shared, so rates move between runs; compare the rows of one run.",
+            run.as_secs_f64()
+        ),
+    );
+    report.publish();
+}
