@@ -12,6 +12,7 @@
 //! [`Ctx::with_store`] / [`Ctx::with_dispatcher`] on the blocking pool.
 
 mod auth;
+mod dashboard;
 mod dead_letters;
 mod deploy;
 mod doc;
@@ -29,6 +30,7 @@ mod tests;
 #[cfg(test)]
 mod testutil;
 mod tokens;
+mod ui;
 mod zulip;
 
 use std::future::Future;
@@ -223,6 +225,8 @@ fn routes(limits: &ApiLimits) -> OpenApiRouter<Ctx> {
         .routes(routes!(dead_letters::replay))
         .routes(routes!(dead_letters::replay_bulk))
         .routes(routes!(zulip::status))
+        .routes(routes!(dashboard::whoami))
+        .routes(routes!(dashboard::series))
 }
 
 /// The OpenAPI document of [`routes`].
@@ -239,7 +243,7 @@ pub fn router(state: AppState) -> Router {
 
 fn build(state: AppState, shutdown: Arc<watch::Sender<bool>>) -> Router {
     let (router, _) = routes(&state.limits).split_for_parts();
-    router
+    ui::routes(router)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))

@@ -26,6 +26,7 @@
 mod breaker;
 mod builtin;
 mod circuit;
+mod handler_log;
 mod metrics;
 mod queue;
 mod recorder;
@@ -33,8 +34,10 @@ mod registry;
 mod replay;
 mod retry;
 mod schemas;
+mod series;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,16 +51,18 @@ use tokio::sync::broadcast;
 pub use breaker::{BreakerPolicy, CircuitState, CircuitStatus};
 pub use builtin::{Builtin, BuiltinError, BuiltinHandler};
 pub use circuit::events as internal_events;
+pub use handler_log::TARGET as HANDLER_LOG_TARGET;
 pub use metrics::Metrics;
 pub use metrics::names as metric_names;
 pub use replay::BulkReplay;
+pub use series::{SECONDS as SERIES_SECONDS, SeriesPoint, SeriesWindow};
 
 use crate::event::{self, Event, EventInput, InvalidEvent, now_ms};
 use crate::limits::Limits;
 use crate::manifest::Manifest;
 use crate::runtime::{DeliveryRequest, Runtime};
 use crate::store::{
-    HandlerRecord, Inbox, LogEntry, OUTCOME_EXPIRED, Pending, Ready, Store, StoreError,
+    HandlerLog, HandlerRecord, Inbox, LogEntry, OUTCOME_EXPIRED, Pending, Ready, Store, StoreError,
     VersionRecord,
 };
 
@@ -248,6 +253,8 @@ pub struct DeliveryNotice {
     pub memory_bytes: u64,
     /// When it finished.
     pub time_ms: u64,
+    /// What the handler logged during the attempt.
+    pub logs: Vec<HandlerLog>,
 }
 
 /// Per-job data the scheduler carries.
@@ -301,6 +308,8 @@ struct Inner {
     sched: Mutex<Scheduler<JobData>>,
     /// Taken after `sched` when both are needed, never the other way round.
     breakers: Mutex<Breakers>,
+    /// Built-in sinks waiting out a rate limit; taken after `breakers`.
+    throttles: Mutex<throttle::Throttles>,
     wake: Condvar,
     /// Held across the idempotency check and the write of batches that
     /// carry idempotency keys, so two racing requests with one key cannot
@@ -359,6 +368,7 @@ impl Dispatcher {
             registry: Registry::default(),
             sched: Mutex::new(scheduler),
             breakers: Mutex::new(Breakers::default()),
+            throttles: Mutex::default(),
             wake: Condvar::new(),
             idempotency: Mutex::new(()),
             schemas: schemas::Schemas::default(),
@@ -921,12 +931,21 @@ impl Inner {
                     for h in b.due(now) {
                         s.unpark_all(&h);
                     }
+                    let mut t = self.throttles();
+                    // Rate-limit windows that ended: their jobs may run.
+                    for h in t.due(now) {
+                        s.unpark_all(&h);
+                    }
                     let deleted = |name: &str| matches!(self.store.handler(name), Ok(None));
-                    if let Some(job) = s.pop(|h| self.gate(h, &b, &deleted, now)) {
+                    if let Some(job) = s.pop(|h| self.gate(h, &b, &t, &deleted, now)) {
                         let ticket = b.start(&job.handler, now);
                         break (job, ticket);
                     }
-                    let next = [s.next_due(), b.next_wakeup()].into_iter().flatten().min();
+                    let next = [s.next_due(), b.next_wakeup(), t.next_wakeup()]
+                        .into_iter()
+                        .flatten()
+                        .min();
+                    drop(t);
                     drop(b);
                     let wait = next
                         .map_or(1_000, |due| due.saturating_sub(now))
@@ -960,10 +979,13 @@ impl Inner {
         let pending = &job.data.pending;
         let event = job.data.event.clone();
         let (report, version) = match &h.code {
-            Code::Builtin(b) => (
-                builtin::deliver(b.as_ref(), &event, pending.attempt),
-                h.version,
-            ),
+            Code::Builtin(b) => match builtin::deliver(b.as_ref(), &event, pending.attempt) {
+                builtin::Delivered::Ran(report) => (report, h.version),
+                builtin::Delivered::Throttled { wait, message } => {
+                    self.throttle(job, ticket, wait, &message);
+                    return;
+                }
+            },
             Code::Wasm(active) => {
                 let (module, version) = match pending.version {
                     Some(v) if v != h.version => {
@@ -1013,13 +1035,12 @@ impl Inner {
             memory_bytes: report.peak_memory_bytes,
             attempt: pending.attempt,
             time_ms: now,
+            logs: handler_log::to_store(&report.logs),
         };
         self.metrics
             .delivery(&h.name, outcome, report.duration, report.fuel_used);
         let transition = self.record_outcome(&h.name, ticket, &report, now);
-        for record in &report.logs {
-            tracing::debug!(handler = %h.name, event = %event.id, level = ?record.level, message = %record.message, "Handler log");
-        }
+        handler_log::forward(&h.name, &event, pending.attempt, &report.logs);
 
         if report.outcome.is_success() {
             if !report.emitted.is_empty() {
@@ -1116,6 +1137,7 @@ impl Inner {
             memory_bytes: 0,
             attempt: pending.attempt,
             time_ms: now_ms(),
+            logs: Vec::new(),
         };
         self.metrics.expired(&h.name);
         self.sched()
@@ -1126,6 +1148,24 @@ impl Inner {
         {
             self.record(vec![done]);
         }
+    }
+
+    /// Backpressure from a built-in sink: puts the job back as it was (no
+    /// attempt used, no breaker failure) and holds the handler's jobs until
+    /// the window ends ([`throttle`]).
+    fn throttle(&self, job: Job<JobData>, ticket: Option<Ticket>, wait: Duration, why: &str) {
+        let now = now_ms();
+        let until = now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        self.breakers().abandon(&job.handler, ticket);
+        self.throttles().pause(&job.handler, until);
+        self.metrics.throttled(&job.handler);
+        tracing::info!(handler = %job.handler, event = %job.data.pending.event_id, wait_ms = until - now, reason = %why, "Delivery throttled; the handler's deliveries wait for the window");
+        self.requeue(job, until);
+        self.wake.notify_all();
+    }
+
+    fn throttles(&self) -> MutexGuard<'_, throttle::Throttles> {
+        self.throttles.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Gives an in-flight job back to the scheduler, due at `due_ms`.

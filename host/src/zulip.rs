@@ -9,7 +9,8 @@
 //!   replaced and announced with a [`QUEUE_LOST_EVENT`].
 //! - **Sink** ([`sink`]): per realm, a built-in dispatcher handler
 //!   `zulip:<realm>` performs the [`SEND_MESSAGE_EVENT`],
-//!   [`ADD_REACTION_EVENT`] and [`UPDATE_MESSAGE_EVENT`] events handlers
+//!   [`ADD_REACTION_EVENT`], [`REMOVE_REACTION_EVENT`] and
+//!   [`UPDATE_MESSAGE_EVENT`] events handlers
 //!   emit for that tenant, with the dispatcher's retries and dead letters.
 //! - **Status** ([`ZulipStatus`]): per realm connection state, queue
 //!   position, last error and counters for `GET /v1/zulip` and `/metrics`.
@@ -43,6 +44,8 @@ pub use status::{LastError, RealmStatus, SinkStatus, SourceCounters, ZulipStatus
 pub const SEND_MESSAGE_EVENT: &str = "zulip.send_message";
 /// Emitted by handlers to add an emoji reaction to a message.
 pub const ADD_REACTION_EVENT: &str = "zulip.add_reaction";
+/// Emitted by handlers to remove the bot's emoji reaction from a message.
+pub const REMOVE_REACTION_EVENT: &str = "zulip.remove_reaction";
 /// Emitted by handlers to edit or move a message.
 pub const UPDATE_MESSAGE_EVENT: &str = "zulip.update_message";
 /// Accepted when a realm's event queue was lost and replaced: events
@@ -111,6 +114,7 @@ impl Zulip {
                     events: vec![
                         SEND_MESSAGE_EVENT.into(),
                         ADD_REACTION_EVENT.into(),
+                        REMOVE_REACTION_EVENT.into(),
                         UPDATE_MESSAGE_EVENT.into(),
                     ],
                     tenants: vec![r.cfg.name.clone()],

@@ -8,8 +8,12 @@
 //!   `heartbeat` (a real, numbered queue event) after [`HEARTBEAT_AFTER`];
 //!   an unknown queue answers 400 with the fixture `BadEventQueueIdError`;
 //! - `DELETE /api/v1/events` deletes a queue;
-//! - `POST /api/v1/messages`, `POST /api/v1/messages/{id}/reactions` and
-//!   `PATCH /api/v1/messages/{id}` are recorded and answered `success`.
+//! - `POST /api/v1/messages`, `POST` and `DELETE
+//!   /api/v1/messages/{id}/reactions` and `PATCH /api/v1/messages/{id}` are
+//!   recorded and answered `success`; like Zulip, adding a reaction the bot
+//!   already made answers 400 `REACTION_ALREADY_EXISTS` and removing one it
+//!   did not make 400 `REACTION_DOES_NOT_EXIST` (fixture
+//!   `zulip-reaction-errors.json`).
 //!
 //! Every request must carry HTTP Basic auth with the configured email and
 //! key (else 401 with the fixture `InvalidApiKeyError`). Tests drive it:
@@ -95,6 +99,10 @@ struct Inner {
     rate_limits: VecDeque<f64>,
     /// Answers to the next sends (messages, reactions, edits).
     send_failures: VecDeque<(u16, Value)>,
+    /// The next sends are answered 429 with this `Retry-After`.
+    send_rate_limits: VecDeque<f64>,
+    /// The bot's reactions: (message id, emoji name).
+    reactions: std::collections::BTreeSet<(u64, String)>,
     requests: Vec<Request>,
     /// Every event answered by `GET /events`, by queue, as sent.
     served: Vec<(String, Value)>,
@@ -145,7 +153,10 @@ impl FakeZulip {
                 axum::routing::get(events).delete(delete_queue),
             )
             .route("/api/v1/messages", post(send_message))
-            .route("/api/v1/messages/{id}/reactions", post(add_reaction))
+            .route(
+                "/api/v1/messages/{id}/reactions",
+                post(add_reaction).delete(remove_reaction),
+            )
             .route("/api/v1/messages/{id}", patch(update_message))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -193,6 +204,15 @@ impl FakeZulip {
             .rate_limits
             .extend(std::iter::repeat_n(retry_after, n));
         self.fake.changed.notify_waiters();
+    }
+
+    /// The next `n` sends (messages, reactions, edits) are answered 429
+    /// with `Retry-After: retry_after` (seconds, fractions allowed) and
+    /// the fixture `RateLimitedError` body.
+    pub fn rate_limit_sends(&self, n: usize, retry_after: f64) {
+        self.inner()
+            .send_rate_limits
+            .extend(std::iter::repeat_n(retry_after, n));
     }
 
     /// The next sends are answered with these statuses and bodies.
@@ -256,6 +276,18 @@ impl Fake {
             status,
             at: Instant::now(),
         });
+    }
+
+    /// Zulip's 429: the fixture body with `retry-after`, and the header.
+    fn rate_limited(&self, retry_after: f64) -> Response {
+        let mut body = self.examples["RateLimitedError"].clone();
+        body["retry-after"] = json!(retry_after);
+        let mut response = reply(StatusCode::TOO_MANY_REQUESTS, body);
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            retry_after.to_string().parse().expect("a header value"),
+        );
+        response
     }
 
     /// `None` when the request carries the right Basic credentials.
@@ -339,14 +371,7 @@ async fn events(
     let rate_limit = fake.lock().rate_limits.pop_front();
     if let Some(retry_after) = rate_limit {
         fake.record(Method::GET, path, p, 429);
-        let mut body = fake.examples["RateLimitedError"].clone();
-        body["retry-after"] = json!(retry_after);
-        let mut response = reply(StatusCode::TOO_MANY_REQUESTS, body);
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            retry_after.to_string().parse().expect("a header value"),
-        );
-        return response;
+        return fake.rate_limited(retry_after);
     }
     let queue_id = p.get("queue_id").cloned().unwrap_or_default();
     let last: i64 = p
@@ -442,6 +467,47 @@ async fn add_reaction(
     send(&fake, Method::POST, path, &headers, form)
 }
 
+async fn remove_reaction(
+    State(fake): State<Arc<Fake>>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+    Form(form): Form<Params>,
+) -> Response {
+    let path = format!("/api/v1/messages/{id}/reactions");
+    send(&fake, Method::DELETE, path, &headers, form)
+}
+
+/// The documented reaction errors of `tests/fixtures/zulip/zulip-reaction-errors.json`.
+pub fn reaction_errors() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/zulip/zulip-reaction-errors.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).expect(path)).expect("fixture JSON")
+}
+
+/// A reaction call against the bot's reactions: `None` when it applies,
+/// else Zulip's 400 for a reaction already there or not there.
+fn react(
+    inner: &mut Inner,
+    method: &Method,
+    path: &str,
+    p: &BTreeMap<String, String>,
+) -> Option<Value> {
+    let id: u64 = path
+        .strip_prefix("/api/v1/messages/")?
+        .strip_suffix("/reactions")?
+        .parse()
+        .ok()?;
+    let key = (id, p.get("emoji_name").cloned().unwrap_or_default());
+    let errors = reaction_errors();
+    if *method == Method::POST {
+        (!inner.reactions.insert(key)).then(|| errors["ReactionAlreadyExists"].clone())
+    } else {
+        (!inner.reactions.remove(&key)).then(|| errors["ReactionDoesNotExist"].clone())
+    }
+}
+
 async fn update_message(
     State(fake): State<Arc<Fake>>,
     Path(id): Path<u64>,
@@ -460,10 +526,21 @@ fn send(fake: &Fake, method: Method, path: String, headers: &HeaderMap, form: Pa
         fake.record(method, &path, p, 401);
         return denied;
     }
+    let limited = fake.lock().send_rate_limits.pop_front();
+    if let Some(retry_after) = limited {
+        fake.record(method, &path, p, 429);
+        return fake.rate_limited(retry_after);
+    }
     let failure = fake.lock().send_failures.pop_front();
-    let (status, body) = match failure {
-        Some((status, body)) => (StatusCode::from_u16(status).expect("a status"), body),
-        None => {
+    let refused = if failure.is_none() && path.ends_with("/reactions") {
+        react(&mut fake.lock(), &method, &path, &p)
+    } else {
+        None
+    };
+    let (status, body) = match (failure, refused) {
+        (Some((status, body)), _) => (StatusCode::from_u16(status).expect("a status"), body),
+        (None, Some(body)) => (StatusCode::BAD_REQUEST, body),
+        (None, None) => {
             let mut inner = fake.lock();
             inner.next_message_id += 1;
             (

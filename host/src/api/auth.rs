@@ -116,6 +116,19 @@ pub(crate) fn scope_name(scope: Scope) -> &'static str {
 
 /// Authenticates the bearer token of a request and checks one scope.
 async fn authorise(parts: &Parts, ctx: &Ctx, scope: Scope) -> Result<Caller, ApiError> {
+    let caller = authenticate(parts, ctx).await?;
+    if !caller.has(scope) {
+        return Err(ApiError::forbidden(format!(
+            "this route needs a token with the `{}` scope; token {:?} lacks it",
+            scope_name(scope),
+            caller.token.name
+        )));
+    }
+    Ok(caller)
+}
+
+/// Authenticates the bearer token of a request, whatever its scopes.
+async fn authenticate(parts: &Parts, ctx: &Ctx) -> Result<Caller, ApiError> {
     let value = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -142,15 +155,7 @@ async fn authorise(parts: &Parts, ctx: &Ctx, scope: Scope) -> Result<Caller, Api
     if token.expires_ms.is_some_and(|at| at <= now_ms()) {
         return Err(ApiError::unauthorized("invalid or expired token"));
     }
-    let caller = Caller { token };
-    if !caller.has(scope) {
-        return Err(ApiError::forbidden(format!(
-            "this route needs a token with the `{}` scope; token {:?} lacks it",
-            scope_name(scope),
-            caller.token.name
-        )));
-    }
-    Ok(caller)
+    Ok(Caller { token })
 }
 
 macro_rules! scope_extractor {
@@ -181,6 +186,18 @@ scope_extractor!(
     /// A caller holding the `read` scope (or `admin`).
     Reader => Scope::Read
 );
+
+/// A caller with any valid token, whatever its scopes.
+#[derive(Clone, Debug)]
+pub(crate) struct Authenticated(pub Caller);
+
+impl FromRequestParts<Ctx> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &Ctx) -> Result<Self, ApiError> {
+        authenticate(parts, ctx).await.map(Authenticated)
+    }
+}
 
 /// A caller holding the `read` scope (or `admin`) for every tenant: a
 /// token restricted to tenants is refused (403), because the route's data

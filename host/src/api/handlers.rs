@@ -36,7 +36,7 @@ pub(crate) struct ListQuery {
     /// Only enabled or only disabled handlers.
     #[param(inline)]
     status: Option<StatusFilter>,
-    /// Include each handler's delivery stats.
+    /// Include each handler's delivery stats and circuit breaker.
     #[serde(default)]
     stats: bool,
     /// Include each handler's config.
@@ -64,6 +64,10 @@ pub(crate) struct HandlerSummary {
     /// With `stats=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     stats: Option<HandlerStats>,
+    /// With `stats=true`: the circuit breaker (absent when the handler is
+    /// not loaded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    circuit: Option<CircuitStatus>,
 }
 
 /// Body of `GET /v1/handlers`.
@@ -142,7 +146,8 @@ pub(crate) async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<HandlerList>> {
     let handlers = ctx
-        .with_store(move |store| {
+        .with_dispatcher(move |d| {
+            let store = d.store();
             let mut out = Vec::new();
             for h in store.handlers()? {
                 let keep = match q.status {
@@ -155,6 +160,7 @@ pub(crate) async fn list(
                 }
                 let v = active_version(store, &h)?;
                 let stats = q.stats.then(|| store.handler_stats(&h.name)).transpose()?;
+                let circuit = q.stats.then(|| d.circuit(&h.name)).flatten();
                 let sub = v.manifest.subscription;
                 out.push(HandlerSummary {
                     config: q.config.then_some(h.config),
@@ -168,6 +174,7 @@ pub(crate) async fn list(
                     created_ms: h.created_ms,
                     updated_ms: h.updated_ms,
                     stats,
+                    circuit,
                 });
             }
             Ok::<_, StoreError>(out)

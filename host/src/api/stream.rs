@@ -167,6 +167,7 @@ mod tests {
             fuel: 100,
             memory_bytes: 65536,
             time_ms: 1,
+            logs: Vec::new(),
         }
     }
 

@@ -9,6 +9,17 @@
 //! never replace one. They are not in the store's handler table: the
 //! handler admin routes do not list them; their deliveries, stats and dead
 //! letters are recorded under their name like any other.
+//!
+//! **Backpressure.** A sink whose far side asks it to slow down (an HTTP
+//! 429 with `Retry-After`) answers [`BuiltinError::rate_limited`]: the
+//! dispatcher puts the delivery back without using up an attempt or
+//! counting a breaker failure, and holds the handler's deliveries until the
+//! window ends ([`super::throttle`]). Any built-in sink can use it.
+//!
+//! Built-in handlers are never disabled automatically (an operator could
+//! not re-enable one: they are not in the handler table); a failing one's
+//! breaker keeps opening, with one trial delivery per cool-down. Their dead
+//! letters are replayed like any other (there is one version, 0).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,13 +38,17 @@ pub trait BuiltinHandler: Send + Sync + std::fmt::Debug {
     fn deliver(&self, event: &Event, attempt: u32) -> Result<(), BuiltinError>;
 }
 
-/// Why a built-in delivery failed; recorded as a `handler_error` outcome.
+/// Why a built-in delivery failed; recorded as a `handler_error` outcome,
+/// unless it is backpressure (`wait` set).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BuiltinError {
     /// What went wrong (kept in the delivery log and dead letter).
     pub message: String,
     /// Whether another attempt may succeed.
     pub retryable: bool,
+    /// Backpressure: the far side asked for this pause before the next
+    /// call. The delivery is put back as it was, not failed.
+    pub wait: Option<Duration>,
 }
 
 impl BuiltinError {
@@ -42,6 +57,7 @@ impl BuiltinError {
         BuiltinError {
             message: message.into(),
             retryable: true,
+            wait: None,
         }
     }
 
@@ -50,6 +66,17 @@ impl BuiltinError {
         BuiltinError {
             message: message.into(),
             retryable: false,
+            wait: None,
+        }
+    }
+
+    /// A rate limit: send nothing more for `wait`, then try this delivery
+    /// again (see the module docs).
+    pub fn rate_limited(message: impl Into<String>, wait: Duration) -> Self {
+        BuiltinError {
+            message: message.into(),
+            retryable: true,
+            wait: Some(wait),
         }
     }
 }
@@ -110,12 +137,31 @@ pub(crate) fn loaded(b: Builtin, limits: Limits) -> Loaded {
     }
 }
 
-/// Runs a built-in delivery and describes it the way the runtime describes
-/// a sandboxed one.
-pub(crate) fn deliver(handler: &dyn BuiltinHandler, event: &Event, attempt: u32) -> DeliveryReport {
+/// What a built-in delivery came to.
+#[derive(Debug)]
+pub(crate) enum Delivered {
+    /// It ran: the report, as the runtime describes a sandboxed delivery.
+    Ran(DeliveryReport),
+    /// Backpressure: nothing happened; try again after `wait`.
+    Throttled {
+        /// The pause asked for.
+        wait: Duration,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Runs a built-in delivery.
+pub(crate) fn deliver(handler: &dyn BuiltinHandler, event: &Event, attempt: u32) -> Delivered {
     let started = Instant::now();
-    let result = handler.deliver(event, attempt);
-    report(result, started.elapsed())
+    match handler.deliver(event, attempt) {
+        Err(BuiltinError {
+            wait: Some(wait),
+            message,
+            ..
+        }) => Delivered::Throttled { wait, message },
+        result => Delivered::Ran(report(result, started.elapsed())),
+    }
 }
 
 fn report(result: Result<(), BuiltinError>, duration: Duration) -> DeliveryReport {
@@ -187,5 +233,32 @@ mod tests {
         assert_eq!(retry.error.as_deref(), Some("503"));
         let fatal = report(Err(BuiltinError::fatal("bad payload")), Duration::ZERO);
         assert!(!fatal.retryable);
+    }
+
+    #[derive(Debug)]
+    struct Limited;
+
+    impl BuiltinHandler for Limited {
+        fn deliver(&self, _: &Event, _: u32) -> Result<(), BuiltinError> {
+            Err(BuiltinError::rate_limited(
+                "slow down",
+                Duration::from_millis(2900),
+            ))
+        }
+    }
+
+    #[test]
+    fn a_rate_limit_is_backpressure_not_a_report() {
+        let event = crate::event::EventInput::new("zulip.send_message", &serde_json::json!({}))
+            .accept("test", 0, 1 << 20)
+            .unwrap();
+        match deliver(&Limited, &event, 1) {
+            Delivered::Throttled { wait, message } => {
+                assert_eq!(wait, Duration::from_millis(2900));
+                assert_eq!(message, "slow down");
+            }
+            Delivered::Ran(r) => panic!("a throttled delivery was reported: {r:?}"),
+        }
+        assert!(matches!(deliver(&Nop, &event, 1), Delivered::Ran(_)));
     }
 }

@@ -29,6 +29,7 @@ use serde_json::json;
 
 use super::breaker::{Admit, BreakerPolicy, Breakers, Ticket, Transition};
 use super::queue::Gate;
+use super::throttle::Throttles;
 use super::{AcceptError, Inner, Origin};
 use crate::event::EventInput;
 use crate::runtime::{DeliveryReport, Outcome};
@@ -94,10 +95,13 @@ impl Inner {
         &self,
         handler: &str,
         breakers: &Breakers,
+        throttles: &Throttles,
         deleted: &dyn Fn(&str) -> bool,
         now: u64,
     ) -> Gate {
         match self.registry.gate(handler, deleted) {
+            // A rate limit is waited out, whatever the breaker says.
+            Gate::Run { .. } if throttles.holds(handler, now) => Gate::Hold,
             Gate::Run {
                 concurrency,
                 ordered,
@@ -145,6 +149,7 @@ impl Inner {
     /// Forgets a deleted handler's breaker.
     pub(super) fn forget_breaker(&self, handler: &str) {
         self.breakers().remove(handler);
+        self.throttles().remove(handler);
         self.metrics.circuit_forget(handler);
     }
 
@@ -212,6 +217,12 @@ impl Inner {
     /// does: a reader that sees the handler disabled may see it a moment
     /// later.
     fn auto_disable(&self, handler: &str, reason: &str) {
+        if self.registry.is_builtin(handler) {
+            // Not in the handler table, so an operator could not enable it
+            // again: its breaker keeps holding it between trials instead.
+            tracing::error!(%handler, %reason, "A built-in handler keeps failing; it is not disabled, its breaker keeps opening");
+            return;
+        }
         let record = match self
             .store
             .set_enabled(handler, false, Some(reason), AUTO_ACTOR)

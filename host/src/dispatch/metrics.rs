@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::event::Priority;
+use super::series::{Series, SeriesWindow};
+use crate::event::{Priority, now_ms};
 
 /// Metric names.
 pub mod names {
@@ -66,6 +67,8 @@ pub mod names {
     pub const CIRCUIT_OPENED: &str = "hookbox_circuit_opened_total";
     /// Handlers disabled automatically, by handler.
     pub const AUTO_DISABLED: &str = "hookbox_handlers_auto_disabled_total";
+    /// Deliveries put back because a built-in sink was rate limited, by handler.
+    pub const THROTTLED: &str = "hookbox_deliveries_throttled_total";
 }
 
 /// One per-handler breaker series: name, Prometheus type, help, value.
@@ -82,6 +85,7 @@ struct Circuit {
     open: bool,
     opened: u64,
     disabled: u64,
+    throttled: u64,
 }
 
 /// Histogram bucket bounds in seconds: 10 µs to 10 s, roughly ×3 apart.
@@ -106,6 +110,8 @@ pub struct Metrics {
     buckets: [AtomicU64; BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_us: AtomicU64,
+    /// The last hour per second, for the dashboard (`GET /v1/series`).
+    series: Series,
 }
 
 impl Metrics {
@@ -154,6 +160,8 @@ impl Metrics {
         self.duration_count.fetch_add(1, Ordering::Relaxed);
         self.duration_sum_us
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.series
+            .record(now_ms() / 1000, outcome, took.as_micros() as u64);
         let mut map = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry((handler.to_string(), outcome)).or_insert(0) += 1;
     }
@@ -164,6 +172,11 @@ impl Metrics {
         let mut map = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry((handler.to_string(), crate::store::OUTCOME_EXPIRED))
             .or_insert(0) += 1;
+    }
+
+    /// The last `seconds` of deliveries in points of `step_s` seconds.
+    pub fn series(&self, seconds: u64, step_s: u64) -> SeriesWindow {
+        self.series.window(now_ms() / 1000, seconds, step_s)
     }
 
     fn circuit(&self, handler: &str, f: impl FnOnce(&mut Circuit)) {
@@ -184,6 +197,10 @@ impl Metrics {
 
     pub(crate) fn auto_disabled(&self, handler: &str) {
         self.circuit(handler, |c| c.disabled += 1);
+    }
+
+    pub(crate) fn throttled(&self, handler: &str) {
+        self.circuit(handler, |c| c.throttled += 1);
     }
 
     /// Drops a deleted handler's breaker series.
@@ -316,7 +333,7 @@ impl Metrics {
         }
 
         let circuits = self.circuits.lock().unwrap_or_else(|p| p.into_inner());
-        let series: [CircuitSeries; 3] = [
+        let series: [CircuitSeries; 4] = [
             (
                 names::CIRCUIT_OPEN,
                 "gauge",
@@ -334,6 +351,12 @@ impl Metrics {
                 "counter",
                 "Times the handler was disabled automatically.",
                 |c| c.disabled,
+            ),
+            (
+                names::THROTTLED,
+                "counter",
+                "Deliveries put back, not failed, because the sink was rate limited.",
+                |c| c.throttled,
             ),
         ];
         for (name, kind, help, value) in series {

@@ -130,5 +130,6 @@ pub(super) fn notice(entry: LogEntry, final_attempt: bool) -> DeliveryNotice {
         fuel: entry.fuel,
         memory_bytes: entry.memory_bytes,
         time_ms: entry.time_ms,
+        logs: entry.logs,
     }
 }

@@ -52,6 +52,13 @@ impl Registry {
         self.read().get(name).cloned()
     }
 
+    /// Whether `name` is a loaded built-in handler.
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.read()
+            .get(name)
+            .is_some_and(|h| matches!(h.code, Code::Builtin(_)))
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Loaded>>> {
         self.handlers.read().unwrap_or_else(|p| p.into_inner())
     }

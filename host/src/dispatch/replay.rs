@@ -2,12 +2,14 @@
 //! time range. A replayed delivery starts again at attempt 1, on the active
 //! version or a named one; the dead letter is removed (failing again makes
 //! a new one). A replay is flushed before it is acknowledged, like any
-//! administrative change (unless durability is `none`).
+//! administrative change (unless durability is `none`). Dead letters of
+//! built-in handlers (the Zulip sink) replay the same way, to their only
+//! version.
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{DispatchError, Dispatcher};
+use super::{DispatchError, Dispatcher, Inner};
 use crate::store::{DeadLetterQuery, MAX_PAGE, StoreError};
 
 /// What a bulk replay did.
@@ -20,6 +22,27 @@ pub struct BulkReplay {
     pub skipped: u64,
 }
 
+/// A replay pinned to `version` needs that version; a built-in handler
+/// has none to pin.
+fn check_version(
+    inner: &Inner,
+    handler: &str,
+    builtin: bool,
+    version: Option<u32>,
+) -> Result<(), DispatchError> {
+    match version {
+        None => Ok(()),
+        Some(_) if builtin => Err(DispatchError::Invalid(format!(
+            "{handler} is a built-in handler: it has no versions to replay to"
+        ))),
+        Some(v) => inner
+            .store
+            .version(handler, v)?
+            .map(|_| ())
+            .ok_or_else(|| DispatchError::NotFound(format!("version {v} of handler {handler}"))),
+    }
+}
+
 impl Dispatcher {
     /// Puts a dead letter back into the queue (for `version`, or the active
     /// version). Blocking.
@@ -29,11 +52,8 @@ impl Dispatcher {
             .store
             .dead_letter_get(id)?
             .ok_or_else(|| DispatchError::NotFound(format!("dead letter {id}")))?;
-        if let Some(v) = version {
-            inner.store.version(&dl.handler, v)?.ok_or_else(|| {
-                DispatchError::NotFound(format!("version {v} of handler {}", dl.handler))
-            })?;
-        }
+        let builtin = inner.registry.is_builtin(&dl.handler);
+        check_version(inner, &dl.handler, builtin, version)?;
         inner.inbox.revive(&dl.id, version)?;
         inner.store.sync_admin()?;
         inner.feed(0)?;
@@ -51,14 +71,11 @@ impl Dispatcher {
         version: Option<u32>,
     ) -> Result<BulkReplay, DispatchError> {
         let inner = &self.inner;
-        if inner.store.handler(handler)?.is_none() {
+        let builtin = inner.registry.is_builtin(handler);
+        if !builtin && inner.store.handler(handler)?.is_none() {
             return Err(DispatchError::NotFound(format!("handler {handler}")));
         }
-        if let Some(v) = version {
-            inner.store.version(handler, v)?.ok_or_else(|| {
-                DispatchError::NotFound(format!("version {v} of handler {handler}"))
-            })?;
-        }
+        check_version(inner, handler, builtin, version)?;
         let mut done = BulkReplay::default();
         let mut query = DeadLetterQuery {
             handler: Some(handler.to_string()),

@@ -544,3 +544,66 @@ fn max_age_is_checked_again_when_a_retry_is_taken() {
     );
     d.shutdown(Duration::from_secs(5));
 }
+
+/// Regression: auto-disabling a built-in handler (not in the handler
+/// table) failed with "not found" each time its breaker opened. A built-in
+/// is never disabled; its breaker keeps holding it between trials, and its
+/// deliveries go through once it works again.
+#[test]
+fn a_failing_builtin_is_not_disabled_and_recovers() {
+    let (_dir, store, runtime) = store_and_runtime();
+    let sink = Arc::new(Probe::default());
+    let watcher = Arc::new(Probe::default());
+    sink.broken.store(true, Ordering::SeqCst);
+    let policy = DeliveryPolicy {
+        max_attempts: 100,
+        concurrency: 1,
+        initial_backoff_ms: 1,
+        max_backoff_ms: 1,
+        jitter: 0.0,
+        breaker: BreakerSpec {
+            consecutive_failures: Some(1),
+            failure_rate: Some(0.0),
+            cooldown_ms: Some(20),
+            auto_disable_opens: Some(2),
+            ..BreakerSpec::default()
+        },
+        ..DeliveryPolicy::default()
+    };
+    let d = Dispatcher::start_with(
+        store.clone(),
+        runtime,
+        workers(2),
+        vec![
+            builtin("t:sink", &["job"], policy, &sink),
+            builtin(
+                "t:watch",
+                &["hookbox.handler.*"],
+                DeliveryPolicy::default(),
+                &watcher,
+            ),
+        ],
+    )
+    .unwrap();
+    let accepted = d.accept(events("job", 1), "test").unwrap();
+    wait_until("the breaker to open three times", || {
+        d.circuit("t:sink").is_some_and(|c| c.opened_total >= 3)
+    });
+    sink.broken.store(false, Ordering::SeqCst);
+    wait_until("the delivery", || {
+        matches!(store.event(&accepted[0].id), Ok(None))
+    });
+    let news: Vec<String> = watcher.calls().into_iter().map(|c| c.0).collect();
+    assert!(
+        !news.iter().any(|t| t == "hookbox.handler.disabled"),
+        "{news:?}"
+    );
+    assert_eq!(
+        counter(
+            &d,
+            "hookbox_handlers_auto_disabled_total{handler=\"t:sink\"}"
+        ),
+        0
+    );
+    d.shutdown(Duration::from_secs(5));
+}

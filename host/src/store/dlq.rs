@@ -152,7 +152,9 @@ impl Store {
     /// Puts a dead letter back in the queue: attempt 1, due now, pinned to
     /// `version` when given (which must exist). The dead letter is removed;
     /// failing again makes a new one. [`StoreError::Conflict`] when the same
-    /// delivery is already pending.
+    /// delivery is already pending. The handler must be in the handler
+    /// table, unless its name has a `:`: built-in handlers (`zulip:acme`)
+    /// are not in it, and no deployed handler's name may have one.
     pub fn replay_dead_letter(&self, id: &str, version: Option<u32>) -> Result<Pending> {
         self.replay_dead_letter_with_event(id, version)
             .map(|(p, _)| p)
@@ -183,7 +185,7 @@ impl Store {
                 };
                 let dl: DeadLetter = decode("dead", id.as_bytes(), &b).abort()?;
                 let h = &dl.handler;
-                if handlers.get(h.as_str())?.is_none() {
+                if !h.contains(':') && handlers.get(h.as_str())?.is_none() {
                     return Err(StoreError::NotFound(format!("handler {h}"))).abort();
                 }
                 if let Some(v) = version

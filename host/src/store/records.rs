@@ -139,6 +139,27 @@ pub struct LogEntry {
     pub attempt: u32,
     /// When it ended, ms since the epoch.
     pub time_ms: u64,
+    /// What the handler logged during the attempt (`log` records and its
+    /// stdout/stderr lines), in order; bounded by its `log_bytes` limit.
+    #[serde(default)]
+    pub logs: Vec<HandlerLog>,
+}
+
+/// One record a delivery logged: a `log` call, or one line the handler
+/// wrote to stdout or stderr.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HandlerLog {
+    /// `trace`, `debug`, `info`, `warn` or `error` (stdout lines are
+    /// `info`, stderr lines `warn`).
+    pub level: String,
+    /// `log`, `stdout` or `stderr`.
+    pub stream: String,
+    /// The message (for stdout/stderr: one line, without its newline).
+    pub message: String,
+    /// Structured fields of a `log` record (a key given twice keeps its
+    /// last value).
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
 }
 
 impl LogEntry {

@@ -42,8 +42,8 @@ struct StatsRecord {
 }
 
 /// The histogram bucket of a duration: exact below 4, then four buckets per
-/// power of two.
-fn bucket(v: u64) -> u16 {
+/// power of two. Also the dashboard series' buckets (`dispatch/series.rs`).
+pub(crate) fn bucket(v: u64) -> u16 {
     if v < 4 {
         return v as u16;
     }
@@ -53,7 +53,7 @@ fn bucket(v: u64) -> u16 {
 }
 
 /// The largest duration that falls in bucket `i`.
-fn bucket_high(i: u16) -> u64 {
+pub(crate) fn bucket_high(i: u16) -> u64 {
     if i < 4 {
         return u64::from(i);
     }

@@ -35,6 +35,10 @@ pub(crate) enum Failure {
     Network(String),
     /// An answer that does not follow the protocol.
     Malformed(String),
+    /// The call asked for a state that already holds: the reaction to add
+    /// is there (`REACTION_ALREADY_EXISTS`), the one to remove is not
+    /// (`REACTION_DOES_NOT_EXIST`). The sink counts it as done.
+    Unchanged(String),
 }
 
 impl Failure {
@@ -48,6 +52,7 @@ impl Failure {
             Failure::Request(_) => "request",
             Failure::Network(_) => "network",
             Failure::Malformed(_) => "malformed",
+            Failure::Unchanged(_) => "unchanged",
         }
     }
 
@@ -55,7 +60,10 @@ impl Failure {
     /// fixed on the server (a reactivated bot or realm) without touching
     /// the request.
     pub(crate) fn retryable(&self) -> bool {
-        !matches!(self, Failure::Request(_) | Failure::Malformed(_))
+        !matches!(
+            self,
+            Failure::Request(_) | Failure::Malformed(_) | Failure::Unchanged(_)
+        )
     }
 }
 
@@ -72,6 +80,7 @@ impl std::fmt::Display for Failure {
             Failure::Request(m) => write!(f, "request refused: {m}"),
             Failure::Network(m) => write!(f, "network error: {m}"),
             Failure::Malformed(m) => write!(f, "malformed answer: {m}"),
+            Failure::Unchanged(m) => write!(f, "already so: {m}"),
         }
     }
 }
@@ -114,6 +123,9 @@ pub(crate) fn parse_reply<T: DeserializeOwned>(
     };
     Err(match (status, code.as_str()) {
         (_, "BAD_EVENT_QUEUE_ID") => Failure::BadQueue(what),
+        (400..=499, "REACTION_ALREADY_EXISTS" | "REACTION_DOES_NOT_EXIST") => {
+            Failure::Unchanged(what)
+        }
         (429, _) | (_, "RATE_LIMIT_HIT") => Failure::RateLimited(
             retry_after
                 .and_then(parse_seconds)
@@ -250,6 +262,28 @@ mod tests {
             fail(400, None, &fixture("UserDeactivatedError")).kind(),
             "auth"
         );
+    }
+
+    #[test]
+    fn reaction_errors_mean_the_state_already_holds() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/zulip/zulip-reaction-errors.json"
+        );
+        let all: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for name in ["ReactionAlreadyExists", "ReactionDoesNotExist"] {
+            let body = serde_json::to_vec(&all[name]).unwrap();
+            let f = fail(400, None, &body);
+            assert_eq!(f.kind(), "unchanged", "{name}: {f:?}");
+            assert!(!f.retryable());
+        }
+        // Another 400 stays a refused request.
+        let f = fail(
+            400,
+            None,
+            br#"{"result":"error","msg":"Invalid emoji name","code":"BAD_REQUEST"}"#,
+        );
+        assert_eq!(f.kind(), "request");
     }
 
     #[test]

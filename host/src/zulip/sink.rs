@@ -13,6 +13,10 @@
 //!   `SendMessage`.
 //! - `zulip.add_reaction`: `{"message_id": <id>, "emoji_name": "…",
 //!   "emoji_code"?: "…", "reaction_type"?: "unicode_emoji" | …}`.
+//! - `zulip.remove_reaction`: the same payload as `zulip.add_reaction`.
+//!   Adding a reaction that is already there (`REACTION_ALREADY_EXISTS`) or
+//!   removing one that is not (`REACTION_DOES_NOT_EXIST`) counts as done:
+//!   the state the handler asked for holds, so a repeat is not a dead letter.
 //! - `zulip.update_message`: `{"message_id": <id>, "content"?: "…",
 //!   "topic"?: "…", "stream_id"?: <id>, "propagate_mode"?: "change_one" |
 //!   "change_later" | "change_all", "send_notification_to_old_thread"?:
@@ -21,8 +25,12 @@
 //!
 //! A REST call blocks a dispatcher worker for at most the realm's
 //! `request_timeout`; `sink_concurrency` caps how many workers one realm
-//! can hold. After a 429 the sink refuses further calls of that realm as
-//! retryable until the server's `Retry-After` has passed.
+//! can hold. A 429 is backpressure, not a failure: the sink answers
+//! [`BuiltinError::rate_limited`] with the server's `Retry-After` (1 s when
+//! it gives none), so the dispatcher puts the delivery back without using
+//! up an attempt or counting a breaker failure and holds the realm's other
+//! deliveries until the window ends. A call that still reaches the sink
+//! inside the window (one already on its way) is put back the same way.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,9 +41,12 @@ use serde::Deserialize;
 use super::client::Client;
 use super::protocol::Failure;
 use super::status::RealmState;
-use super::{ADD_REACTION_EVENT, SEND_MESSAGE_EVENT, UPDATE_MESSAGE_EVENT};
+use super::{ADD_REACTION_EVENT, REMOVE_REACTION_EVENT, SEND_MESSAGE_EVENT, UPDATE_MESSAGE_EVENT};
 use crate::dispatch::{BuiltinError, BuiltinHandler};
 use crate::event::Event;
+
+/// The pause after a 429 without a usable `Retry-After`.
+const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
 
 /// Time added to the request timeout before a worker stops waiting for an
 /// answer the async side never delivered (a runtime shutting down).
@@ -57,7 +68,7 @@ enum SendMessage {
     Direct { to: Vec<u64>, content: String },
 }
 
-/// `zulip.add_reaction`.
+/// `zulip.add_reaction` and `zulip.remove_reaction`.
 #[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 struct AddReaction {
@@ -136,13 +147,17 @@ pub(crate) fn call_for(event_type: &str, payload: &str) -> Result<Call, String> 
                 form,
             })
         }
-        ADD_REACTION_EVENT => {
+        ADD_REACTION_EVENT | REMOVE_REACTION_EVENT => {
             let r: AddReaction = serde_json::from_str(payload).map_err(parse_err)?;
             let mut form = vec![("emoji_name", r.emoji_name)];
             form.extend(r.emoji_code.map(|c| ("emoji_code", c)));
             form.extend(r.reaction_type.map(|t| ("reaction_type", t)));
             Ok(Call {
-                method: Method::POST,
+                method: if event_type == ADD_REACTION_EVENT {
+                    Method::POST
+                } else {
+                    Method::DELETE
+                },
                 path: format!("/messages/{}/reactions", r.message_id),
                 form,
             })
@@ -258,26 +273,40 @@ impl BuiltinHandler for Sink {
             BuiltinError::fatal(e)
         })?;
         if let Some(wait) = self.paused_for() {
-            return Err(BuiltinError::retryable(format!(
-                "Zulip rate limit: paused for another {:.1}s",
-                wait.as_secs_f64()
-            )));
+            return Err(BuiltinError::rate_limited(
+                format!(
+                    "Zulip rate limit: paused for another {:.1}s",
+                    wait.as_secs_f64()
+                ),
+                wait,
+            ));
         }
         match self.perform(call) {
             Ok(()) => {
                 self.state.sink_sent();
                 Ok(())
             }
+            Err(Failure::Unchanged(why)) => {
+                self.state.sink_sent();
+                tracing::info!(realm = %self.realm, event = %event.id, %why, "Zulip already had the state asked for");
+                Ok(())
+            }
+            Err(Failure::RateLimited(after)) => {
+                let wait = after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
+                self.pause(wait);
+                let message = Failure::RateLimited(Some(wait)).to_string();
+                self.state.sink_failed("rate_limited", &message);
+                tracing::info!(realm = %self.realm, event = %event.id, wait_ms = wait.as_millis() as u64, "Zulip rate limit; the sink waits");
+                Err(BuiltinError::rate_limited(message, wait))
+            }
             Err(f) => {
-                if let Failure::RateLimited(Some(d)) = f {
-                    self.pause(d);
-                }
                 let message = f.to_string();
                 self.state.sink_failed(f.kind(), &message);
                 tracing::warn!(realm = %self.realm, event = %event.id, kind = f.kind(), error = %message, "Zulip sink call failed");
                 Err(BuiltinError {
                     message,
                     retryable: f.retryable(),
+                    wait: None,
                 })
             }
         }
@@ -342,6 +371,16 @@ mod tests {
             (&Method::POST, "/messages/31/reactions")
         );
         assert_eq!(form(&c), [("emoji_name", "tada")]);
+        let c = call_for(
+            REMOVE_REACTION_EVENT,
+            r#"{"message_id":31,"emoji_name":"tada","emoji_code":"1f389"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (&c.method, c.path.as_str()),
+            (&Method::DELETE, "/messages/31/reactions")
+        );
+        assert_eq!(form(&c), [("emoji_name", "tada"), ("emoji_code", "1f389")]);
         let c = call_for(
             UPDATE_MESSAGE_EVENT,
             r#"{"message_id":31,"topic":"new","propagate_mode":"change_all","send_notification_to_old_thread":false}"#,

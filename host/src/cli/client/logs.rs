@@ -1,6 +1,7 @@
 //! `hookbox logs`: a page of the delivery log from `GET /v1/logs` as a
 //! table, or with `--follow` the live `GET /v1/stream` (server-sent events)
-//! printed one line per delivery until Ctrl-C.
+//! printed one line per delivery until Ctrl-C. `--verbose` prints each
+//! attempt on its own line followed by what the handler logged during it.
 
 use std::process::ExitCode;
 
@@ -46,6 +47,10 @@ pub struct LogsArgs {
     /// Print new deliveries as they happen, until Ctrl-C.
     #[arg(long, short, conflicts_with_all = ["since", "until", "limit", "cursor"])]
     pub follow: bool,
+    /// One line per attempt, followed by the handler's log records and
+    /// stdout/stderr lines of that attempt.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 /// Runs `logs`; prints its own errors (see the module docs).
@@ -101,7 +106,11 @@ async fn page(client: &Client, args: &LogsArgs) -> anyhow::Result<ExitCode> {
         reply.print()?;
         return Ok(ExitCode::SUCCESS);
     }
-    output::out(&logs_table(&reply.value))?;
+    if args.verbose {
+        output::out(&logs_verbose(&reply.value))?;
+    } else {
+        output::out(&logs_table(&reply.value))?;
+    }
     if let Some(next) = reply.value.get("next_cursor").and_then(Value::as_str) {
         eprintln!("more entries: --cursor {}", output::clean(next));
     }
@@ -136,6 +145,52 @@ pub(crate) fn logs_table(v: &Value) -> String {
         table.row(columns.iter().map(|(_, k)| cell(k, get(r, &[k]))).collect());
     }
     table.render()
+}
+
+/// The log page, each attempt followed by its handler log lines.
+pub(crate) fn logs_verbose(v: &Value) -> String {
+    let rows = v
+        .get("entries")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    if rows.is_empty() {
+        return "no log entries".to_string();
+    }
+    let mut out = String::new();
+    for r in rows {
+        out.push_str(&delivery_line(r));
+        out.push('\n');
+        for line in handler_log_lines(r) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// What a delivery logged, one indented line per record:
+/// `    <level> <stream>  <message>[  k=v …]`.
+pub(crate) fn handler_log_lines(d: &Value) -> Vec<String> {
+    let records = d.get("logs").and_then(Value::as_array);
+    records
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .map(|r| {
+            let mut line = format!(
+                "    {:<5} {:<6}  {}",
+                output::clean(get_str(r, &["level"])),
+                output::clean(get_str(r, &["stream"])),
+                output::clean(get_str(r, &["message"])),
+            );
+            if let Some(fields) = r.get("fields").and_then(Value::as_object) {
+                for (k, v) in fields {
+                    let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                    line.push_str(&format!("  {}={}", output::clean(k), output::clean(&v)));
+                }
+            }
+            line
+        })
+        .collect()
 }
 
 /// One delivery (a log entry or a stream notice) on one line:
@@ -186,7 +241,7 @@ async fn follow(client: &Client, args: &LogsArgs) -> anyhow::Result<ExitCode> {
             if event.event != "delivery" {
                 continue;
             }
-            if let Some(line) = stream_line(&event.data, args.failed, client.json) {
+            if let Some(line) = stream_line(&event.data, args.failed, client.json, args.verbose) {
                 output::out(&line)?;
             }
         }
@@ -201,15 +256,25 @@ pub(crate) fn is_failure(outcome: &str) -> bool {
 }
 
 /// What `--follow` prints for one notice: the JSON as sent (`--json`, one
-/// object per line) or [`delivery_line`]; `None` when `--failed` filters it
-/// out. Data that is not JSON is skipped.
-pub(crate) fn stream_line(data: &str, failed_only: bool, json: bool) -> Option<String> {
+/// object per line) or [`delivery_line`] (with `verbose`, followed by
+/// [`handler_log_lines`]); `None` when `--failed` filters it out. Data that
+/// is not JSON is skipped.
+pub(crate) fn stream_line(
+    data: &str,
+    failed_only: bool,
+    json: bool,
+    verbose: bool,
+) -> Option<String> {
     let v: Value = serde_json::from_str(data).ok()?;
     if failed_only && !is_failure(get_str(&v, &["outcome"])) {
         return None;
     }
     Some(if json {
         data.trim().to_string()
+    } else if verbose {
+        let mut lines = vec![delivery_line(&v)];
+        lines.extend(handler_log_lines(&v));
+        lines.join("\n")
     } else {
         delivery_line(&v)
     })
@@ -254,13 +319,33 @@ mod tests {
     fn stream_lines() {
         let data = entry().to_string();
         assert_eq!(
-            stream_line(&data, false, true).as_deref(),
+            stream_line(&data, false, true, false).as_deref(),
             Some(data.as_str())
         );
-        assert!(stream_line(&data, true, false).unwrap().contains("trap"));
+        assert!(
+            stream_line(&data, true, false, false)
+                .unwrap()
+                .contains("trap")
+        );
         let mut ok = entry();
         ok["outcome"] = json!("ok");
-        assert_eq!(stream_line(&ok.to_string(), true, false), None);
-        assert_eq!(stream_line("not json", false, false), None);
+        assert_eq!(stream_line(&ok.to_string(), true, false, false), None);
+        assert_eq!(stream_line("not json", false, false, false), None);
+    }
+
+    #[test]
+    fn verbose_lines_show_what_the_handler_logged() {
+        let mut e = entry();
+        e["logs"] = json!([
+            {"level": "info", "stream": "log", "message": "Counted", "fields": {"n": "3"}},
+            {"level": "warn", "stream": "stderr", "message": "oops\u{1b}[2J", "fields": {}}
+        ]);
+        let text = stream_line(&e.to_string(), false, false, true).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[1], "    info  log     Counted  n=3");
+        assert_eq!(lines[2], "    warn  stderr  oops [2J");
+        let page = logs_verbose(&json!({"entries": [e]}));
+        assert_eq!(page.lines().count(), 3);
     }
 }
