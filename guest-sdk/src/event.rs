@@ -93,6 +93,19 @@ impl Event {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The Zulip user id of the realm's bot (the one Hookbox polls and
+    /// replies as), when the event came from a Zulip realm that knows it.
+    pub fn zulip_bot_user_id(&self) -> Option<u64> {
+        self.metadata("zulip_bot_user_id")?.parse().ok()
+    }
+
+    /// Whether the realm's bot itself caused this Zulip event (its own
+    /// message, reaction or edit). Hookbox delivers those only when the
+    /// realm sets `own_events = true`.
+    pub fn is_own_zulip_event(&self) -> bool {
+        self.metadata("zulip_own_event") == Some("true")
+    }
+
     /// Whether this is a redelivery (`attempt > 1`).
     pub fn is_retry(&self) -> bool {
         self.attempt > 1

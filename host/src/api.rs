@@ -53,6 +53,7 @@ use crate::zulip::ZulipStatus;
 use error::{ApiError, ApiResult};
 
 pub use error::{ErrorBody, ErrorDetail};
+pub use server::raise_open_files_limit;
 
 /// Size and time bounds of the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,16 +244,22 @@ pub fn router(state: AppState) -> Router {
 
 fn build(state: AppState, shutdown: Arc<watch::Sender<bool>>) -> Router {
     let (router, _) = routes(&state.limits).split_for_parts();
+    let limits = state.limits.clone();
+    let ctx = Ctx {
+        app: state,
+        shutdown,
+    };
     ui::routes(router)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn(server::read_small_body))
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            server::gate,
+        ))
         .layer(TraceLayer::new_for_http())
-        .with_state(Ctx {
-            app: state,
-            shutdown,
-        })
+        .with_state(ctx)
 }
 
 async fn not_found(uri: Uri) -> ApiError {

@@ -39,6 +39,10 @@ pub struct ServeOptions {
 
 /// Runs the daemon until a shutdown signal.
 pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
+    // Before anything opens files: connections, the store and compiled
+    // code all take descriptors.
+    let open_files = api::raise_open_files_limit();
+    tracing::debug!(?open_files, "Open-files limit");
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
     let store_dir = cfg.data_dir.join("store");

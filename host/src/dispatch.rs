@@ -211,6 +211,11 @@ pub struct Deployed {
     pub compiled_from_cache: bool,
     /// What the component imports.
     pub imports: Vec<String>,
+    /// The imports the manifest does not grant: Hookbox interfaces left out
+    /// of `capabilities`, and `wasi:http`, which Hookbox does not provide.
+    /// They are linked; a call to one ends the delivery with
+    /// `capability_denied`, naming the interface and the function.
+    pub denied_imports: Vec<String>,
 }
 
 /// All deliveries of one event, and whether they are all final.
@@ -617,13 +622,7 @@ impl Dispatcher {
                 other => DeployError::InvalidComponent(other.to_string()),
             })?;
         let (module, from_cache) = match cached {
-            Some(module) => {
-                inner
-                    .runtime
-                    .check_capabilities(&module, &manifest.capabilities)
-                    .map_err(|e| DeployError::InvalidComponent(e.to_string()))?;
-                (module, true)
-            }
+            Some(module) => (module, true),
             None => {
                 let compiled = inner
                     .runtime
@@ -645,6 +644,9 @@ impl Dispatcher {
         inner.metrics.module_loaded(from_cache);
         inner.registry.remember_module(&hash, module.clone());
         let imports = module.imports().to_vec();
+        let denied_imports = inner
+            .runtime
+            .denied_imports(&module, &manifest.capabilities);
         inner.registry.insert(Loaded {
             name: handler.name.clone(),
             version: version.version,
@@ -662,6 +664,7 @@ impl Dispatcher {
             version,
             compiled_from_cache: from_cache,
             imports,
+            denied_imports,
         })
     }
 
@@ -1013,6 +1016,7 @@ impl Inner {
                         limits: &h.limits,
                         config: &h.config,
                         kv: &self.store,
+                        capabilities: &h.manifest.capabilities,
                         reuse: h.manifest.delivery.reuse,
                     },
                 );

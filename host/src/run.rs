@@ -198,8 +198,9 @@ pub fn run_local(run: &LocalRun) -> Result<RunSummary> {
         ..RuntimeConfig::default()
     })?;
     let started = Instant::now();
+    let capabilities = Capability::all();
     let compiled = runtime
-        .compile(&wasm, &Capability::all())
+        .compile(&wasm, &capabilities)
         .with_context(|| format!("{} was refused", run.component.display()))?;
     let compile_time = started.elapsed();
 
@@ -216,6 +217,7 @@ pub fn run_local(run: &LocalRun) -> Result<RunSummary> {
                     limits: &run.limits,
                     config: &config,
                     kv: &kv,
+                    capabilities: &capabilities,
                     reuse: 0,
                 },
             );

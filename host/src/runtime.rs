@@ -6,8 +6,10 @@
 //! - [`Runtime::new`] builds the engine (fuel + epochs, pooling allocator),
 //!   the epoch ticker and the linker: WASI 0.2 with everything denied, plus
 //!   the `hookbox:handler@0.1.0` interfaces.
-//! - [`Runtime::compile`] checks a component at upload (size, kind, imports
-//!   against the granted capabilities, the `handle` export) and compiles it;
+//! - [`Runtime::compile`] checks a component at upload (size, kind, imports,
+//!   the `handle` export) and compiles it; imports of capabilities the
+//!   manifest does not grant are accepted and listed as denied (calling one
+//!   ends the delivery with `capability_denied`);
 //!   [`Compiled::serialized`] is the cacheable form, reloaded with
 //!   [`Runtime::load_precompiled`] under the key [`Runtime::fingerprint`].
 //! - [`Runtime::deliver`] runs one event and reports a named [`Outcome`].
@@ -161,6 +163,9 @@ pub struct Compiled {
     pub serialized: Vec<u8>,
     /// The component's imports, e.g. `hookbox:handler/kv@0.1.0`.
     pub imports: Vec<String>,
+    /// The imports the grant it was compiled for does not allow (see
+    /// [`Runtime::denied_imports`]).
+    pub denied_imports: Vec<String>,
     /// Ready to deliver to.
     pub module: HandlerModule,
 }
@@ -215,6 +220,9 @@ pub struct DeliveryRequest<'a> {
     /// The KV store; the guest sees only the namespace of `handler` and the
     /// event's tenant.
     pub kv: &'a dyn Kv,
+    /// What the handler's manifest grants: a call into any other Hookbox
+    /// interface ends the delivery with `capability_denied`.
+    pub capabilities: &'a BTreeSet<Capability>,
     /// 0: a fresh instance (the default). N: a warm instance serves up to N
     /// deliveries of this handler and tenant, and is discarded after any
     /// outcome other than `ok` / `handler_error`.
@@ -292,7 +300,9 @@ impl Runtime {
         self.inner.fingerprint.clone()
     }
 
-    /// Checks and compiles a component for a handler granted `caps`.
+    /// Checks and compiles a component for a handler granted `caps`. The
+    /// grant does not change the compiled code; it only decides
+    /// [`Compiled::denied_imports`].
     pub fn compile(
         &self,
         wasm: &[u8],
@@ -302,7 +312,8 @@ impl Runtime {
         validate::check_compile_budget(wasm)?;
         let component = Component::from_binary(&self.inner.engine, wasm)
             .map_err(|e| RuntimeError::Invalid(chain(&e)))?;
-        let imports = validate::check_imports(&self.inner.engine, &component, caps)?;
+        let imports = validate::check_imports(&self.inner.engine, &component)?;
+        let denied_imports = validate::denied_imports(&imports, caps);
         let serialized = component
             .serialize()
             .map_err(|e| RuntimeError::Precompiled(chain(&e)))?;
@@ -310,23 +321,26 @@ impl Runtime {
         Ok(Compiled {
             serialized,
             imports,
+            denied_imports,
             module,
         })
     }
 
-    /// Checks that a loaded module imports only what `caps` grants (and
-    /// WASI): for reusing compiled code under a new manifest.
-    pub fn check_capabilities(
+    /// The imports of `module` a handler granted `caps` may not use: Hookbox
+    /// interfaces whose capability is not granted, and WASI interfaces
+    /// Hookbox does not provide (`wasi:http`). They are linked; calling one
+    /// of their functions ends the delivery with `capability_denied`.
+    pub fn denied_imports(
         &self,
         module: &HandlerModule,
         caps: &BTreeSet<Capability>,
-    ) -> Result<(), RuntimeError> {
-        validate::check_import_names(module.imports(), caps)
+    ) -> Vec<String> {
+        validate::denied_imports(module.imports(), caps)
     }
 
     /// Loads code produced by [`Runtime::compile`] on a runtime with the same
     /// [`Runtime::fingerprint`]. Its imports were checked when it was
-    /// compiled; recompile if the handler's capabilities changed since.
+    /// compiled.
     #[allow(unsafe_code)]
     pub fn load_precompiled(&self, serialized: &[u8]) -> Result<HandlerModule, RuntimeError> {
         // SAFETY: `Component::deserialize` maps the bytes as executable code
@@ -354,10 +368,10 @@ impl Runtime {
         let pre = match self.inner.linker.instantiate_pre(&component) {
             Ok(pre) => pre,
             Err(first) => {
-                // Imports were checked to be WASI 0.2 or granted Hookbox
-                // functions; a WASI interface wasmtime-wasi does not
-                // implement (e.g. `wasi:http/types`, imported by JS
-                // toolchains) is linked as a trap, i.e. denied when called.
+                // Imports were checked to be WASI 0.2 or Hookbox functions;
+                // a WASI interface wasmtime-wasi does not implement (e.g.
+                // `wasi:http/types`, imported by JS toolchains) is linked
+                // as denied: `capability_denied` when called.
                 let mut lenient = self.inner.linker.clone();
                 validate::link_denied_imports(&mut lenient, &self.inner.engine, &component)
                     .and_then(|()| lenient.instantiate_pre(&component))

@@ -1,10 +1,17 @@
-//! `hookbox new <name>`: scaffolds a handler crate — a manifest, a small
-//! handler using the SDK, and a native unit test — that builds to a
-//! component with `cargo build --release --target wasm32-wasip2`.
+//! `hookbox new [--lang rust|python|js] <name>`: scaffolds a handler — a
+//! manifest, a small handler using the language's SDK, a native test
+//! against the SDK's fake host, and the build command (Rust: `cargo build
+//! --release --target wasm32-wasip2`; Python: `./build.sh`, componentize-py;
+//! JavaScript: `npm run build`, esbuild + componentize-js). Python and JS
+//! handlers get a copy of the WIT in `wit/`.
 //!
-//! `hookbox-sdk` is not published to a registry, so the scaffold depends on
-//! it by path: the SDK of the source tree this binary was built from, or
-//! `--sdk PATH`.
+//! The SDKs are not published to a registry, so the scaffold depends on
+//! them by path: the `guest-sdk` folder of the source tree this binary was
+//! built from, or `--sdk PATH` (`guest-sdk/`, `guest-sdk/python`,
+//! `guest-sdk/js`).
+
+mod js;
+mod python;
 
 use std::path::{Path, PathBuf};
 
@@ -12,13 +19,29 @@ use anyhow::{Context, bail};
 
 use crate::manifest::validate_name;
 
+/// The WIT contract, copied into Python and JavaScript handlers (their
+/// toolchains read it at build time).
+const HANDLER_WIT: &str = include_str!("../../wit/handler.wit");
+
+/// The language of a scaffolded handler.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// A crate using `hookbox-sdk`.
+    #[default]
+    Rust,
+    /// A module using the Python SDK, built with componentize-py.
+    Python,
+    /// A module using the JavaScript SDK, built with componentize-js.
+    Js,
+}
+
 /// Where the SDK of the source tree this binary was built from lives.
 pub fn default_sdk_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk")
 }
 
-/// Creates `<parent>/<name>/` with a handler crate. Refuses to overwrite.
-pub fn scaffold(name: &str, parent: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
+/// Creates `<parent>/<name>/` with a handler in `lang`. Refuses to overwrite.
+pub fn scaffold(name: &str, parent: &Path, sdk: &Path, lang: Lang) -> anyhow::Result<PathBuf> {
     validate_name(name).map_err(|e| anyhow::anyhow!("{}", e.0))?;
     let sdk = sdk.canonicalize().with_context(|| {
         format!(
@@ -26,9 +49,14 @@ pub fn scaffold(name: &str, parent: &Path, sdk: &Path) -> anyhow::Result<PathBuf
             sdk.display()
         )
     })?;
-    if !sdk.join("Cargo.toml").is_file() {
+    let marker = match lang {
+        Lang::Rust => "Cargo.toml",
+        Lang::Python => "python/pyproject.toml",
+        Lang::Js => "js/package.json",
+    };
+    if !sdk.join(marker).is_file() {
         bail!(
-            "{} has no Cargo.toml; is it the `guest-sdk` folder?",
+            "{} has no {marker}; is it the `guest-sdk` folder of a Hookbox checkout?",
             sdk.display()
         );
     }
@@ -36,19 +64,32 @@ pub fn scaffold(name: &str, parent: &Path, sdk: &Path) -> anyhow::Result<PathBuf
     if dir.exists() {
         bail!("{} already exists", dir.display());
     }
-    std::fs::create_dir_all(dir.join("src"))
-        .with_context(|| format!("creating {}", dir.display()))?;
     let crate_ident = name.replace('-', "_");
-    let files = [
-        ("Cargo.toml", cargo_toml(name, &sdk)),
-        ("manifest.json", manifest_json(name)),
-        ("src/lib.rs", LIB_RS.to_string()),
-        (".gitignore", "/target\n".to_string()),
-        ("README.md", readme(name, &crate_ident)),
-    ];
-    for (file, text) in files {
+    let files = match lang {
+        Lang::Rust => vec![
+            ("Cargo.toml", cargo_toml(name, &sdk)),
+            ("manifest.json", manifest_json(name)),
+            ("src/lib.rs", LIB_RS.to_string()),
+            (".gitignore", "/target\n".to_string()),
+            ("README.md", readme(name, &crate_ident)),
+        ],
+        Lang::Python => python::files(name, &sdk),
+        Lang::Js => js::files(name, &sdk),
+    };
+    let subdir = if lang == Lang::Rust { "src" } else { "wit" };
+    std::fs::create_dir_all(dir.join(subdir))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let wit = (lang != Lang::Rust).then(|| ("wit/handler.wit", HANDLER_WIT.to_string()));
+    for (file, text) in files.into_iter().chain(wit) {
         let path = dir.join(file);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    #[cfg(unix)]
+    if lang == Lang::Python {
+        use std::os::unix::fs::PermissionsExt;
+        let build = dir.join("build.sh");
+        std::fs::set_permissions(&build, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", build.display()))?;
     }
     Ok(dir)
 }
@@ -87,12 +128,15 @@ strip = true
     )
 }
 
+/// The same for every language: the handler uses log, kv, config and emit,
+/// and is granted nothing else (least privilege).
 fn manifest_json(name: &str) -> String {
     let manifest = serde_json::json!({
         "name": name,
         "description": "Counts events per type and greets on `message` events.",
         "subscription": {"events": ["*"], "tenants": []},
         "config": {"greeting": "hello"},
+        "capabilities": ["log", "kv", "config", "emit"],
     });
     format!(
         "{}\n",
@@ -179,19 +223,45 @@ mod tests {
     fn refuses_bad_names_and_existing_dirs() {
         let tmp = tempfile::tempdir().unwrap();
         let sdk = default_sdk_path();
-        assert!(scaffold("Bad/Name", tmp.path(), &sdk).is_err());
-        let dir = scaffold("my-handler", tmp.path(), &sdk).unwrap();
+        assert!(scaffold("Bad/Name", tmp.path(), &sdk, Lang::Rust).is_err());
+        let dir = scaffold("my-handler", tmp.path(), &sdk, Lang::Rust).unwrap();
         assert!(dir.join("src/lib.rs").is_file());
         let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
         crate::manifest::Manifest::from_json(&manifest).unwrap();
-        let err = scaffold("my-handler", tmp.path(), &sdk).unwrap_err();
+        let err = scaffold("my-handler", tmp.path(), &sdk, Lang::Rust).unwrap_err();
         assert!(err.to_string().contains("already exists"), "{err}");
+    }
+
+    #[test]
+    fn python_and_js_handlers_carry_the_wit_a_test_and_the_sdk_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sdk = default_sdk_path().canonicalize().unwrap();
+        for (lang, code, test, sdk_ref) in [
+            (Lang::Python, "app.py", "test_app.py", "requirements.txt"),
+            (Lang::Js, "handler.js", "handler.test.js", "package.json"),
+        ] {
+            let dir = scaffold("my-handler", &tmp.path().join(code), &sdk, lang).unwrap();
+            for file in [code, test, "README.md", "wit/handler.wit"] {
+                assert!(dir.join(file).is_file(), "{lang:?}: {file}");
+            }
+            let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+            crate::manifest::Manifest::from_json(&manifest).unwrap();
+            let reference = std::fs::read_to_string(dir.join(sdk_ref)).unwrap();
+            assert!(
+                reference.contains(&sdk.display().to_string()),
+                "{lang:?}: {reference}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(dir.join("wit/handler.wit")).unwrap(),
+                HANDLER_WIT
+            );
+        }
     }
 
     #[test]
     fn missing_sdk_is_a_clear_error() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = scaffold("x", tmp.path(), &tmp.path().join("nope")).unwrap_err();
+        let err = scaffold("x", tmp.path(), &tmp.path().join("nope"), Lang::Rust).unwrap_err();
         assert!(err.to_string().contains("--sdk"), "{err}");
     }
 }

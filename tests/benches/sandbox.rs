@@ -103,6 +103,8 @@ impl Bench {
         event: &Event,
         reuse: u32,
     ) -> DeliveryReport {
+        static ALL: std::sync::LazyLock<std::collections::BTreeSet<Capability>> =
+            std::sync::LazyLock::new(Capability::all);
         let kv: &dyn Kv = self.kv.as_ref();
         let report = self.runtime.deliver(
             module,
@@ -113,6 +115,7 @@ impl Bench {
                 limits: &self.limits,
                 config: "{}",
                 kv,
+                capabilities: &ALL,
                 reuse,
             },
         );

@@ -140,16 +140,17 @@ pub fn zulip_inputs(tenant: &str) -> Vec<Value> {
         .collect()
 }
 
-/// A command running `bin`, with its `RLIMIT_DATA` set to `data_limit`
-/// bytes when given (through `/bin/sh`'s `ulimit -d`, which then `exec`s
-/// `bin`, so the child's pid is the program's).
-pub fn limited(bin: &Path, data_limit: Option<u64>) -> Command {
-    let Some(bytes) = data_limit else {
+/// A command running `bin`, under `ulimit` with these arguments when
+/// given (`-d 2097152`: a 2 GiB data segment; `-n 512`: descriptors),
+/// through `/bin/sh`, which then `exec`s `bin`, so the child's pid is the
+/// program's.
+pub fn limited(bin: &Path, ulimit: Option<&str>) -> Command {
+    let Some(args) = ulimit else {
         return Command::new(bin);
     };
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
-        .arg(format!("ulimit -d {} && exec \"$0\" \"$@\"", bytes / 1024))
+        .arg(format!("ulimit {args} && exec \"$0\" \"$@\""))
         .arg(bin);
     cmd
 }
@@ -178,8 +179,8 @@ pub struct Daemon {
     stderr: Arc<Mutex<Tail>>,
     readers: Vec<JoinHandle<()>>,
     http: Http,
-    /// `RLIMIT_DATA` of the daemon process, in bytes.
-    data_limit: Option<u64>,
+    /// Arguments of `ulimit` the daemon process starts under.
+    ulimit: Option<String>,
 }
 
 impl Daemon {
@@ -191,15 +192,19 @@ impl Daemon {
     /// Starts a daemon with [`BASE_CONFIG`] followed by `extra` TOML (which
     /// must not open `[runtime]` again).
     pub fn start_with(extra: &str) -> Daemon {
-        Daemon::start_limited(extra, None)
+        Daemon::start_inner(extra, None)
     }
 
-    /// [`Daemon::start_with`], the process started with its data segment
-    /// (`RLIMIT_DATA`: the heap and every private writable mapping, not
-    /// wasmtime's reserved address space) capped at `data_limit` bytes, so
-    /// a test that would make it grow without bound fails instead of
-    /// taking the machine down.
-    pub fn start_limited(extra: &str, data_limit: Option<u64>) -> Daemon {
+    /// [`Daemon::start_with`], the process started under `ulimit` with
+    /// these arguments: `-d KB` caps its data segment (`RLIMIT_DATA`: the
+    /// heap and every private writable mapping, not wasmtime's reserved
+    /// address space), so a test that would make it grow without bound
+    /// fails instead of taking the machine down; `-n N` its descriptors.
+    pub fn start_limited(extra: &str, ulimit: &str) -> Daemon {
+        Daemon::start_inner(extra, Some(ulimit.to_string()))
+    }
+
+    fn start_inner(extra: &str, ulimit: Option<String>) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("hookbox-e2e-")
             .tempdir()
@@ -217,7 +222,7 @@ impl Daemon {
             stderr: Arc::default(),
             readers: Vec::new(),
             http: Http::new(),
-            data_limit,
+            ulimit,
         };
         d.spawn();
         d
@@ -225,7 +230,7 @@ impl Daemon {
 
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "the daemon is already running");
-        let mut child = limited(&self.bin, self.data_limit)
+        let mut child = limited(&self.bin, self.ulimit.as_deref())
             .arg("serve")
             .arg("--data")
             .arg(self.data_dir())

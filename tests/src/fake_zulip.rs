@@ -2,7 +2,12 @@
 //! speaks the documented REST protocol Hookbox uses:
 //!
 //! - `POST /api/v1/register` creates an event queue (for `event_types`, or
-//!   all) and answers `queue_id` and `last_event_id: -1`;
+//!   all) and answers `queue_id` and `last_event_id: -1`, plus the initial
+//!   state of the types in `fetch_event_types` (else of `event_types`, else
+//!   of all): for `realm_user` the realm's members ([`FakeZulip::set_members`]
+//!   makes a large realm, megabytes of them) and the bot's `user_id`, for
+//!   `message` `max_message_id`;
+//! - `GET /api/v1/users/me` answers the bot ([`BOT_USER_ID`]);
 //! - `GET /api/v1/events` drops the queue's events up to `last_event_id`
 //!   and answers the rest, or long-polls until one arrives and answers a
 //!   `heartbeat` (a real, numbered queue event) after [`HEARTBEAT_AFTER`];
@@ -10,7 +15,9 @@
 //! - `DELETE /api/v1/events` deletes a queue;
 //! - `POST /api/v1/messages`, `POST` and `DELETE
 //!   /api/v1/messages/{id}/reactions` and `PATCH /api/v1/messages/{id}` are
-//!   recorded and answered `success`; like Zulip, adding a reaction the bot
+//!   recorded and answered `success`; a message the bot sends is echoed,
+//!   as Zulip does, to every queue that wants messages (sender: the bot);
+//!   like Zulip, adding a reaction the bot
 //!   already made answers 400 `REACTION_ALREADY_EXISTS` and removing one it
 //!   did not make 400 `REACTION_DOES_NOT_EXIST` (fixture
 //!   `zulip-reaction-errors.json`).
@@ -42,6 +49,9 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// How long a long poll waits for events before it is answered with a
 /// heartbeat (Zulip waits about a minute; tests want it short).
 pub const HEARTBEAT_AFTER: Duration = Duration::from_millis(200);
+
+/// The bot's user id on the fake server.
+pub const BOT_USER_ID: u64 = 9001;
 
 /// The error bodies of `tests/fixtures/zulip/zulip-events-api-examples.json`.
 pub fn fixture_examples() -> Value {
@@ -104,6 +114,8 @@ struct Inner {
     /// The bot's reactions: (message id, emoji name).
     reactions: std::collections::BTreeSet<(u64, String)>,
     requests: Vec<Request>,
+    /// Members of the realm (beside the bot), for `realm_user` state.
+    members: usize,
     /// Every event answered by `GET /events`, by queue, as sent.
     served: Vec<(String, Value)>,
     next_message_id: u64,
@@ -111,6 +123,7 @@ struct Inner {
 
 struct Fake {
     auth: String,
+    email: String,
     inner: Mutex<Inner>,
     changed: Notify,
     examples: Value,
@@ -142,12 +155,14 @@ impl FakeZulip {
     pub async fn start(email: &str, key: &str) -> FakeZulip {
         let fake = Arc::new(Fake {
             auth: format!("Basic {}", base64(format!("{email}:{key}").as_bytes())),
+            email: email.to_string(),
             inner: Mutex::default(),
             changed: Notify::new(),
             examples: fixture_examples(),
         });
         let app = Router::new()
             .route("/api/v1/register", post(register))
+            .route("/api/v1/users/me", axum::routing::get(me))
             .route(
                 "/api/v1/events",
                 axum::routing::get(events).delete(delete_queue),
@@ -204,6 +219,12 @@ impl FakeZulip {
             .rate_limits
             .extend(std::iter::repeat_n(retry_after, n));
         self.fake.changed.notify_waiters();
+    }
+
+    /// Makes the realm have `n` members besides the bot (each about 400
+    /// bytes of `realm_user` state, as Zulip describes a user).
+    pub fn set_members(&self, n: usize) {
+        self.inner().members = n;
     }
 
     /// The next `n` sends (messages, reactions, edits) are answered 429
@@ -278,6 +299,35 @@ impl Fake {
         });
     }
 
+    /// The `message` event Zulip puts in the bot's queues for a message the
+    /// bot sent (`sender_id` the bot, content rendered as HTML).
+    fn echo(&self, id: u64, p: &BTreeMap<String, String>) -> Value {
+        let content = format!("<p>{}</p>", p.get("content").cloned().unwrap_or_default());
+        let mut message = json!({
+            "id": id,
+            "sender_id": BOT_USER_ID,
+            "sender_email": self.email,
+            "sender_full_name": "Hookbox Bot",
+            "content": content,
+            "content_type": "text/html",
+            "timestamp": 1_700_000_000u64 + id,
+            "client": "ZulipPython",
+        });
+        if p.get("type").map(String::as_str) == Some("stream") {
+            let to = p.get("to").cloned().unwrap_or_default();
+            message["type"] = json!("stream");
+            if let Ok(stream_id) = to.parse::<u64>() {
+                message["stream_id"] = json!(stream_id);
+            }
+            message["display_recipient"] = json!(to);
+            message["subject"] = json!(p.get("topic").cloned().unwrap_or_default());
+        } else {
+            message["type"] = json!("private");
+            message["display_recipient"] = json!([{"id": BOT_USER_ID, "email": self.email}]);
+        }
+        json!({"type": "message", "message": message, "flags": ["read"]})
+    }
+
     /// Zulip's 429: the fixture body with `retry-after`, and the header.
     fn rate_limited(&self, retry_after: f64) -> Response {
         let mut body = self.examples["RateLimitedError"].clone();
@@ -330,6 +380,25 @@ async fn register(
     let event_types: Option<Vec<String>> = p
         .get("event_types")
         .map(|t| serde_json::from_str(t).expect("event_types is a JSON list"));
+    let fetch: Option<Vec<String>> = match p.get("fetch_event_types") {
+        Some(t) => Some(serde_json::from_str(t).expect("fetch_event_types is a JSON list")),
+        None => event_types.clone(),
+    };
+    let wants = |t: &str| fetch.as_ref().is_none_or(|f| f.iter().any(|x| x == t));
+    let mut answer = json!({
+        "zulip_feature_level": 300,
+        "zulip_version": "10.0",
+        "event_queue_longpoll_timeout_seconds": HEARTBEAT_AFTER.as_secs_f64(),
+    });
+    if wants("message") {
+        answer["max_message_id"] = json!(fake.lock().next_message_id + 1000);
+    }
+    if wants("realm_user") {
+        let members = fake.lock().members;
+        answer["realm_users"] = Value::Array((0..members).map(realm_member).collect());
+        answer["user_id"] = json!(BOT_USER_ID);
+        answer["email"] = json!(fake.email);
+    }
     let queue_id = {
         let mut inner = fake.lock();
         inner.queue_count += 1;
@@ -346,13 +415,49 @@ async fn register(
         id
     };
     fake.record(Method::POST, "/api/v1/register", p, 200);
+    answer["queue_id"] = json!(queue_id);
+    answer["last_event_id"] = json!(-1);
+    reply(StatusCode::OK, success(answer))
+}
+
+/// One member of the realm as `realm_users` lists it (the fields of
+/// Zulip's `User` object).
+pub fn realm_member(i: usize) -> Value {
+    json!({
+        "user_id": 10_000 + i,
+        "email": format!("user{i}@zulip.example.com"),
+        "delivery_email": format!("member.number.{i}@example.com"),
+        "full_name": format!("Member Number {i}"),
+        "date_joined": "2024-01-15T09:30:00.000000+00:00",
+        "is_active": true,
+        "is_owner": false,
+        "is_admin": false,
+        "is_guest": false,
+        "is_bot": false,
+        "role": 400,
+        "timezone": "Europe/Copenhagen",
+        "avatar_version": 1,
+        "avatar_url": format!("https://secure.gravatar.com/avatar/{:032x}?d=identicon&version=1", i),
+        "profile_data": {},
+        "is_imported_stub": false,
+    })
+}
+
+async fn me(State(fake): State<Arc<Fake>>, headers: HeaderMap) -> Response {
+    if let Some(denied) = fake.unauthorized(&headers) {
+        fake.record(Method::GET, "/api/v1/users/me", BTreeMap::new(), 401);
+        return denied;
+    }
+    fake.record(Method::GET, "/api/v1/users/me", BTreeMap::new(), 200);
     reply(
         StatusCode::OK,
         success(json!({
-            "queue_id": queue_id,
-            "last_event_id": -1,
-            "zulip_feature_level": 300,
-            "event_queue_longpoll_timeout_seconds": HEARTBEAT_AFTER.as_secs_f64(),
+            "user_id": BOT_USER_ID,
+            "email": fake.email,
+            "full_name": "Hookbox Bot",
+            "is_bot": true,
+            "is_active": true,
+            "role": 400,
         })),
     )
 }
@@ -543,13 +648,23 @@ fn send(fake: &Fake, method: Method, path: String, headers: &HeaderMap, form: Pa
         (None, None) => {
             let mut inner = fake.lock();
             inner.next_message_id += 1;
-            (
-                StatusCode::OK,
-                success(json!({"id": 1000 + inner.next_message_id})),
-            )
+            let id = 1000 + inner.next_message_id;
+            if path == "/api/v1/messages" {
+                let echo = fake.echo(id, &p);
+                for q in inner.queues.values_mut() {
+                    if q.event_types
+                        .as_ref()
+                        .is_none_or(|t| t.iter().any(|t| t == "message"))
+                    {
+                        q.push(echo.clone());
+                    }
+                }
+            }
+            (StatusCode::OK, success(json!({ "id": id })))
         }
     };
     fake.record(method, &path, p, status.as_u16());
+    fake.changed.notify_waiters();
     reply(status, body)
 }
 

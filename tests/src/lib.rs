@@ -96,6 +96,8 @@ pub struct Delivery {
     pub kv: Arc<MemoryKv>,
     /// Reuse setting.
     pub reuse: u32,
+    /// The grant (default: every capability).
+    pub capabilities: std::collections::BTreeSet<Capability>,
 }
 
 impl Delivery {
@@ -110,6 +112,7 @@ impl Delivery {
             config: "{}".into(),
             kv: Arc::new(MemoryKv::new()),
             reuse: 0,
+            capabilities: Capability::all(),
         }
     }
 
@@ -136,6 +139,7 @@ impl Delivery {
                 limits: &self.limits,
                 config: &self.config,
                 kv,
+                capabilities: &self.capabilities,
                 reuse: self.reuse,
             },
         )

@@ -1,6 +1,7 @@
 //! End-to-end tests of the sandbox runtime: upload checks, every limit both
 //! ways, WASI denial, instance reuse, concurrency, the compiled-code cache,
-//! `hookbox run`, and the example handlers against real Zulip events.
+//! `hookbox run`, the example handlers against real Zulip events, and the
+//! Python and JavaScript SDK examples built with their own toolchains.
 //!
 //! One test binary; each component is compiled once per binary
 //! (`hookbox_tests::module`). Nothing here measures time.
@@ -9,6 +10,7 @@ mod runtime {
     mod compile;
     mod concurrency;
     mod examples;
+    mod languages;
     mod limits;
     mod reuse;
     mod run;

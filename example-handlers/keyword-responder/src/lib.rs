@@ -7,9 +7,12 @@
 //! case-insensitively, in the message text (HTML tags stripped); a keyword of
 //! several words matches them in sequence. `{keyword}` in the reply is
 //! replaced with the keyword that matched. Messages from `ignore_senders`
-//! (emails or user ids), typically the bot posting the replies, are skipped so
-//! a reply that repeats a keyword cannot loop. An invalid config is a fatal
-//! error: no retry can fix it.
+//! (emails or user ids) are skipped. The bot's own messages are never
+//! answered, whatever the config: Hookbox's Zulip source skips them by
+//! default, and when a realm delivers them (`own_events = true`) the event
+//! says whose they are (`Event::zulip_bot_user_id`, used by
+//! `SendMessage::reply_to_event`), so a reply that repeats a keyword cannot
+//! loop. An invalid config is a fatal error: no retry can fix it.
 
 use hookbox_sdk::emit::{NewEvent, emit};
 use hookbox_sdk::zulip::{Message, SEND_MESSAGE_EVENT, SendMessage, ZulipEvent};
@@ -79,7 +82,13 @@ impl Handler for KeywordResponder {
             return Ok(());
         };
         let content = config.reply.replace("{keyword}", keyword);
-        let Some(reply) = SendMessage::reply_to(message, content) else {
+        if event.is_own_zulip_event()
+            || (message.sender_id.is_some() && message.sender_id == event.zulip_bot_user_id())
+        {
+            debug!(message_id = message.id; "Ignored the bot's own message");
+            return Ok(());
+        }
+        let Some(reply) = SendMessage::reply_to_event(&event, message, content) else {
             warn!(message_id = message.id; "Cannot reply: the message has no recipient");
             return Ok(());
         };
@@ -265,6 +274,25 @@ mod tests {
             run(&mut host, &channel_message()).unwrap();
             assert!(host.emitted().is_empty(), "{ignored}");
         }
+    }
+
+    #[test]
+    fn the_bots_own_messages_are_never_answered() {
+        // The channel message's sender is user 10: as the bot, it is ignored
+        // without any `ignore_senders`.
+        let mut host = host(json!({"keywords": ["zulip"], "reply": "zulip again"}));
+        let own = Event::from_zulip(&channel_message())
+            .tenant("zulip")
+            .metadata("zulip_bot_user_id", "10")
+            .build();
+        host.run::<KeywordResponder>(own).unwrap();
+        assert!(host.emitted().is_empty(), "{:?}", host.emitted());
+        let other_bot = Event::from_zulip(&channel_message())
+            .tenant("zulip")
+            .metadata("zulip_bot_user_id", "11")
+            .build();
+        host.run::<KeywordResponder>(other_bot).unwrap();
+        assert_eq!(host.emitted().len(), 1);
     }
 
     #[test]

@@ -309,6 +309,24 @@ pub enum SendMessage {
 }
 
 impl SendMessage {
+    /// [`SendMessage::reply_to`] for a message that arrived in `event`,
+    /// except that it never answers the bot itself: `None` when the
+    /// message is the bot's own (its sender is the realm's bot, see
+    /// [`Event::zulip_bot_user_id`](crate::Event::zulip_bot_user_id)), so
+    /// a reply that repeats what it answers cannot loop.
+    pub fn reply_to_event(
+        event: &crate::Event,
+        message: &Message,
+        content: impl Into<String>,
+    ) -> Option<Self> {
+        let own = event.is_own_zulip_event()
+            || (message.sender_id.is_some() && message.sender_id == event.zulip_bot_user_id());
+        if own {
+            return None;
+        }
+        Self::reply_to(message, content)
+    }
+
     /// A reply in the same conversation as `message`: the same channel and
     /// topic, or the same direct-message group. `None` when the message
     /// does not say where it went.
@@ -340,6 +358,28 @@ mod tests {
 
     fn message(value: Value) -> Message {
         serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn reply_to_event_never_answers_the_bot() {
+        let from = |sender: u64| {
+            message(
+                json!({"id": 1, "type": "stream", "display_recipient": "Denmark",
+                           "subject": "castle", "sender_id": sender}),
+            )
+        };
+        let event = crate::Event::builder("message")
+            .metadata("zulip_bot_user_id", "42")
+            .build();
+        assert_eq!(SendMessage::reply_to_event(&event, &from(42), "hi"), None);
+        assert!(SendMessage::reply_to_event(&event, &from(7), "hi").is_some());
+        let own = crate::Event::builder("message")
+            .metadata("zulip_own_event", "true")
+            .build();
+        assert_eq!(SendMessage::reply_to_event(&own, &from(7), "hi"), None);
+        // Without the bot's id, only a plain reply.
+        let bare = crate::Event::builder("message").build();
+        assert!(SendMessage::reply_to_event(&bare, &from(42), "hi").is_some());
     }
 
     #[test]

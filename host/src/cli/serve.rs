@@ -100,16 +100,24 @@ pub struct NewArgs {
     /// binary was built from].
     #[arg(long, value_name = "DIR")]
     pub sdk: Option<PathBuf>,
+    /// The handler's language: `rust` (a crate), `python` (componentize-py)
+    /// or `js` (componentize-js).
+    #[arg(long, value_enum, default_value_t = crate::scaffold::Lang::Rust)]
+    pub lang: crate::scaffold::Lang,
 }
 
 /// Scaffolds a handler crate.
 pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
     let sdk = args.sdk.unwrap_or_else(crate::scaffold::default_sdk_path);
-    let dir = crate::scaffold::scaffold(&args.name, &args.path, &sdk)?;
+    let dir = crate::scaffold::scaffold(&args.name, &args.path, &sdk, args.lang)?;
     println!("created {}", dir.display());
-    println!(
-        "next: cd {} && cargo test && cargo build --release --target wasm32-wasip2",
-        dir.display()
-    );
+    let next = match args.lang {
+        crate::scaffold::Lang::Rust => "cargo test && cargo build --release --target wasm32-wasip2",
+        crate::scaffold::Lang::Python => {
+            "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt && pytest && ./build.sh"
+        }
+        crate::scaffold::Lang::Js => "npm install && npm test && npm run build",
+    };
+    println!("next: cd {} && {next}", dir.display());
     Ok(ExitCode::SUCCESS)
 }

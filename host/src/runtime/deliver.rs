@@ -206,6 +206,7 @@ impl Runtime {
             tenant: &req.event.tenant,
             config: req.config,
             limits: req.limits,
+            capabilities: req.capabilities,
         });
         let fuel = req.limits.fuel;
         let budgets = store.set_fuel(fuel).map(|()| {

@@ -7,8 +7,14 @@
 //! exhausted (log, emit, KV size) or a storage failure ends the call with an
 //! error, after recording the outcome in [`CallState::abort`] so that
 //! `deliver` reports it by name.
+//!
+//! Capabilities are granted by use, not by import: every Hookbox interface
+//! is linked for every component (toolchains such as componentize-py and
+//! componentize-js import all of them), and each function first checks the
+//! delivery's grant ([`HostState::require`]); an ungranted one ends the
+//! call with `capability_denied`, naming the interface and the function.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
@@ -21,6 +27,7 @@ use super::outcome::{LogLevel, LogStream, Outcome};
 use crate::event::{self, EventInput, Priority};
 use crate::kv::{Kv, KvError, Namespace, Quota};
 use crate::limits::{EMIT_ENTRY_OVERHEAD, EMIT_OVERHEAD, Limits};
+use crate::manifest::Capability;
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -63,6 +70,8 @@ pub(crate) struct CallState {
     /// When the delivery's wall-clock budget ends: host calls that wait
     /// (`wasi:io/poll`, see `poll.rs`) give up at this instant.
     pub(crate) deadline: Option<Instant>,
+    /// The capabilities the delivery's manifest grants.
+    granted: Grant,
     max_emits: u32,
     emit_calls: u32,
     max_emit_bytes: u64,
@@ -108,6 +117,27 @@ pub(crate) struct Begin<'a> {
     pub tenant: &'a str,
     pub config: &'a str,
     pub limits: &'a Limits,
+    pub capabilities: &'a BTreeSet<Capability>,
+}
+
+/// A set of [`Capability`] as bits, checked on every host call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Grant(u8);
+
+impl Grant {
+    fn bit(cap: Capability) -> u8 {
+        1 << (cap as u8)
+    }
+
+    pub(crate) fn contains(self, cap: Capability) -> bool {
+        self.0 & Self::bit(cap) != 0
+    }
+}
+
+impl From<&BTreeSet<Capability>> for Grant {
+    fn from(caps: &BTreeSet<Capability>) -> Self {
+        Grant(caps.iter().fold(0, |bits, &c| bits | Grant::bit(c)))
+    }
 }
 
 impl HostState {
@@ -142,6 +172,7 @@ impl HostState {
             kv_value_bytes: b.limits.kv_value_bytes,
             kv_quota: Quota::from(b.limits),
             deadline: Instant::now().checked_add(Duration::from_millis(b.limits.timeout_ms)),
+            granted: Grant::from(b.capabilities),
             max_emits: b.limits.emits,
             max_emit_bytes: b.limits.emit_bytes,
             ..CallState::default()
@@ -164,6 +195,23 @@ impl HostState {
     pub(crate) fn abort(&mut self, outcome: Outcome, message: String) -> wasmtime::Error {
         self.call.abort.get_or_insert((outcome, message.clone()));
         wasmtime::Error::new(Abort(message))
+    }
+
+    /// Ends the call with `capability_denied` unless the delivery's manifest
+    /// grants `cap`; `function` is the WIT function being called.
+    fn require(&mut self, cap: Capability, function: &str) -> wasmtime::Result<()> {
+        if self.call.granted.contains(cap) {
+            return Ok(());
+        }
+        let interface = cap.interface();
+        Err(self.abort(
+            Outcome::CapabilityDenied,
+            format!(
+                "`hookbox:handler/{interface}@0.1.0#{function}` is denied: capability \
+                 `{interface}` is not granted to this handler (add it to the manifest's \
+                 `capabilities`)"
+            ),
+        ))
     }
 
     fn check_kv_size(&mut self, key: &str, value_len: usize) -> wasmtime::Result<()> {
@@ -243,6 +291,7 @@ impl log::Host for HostState {
         message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
+        self.require(Capability::Log, "log")?;
         let level = match level {
             log::Level::Trace => LogLevel::Trace,
             log::Level::Debug => LogLevel::Debug,
@@ -257,21 +306,25 @@ impl log::Host for HostState {
 
 impl kv::Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.require(Capability::Kv, "get")?;
         self.check_kv_size(&key, 0)?;
         self.with_kv(|kv, ns, _| kv.get(ns, &key))
     }
 
     fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<()> {
+        self.require(Capability::Kv, "set")?;
         self.check_kv_size(&key, value.len())?;
         self.with_kv(|kv, ns, quota| kv.set(ns, &key, &value, ttl_ms, quota))
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<bool> {
+        self.require(Capability::Kv, "delete")?;
         self.check_kv_size(&key, 0)?;
         self.with_kv(|kv, ns, _| kv.delete(ns, &key))
     }
 
     fn increment(&mut self, key: String, delta: i64) -> wasmtime::Result<i64> {
+        self.require(Capability::Kv, "increment")?;
         self.check_kv_size(&key, 0)?;
         self.with_kv(|kv, ns, quota| kv.increment(ns, &key, delta, quota))
     }
@@ -282,6 +335,7 @@ impl kv::Host for HostState {
         expected: Option<Vec<u8>>,
         new: Option<Vec<u8>>,
     ) -> wasmtime::Result<bool> {
+        self.require(Capability::Kv, "compare-and-swap")?;
         let largest = expected
             .as_ref()
             .map_or(0, Vec::len)
@@ -295,12 +349,14 @@ impl kv::Host for HostState {
 
 impl config::Host for HostState {
     fn get(&mut self) -> wasmtime::Result<String> {
+        self.require(Capability::Config, "get")?;
         Ok(self.call.config.clone())
     }
 }
 
 impl emit::Host for HostState {
     fn emit(&mut self, new: emit::NewEvent) -> wasmtime::Result<Result<(), emit::EmitError>> {
+        self.require(Capability::Emit, "emit")?;
         // Every call counts, valid or not: host-side validation is work the
         // guest's fuel does not pay for.
         self.call.emit_calls = self.call.emit_calls.saturating_add(1);
@@ -336,6 +392,7 @@ impl emit::Host for HostState {
 
 impl clock::Host for HostState {
     fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        self.require(Capability::Clock, "now-ms")?;
         Ok(event::now_ms())
     }
 }

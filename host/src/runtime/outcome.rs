@@ -41,11 +41,15 @@ pub enum Outcome {
     ResultLimit,
     /// Hookbox itself failed (KV storage error, sandbox pool exhausted…).
     HostError,
+    /// The guest called an import its manifest does not grant (a Hookbox
+    /// capability left out of `capabilities`, or `wasi:http`, which Hookbox
+    /// does not provide). The error names the interface and the function.
+    CapabilityDenied,
 }
 
 impl Outcome {
     /// Every outcome, in declaration order.
-    pub const ALL: [Outcome; 14] = [
+    pub const ALL: [Outcome; 15] = [
         Outcome::Ok,
         Outcome::HandlerError,
         Outcome::OutOfFuel,
@@ -60,6 +64,7 @@ impl Outcome {
         Outcome::KvLimit,
         Outcome::ResultLimit,
         Outcome::HostError,
+        Outcome::CapabilityDenied,
     ];
 
     /// The snake_case name used in JSON, logs and metric labels.
@@ -79,6 +84,7 @@ impl Outcome {
             Outcome::KvLimit => "kv_limit",
             Outcome::ResultLimit => "result_limit",
             Outcome::HostError => "host_error",
+            Outcome::CapabilityDenied => "capability_denied",
         }
     }
 

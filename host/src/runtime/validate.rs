@@ -1,10 +1,13 @@
 //! Upload-time checks on a handler binary: size, "is it a component at
 //! all", the compile budget (functions, body size, block nesting), and the
-//! import allow-list (WASI 0.2.x, plus the granted
-//! `hookbox:handler/*@0.1.x` interfaces and only the functions Hookbox
-//! 0.1.0 provides). Each refusal names what is wrong so that a handler
-//! author can fix it without reading Hookbox's source. Allowed WASI imports
-//! wasmtime-wasi does not implement are linked as denied
+//! import allow-list (WASI 0.2.x, plus the `hookbox:handler/*@0.1.x`
+//! interfaces and only the functions Hookbox 0.1.0 provides). Each refusal
+//! names what is wrong so that a handler author can fix it without reading
+//! Hookbox's source. Capabilities are granted by use, not by import: an
+//! import of an ungranted Hookbox interface is accepted and listed by
+//! [`denied_imports`] (its functions end the delivery with
+//! `capability_denied` when called, see `host.rs`); allowed WASI imports
+//! wasmtime-wasi does not implement are linked as denied the same way
 //! ([`link_denied_imports`]).
 
 use std::collections::BTreeSet;
@@ -15,6 +18,8 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker, ResourceType};
 
 use super::RuntimeError;
+use super::host::HostState;
+use super::outcome::Outcome;
 use crate::manifest::Capability;
 
 /// `\0asm`, the first four bytes of every WebAssembly binary.
@@ -259,9 +264,10 @@ fn parse_name(name: &str) -> Option<InterfaceName<'_>> {
     })
 }
 
-/// Whether an import (by name) may be linked for a handler with `caps`.
-/// `Err` holds the reason, phrased to follow "component imports `<name>`: ".
-fn check_import_name(name: &str, caps: &BTreeSet<Capability>) -> Result<(), String> {
+/// Whether an import (by name) may be linked at all (whether it is granted
+/// is [`denied_imports`]' question). `Err` holds the reason, phrased to
+/// follow "component imports `<name>`: ".
+fn check_import_name(name: &str) -> Result<(), String> {
     let Some(parsed) = parse_name(name) else {
         return Err(
             "Hookbox provides only WASI 0.2 and hookbox:handler interfaces, not bare imports"
@@ -298,40 +304,34 @@ fn check_import_name(name: &str, caps: &BTreeSet<Capability>) -> Result<(), Stri
             ));
         }
     }
-    if parsed.interface == "types" {
+    if parsed.interface == "types" || Capability::from_interface(parsed.interface).is_some() {
         return Ok(());
     }
-    match Capability::from_interface(parsed.interface) {
-        Some(cap) if caps.contains(&cap) => Ok(()),
-        Some(cap) => Err(format!(
-            "capability `{}` is not granted to this handler",
-            cap.interface()
-        )),
-        None => Err(format!("{PACKAGE} has no interface `{}`", parsed.interface)),
-    }
+    Err(format!("{PACKAGE} has no interface `{}`", parsed.interface))
 }
 
-/// Checks import names against a grant: what a redeploy of already compiled
-/// code with a new manifest needs (the rest of [`check_imports`] ran when the
-/// code was compiled, and does not depend on the grant).
-pub(crate) fn check_import_names(
-    names: &[String],
-    caps: &BTreeSet<Capability>,
-) -> Result<(), RuntimeError> {
-    for name in names {
-        check_import_name(name, caps).map_err(|reason| RuntimeError::ForbiddenImport {
-            name: name.clone(),
-            reason,
-        })?;
-    }
-    Ok(())
+/// The imports (of a component that passed [`check_imports`]) that a
+/// handler granted `caps` may not use: Hookbox interfaces whose capability
+/// is not granted, and WASI interfaces Hookbox does not provide
+/// (`wasi:http`). They are linked anyway; calling one of their functions
+/// ends the delivery with `capability_denied`.
+pub(crate) fn denied_imports(names: &[String], caps: &BTreeSet<Capability>) -> Vec<String> {
+    names
+        .iter()
+        .filter(|name| match parse_name(name) {
+            Some(n) if n.package == PACKAGE => {
+                Capability::from_interface(n.interface).is_some_and(|c| !caps.contains(&c))
+            }
+            _ => !linked_by_host(name),
+        })
+        .cloned()
+        .collect()
 }
 
 /// Checks every import of a compiled component; returns the import names.
 pub(crate) fn check_imports(
     engine: &Engine,
     component: &Component,
-    caps: &BTreeSet<Capability>,
 ) -> Result<Vec<String>, RuntimeError> {
     let ty = component.component_type();
     let mut names = Vec::new();
@@ -340,7 +340,7 @@ pub(crate) fn check_imports(
             name: name.to_string(),
             reason,
         };
-        check_import_name(name, caps).map_err(refuse)?;
+        check_import_name(name).map_err(refuse)?;
         let hookbox_interface = name
             .strip_prefix(PACKAGE)
             .and_then(|rest| rest.strip_prefix('/'))
@@ -368,7 +368,7 @@ pub(crate) fn check_imports(
 }
 
 /// The host type of the resources of interfaces linked as denied. No value
-/// of it ever exists: every function of those interfaces traps.
+/// of it ever exists: every function of those interfaces ends the call.
 struct Denied;
 
 /// Whether the host's linker implements the import `name` itself.
@@ -378,17 +378,17 @@ fn linked_by_host(name: &str) -> bool {
 
 /// Links every interface `component` imports that the host does not
 /// implement (an allowed WASI interface such as `wasi:http/types`, which
-/// JavaScript toolchains import) as denied: each function traps, naming
-/// itself, and each resource the interface defines gets a host type of its
-/// own. A resource the interface only `use`s from an earlier import (say
+/// JavaScript toolchains import) as denied: each function ends the delivery
+/// with `capability_denied`, naming itself, and each resource the interface
+/// defines gets a host type of its own. A resource the interface only `use`s from an earlier import (say
 /// `wasi:http/types` re-exporting `wasi:io/streams`' `input-stream`) is
 /// left alone: it must stay the type that import provides, and
 /// `Linker::define_unknown_imports_as_traps` fails on it ("mismatched
 /// resource types") by defining it anew. Interfaces the host implements are
 /// never redefined, so an import of an older 0.2.x patch still reaches
 /// wasmtime-wasi through semver matching instead of traps.
-pub(crate) fn link_denied_imports<T: 'static>(
-    linker: &mut Linker<T>,
+pub(crate) fn link_denied_imports(
+    linker: &mut Linker<HostState>,
     engine: &Engine,
     component: &Component,
 ) -> wasmtime::Result<()> {
@@ -416,9 +416,13 @@ pub(crate) fn link_denied_imports<T: 'static>(
                 ComponentItem::ComponentFunc(_) => {
                     if let Some(denied) = &mut denied {
                         let what = format!("{name}#{export}");
-                        denied.func_new(export, move |_, _, _, _| {
-                            Err(wasmtime::format_err!(
-                                "`{what}` is denied: Hookbox does not provide this interface to handlers"
+                        denied.func_new(export, move |mut store, _, _, _| {
+                            Err(store.data_mut().abort(
+                                Outcome::CapabilityDenied,
+                                format!(
+                                    "`{what}` is denied: Hookbox does not provide this interface \
+                                     to handlers"
+                                ),
                             ))
                         })?;
                     }
@@ -536,41 +540,57 @@ mod tests {
 
     #[test]
     fn import_table() {
-        let all = Capability::all();
-        let only_log = caps(&[Capability::Log]);
-        let table: &[(&str, &BTreeSet<Capability>, Result<(), &str>)] = &[
-            ("wasi:cli/stdout@0.2.0", &only_log, Ok(())),
-            ("wasi:filesystem/preopens@0.2.9", &only_log, Ok(())),
-            ("wasi:http/types@0.2.0", &only_log, Ok(())),
-            ("wasi:cli/stdout@0.3.0", &all, Err("WASI 0.3")),
-            ("wasi:cli/stdout", &all, Err("unversioned")),
-            ("hookbox:handler/log@0.1.0", &only_log, Ok(())),
-            ("hookbox:handler/log@0.1.7", &only_log, Ok(())),
-            ("hookbox:handler/types@0.1.0", &caps(&[]), Ok(())),
-            (
-                "hookbox:handler/kv@0.1.0",
-                &only_log,
-                Err("capability `kv`"),
-            ),
-            ("hookbox:handler/kv@0.1.0", &all, Ok(())),
-            ("hookbox:handler/log@0.2.0", &all, Err("not 0.2")),
-            ("hookbox:handler/log", &all, Err("must name a version")),
-            (
-                "hookbox:handler/http@0.1.0",
-                &all,
-                Err("no interface `http`"),
-            ),
-            ("evil:net/socket@1.0.0", &all, Err("package `evil:net`")),
-            ("evil:net/socket", &all, Err("package `evil:net`")),
-            ("connect", &all, Err("bare imports")),
+        let table: &[(&str, Result<(), &str>)] = &[
+            ("wasi:cli/stdout@0.2.0", Ok(())),
+            ("wasi:filesystem/preopens@0.2.9", Ok(())),
+            ("wasi:http/types@0.2.0", Ok(())),
+            ("wasi:cli/stdout@0.3.0", Err("WASI 0.3")),
+            ("wasi:cli/stdout", Err("unversioned")),
+            ("hookbox:handler/log@0.1.0", Ok(())),
+            ("hookbox:handler/log@0.1.7", Ok(())),
+            ("hookbox:handler/types@0.1.0", Ok(())),
+            ("hookbox:handler/kv@0.1.0", Ok(())),
+            ("hookbox:handler/log@0.2.0", Err("not 0.2")),
+            ("hookbox:handler/log", Err("must name a version")),
+            ("hookbox:handler/http@0.1.0", Err("no interface `http`")),
+            ("evil:net/socket@1.0.0", Err("package `evil:net`")),
+            ("evil:net/socket", Err("package `evil:net`")),
+            ("connect", Err("bare imports")),
         ];
-        for (name, caps, want) in table {
-            let got = check_import_name(name, caps);
+        for (name, want) in table {
+            let got = check_import_name(name);
             match (want, &got) {
                 (Ok(()), Ok(())) => {}
                 (Err(needle), Err(msg)) => assert!(msg.contains(needle), "{name}: {msg}"),
                 _ => panic!("{name}: want {want:?}, got {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn ungranted_hookbox_interfaces_and_wasi_http_are_denied() {
+        let names: Vec<String> = [
+            "wasi:cli/stdout@0.2.0",
+            "wasi:http/types@0.2.10",
+            "hookbox:handler/types@0.1.0",
+            "hookbox:handler/log@0.1.0",
+            "hookbox:handler/kv@0.1.0",
+            "hookbox:handler/emit@0.1.2",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            denied_imports(&names, &caps(&[Capability::Log])),
+            [
+                "wasi:http/types@0.2.10",
+                "hookbox:handler/kv@0.1.0",
+                "hookbox:handler/emit@0.1.2"
+            ]
+        );
+        assert_eq!(
+            denied_imports(&names, &Capability::all()),
+            ["wasi:http/types@0.2.10"]
+        );
+        assert_eq!(denied_imports(&names, &caps(&[])).len(), 4);
     }
 }

@@ -10,12 +10,16 @@ use reqwest::header::RETRY_AFTER;
 use serde::de::DeserializeOwned;
 
 use super::config::{ApiKey, RealmConfig};
-use super::protocol::{Events, Failure, Received, Registered, Success, parse_reply};
+use super::protocol::{Events, Failure, Me, Received, Registered, Success, parse_reply};
 
 /// Largest `GET /events` answer read: a queue that filled up during an
 /// outage is handed out in one answer.
 const MAX_EVENTS_BODY: usize = 64 << 20;
-/// Largest answer of any other call.
+/// Largest answer of any other call. `register` asks for no initial state
+/// (`fetch_event_types=[]`), so its answer is the queue id and a few
+/// server facts whatever the realm's size; `users/me` is one user; the
+/// sink's calls answer an id or nothing. A realm of thousands of members
+/// no longer reaches this cap (its member list is never asked for).
 const MAX_BODY: usize = 1 << 20;
 /// Bound on establishing a connection (the request timeouts bound the rest).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,13 +51,18 @@ impl Client {
         })
     }
 
-    /// `POST /register`: a new event queue for `event_types` (all when `None`).
+    /// `POST /register`: a new event queue for `event_types` (all when
+    /// `None`), without any initial state: Hookbox uses none of it, and for
+    /// a large realm it is megabytes (every member, channel, subscription).
     pub(crate) async fn register(
         &self,
         event_types: Option<&[String]>,
         all_public_streams: bool,
     ) -> Result<Registered, Failure> {
-        let mut form = vec![("all_public_streams", all_public_streams.to_string())];
+        let mut form = vec![
+            ("all_public_streams", all_public_streams.to_string()),
+            ("fetch_event_types", "[]".to_string()),
+        ];
         if let Some(types) = event_types {
             let json = serde_json::to_string(types)
                 .map_err(|e| Failure::Malformed(format!("event_types: {e}")))?;
@@ -88,6 +97,19 @@ impl Client {
             .call(Method::GET, "/events", &query, &[], wait, MAX_EVENTS_BODY)
             .await?;
         events.into_received()
+    }
+
+    /// `GET /users/me`: the bot's own user id.
+    pub(crate) async fn me(&self) -> Result<Me, Failure> {
+        self.call(
+            Method::GET,
+            "/users/me",
+            &[],
+            &[],
+            self.request_timeout,
+            MAX_BODY,
+        )
+        .await
     }
 
     /// `DELETE /events`: frees a queue we no longer poll.

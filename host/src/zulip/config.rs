@@ -52,6 +52,10 @@ pub struct RealmSection {
     pub sink: Option<bool>,
     /// REST calls the sink makes at once (default 2).
     pub sink_concurrency: Option<u32>,
+    /// Whether the bot's own events (its messages, reactions, edits) are
+    /// accepted (default false: they are acknowledged and skipped, so a
+    /// handler replying to messages cannot answer its own replies).
+    pub own_events: Option<bool>,
 }
 
 /// The bot's API key. Never printed: `Debug` shows `ApiKey(***)`.
@@ -102,6 +106,8 @@ pub struct RealmConfig {
     pub sink: bool,
     /// Sink REST calls at once.
     pub sink_concurrency: u32,
+    /// Whether the bot's own events are accepted.
+    pub own_events: bool,
 }
 
 impl RealmConfig {
@@ -120,6 +126,7 @@ impl RealmConfig {
             max_backoff: Duration::from_secs(60),
             sink: true,
             sink_concurrency: 2,
+            own_events: false,
         }
     }
 
@@ -196,6 +203,7 @@ impl RealmSection {
             Some(_) => return Err(at("`sink_concurrency` must be 1 to 64".into())),
             None => realm.sink_concurrency,
         };
+        realm.own_events = self.own_events.unwrap_or(false);
         Ok(realm)
     }
 }

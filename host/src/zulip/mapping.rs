@@ -24,6 +24,57 @@ pub(crate) const META_EVENT_ID: &str = "zulip_event_id";
 /// Metadata key: the Zulip queue the event came from.
 pub(crate) const META_QUEUE_ID: &str = "zulip_queue_id";
 
+/// Metadata key: the bot's Zulip user id (when the source knows it), so a
+/// handler can tell the bot's own messages from others'.
+pub(crate) const META_BOT_USER_ID: &str = "zulip_bot_user_id";
+/// Metadata key, `"true"` on the bot's own events (delivered only when the
+/// realm sets `own_events = true`).
+pub(crate) const META_OWN_EVENT: &str = "zulip_own_event";
+
+/// Who the realm's bot is.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Bot {
+    /// From `GET /users/me`; `None` until that answered.
+    pub user_id: Option<u64>,
+    /// The configured bot email (what `sender_email` says when the
+    /// server shows real addresses).
+    pub email: String,
+}
+
+impl Bot {
+    /// Whether the bot itself caused `event`: a message it sent, a
+    /// reaction it made, an edit it made.
+    pub(crate) fn caused(&self, event: &serde_json::Value) -> bool {
+        let is_me = |v: &serde_json::Value| self.user_id.is_some() && v.as_u64() == self.user_id;
+        match event.get("type").and_then(serde_json::Value::as_str) {
+            Some("message") => {
+                let m = &event["message"];
+                is_me(&m["sender_id"])
+                    || m["sender_email"]
+                        .as_str()
+                        .is_some_and(|e| e.eq_ignore_ascii_case(&self.email))
+            }
+            Some("reaction") => is_me(&event["user_id"]) || is_me(&event["user"]["user_id"]),
+            Some("update_message") => is_me(&event["user_id"]),
+            _ => false,
+        }
+    }
+
+    /// Adds the bot metadata to a mapped event; whether it is the bot's own.
+    pub(crate) fn mark(&self, input: &mut EventInput, event: &serde_json::Value) -> bool {
+        if let Some(id) = self.user_id {
+            input
+                .metadata
+                .insert(META_BOT_USER_ID.into(), id.to_string());
+        }
+        let own = self.caused(event);
+        if own {
+            input.metadata.insert(META_OWN_EVENT.into(), "true".into());
+        }
+        own
+    }
+}
+
 /// Type prefixes that are Hookbox's own, never Zulip event types.
 const OWN_PREFIXES: [&str; 2] = ["zulip", "hookbox"];
 
@@ -154,6 +205,47 @@ mod tests {
             Mapped::Event(e) => *e,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_bots_own_events_are_recognised() {
+        let bot = Bot {
+            user_id: Some(42),
+            email: "bot@zulip.test".into(),
+        };
+        let own = [
+            json!({"type": "message", "message": {"sender_id": 42}}),
+            json!({"type": "message", "message": {"sender_id": 7, "sender_email": "BOT@zulip.test"}}),
+            json!({"type": "reaction", "op": "add", "user_id": 42}),
+            json!({"type": "reaction", "op": "add", "user": {"user_id": 42}}),
+            json!({"type": "update_message", "user_id": 42}),
+        ];
+        for e in &own {
+            assert!(bot.caused(e), "{e}");
+        }
+        let others = [
+            json!({"type": "message", "message": {"sender_id": 7, "sender_email": "ada@zulip.test"}}),
+            json!({"type": "reaction", "user_id": 7}),
+            json!({"type": "realm_user", "op": "update", "person": {"user_id": 42}}),
+        ];
+        for e in &others {
+            assert!(!bot.caused(e), "{e}");
+        }
+        // Without a known id, only the email tells.
+        let unknown = Bot {
+            user_id: None,
+            email: "bot@zulip.test".into(),
+        };
+        assert!(!unknown.caused(&own[0]));
+        assert!(unknown.caused(&own[1]));
+
+        let mut input = EventInput::new("message", &own[0]);
+        assert!(bot.mark(&mut input, &own[0]));
+        assert_eq!(input.metadata[META_BOT_USER_ID], "42");
+        assert_eq!(input.metadata[META_OWN_EVENT], "true");
+        let mut input = EventInput::new("message", &others[0]);
+        assert!(!bot.mark(&mut input, &others[0]));
+        assert!(!input.metadata.contains_key(META_OWN_EVENT));
     }
 
     #[test]

@@ -175,6 +175,12 @@ pub(crate) struct Registered {
     pub event_queue_longpoll_timeout_seconds: Option<f64>,
 }
 
+/// The part of a `GET /users/me` answer we use.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Me {
+    pub user_id: u64,
+}
+
 /// A `GET /events` answer, each event kept as the bytes the server sent.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Events {

@@ -17,6 +17,15 @@
 //! 4. When handlers come to subscribe to types the queue was not
 //!    registered for, register a new queue, drain the old one, delete it.
 //!
+//! The register asks for no initial state (`fetch_event_types=[]`): Hookbox
+//! uses none, and for a realm of thousands of members it is megabytes. The
+//! bot's user id comes from `GET /users/me` once; every event carries it as
+//! metadata (`zulip_bot_user_id`), and the bot's own events — its messages,
+//! reactions and edits, echoed to its queue by Zulip — are acknowledged and
+//! skipped unless the realm sets `own_events = true` (then they carry
+//! `zulip_own_event = "true"`). That is the loop brake of handler chains
+//! through Zulip: a handler replying to messages never sees its replies.
+//!
 //! Stopping is checked at every await; a stop between an accept and the
 //! cursor save re-delivers that batch from the same queue on the next
 //! start, where the events' idempotency keys drop the duplicates.
@@ -30,7 +39,7 @@ use tokio::sync::watch;
 use super::backoff::Backoff;
 use super::client::Client;
 use super::config::RealmConfig;
-use super::mapping::{self, LostQueue, Mapped};
+use super::mapping::{self, Bot, LostQueue, Mapped};
 use super::protocol::{Failure, Received, Registered};
 use super::status::RealmState;
 use crate::dispatch::{AcceptError, Dispatcher};
@@ -67,6 +76,8 @@ pub(crate) struct Source {
     backoff: Backoff,
     /// `zulip:<realm>`: the `source` of accepted events.
     source: String,
+    /// The realm's bot, to recognise its own events.
+    bot: Bot,
 }
 
 impl Source {
@@ -81,6 +92,10 @@ impl Source {
         Source {
             backoff: Backoff::new(realm.initial_backoff, realm.max_backoff),
             source: format!("zulip:{}", realm.name),
+            bot: Bot {
+                user_id: None,
+                email: realm.email.clone(),
+            },
             realm,
             client,
             dispatcher,
@@ -111,6 +126,7 @@ impl Source {
                     None => continue,
                 },
             };
+            self.learn_bot_id().await?;
             let polled = self
                 .stoppable(self.client.events(
                     &queue.queue_id,
@@ -142,6 +158,25 @@ impl Source {
                 }
             }
         }
+    }
+
+    /// Asks the server for the bot's user id until it has it. A failure is
+    /// not fatal: until then own messages are recognised by email alone.
+    async fn learn_bot_id(&mut self) -> Step<()> {
+        if self.bot.user_id.is_some() {
+            return Ok(());
+        }
+        match self.stoppable(self.client.me()).await? {
+            Ok(me) => {
+                tracing::info!(realm = %self.realm.name, bot_user_id = me.user_id, "Learned the bot's Zulip user id");
+                self.bot.user_id = Some(me.user_id);
+                self.state.bot_user_id(me.user_id);
+            }
+            Err(f) => {
+                tracing::warn!(realm = %self.realm.name, error = %f, "Could not learn the bot's user id; recognising its own messages by email until it is known");
+            }
+        }
+        Ok(())
     }
 
     /// The saved queue, if it belongs to this server and bot.
@@ -289,7 +324,14 @@ impl Source {
         for event in &events {
             match mapping::map_event(&self.realm.name, &queue.queue_id, event) {
                 Mapped::Heartbeat => heartbeats += 1,
-                Mapped::Event(input) => batch.push(*input),
+                Mapped::Event(mut input) => {
+                    let own = self.bot.mark(&mut input, &event.value);
+                    if own && !self.realm.own_events {
+                        self.state.own_skipped(1);
+                    } else {
+                        batch.push(*input);
+                    }
+                }
                 Mapped::Invalid(why) => {
                     tracing::warn!(realm = %self.realm.name, %why, "Skipped a Zulip event");
                     self.state.skipped(&why);

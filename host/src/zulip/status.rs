@@ -39,6 +39,7 @@ struct Fields {
     last_event_ms: Option<u64>,
     last_error: Option<LastError>,
     sink_last_error: Option<LastError>,
+    bot_user_id: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +47,7 @@ struct Counters {
     events: AtomicU64,
     heartbeats: AtomicU64,
     skipped: AtomicU64,
+    own_skipped: AtomicU64,
     registrations: AtomicU64,
     queue_losses: AtomicU64,
     rate_limited: AtomicU64,
@@ -88,6 +90,8 @@ pub struct RealmStatus {
     pub last_error: Option<LastError>,
     /// Source counters.
     pub counters: SourceCounters,
+    /// The bot's user id (from `GET /users/me`), once known.
+    pub bot_user_id: Option<u64>,
     /// The reply sink.
     pub sink: SinkStatus,
 }
@@ -101,6 +105,9 @@ pub struct SourceCounters {
     pub heartbeats: u64,
     /// Events skipped as invalid (no type, refused at accept).
     pub skipped: u64,
+    /// The bot's own events (its messages, reactions and edits) skipped
+    /// because the realm does not deliver them (`own_events = false`).
+    pub own_skipped: u64,
     /// Queues registered.
     pub registrations: u64,
     /// Queues lost (`BAD_EVENT_QUEUE_ID`).
@@ -266,12 +273,14 @@ impl RealmState {
                 events: get(&c.events),
                 heartbeats: get(&c.heartbeats),
                 skipped: get(&c.skipped),
+                own_skipped: get(&c.own_skipped),
                 registrations: get(&c.registrations),
                 queue_losses: get(&c.queue_losses),
                 rate_limited: get(&c.rate_limited),
                 busy: get(&c.busy),
                 errors: get(&c.errors),
             },
+            bot_user_id: f.bot_user_id,
             sink: SinkStatus {
                 enabled: self.sink_enabled,
                 handler: format!("zulip:{name}"),
@@ -309,6 +318,14 @@ impl RealmState {
         if accepted > 0 {
             f.last_event_ms = Some(now_ms());
         }
+    }
+
+    pub(crate) fn own_skipped(&self, n: u64) {
+        self.counters.own_skipped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn bot_user_id(&self, id: u64) {
+        self.fields().bot_user_id = Some(id);
     }
 
     pub(crate) fn skipped(&self, why: &str) {

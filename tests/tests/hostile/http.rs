@@ -656,3 +656,115 @@ fn a_refused_upload_gets_its_answer_not_a_reset() {
     }
     still_serving(&d);
 }
+
+/// Opens `n` connections from `from` (a loopback address of its own) to
+/// the daemon, each sending `requests` pipelined `GET path` and never
+/// reading; returns those the server accepted (connect may be refused).
+fn pipelining_readers(
+    d: &Daemon,
+    from: &str,
+    n: usize,
+    path: &str,
+    requests: usize,
+) -> Vec<TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let target: std::net::SocketAddr = addr(d).parse().unwrap();
+    let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").repeat(requests);
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        let stream = rt.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(local)?;
+            // A small window, so the server's answers stall soon.
+            socket.set_recv_buffer_size(4096)?;
+            tokio::time::timeout(Duration::from_secs(2), socket.connect(target))
+                .await
+                .map_err(std::io::Error::other)?
+        });
+        let Ok(stream) = stream else { continue };
+        let mut stream = stream.into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let _ = stream.write_all(request.as_bytes());
+        streams.push(stream);
+    }
+    streams
+}
+
+/// Whether the server has closed `stream`: a write fails with a reset or
+/// a broken pipe (a write that only blocks means it is still open).
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    match stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") {
+        Err(e) => matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted),
+        Ok(()) => false,
+    }
+}
+
+#[test]
+fn slow_readers_cannot_take_every_descriptor() {
+    // 600 connections from one address (more than the daemon's 512
+    // descriptors), each pipelining requests for the OpenAPI document and
+    // never reading: they held every descriptor, and health checks and
+    // admins timed out until the clients left.
+    let d = Daemon::start_limited("", "-n 512");
+    let mut flood = pipelining_readers(&d, "127.0.0.2", 600, "/v1/openapi.json", 50);
+    // Others, and even a client at the flood's address, still get in: its
+    // connections past the per-address cap are in the reserve, which
+    // serves health checks and admins.
+    still_serving(&d);
+    assert_eq!(open_files(&d), ["512", "512"]);
+    let mut same = pipelining_readers(&d, "127.0.0.2", 1, "/healthz", 1).remove(0);
+    same.set_read_timeout(Some(WAIT)).unwrap();
+    let mut answer = [0u8; 12];
+    same.read_exact(&mut answer).unwrap();
+    assert_eq!(
+        &answer, b"HTTP/1.1 200",
+        "a health check from the flood's address"
+    );
+    let mut reserve = pipelining_readers(&d, "127.0.0.2", 1, "/v1/stats", 1).remove(0);
+    reserve.set_read_timeout(Some(WAIT)).unwrap();
+    let mut text = String::new();
+    let _ = reserve.read_to_string(&mut text);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+
+    // The flood's connections are all closed by the server: refused at the
+    // cap, answered 503 in the reserve, or — those that were served and
+    // stopped reading — after 10 s without write progress.
+    let until = Instant::now() + Duration::from_secs(60);
+    while !flood.is_empty() && Instant::now() < until {
+        flood.retain_mut(|s| !closed_by_server(s));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        flood.is_empty(),
+        "{} stalled connections stay open",
+        flood.len()
+    );
+    still_serving(&d);
+}
+
+#[test]
+fn the_soft_descriptor_limit_is_raised_to_the_hard_one() {
+    let d = Daemon::start_limited("", "-S -n 256");
+    let [soft, hard] = open_files(&d);
+    assert_eq!(soft, hard);
+    assert_ne!(soft, "256");
+}
+
+/// The daemon's soft and hard open-files limits, from `/proc`.
+fn open_files(d: &Daemon) -> [String; 2] {
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let mut numbers = line.split_whitespace().skip(3).map(str::to_string);
+    [numbers.next().unwrap(), numbers.next().unwrap()]
+}

@@ -201,7 +201,7 @@ fn a_deploy_of_100_000_nested_components_is_refused_in_bounded_memory() {
     // this upload grew it to 21–24 GB before the kernel killed it), and
     // its peak resident set must stay under 512 MiB.
     const PEAK_BOUND: u64 = 512 << 20;
-    let d = Daemon::start_limited("", Some(2 << 30));
+    let d = Daemon::start_limited("", "-d 2097152");
     let bomb = nested_components(100_000);
     assert!(bomb.len() > 1_000_000, "{} bytes", bomb.len());
     for wasm in [bomb.clone(), nested_components(20_000)] {
@@ -217,7 +217,7 @@ fn a_deploy_of_100_000_nested_components_is_refused_in_bounded_memory() {
     // `hookbox run` on the same file, under the same cap.
     let file = d.scratch().join("nest.wasm");
     std::fs::write(&file, &bomb).unwrap();
-    let out = limited(d.bin(), Some(2 << 30))
+    let out = limited(d.bin(), Some("-d 2097152"))
         .arg("run")
         .arg(&file)
         .args(["--type", "x"])
@@ -341,15 +341,6 @@ fn hostile_components_are_refused_at_deploy_naming_the_problem() {
         let msg = r.error(status, code);
         assert!(msg.contains(needle), "{what}: {msg}");
     }
-    // A Hookbox capability the manifest does not grant.
-    let mut only_log = manifest("victim", &["good"]);
-    only_log["capabilities"] = json!(["log"]);
-    let msg = deploy(&d, &only_log, &good).error(422, "unprocessable");
-    assert!(
-        msg.contains("hookbox:handler/") && msg.contains("is not granted"),
-        "{msg}"
-    );
-
     // Nothing was stored, and the daemon still deploys and delivers.
     let list = d.get("/v1/handlers").expect(200);
     assert_eq!(list.json["handlers"], json!([]), "{list}");
@@ -416,4 +407,39 @@ fn a_duplicate_name_is_a_new_version_not_a_second_handler() {
     // The first version is kept, and rollback is a pointer move.
     let versions = d.get("/v1/handlers/twin/versions").expect(200);
     assert_eq!(versions.json["versions"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn an_ungranted_capability_is_denied_by_use_not_at_upload() {
+    let d = Daemon::start();
+    let good = read(guests::GOOD);
+    let mut only_log = manifest("least", &["good"]);
+    only_log["capabilities"] = json!(["log"]);
+    let r = deploy(&d, &only_log, &good).expect(201);
+    assert_eq!(
+        r.json["denied_imports"],
+        json!([
+            "hookbox:handler/kv@0.1.0",
+            "hookbox:handler/config@0.1.0",
+            "hookbox:handler/emit@0.1.0",
+            "hookbox:handler/clock@0.1.0"
+        ]),
+        "{r}"
+    );
+    let id = publish(&d, "good", "acme");
+    assert_eq!(await_outcome(&d, &id, "least"), "capability_denied");
+    let logs = d.get("/v1/logs?handler=least").expect(200);
+    let error = logs.json["entries"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains("`hookbox:handler/kv@0.1.0#increment` is denied"),
+        "{logs}"
+    );
+    // The same bytes under a full grant (compiled code reused): nothing denied.
+    let r = deploy(&d, &manifest("full", &["good"]), &good).expect(201);
+    assert_eq!(r.json["denied_imports"], json!([]), "{r}");
+    assert_eq!(r.json["compiled_from_cache"], json!(true), "{r}");
+    let id = publish(&d, "good", "acme");
+    assert_eq!(await_outcome(&d, &id, "full"), "ok");
 }

@@ -64,23 +64,53 @@ fn a_foreign_import_is_refused_naming_it() {
 }
 
 #[test]
-fn an_import_needs_its_capability() {
+fn an_ungranted_import_is_accepted_listed_and_denied_when_called() {
     let only_log: BTreeSet<_> = [Capability::Log].into();
-    // Just inside: a guest that only logs needs only `log`.
-    assert!(
-        runtime()
-            .compile(&read(guests::LOG_FLOOD), &only_log)
-            .is_ok()
+    // Capabilities by use: the good guest imports every Hookbox interface
+    // and compiles under a grant of `log` alone; the rest are listed.
+    let compiled = runtime()
+        .compile(&read(guests::GOOD), &only_log)
+        .expect("ungranted imports are not refused at upload");
+    assert_eq!(
+        compiled.denied_imports,
+        [
+            "hookbox:handler/kv@0.1.0",
+            "hookbox:handler/config@0.1.0",
+            "hookbox:handler/emit@0.1.0",
+            "hookbox:handler/clock@0.1.0",
+        ]
     );
-    // Just past: the good guest also uses kv, config, emit and clock.
-    let err = compile_err(guests::GOOD, &only_log);
-    match &err {
-        RuntimeError::ForbiddenImport { name, reason } => {
-            assert!(name.starts_with("hookbox:handler/"), "{name}");
-            assert!(reason.contains("is not granted"), "{reason}");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        runtime().denied_imports(&compiled.module, &Capability::all()),
+        Vec::<String>::new()
+    );
+    // Just inside: with every capability the delivery succeeds.
+    let report = Delivery::new(1).run(&compiled.module);
+    assert_eq!(report.outcome, Outcome::Ok, "{:?}", report.error);
+    // Just past: the guest logs (granted), then calls `kv.increment`.
+    let mut delivery = Delivery::new(1);
+    delivery.capabilities = only_log;
+    let report = delivery.run(&compiled.module);
+    assert_eq!(
+        report.outcome,
+        Outcome::CapabilityDenied,
+        "{:?}",
+        report.error
+    );
+    assert!(!report.retryable, "a missing grant does not heal on retry");
+    let err = report.error.unwrap();
+    assert!(
+        err.contains("`hookbox:handler/kv@0.1.0#increment` is denied")
+            && err.contains("capability `kv` is not granted"),
+        "{err}"
+    );
+    assert_eq!(
+        report.logs.len(),
+        1,
+        "the granted log call ran: {:?}",
+        report.logs
+    );
+    assert!(report.emitted.is_empty());
 }
 
 #[test]
@@ -111,6 +141,11 @@ fn wasi_imports_need_no_capability() {
     let compiled = runtime()
         .compile(&read(guests::WASI_DENIED), &BTreeSet::new())
         .expect("WASI 0.2 is always linked");
+    assert!(
+        compiled.denied_imports.is_empty(),
+        "{:?}",
+        compiled.denied_imports
+    );
     assert!(
         compiled
             .imports

@@ -10,7 +10,7 @@ fn no_preopened_directories_and_no_environment() {
 }
 
 #[test]
-fn a_wasi_interface_hookbox_lacks_is_linked_as_a_trap() {
+fn a_wasi_interface_hookbox_lacks_is_linked_as_denied() {
     let compiled = hookbox_tests::runtime()
         .compile(
             &hookbox_tests::read(guests::WASI_HTTP),
@@ -20,9 +20,17 @@ fn a_wasi_interface_hookbox_lacks_is_linked_as_a_trap() {
     // Not called: the delivery succeeds.
     let report = Delivery::new(0).run(&compiled.module);
     assert_eq!(report.outcome, Outcome::Ok, "{:?}", report.error);
-    // Called: denied.
+    assert_eq!(
+        compiled.denied_imports,
+        ["wasi:http/outgoing-handler@0.2.0"]
+    );
+    // Called: denied with its own named outcome, not a generic trap.
     let report = Delivery::new(1).run(&compiled.module);
-    assert_eq!(report.outcome, Outcome::Trap);
+    assert_eq!(report.outcome, Outcome::CapabilityDenied);
+    assert!(!report.retryable);
     let err = report.error.unwrap();
-    assert!(err.contains("wasi:http/outgoing-handler@0.2.0"), "{err}");
+    assert!(
+        err.contains("`wasi:http/outgoing-handler@0.2.0#handle` is denied"),
+        "{err}"
+    );
 }

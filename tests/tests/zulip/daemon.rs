@@ -260,3 +260,138 @@ fn reaction_repeats_are_done_and_sink_dead_letters_replay() {
             == 2
     });
 }
+
+/// Zulip echoes the bot's own messages to its queue. The keyword-responder
+/// as shipped (`ignore_senders: []`, a reply that repeats the keyword)
+/// answered its own reply, and that one, … — hundreds of messages in
+/// seconds. Its echo is now acknowledged and skipped by the source.
+#[test]
+fn the_shipped_keyword_responder_does_not_answer_itself() {
+    let s = Setup::start("");
+    s.daemon.deploy_example("keyword-responder");
+    s.wait_for("a queue for messages", |f| {
+        f.registrations().last() == Some(&Some(vec!["message".to_string()]))
+    });
+    s.fake
+        .push(channel_message(40, "<p>can someone deploy?</p>"));
+    s.wait_for("the reply's echo acknowledged", |f| {
+        let echo = f.served().into_iter().find(|(_, e)| {
+            e["message"]["sender_id"] == json!(hookbox_tests::fake_zulip::BOT_USER_ID)
+        });
+        echo.is_some_and(|(queue, e)| {
+            f.requests_to("/api/v1/events").iter().any(|r| {
+                r.params.get("queue_id") == Some(&queue)
+                    && r.params["last_event_id"].parse::<i64>().ok() >= e["id"].as_i64()
+            })
+        })
+    });
+    let realm = s
+        .daemon
+        .wait_until("the echo counted as the bot's own", || {
+            let r = s.daemon.get("/v1/zulip").expect(200);
+            let realm = r.json["realms"][0].clone();
+            (realm["counters"]["own_skipped"] == 1).then_some(realm)
+        });
+    assert_eq!(
+        realm["bot_user_id"],
+        json!(hookbox_tests::fake_zulip::BOT_USER_ID)
+    );
+    assert_eq!(realm["counters"]["events"], 1, "{realm}");
+    let sent = s.fake.requests_to("/api/v1/messages");
+    assert_eq!(sent.len(), 1, "one reply, no reply to the reply: {sent:#?}");
+    let logs = s
+        .daemon
+        .get("/v1/logs?handler=keyword-responder")
+        .expect(200);
+    assert_eq!(logs.json["entries"].as_array().unwrap().len(), 1, "{logs}");
+}
+
+/// With `own_events = true` the echo is delivered, marked as the bot's,
+/// and the keyword-responder (through the SDK's `reply_to_event`) still
+/// does not answer it.
+#[test]
+fn delivered_own_events_are_marked_and_not_answered() {
+    let s = Setup::start("own_events = true\n");
+    s.daemon.deploy_example("keyword-responder");
+    s.wait_for("a queue for messages", |f| {
+        f.registrations().last() == Some(&Some(vec!["message".to_string()]))
+    });
+    s.fake.push(channel_message(41, "<p>deploy now</p>"));
+    let entries = s.daemon.wait_until("the echo delivered", || {
+        let r = s
+            .daemon
+            .get("/v1/logs?handler=keyword-responder")
+            .expect(200);
+        let entries = r.json["entries"].as_array().unwrap().clone();
+        (entries.len() == 2).then_some(entries)
+    });
+    assert!(entries.iter().all(|e| e["outcome"] == "ok"), "{entries:?}");
+    let echo = &entries[0]["logs"][0];
+    assert_eq!(
+        echo["message"], "Ignored the bot's own message",
+        "{entries:?}"
+    );
+    assert_eq!(s.fake.requests_to("/api/v1/messages").len(), 1);
+}
+
+/// A realm of 4 000 members: registering for every type (a handler
+/// subscribed to `*`) used to return all of them as initial state, past
+/// the client's 1 MiB cap, so the register failed forever. Hookbox asks
+/// for no initial state, and deletes the queue it switches away from.
+#[test]
+fn a_large_realm_registers_and_delivers() {
+    let s = Setup::start("");
+    const MEMBERS: usize = 4_000;
+    s.fake.set_members(MEMBERS);
+    let state: Vec<Value> = (0..MEMBERS)
+        .map(hookbox_tests::fake_zulip::realm_member)
+        .collect();
+    assert!(
+        serde_json::to_vec(&state).unwrap().len() > 1 << 20,
+        "the realm's member list must pass 1 MiB to test the cap"
+    );
+    s.wait_for("a registration", |f| !f.registrations().is_empty());
+    s.daemon.deploy_example("tenant-analytics");
+    s.wait_for("a queue for every type", |f| {
+        f.registrations().last() == Some(&None)
+    });
+    let registers = s.fake.requests_to("/api/v1/register");
+    for r in &registers {
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(
+            r.params.get("fetch_event_types").map(String::as_str),
+            Some("[]"),
+            "{r:?}"
+        );
+    }
+    let first_queue = "fake-queue-1".to_string();
+    s.wait_for("the first queue deleted", |f| {
+        f.requests_to("/api/v1/events").iter().any(|r| {
+            r.method == axum::http::Method::DELETE && r.params.get("queue_id") == Some(&first_queue)
+        })
+    });
+    let user_update = hookbox_tests::fake_zulip::fixture_events()
+        .into_iter()
+        .find(|e| e["type"] == "realm_user")
+        .unwrap();
+    s.fake.push(user_update);
+    let realm = s.daemon.wait_until("the member update accepted", || {
+        let r = s.daemon.get("/v1/zulip").expect(200);
+        let realm = r.json["realms"][0].clone();
+        (realm["counters"]["events"] == 1).then_some(realm)
+    });
+    assert_eq!(realm["connected"], true, "{realm}");
+    assert_eq!(
+        realm["queue_id"].as_str(),
+        s.fake.queue_ids().first().map(String::as_str)
+    );
+    assert_eq!(s.fake.queue_ids().len(), 1, "{:?}", s.fake.queue_ids());
+    let logs = s.daemon.wait_until("the delivery", || {
+        let r = s
+            .daemon
+            .get("/v1/logs?handler=tenant-analytics&type=realm_user.update")
+            .expect(200);
+        (!r.json["entries"].as_array().unwrap().is_empty()).then_some(r)
+    });
+    assert_eq!(logs.json["entries"][0]["outcome"], "ok", "{logs}");
+}

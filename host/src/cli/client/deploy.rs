@@ -201,6 +201,14 @@ pub(crate) async fn deploy(client: &Client, args: DeployArgs) -> anyhow::Result<
     {
         text.push_str(&format!("imports: {}\n", output::field("imports", imports)));
     }
+    if let Some(denied) =
+        get(v, &["denied_imports"]).filter(|i| i.as_array().is_some_and(|a| !a.is_empty()))
+    {
+        text.push_str(&format!(
+            "denied (not granted; a call ends the delivery with capability_denied): {}\n",
+            output::field("denied_imports", denied)
+        ));
+    }
     output::out(&text)?;
     Ok(ExitCode::SUCCESS)
 }
