@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::dispatch::{BreakerPolicy, DispatchConfig};
 use crate::limits::{Limits, LimitsSpec};
 use crate::runtime::RuntimeConfig;
-use crate::store::{Durability, StoreOptions};
+use crate::store::{Durability, InboxKind, StoreOptions};
 
 /// A configuration problem, naming the key or file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +134,8 @@ pub struct StoreSection {
     pub cache_mb: Option<u64>,
     /// `sync` (default: flush before acknowledging), `group`, or `none`.
     pub durability: Option<DurabilityName>,
+    /// `sled` (default) or `log`: where accepted events wait.
+    pub inbox: Option<InboxName>,
     /// Group-commit interval for `durability = "group"` (default `5ms`).
     #[serde(default, with = "opt_duration")]
     pub group_commit: Option<Duration>,
@@ -142,6 +144,16 @@ pub struct StoreSection {
     /// Delivery log age kept (default `7days`).
     #[serde(default, with = "opt_duration")]
     pub log_max_age: Option<Duration>,
+}
+
+/// Inbox names.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InboxName {
+    /// sled trees, one transaction per accept.
+    Sled,
+    /// The segment log with group commit.
+    Log,
 }
 
 /// Durability mode names.
@@ -188,6 +200,11 @@ pub struct RuntimeSection {
     /// Epoch tick: the timeout granularity (default `10ms`).
     #[serde(default, with = "opt_duration")]
     pub epoch_tick: Option<Duration>,
+    /// Compiled handler modules kept loaded; past it, or past
+    /// `resident_mb`, the least recently used is evicted (default 1000).
+    pub resident_handlers: Option<usize>,
+    /// MiB of compiled code kept loaded (default 1024).
+    pub resident_mb: Option<u64>,
 }
 
 /// `[api]`.
@@ -292,6 +309,10 @@ impl Config {
         };
         let mut store = StoreOptions {
             durability,
+            inbox: match file.store.inbox.unwrap_or(InboxName::Sled) {
+                InboxName::Sled => InboxKind::Sled,
+                InboxName::Log => InboxKind::Log,
+            },
             ..StoreOptions::default()
         };
         if let Some(mb) = file.store.cache_mb {
@@ -305,7 +326,7 @@ impl Config {
         }
 
         let d = file.dispatch;
-        let dispatch = DispatchConfig {
+        let mut dispatch = DispatchConfig {
             workers: positive("dispatch.workers", d.workers)?.unwrap_or(defaults.workers),
             queue_capacity: positive("dispatch.queue_capacity", d.queue_capacity)?
                 .unwrap_or(defaults.queue_capacity),
@@ -319,7 +340,20 @@ impl Config {
             default_limits,
             ceilings: ceilings.clone(),
             breaker: file.breaker.resolve()?,
+            resident: defaults.resident,
         };
+        if let Some(n) = positive("runtime.resident_handlers", file.runtime.resident_handlers)? {
+            dispatch.resident.modules = n;
+        }
+        match file.runtime.resident_mb {
+            Some(0) => {
+                return Err(ConfigError::Invalid(
+                    "runtime.resident_mb must be greater than 0".into(),
+                ));
+            }
+            Some(mb) => dispatch.resident.bytes = mb.saturating_mul(1 << 20),
+            None => {}
+        }
         if dispatch.workers > 1024 {
             return Err(ConfigError::Invalid(
                 "dispatch.workers must be at most 1024".into(),
@@ -433,6 +467,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.data_dir, PathBuf::from("./hookbox-data"));
         assert!(matches!(c.store.durability, Durability::Sync));
+        assert_eq!(c.store.inbox, InboxKind::Sled);
         assert_eq!(c.dispatch.default_limits, Limits::default());
     }
 
@@ -446,6 +481,7 @@ mod tests {
             durability = "group"
             group_commit = "2ms"
             cache_mb = 32
+            inbox = "log"
             [dispatch]
             workers = 4
             idempotency_window = "1h"
@@ -455,6 +491,8 @@ mod tests {
             fuel = 5000
             [runtime]
             epoch_tick = "5ms"
+            resident_handlers = 50
+            resident_mb = 64
             [api]
             max_wait = "10s"
         "#;
@@ -469,12 +507,20 @@ mod tests {
         assert!(
             matches!(c.store.durability, Durability::Group { interval } if interval == Duration::from_millis(2))
         );
+        assert_eq!(c.store.inbox, InboxKind::Log);
         assert_eq!(c.store.cache_bytes, 32 << 20);
         assert_eq!(c.dispatch.workers, 4);
         assert_eq!(c.dispatch.default_limits.fuel, 1000);
         assert_eq!(c.dispatch.ceilings.fuel, 5000);
         assert_eq!(c.runtime.epoch_tick, Duration::from_millis(5));
+        assert_eq!(c.dispatch.resident.modules, 50);
+        assert_eq!(c.dispatch.resident.bytes, 64 << 20);
         assert_eq!(c.max_wait, Duration::from_secs(10));
+        for bad in ["resident_handlers = 0", "resident_mb = 0"] {
+            let file = ConfigFile::parse(&format!("[runtime]\n{bad}")).unwrap();
+            let e = Config::resolve(file, Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("must be greater than 0"), "{e}");
+        }
     }
 
     #[test]

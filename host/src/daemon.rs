@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -16,7 +17,7 @@ use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::manifest::Manifest;
 use crate::runtime::Runtime;
-use crate::store::Store;
+use crate::store::{Inbox, InboxKind, LogInbox, Store};
 use crate::zulip::Zulip;
 
 /// Name of the admin token file inside the data directory.
@@ -35,6 +36,25 @@ pub struct ServeOptions {
     pub admin_token: Option<String>,
     /// Build the example handlers from this source tree and deploy them.
     pub examples: Option<PathBuf>,
+}
+
+/// The inbox `[store] inbox` names. The log inbox refuses to start over
+/// deliveries still waiting in the sled inbox (they would not run).
+fn open_inbox(store: &Store, kind: InboxKind, dir: &Path) -> anyhow::Result<Arc<dyn Inbox>> {
+    match kind {
+        InboxKind::Sled => Ok(Arc::new(store.clone())),
+        InboxKind::Log => {
+            if store.has_pending()? {
+                bail!(
+                    "`[store] inbox = \"log\"`, but the sled inbox still holds unfinished \
+                     deliveries: run with `inbox = \"sled\"` until they are done"
+                );
+            }
+            let inbox = LogInbox::open(store.clone(), dir)
+                .with_context(|| format!("opening the inbox log in {}", dir.display()))?;
+            Ok(Arc::new(inbox))
+        }
+    }
 }
 
 /// Runs the daemon until a shutdown signal.
@@ -76,9 +96,14 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         let store = store.clone();
         let dcfg = cfg.dispatch.clone();
         let builtins = zulip.builtins(tokio::runtime::Handle::current());
-        tokio::task::spawn_blocking(move || Dispatcher::start_with(store, runtime, dcfg, builtins))
-            .await?
-            .context("starting the dispatcher")?
+        let inbox_dir = cfg.data_dir.join("inbox");
+        let kind = cfg.store.inbox;
+        tokio::task::spawn_blocking(move || {
+            let inbox = open_inbox(&store, kind, &inbox_dir)?;
+            Dispatcher::start_on(store, inbox, runtime, dcfg, builtins)
+                .context("starting the dispatcher")
+        })
+        .await??
     };
 
     if let Some(root) = opts.examples.clone() {

@@ -32,6 +32,7 @@ mod queue;
 mod recorder;
 mod registry;
 mod replay;
+mod resident;
 mod retry;
 mod schemas;
 mod series;
@@ -54,7 +55,9 @@ pub use circuit::events as internal_events;
 pub use handler_log::TARGET as HANDLER_LOG_TARGET;
 pub use metrics::Metrics;
 pub use metrics::names as metric_names;
+pub use registry::Residency;
 pub use replay::BulkReplay;
+pub use resident::ResidentBudget;
 pub use series::{SECONDS as SERIES_SECONDS, SeriesPoint, SeriesWindow};
 
 use crate::event::{self, Event, EventInput, InvalidEvent, now_ms};
@@ -94,6 +97,9 @@ pub struct DispatchConfig {
     pub ceilings: Limits,
     /// Circuit-breaker and auto-disable settings for handlers that set none.
     pub breaker: BreakerPolicy,
+    /// How much compiled code stays loaded; past it the least recently used
+    /// handler's code is evicted and loaded again on its next delivery.
+    pub resident: ResidentBudget,
 }
 
 impl Default for DispatchConfig {
@@ -109,6 +115,7 @@ impl Default for DispatchConfig {
             default_limits: Limits::default(),
             ceilings: Limits::default_ceilings(),
             breaker: BreakerPolicy::default(),
+            resident: ResidentBudget::default(),
         }
     }
 }
@@ -365,12 +372,13 @@ impl Dispatcher {
     ) -> Result<Dispatcher, DispatchError> {
         let (notices, _) = broadcast::channel(NOTICE_CHANNEL);
         let scheduler = Scheduler::new(cfg.workers.max(1));
+        let registry = Registry::new(cfg.resident);
         let inner = Arc::new(Inner {
             store,
             inbox,
             runtime,
             cfg,
-            registry: Registry::default(),
+            registry,
             sched: Mutex::new(scheduler),
             breakers: Mutex::new(Breakers::default()),
             throttles: Mutex::default(),
@@ -461,6 +469,13 @@ impl Dispatcher {
     /// Counters for `/metrics`.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// How much compiled handler code is loaded, against the budget.
+    pub fn residency(&self) -> Residency {
+        let mut r = self.inner.registry.residency();
+        (r.loads, r.evictions) = self.inner.metrics.module_loads_and_evictions();
+        r
     }
 
     /// Ready deliveries per priority, most urgent first.
@@ -642,11 +657,14 @@ impl Dispatcher {
             .store
             .deploy(&manifest, &hash, wasm.len() as u64, actor)?;
         inner.metrics.module_loaded(from_cache);
-        inner.registry.remember_module(&hash, module.clone());
         let imports = module.imports().to_vec();
         let denied_imports = inner
             .runtime
             .denied_imports(&module, &manifest.capabilities);
+        // Just compiled or checked: keep it resident for the first deliveries.
+        inner
+            .registry
+            .remember_module(&hash, module, &inner.metrics);
         inner.registry.insert(Loaded {
             name: handler.name.clone(),
             version: version.version,
@@ -654,7 +672,7 @@ impl Dispatcher {
             manifest,
             limits,
             enabled: handler.enabled,
-            code: Code::Wasm(module),
+            code: Code::Wasm(hash),
         });
         inner.reset_breaker(&handler.name, "a new version was deployed");
         inner.unpark(&handler.name);
@@ -722,7 +740,7 @@ impl Dispatcher {
                 "Outcomes not yet recorded at shutdown will run again on the next start",
             );
         }
-        if let Err(e) = inner.store.flush() {
+        if let Err(e) = inner.inbox.flush().and_then(|()| inner.store.flush()) {
             tracing::error!(error = %e, "Flushing the store at shutdown failed");
         }
     }
@@ -749,15 +767,15 @@ impl Inner {
         self.workers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Puts a handler's routing entry in the table; its code is loaded on
+    /// its first delivery.
     fn load(&self, record: &HandlerRecord) -> Result<(), DispatchError> {
-        let (loaded, from_cache) = self.registry.load(
+        let loaded = self.registry.load(
             &self.store,
-            &self.runtime,
             record,
             &self.cfg.default_limits,
             &self.cfg.ceilings,
         )?;
-        self.metrics.module_loaded(from_cache);
         self.registry.insert(loaded);
         Ok(())
     }
@@ -989,23 +1007,37 @@ impl Inner {
                     return;
                 }
             },
-            Code::Wasm(active) => {
-                let (module, version) = match pending.version {
-                    Some(v) if v != h.version => {
-                        match self
-                            .registry
-                            .version_module(&self.store, &self.runtime, &h.name, v)
-                        {
-                            Ok(m) => (m, v),
-                            Err(e) => {
-                                tracing::error!(handler = %h.name, version = v, error = %e, "Pinned version did not load");
-                                self.breakers().abandon(&h.name, ticket);
-                                self.requeue(job, now_ms() + STORE_ERROR_PAUSE_MS);
-                                return;
-                            }
-                        }
+            Code::Wasm(hash) => {
+                let (loaded, version) = match pending.version {
+                    Some(v) if v != h.version => (
+                        self.registry.version_module(
+                            &self.store,
+                            &self.runtime,
+                            &h.name,
+                            v,
+                            &self.metrics,
+                        ),
+                        v,
+                    ),
+                    _ => (
+                        self.registry.module(
+                            &self.store,
+                            &self.runtime,
+                            hash,
+                            &h.manifest.capabilities,
+                            &self.metrics,
+                        ),
+                        h.version,
+                    ),
+                };
+                let module = match loaded {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.breakers().abandon(&h.name, ticket);
+                        self.load_failed(&h, version, e);
+                        self.requeue(job, now_ms() + STORE_ERROR_PAUSE_MS);
+                        return;
                     }
-                    _ => (active.clone(), h.version),
                 };
                 let report = self.runtime.deliver(
                     &module,
@@ -1152,6 +1184,26 @@ impl Inner {
         {
             self.record(vec![done]);
         }
+    }
+
+    /// A handler's code did not load for a delivery. A storage failure may
+    /// pass: the job is tried again after a pause. Anything else (the
+    /// component is gone, or its code neither loads nor compiles) will not:
+    /// the handler leaves the routing table, as a handler that fails to
+    /// load at start does, and its deliveries wait until it is redeployed
+    /// or changed.
+    fn load_failed(&self, h: &Arc<Loaded>, version: u32, e: DispatchError) {
+        if matches!(e, DispatchError::Store(_)) {
+            tracing::error!(handler = %h.name, version, error = %e, "Handler code did not load; will try again");
+            return;
+        }
+        if version != h.version {
+            // Only a pinned replay's old version is broken; the handler stays.
+            tracing::error!(handler = %h.name, version, error = %e, "Pinned version did not load");
+            return;
+        }
+        tracing::error!(handler = %h.name, version, error = %e, "Handler code did not load; its deliveries wait until it is redeployed");
+        self.registry.remove_if_current(h);
     }
 
     /// Backpressure from a built-in sink: puts the job back as it was (no

@@ -27,6 +27,7 @@ mod poll;
 mod validate;
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -174,6 +175,8 @@ struct ModuleInner {
     pre: HandlerPre<HostState>,
     imports: Vec<String>,
     warm: WarmPool,
+    /// Size of the loaded code image (text, data, metadata).
+    code_bytes: u64,
 }
 
 /// A compiled, linked handler. Cheap to clone; clones share warm instances.
@@ -200,6 +203,12 @@ impl HandlerModule {
     /// Warm instances currently parked (reuse mode).
     pub fn idle_instances(&self) -> usize {
         self.inner.warm.len()
+    }
+
+    /// Bytes of the compiled code image: what keeping this module
+    /// resident costs at most (a mapped file is resident only where touched).
+    pub fn code_bytes(&self) -> u64 {
+        self.inner.code_bytes
     }
 }
 
@@ -350,6 +359,25 @@ impl Runtime {
         // user; wasmtime itself rejects bytes from an incompatible engine.
         let component = unsafe { Component::deserialize(&self.inner.engine, serialized) }
             .map_err(|e| RuntimeError::Precompiled(chain(&e)))?;
+        self.link_loaded(component)
+    }
+
+    /// [`Runtime::load_precompiled`] from a file written by the store's
+    /// compiled-code cache: wasmtime maps the file instead of copying it,
+    /// so the code is file-backed memory, resident only where touched.
+    #[allow(unsafe_code)]
+    pub fn load_precompiled_file(&self, path: &Path) -> Result<HandlerModule, RuntimeError> {
+        // SAFETY: as for `load_precompiled`: the file is written only by the
+        // store, from its compiled-code cache (bytes from `compile`), under a
+        // name keyed by content hash and engine fingerprint; and it is not
+        // modified while mapped (the store writes a new file and renames it
+        // into place, which leaves an existing mapping on the old inode).
+        let component = unsafe { Component::deserialize_file(&self.inner.engine, path) }
+            .map_err(|e| RuntimeError::Precompiled(chain(&e)))?;
+        self.link_loaded(component)
+    }
+
+    fn link_loaded(&self, component: Component) -> Result<HandlerModule, RuntimeError> {
         let imports = component
             .component_type()
             .imports(&self.inner.engine)
@@ -365,6 +393,8 @@ impl Runtime {
         imports: Vec<String>,
     ) -> Result<HandlerModule, RuntimeError> {
         validate::check_export(&self.inner.engine, &component)?;
+        let image = component.image_range();
+        let code_bytes = (image.end as usize).saturating_sub(image.start as usize) as u64;
         let pre = match self.inner.linker.instantiate_pre(&component) {
             Ok(pre) => pre,
             Err(first) => {
@@ -384,6 +414,7 @@ impl Runtime {
                 pre,
                 imports,
                 warm: WarmPool::default(),
+                code_bytes,
             }),
         })
     }

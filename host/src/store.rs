@@ -63,6 +63,7 @@ mod handlers;
 mod inbox;
 mod keys;
 mod kv;
+mod loginbox;
 mod logs;
 mod modules;
 mod queue;
@@ -111,6 +112,7 @@ use std::time::Duration;
 use codec::{AbortExt, SledExt, TxResult, corrupt, decode, encode, tx_err};
 
 pub use inbox::{Inbox, Ready};
+pub use loginbox::LogInbox;
 pub use records::{
     AttemptError, AuditEntry, DEFAULT_PAGE, DeadLetter, DeadLetterQuery, EventTotals, HandlerLog,
     HandlerRecord, HandlerStats, LogEntry, LogPage, LogQuery, MAX_PAGE, OUTCOME_EXPIRED,
@@ -152,9 +154,22 @@ pub enum Durability {
     None,
 }
 
+/// Which [`Inbox`] holds accepted events until their deliveries are final.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InboxKind {
+    /// sled trees: events, pending entries, reference counts, one
+    /// transaction per accept (the default).
+    #[default]
+    Sled,
+    /// The segment log ([`LogInbox`]) in the data directory's `inbox/`.
+    Log,
+}
+
 /// Knobs for [`Store::open`].
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
+    /// Which inbox the daemon runs on.
+    pub inbox: InboxKind,
     /// sled page-cache size. Set explicitly: sled's 1 GB default bloats RSS.
     pub cache_bytes: u64,
     /// Flush policy for accepted events.
@@ -171,6 +186,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
+            inbox: InboxKind::default(),
             cache_bytes: 64 * 1024 * 1024,
             durability: Durability::Sync,
             log_max_entries: 1_000_000,
@@ -231,6 +247,8 @@ impl std::fmt::Debug for Store {
 struct Inner {
     db: sled::Db,
     t: Trees,
+    /// Compiled-code files, mapped by the runtime (`modules.rs`).
+    code_dir: std::path::PathBuf,
     opts: StoreOptions,
     ids: Mutex<ulid::Generator>,
     /// Serialises handler administration (deploy, rollback, delete, …):
@@ -332,6 +350,7 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 t,
+                code_dir: dir.join(modules::CODE_DIR),
                 opts,
                 ids: Mutex::new(ulid::Generator::new()),
                 admin: Mutex::new(()),
@@ -348,6 +367,11 @@ impl Store {
     /// Writes everything to disk (fsync) before returning.
     pub fn flush(&self) -> Result<()> {
         self.inner.db.flush().sled().map(drop)
+    }
+
+    /// Whether the sled inbox holds any unfinished delivery.
+    pub fn has_pending(&self) -> Result<bool> {
+        self.t().pending.first().sled().map(|f| f.is_some())
     }
 
     /// Approximate bytes the database occupies on disk.

@@ -21,6 +21,8 @@ mod big;
 mod load;
 #[path = "daemon/process.rs"]
 mod process;
+#[path = "daemon/seed.rs"]
+mod seed;
 mod support;
 
 use std::path::Path;
@@ -28,10 +30,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
-use hookbox::config::{Config, ConfigFile, Overrides};
-use hookbox::manifest::{Capability, Manifest};
-use hookbox::runtime::Runtime;
-use hookbox::store::Store;
 use hookbox_tests::guests;
 use serde_json::{Value, json};
 use support::{Report, Table, fmt_bytes, fmt_rate, percentile, quick};
@@ -53,33 +51,6 @@ fn manifest(name: &str, tenants: &[&str]) -> Value {
         "name": name,
         "subscription": {"events": ["message"], "tenants": tenants},
     })
-}
-
-/// `wasm` with a custom section naming `tag` appended: the same code under
-/// another content hash, as a distinct handler's component would be.
-fn variant(wasm: &[u8], tag: &str) -> Vec<u8> {
-    let name = b"hookbox-bench";
-    let mut body = Vec::new();
-    leb128(&mut body, name.len() as u64);
-    body.extend_from_slice(name);
-    body.extend_from_slice(tag.as_bytes());
-    let mut out = wasm.to_vec();
-    out.push(0); // custom section
-    leb128(&mut out, body.len() as u64);
-    out.extend_from_slice(&body);
-    out
-}
-
-fn leb128(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 /// One message event for `tenant`, published with `?wait=true`; the time
@@ -199,11 +170,8 @@ fn cold_start(
     // Restart: every module must come from the compiled-code cache.
     daemon.restart();
     let api = Api::new(&daemon.url);
+    // Code loads on each handler's first delivery after the restart.
     let (compiled, cached, after) = rt.block_on(async {
-        let compiled = api.metric(hookbox::dispatch::metric_names::COMPILED).await;
-        let cached = api
-            .metric(hookbox::dispatch::metric_names::CACHE_LOADS)
-            .await;
         let mut after = Vec::new();
         for (_, name, _) in cases.iter().step_by(2) {
             after.push(format!(
@@ -211,6 +179,10 @@ fn cold_start(
                 ms(first_delivery(&api, payload, name).await)
             ));
         }
+        let compiled = api.metric(hookbox::dispatch::metric_names::COMPILED).await;
+        let cached = api
+            .metric(hookbox::dispatch::metric_names::CACHE_LOADS)
+            .await;
         (compiled, cached, after)
     });
     assert_eq!(compiled, 0.0, "a restart recompiled a cached component");
@@ -249,30 +221,15 @@ fn python_component() -> Option<Vec<u8>> {
     std::fs::read(path).ok()
 }
 
-/// Writes `n` more handlers into a stopped daemon's store: distinct
-/// component bytes (a custom section), their compiled code seeded into the
-/// compiled-code cache from one compilation — what the daemon would have
-/// cached had each been deployed over the API, without `n` compilations.
+/// Writes handlers h`from`… h`from + n - 1` into a stopped daemon's store
+/// ([`seed::handlers`]).
 fn seed_handlers(data: &Path, wasm: &[u8], from: usize, n: usize) {
-    let cfg = Config::resolve(ConfigFile::default(), Overrides::default()).expect("defaults");
-    let runtime = Runtime::new(cfg.runtime).expect("a runtime like the daemon's");
-    let compiled = runtime
-        .compile(wasm, &Capability::all())
-        .expect("the word-counter compiles");
-    let store = Store::open(&data.join("store"), cfg.store).expect("the daemon's store opens");
-    for i in from..from + n {
-        let bytes = variant(wasm, &format!("h{i}"));
-        let hash = store.put_module(&bytes).expect("module stored");
-        store
-            .put_compiled(&hash, &runtime.fingerprint(), &compiled.serialized)
-            .expect("compiled code stored");
-        let m = Manifest::from_json(&manifest(&format!("h{i}"), &["idle"]).to_string())
-            .expect("a valid manifest");
-        store
-            .deploy(&m, &hash, bytes.len() as u64, "bench")
-            .expect("handler stored");
-    }
-    store.flush().expect("flushed");
+    seed::handlers(
+        data,
+        wasm,
+        (from..from + n).map(|i| manifest(&format!("h{i}"), &["idle"])),
+        n,
+    );
 }
 
 /// RSS after the daemon has idled for a moment.
@@ -311,7 +268,7 @@ fn memory(
     let mut deploy_times = Vec::new();
     rt.block_on(async {
         for i in 0..api_deploys {
-            let bytes = variant(wasm, &format!("h{i}"));
+            let bytes = seed::variant(wasm, &format!("h{i}"));
             let t = Instant::now();
             api.deploy(&manifest(&format!("h{i}"), &["idle"]), &bytes)
                 .await;

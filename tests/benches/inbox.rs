@@ -16,6 +16,14 @@
 //! events/s, process CPU per event (every thread: sled's flusher included),
 //! per-append latency, disk bytes per event, and replay rate.
 //!
+//! A second table times a restart with a backlog (issue 14's target: 1M
+//! finished and 100k unfinished deliveries, ready in < 5 s): the sled inbox
+//! as it is (`Store::open` plus the `Inbox::replay` the dispatcher runs at
+//! start), and the segment log read back whole and with only the
+//! unfinished events' records (what a log inbox that deletes finished
+//! segments would read). `HOOKBOX_BENCH_RESTART=<finished>:<unfinished>`
+//! sets the backlog.
+//!
 //! Run with `cargo bench -p hookbox-tests --bench inbox`.
 
 mod support;
@@ -25,7 +33,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use hookbox::event::Event;
-use hookbox::store::{Durability, Position, SegmentLog, SegmentOptions, Store, StoreOptions};
+use hookbox::store::{
+    Durability, Inbox, LogEntry, Pending, Position, SegmentLog, SegmentOptions, Store, StoreOptions,
+};
 use support::{
     Report, Table, fmt_ns, fmt_rate, message_event, percentile, quick, thread_cpu_ns, zulip_message,
 };
@@ -352,5 +362,171 @@ fn main() {
             run.as_secs_f64()
         ),
     );
+    restart(&mut report, &payload);
     report.publish();
+}
+
+/// The backlog of the restart table: (finished, unfinished) deliveries.
+fn backlog() -> (usize, usize) {
+    if let Ok(v) = std::env::var("HOOKBOX_BENCH_RESTART") {
+        let parsed = v
+            .split_once(':')
+            .and_then(|(f, u)| Some((f.parse().ok()?, u.parse().ok()?)));
+        return parsed.expect("HOOKBOX_BENCH_RESTART=<finished>:<unfinished>");
+    }
+    if quick() {
+        (10_000, 1_000)
+    } else {
+        (1_000_000, 100_000)
+    }
+}
+
+/// Times reopening a sled inbox and a segment log holding a backlog.
+fn restart(report: &mut Report, payload: &serde_json::Value) {
+    let (finished, unfinished) = backlog();
+    let handlers = vec!["word-counter".to_string()];
+    let fill = StoreOptions {
+        durability: Durability::None,
+        ..StoreOptions::default()
+    };
+    let sled_dir = tempfile::tempdir().expect("tempdir");
+    let log_dir = tempfile::tempdir().expect("tempdir");
+    let fill_started = Instant::now();
+    let mut unfinished_bytes = 0u64;
+    {
+        let store = Store::open(sled_dir.path(), fill.clone()).expect("store opens");
+        let (log, _) = SegmentLog::open(
+            log_dir.path(),
+            SegmentOptions {
+                durability: Durability::None,
+                ..SegmentOptions::default()
+            },
+        )
+        .expect("log opens");
+        let mut left = finished + unfinished;
+        while left > 0 {
+            let n = left.min(1000);
+            left -= n;
+            let batch: Vec<(Event, Vec<String>)> = (0..n)
+                .map(|_| (message_event(payload), handlers.clone()))
+                .collect();
+            store.accept(&batch).expect("accept");
+            let records: Vec<Vec<u8>> = batch.iter().map(|(e, h)| record(e, h)).collect();
+            log.append(&records).expect("append");
+            // The first `finished` events are delivered: logged, counted and
+            // their pending entries removed, as the recorder does.
+            let done = (finished + unfinished - left - n).min(finished);
+            let take = (finished - done).min(n);
+            let (pending, entries): (Vec<Pending>, Vec<LogEntry>) = batch[..take]
+                .iter()
+                .map(|(e, _)| {
+                    let p = Pending {
+                        event_id: e.id.clone(),
+                        handler: handlers[0].clone(),
+                        attempt: 1,
+                        due_ms: e.time,
+                        version: None,
+                        errors: Vec::new(),
+                    };
+                    let entry = LogEntry {
+                        handler: handlers[0].clone(),
+                        version: 1,
+                        event_id: e.id.clone(),
+                        event_type: e.event_type.clone(),
+                        tenant: e.tenant.clone(),
+                        outcome: "ok".into(),
+                        attempt: 1,
+                        time_ms: e.time,
+                        ..LogEntry::default()
+                    };
+                    (p, entry)
+                })
+                .unzip();
+            let pairs: Vec<(&Pending, &LogEntry)> = pending.iter().zip(&entries).collect();
+            for chunk in pairs.chunks(512) {
+                store.finish_all(chunk).expect("finish");
+            }
+            unfinished_bytes += records[take..]
+                .iter()
+                .map(|r| r.len() as u64 + 8)
+                .sum::<u64>();
+        }
+        store.flush().expect("flush");
+    }
+    let fill_took = fill_started.elapsed();
+    let mut table = Table::new(&[
+        "inbox",
+        "what is read at open",
+        "open → ready",
+        "data on disk",
+    ]);
+    // The sled inbox as the dispatcher starts it: open (which reconciles the
+    // queue), then replay every pending delivery with its event.
+    let t = Instant::now();
+    let store = Store::open(
+        sled_dir.path(),
+        StoreOptions {
+            lock_wait: Duration::from_secs(60),
+            ..StoreOptions::default()
+        },
+    )
+    .expect("store reopens");
+    let replayed = store.replay().expect("replay");
+    let ready = store.take_ready(usize::MAX).expect("take");
+    let sled_took = t.elapsed();
+    assert_eq!((replayed, ready.len()), (unfinished, unfinished));
+    table.row(vec![
+        "sled (today)".into(),
+        format!("{unfinished} pending entries and their events"),
+        format!("{:.2} s", sled_took.as_secs_f64()),
+        support::fmt_bytes(store.size_on_disk().expect("size") as f64),
+    ]);
+    drop((store, ready));
+    // The segment log read whole: open checks every record, then every
+    // record is read and its event decoded.
+    let t = Instant::now();
+    let (log, rec) = SegmentLog::open(log_dir.path(), SegmentOptions::default()).expect("reopen");
+    let mut decoded = 0usize;
+    let start = Position {
+        segment: 0,
+        offset: 0,
+    };
+    log.read_from(start, |_, r| {
+        let skip = 2 + 2 + usize::from(u16::from_le_bytes([r[2], r[3]]));
+        let e: Event = serde_json::from_slice(&r[skip..]).expect("an event decodes");
+        decoded += usize::from(!e.id.is_empty());
+        Ok(())
+    })
+    .expect("read");
+    let whole = t.elapsed();
+    assert_eq!(
+        (rec.records as usize, decoded),
+        (finished + unfinished, finished + unfinished)
+    );
+    table.row(vec![
+        "segment log, nothing deleted".into(),
+        format!(
+            "{} records, each checked twice and decoded once",
+            finished + unfinished
+        ),
+        format!("{:.2} s", whole.as_secs_f64()),
+        support::fmt_bytes(log.size_on_disk().expect("size") as f64),
+    ]);
+    // What a log inbox reads once the finished events' segments are gone:
+    // the same per-record cost over the unfinished events' bytes.
+    let per_record = whole.as_secs_f64() / (finished + unfinished) as f64;
+    table.row(vec![
+        "segment log, finished segments deleted (scaled)".into(),
+        format!("{unfinished} records"),
+        format!("{:.2} s", per_record * unfinished as f64),
+        support::fmt_bytes(unfinished_bytes as f64),
+    ]);
+    report.table(
+        &format!("Restart with {finished} finished and {unfinished} unfinished deliveries (1 KiB events, 1 handler)"),
+        &table,
+        &format!(
+            "Filled in {:.0} s with durability `none`, then reopened. sled: `Store::open` + `Inbox::replay` + `take_ready` (what `Dispatcher::start` does for the queue; loading handlers is not included). Segment log: `SegmentLog::open` (checks every record) + `read_from` decoding every event; the last row scales its per-record time to the unfinished records alone, which is what a log inbox that deletes finished segments reads (its finish markers, a few bytes per delivery, not counted).",
+            fill_took.as_secs_f64()
+        ),
+    );
 }

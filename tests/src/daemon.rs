@@ -181,6 +181,8 @@ pub struct Daemon {
     http: Http,
     /// Arguments of `ulimit` the daemon process starts under.
     ulimit: Option<String>,
+    /// `HOOKBOX_LOG`: the daemon's log filter.
+    log: String,
 }
 
 impl Daemon {
@@ -192,7 +194,15 @@ impl Daemon {
     /// Starts a daemon with [`BASE_CONFIG`] followed by `extra` TOML (which
     /// must not open `[runtime]` again).
     pub fn start_with(extra: &str) -> Daemon {
-        Daemon::start_inner(extra, None)
+        Daemon::start_inner(extra, None, "info")
+    }
+
+    /// [`Daemon::start_with`] with a log filter other than `info` (e.g.
+    /// `info,hookbox::handler=warn`, so handlers logging every delivery do
+    /// not push the daemon's own lines out of [`Daemon::stderr_tail`]).
+    /// It holds over restarts.
+    pub fn start_with_log(extra: &str, filter: &str) -> Daemon {
+        Daemon::start_inner(extra, None, filter)
     }
 
     /// [`Daemon::start_with`], the process started under `ulimit` with
@@ -201,10 +211,10 @@ impl Daemon {
     /// address space), so a test that would make it grow without bound
     /// fails instead of taking the machine down; `-n N` its descriptors.
     pub fn start_limited(extra: &str, ulimit: &str) -> Daemon {
-        Daemon::start_inner(extra, Some(ulimit.to_string()))
+        Daemon::start_inner(extra, Some(ulimit.to_string()), "info")
     }
 
-    fn start_inner(extra: &str, ulimit: Option<String>) -> Daemon {
+    fn start_inner(extra: &str, ulimit: Option<String>, log: &str) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("hookbox-e2e-")
             .tempdir()
@@ -223,6 +233,7 @@ impl Daemon {
             readers: Vec::new(),
             http: Http::new(),
             ulimit,
+            log: log.to_string(),
         };
         d.spawn();
         d
@@ -240,7 +251,7 @@ impl Daemon {
             .arg(self.dir.path().join("hookbox.toml"))
             .env_clear_hookbox()
             .env("HOOKBOX_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("HOOKBOX_LOG", "info")
+            .env("HOOKBOX_LOG", &self.log)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -16,6 +16,7 @@ mod daemon {
     mod handlers;
     mod openapi_client;
     mod promises;
+    mod resident;
     mod restart;
 
     use serde_json::Value;

@@ -15,7 +15,7 @@ use super::Ctx;
 use super::auth::{AllTenantsReader, Reader};
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{Query, page_limit, parse_time};
-use crate::dispatch::CircuitStatus;
+use crate::dispatch::{CircuitStatus, Residency};
 use crate::event::Priority;
 use crate::store::{HandlerStats, LogEntry, LogPage, LogQuery};
 
@@ -129,6 +129,8 @@ pub(crate) struct Stats {
     queue: QueueDepths,
     /// Every loaded handler's circuit breaker, by name.
     circuits: Vec<CircuitStatus>,
+    /// How much compiled handler code is loaded, against the budget.
+    resident: Residency,
 }
 
 /// Delivery stats of every handler and the queue depths.
@@ -149,10 +151,12 @@ pub(crate) async fn stats(
     let handlers = ctx.with_store(|s| s.stats()).await?;
     let queue = ctx.dispatcher().queue_depths().into();
     let circuits = ctx.dispatcher().circuits();
+    let resident = ctx.dispatcher().residency();
     Ok(axum::Json(Stats {
         handlers,
         queue,
         circuits,
+        resident,
     }))
 }
 
@@ -249,5 +253,11 @@ mod tests {
             r.json["queue"],
             json!({"critical": 0, "high": 0, "normal": 0, "low": 0})
         );
+        let resident = &r.json["resident"];
+        assert_eq!(resident["modules"], 0, "{resident}");
+        assert_eq!(resident["code_bytes"], 0);
+        assert_eq!(resident["evictions"], 0);
+        assert!(resident["budget_modules"].as_u64().unwrap() > 0);
+        assert!(resident["budget_bytes"].as_u64().unwrap() > 0);
     }
 }

@@ -37,6 +37,14 @@ pub mod names {
     pub const COMPILED: &str = "hookbox_components_compiled_total";
     /// Components loaded from the compiled-code cache instead.
     pub const CACHE_LOADS: &str = "hookbox_components_cache_loads_total";
+    /// Time to load a module on first use: cache load (or compile) and link.
+    pub const MODULE_LOAD: &str = "hookbox_module_load_seconds";
+    /// Modules evicted from the resident set (least recently used).
+    pub const EVICTIONS: &str = "hookbox_module_evictions_total";
+    /// Compiled modules resident (gauge).
+    pub const RESIDENT_MODULES: &str = "hookbox_resident_modules";
+    /// Bytes of compiled code resident (gauge).
+    pub const RESIDENT_BYTES: &str = "hookbox_resident_code_bytes";
     /// Ready deliveries by priority (gauge).
     pub const QUEUE_DEPTH: &str = "hookbox_queue_depth";
     /// 1 while a Zulip realm's last register or poll succeeded (gauge, label `realm`).
@@ -107,11 +115,46 @@ pub struct Metrics {
     cache_loads: AtomicU64,
     deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
     circuits: Mutex<BTreeMap<String, Circuit>>,
-    buckets: [AtomicU64; BUCKETS.len()],
-    duration_count: AtomicU64,
-    duration_sum_us: AtomicU64,
+    durations: Histogram,
+    loads: Histogram,
+    evictions: AtomicU64,
+    resident_modules: AtomicU64,
+    resident_bytes: AtomicU64,
     /// The last hour per second, for the dashboard (`GET /v1/series`).
     series: Series,
+}
+
+/// A latency histogram over [`BUCKETS`].
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|bound| secs <= *bound) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
 }
 
 impl Metrics {
@@ -150,16 +193,7 @@ impl Metrics {
 
     pub(crate) fn delivery(&self, handler: &str, outcome: &'static str, took: Duration, fuel: u64) {
         self.fuel.fetch_add(fuel, Ordering::Relaxed);
-        let secs = took.as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-                break;
-            }
-        }
-        self.duration_count.fetch_add(1, Ordering::Relaxed);
-        self.duration_sum_us
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.durations.observe(took);
         self.series
             .record(now_ms() / 1000, outcome, took.as_micros() as u64);
         let mut map = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
@@ -172,6 +206,27 @@ impl Metrics {
         let mut map = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry((handler.to_string(), crate::store::OUTCOME_EXPIRED))
             .or_insert(0) += 1;
+    }
+
+    pub(crate) fn module_load_took(&self, took: Duration) {
+        self.loads.observe(took);
+    }
+
+    pub(crate) fn modules_evicted(&self, n: usize) {
+        self.evictions.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn resident(&self, modules: usize, bytes: u64) {
+        self.resident_modules
+            .store(modules as u64, Ordering::Relaxed);
+        self.resident_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Module loads (from the cache or compiled) and evictions so far.
+    pub fn module_loads_and_evictions(&self) -> (u64, u64) {
+        let loads =
+            self.cache_loads.load(Ordering::Relaxed) + self.compiled.load(Ordering::Relaxed);
+        (loads, self.evictions.load(Ordering::Relaxed))
     }
 
     /// The last `seconds` of deliveries in points of `step_s` seconds.
@@ -294,29 +349,37 @@ impl Metrics {
         }
         drop(map);
 
-        let _ = writeln!(
-            out,
-            "# HELP {0} Delivery duration (instantiate and call).\n# TYPE {0} histogram",
-            names::DURATION
-        );
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{}_bucket{{le=\"{bound}\"}} {cumulative}",
-                names::DURATION
-            );
-        }
-        let count = self.duration_count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{}_bucket{{le=\"+Inf\"}} {count}", names::DURATION);
-        let sum = self.duration_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "{}_sum {sum}\n{}_count {count}",
+        self.durations.render(
+            &mut out,
             names::DURATION,
-            names::DURATION
+            "Delivery duration (instantiate and call).",
         );
+        self.loads.render(
+            &mut out,
+            names::MODULE_LOAD,
+            "Module load on first use (cache load or compile, and link).",
+        );
+        counter(
+            &mut out,
+            names::EVICTIONS,
+            "Modules evicted from the resident set.",
+            self.evictions.load(Ordering::Relaxed),
+        );
+        for (name, help, v) in [
+            (
+                names::RESIDENT_MODULES,
+                "Compiled modules resident.",
+                &self.resident_modules,
+            ),
+            (
+                names::RESIDENT_BYTES,
+                "Bytes of compiled code resident.",
+                &self.resident_bytes,
+            ),
+        ] {
+            let v = v.load(Ordering::Relaxed);
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
 
         let _ = writeln!(
             out,
@@ -407,6 +470,28 @@ mod tests {
         assert!(text.contains("hookbox_components_compiled_total 1"));
         assert!(text.contains("hookbox_components_cache_loads_total 2"));
         assert!(text.contains("hookbox_queue_depth{priority=\"low\"} 3"));
+    }
+
+    #[test]
+    fn renders_module_loads_evictions_and_residency() {
+        let m = Metrics::default();
+        m.module_load_took(Duration::from_micros(400));
+        m.modules_evicted(2);
+        m.modules_evicted(1);
+        m.resident(5, 4096);
+        let text = m.render_prometheus([0; 4]);
+        assert!(
+            text.contains("# TYPE hookbox_module_load_seconds histogram"),
+            "{text}"
+        );
+        assert!(text.contains("hookbox_module_load_seconds_bucket{le=\"0.0003\"} 0"));
+        assert!(text.contains("hookbox_module_load_seconds_bucket{le=\"0.001\"} 1"));
+        assert!(text.contains("hookbox_module_load_seconds_count 1"));
+        assert!(text.contains("hookbox_module_evictions_total 3"));
+        assert!(text.contains("# TYPE hookbox_resident_modules gauge\nhookbox_resident_modules 5"));
+        assert!(text.contains("hookbox_resident_code_bytes 4096"));
+        // The delivery histogram is unaffected.
+        assert!(text.contains("hookbox_delivery_duration_seconds_count 0"));
     }
 
     #[test]

@@ -89,6 +89,37 @@ impl Store {
             .map_err(tx_err)
     }
 
+    /// Stores a dead letter made outside sled (the log inbox), with a
+    /// `meta` entry in the same transaction (where the log inbox records how
+    /// far its dead letters are known to be in sled).
+    pub(super) fn put_dead_letter(
+        &self,
+        dl: &DeadLetter,
+        meta_key: &[u8],
+        meta: &[u8],
+    ) -> Result<()> {
+        let value = encode(dl)?;
+        let t = self.t();
+        (&t.dead, &t.dead_by_handler, &t.meta)
+            .transaction(|(dead, index, m)| {
+                dead.insert(dl.id.as_str(), value.as_slice())?;
+                index.insert(index_key(&dl.handler, &dl.id), &[][..])?;
+                m.insert(meta_key, meta)?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    /// Removes one dead letter and its index entry (the log inbox's revive).
+    pub(super) fn remove_dead_letter(&self, dl: &DeadLetter) -> Result<()> {
+        let t = self.t();
+        t.dead.remove(dl.id.as_str()).sled()?;
+        t.dead_by_handler
+            .remove(index_key(&dl.handler, &dl.id))
+            .sled()
+            .map(drop)
+    }
+
     /// Dead letters matching `q`, newest first. The next page's cursor is
     /// the id of the last one returned.
     pub fn dead_letters(&self, q: &DeadLetterQuery) -> Result<Vec<DeadLetter>> {

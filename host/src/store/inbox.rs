@@ -26,8 +26,9 @@
 //! event that still has unfinished deliveries, reviving a dead letter, and
 //! discarding the deliveries of a deleted handler.
 //!
-//! [`Store`] implements it on sled (`queue.rs`, `dlq.rs`); a second
-//! implementation must slot in without changes to the dispatcher.
+//! [`Store`] implements it on sled (`queue.rs`, `dlq.rs`), [`LogInbox`](super::LogInbox)
+//! on the segment log (`loginbox.rs`); another implementation must slot in
+//! without changes to the dispatcher.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -97,6 +98,9 @@ pub trait Inbox: Send + Sync + std::fmt::Debug {
 
     /// The id of an event appended with this idempotency key within `window`.
     fn idempotent_id(&self, tenant: &str, key: &str, window: Duration) -> Result<Option<String>>;
+
+    /// Makes all progress so far durable (a clean shutdown).
+    fn flush(&self) -> Result<()>;
 }
 
 /// The ready deliveries a [`Store`] inbox has not handed out yet.
@@ -110,11 +114,11 @@ impl ReadySet {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn extend(&self, ready: impl IntoIterator<Item = Ready>) {
+    pub(super) fn extend(&self, ready: impl IntoIterator<Item = Ready>) {
         self.lock().extend(ready);
     }
 
-    fn take(&self, max: usize) -> Vec<Ready> {
+    pub(super) fn take(&self, max: usize) -> Vec<Ready> {
         let mut q = self.lock();
         let n = max.min(q.len());
         q.drain(..n).collect()
@@ -122,7 +126,12 @@ impl ReadySet {
 }
 
 /// A new delivery: attempt 1, due `now`.
-fn first_attempt(event_id: &str, handler: &str, now: u64, version: Option<u32>) -> Pending {
+pub(super) fn first_attempt(
+    event_id: &str,
+    handler: &str,
+    now: u64,
+    version: Option<u32>,
+) -> Pending {
     Pending {
         event_id: event_id.to_string(),
         handler: handler.to_string(),
@@ -212,6 +221,10 @@ impl Inbox for Store {
 
     fn idempotent_id(&self, tenant: &str, key: &str, window: Duration) -> Result<Option<String>> {
         Store::idempotent_id(self, tenant, key, window)
+    }
+
+    fn flush(&self) -> Result<()> {
+        Store::flush(self)
     }
 }
 

@@ -3,10 +3,22 @@
 //!
 //! Keys: `modules` = sha256 hex; `compiled` = `lp(hash) lp(fingerprint)`;
 //! `audit` = the entry's ULID (text, sorts by time).
+//!
+//! The `compiled` tree is the durable cache. [`Store::compiled_file`] also
+//! writes an entry out as a file, `code/<hash>-<fingerprint>.cwasm` in the
+//! store's directory, so the runtime can map the code from disk instead of
+//! copying it into anonymous memory: mapped pages are file-backed, only the
+//! touched ones are resident, and the kernel may drop them under pressure.
+
+use std::io::Write;
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
 use super::records::page_size;
+
+/// The compiled-code files' directory, inside the store's directory.
+pub(super) const CODE_DIR: &str = "code";
 use super::{AuditEntry, Result, SledExt, Store, StoreError, decode, encode, keys};
 use crate::event::now_ms;
 
@@ -43,6 +55,57 @@ impl Store {
     pub fn compiled(&self, hash: &str, fingerprint: &str) -> Result<Option<Vec<u8>>> {
         let key = keys::parts(&[hash.as_bytes(), fingerprint.as_bytes()]);
         Ok(self.t().compiled.get(key).sled()?.map(|v| v.to_vec()))
+    }
+
+    /// A file holding the cached compiled code of this module for this
+    /// fingerprint, written from the `compiled` tree if it is not there
+    /// yet; `None` when nothing is cached. The file is written to a
+    /// temporary name, fsynced and renamed, so a crash never leaves a
+    /// partial file under the final name.
+    pub fn compiled_file(&self, hash: &str, fingerprint: &str) -> Result<Option<PathBuf>> {
+        let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex(hash) || !hex(fingerprint) {
+            return Err(StoreError::BadInput(format!(
+                "compiled code key {hash:?}/{fingerprint:?} is not hex"
+            )));
+        }
+        let dir = &self.inner.code_dir;
+        let path = dir.join(format!("{hash}-{fingerprint}.cwasm"));
+        if path.is_file() {
+            return Ok(Some(path));
+        }
+        let Some(bytes) = self.compiled(hash, fingerprint)? else {
+            return Ok(None);
+        };
+        let io = |what: &str, e: std::io::Error| {
+            StoreError::Sled(format!("{what} {}: {e}", dir.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io("creating", e))?;
+        let tmp = dir.join(format!(".{hash}.{:016x}.tmp", rand::random::<u64>()));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut file| {
+                file.write_all(&bytes)?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io("writing compiled code in", e));
+        }
+        Ok(Some(path))
+    }
+
+    /// Removes the file [`Store::compiled_file`] wrote, e.g. when the
+    /// runtime refused it; the `compiled` tree keeps its entry.
+    pub fn discard_compiled_file(&self, hash: &str, fingerprint: &str) {
+        let path = self
+            .inner
+            .code_dir
+            .join(format!("{hash}-{fingerprint}.cwasm"));
+        let _ = std::fs::remove_file(path);
     }
 
     /// Records an administrative action.
@@ -126,6 +189,31 @@ mod tests {
             Some(&b"code"[..])
         );
         assert_eq!(s.compiled(&h, "fp2").unwrap(), None);
+    }
+
+    #[test]
+    fn compiled_code_is_written_out_as_a_file_once() {
+        let (_d, s) = temp();
+        let h = s.put_module(b"\0asm").unwrap();
+        assert_eq!(s.compiled_file(&h, "f1").unwrap(), None);
+        s.put_compiled(&h, "f1", b"code").unwrap();
+        let path = s.compiled_file(&h, "f1").unwrap().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"code");
+        // An existing file is used as it is.
+        std::fs::write(&path, b"kept").unwrap();
+        assert_eq!(s.compiled_file(&h, "f1").unwrap(), Some(path.clone()));
+        assert_eq!(std::fs::read(&path).unwrap(), b"kept");
+        // Discarded, it is written again from the tree.
+        s.discard_compiled_file(&h, "f1");
+        let again = s.compiled_file(&h, "f1").unwrap().unwrap();
+        assert_eq!(std::fs::read(&again).unwrap(), b"code");
+        // Only the temporary-free final file is left.
+        let files = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
+        assert_eq!(files, 1);
+        assert!(matches!(
+            s.compiled_file("../x", "f1"),
+            Err(StoreError::BadInput(_))
+        ));
     }
 
     #[test]

@@ -378,6 +378,23 @@ impl Store {
         Ok(next)
     }
 
+    /// Records `event`'s idempotency key (if it has one) with a plain
+    /// write: the log inbox's append, whose log record carries the key too.
+    pub(super) fn remember_idempotency(&self, event: &Event) -> Result<()> {
+        let Some(k) = &event.idempotency_key else {
+            return Ok(());
+        };
+        let rec = IdemRecord {
+            event_id: event.id.clone(),
+            time_ms: event.time,
+        };
+        self.t()
+            .idempotency
+            .insert(idem_key(&event.tenant, k), encode(&rec)?)
+            .sled()
+            .map(drop)
+    }
+
     /// The id of an event accepted with this idempotency key within `window`.
     pub fn idempotent_id(
         &self,

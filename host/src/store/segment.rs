@@ -131,7 +131,7 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Sled(format!("{what} {}: {e}", path.display()))
 }
 
-fn segment_path(dir: &Path, id: u64) -> PathBuf {
+pub(super) fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.seg"))
 }
 
@@ -407,7 +407,7 @@ impl SegmentLog {
 }
 
 /// Segment ids in `dir`, ascending; other files are ignored.
-fn segment_ids(dir: &Path) -> Result<Vec<u64>> {
+pub(super) fn segment_ids(dir: &Path) -> Result<Vec<u64>> {
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| io_err("listing", dir, e))? {
         let entry = entry.map_err(|e| io_err("listing", dir, e))?;

@@ -33,6 +33,9 @@ pub(crate) fn stats_text(v: &Value) -> String {
         .map(|p| format!("{p} {}", cell(p, get(v, &[&format!("queue.{p}")]))))
         .collect();
     let mut text = format!("queue: {}\n", queue.join(", "));
+    if let Some(r) = v.get("resident").filter(|r| r.is_object()) {
+        text.push_str(&resident_line(r));
+    }
     let rows = v
         .get("handlers")
         .and_then(Value::as_array)
@@ -80,6 +83,25 @@ pub(crate) fn stats_text(v: &Value) -> String {
     text
 }
 
+/// `resident: 3 of 10 handlers loaded …`: the compiled code in memory.
+fn resident_line(r: &Value) -> String {
+    let n = |k: &str| r.get(k).and_then(Value::as_u64);
+    let num = |k: &str| n(k).map_or_else(|| "-".to_string(), |v| v.to_string());
+    let size = |k: &str| n(k).map_or_else(|| "-".to_string(), output::bytes);
+    format!(
+        "resident: {} of {} handlers loaded, {} modules, {} (budget {} modules, {}); \
+         loads {}, evictions {}\n",
+        num("handlers"),
+        num("deployed"),
+        num("modules"),
+        size("code_bytes"),
+        num("budget_modules"),
+        size("budget_bytes"),
+        num("loads"),
+        num("evictions"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,10 +115,15 @@ mod tests {
                 "fuel_total": 5000, "latency_p50_us": 800, "latency_p90_us": 2000,
                 "latency_p99_us": 1_500_000, "last_outcome_ms": 1_735_689_600_000u64}],
             "queue": {"critical": 0, "high": 1, "normal": 22, "low": 0},
+            "resident": {"handlers": 1, "deployed": 3, "modules": 1, "code_bytes": 3_145_728,
+                "budget_modules": 1000, "budget_bytes": 1_073_741_824u64, "loads": 4,
+                "evictions": 2},
         });
         assert_eq!(
             stats_text(&v),
             "queue: critical 0, high 1, normal 22, low 0\n\
+             resident: 1 of 3 handlers loaded, 1 modules, 3 MiB (budget 1000 modules, 1 GiB); \
+             loads 4, evictions 2\n\
              HANDLER  PROCESSED  OK  FAILED  RETRIES  DEAD  FUEL  P50    P90  P99   LAST                  OUTCOMES\n\
              echo     10         9   1       1        0     5000  800µs  2ms  1.5s  2025-01-01T00:00:00Z  ok=9,trap=1\n"
         );

@@ -1,0 +1,644 @@
+//! The log inbox: [`Inbox`] on the segment log (`segment.rs`), the design
+//! issue 14 chose by measurement (BENCHMARKS.md, "The inbox").
+//!
+//! An append is one group-committed write of one record: per event the
+//! handlers it was routed to and the event — no sled transaction, no
+//! pending row per delivery. The record is checksummed as a whole, so a
+//! batch is in the log entirely or not at all (a batch whose record would
+//! pass [`MAX_RECORD`](super::segment::MAX_RECORD), 64 MiB, four times the
+//! API's body limit, is split into several records). Which deliveries are still open is kept in
+//! memory and rebuilt at open by reading the live segments in order:
+//!
+//! | record | bytes after the kind byte | effect at replay |
+//! |---|---|---|
+//! | `EVENTS` | `u32` events, each: `u16` handlers, each `str` name + `u8` pinned? + `u32` version; then `str` the event as JSON | one open delivery per handler |
+//! | `FINISH` | `u32` count, each `str` event id + `str` handler | those deliveries are final |
+//! | `RETRY` | the next [`Pending`] as JSON | the delivery's attempt, due time and errors |
+//! | `DEAD` | the [`DeadLetter`] as JSON | final; put into sled's dead letters if it is not known to be there |
+//!
+//! (`str` is a `u32` little-endian length and UTF-8 bytes.)
+//!
+//! **Progress is written behind.** Successful deliveries' log lines and
+//! stats go to sled as before, their `FINISH` markers into a buffer; at
+//! most every [`CHECKPOINT`] (and at [`Inbox::flush`]) sled is flushed
+//! first and then the markers are appended, so a finished delivery's log
+//! line is always durable before the marker that says it is finished. A
+//! crash loses at most the markers of the last checkpoint interval: those
+//! deliveries run again (at-least-once).
+//!
+//! **Retries and dead letters are durable and exact.** A retry's record is
+//! synced before [`Inbox::retry_at`] returns. A dead letter is first
+//! synced to the log as a `DEAD` record, then written to sled in one
+//! transaction with the position of that record (`meta` key
+//! `inbox_dead_upto`); replay re-materialises only `DEAD` records past that
+//! position, so a crash between the two loses no dead letter, and one
+//! purged later is not brought back. Dead-lettering is serialised so the
+//! positions and the transactions are in the same order.
+//!
+//! **Idempotency keys** are written to sled behind the append (its `EVENT`
+//! record, routed or not, carries the key), put back at open from the
+//! events still in the log, and made durable by the sled flush that
+//! precedes the deletion of any segment.
+//!
+//! **Segments are deleted** once every delivery whose `EVENT` record is in
+//! them is final and the checkpoint that says so is durable: a restart
+//! reads only segments that still hold unfinished work, plus the markers
+//! after them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::inbox::{Inbox, Ready, ReadySet, first_attempt};
+use super::queue::{META_ACCEPTED, META_UNROUTED, attempt_error, not_pending};
+use super::segment::{Position, SegmentLog, SegmentOptions};
+use super::stats::StatKind;
+use super::{DeadLetter, LogEntry, Pending, Result, Store, StoreError};
+use crate::event::{Event, now_ms};
+
+const EVENTS: u8 = 1;
+const FINISH: u8 = 2;
+const RETRY: u8 = 3;
+const DEAD: u8 = 4;
+
+/// How often finished deliveries' markers are made durable (and finished
+/// segments deleted): the most work a crash can make run again.
+pub const CHECKPOINT: Duration = Duration::from_millis(200);
+
+/// A delivery: (event id, handler).
+type Key = (String, String);
+
+struct Open {
+    pending: Pending,
+    /// The segment of the `EVENT` record that made it.
+    segment: u64,
+}
+
+#[derive(Default)]
+struct State {
+    /// Events with open deliveries, and how many.
+    events: HashMap<String, (Arc<Event>, u32)>,
+    open: HashMap<Key, Open>,
+    /// Open deliveries per segment of their `EVENT` record (no zeros).
+    per_segment: BTreeMap<u64, u32>,
+    /// Finished deliveries whose markers are not written yet.
+    finished: Vec<Key>,
+    last_checkpoint: Option<Instant>,
+}
+
+impl State {
+    fn add(&mut self, event: &Arc<Event>, handler: &str, version: Option<u32>, segment: u64) {
+        let key = (event.id.clone(), handler.to_string());
+        if self.open.contains_key(&key) {
+            return;
+        }
+        let pending = first_attempt(&event.id, handler, now_ms(), version);
+        self.open.insert(key, Open { pending, segment });
+        *self.per_segment.entry(segment).or_default() += 1;
+        self.events
+            .entry(event.id.clone())
+            .or_insert_with(|| (event.clone(), 0))
+            .1 += 1;
+    }
+
+    /// Whether the delivery was open.
+    fn close(&mut self, key: &Key) -> bool {
+        let Some(o) = self.open.remove(key) else {
+            return false;
+        };
+        if let Some(n) = self.per_segment.get_mut(&o.segment) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_segment.remove(&o.segment);
+            }
+        }
+        if let Some(e) = self.events.get_mut(&key.0) {
+            e.1 -= 1;
+            if e.1 == 0 {
+                self.events.remove(&key.0);
+            }
+        }
+        true
+    }
+}
+
+/// See the module docs.
+pub struct LogInbox {
+    store: Store,
+    log: SegmentLog,
+    state: Mutex<State>,
+    ready: ReadySet,
+    /// Serialises dead-lettering (see the module docs).
+    dead: Mutex<()>,
+}
+
+impl std::fmt::Debug for LogInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogInbox")
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
+}
+
+const META_DEAD_UPTO: &[u8] = b"inbox_dead_upto";
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Reads a record's fields in order; `None` on a short or malformed record.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.bytes(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.bytes(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.bytes(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.bytes(n)?).ok()
+    }
+}
+
+/// One event's part of an `EVENTS` record.
+fn event_part(event: &Event, handlers: &[(&str, Option<u32>)]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(&(handlers.len() as u16).to_le_bytes());
+    for (h, v) in handlers {
+        put_str(&mut out, h);
+        match v {
+            Some(v) => {
+                out.push(1);
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            None => out.push(0),
+        }
+    }
+    let json = serde_json::to_vec(event).map_err(|e| StoreError::Encode(e.to_string()))?;
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    Ok(out)
+}
+
+/// `EVENTS` records of the given parts: one, unless they pass the record
+/// size limit. Per record, how many parts it holds.
+fn events_records(parts: Vec<Vec<u8>>) -> Vec<(Vec<u8>, usize)> {
+    let limit = super::segment::MAX_RECORD - 8;
+    let mut out: Vec<(Vec<u8>, usize)> = Vec::new();
+    for part in parts {
+        let fits = out
+            .last()
+            .is_some_and(|(r, _)| r.len() + part.len() <= limit);
+        if !fits {
+            out.push((vec![EVENTS, 0, 0, 0, 0], 0));
+        }
+        if let Some((r, n)) = out.last_mut() {
+            r.extend_from_slice(&part);
+            *n += 1;
+        }
+    }
+    for (r, n) in &mut out {
+        r[1..5].copy_from_slice(&(*n as u32).to_le_bytes());
+    }
+    out
+}
+
+fn json_record<T: serde::Serialize>(kind: u8, value: &T) -> Result<Vec<u8>> {
+    let mut out = vec![kind];
+    serde_json::to_writer(&mut out, value).map_err(|e| StoreError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+fn finish_record(keys: &[Key]) -> Vec<u8> {
+    let mut out = vec![FINISH];
+    out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+    for (e, h) in keys {
+        put_str(&mut out, e);
+        put_str(&mut out, h);
+    }
+    out
+}
+
+fn bad(at: Position, why: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "inbox log record at segment {} offset {}: {why}",
+        at.segment, at.offset
+    ))
+}
+
+fn position_bytes(p: Position) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&p.segment.to_be_bytes());
+    b[8..].copy_from_slice(&p.offset.to_be_bytes());
+    b
+}
+
+impl LogInbox {
+    /// Opens the log in `dir` (its segments' records checked, a torn tail
+    /// cut off) and rebuilds the open deliveries; `store` keeps the
+    /// delivery log, stats, dead letters and idempotency keys. The replay
+    /// runs here; [`Inbox::replay`] hands its result out.
+    pub fn open(store: Store, dir: &Path) -> Result<LogInbox> {
+        Self::open_sized(store, dir, SegmentOptions::default().max_segment_bytes)
+    }
+
+    /// [`Self::open`] with segments of at most `max_segment_bytes`.
+    fn open_sized(store: Store, dir: &Path, max_segment_bytes: u64) -> Result<LogInbox> {
+        let opts = SegmentOptions {
+            durability: store.inner.opts.durability,
+            max_segment_bytes,
+        };
+        let (log, _) = SegmentLog::open(dir, opts)?;
+        let inbox = LogInbox {
+            store,
+            log,
+            state: Mutex::new(State::default()),
+            ready: ReadySet::default(),
+            dead: Mutex::new(()),
+        };
+        inbox.rebuild()?;
+        Ok(inbox)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Maps changed one entry at a time: nothing half-done to repair.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the live segments in order into the in-memory state.
+    fn rebuild(&self) -> Result<()> {
+        let upto = match self.store.t().meta.get(META_DEAD_UPTO).map_err(sled_err)? {
+            Some(b) if b.len() == 16 => Some(Position {
+                segment: u64::from_be_bytes(b[..8].try_into().unwrap_or_default()),
+                offset: u64::from_be_bytes(b[8..].try_into().unwrap_or_default()),
+            }),
+            _ => None,
+        };
+        let mut st = State::default();
+        let mut dead = Vec::new();
+        let mut keyed: Vec<Arc<Event>> = Vec::new();
+        let start = Position {
+            segment: 0,
+            offset: 0,
+        };
+        self.log.read_from(start, |at, r| {
+            let mut rd = Reader(r);
+            match rd.u8() {
+                Some(EVENTS) => {
+                    let events = rd.u32().ok_or_else(|| bad(at, "no event count"))?;
+                    for _ in 0..events {
+                        let n = rd.u16().ok_or_else(|| bad(at, "no handler count"))?;
+                        let mut handlers = Vec::with_capacity(n.into());
+                        for _ in 0..n {
+                            let h = rd.str().ok_or_else(|| bad(at, "bad handler"))?;
+                            let v = match rd.u8() {
+                                Some(0) => None,
+                                Some(1) => Some(rd.u32().ok_or_else(|| bad(at, "bad version"))?),
+                                _ => return Err(bad(at, "bad version flag")),
+                            };
+                            handlers.push((h, v));
+                        }
+                        let len = rd.u32().ok_or_else(|| bad(at, "no event length"))?;
+                        let json = rd
+                            .bytes(len as usize)
+                            .ok_or_else(|| bad(at, "short event"))?;
+                        let event: Event = serde_json::from_slice(json)
+                            .map_err(|e| bad(at, &format!("event: {e}")))?;
+                        let event = Arc::new(event);
+                        if event.idempotency_key.is_some() {
+                            keyed.push(event.clone());
+                        }
+                        for (h, v) in handlers {
+                            st.add(&event, h, v, at.segment);
+                        }
+                    }
+                }
+                Some(FINISH) => {
+                    let n = rd.u32().ok_or_else(|| bad(at, "no count"))?;
+                    for _ in 0..n {
+                        let e = rd.str().ok_or_else(|| bad(at, "bad event id"))?;
+                        let h = rd.str().ok_or_else(|| bad(at, "bad handler"))?;
+                        st.close(&(e.to_string(), h.to_string()));
+                    }
+                }
+                Some(RETRY) => {
+                    let next: Pending = serde_json::from_slice(rd.0)
+                        .map_err(|e| bad(at, &format!("retry: {e}")))?;
+                    let key = (next.event_id.clone(), next.handler.clone());
+                    if let Some(o) = st.open.get_mut(&key) {
+                        o.pending = next;
+                    }
+                }
+                Some(DEAD) => {
+                    let dl: DeadLetter = serde_json::from_slice(rd.0)
+                        .map_err(|e| bad(at, &format!("dead letter: {e}")))?;
+                    st.close(&(dl.event.id.clone(), dl.handler.clone()));
+                    if upto.is_none_or(|u| at > u) {
+                        dead.push((at, dl));
+                    }
+                }
+                _ => return Err(bad(at, "unknown kind")),
+            }
+            Ok(())
+        })?;
+        for (at, dl) in dead {
+            if self.store.dead_letter_get(&dl.id)?.is_none() {
+                self.store
+                    .put_dead_letter(&dl, META_DEAD_UPTO, &position_bytes(at))?;
+            }
+        }
+        for e in keyed {
+            self.store.remember_idempotency(&e)?;
+        }
+        *self.state() = st;
+        Ok(())
+    }
+
+    /// Makes finished deliveries' markers durable (sled first), then
+    /// deletes segments no open delivery needs. With `force` regardless of
+    /// when the last checkpoint was.
+    fn checkpoint(&self, force: bool) -> Result<()> {
+        let (markers, keep_from) = {
+            let mut st = self.state();
+            if !force && st.last_checkpoint.is_some_and(|t| t.elapsed() < CHECKPOINT) {
+                return Ok(());
+            }
+            st.last_checkpoint = Some(Instant::now());
+            let keep = st.per_segment.keys().next().copied().unwrap_or(u64::MAX);
+            (std::mem::take(&mut st.finished), keep)
+        };
+        // Log lines, stats, idempotency keys and dead letters first.
+        self.store.flush()?;
+        if !markers.is_empty() {
+            self.log.append(&[finish_record(&markers)])?;
+        }
+        self.log.remove_before(keep_from)?;
+        Ok(())
+    }
+}
+
+fn sled_err(e: sled::Error) -> StoreError {
+    StoreError::Sled(e.to_string())
+}
+
+impl Inbox for LogInbox {
+    fn append(&self, batch: &[(Arc<Event>, Vec<String>)]) -> Result<Vec<String>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut parts = Vec::with_capacity(batch.len());
+        let mut routed = Vec::with_capacity(batch.len());
+        for (event, handlers) in batch {
+            let mut hs: Vec<&str> = handlers.iter().map(String::as_str).collect();
+            hs.sort_unstable();
+            hs.dedup();
+            if hs.is_empty() && event.idempotency_key.is_none() {
+                continue;
+            }
+            let pinned: Vec<(&str, Option<u32>)> = hs.iter().map(|h| (*h, None)).collect();
+            parts.push(event_part(event, &pinned)?);
+            routed.push((event, hs));
+        }
+        let (records, counts): (Vec<Vec<u8>>, Vec<usize>) =
+            events_records(parts).into_iter().unzip();
+        let positions: Vec<Position> = if records.is_empty() {
+            Vec::new()
+        } else {
+            // One position per event: its record's.
+            let at = self.log.append(&records)?;
+            at.iter()
+                .zip(&counts)
+                .flat_map(|(p, n)| std::iter::repeat_n(*p, *n))
+                .collect()
+        };
+        let mut ids = Vec::with_capacity(routed.len());
+        let mut ready = Vec::new();
+        {
+            let mut st = self.state();
+            for ((event, hs), at) in routed.iter().zip(&positions) {
+                if hs.is_empty() {
+                    continue;
+                }
+                ids.push(event.id.clone());
+                for h in hs {
+                    let key = (event.id.clone(), h.to_string());
+                    if st.open.contains_key(&key) {
+                        continue;
+                    }
+                    st.add(event, h, None, at.segment);
+                    if let Some(o) = st.open.get(&key) {
+                        ready.push(Ready {
+                            pending: o.pending.clone(),
+                            event: (*event).clone(),
+                        });
+                    }
+                }
+            }
+        }
+        self.ready.extend(ready);
+        for (event, _) in batch {
+            if event.idempotency_key.is_some() {
+                self.store.remember_idempotency(event)?;
+            }
+        }
+        self.store.bump(META_ACCEPTED, batch.len() as i64)?;
+        let unrouted = batch.iter().filter(|(_, h)| h.is_empty()).count();
+        if unrouted > 0 {
+            self.store.bump(META_UNROUTED, unrouted as i64)?;
+        }
+        Ok(ids)
+    }
+
+    fn take_ready(&self, max: usize) -> Result<Vec<Ready>> {
+        Ok(self.ready.take(max))
+    }
+
+    fn finish(&self, done: &[(&Pending, &LogEntry)]) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<&LogEntry> = done.iter().map(|&(_, e)| e).collect();
+        self.store.append_logs(&entries)?;
+        self.store.record_stats_of(&entries, StatKind::Attempt)?;
+        {
+            let mut st = self.state();
+            for (p, _) in done {
+                let key = (p.event_id.clone(), p.handler.clone());
+                if st.close(&key) {
+                    st.finished.push(key);
+                }
+            }
+        }
+        self.checkpoint(false)
+    }
+
+    fn retry_at(&self, p: &Pending, entry: &LogEntry, due_ms: u64) -> Result<Pending> {
+        self.store.append_log(entry)?;
+        self.store.record_stats(entry, StatKind::Retry)?;
+        let key = (p.event_id.clone(), p.handler.clone());
+        let mut next = match self.state().open.get(&key) {
+            Some(o) => o.pending.clone(),
+            None => return Err(not_pending(p)),
+        };
+        next.errors.push(attempt_error(next.attempt, entry));
+        next.attempt = next.attempt.saturating_add(1);
+        next.due_ms = due_ms;
+        self.log.append(&[json_record(RETRY, &next)?])?;
+        if let Some(o) = self.state().open.get_mut(&key) {
+            o.pending = next.clone();
+        }
+        Ok(next)
+    }
+
+    fn dead_letter(&self, p: &Pending, entry: &LogEntry) -> Result<DeadLetter> {
+        self.store.append_log(entry)?;
+        self.store.record_stats(entry, StatKind::DeadLetter)?;
+        let _serial = self.dead.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (p.event_id.clone(), p.handler.clone());
+        let (event, stored) = {
+            let st = self.state();
+            let Some(o) = st.open.get(&key) else {
+                return Err(not_pending(p));
+            };
+            let Some((event, _)) = st.events.get(&p.event_id) else {
+                return Err(not_pending(p));
+            };
+            (event.clone(), o.pending.clone())
+        };
+        let id = self.store.new_ulid();
+        let mut errors = stored.errors;
+        errors.push(attempt_error(stored.attempt, entry));
+        let dl = DeadLetter {
+            id: id.to_string(),
+            event: (*event).clone(),
+            handler: p.handler.clone(),
+            version: entry.version,
+            errors,
+            time_ms: id.timestamp_ms(),
+        };
+        let at = self.log.append(&[json_record(DEAD, &dl)?])?;
+        self.state().close(&key);
+        let at = at.first().copied().unwrap_or(Position {
+            segment: 0,
+            offset: 0,
+        });
+        self.store
+            .put_dead_letter(&dl, META_DEAD_UPTO, &position_bytes(at))?;
+        Ok(dl)
+    }
+
+    fn revive(&self, dead_letter_id: &str, version: Option<u32>) -> Result<()> {
+        let Some(dl) = self.store.dead_letter_get(dead_letter_id)? else {
+            return Err(StoreError::NotFound(format!(
+                "dead letter {dead_letter_id}"
+            )));
+        };
+        let h = dl.handler.as_str();
+        if self.store.handler(h)?.is_none() {
+            return Err(StoreError::NotFound(format!("handler {h}")));
+        }
+        if let Some(v) = version
+            && self.store.version(h, v)?.is_none()
+        {
+            return Err(StoreError::NotFound(format!("version {v} of handler {h}")));
+        }
+        let key = (dl.event.id.clone(), dl.handler.clone());
+        if self.state().open.contains_key(&key) {
+            let what = format!("event {} is already pending for {h}", dl.event.id);
+            return Err(StoreError::Conflict(what));
+        }
+        let part = event_part(&dl.event, &[(h, version)])?;
+        let records: Vec<Vec<u8>> = events_records(vec![part])
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        let at = self.log.append(&records)?;
+        self.store.remove_dead_letter(&dl)?;
+        let event = Arc::new(dl.event.clone());
+        let mut st = self.state();
+        let segment = at.first().map_or(0, |p| p.segment);
+        st.add(&event, h, version, segment);
+        if let Some(o) = st.open.get(&key) {
+            self.ready.extend([Ready {
+                pending: o.pending.clone(),
+                event,
+            }]);
+        }
+        Ok(())
+    }
+
+    fn replay(&self) -> Result<usize> {
+        let st = self.state();
+        let mut ready: Vec<Ready> = st
+            .open
+            .values()
+            .filter_map(|o| {
+                let (event, _) = st.events.get(&o.pending.event_id)?;
+                Some(Ready {
+                    pending: o.pending.clone(),
+                    event: event.clone(),
+                })
+            })
+            .collect();
+        drop(st);
+        ready.sort_by(|a, b| {
+            let k = |r: &Ready| {
+                (
+                    r.pending.due_ms,
+                    r.pending.event_id.clone(),
+                    r.pending.handler.clone(),
+                )
+            };
+            k(a).cmp(&k(b))
+        });
+        let n = ready.len();
+        self.ready.extend(ready);
+        Ok(n)
+    }
+
+    fn event(&self, id: &str) -> Result<Option<Arc<Event>>> {
+        Ok(self.state().events.get(id).map(|(e, _)| e.clone()))
+    }
+
+    fn discard(&self, handler: &str) -> Result<u64> {
+        let mut st = self.state();
+        let keys: Vec<Key> = st
+            .open
+            .keys()
+            .filter(|(_, h)| h == handler)
+            .cloned()
+            .collect();
+        for k in &keys {
+            st.close(k);
+        }
+        let n = keys.len() as u64;
+        st.finished.extend(keys);
+        drop(st);
+        self.checkpoint(true)?;
+        Ok(n)
+    }
+
+    fn idempotent_id(&self, tenant: &str, key: &str, window: Duration) -> Result<Option<String>> {
+        Store::idempotent_id(&self.store, tenant, key, window)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.checkpoint(true)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,290 @@
+//! Tests of the log inbox: replay after a reopen, retries and dead letters
+//! exact across a lost sled write, idempotency keys, segment deletion,
+//! revive, discard and a torn tail.
+
+use super::super::testutil::{deploy, entry, event, open};
+use super::*;
+
+fn inbox(dir: &Path) -> (Store, LogInbox) {
+    let store = open(&dir.join("sled"));
+    let inbox = LogInbox::open_sized(store.clone(), &dir.join("log"), 4096).unwrap();
+    (store, inbox)
+}
+
+fn routed(n: usize, handlers: &[&str]) -> Vec<(Arc<Event>, Vec<String>)> {
+    (0..n)
+        .map(|_| {
+            let hs = handlers.iter().map(|h| h.to_string()).collect();
+            (Arc::new(event("tick", "acme")), hs)
+        })
+        .collect()
+}
+
+fn attempt(p: &Pending, outcome: &str) -> LogEntry {
+    let e = event("tick", "acme");
+    LogEntry {
+        event_id: p.event_id.clone(),
+        attempt: p.attempt,
+        ..entry(&p.handler, &e, outcome, now_ms())
+    }
+}
+
+fn open_keys(i: &LogInbox) -> Vec<(String, String, u32)> {
+    let mut v: Vec<_> = i
+        .state()
+        .open
+        .values()
+        .map(|o| {
+            (
+                o.pending.event_id.clone(),
+                o.pending.handler.clone(),
+                o.pending.attempt,
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_reopen_replays_what_is_not_finished_with_its_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = routed(3, &["a", "b"]);
+    let before;
+    {
+        let (_s, i) = inbox(dir.path());
+        let ids = i.append(&batch).unwrap();
+        assert_eq!(ids.len(), 3);
+        let ready = i.take_ready(usize::MAX).unwrap();
+        assert_eq!(ready.len(), 6);
+        let (first, second) = (&ready[0].pending, &ready[1].pending);
+        i.finish(&[(first, &attempt(first, "ok"))]).unwrap();
+        let next = i.retry_at(second, &attempt(second, "trap"), 7).unwrap();
+        assert_eq!((next.attempt, next.due_ms, next.errors.len()), (2, 7, 1));
+        before = open_keys(&i);
+        assert_eq!(before.len(), 5);
+        i.flush().unwrap();
+    }
+    let (s, i) = inbox(dir.path());
+    assert_eq!(open_keys(&i), before);
+    assert_eq!(i.replay().unwrap(), 5);
+    let ready = i.take_ready(usize::MAX).unwrap();
+    assert_eq!(ready[0].pending.due_ms, 7, "due-time order");
+    assert_eq!(ready[0].pending.errors[0].outcome, "trap");
+    assert!(ready.iter().all(|r| r.event.id == r.pending.event_id));
+    // Finishing everything leaves nothing to replay.
+    let pairs: Vec<(Pending, LogEntry)> = ready
+        .iter()
+        .map(|r| (r.pending.clone(), attempt(&r.pending, "ok")))
+        .collect();
+    let refs: Vec<(&Pending, &LogEntry)> = pairs.iter().map(|(p, e)| (p, e)).collect();
+    i.finish(&refs).unwrap();
+    i.flush().unwrap();
+    drop((s, i));
+    let (_s, i) = inbox(dir.path());
+    assert!(open_keys(&i).is_empty());
+    assert!(i.event(&batch[0].0.id).unwrap().is_none());
+}
+
+#[test]
+fn finished_segments_are_deleted_and_open_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, i) = inbox(dir.path());
+    let log = dir.path().join("log");
+    for _ in 0..10 {
+        i.append(&routed(10, &["a"])).unwrap();
+    }
+    let slow = routed(1, &["slow"]);
+    i.append(&slow).unwrap();
+    for _ in 0..10 {
+        i.append(&routed(10, &["a"])).unwrap();
+    }
+    let slow_key = (slow[0].0.id.clone(), "slow".to_string());
+    let slow_segment = i.state().open[&slow_key].segment;
+    assert!(
+        slow_segment > 1,
+        "the slow event is not in the first segment"
+    );
+    let ready = i.take_ready(usize::MAX).unwrap();
+    let done: Vec<(Pending, LogEntry)> = ready
+        .iter()
+        .filter(|r| r.pending.handler == "a")
+        .map(|r| (r.pending.clone(), attempt(&r.pending, "ok")))
+        .collect();
+    let refs: Vec<(&Pending, &LogEntry)> = done.iter().map(|(p, e)| (p, e)).collect();
+    i.finish(&refs).unwrap();
+    i.flush().unwrap();
+    // Everything before the unfinished event's segment is gone.
+    let ids = super::super::segment::segment_ids(&log).unwrap();
+    assert_eq!(ids.first(), Some(&slow_segment), "{ids:?}");
+    // Once it finishes too, only the newest segment is left.
+    let slow = ready.iter().find(|r| r.pending.handler == "slow").unwrap();
+    i.finish(&[(&slow.pending, &attempt(&slow.pending, "ok"))])
+        .unwrap();
+    i.flush().unwrap();
+    let ids = super::super::segment::segment_ids(&log).unwrap();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    drop((s, i));
+    let (_s, i) = inbox(dir.path());
+    assert!(open_keys(&i).is_empty());
+}
+
+#[test]
+fn a_dead_letter_lost_by_sled_comes_back_once_and_a_purged_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let dl;
+    {
+        let (s, i) = inbox(dir.path());
+        i.append(&routed(1, &["h"])).unwrap();
+        let p = i.take_ready(1).unwrap().remove(0).pending;
+        let p = i.retry_at(&p, &attempt(&p, "timeout"), 0).unwrap();
+        dl = i.dead_letter(&p, &attempt(&p, "trap")).unwrap();
+        assert_eq!(dl.errors.len(), 2);
+        assert!(i.event(&p.event_id).unwrap().is_none());
+        // As if the crash came between the DEAD record and sled's write.
+        s.remove_dead_letter(&dl).unwrap();
+        s.t().meta.remove(META_DEAD_UPTO).unwrap();
+        s.flush().unwrap();
+    }
+    {
+        let (s, i) = inbox(dir.path());
+        assert!(open_keys(&i).is_empty(), "dead-lettered, not pending");
+        let back = s
+            .dead_letter_get(&dl.id)
+            .unwrap()
+            .expect("put back at open");
+        assert_eq!(back.errors, dl.errors);
+        // Purged now: a later open must not bring it back.
+        s.purge_dead_letters(Some("h"), None).unwrap();
+        s.flush().unwrap();
+        drop((s, i));
+    }
+    let (s, _i) = inbox(dir.path());
+    assert!(s.dead_letter_get(&dl.id).unwrap().is_none());
+}
+
+#[test]
+fn idempotency_keys_survive_a_lost_sled_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = event("tick", "acme");
+    e.idempotency_key = Some("k-1".into());
+    let mut unrouted = event("tick", "acme");
+    unrouted.idempotency_key = Some("k-2".into());
+    {
+        let (s, i) = inbox(dir.path());
+        let batch = vec![
+            (Arc::new(e.clone()), vec!["h".to_string()]),
+            (Arc::new(unrouted.clone()), vec![]),
+        ];
+        assert_eq!(i.append(&batch).unwrap(), [e.id.clone()]);
+        s.t().idempotency.clear().unwrap();
+        s.flush().unwrap();
+    }
+    let (_s, i) = inbox(dir.path());
+    let window = Duration::from_secs(3600);
+    assert_eq!(i.idempotent_id("acme", "k-1", window).unwrap(), Some(e.id));
+    assert_eq!(
+        i.idempotent_id("acme", "k-2", window).unwrap(),
+        Some(unrouted.id)
+    );
+}
+
+#[test]
+fn revive_puts_a_dead_letter_back_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, i) = inbox(dir.path());
+    deploy(&s, "h");
+    i.append(&routed(1, &["h"])).unwrap();
+    let p = i.take_ready(1).unwrap().remove(0).pending;
+    let dl = i.dead_letter(&p, &attempt(&p, "trap")).unwrap();
+    i.revive(&dl.id, Some(1)).unwrap();
+    let again = i.take_ready(usize::MAX).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].pending.attempt, again[0].pending.version),
+        (1, Some(1))
+    );
+    assert!(s.dead_letter_get(&dl.id).unwrap().is_none());
+    assert!(matches!(
+        i.revive(&dl.id, None),
+        Err(StoreError::NotFound(_))
+    ));
+    drop((s, i));
+    let (_s, i) = inbox(dir.path());
+    assert_eq!(open_keys(&i), [(p.event_id, "h".to_string(), 1)]);
+}
+
+#[test]
+fn discard_drops_a_deleted_handlers_deliveries_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_s, i) = inbox(dir.path());
+        i.append(&routed(2, &["gone", "kept"])).unwrap();
+        assert_eq!(i.discard("gone").unwrap(), 2);
+    }
+    let (_s, i) = inbox(dir.path());
+    let open = open_keys(&i);
+    assert_eq!(open.len(), 2);
+    assert!(open.iter().all(|(_, h, _)| h == "kept"));
+}
+
+#[test]
+fn a_torn_last_batch_loses_only_that_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = routed(2, &["h"]);
+    {
+        let (_s, i) = inbox(dir.path());
+        i.append(&batch[..1]).unwrap();
+        i.append(&batch[1..]).unwrap();
+    }
+    let log = dir.path().join("log");
+    let ids = super::super::segment::segment_ids(&log).unwrap();
+    let path = super::super::segment::segment_path(&log, *ids.last().unwrap());
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    let (_s, i) = inbox(dir.path());
+    let open = open_keys(&i);
+    assert_eq!(open, [(batch[0].0.id.clone(), "h".to_string(), 1)]);
+}
+
+#[test]
+fn a_batch_is_logged_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = routed(1, &["h"]);
+    {
+        let (_s, i) = inbox(dir.path());
+        i.append(&first).unwrap();
+        i.append(&routed(3, &["h"])).unwrap();
+    }
+    let log = dir.path().join("log");
+    let ids = super::super::segment::segment_ids(&log).unwrap();
+    let path = super::super::segment::segment_path(&log, *ids.last().unwrap());
+    let len = std::fs::metadata(&path).unwrap().len();
+    // Torn inside the second batch's last event: none of its three stays.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    let (_s, i) = inbox(dir.path());
+    assert_eq!(open_keys(&i), [(first[0].0.id.clone(), "h".to_string(), 1)]);
+}
+
+#[test]
+fn a_batch_past_the_record_limit_is_split() {
+    let part = vec![0u8; super::super::segment::MAX_RECORD / 2];
+    let records = events_records(vec![part.clone(), part.clone(), vec![1, 2, 3]]);
+    let counts: Vec<usize> = records.iter().map(|(_, n)| *n).collect();
+    assert_eq!(counts, [1, 2]);
+    for (r, n) in &records {
+        assert_eq!(r[0], EVENTS);
+        assert_eq!(u32::from_le_bytes(r[1..5].try_into().unwrap()) as usize, *n);
+        assert!(r.len() <= super::super::segment::MAX_RECORD);
+    }
+}

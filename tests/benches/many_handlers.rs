@@ -1,0 +1,483 @@
+//! Many handlers on one release daemon (issue 20): code is loaded on first
+//! delivery and evicted past the resident budget.
+//!
+//! 1. **Idle** — 10 000 deployed handlers (1 000 in quick mode), each the
+//!    word-counter with its own custom section, so each its own content
+//!    hash and compiled module: restart → ready and idle RSS; then the
+//!    same daemon after one delivery to each of 1 000 of them (every one of
+//!    those loaded, as eager loading kept every handler), for comparison.
+//! 2. **Cold and warm deliveries** — `POST /v1/events?wait=true` to a
+//!    handler whose code is not loaded (cache load, link, instantiate,
+//!    call) and again to the same handler (warm), plus the daemon's own
+//!    load timing (`hookbox_module_load_seconds`).
+//! 3. **Mixed load** — 10 hot handlers at full rate, alone and next to
+//!    1 000 handlers each receiving 1 event/s, under a resident budget
+//!    smaller than the handlers that receive events: hot deliveries/s,
+//!    evictions, peak RSS.
+//!
+//! The daemon is `target/release/hookbox` (see `daemon/process.rs`).
+//! Run with `cargo bench -p hookbox-tests --bench many_handlers`.
+
+#[path = "daemon/load.rs"]
+#[allow(dead_code)]
+mod load;
+#[path = "daemon/process.rs"]
+#[allow(dead_code)]
+mod process;
+#[path = "daemon/seed.rs"]
+mod seed;
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hookbox_tests::guests;
+use serde_json::{Value, json};
+use support::{Report, Table, fmt_bytes, percentile, quick};
+
+use process::{Api, Daemon};
+
+/// Hot handlers in the mixed run; each takes every event of tenant `hot`.
+const HOT: usize = 10;
+/// Handlers receiving 1 event/s each in the mixed run.
+const BACKGROUND: usize = 1_000;
+/// The resident budget of the mixed and cold runs, in modules: fewer than
+/// the handlers receiving events, so they keep evicting each other.
+const BUDGET_MODULES: usize = 200;
+
+fn word_counter() -> Vec<u8> {
+    let (_, path) = guests::EXAMPLES
+        .iter()
+        .find(|(name, _)| *name == "word-counter")
+        .expect("tests/build.rs built example-handlers/word-counter");
+    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Handler `name` for the message events of `tenant`.
+fn manifest(name: &str, tenant: &str) -> Value {
+    json!({"name": name, "subscription": {"events": ["message"], "tenants": [tenant]}})
+}
+
+/// A daemon config with the resident budget.
+fn config(dir: &Path, modules: usize) -> std::path::PathBuf {
+    let path = dir.join("hookbox.toml");
+    std::fs::create_dir_all(dir).expect("the bench directory");
+    std::fs::write(
+        &path,
+        format!("[runtime]\nresident_handlers = {modules}\nresident_mb = 1024\n"),
+    )
+    .expect("the config file");
+    path
+}
+
+fn idle_rss(daemon: &Daemon) -> u64 {
+    std::thread::sleep(Duration::from_millis(if quick() { 300 } else { 1500 }));
+    daemon.rss()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// One event for `tenant`, `?wait=true`: the round trip, asserted `ok`.
+async fn deliver(api: &Api, tenant: &str, payload: &Value) -> Duration {
+    let body = json!([{"type": "message", "tenant": tenant, "payload": payload}]);
+    let t = Instant::now();
+    let answer = api
+        .publish(bytes::Bytes::from(body.to_string()), true)
+        .await
+        .expect("the queue has room");
+    let took = t.elapsed();
+    let outcome = &answer["outcomes"][0]["deliveries"][0]["outcome"];
+    assert_eq!(outcome, "ok", "delivery to {tenant}: {answer}");
+    took
+}
+
+async fn stats(api: &Api) -> Value {
+    api.client
+        .get(format!("{}/v1/stats", api.url))
+        .bearer_auth(process::TOKEN)
+        .send()
+        .await
+        .expect("stats request")
+        .json()
+        .await
+        .expect("stats answer")
+}
+
+fn main() {
+    let mut report = Report::new("many_handlers");
+    let bin = process::release_binary();
+    let tmp = tempfile::Builder::new()
+        .prefix("hookbox-bench-many-")
+        .tempdir()
+        .expect("a temporary directory");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the load generator");
+    let wasm = word_counter();
+    let payload = support::zulip_message(support::PAYLOAD_SIZES[0]);
+    let total = if quick() { 1_000 } else { 10_000 };
+    let data = tmp.path().join("data");
+    let cfg = config(tmp.path(), BUDGET_MODULES);
+
+    // Handlers h0… take tenant t<i>; the first HOT are the hot ones (tenant
+    // `hot`), the next BACKGROUND the 1-event/s ones.
+    let handlers: Vec<(String, String)> = (0..total)
+        .map(|i| {
+            let tenant = if i < HOT {
+                "hot".to_string()
+            } else {
+                format!("t{i}")
+            };
+            (format!("h{i}"), tenant)
+        })
+        .collect();
+    // Compiled code for the handlers this bench delivers to (hot,
+    // background, cold samples); writing 800 KB of code for each of 10 000
+    // would put 8 GB on the shared disk, and start-up reads none of it.
+    let samples = if quick() { 100 } else { 500 };
+    let with_code = (HOT + BACKGROUND).max(HOT + samples).min(total);
+    let t = Instant::now();
+    seed::handlers(
+        &data,
+        &wasm,
+        handlers.iter().map(|(name, tenant)| manifest(name, tenant)),
+        with_code,
+    );
+    let seeded_in = t.elapsed();
+    let disk = dir_bytes(&data);
+
+    // 1. Idle.
+    let mut daemon = Daemon::start(&bin, &data, Some(&cfg));
+    daemon.restart();
+    let api = Api::new(&daemon.url);
+    let idle = idle_rss(&daemon);
+    let ready = daemon.started_in;
+    let loading = daemon
+        .log_field("Dispatcher loaded", "took_ms")
+        .unwrap_or_else(|| "?".into());
+    let before = rt.block_on(stats(&api));
+    assert_eq!(before["resident"]["modules"], 0, "{}", before["resident"]);
+    assert_eq!(
+        before["resident"]["deployed"], total,
+        "{}",
+        before["resident"]
+    );
+
+    // 2. Cold then warm deliveries, one handler after another.
+    let (cold, warm) = rt.block_on(async {
+        let mut cold = Vec::new();
+        let mut warm = Vec::new();
+        for i in HOT..HOT + samples {
+            let tenant = format!("t{i}");
+            cold.push(deliver(&api, &tenant, &payload).await.as_secs_f64() * 1e3);
+            warm.push(deliver(&api, &tenant, &payload).await.as_secs_f64() * 1e3);
+        }
+        (cold, warm)
+    });
+    let load_sum = rt.block_on(api.metric("hookbox_module_load_seconds_sum"));
+    let load_count = rt.block_on(api.metric("hookbox_module_load_seconds_count"));
+    let load_le_1ms = rt.block_on(bucket(&api, "hookbox_module_load_seconds_bucket", "0.001"));
+    let load_le_3ms = rt.block_on(bucket(&api, "hookbox_module_load_seconds_bucket", "0.003"));
+    let after_cold = daemon.rss();
+    let cold_stats = rt.block_on(stats(&api));
+
+    // "Everything loaded" for comparison: a daemon allowed to keep 1 000
+    // modules, after one delivery to each of 1 000 handlers.
+    daemon.stop();
+    let all_cfg = config(&tmp.path().join("all"), 1_000);
+    let mut all = Daemon::start(&bin, &data, Some(&all_cfg));
+    let all_api = Api::new(&all.url);
+    let n_all = 1_000.min(total - HOT);
+    let t = Instant::now();
+    rt.block_on(async {
+        for i in HOT..HOT + n_all {
+            deliver(&all_api, &format!("t{i}"), &payload).await;
+        }
+    });
+    let load_all = t.elapsed();
+    let all_rss = idle_rss(&all);
+    let all_stats = rt.block_on(stats(&all_api));
+    all.stop();
+    drop(all);
+
+    let mut table = Table::new(&["state", "RSS", "per handler", "restart → ready"]);
+    table.row(vec![
+        format!("{total} deployed, none loaded (after restart)"),
+        fmt_bytes(idle as f64),
+        fmt_bytes(idle as f64 / total as f64),
+        format!("{} (loading the routing table: {loading} ms)", ms(ready)),
+    ]);
+    table.row(vec![
+        format!(
+            "{total} deployed, {} loaded after {samples} cold deliveries (budget {BUDGET_MODULES})",
+            cold_stats["resident"]["modules"]
+        ),
+        fmt_bytes(after_cold as f64),
+        "–".into(),
+        "–".into(),
+    ]);
+    table.row(vec![
+        format!(
+            "{total} deployed, {} loaded (budget 1 000; as eager loading kept them)",
+            all_stats["resident"]["modules"]
+        ),
+        fmt_bytes(all_rss as f64),
+        fmt_bytes(all_rss.saturating_sub(idle) as f64 / n_all as f64),
+        format!(
+            "– (first delivery to each: {:.1} s)",
+            load_all.as_secs_f64()
+        ),
+    ]);
+    report.table(
+        "Idle memory and restart with many handlers (release daemon)",
+        &table,
+        &format!(
+            "Each handler is the word-counter with its own custom section: its own content \
+             hash, its own compiled module. They were written into the stopped daemon's store \
+             ({:.0} s for {total}; the data directory is {}), the compiled code of the \
+             {with_code} this bench delivers to seeded from one compilation (start-up reads \
+             no compiled code, so the others' would change nothing here but 800 KB of disk \
+             each). RSS from /proc after the daemon idled; restart → ready is \
+             spawn until it listens. The per-handler figure of the last row is its RSS above \
+             the idle daemon's, per loaded handler. Shared machine: RSS is exact, times are \
+             noisy (other builds ran on the 2 cores).",
+            seeded_in.as_secs_f64(),
+            fmt_bytes(disk as f64),
+        ),
+    );
+
+    let mut sorted_cold = cold.clone();
+    sorted_cold.sort_by(f64::total_cmp);
+    let mut sorted_warm = warm.clone();
+    sorted_warm.sort_by(f64::total_cmp);
+    let mut table = Table::new(&["delivery", "p50", "p90", "p99", "max"]);
+    for (label, v) in [
+        ("cold (code not loaded)", &sorted_cold),
+        ("warm (same handler again)", &sorted_warm),
+    ] {
+        table.row(vec![
+            label.into(),
+            format!("{:.2} ms", percentile(v, 50.0)),
+            format!("{:.2} ms", percentile(v, 90.0)),
+            format!("{:.2} ms", percentile(v, 99.0)),
+            format!("{:.2} ms", v.last().copied().unwrap_or(0.0)),
+        ]);
+    }
+    report.table(
+        "First delivery to a cold handler vs a warm one",
+        &table,
+        &format!(
+            "{samples} handlers, one after another: `POST /v1/events?wait=true` with one 1 KiB \
+             message until its outcome returns (accept with fsync, route, queue, load, fresh \
+             instance, call, record), then the same again. The daemon's own load timing \
+             (`hookbox_module_load_seconds`: map the cached file, link): {:.0} loads, mean \
+             {:.2} ms, {:.0}% within 1 ms, {:.0}% within 3 ms. Shared machine: latencies are \
+             noisy.",
+            load_count,
+            if load_count > 0.0 {
+                load_sum / load_count * 1e3
+            } else {
+                0.0
+            },
+            100.0 * load_le_1ms / load_count.max(1.0),
+            100.0 * load_le_3ms / load_count.max(1.0),
+        ),
+    );
+
+    // 3. Mixed load.
+    daemon.resume();
+    let api = Api::new(&daemon.url);
+    let secs = if quick() { 3 } else { 10 };
+    let (alone, alone_rss, alone_ev) = rt.block_on(mixed(&api, &daemon, &payload, false, secs));
+    let (mixed_rate, mixed_rss, mixed_ev) = rt.block_on(mixed(&api, &daemon, &payload, true, secs));
+    let mut table = Table::new(&[
+        "run",
+        "hot deliveries/s",
+        "background deliveries/s",
+        "evictions/s",
+        "peak RSS",
+    ]);
+    for (label, (hot, bg), rss, ev) in [
+        ("10 hot handlers only", alone, alone_rss, alone_ev),
+        (
+            "10 hot + 1 000 at 1 event/s",
+            mixed_rate,
+            mixed_rss,
+            mixed_ev,
+        ),
+    ] {
+        table.row(vec![
+            label.into(),
+            format!("{hot:.0}"),
+            format!("{bg:.0}"),
+            format!("{ev:.0}"),
+            fmt_bytes(rss as f64),
+        ]);
+    }
+    report.table(
+        "Hot handlers next to many slow ones",
+        &table,
+        &format!(
+            "The same daemon ({total} deployed, resident budget {BUDGET_MODULES} modules, \
+             1 GiB): {} s each. Hot: {} clients posting batches of 100 events of tenant `hot` \
+             back to back (each event goes to all {HOT} hot handlers; 429s are retried). \
+             Background: one event to each of {BACKGROUND} other handlers per second (a batch \
+             of 100 every 100 ms). Rates from `hookbox_deliveries_total` over the run; RSS \
+             sampled every 200 ms. Hot throughput next to the background is {:.0}% of it \
+             alone. Shared machine: rates are noisy (other builds ran on the 2 cores).",
+            secs,
+            4,
+            100.0 * mixed_rate.0 / alone.0.max(1.0),
+        ),
+    );
+    daemon.stop();
+    report.publish();
+}
+
+/// The value of one histogram bucket in `GET /metrics`.
+async fn bucket(api: &Api, name: &str, le: &str) -> f64 {
+    let text = api
+        .client
+        .get(format!("{}/metrics", api.url))
+        .bearer_auth(process::TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let series = format!("{name}{{le=\"{le}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series)?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Ok deliveries so far: (hot handlers, the others).
+async fn delivered(api: &Api) -> (f64, f64) {
+    let text = api
+        .client
+        .get(format!("{}/metrics", api.url))
+        .bearer_auth(process::TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let (mut hot, mut other) = (0.0, 0.0);
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("hookbox_deliveries_total{handler=\"h") else {
+            continue;
+        };
+        let Some((index, tail)) = rest.split_once('"') else {
+            continue;
+        };
+        if !tail.contains("outcome=\"ok\"") {
+            continue;
+        }
+        let n: f64 = tail
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        match index.parse::<usize>() {
+            Ok(i) if i < HOT => hot += n,
+            Ok(_) => other += n,
+            Err(_) => {}
+        }
+    }
+    (hot, other)
+}
+
+/// One mixed-load run: (hot/s, background/s), peak RSS, evictions/s.
+async fn mixed(
+    api: &Api,
+    daemon: &Daemon,
+    payload: &Value,
+    background: bool,
+    secs: u64,
+) -> ((f64, f64), u64, f64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    let hot_body = load::batch_body(payload, "hot");
+    for _ in 0..4 {
+        let (api, body, stop) = (api.clone(), hot_body.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if api.publish(body.clone(), false).await.is_none() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }));
+    }
+    if background {
+        let (api, stop, payload) = (api.clone(), stop.clone(), payload.clone());
+        tasks.push(tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            let mut k = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep_until(start + Duration::from_millis(100) * k).await;
+                let first = HOT + (k as usize % (BACKGROUND / 100)) * 100;
+                k += 1;
+                let events: Vec<Value> = (first..first + 100)
+                    .map(|i| json!({"type": "message", "tenant": format!("t{i}"), "payload": payload}))
+                    .collect();
+                let body = bytes::Bytes::from(serde_json::to_vec(&events).expect("json"));
+                let api = api.clone();
+                tokio::spawn(async move { api.publish(body, false).await });
+            }
+        }));
+    }
+    // Skip the first second (queues fill), then measure.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (h0, b0) = delivered(api).await;
+    let e0 = api.metric("hookbox_module_evictions_total").await;
+    let t0 = Instant::now();
+    let peak = Arc::new(AtomicU64::new(0));
+    while t0.elapsed() < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        peak.fetch_max(daemon.rss(), Ordering::Relaxed);
+    }
+    let (h1, b1) = delivered(api).await;
+    let e1 = api.metric("hookbox_module_evictions_total").await;
+    let took = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    // Let the queue drain before the next run.
+    let mut last = (-1.0, -1.0);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = delivered(api).await;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    (
+        ((h1 - h0) / took, (b1 - b0) / took),
+        peak.load(Ordering::Relaxed),
+        (e1 - e0) / took,
+    )
+}
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
