@@ -20,6 +20,7 @@ mod error;
 mod events;
 mod extract;
 mod handlers;
+mod kv;
 mod logs;
 mod meta;
 mod schemas;
@@ -211,6 +212,8 @@ fn routes(limits: &ApiLimits) -> OpenApiRouter<Ctx> {
         .routes(routes!(handlers::enable))
         .routes(routes!(handlers::disable))
         .routes(routes!(handlers::set_config))
+        .routes(routes!(kv::list))
+        .routes(routes!(kv::get))
         .routes(routes!(events::publish))
         .routes(routes!(events::show))
         .routes(routes!(logs::logs))

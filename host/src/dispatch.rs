@@ -65,8 +65,8 @@ use crate::limits::Limits;
 use crate::manifest::Manifest;
 use crate::runtime::{DeliveryRequest, Runtime};
 use crate::store::{
-    HandlerLog, HandlerRecord, Inbox, LogEntry, OUTCOME_EXPIRED, Pending, Ready, Store, StoreError,
-    VersionRecord,
+    EmittedEvent, HandlerLog, HandlerRecord, Inbox, LogEntry, OUTCOME_EXPIRED, Pending, Ready,
+    Store, StoreError, VersionRecord,
 };
 
 use breaker::{Breakers, Ticket};
@@ -1057,6 +1057,7 @@ impl Inner {
         };
         let now = now_ms();
         let outcome = report.outcome.as_str();
+        let (emitted, emitted_total) = EmittedEvent::summary(&report.emitted);
         let entry = LogEntry {
             id: String::new(),
             handler: h.name.clone(),
@@ -1072,6 +1073,8 @@ impl Inner {
             attempt: pending.attempt,
             time_ms: now,
             logs: handler_log::to_store(&report.logs),
+            emitted,
+            emitted_total,
         };
         self.metrics
             .delivery(&h.name, outcome, report.duration, report.fuel_used);
@@ -1168,12 +1171,10 @@ impl Inner {
             error: Some(format!(
                 "not run: the event was {age} ms old when the delivery was taken; the handler's max_age is {max} ms"
             )),
-            duration_us: 0,
-            fuel: 0,
-            memory_bytes: 0,
             attempt: pending.attempt,
             time_ms: now_ms(),
-            logs: Vec::new(),
+            // Nothing ran: no duration, fuel, memory, logs or emits.
+            ..LogEntry::default()
         };
         self.metrics.expired(&h.name);
         self.sched()

@@ -189,7 +189,7 @@ pub fn encode_entry(value: &[u8], ttl_ms: Option<u64>, now: u64) -> Vec<u8> {
 
 /// The expiry of a stored entry (0 = never), or `None` when it is too short
 /// to be an entry (which only a corrupted store produces).
-fn entry_expiry(entry: &[u8]) -> Option<u64> {
+pub(crate) fn entry_expiry(entry: &[u8]) -> Option<u64> {
     let head = entry.first_chunk::<8>()?;
     Some(u64::from_be_bytes(*head))
 }

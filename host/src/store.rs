@@ -114,9 +114,9 @@ use codec::{AbortExt, SledExt, TxResult, corrupt, decode, encode, tx_err};
 pub use inbox::{Inbox, Ready};
 pub use loginbox::LogInbox;
 pub use records::{
-    AttemptError, AuditEntry, DEFAULT_PAGE, DeadLetter, DeadLetterQuery, EventTotals, HandlerLog,
-    HandlerRecord, HandlerStats, LogEntry, LogPage, LogQuery, MAX_PAGE, OUTCOME_EXPIRED,
-    OUTCOME_OK, Pending, Scope, TokenRecord, VersionRecord,
+    AttemptError, AuditEntry, DEFAULT_PAGE, DeadLetter, DeadLetterQuery, EmittedEvent, EventTotals,
+    HandlerLog, HandlerRecord, HandlerStats, KvItem, KvPage, LogEntry, LogPage, LogQuery, MAX_PAGE,
+    OUTCOME_EXPIRED, OUTCOME_OK, Pending, Scope, TokenRecord, VersionRecord,
 };
 pub use segment::{Position, Recovery, SegmentLog, SegmentOptions};
 pub(crate) use stats::{bucket as latency_bucket, bucket_high as latency_bucket_high};

@@ -56,8 +56,14 @@ function attempt(a) {
     a.error ? h("pre", { class: "error-text" }, a.error) : null,
     logs ? h("div", { class: "logs" }, h("h4", null, `Logs (${logs.length})`),
       logs.length ? h("ol", { class: "log-lines" }, logs.map(logLine)) : h("p", { class: "muted" }, "Nothing logged.")) : null,
-    emitted ? h("div", { class: "emitted" }, h("h4", null, `Emitted events (${emitted.length})`),
-      emitted.map((e) => h("pre", { class: "json" }, pretty(e)))) : null);
+    emitted && emitted.length ? h("div", { class: "emitted" },
+      h("h4", null, `Emitted events (${a.emitted_total ?? emitted.length})`),
+      a.outcome === "ok" ? null : h("p", { class: "muted small" }, "The attempt failed, so these were discarded."),
+      emitted.map((e) => h("div", { class: "emitted-event" },
+        h("span", { class: "mono" }, e.type), e.tenant ? ` · tenant ${e.tenant}` : "", e.key ? ` · key ${e.key}` : "",
+        h("pre", { class: "json" }, e.payload, e.payload_truncated ? " … (cut)" : ""))),
+      (a.emitted_total ?? 0) > emitted.length
+        ? h("p", { class: "muted small" }, `…and ${a.emitted_total - emitted.length} more, not kept in the log.`) : null) : null);
 }
 
 function logLine(r) {

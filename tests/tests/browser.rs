@@ -57,12 +57,13 @@ fn shots_dir() -> PathBuf {
         .join("dashboard")
 }
 
-/// A Zulip stream message, as `message-logger` expects.
+/// A Zulip stream message that `keyword-responder` answers (it mentions
+/// "deploy"), so its delivery emits a `zulip.send_message`.
 fn message_event() -> Value {
     json!({"type": "message", "payload": {
         "type": "message", "id": 1, "flags": [],
         "message": {"id": 1, "sender_id": 7, "sender_email": "ada@example.com",
-            "sender_full_name": "Ada", "content": "<p>hello</p>", "type": "stream",
+            "sender_full_name": "Ada", "content": "<p>can we deploy today?</p>", "type": "stream",
             "stream_id": 3, "display_recipient": "general", "subject": "release",
             "timestamp": 1594825416, "recipient_id": 23}}})
 }
@@ -81,14 +82,14 @@ fn run_script(d: &Daemon, bench: Value) -> Value {
     let python = require_browser();
     let tenant = d.token("acme-reader", &["read"], &["acme"]);
     let ex_manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../example-handlers/message-logger/manifest.json");
+        .join("../example-handlers/keyword-responder/manifest.json");
     let setup = json!({
         "url": d.url(),
         "admin_token": ADMIN_TOKEN,
         "tenant_token": tenant,
         "example": {
-            "name": "message-logger",
-            "component": component_path("message-logger"),
+            "name": "keyword-responder",
+            "component": component_path("keyword-responder"),
             "manifest": ex_manifest,
             "event": message_event(),
         },
@@ -132,7 +133,7 @@ fn component_path(name: &str) -> &'static str {
 fn dashboard_in_headless_chromium() {
     let d = Daemon::start();
     // The example handler's manifest must be what the page uploads.
-    assert!(example("message-logger").0.contains("message-logger"));
+    assert!(example("keyword-responder").0.contains("keyword-responder"));
     let result = run_script(&d, Value::Null);
     println!("dashboard: {result}");
 }

@@ -14,6 +14,7 @@ mod daemon {
     mod events;
     mod handler_logs;
     mod handlers;
+    mod kv_read;
     mod openapi_client;
     mod promises;
     mod resident;

@@ -24,6 +24,8 @@ const ROUTES: &[(&str, &str, Option<Scope>)] = &[
     ("POST", "/v1/handlers/{name}/enable", Some(Scope::Admin)),
     ("POST", "/v1/handlers/{name}/disable", Some(Scope::Admin)),
     ("PUT", "/v1/handlers/{name}/config", Some(Scope::Admin)),
+    ("GET", "/v1/handlers/{name}/kv", Some(Scope::Read)),
+    ("GET", "/v1/handlers/{name}/kv/{key}", Some(Scope::Read)),
     ("POST", "/v1/events", Some(Scope::Publish)),
     ("GET", "/v1/events/{id}", Some(Scope::Read)),
     ("GET", "/v1/logs", Some(Scope::Read)),

@@ -14,7 +14,8 @@
 
 use std::collections::HashSet;
 
-use super::{Result, SledExt, Store, StoreError, keys};
+use super::records::page_size;
+use super::{KvItem, KvPage, Result, SledExt, Store, StoreError, keys};
 use crate::event::now_ms;
 use crate::kv::{Kv, KvError, KvStorage, Ledgers, Namespace, decode_entry};
 
@@ -41,6 +42,21 @@ fn key_namespace(key: &[u8]) -> Option<Namespace> {
     let handler = part(&mut rest)?;
     let tenant = part(&mut rest)?;
     Some(Namespace { handler, tenant })
+}
+
+/// A stored entry as operators see it; `None` once it expired.
+fn kv_item(key: &[u8], entry: &[u8], now: u64) -> Option<KvItem> {
+    let value = decode_entry(entry, now)?;
+    let (value, encoding) = match std::str::from_utf8(value) {
+        Ok(text) => (text.to_string(), "utf8"),
+        Err(_) => (hex::encode(value), "hex"),
+    };
+    Some(KvItem {
+        key: String::from_utf8_lossy(key).into_owned(),
+        value,
+        encoding: encoding.to_string(),
+        expires_ms: crate::kv::entry_expiry(entry).filter(|&e| e != 0),
+    })
 }
 
 fn kv_err(e: StoreError) -> KvError {
@@ -80,6 +96,59 @@ impl Store {
                 .map_err(|e| StoreError::Sled(e.to_string()))?;
         }
         Ok(removed)
+    }
+
+    /// The live entries of `handler`'s namespace for `tenant` whose keys
+    /// start with `prefix`, in key order, after `cursor` (the last key of
+    /// the previous page). Read-only: for operators, not for handlers.
+    pub fn kv_list(
+        &self,
+        handler: &str,
+        tenant: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<KvPage> {
+        let limit = page_size(limit);
+        let ns = Namespace {
+            handler: handler.to_string(),
+            tenant: tenant.to_string(),
+        };
+        let base = ns_prefix(&ns);
+        let start = kv_key(&ns, cursor.unwrap_or(prefix).as_bytes());
+        let now = now_ms();
+        let mut page = KvPage::default();
+        for item in self.t().kv.range(start..) {
+            let (k, v) = item.sled()?;
+            let Some(key) = k.strip_prefix(base.as_slice()) else {
+                break;
+            };
+            if !key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            if cursor.is_some_and(|c| key == c.as_bytes()) {
+                continue;
+            }
+            let Some(entry) = kv_item(key, &v, now) else {
+                continue;
+            };
+            page.entries.push(entry);
+            if page.entries.len() == limit {
+                page.next_cursor = page.entries.last().map(|e| e.key.clone());
+                break;
+            }
+        }
+        Ok(page)
+    }
+
+    /// One live entry of `handler`'s namespace for `tenant`.
+    pub fn kv_get(&self, handler: &str, tenant: &str, key: &str) -> Result<Option<KvItem>> {
+        let ns = Namespace {
+            handler: handler.to_string(),
+            tenant: tenant.to_string(),
+        };
+        let entry = self.t().kv.get(kv_key(&ns, key.as_bytes())).sled()?;
+        Ok(entry.and_then(|v| kv_item(key.as_bytes(), &v, now_ms())))
     }
 
     /// Drops the in-memory KV usage of `handler`'s namespaces, after its
@@ -181,6 +250,45 @@ mod tests {
             s.get(&ns("a", "y"), "k").unwrap().as_deref(),
             Some(&b"ay"[..])
         );
+    }
+
+    #[test]
+    fn operators_list_and_get_a_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::testutil::open(dir.path());
+        let ns = |t: &str| Namespace {
+            handler: "h".into(),
+            tenant: t.into(),
+        };
+        let now = now_ms();
+        for (t, k, v, ttl) in [
+            ("acme", "seen:a", &b"1"[..], None),
+            ("acme", "seen:b", &b"\xff\x00"[..], Some(60_000)),
+            ("acme", "seen:c", &b"3"[..], None),
+            ("acme", "other", &b"x"[..], None),
+            ("acme", "seen:gone", &b"x"[..], Some(0)),
+            ("globex", "seen:a", &b"9"[..], None),
+        ] {
+            let entry = crate::kv::encode_entry(v, ttl, now.saturating_sub(1));
+            store.write(&ns(t), k.as_bytes(), Some(&entry)).unwrap();
+        }
+        let page = store.kv_list("h", "acme", "seen:", None, 2).unwrap();
+        let keys: Vec<&str> = page.entries.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["seen:a", "seen:b"]);
+        assert_eq!(page.entries[1].encoding, "hex");
+        assert_eq!(page.entries[1].value, "ff00");
+        assert!(page.entries[1].expires_ms.is_some());
+        let next = store
+            .kv_list("h", "acme", "seen:", page.next_cursor.as_deref(), 2)
+            .unwrap();
+        let keys: Vec<&str> = next.entries.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["seen:c"], "expired entries are left out");
+        assert_eq!(next.next_cursor, None);
+        let one = store.kv_get("h", "globex", "seen:a").unwrap().unwrap();
+        assert_eq!((one.value.as_str(), one.encoding.as_str()), ("9", "utf8"));
+        assert_eq!(one.expires_ms, None);
+        assert_eq!(store.kv_get("h", "globex", "seen:b").unwrap(), None);
+        assert_eq!(store.kv_get("other", "acme", "seen:a").unwrap(), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::event::Event;
+use crate::event::{Event, EventInput};
 use crate::manifest::Manifest;
 
 /// What an API token may do.
@@ -143,6 +143,96 @@ pub struct LogEntry {
     /// stdout/stderr lines), in order; bounded by its `log_bytes` limit.
     #[serde(default)]
     pub logs: Vec<HandlerLog>,
+    /// The first [`EMITTED_KEPT`] events the attempt emitted, in order, each
+    /// with its payload cut to [`EMITTED_PREVIEW_BYTES`]. A successful
+    /// attempt's emissions are then accepted as one batch, unless dropped
+    /// (emit depth, queue share: logged, and counted in
+    /// `hookbox_emitted_events_dropped_total`); a failed attempt's are
+    /// discarded.
+    #[serde(default)]
+    pub emitted: Vec<EmittedEvent>,
+    /// How many events the attempt emitted (`emitted` keeps the first few).
+    #[serde(default)]
+    pub emitted_total: u32,
+}
+
+/// Emitted events kept per logged attempt.
+pub const EMITTED_KEPT: usize = 20;
+/// Payload bytes kept per emitted event in the log.
+pub const EMITTED_PREVIEW_BYTES: usize = 512;
+
+/// An event a delivery emitted, as the delivery log keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EmittedEvent {
+    /// Its type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its ordering key, if any.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The payload's JSON text, cut at [`EMITTED_PREVIEW_BYTES`] (on a
+    /// character boundary; then `payload_truncated` is true).
+    pub payload: String,
+    /// Whether `payload` was cut.
+    #[serde(default)]
+    pub payload_truncated: bool,
+}
+
+impl EmittedEvent {
+    /// What the log keeps of the emitted events `inputs`: the first
+    /// [`EMITTED_KEPT`], payloads cut, and how many there were.
+    pub fn summary(inputs: &[EventInput]) -> (Vec<EmittedEvent>, u32) {
+        let kept = inputs
+            .iter()
+            .take(EMITTED_KEPT)
+            .map(|i| {
+                let text = i.payload.as_ref().map_or("{}", |p| p.get());
+                let mut cut = text.len().min(EMITTED_PREVIEW_BYTES);
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                EmittedEvent {
+                    event_type: i.event_type.clone(),
+                    tenant: i.tenant.clone(),
+                    key: i.key.clone(),
+                    payload: text[..cut].to_string(),
+                    payload_truncated: cut < text.len(),
+                }
+            })
+            .collect();
+        (kept, u32::try_from(inputs.len()).unwrap_or(u32::MAX))
+    }
+}
+
+#[cfg(test)]
+mod emitted_tests {
+    use super::*;
+
+    #[test]
+    fn emitted_events_are_summarised_and_cut_on_a_character_boundary() {
+        let mut long = EventInput::new("reply", &serde_json::json!({"text": "é".repeat(400)}));
+        long.key = Some("k".into());
+        let short = EventInput::new("ping", &serde_json::json!({"n": 1}));
+        let many: Vec<EventInput> = std::iter::once(long)
+            .chain(std::iter::repeat_n(short, 30))
+            .collect();
+        let (kept, total) = EmittedEvent::summary(&many);
+        assert_eq!((kept.len(), total), (EMITTED_KEPT, 31));
+        assert_eq!(kept[0].event_type, "reply");
+        assert_eq!(kept[0].key.as_deref(), Some("k"));
+        assert!(kept[0].payload_truncated);
+        assert!(kept[0].payload.len() <= EMITTED_PREVIEW_BYTES);
+        assert!(
+            kept[0].payload.starts_with(r#"{"text":"éé"#),
+            "{}",
+            kept[0].payload
+        );
+        assert_eq!(kept[1].payload, r#"{"n":1}"#);
+        assert!(!kept[1].payload_truncated);
+        assert_eq!(EmittedEvent::summary(&[]), (vec![], 0));
+    }
 }
 
 /// One record a delivery logged: a `log` call, or one line the handler
@@ -303,6 +393,28 @@ pub struct DeadLetterQuery {
     pub cursor: Option<String>,
     /// Page size; 0 means [`DEFAULT_PAGE`], capped at [`MAX_PAGE`].
     pub limit: usize,
+}
+
+/// One key of a handler's KV namespace, as operators read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KvItem {
+    /// The key.
+    pub key: String,
+    /// The value: UTF-8 text when it is, else hex (see `encoding`).
+    pub value: String,
+    /// `utf8` or `hex`.
+    pub encoding: String,
+    /// When it expires, ms since the epoch; `null`: never.
+    pub expires_ms: Option<u64>,
+}
+
+/// A page of a KV namespace, in key order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KvPage {
+    /// The entries (expired ones left out).
+    pub entries: Vec<KvItem>,
+    /// Pass as `cursor` for the next page; `null` at the end.
+    pub next_cursor: Option<String>,
 }
 
 /// Page size when a query gives none.
