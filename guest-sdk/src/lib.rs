@@ -5,7 +5,9 @@
 //! crate talks to the host only through this SDK: the typed [`Event`] it is
 //! given, [`kv`] (its own per-tenant key-value namespace), [`emit`] (new
 //! events), [`config()`], [`now_ms`] and the log macros ([`info!`] and
-//! friends). Zulip events get typed views in [`zulip`].
+//! friends). Zulip events get typed views in [`zulip`]; [`redis`] publishes on
+//! a Redis event bus, [`webhook`] calls a configured endpoint, with typed
+//! bodies for [`discord`] and [`slack`].
 //!
 //! On `wasm32` the SDK calls the host through the `hookbox:handler@0.1.0`
 //! WIT world. On every other target the same functions run against the fake
@@ -82,11 +84,15 @@
 extern crate self as hookbox_sdk;
 
 mod config;
+pub mod discord;
 pub mod emit;
 mod error;
 mod event;
 pub mod kv;
 pub mod log;
+pub mod redis;
+pub mod slack;
+pub mod webhook;
 pub mod zulip;
 
 #[cfg(not(target_arch = "wasm32"))]

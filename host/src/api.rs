@@ -12,6 +12,7 @@
 //! [`Ctx::with_store`] / [`Ctx::with_dispatcher`] on the blocking pool.
 
 mod auth;
+mod connectors;
 mod dashboard;
 mod dead_letters;
 mod deploy;
@@ -48,6 +49,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
+use crate::connectors::redis::RedisStatus;
+use crate::connectors::webhook::WebhookStatus;
 use crate::dispatch::Dispatcher;
 use crate::store::Store;
 use crate::zulip::ZulipStatus;
@@ -89,6 +92,10 @@ pub struct AppState {
     pub limits: ApiLimits,
     /// The Zulip realms' live status (`Default`: Zulip not configured).
     pub zulip: ZulipStatus,
+    /// The Redis buses' live status (`Default`: none configured).
+    pub redis: RedisStatus,
+    /// The webhook endpoints' counters (`Default`: none configured).
+    pub webhooks: WebhookStatus,
 }
 
 impl std::fmt::Debug for AppState {
@@ -118,6 +125,14 @@ impl Ctx {
 
     pub(crate) fn zulip(&self) -> &ZulipStatus {
         &self.app.zulip
+    }
+
+    pub(crate) fn redis(&self) -> &RedisStatus {
+        &self.app.redis
+    }
+
+    pub(crate) fn webhooks(&self) -> &WebhookStatus {
+        &self.app.webhooks
     }
 
     /// Runs a (blocking) store call on the blocking pool.
@@ -179,6 +194,7 @@ impl Ctx {
         (name = "dead-letters", description = "Deliveries that exhausted their retries"),
         (name = "tokens", description = "API tokens and the audit log"),
         (name = "zulip", description = "Zulip realms: connection state and counters"),
+        (name = "connectors", description = "Redis buses and webhook endpoints: state and counters"),
     )
 )]
 struct ApiDoc;
@@ -229,6 +245,8 @@ fn routes(limits: &ApiLimits) -> OpenApiRouter<Ctx> {
         .routes(routes!(dead_letters::replay))
         .routes(routes!(dead_letters::replay_bulk))
         .routes(routes!(zulip::status))
+        .routes(routes!(connectors::redis))
+        .routes(routes!(connectors::webhooks))
         .routes(routes!(dashboard::whoami))
         .routes(routes!(dashboard::series))
 }

@@ -77,6 +77,12 @@ pub struct ConfigFile {
     /// Zulip realms to connect to, one `[[zulip]]` table each.
     #[serde(default)]
     pub zulip: Vec<crate::zulip::RealmSection>,
+    /// Redis event buses, one `[[redis]]` table each.
+    #[serde(default)]
+    pub redis: Vec<crate::connectors::redis::RedisSection>,
+    /// Webhook endpoints handlers may call, one `[[webhook]]` table each.
+    #[serde(default)]
+    pub webhook: Vec<crate::connectors::webhook::WebhookSection>,
 }
 
 /// `[breaker]`: defaults for every handler's `delivery.breaker` (see
@@ -254,6 +260,10 @@ pub struct Config {
     pub max_wait: Duration,
     /// Zulip realms, keys already read.
     pub zulip: Vec<crate::zulip::RealmConfig>,
+    /// Redis buses, passwords already read.
+    pub redis: Vec<crate::connectors::redis::RedisConfig>,
+    /// Webhook endpoints, secrets already read.
+    pub webhooks: Vec<crate::connectors::webhook::WebhookConfig>,
 }
 
 /// Overrides from the command line and environment.
@@ -390,6 +400,22 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()
             .map_err(ConfigError::Invalid)?;
         crate::zulip::validate_realms(&zulip).map_err(ConfigError::Invalid)?;
+        // The same for Redis passwords and webhook secrets.
+        let env = |var: &str| std::env::var(var).ok();
+        let redis = file
+            .redis
+            .iter()
+            .map(|r| r.resolve(&env))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ConfigError::Invalid)?;
+        crate::connectors::redis::validate_buses(&redis).map_err(ConfigError::Invalid)?;
+        let webhooks = file
+            .webhook
+            .iter()
+            .map(|w| w.resolve(&env))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ConfigError::Invalid)?;
+        crate::connectors::webhook::validate_webhooks(&webhooks).map_err(ConfigError::Invalid)?;
 
         Ok(Config {
             data_dir: over
@@ -412,6 +438,8 @@ impl Config {
                 .unwrap_or(16 << 20),
             max_wait: file.api.max_wait.unwrap_or(Duration::from_secs(60)),
             zulip,
+            redis,
+            webhooks,
         })
     }
 }

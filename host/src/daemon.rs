@@ -1,8 +1,9 @@
 //! `hookbox serve`: opens the store, settles the admin token, starts the
-//! runtime, the dispatcher (with the Zulip sinks), the Zulip sources and the
-//! admin API, optionally builds and deploys the example handlers, and shuts
-//! all of it down in order on SIGINT or SIGTERM (stop polling Zulip, stop
-//! accepting, let in-flight deliveries finish, flush).
+//! runtime, the dispatcher (with the connectors' sinks), the connectors'
+//! sources (Zulip, Redis) and the admin API, optionally builds and deploys
+//! the example handlers, and shuts all of it down in order on SIGINT or
+//! SIGTERM (stop the sources, stop accepting, let in-flight deliveries
+//! finish, flush).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,18 +15,18 @@ use anyhow::{Context, bail};
 
 use crate::api::{self, ApiLimits, AppState};
 use crate::config::Config;
+use crate::connectors::{Connectors, ConnectorsConfig};
 use crate::dispatch::Dispatcher;
 use crate::manifest::Manifest;
 use crate::runtime::Runtime;
 use crate::store::{Inbox, InboxKind, LogInbox, Store};
-use crate::zulip::Zulip;
 
 /// Name of the admin token file inside the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// How long in-flight deliveries get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long the Zulip sources get to finish an accept in flight at shutdown.
-const ZULIP_GRACE: Duration = Duration::from_secs(5);
+/// How long the sources get to finish an accept in flight at shutdown.
+const SOURCES_GRACE: Duration = Duration::from_secs(5);
 /// How often the delivery log retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
@@ -91,11 +92,16 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
     }
 
     let runtime = Runtime::new(cfg.runtime.clone()).context("starting the wasm runtime")?;
-    let zulip = Zulip::new(cfg.zulip.clone()).context("configuring Zulip")?;
+    let connectors = Connectors::new(ConnectorsConfig {
+        zulip: cfg.zulip.clone(),
+        redis: cfg.redis.clone(),
+        webhooks: cfg.webhooks.clone(),
+    })
+    .context("configuring the connectors")?;
     let dispatcher = {
         let store = store.clone();
         let dcfg = cfg.dispatch.clone();
-        let builtins = zulip.builtins(tokio::runtime::Handle::current());
+        let builtins = connectors.builtins(tokio::runtime::Handle::current());
         let inbox_dir = cfg.data_dir.join("inbox");
         let kind = cfg.store.inbox;
         tokio::task::spawn_blocking(move || {
@@ -153,7 +159,7 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     // After the examples are deployed: a new Zulip queue registers for the
     // event types the handlers subscribe to.
-    let sources = zulip.start(&dispatcher, cfg.dispatch.max_batch);
+    let sources = connectors.start(&dispatcher, &cfg.dispatch);
 
     let state = AppState {
         dispatcher: dispatcher.clone(),
@@ -162,14 +168,16 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
             max_component_bytes: cfg.dispatch.max_component_bytes,
             max_wait: cfg.max_wait,
         },
-        zulip: zulip.status(),
+        zulip: connectors.zulip_status(),
+        redis: connectors.redis_status(),
+        webhooks: connectors.webhook_status(),
     };
     api::serve(listener, state, shutdown_signal())
         .await
         .context("serving the admin API")?;
 
     tracing::info!("Shutting down: letting in-flight deliveries finish");
-    sources.shutdown(ZULIP_GRACE).await;
+    sources.shutdown(SOURCES_GRACE).await;
     retention.abort();
     tokio::task::spawn_blocking(move || dispatcher.shutdown(SHUTDOWN_GRACE)).await?;
     tracing::info!("Stopped");

@@ -543,6 +543,11 @@ impl Dispatcher {
         self.inner.breakers().status(handler, now_ms())
     }
 
+    /// The most events one accept takes (`[dispatch] max_batch`).
+    pub fn max_batch(&self) -> usize {
+        self.inner.cfg.max_batch
+    }
+
     /// Every loaded handler's circuit breaker, by name.
     pub fn circuits(&self) -> Vec<CircuitStatus> {
         self.inner.breakers().statuses(now_ms())

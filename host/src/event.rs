@@ -107,8 +107,9 @@ pub struct EventInput {
     #[serde(default)]
     #[schema(value_type = Option<serde_json::Value>)]
     pub payload: Option<Box<RawValue>>,
-    /// Free-form string metadata.
-    #[serde(default)]
+    /// Free-form string metadata. Parsing stops past
+    /// [`bounds::METADATA_ENTRIES`] entries, before the rest is built.
+    #[serde(default, deserialize_with = "bounded_metadata")]
     pub metadata: BTreeMap<String, String>,
     /// Events with the same key reach ordered handlers in accept order.
     #[serde(default)]
@@ -120,6 +121,40 @@ pub struct EventInput {
     /// is answered with the first event's id instead of being accepted.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+}
+
+/// Deserialises a metadata map, refusing it at its 65th entry instead of
+/// building a map of any size and counting afterwards.
+fn bounded_metadata<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(
+                f,
+                "a map of at most {} string entries",
+                bounds::METADATA_ENTRIES
+            )
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<String, String>()? {
+                if out.len() == bounds::METADATA_ENTRIES {
+                    return Err(serde::de::Error::custom(InvalidEvent::TooManyMetadata(
+                        bounds::METADATA_ENTRIES + 1,
+                    )));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Bounded)
 }
 
 /// An accepted event. Immutable once accepted.
@@ -319,12 +354,11 @@ impl EventInput {
     }
 }
 
-/// Refuses JSON text nesting arrays and objects deeper than
-/// [`bounds::PAYLOAD_DEPTH`]. One pass over the bytes, no allocation: the
-/// text is already known to be JSON, so only brackets outside strings count.
-pub fn check_depth(json: &str) -> Result<(), InvalidEvent> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for b in json.bytes() {
+/// The bytes of JSON text that lie outside strings (brackets, braces,
+/// commas, colons, scalars), in one pass without allocating.
+fn outside_strings(json: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let (mut in_string, mut escaped) = (false, false);
+    json.iter().copied().filter(move |&b| {
         if in_string {
             match b {
                 _ if escaped => escaped = false,
@@ -332,10 +366,20 @@ pub fn check_depth(json: &str) -> Result<(), InvalidEvent> {
                 b'"' => in_string = false,
                 _ => {}
             }
-            continue;
+            return false;
         }
+        in_string = b == b'"';
+        !in_string
+    })
+}
+
+/// Refuses JSON text nesting arrays and objects deeper than
+/// [`bounds::PAYLOAD_DEPTH`]. One pass over the bytes, no allocation: the
+/// text is already known to be JSON, so only brackets outside strings count.
+pub fn check_depth(json: &str) -> Result<(), InvalidEvent> {
+    let mut depth = 0usize;
+    for b in outside_strings(json.as_bytes()) {
         match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > bounds::PAYLOAD_DEPTH {
@@ -347,6 +391,25 @@ pub fn check_depth(json: &str) -> Result<(), InvalidEvent> {
         }
     }
     Ok(())
+}
+
+/// The number of elements of the JSON array `json` (its top-level commas
+/// plus one), counted without parsing it, so a batch can be refused for
+/// its length before its events are built. Meaningful for valid JSON only.
+pub fn array_len(json: &[u8]) -> usize {
+    let (mut depth, mut commas, mut empty) = (0usize, 0usize, true);
+    for b in outside_strings(json) {
+        match b {
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' if depth == 1 => commas += 1,
+            _ => {}
+        }
+        if depth >= 1 && !matches!(b, b'[' | b' ' | b'\n' | b'\r' | b'\t') || depth >= 2 {
+            empty = false;
+        }
+    }
+    if empty { 0 } else { commas + 1 }
 }
 
 /// Parses JSON payload text into the raw form events carry.
@@ -477,6 +540,32 @@ mod tests {
         input.payload = Some(parse_payload(&nested(100_000)).unwrap());
         let err = input.validate(usize::MAX).unwrap_err();
         assert!(err.to_string().contains("64 levels"), "{err}");
+    }
+
+    #[test]
+    fn metadata_parsing_stops_past_the_bound() {
+        let entries: Vec<String> = (0..=bounds::METADATA_ENTRIES)
+            .map(|i| format!(r#""k{i}": "v""#))
+            .collect();
+        let text = format!(r#"{{"type": "t", "metadata": {{{}}}}}"#, entries.join(","));
+        let err = serde_json::from_str::<EventInput>(&text).unwrap_err();
+        assert!(err.to_string().contains("65 entries"), "{err}");
+        let text = format!(
+            r#"{{"type": "t", "metadata": {{{}}}}}"#,
+            entries[1..].join(",")
+        );
+        let ok: EventInput = serde_json::from_str(&text).unwrap();
+        assert_eq!(ok.metadata.len(), bounds::METADATA_ENTRIES);
+    }
+
+    #[test]
+    fn array_lengths_are_counted_without_parsing() {
+        assert_eq!(array_len(b"[]"), 0);
+        assert_eq!(array_len(b" [ ] "), 0);
+        assert_eq!(array_len(br#"[{"type": "a,b"}]"#), 1);
+        assert_eq!(array_len(br#"[{"a": [1, 2]}, {"s": "\",["}, 3]"#), 3);
+        let batch = format!("[{}]", vec![r#"{"type":"x"}"#; 1000].join(","));
+        assert_eq!(array_len(batch.as_bytes()), 1000);
     }
 
     #[test]

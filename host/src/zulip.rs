@@ -19,7 +19,7 @@
 //! [`Dispatcher::start_with`], then [`Zulip::start`] the sources and
 //! [`Sources::shutdown`] them before the dispatcher.
 
-mod backoff;
+pub(crate) mod backoff;
 mod client;
 mod config;
 mod mapping;

@@ -153,8 +153,9 @@ fn main() {
     let disk = dir_bytes(&data);
 
     // 1. Idle.
+    // The first start on the seeded store is a restart with 10 000
+    // handlers deployed.
     let mut daemon = Daemon::start(&bin, &data, Some(&cfg));
-    daemon.restart();
     let api = Api::new(&daemon.url);
     let idle = idle_rss(&daemon);
     let ready = daemon.started_in;

@@ -13,6 +13,8 @@ use hookbox::runtime::{DeliveryReport, DeliveryRequest, HandlerModule, Runtime, 
 
 pub mod daemon;
 pub mod fake_zulip;
+pub mod receiver;
+pub mod redis_server;
 
 /// Paths of the components built by `build.rs`.
 pub mod guests {

@@ -15,8 +15,8 @@ use super::Ctx;
 use super::auth::{Publisher, Reader};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Path, Query, parse_json, require_json_content_type};
-use crate::dispatch::{Accepted, EventOutcome};
-use crate::event::{Event, EventInput};
+use crate::dispatch::{AcceptError, Accepted, EventOutcome};
+use crate::event::{Event, EventInput, array_len};
 use crate::store::LogEntry;
 
 /// The `source` of events published over HTTP.
@@ -50,15 +50,23 @@ pub(crate) enum PublishBody {
 #[derive(Debug)]
 pub(crate) struct EventBatch(pub Vec<EventInput>);
 
-impl<S: Send + Sync> FromRequest<S> for EventBatch {
+impl FromRequest<Ctx> for EventBatch {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, ctx: &Ctx) -> Result<Self, ApiError> {
         require_json_content_type(req.headers())?;
         let headers = req.headers().clone();
-        let bytes = Bytes::from_request(req, state).await?;
+        let bytes = Bytes::from_request(req, ctx).await?;
         match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'[') => Ok(EventBatch(parse_json(&headers, &bytes)?)),
+            Some(b'[') => {
+                // Counted before the events are built: a body of a million
+                // tiny events would otherwise cost ~200 bytes each first.
+                let (len, max) = (array_len(&bytes), ctx.dispatcher().max_batch());
+                if len > max {
+                    return Err(AcceptError::BatchTooLarge { len, max }.into());
+                }
+                Ok(EventBatch(parse_json(&headers, &bytes)?))
+            }
             Some(b'{') => Ok(EventBatch(vec![parse_json(&headers, &bytes)?])),
             _ => Err(ApiError::bad_request(
                 "the body must be an event object or an array of event objects",

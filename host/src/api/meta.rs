@@ -52,7 +52,7 @@ pub(crate) async fn readyz(State(ctx): State<Ctx>) -> ApiResult<axum::Json<Statu
     }
 }
 
-/// Prometheus metrics of the dispatcher, its queues and the Zulip realms.
+/// Prometheus metrics of the dispatcher, its queues and the connectors.
 ///
 /// Tokens restricted to tenants are refused (403): this spans every tenant.
 #[utoipa::path(
@@ -68,6 +68,8 @@ pub(crate) async fn metrics(_: AllTenantsReader, State(ctx): State<Ctx>) -> Resp
     let d = ctx.dispatcher();
     let mut text = d.metrics().render_prometheus(d.queue_depths());
     text.push_str(&ctx.zulip().render_prometheus());
+    text.push_str(&ctx.redis().render_prometheus());
+    text.push_str(&ctx.webhooks().render_prometheus());
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response()
 }
 

@@ -45,6 +45,8 @@ const ROUTES: &[(&str, &str, Option<Scope>)] = &[
     ("PUT", "/v1/schemas/{type}", Some(Scope::Admin)),
     ("DELETE", "/v1/schemas/{type}", Some(Scope::Admin)),
     ("GET", "/v1/zulip", Some(Scope::Read)),
+    ("GET", "/v1/redis", Some(Scope::Read)),
+    ("GET", "/v1/webhooks", Some(Scope::Read)),
     ("GET", "/v1/series", Some(Scope::Read)),
 ];
 
@@ -265,6 +267,8 @@ const ALL_TENANTS: &[&str] = &[
     "/v1/handlers/{name}",
     "/v1/handlers/{name}/versions",
     "/v1/stats",
+    "/v1/redis",
+    "/v1/webhooks",
     "/v1/series",
 ];
 

@@ -94,6 +94,8 @@ impl TestApi {
             dispatcher: dispatcher.clone(),
             limits: limits.clone(),
             zulip: Default::default(),
+            redis: Default::default(),
+            webhooks: Default::default(),
         };
         TestApi {
             router: super::build(state, shutdown.clone()),
@@ -114,6 +116,26 @@ impl TestApi {
             dispatcher: api.dispatcher.clone(),
             limits: api.limits.clone(),
             zulip,
+            redis: Default::default(),
+            webhooks: Default::default(),
+        };
+        api.router = super::build(state, api.shutdown.clone());
+        api
+    }
+
+    /// The API with the given Redis and webhook status behind `/v1/redis`,
+    /// `/v1/webhooks` and `/metrics`.
+    pub(crate) fn with_connectors(
+        redis: crate::connectors::redis::RedisStatus,
+        webhooks: crate::connectors::webhook::WebhookStatus,
+    ) -> TestApi {
+        let mut api = Self::new();
+        let state = AppState {
+            dispatcher: api.dispatcher.clone(),
+            limits: api.limits.clone(),
+            zulip: Default::default(),
+            redis,
+            webhooks,
         };
         api.router = super::build(state, api.shutdown.clone());
         api

@@ -69,6 +69,26 @@ pub mod names {
     pub const ZULIP_SINK_SENT: &str = "hookbox_zulip_sink_sent_total";
     /// Failed Zulip REST calls of the reply sink, by realm.
     pub const ZULIP_SINK_FAILURES: &str = "hookbox_zulip_sink_failures_total";
+    /// 1 while a Redis bus's source is connected (gauge, label `bus`).
+    pub const REDIS_CONNECTED: &str = "hookbox_redis_connected";
+    /// Redis messages read by a bus's source.
+    pub const REDIS_RECEIVED: &str = "hookbox_redis_messages_total";
+    /// Redis messages accepted as events (duplicates included).
+    pub const REDIS_ACCEPTED: &str = "hookbox_redis_events_total";
+    /// Redis messages skipped: malformed, or refused at accept (schema).
+    pub const REDIS_SKIPPED: &str = "hookbox_redis_messages_skipped_total";
+    /// Failed Redis connections and commands of a bus's source.
+    pub const REDIS_ERRORS: &str = "hookbox_redis_errors_total";
+    /// Envelopes the Redis sink published.
+    pub const REDIS_SINK_PUBLISHED: &str = "hookbox_redis_sink_published_total";
+    /// Failed publishes of the Redis sink.
+    pub const REDIS_SINK_FAILURES: &str = "hookbox_redis_sink_failures_total";
+    /// Webhook requests answered 2xx (label `endpoint`).
+    pub const WEBHOOK_SENT: &str = "hookbox_webhook_sent_total";
+    /// Failed webhook attempts.
+    pub const WEBHOOK_FAILURES: &str = "hookbox_webhook_failures_total";
+    /// Webhook answers asking to slow down (429).
+    pub const WEBHOOK_RATE_LIMITED: &str = "hookbox_webhook_rate_limited_total";
     /// 1 while a handler's circuit breaker is open or half-open (gauge, label `handler`).
     pub const CIRCUIT_OPEN: &str = "hookbox_circuit_open";
     /// Circuit breaker openings by handler.

@@ -768,3 +768,23 @@ fn open_files(d: &Daemon) -> [String; 2] {
     let mut numbers = line.split_whitespace().skip(3).map(str::to_string);
     [numbers.next().unwrap(), numbers.next().unwrap()]
 }
+
+#[test]
+fn a_body_of_a_million_tiny_events_is_refused_before_they_are_built() {
+    // 16 MiB of `{"type":"x"}`: 1.3 M events, each ~200 bytes once built,
+    // used to be parsed before the batch limit was checked.
+    const PEAK_BOUND: u64 = 256 << 20;
+    let d = Daemon::start();
+    let one = br#"{"type":"x"},"#;
+    let n = (16 << 20) / one.len() - 1;
+    let mut body = b"[".to_vec();
+    body.extend(one.repeat(n));
+    body.pop();
+    body.push(b']');
+    let r = post_bytes(&d, "/v1/events", "application/json", body);
+    let msg = r.error(413, "payload_too_large");
+    assert!(msg.contains(&format!("batch of {n} events")), "{msg}");
+    let peak = hookbox_tests::daemon::peak_rss(d.pid());
+    assert!(peak < PEAK_BOUND, "the daemon peaked at {} MiB", peak >> 20);
+    still_serving(&d);
+}

@@ -1,0 +1,140 @@
+//! How a source hands events to the dispatcher: in batches on the blocking
+//! pool (accept writes to the store), waiting out a full delivery queue
+//! and store failures rather than dropping anything, and setting aside the
+//! events the dispatcher refuses as invalid (a payload schema, a bound) so
+//! one bad message never blocks the ones behind it. Everything waits on
+//! the source's stop signal.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::dispatch::{AcceptError, Dispatcher};
+use crate::event::EventInput;
+use crate::zulip::backoff::Backoff;
+
+/// The source is stopping.
+#[derive(Debug)]
+pub(crate) struct Stopped;
+
+/// What became of a list of inputs.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Taken {
+    /// Accepted as new events.
+    pub accepted: u64,
+    /// Answered with an earlier event's id (idempotency key seen before).
+    pub duplicates: u64,
+    /// Refused: (index in the list given, why).
+    pub refused: Vec<(usize, String)>,
+}
+
+/// A source's side of the dispatcher.
+#[derive(Debug)]
+pub(crate) struct Intake {
+    dispatcher: Dispatcher,
+    /// The `source` of accepted events (`redis:<name>`).
+    source: String,
+    max_batch: usize,
+    stop: watch::Receiver<bool>,
+    backoff: Backoff,
+}
+
+impl Intake {
+    pub(crate) fn new(
+        dispatcher: Dispatcher,
+        source: String,
+        max_batch: usize,
+        stop: watch::Receiver<bool>,
+    ) -> Intake {
+        Intake {
+            dispatcher,
+            source,
+            max_batch: max_batch.max(1),
+            stop,
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
+        }
+    }
+
+    /// Accepts `inputs` in order; returns once each is accepted or refused.
+    /// `local_error(kind, message)` hears about a full queue (`busy`) and
+    /// store failures (`store`), which are waited out and tried again.
+    pub(crate) async fn accept_all(
+        &mut self,
+        inputs: Vec<EventInput>,
+        local_error: &(dyn Fn(&str, &str) + Send + Sync),
+    ) -> Result<Taken, Stopped> {
+        let mut left: Vec<(usize, EventInput)> = inputs.into_iter().enumerate().collect();
+        let mut taken = Taken::default();
+        let mut limit = self.max_batch;
+        while !left.is_empty() {
+            let n = left.len().min(limit);
+            let chunk: Vec<EventInput> = left[..n].iter().map(|(_, e)| e.clone()).collect();
+            let dispatcher = self.dispatcher.clone();
+            let source = self.source.clone();
+            let result =
+                tokio::task::spawn_blocking(move || dispatcher.accept(chunk, &source)).await;
+            match result {
+                Ok(Ok(accepted)) => {
+                    left.drain(..n);
+                    let dups = accepted.iter().filter(|a| a.duplicate).count() as u64;
+                    taken.duplicates += dups;
+                    taken.accepted += accepted.len() as u64 - dups;
+                    self.backoff.reset();
+                }
+                Ok(Err(AcceptError::Busy { retry_after })) => {
+                    limit = (n / 2).max(1);
+                    local_error("busy", "the delivery queue is full; waiting");
+                    let jitter = retry_after.mul_f64(rand::random::<f64>() * 0.2);
+                    self.sleep(retry_after + jitter).await?;
+                }
+                Ok(Err(AcceptError::ShuttingDown)) => return Err(Stopped),
+                Ok(Err(AcceptError::Invalid { index, error })) => {
+                    let (at, input) = left.remove(index);
+                    taken.refused.push((
+                        at,
+                        format!("a `{}` event was refused: {error}", input.event_type),
+                    ));
+                }
+                Ok(Err(AcceptError::BatchTooLarge { max, .. })) => {
+                    self.max_batch = max.max(1);
+                    limit = limit.min(self.max_batch);
+                }
+                Ok(Err(AcceptError::Empty)) => break,
+                Ok(Err(e)) => {
+                    let message = e.to_string();
+                    tracing::error!(source = %self.source, error = %message, "Accepting events failed; will retry");
+                    local_error("store", &message);
+                    let pause = self.backoff.next(rand::random());
+                    self.sleep(pause).await?;
+                }
+                Err(e) => {
+                    tracing::error!(source = %self.source, error = %e, "Accepting events panicked; will retry");
+                    local_error("store", "accept panicked");
+                    let pause = self.backoff.next(rand::random());
+                    self.sleep(pause).await?;
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Sleeps unless stopped first.
+    pub(crate) async fn sleep(&self, d: Duration) -> Result<(), Stopped> {
+        self.stoppable(tokio::time::sleep(d)).await
+    }
+
+    /// Runs `fut` unless the source is told to stop first.
+    pub(crate) async fn stoppable<T>(
+        &self,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, Stopped> {
+        let mut stop = self.stop.clone();
+        if *stop.borrow() {
+            return Err(Stopped);
+        }
+        tokio::select! {
+            out = fut => Ok(out),
+            _ = stop.wait_for(|s| *s) => Err(Stopped),
+        }
+    }
+}
