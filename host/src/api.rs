@@ -253,7 +253,9 @@ fn routes(limits: &ApiLimits) -> OpenApiRouter<Ctx> {
 
 /// The OpenAPI document of [`routes`].
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
-    routes(&ApiLimits::default()).into_openapi()
+    let mut doc = routes(&ApiLimits::default()).into_openapi();
+    doc::mark_optional_bodies(&mut doc);
+    doc
 }
 
 /// The API as a router, ready for `axum::serve` or `tower::ServiceExt::oneshot`.

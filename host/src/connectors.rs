@@ -171,10 +171,10 @@ impl Pause {
     }
 }
 
-/// The error of a sink asked to slow down for `wait`.
+/// The error of a sink asked to slow down for `wait`: backpressure (the
+/// dispatcher holds the sink's deliveries; no attempt or breaker failure).
 pub(crate) fn rate_limited(message: String, wait: Duration) -> crate::dispatch::BuiltinError {
-    let _ = wait;
-    crate::dispatch::BuiltinError::retryable(message)
+    crate::dispatch::BuiltinError::rate_limited(message, wait)
 }
 
 /// Connector names (`[[redis]] name`, `[[webhook]] name`): 1–64 of

@@ -65,8 +65,8 @@ use crate::limits::Limits;
 use crate::manifest::Manifest;
 use crate::runtime::{DeliveryRequest, Runtime};
 use crate::store::{
-    EmittedEvent, HandlerLog, HandlerRecord, Inbox, LogEntry, Pending, Ready, Store, StoreError,
-    VersionRecord,
+    EmittedEvent, HandlerLog, HandlerRecord, Inbox, LogEntry, OUTCOME_EXPIRED, Pending, Ready,
+    Store, StoreError, VersionRecord,
 };
 
 use breaker::{Breakers, Ticket};
@@ -121,7 +121,7 @@ impl Default for DispatchConfig {
 }
 
 /// One accepted (or deduplicated) event.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// The event id (the earlier event's id for a duplicate).
     pub id: String,
@@ -208,7 +208,7 @@ pub enum DeployError {
 }
 
 /// The result of a deploy.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Deployed {
     /// The handler after the deploy.
     pub handler: HandlerRecord,
@@ -226,7 +226,7 @@ pub struct Deployed {
 }
 
 /// All deliveries of one event, and whether they are all final.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct EventOutcome {
     /// The event id.
     pub id: String,
@@ -860,7 +860,6 @@ impl Inner {
             .any(|i| i.idempotency_key.is_some())
             .then(|| self.idempotency.lock().unwrap_or_else(|p| p.into_inner()));
         let max_payload = self.cfg.max_payload_bytes;
-        let now = now_ms();
         let mut out = Vec::with_capacity(inputs.len());
         let mut batch: Vec<(Arc<Event>, Vec<String>)> = Vec::with_capacity(inputs.len());
         let mut keys_in_batch: HashMap<(String, String), String> = HashMap::new();
@@ -901,7 +900,7 @@ impl Inner {
             if let Some(k) = idem {
                 keys_in_batch.insert(k, event.id.clone());
             }
-            let mut handlers = self.registry.route(&event, now);
+            let mut handlers = self.registry.route(&event);
             if let Some(x) = exclude {
                 handlers.retain(|h| h != x);
             }
@@ -997,6 +996,12 @@ impl Inner {
             self.requeue(job, now_ms());
             return;
         };
+        // `max_age` is checked each time a delivery is taken, retries
+        // included: the event's age is what it waited in the queue.
+        if let Some((age, max)) = h.manifest.subscription.expired(&job.data.event, now_ms()) {
+            self.skip_expired(job, ticket, &h, age, max, recorder);
+            return;
+        }
         let pending = &job.data.pending;
         let event = job.data.event.clone();
         let (report, version) = match &h.code {
@@ -1142,6 +1147,49 @@ impl Inner {
         let _ = self
             .notices
             .send(Arc::new(recorder::notice(entry, final_attempt)));
+    }
+
+    /// Finishes a delivery without running it: its event is `age` ms old,
+    /// past the handler's `max_age` of `max` ms. It is logged with outcome
+    /// `expired` (final; neither a success nor a failure, so the breaker
+    /// does not count it) and written by the recorder like a success.
+    fn skip_expired(
+        &self,
+        job: Job<JobData>,
+        ticket: Option<Ticket>,
+        h: &Loaded,
+        age: u64,
+        max: u64,
+        recorder: &recorder::Recorder,
+    ) {
+        self.breakers().abandon(&h.name, ticket);
+        let pending = &job.data.pending;
+        let event = &job.data.event;
+        let entry = LogEntry {
+            id: String::new(),
+            handler: h.name.clone(),
+            version: pending.version.unwrap_or(h.version),
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            tenant: event.tenant.clone(),
+            outcome: OUTCOME_EXPIRED.to_string(),
+            error: Some(format!(
+                "not run: the event was {age} ms old when the delivery was taken; the handler's max_age is {max} ms"
+            )),
+            attempt: pending.attempt,
+            time_ms: now_ms(),
+            // Nothing ran: no duration, fuel, memory, logs or emits.
+            ..LogEntry::default()
+        };
+        self.metrics.expired(&h.name);
+        self.sched()
+            .finish(&job.handler, job.key.as_deref(), false, true);
+        self.wake.notify_one();
+        if let Err(std::sync::mpsc::SendError(done)) =
+            recorder.send(recorder::Finished { job, entry })
+        {
+            self.record(vec![done]);
+        }
     }
 
     /// A handler's code did not load for a delivery. A storage failure may

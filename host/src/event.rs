@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 /// Limits on the parts of an event. Producers get a precise error naming the
 /// field; these are not configurable per handler because they bound the
@@ -41,7 +42,18 @@ pub mod bounds {
 
 /// Delivery priority; higher priorities are dequeued first.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
@@ -82,7 +94,7 @@ impl Priority {
 }
 
 /// An event as a producer submits it. Hookbox fills in the rest on accept.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventInput {
     /// The event type, e.g. `message` or `TICKET_UPDATED`.
@@ -93,6 +105,7 @@ pub struct EventInput {
     pub tenant: String,
     /// The payload (any JSON value; `{}` when omitted).
     #[serde(default)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub payload: Option<Box<RawValue>>,
     /// Free-form string metadata. Parsing stops past
     /// [`bounds::METADATA_ENTRIES`] entries, before the rest is built.
@@ -145,7 +158,7 @@ fn bounded_metadata<'de, D: serde::Deserializer<'de>>(
 }
 
 /// An accepted event. Immutable once accepted.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Event {
     /// ULID assigned on accept; sorts by accept time.
     pub id: String,
@@ -161,6 +174,7 @@ pub struct Event {
     /// Delivery priority.
     pub priority: Priority,
     /// The payload as JSON text, kept byte for byte as the producer sent it.
+    #[schema(value_type = serde_json::Value)]
     pub payload: Box<RawValue>,
     /// Producer metadata.
     pub metadata: BTreeMap<String, String>,

@@ -11,6 +11,7 @@
 //! daemon-wide setting (`RuntimeConfig::max_wasm_stack`).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The limits one delivery runs under. Exceeding any of them ends the
 /// delivery with its own named outcome.
@@ -190,44 +191,46 @@ impl Limits {
     }
 }
 
-/// Per-handler overrides; `None` takes the daemon default.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Per-handler overrides; `None` takes the daemon default. Each must be
+/// above 0 and at most the daemon's ceiling.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
-    /// See [`Limits::fuel`].
+    /// Instruction budget (fuel); outcome `out_of_fuel`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
-    /// See [`Limits::timeout_ms`].
+    /// Wall-clock deadline in milliseconds; outcome `timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// See [`Limits::memory_bytes`].
+    /// Linear memory in bytes; outcome `memory_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
-    /// See [`Limits::table_elements`].
+    /// Elements per table; outcome `table_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_elements: Option<u64>,
-    /// See [`Limits::instances`].
+    /// Core instances a component may create; outcome `trap`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instances: Option<u32>,
-    /// See [`Limits::log_bytes`].
+    /// Log bytes per delivery (records plus stdout/stderr); outcome `log_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_bytes: Option<u64>,
-    /// See [`Limits::emits`].
+    /// Events emitted per delivery; outcome `emit_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emits: Option<u32>,
-    /// See [`Limits::emit_bytes`].
+    /// Bytes of the events emitted per delivery (types, tenants, keys,
+    /// metadata and payloads); outcome `emit_bytes_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emit_bytes: Option<u64>,
-    /// See [`Limits::kv_value_bytes`].
+    /// Largest KV key plus value; outcome `kv_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_value_bytes: Option<u64>,
-    /// See [`Limits::kv_quota_bytes`].
+    /// Bytes the KV namespace of one tenant may hold; outcome `kv_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_quota_bytes: Option<u64>,
-    /// See [`Limits::kv_quota_keys`].
+    /// Keys the KV namespace of one tenant may hold; outcome `kv_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_quota_keys: Option<u64>,
-    /// See [`Limits::result_bytes`].
+    /// Largest handler error message; outcome `result_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_bytes: Option<u64>,
 }

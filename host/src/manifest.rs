@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::event::{self, Event};
 use crate::limits::LimitsSpec;
@@ -23,10 +24,11 @@ pub const FILTERS_MAX: usize = 32;
 pub const CONFIG_BYTES_MAX: usize = 64 * 1024;
 
 /// Everything about a handler but its code.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Unique name: lowercase ASCII letters, digits, `-` and `_`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub name: String,
     /// Free text for operators.
     #[serde(default)]
@@ -36,8 +38,9 @@ pub struct Manifest {
     /// Per-delivery limits; unset fields take the daemon defaults.
     #[serde(default)]
     pub limits: LimitsSpec,
-    /// Configuration the guest reads with `config.get`.
+    /// Configuration the guest reads with `config.get`: any JSON value.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Value)]
     pub config: Value,
     /// The Hookbox interfaces the handler may import.
     #[serde(default = "Capability::all")]
@@ -53,7 +56,9 @@ fn empty_object() -> Value {
 
 /// A Hookbox interface a handler may be granted. WASI 0.2 is always linked,
 /// with everything denied, and needs no grant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Capability {
     /// `hookbox:handler/log`.
@@ -102,10 +107,11 @@ impl Capability {
 }
 
 /// Which events reach a handler.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subscription {
     /// Event-type patterns: an exact type, `prefix.*`, or `*`.
+    #[schema(min_items = 1, max_items = 64)]
     pub events: Vec<String>,
     /// Tenants the handler serves; empty means every tenant.
     #[serde(default)]
@@ -116,14 +122,15 @@ pub struct Subscription {
 }
 
 /// A condition on an event beyond its type and tenant.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Filter {
     /// The payload value at a JSON pointer equals `value`.
     Equals {
         /// RFC 6901 pointer into the payload, e.g. `/message/stream_id`.
         pointer: String,
-        /// The value it must equal.
+        /// The value it must equal (any JSON value).
+        #[schema(value_type = Value)]
         value: Value,
     },
     /// The payload value at a JSON pointer is one of `ids` (or, when it is an
@@ -134,7 +141,9 @@ pub enum Filter {
         /// Accepted user ids.
         ids: Vec<i64>,
     },
-    /// The event is at most this old when it is dispatched.
+    /// The event is at most this old when its delivery is taken from the
+    /// queue (each attempt, retries included); an older one is not run but
+    /// recorded with outcome `expired`. Routing at accept ignores it.
     MaxAge {
         /// Age bound in milliseconds.
         max_age_ms: u64,
@@ -142,7 +151,7 @@ pub enum Filter {
 }
 
 /// How deliveries to a handler are scheduled and retried.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryPolicy {
     /// Attempts before a delivery is dead-lettered (1 = no retry).
@@ -166,6 +175,9 @@ pub struct DeliveryPolicy {
     /// Circuit breaker and auto-disable; unset fields take the daemon's
     /// `[breaker]` defaults.
     #[serde(skip_serializing_if = "BreakerSpec::is_empty")]
+    // No `default` in the document: an object default is `{}` here, which
+    // generators refuse on an object-valued property.
+    #[schema(default)]
     pub breaker: BreakerSpec,
 }
 
@@ -176,7 +188,7 @@ pub struct DeliveryPolicy {
 /// `failure_rate` or more; it stays open `cooldown_ms`, then lets one trial
 /// delivery through. A handler whose breaker opens `auto_disable_opens`
 /// times within `auto_disable_window_ms` is disabled.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerSpec {
     /// Failed attempts in a row that open the breaker; 0 turns this trigger off.
@@ -323,7 +335,15 @@ pub fn pattern_matches(pattern: &str, event_type: &str) -> bool {
 impl Manifest {
     /// Parses a manifest from JSON text, validating it.
     pub fn from_json(text: &str) -> Result<Manifest, InvalidManifest> {
-        let m: Manifest = serde_json::from_str(text).map_err(|e| InvalidManifest(e.to_string()))?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let m: Manifest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            match path.as_str() {
+                "." => InvalidManifest(e.into_inner().to_string()),
+                _ => InvalidManifest(format!("{path}: {}", e.into_inner())),
+            }
+        })?;
+        de.end().map_err(|e| InvalidManifest(e.to_string()))?;
         m.validate()?;
         Ok(m)
     }
@@ -395,25 +415,23 @@ impl Subscription {
             && self.events.iter().any(|p| pattern_matches(p, event_type))
     }
 
-    /// Whether an event matches, filters included. `now_ms` is the routing time.
-    pub fn matches(&self, event: &Event, now_ms: u64) -> bool {
+    /// Whether an event is routed to the handler: type, tenant and the
+    /// payload filters. `max_age` is not checked here (an event is new when
+    /// it is routed) but when a delivery is taken: [`Subscription::expired`].
+    pub fn matches(&self, event: &Event) -> bool {
         if !self.matches_type_and_tenant(&event.event_type, &event.tenant) {
             return false;
-        }
-        if self.filters.is_empty() {
-            return true;
         }
         let needs_payload = self
             .filters
             .iter()
             .any(|f| !matches!(f, Filter::MaxAge { .. }));
-        let payload: Value = if needs_payload {
-            match serde_json::from_str(event.payload.get()) {
-                Ok(v) => v,
-                Err(_) => return false,
-            }
-        } else {
-            Value::Null
+        if !needs_payload {
+            return true;
+        }
+        let payload: Value = match serde_json::from_str(event.payload.get()) {
+            Ok(v) => v,
+            Err(_) => return false,
         };
         self.filters.iter().all(|f| match f {
             Filter::Equals { pointer, value } => payload.pointer(pointer) == Some(value),
@@ -424,8 +442,28 @@ impl Subscription {
                 Some(v) => v.as_i64().is_some_and(|id| ids.contains(&id)),
                 None => false,
             },
-            Filter::MaxAge { max_age_ms } => now_ms.saturating_sub(event.time) <= *max_age_ms,
+            Filter::MaxAge { .. } => true,
         })
+    }
+
+    /// The tightest `max_age_ms` of the filters, when there is one.
+    pub fn max_age_ms(&self) -> Option<u64> {
+        self.filters
+            .iter()
+            .filter_map(|f| match f {
+                Filter::MaxAge { max_age_ms } => Some(*max_age_ms),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// When the event is older at `now_ms` than the handler's `max_age`
+    /// allows: its age and the bound, in milliseconds. The dispatcher asks
+    /// this each time it takes a delivery of the event.
+    pub fn expired(&self, event: &Event, now_ms: u64) -> Option<(u64, u64)> {
+        let max = self.max_age_ms()?;
+        let age = now_ms.saturating_sub(event.time);
+        (age > max).then_some((age, max))
     }
 }
 
@@ -483,6 +521,17 @@ mod tests {
         assert!(err.0.contains("limts"), "{err}");
         let err = manifest(json!({"name": "a", "subscription": {"event": ["x"]}})).unwrap_err();
         assert!(err.0.contains("event"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_field_at_fault() {
+        let err = manifest(json!({"name": 1, "subscription": {"events": ["x"]}})).unwrap_err();
+        assert!(err.0.starts_with("name: "), "{err}");
+        let err = manifest(json!({"name": "a", "subscription": {"events": [1]}})).unwrap_err();
+        assert!(err.0.starts_with("subscription.events[0]: "), "{err}");
+        let err = Manifest::from_json(r#"{"name": "a", "subscription": {"events": ["x"]}} x"#)
+            .unwrap_err();
+        assert!(err.0.contains("trailing"), "{err}");
     }
 
     #[test]
@@ -549,15 +598,14 @@ mod tests {
                 },
             ],
         };
-        let now = crate::event::now_ms();
         let hit = json!({"message": {"sender_id": 8, "type": "stream"}});
-        assert!(sub.matches(&event("message", "acme", hit.clone()), now));
-        assert!(!sub.matches(&event("message", "other", hit.clone()), now));
-        assert!(!sub.matches(&event("reaction.add", "acme", hit), now));
+        assert!(sub.matches(&event("message", "acme", hit.clone())));
+        assert!(!sub.matches(&event("message", "other", hit.clone())));
+        assert!(!sub.matches(&event("reaction.add", "acme", hit)));
         let wrong_user = json!({"message": {"sender_id": 9, "type": "stream"}});
-        assert!(!sub.matches(&event("message", "acme", wrong_user), now));
+        assert!(!sub.matches(&event("message", "acme", wrong_user)));
         let private = json!({"message": {"sender_id": 7, "type": "private"}});
-        assert!(!sub.matches(&event("message", "acme", private), now));
+        assert!(!sub.matches(&event("message", "acme", private)));
 
         let ids_array = Subscription {
             events: vec!["*".into()],
@@ -567,8 +615,8 @@ mod tests {
                 ids: vec![3],
             }],
         };
-        assert!(ids_array.matches(&event("x", "", json!({"user_ids": [1, 3]})), now));
-        assert!(!ids_array.matches(&event("x", "", json!({"user_ids": [1]})), now));
+        assert!(ids_array.matches(&event("x", "", json!({"user_ids": [1, 3]}))));
+        assert!(!ids_array.matches(&event("x", "", json!({"user_ids": [1]}))));
     }
 
     #[test]
@@ -579,8 +627,26 @@ mod tests {
             filters: vec![Filter::MaxAge { max_age_ms: 1000 }],
         };
         let ev = event("x", "", json!({}));
-        assert!(sub.matches(&ev, ev.time + 1000));
-        assert!(!sub.matches(&ev, ev.time + 1001));
+        // Routing ignores the age: an event is new when it is routed.
+        assert!(sub.matches(&ev));
+        assert_eq!(sub.expired(&ev, ev.time + 1000), None);
+        assert_eq!(sub.expired(&ev, ev.time + 1001), Some((1001, 1000)));
+        // A clock behind the event's time is age 0, not an underflow.
+        assert_eq!(sub.expired(&ev, ev.time - 5), None);
+        // The tightest of several bounds applies.
+        let two = Subscription {
+            filters: vec![
+                Filter::MaxAge { max_age_ms: 1000 },
+                Filter::MaxAge { max_age_ms: 10 },
+            ],
+            ..sub.clone()
+        };
+        assert_eq!(two.expired(&ev, ev.time + 11), Some((11, 10)));
+        let none = Subscription {
+            filters: vec![],
+            ..sub
+        };
+        assert_eq!(none.expired(&ev, u64::MAX), None);
     }
 
     #[test]

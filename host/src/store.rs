@@ -116,7 +116,7 @@ pub use loginbox::LogInbox;
 pub use records::{
     AttemptError, AuditEntry, DEFAULT_PAGE, DeadLetter, DeadLetterQuery, EmittedEvent, EventTotals,
     HandlerLog, HandlerRecord, HandlerStats, KvItem, KvPage, LogEntry, LogPage, LogQuery, MAX_PAGE,
-    OUTCOME_OK, Pending, Scope, TokenRecord, VersionRecord,
+    OUTCOME_EXPIRED, OUTCOME_OK, Pending, Scope, TokenRecord, VersionRecord,
 };
 pub use segment::{Position, Recovery, SegmentLog, SegmentOptions};
 pub(crate) use stats::{bucket as latency_bucket, bucket_high as latency_bucket_high};

@@ -15,6 +15,8 @@ mod daemon {
     mod handler_logs;
     mod handlers;
     mod kv_read;
+    mod openapi_client;
+    mod promises;
     mod resident;
     mod restart;
 

@@ -32,7 +32,6 @@ pub(crate) fn body_limit(limits: &ApiLimits) -> usize {
 #[allow(dead_code)]
 pub(crate) struct DeployForm {
     /// The handler manifest, JSON.
-    #[schema(value_type = Object)]
     manifest: Manifest,
     /// The component, wasm bytes.
     #[schema(value_type = String, format = Binary)]
@@ -42,7 +41,6 @@ pub(crate) struct DeployForm {
 /// The result of a deploy.
 #[derive(Serialize, ToSchema)]
 #[serde(transparent)]
-#[schema(value_type = Object)]
 pub(crate) struct DeployedBody(Deployed);
 
 /// A `multipart/form-data` body; any other content type is a 415.
@@ -95,6 +93,8 @@ async fn read_part(mut field: Field<'_>, part: &str, max: usize) -> ApiResult<Ve
     request_body(content = DeployForm, content_type = "multipart/form-data"),
     responses(
         (status = 201, body = DeployedBody),
+        (status = 400, description = "Not multipart, a part missing, unknown or twice, or a `manifest` that is not JSON", body = ErrorBody),
+        (status = 422, description = "A manifest of the wrong shape or with invalid values, or a component that is not a valid handler", body = ErrorBody),
         (status = "4XX", body = ErrorBody),
     ),
 )]
@@ -114,9 +114,7 @@ pub(crate) async fn deploy(
                 let bytes = read_part(field, "manifest", MANIFEST_MAX_BYTES).await?;
                 let text = std::str::from_utf8(&bytes)
                     .map_err(|_| ApiError::bad_request("part `manifest` is not UTF-8"))?;
-                let m = Manifest::from_json(text)
-                    .map_err(|e| ApiError::bad_request(format!("part `manifest`: {e}")))?;
-                manifest = Some(m);
+                manifest = Some(parse_manifest(text)?);
             }
             "component" => {
                 let max = ctx.limits().max_component_bytes;
@@ -141,6 +139,15 @@ pub(crate) async fn deploy(
         .with_dispatcher(move |d| d.deploy(manifest, &wasm, &actor))
         .await?;
     Ok((StatusCode::CREATED, axum::Json(DeployedBody(deployed))))
+}
+
+/// The `manifest` part: text that is not JSON is a malformed request
+/// (400); JSON of the wrong shape or with invalid values is unprocessable
+/// (422, naming the field), as for every other JSON body.
+fn parse_manifest(text: &str) -> ApiResult<Manifest> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map_err(|e| ApiError::bad_request(format!("part `manifest` is not valid JSON: {e}")))?;
+    Manifest::from_json(text).map_err(|e| ApiError::unprocessable(format!("part `manifest`: {e}")))
 }
 
 fn duplicate(part: &str) -> ApiError {
@@ -214,7 +221,7 @@ mod tests {
                 "`component` is given twice",
             ),
             (&[("manifest", &m), ("readme", b"hi")], "`readme`"),
-            (&[("manifest", b"{\"name\": 1}")], "part `manifest`"),
+            (&[("manifest", b"{\"name\": ")], "not valid JSON"),
             (&[("manifest", b"\xff\xfe")], "UTF-8"),
         ];
         for (parts, needle) in cases {
@@ -223,6 +230,41 @@ mod tests {
                 .error(StatusCode::BAD_REQUEST, "bad_request");
             assert!(m.contains(needle), "{needle}: {m}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_manifest_of_the_wrong_shape_is_unprocessable() {
+        let api = TestApi::new();
+        let cases: &[(serde_json::Value, &str)] = &[
+            (json!({}), "name"),
+            (
+                json!({"name": 1, "subscription": {"events": ["x"]}}),
+                "name",
+            ),
+            (
+                json!({"name": "Bad Name", "subscription": {"events": ["x"]}}),
+                "name",
+            ),
+            (
+                json!({"name": "a", "subscription": {"events": []}}),
+                "subscription.events",
+            ),
+            (
+                json!({"name": "a", "subscription": {"events": ["x"]}, "retries": 3}),
+                "retries",
+            ),
+            (
+                json!({"name": "a", "subscription": {"events": ["x"]}, "limits": {"fuel": 0}}),
+                "fuel",
+            ),
+        ];
+        for (m, needle) in cases {
+            let text = m.to_string().into_bytes();
+            let r = deploy(&api, &[("manifest", &text), ("component", EMPTY_COMPONENT)]).await;
+            let msg = r.error(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable");
+            assert!(msg.contains(needle), "{m}: {msg}");
+        }
+        assert!(api.store().handlers().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -71,3 +71,27 @@ pub(crate) fn event_type_patterns() -> RefOr<Schema> {
         .max_items(Some(1024))
         .into()
 }
+
+/// Operations whose JSON body may be left out (their handlers read it with
+/// `OptionalJson`): the derive marks every typed body required.
+pub(crate) const OPTIONAL_BODIES: [&str; 3] =
+    ["rollback_handler", "disable_handler", "replay_dead_letter"];
+
+/// Marks the bodies of [`OPTIONAL_BODIES`] as not required.
+pub(crate) fn mark_optional_bodies(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::Required;
+    for item in doc.paths.paths.values_mut() {
+        for op in [&mut item.post, &mut item.put, &mut item.patch]
+            .into_iter()
+            .flatten()
+        {
+            let optional = op
+                .operation_id
+                .as_deref()
+                .is_some_and(|id| OPTIONAL_BODIES.contains(&id));
+            if let (true, Some(body)) = (optional, op.request_body.as_mut()) {
+                body.required = Some(Required::False);
+            }
+        }
+    }
+}

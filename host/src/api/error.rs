@@ -206,7 +206,7 @@ impl From<AcceptError> for ApiError {
 impl From<DeployError> for ApiError {
     fn from(e: DeployError) -> Self {
         match e {
-            e @ DeployError::InvalidManifest(_) => ApiError::bad_request(e.to_string()),
+            e @ DeployError::InvalidManifest(_) => ApiError::unprocessable(e.to_string()),
             e @ DeployError::InvalidComponent(_) => ApiError::unprocessable(e.to_string()),
             e @ DeployError::TooLarge { .. } => ApiError::payload_too_large(e.to_string()),
             DeployError::Store(e) => e.into(),

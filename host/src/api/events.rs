@@ -41,10 +41,8 @@ pub(crate) struct PublishQuery {
 #[allow(dead_code)]
 pub(crate) enum PublishBody {
     /// One event.
-    #[schema(value_type = Object)]
     One(EventInput),
     /// A batch, accepted whole or not at all.
-    #[schema(value_type = Vec<Object>)]
     Batch(Vec<EventInput>),
 }
 
@@ -81,11 +79,9 @@ impl FromRequest<Ctx> for EventBatch {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct PublishResponse {
     /// One per event, in request order.
-    #[schema(value_type = Vec<Object>)]
     events: Vec<Accepted>,
     /// With `wait=true`: what happened to each event.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<Object>>)]
     outcomes: Option<Vec<EventOutcome>>,
 }
 
@@ -156,7 +152,6 @@ pub(crate) async fn publish(
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct EventDetail {
     /// The event; `null` once every delivery is final (the inbox drops it).
-    #[schema(value_type = Option<Object>)]
     event: Option<Event>,
     /// Every logged attempt, oldest first.
     deliveries: Vec<LogEntry>,

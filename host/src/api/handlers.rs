@@ -271,7 +271,7 @@ async fn change(
     post, path = "/v1/handlers/{name}/rollback", tag = "handlers", operation_id = "rollback_handler",
     security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Handler name")),
-    request_body(content = RollbackRequest, description = "`{}` or no body: the previous version"),
+    request_body(content = RollbackRequest, description = "Optional; `{}` or no body: the previous version"),
     responses(
         (status = 200, body = HandlerRecord),
         (status = "4XX", body = ErrorBody),
@@ -343,7 +343,7 @@ pub(crate) async fn disable(
     put, path = "/v1/handlers/{name}/config", tag = "handlers", operation_id = "set_handler_config",
     security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Handler name")),
-    request_body(content = Object, description = "The new config (any JSON value)"),
+    request_body(content = Value, description = "The new config: any JSON value"),
     responses(
         (status = 200, body = HandlerRecord),
         (status = "4XX", body = ErrorBody),

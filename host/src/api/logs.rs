@@ -34,7 +34,7 @@ pub(crate) struct LogsParams {
     tenant: Option<String>,
     /// Only this outcome (`ok`, `trap`, `out_of_fuel`, `timeout`, …).
     outcome: Option<String>,
-    /// Only failed attempts (any outcome but `ok`).
+    /// Only failed attempts (any outcome but `ok` and `expired`).
     #[serde(default)]
     failed: bool,
     /// At or after: ms since the epoch, or an RFC 3339 date-time.

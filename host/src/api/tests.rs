@@ -366,6 +366,81 @@ async fn openapi_states_what_parameters_and_bodies_accept() {
         status.contains("enabled") && status.contains("disabled"),
         "{status}"
     );
+    // The event and the manifest are described in full, from the Rust types,
+    // so a generated client can build a valid request.
+    let schemas = &doc["components"]["schemas"];
+    let schema = |name: &str| {
+        let s = &schemas[name];
+        assert!(s.is_object(), "no schema {name}");
+        s.clone()
+    };
+    let publish = doc["paths"]["/v1/events"]["post"]["requestBody"].to_string();
+    assert!(publish.contains("PublishBody"), "{publish}");
+    let body = schema("PublishBody").to_string();
+    assert!(body.contains("#/components/schemas/EventInput"), "{body}");
+    let event = schema("EventInput");
+    assert_eq!(event["required"], serde_json::json!(["type"]), "{event}");
+    assert_eq!(event["additionalProperties"], false, "{event}");
+    for field in [
+        "tenant",
+        "payload",
+        "metadata",
+        "key",
+        "priority",
+        "idempotency_key",
+    ] {
+        assert!(event["properties"][field].is_object(), "{field}: {event}");
+    }
+    let form = schema("DeployForm");
+    assert_eq!(
+        form["properties"]["manifest"]["$ref"], "#/components/schemas/Manifest",
+        "{form}"
+    );
+    let manifest = schema("Manifest");
+    assert_eq!(
+        manifest["required"],
+        serde_json::json!(["name", "subscription"]),
+        "{manifest}"
+    );
+    for (name, field, refers_to) in [
+        ("Manifest", "subscription", "Subscription"),
+        ("Manifest", "limits", "LimitsSpec"),
+        ("Manifest", "delivery", "DeliveryPolicy"),
+        ("DeliveryPolicy", "breaker", "BreakerSpec"),
+    ] {
+        let f = schema(name)["properties"][field].to_string();
+        assert!(
+            f.contains(&format!("#/components/schemas/{refers_to}")),
+            "{name}.{field}: {f}"
+        );
+    }
+    let filters = schema("Filter").to_string();
+    for kind in ["equals", "user_ids", "max_age"] {
+        assert!(filters.contains(kind), "{filters}");
+    }
+    assert!(schema("LimitsSpec")["properties"]["fuel"].is_object());
+    // Bodies that may be left out are not required; a config is any JSON.
+    for (path, op) in [
+        ("/v1/handlers/{name}/disable", "post"),
+        ("/v1/handlers/{name}/rollback", "post"),
+        ("/v1/dead-letters/{id}/replay", "post"),
+    ] {
+        let rb = &doc["paths"][path][op]["requestBody"];
+        assert_eq!(rb["required"], false, "{path}: {rb}");
+    }
+    let config = &doc["paths"]["/v1/handlers/{name}/config"]["put"]["requestBody"];
+    assert_eq!(config["required"], true, "{config}");
+    let any = &config["content"]["application/json"]["schema"];
+    assert!(
+        any.get("type").is_none() && any.get("$ref").is_none(),
+        "{any}"
+    );
+    // A manifest of the wrong shape is documented as 422.
+    let deploy = &doc["paths"]["/v1/handlers"]["post"]["responses"];
+    assert!(
+        deploy["422"].is_object() && deploy["400"].is_object(),
+        "{deploy}"
+    );
     // A JSON Schema document may be `true` or `false`.
     let doc_schema = doc["components"]["schemas"]["TypeSchema"]["properties"]["schema"].to_string();
     assert!(

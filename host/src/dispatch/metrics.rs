@@ -220,6 +220,14 @@ impl Metrics {
         *map.entry((handler.to_string(), outcome)).or_insert(0) += 1;
     }
 
+    /// A delivery not run because its event outlived the handler's
+    /// `max_age`: counted by outcome, kept out of the duration histogram.
+    pub(crate) fn expired(&self, handler: &str) {
+        let mut map = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry((handler.to_string(), crate::store::OUTCOME_EXPIRED))
+            .or_insert(0) += 1;
+    }
+
     pub(crate) fn module_load_took(&self, took: Duration) {
         self.loads.observe(took);
     }

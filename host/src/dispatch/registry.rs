@@ -207,10 +207,10 @@ impl Registry {
 
     /// Names of the enabled handlers whose subscription matches `event`,
     /// sorted.
-    pub fn route(&self, event: &Event, now_ms: u64) -> Vec<String> {
+    pub fn route(&self, event: &Event) -> Vec<String> {
         self.read()
             .candidates(&event.tenant)
-            .filter(|h| h.enabled && h.manifest.subscription.matches(event, now_ms))
+            .filter(|h| h.enabled && h.manifest.subscription.matches(event))
             .map(|h| h.name.clone())
             .collect()
     }
@@ -438,7 +438,7 @@ mod tests {
         r.insert(handler("acme", &["acme"], true));
         r.insert(handler("both", &["acme", "globex"], true));
         r.insert(handler("off", &["acme"], false));
-        let route = |ty: &str, t: &str| r.route(&event(ty, t), 0);
+        let route = |ty: &str, t: &str| r.route(&event(ty, t));
         assert_eq!(route("message", "acme"), ["acme", "all", "both"]);
         assert_eq!(route("message", "globex"), ["all", "both"]);
         assert_eq!(route("message", ""), ["all"]);

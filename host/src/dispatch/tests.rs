@@ -442,6 +442,109 @@ fn shutdown_records_every_delivery_that_ran() {
     assert_eq!(store.pending().unwrap().len(), ids.len() - ran);
 }
 
+/// `events` with a `max_age` filter of `max_age_ms`.
+fn aged(mut b: Builtin, max_age_ms: u64) -> Builtin {
+    b.subscription.filters = vec![crate::manifest::Filter::MaxAge { max_age_ms }];
+    b
+}
+
+/// The outcomes logged for an event, oldest attempt first.
+fn outcomes_of(store: &Store, id: &str) -> Vec<(u32, String)> {
+    let mut v: Vec<(u32, String)> = store
+        .deliveries_of(id)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.attempt, e.outcome))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn max_age_skips_an_event_that_waited_in_the_queue_past_it() {
+    const MAX_AGE_MS: u64 = 300;
+    let gate = Arc::new(Gatekeeper::default());
+    let handler = Arc::new(GatedHandler(gate.clone()));
+    let policy = DeliveryPolicy {
+        concurrency: 1,
+        ..DeliveryPolicy::default()
+    };
+    let b = aged(
+        builtin_with("t:aged", &["tick"], policy, handler),
+        MAX_AGE_MS,
+    );
+    let (_dir, d) = dispatcher(workers(2), vec![b]);
+    let ids: Vec<String> = d
+        .accept(events("tick", 2), "test")
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    // Both are routed: at accept they are new.
+    wait_until("the first delivery to start", || gate.started() == 1);
+    // The second waits behind the first (concurrency 1) past its max_age.
+    std::thread::sleep(Duration::from_millis(MAX_AGE_MS + 100));
+    gate.open();
+    let store = d.store().clone();
+    wait_until("both deliveries to finish", || {
+        ids.iter().all(|id| matches!(store.event(id), Ok(None)))
+    });
+    assert_eq!(outcomes_of(&store, &ids[0]), [(1, "ok".to_string())]);
+    assert_eq!(outcomes_of(&store, &ids[1]), [(1, "expired".to_string())]);
+    assert_eq!(gate.started(), 1, "the expired event reached the handler");
+    let entry = &store.deliveries_of(&ids[1]).unwrap()[0];
+    let error = entry.error.clone().unwrap_or_default();
+    assert!(error.contains("max_age is 300 ms"), "{error}");
+    assert!(!entry.is_failure() && !entry.is_ok());
+    let text = d.metrics().render_prometheus(d.queue_depths());
+    assert!(
+        text.contains("hookbox_deliveries_total{handler=\"t:aged\",outcome=\"expired\"} 1"),
+        "{text}"
+    );
+    assert!(
+        store
+            .dead_letters(&DeadLetterQuery::default())
+            .unwrap()
+            .is_empty(),
+        "an expired delivery is not a dead letter"
+    );
+    d.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn max_age_is_checked_again_when_a_retry_is_taken() {
+    const MAX_AGE_MS: u64 = 300;
+    let probe = Arc::new(Probe::default());
+    probe.broken.store(true, Ordering::SeqCst);
+    let policy = DeliveryPolicy {
+        max_attempts: 5,
+        // The retry is due after the event's max_age has passed.
+        initial_backoff_ms: MAX_AGE_MS + 200,
+        max_backoff_ms: MAX_AGE_MS + 200,
+        jitter: 0.0,
+        ..DeliveryPolicy::default()
+    };
+    let b = aged(builtin("t:aged", &["tick"], policy, &probe), MAX_AGE_MS);
+    let (_dir, d) = dispatcher(workers(2), vec![b]);
+    let id = d.accept(events("tick", 1), "test").unwrap()[0].id.clone();
+    let store = d.store().clone();
+    wait_until("the delivery to finish", || {
+        matches!(store.event(&id), Ok(None))
+    });
+    assert_eq!(
+        outcomes_of(&store, &id),
+        [(1, "handler_error".to_string()), (2, "expired".to_string())]
+    );
+    assert_eq!(probe.calls().len(), 1, "the retry ran past max_age");
+    assert!(
+        store
+            .dead_letters(&DeadLetterQuery::default())
+            .unwrap()
+            .is_empty()
+    );
+    d.shutdown(Duration::from_secs(5));
+}
+
 /// Regression: auto-disabling a built-in handler (not in the handler
 /// table) failed with "not found" each time its breaker opened. A built-in
 /// is never disabled; its breaker keeps holding it between trials, and its

@@ -43,7 +43,7 @@ fn matches(q: &LogQuery, e: &LogEntry) -> bool {
         && eq(&q.event_type, &e.event_type)
         && eq(&q.tenant, &e.tenant)
         && eq(&q.outcome, &e.outcome)
-        && !(q.failed_only && e.is_ok())
+        && (!q.failed_only || e.is_failure())
 }
 
 impl Store {

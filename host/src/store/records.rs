@@ -67,7 +67,6 @@ pub struct VersionRecord {
     /// 1, 2, … in deploy order; never reused.
     pub version: u32,
     /// The manifest it was deployed with.
-    #[schema(value_type = Object)]
     pub manifest: Manifest,
     /// sha256 hex of the component (key into the module store).
     pub module_hash: String,
@@ -124,7 +123,9 @@ pub struct LogEntry {
     pub event_type: String,
     /// The event's tenant.
     pub tenant: String,
-    /// snake_case outcome name; `ok` is success, anything else a failure.
+    /// snake_case outcome name; `ok` is success, `expired` a delivery not
+    /// run because the event was older than the handler's `max_age`,
+    /// anything else a failure.
     pub outcome: String,
     /// Error detail.
     pub error: Option<String>,
@@ -256,10 +257,18 @@ impl LogEntry {
     pub fn is_ok(&self) -> bool {
         self.outcome == OUTCOME_OK
     }
+
+    /// Whether the outcome is a failure: neither `ok` nor `expired`.
+    pub fn is_failure(&self) -> bool {
+        !self.is_ok() && self.outcome != OUTCOME_EXPIRED
+    }
 }
 
 /// The outcome name of a successful delivery.
 pub const OUTCOME_OK: &str = "ok";
+/// The outcome name of a delivery skipped, not run, because the event was
+/// older than the handler's `max_age` filter allows when it was taken.
+pub const OUTCOME_EXPIRED: &str = "expired";
 
 /// A delivery that exhausted its policy, kept with its event and errors.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -267,7 +276,6 @@ pub struct DeadLetter {
     /// ULID; sorts by time.
     pub id: String,
     /// The event, kept here so a replay works after the inbox forgot it.
-    #[schema(value_type = Object)]
     pub event: Event,
     /// The handler.
     pub handler: String,
@@ -305,8 +313,12 @@ pub struct HandlerStats {
     pub processed: u64,
     /// Attempts with outcome `ok`.
     pub ok: u64,
-    /// Attempts with any other outcome.
+    /// Attempts with any other outcome but `expired`.
     pub failed: u64,
+    /// Deliveries not run because the event was older than the handler's
+    /// `max_age` when they were taken (outcome `expired`).
+    #[serde(default)]
+    pub expired: u64,
     /// Attempts per outcome name.
     pub by_outcome: BTreeMap<String, u64>,
     /// Attempts that were scheduled to run again.
@@ -346,7 +358,7 @@ pub struct LogQuery {
     pub tenant: Option<String>,
     /// Only this outcome.
     pub outcome: Option<String>,
-    /// Only outcomes other than `ok`.
+    /// Only failures: outcomes other than `ok` and `expired`.
     pub failed_only: bool,
     /// Entries at or after this time (ms).
     pub since_ms: Option<u64>,

@@ -30,6 +30,8 @@ struct StatsRecord {
     processed: u64,
     ok: u64,
     failed: u64,
+    #[serde(default)]
+    expired: u64,
     by_outcome: BTreeMap<String, u64>,
     retries: u64,
     dead_lettered: u64,
@@ -65,8 +67,10 @@ impl StatsRecord {
         self.processed += 1;
         if e.is_ok() {
             self.ok += 1;
-        } else {
+        } else if e.is_failure() {
             self.failed += 1;
+        } else {
+            self.expired += 1;
         }
         *self.by_outcome.entry(e.outcome.clone()).or_default() += 1;
         match kind {
@@ -74,8 +78,12 @@ impl StatsRecord {
             StatKind::Retry => self.retries += 1,
             StatKind::DeadLetter => self.dead_lettered += 1,
         }
-        self.fuel_total = self.fuel_total.saturating_add(e.fuel);
         self.last_outcome_ms = Some(self.last_outcome_ms.unwrap_or(0).max(e.time_ms));
+        if !e.is_ok() && !e.is_failure() {
+            // Expired: nothing ran, so no duration or fuel to count.
+            return;
+        }
+        self.fuel_total = self.fuel_total.saturating_add(e.fuel);
         self.max_us = self.max_us.max(e.duration_us);
         *self.hist.entry(bucket(e.duration_us)).or_default() += 1;
     }
@@ -102,6 +110,7 @@ impl StatsRecord {
             processed: self.processed,
             ok: self.ok,
             failed: self.failed,
+            expired: self.expired,
             by_outcome: self.by_outcome.clone(),
             retries: self.retries,
             dead_lettered: self.dead_lettered,
@@ -264,5 +273,35 @@ mod tests {
             assert!(got >= want && got <= want * 1.19, "{got} vs {want}");
         }
         assert_eq!(StatsRecord::default().public("x").latency_p99_us, 0);
+    }
+
+    #[test]
+    fn expired_deliveries_are_counted_apart_and_not_timed() {
+        let mut r = StatsRecord::default();
+        let ran = |outcome: &str| LogEntry {
+            outcome: outcome.into(),
+            duration_us: 1000,
+            fuel: 5,
+            time_ms: 1,
+            ..LogEntry::default()
+        };
+        r.add(&ran("ok"), StatKind::Attempt);
+        r.add(&ran("trap"), StatKind::Attempt);
+        let expired = LogEntry {
+            outcome: "expired".into(),
+            time_ms: 2,
+            ..LogEntry::default()
+        };
+        r.add(&expired, StatKind::Attempt);
+        let s = r.public("h");
+        assert_eq!(
+            (s.processed, s.ok, s.failed, s.expired),
+            (3, 1, 1, 1),
+            "{s:?}"
+        );
+        assert_eq!(s.by_outcome["expired"], 1);
+        assert_eq!((s.fuel_total, s.last_outcome_ms), (10, Some(2)));
+        // Not run, so not a 0 µs sample pulling the percentiles down.
+        assert_eq!(s.latency_p50_us, 1000);
     }
 }

@@ -168,6 +168,20 @@ fn discord_rate_limits_are_waited_out_and_slack_gets_its_text() {
         waited.as_millis() >= 400,
         "retried after {waited:?}, before Discord's retry_after"
     );
+    // The rate limit is backpressure: the delivery that went through is
+    // still attempt 1.
+    let logs = daemon.wait_until("the delivery's log line", || {
+        let r = daemon.get("/v1/logs?handler=webhook:chat").expect(200);
+        r.json["entries"]
+            .as_array()
+            .filter(|a| !a.is_empty())
+            .cloned()
+    });
+    assert_eq!(
+        (logs[0]["outcome"].as_str(), logs[0]["attempt"].as_u64()),
+        (Some("ok"), Some(1)),
+        "{logs:?}"
+    );
 
     daemon
         .publish(&send("team", json!({"text": "Ticket T-9 opened"})), false)

@@ -178,27 +178,32 @@ fn manifests(d: &Daemon) {
             ],
         )
     };
-    let m = deploy(json!({"name": "Bad Name!", "subscription": {"events": ["ping"]}}))
-        .error(400, "bad_request");
+    // Valid JSON of the wrong shape or with invalid values is 422, naming
+    // the field, as README says of every JSON body; text that is not JSON
+    // is 400.
+    let m = deploy(json!({})).error(422, "unprocessable");
     assert!(m.contains("name"), "{m}");
-    let m =
-        deploy(json!({"name": "", "subscription": {"events": ["ping"]}})).error(400, "bad_request");
+    let m = deploy(json!({"name": "Bad Name!", "subscription": {"events": ["ping"]}}))
+        .error(422, "unprocessable");
+    assert!(m.contains("name"), "{m}");
+    let m = deploy(json!({"name": "", "subscription": {"events": ["ping"]}}))
+        .error(422, "unprocessable");
     assert!(m.contains("name"), "{m}");
     let m = deploy(json!({"name": "x".repeat(65), "subscription": {"events": ["ping"]}}))
-        .error(400, "bad_request");
+        .error(422, "unprocessable");
     assert!(m.contains("name"), "{m}");
     let m = deploy(json!({"name": "ok", "subscription": {"events": ["ping"]}, "retries": 3}))
-        .error(400, "bad_request");
+        .error(422, "unprocessable");
     assert!(m.contains("retries"), "{m}");
     let m = deploy(json!({"name": "ok", "subscription": {"events": ["bad pattern"]}}))
-        .error(400, "bad_request");
+        .error(422, "unprocessable");
     assert!(m.contains("bad pattern"), "{m}");
     let m = deploy(json!({
         "name": "ok",
         "subscription": {"events": ["ping"]},
         "delivery": {"max_attempts": 0}
     }))
-    .error(400, "bad_request");
+    .error(422, "unprocessable");
     assert!(m.contains("max_attempts"), "{m}");
     let m = deploy_parts(
         d,

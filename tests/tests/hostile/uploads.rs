@@ -374,7 +374,7 @@ fn hostile_handler_names_are_refused() {
     ];
     for name in names {
         let r = deploy(&d, &manifest(name, &["good"]), &good);
-        let msg = r.error(400, "bad_request");
+        let msg = r.error(422, "unprocessable");
         assert!(msg.contains("`name`"), "{name:?}: {msg}");
     }
     assert_eq!(

@@ -186,7 +186,7 @@ pub(crate) fn failures(v: &Value) -> Vec<String> {
         }
         for (handler, d) in last {
             let outcome = get_str(d, &["outcome"]);
-            if outcome != "ok" {
+            if super::logs::is_failure(outcome) {
                 let mut p = format!(
                     "event {id}: handler {} failed: {}",
                     output::clean(handler),

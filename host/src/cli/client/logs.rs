@@ -29,7 +29,7 @@ pub struct LogsArgs {
     /// Only this outcome (`ok`, `trap`, `out_of_fuel`, `timeout`, …).
     #[arg(long, conflicts_with = "failed")]
     pub outcome: Option<String>,
-    /// Only failed attempts (any outcome but `ok`).
+    /// Only failed attempts (any outcome but `ok` and `expired`).
     #[arg(long)]
     pub failed: bool,
     /// Only attempts since this time: `10m` (ago), RFC 3339, or a date.
@@ -248,6 +248,13 @@ async fn follow(client: &Client, args: &LogsArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Whether an outcome name is a failure: anything but `ok` and `expired`
+/// (a delivery skipped by the handler's `max_age` filter), as the daemon
+/// counts them.
+pub(crate) fn is_failure(outcome: &str) -> bool {
+    outcome != crate::store::OUTCOME_OK && outcome != crate::store::OUTCOME_EXPIRED
+}
+
 /// What `--follow` prints for one notice: the JSON as sent (`--json`, one
 /// object per line) or [`delivery_line`] (with `verbose`, followed by
 /// [`handler_log_lines`]); `None` when `--failed` filters it out. Data that
@@ -259,7 +266,7 @@ pub(crate) fn stream_line(
     verbose: bool,
 ) -> Option<String> {
     let v: Value = serde_json::from_str(data).ok()?;
-    if failed_only && get_str(&v, &["outcome"]) == "ok" {
+    if failed_only && !is_failure(get_str(&v, &["outcome"])) {
         return None;
     }
     Some(if json {
