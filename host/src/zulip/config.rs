@@ -9,9 +9,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Longest realm name: it is a tenant, a metric label and part of the sink's
-/// handler name (`zulip:<realm>`).
-const REALM_NAME_MAX: usize = 64;
 /// Realms one daemon connects to; each is a long-poll task and a sink.
 const REALMS_MAX: usize = 64;
 /// Zulip event types a queue may be pinned to.
@@ -224,24 +221,9 @@ pub fn validate_realms(realms: &[RealmConfig]) -> Result<(), String> {
     Ok(())
 }
 
-/// Realm names: 1–64 of `a-z 0-9 . _ -`, starting with a letter or digit.
+/// Realm names follow the rule of every connector name.
 fn validate_realm_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= REALM_NAME_MAX
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "[[zulip]] name {name:?}: use 1 to {REALM_NAME_MAX} of a-z, 0-9, `.`, `_`, `-`, starting with a letter or digit"
-        ))
-    }
+    crate::connectors::check_name("zulip", name)
 }
 
 /// An `http(s)://host[:port][/path]` URL without query or credentials,
