@@ -131,7 +131,22 @@ fn component_path(name: &str) -> &'static str {
 
 #[test]
 fn dashboard_in_headless_chromium() {
-    let d = Daemon::start();
+    // A Redis bus with no server behind it (the Sources page shows it
+    // disconnected, with the error) and a Slack endpoint for tenant acme.
+    let d = Daemon::start_with(
+        r#"
+[[redis]]
+name = "bus"
+url = "redis://127.0.0.1:9/0"
+mode = "pubsub"
+
+[[webhook]]
+name = "ops-slack"
+kind = "slack"
+url = "http://127.0.0.1:9/hook"
+tenants = ["acme"]
+"#,
+    );
     // The example handler's manifest must be what the page uploads.
     assert!(example("keyword-responder").0.contains("keyword-responder"));
     let result = run_script(&d, Value::Null);
