@@ -39,20 +39,24 @@ pub struct ServeOptions {
     pub examples: Option<PathBuf>,
 }
 
-/// The inbox `[store] inbox` names. The log inbox refuses to start over
-/// deliveries still waiting in the sled inbox (they would not run).
+/// The inbox `[store] inbox` names. The log inbox first takes over the
+/// deliveries still waiting in the sled inbox (a data directory last run
+/// with `inbox = "sled"`), so none is stranded.
 fn open_inbox(store: &Store, kind: InboxKind, dir: &Path) -> anyhow::Result<Arc<dyn Inbox>> {
     match kind {
         InboxKind::Sled => Ok(Arc::new(store.clone())),
         InboxKind::Log => {
-            if store.has_pending()? {
-                bail!(
-                    "`[store] inbox = \"log\"`, but the sled inbox still holds unfinished \
-                     deliveries: run with `inbox = \"sled\"` until they are done"
-                );
-            }
             let inbox = LogInbox::open(store.clone(), dir)
                 .with_context(|| format!("opening the inbox log in {}", dir.display()))?;
+            if store.has_pending()? {
+                let moved = inbox
+                    .adopt_sled()
+                    .context("moving the sled inbox's deliveries into the inbox log")?;
+                tracing::info!(
+                    deliveries = moved,
+                    "Moved the sled inbox's unfinished deliveries into the inbox log"
+                );
+            }
             Ok(Arc::new(inbox))
         }
     }
