@@ -48,33 +48,11 @@ fn runs_every_event_with_one_kv() {
     assert_eq!(json["deliveries"][1]["event"]["type"], "reaction.add");
 }
 
-#[test]
-fn limits_apply_and_failures_are_reported() {
-    let summary = run_local(&LocalRun {
-        component: guests::LOOP.into(),
-        input: RunInput::Payload {
-            event_type: "tick".into(),
-            tenant: String::new(),
-            file: None,
-        },
-        config: "{}".into(),
-        handler: Some("looper".into()),
-        limits: Limits {
-            fuel: 10_000,
-            ..Limits::default()
-        },
-        capabilities: Capability::all(),
-    })
-    .unwrap();
-    assert!(!summary.all_ok());
-    assert_eq!(summary.deliveries[0].report.outcome, Outcome::OutOfFuel);
-    assert!(summary.to_text().contains("outcome out_of_fuel"));
-}
-
-#[test]
-fn a_refused_component_is_an_error() {
-    let err = run_local(&LocalRun {
-        component: guests::TRAP_CORE.into(),
+/// One `tick` event with an empty payload, run by `component` with every
+/// capability and the default limits.
+fn tick(component: &str) -> LocalRun {
+    LocalRun {
+        component: component.into(),
         input: RunInput::Payload {
             event_type: "tick".into(),
             tenant: String::new(),
@@ -84,8 +62,28 @@ fn a_refused_component_is_an_error() {
         handler: None,
         limits: Limits::default(),
         capabilities: Capability::all(),
+    }
+}
+
+#[test]
+fn limits_apply_and_failures_are_reported() {
+    let summary = run_local(&LocalRun {
+        handler: Some("looper".into()),
+        limits: Limits {
+            fuel: 10_000,
+            ..Limits::default()
+        },
+        ..tick(guests::LOOP)
     })
-    .unwrap_err();
+    .unwrap();
+    assert!(!summary.all_ok());
+    assert_eq!(summary.deliveries[0].report.outcome, Outcome::OutOfFuel);
+    assert!(summary.to_text().contains("outcome out_of_fuel"));
+}
+
+#[test]
+fn a_refused_component_is_an_error() {
+    let err = run_local(&tick(guests::TRAP_CORE)).unwrap_err();
     assert!(format!("{err:#}").contains("not a component"), "{err:#}");
 }
 
@@ -95,16 +93,8 @@ fn a_narrowed_grant_ends_the_delivery_capability_denied() {
     // another (the KV counter) ends the delivery as it would in the daemon.
     let run = |capabilities: &[Capability]| {
         run_local(&LocalRun {
-            component: guests::GOOD.into(),
-            input: RunInput::Payload {
-                event_type: "tick".into(),
-                tenant: String::new(),
-                file: None,
-            },
-            config: "{}".into(),
-            handler: None,
-            limits: Limits::default(),
             capabilities: capabilities.iter().copied().collect(),
+            ..tick(guests::GOOD)
         })
         .unwrap()
     };
