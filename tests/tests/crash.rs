@@ -396,10 +396,7 @@ fn the_checks_see_events_lost_without_durability() {
 /// the batch (nothing after that point was synced).
 #[test]
 fn the_checks_see_events_lost_without_durability_on_the_log_inbox() {
-    detect_loss(
-        "[store]\ninbox = \"log\"\ndurability = \"none\"\n",
-        true,
-    );
+    detect_loss("[store]\ninbox = \"log\"\ndurability = \"none\"\n", true);
 }
 
 /// Tries at most this many crashes right after an answer.
