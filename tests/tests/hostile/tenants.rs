@@ -352,3 +352,34 @@ fn one_tenants_failures_park_only_that_tenant_and_cannot_disable_a_shared_handle
         "{stats}"
     );
 }
+
+#[test]
+fn a_handler_serving_a_tenant_cannot_emit_into_another() {
+    // Code serving `acme` asks to emit `pong` into `zeta`, where a handler
+    // (or a sink restricted to `zeta`) trusts its events come from zeta's
+    // producers. The host refuses the emit; the guest traps on the refusal.
+    let d = Daemon::start();
+    let mut crosser = manifest("crosser", &["ping"]);
+    crosser["config"] = json!("zeta");
+    deploy(&d, &crosser, &read(guests::EMIT_TENANT)).expect(201);
+    let mut listener = manifest("zeta-listener", &["pong"]);
+    listener["subscription"]["tenants"] = json!(["zeta"]);
+    deploy(&d, &listener, &read(guests::GOOD)).expect(201);
+
+    let from_acme = publish(&d, "ping", "acme");
+    assert_eq!(await_outcome(&d, &from_acme, "crosser"), "trap");
+
+    // An event without a tenant (only an unscoped producer can send one)
+    // may fan out into tenants: the same handler's emit into zeta goes
+    // through and reaches zeta's handler.
+    let untenanted = publish(&d, "ping", "");
+    assert_eq!(await_outcome(&d, &untenanted, "crosser"), "ok");
+    let reached = d.wait_until("the pong to reach zeta's handler", || {
+        let r = d.get("/v1/logs?handler=zeta-listener&limit=10").expect(200);
+        let entries = r.json["entries"].as_array().unwrap().clone();
+        (!entries.is_empty()).then_some(entries)
+    });
+    assert_eq!(reached.len(), 1, "{reached:?}");
+    assert_eq!(reached[0]["tenant"], "zeta");
+    assert_eq!(reached[0]["outcome"], "ok");
+}
