@@ -34,7 +34,9 @@ use crate::{HandlerError, Priority, sys};
 pub struct NewEvent {
     /// The event type.
     pub event_type: String,
-    /// The tenant; `None` means the tenant of the event being handled.
+    /// The tenant; `None` means the tenant of the event being handled. A
+    /// delivery of an event that has a tenant may emit only into that tenant
+    /// (the host refuses another); one without a tenant may name any.
     pub tenant: Option<String>,
     /// The payload as JSON text, or why it could not be serialized.
     payload: Result<String, String>,

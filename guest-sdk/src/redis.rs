@@ -34,7 +34,8 @@ pub struct Publish {
     pub event_type: String,
     /// The payload; `tenantId` is filled in from the tenant when missing.
     pub payload: serde_json::Value,
-    /// The tenant; `None`: the tenant of the event being handled.
+    /// The tenant; `None`: the tenant of the event being handled (the only
+    /// one a delivery of an event with a tenant may publish into).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
 }

@@ -1,9 +1,11 @@
 //! Running a handler component locally, without a daemon: the library half
 //! of `hookbox run`, the handler author's test loop. Compiles the component
-//! with every capability, builds events from files, delivers each one in
+//! with the granted capabilities (every one unless the run narrows them, as
+//! a manifest does), builds events from files, delivers each one in
 //! order with one in-memory KV (so counters accumulate across the events of
 //! a run), and reports what happened in text or JSON.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -62,6 +64,9 @@ pub struct LocalRun {
     pub handler: Option<String>,
     /// Per-delivery limits.
     pub limits: Limits,
+    /// The Hookbox interfaces granted; an ungranted one the component calls
+    /// ends the delivery `capability_denied`, as in the daemon.
+    pub capabilities: BTreeSet<Capability>,
 }
 
 /// One delivered event and its report.
@@ -198,9 +203,9 @@ pub fn run_local(run: &LocalRun) -> Result<RunSummary> {
         ..RuntimeConfig::default()
     })?;
     let started = Instant::now();
-    let capabilities = Capability::all();
+    let capabilities = &run.capabilities;
     let compiled = runtime
-        .compile(&wasm, &capabilities)
+        .compile(&wasm, capabilities)
         .with_context(|| format!("{} was refused", run.component.display()))?;
     let compile_time = started.elapsed();
 
@@ -217,7 +222,7 @@ pub fn run_local(run: &LocalRun) -> Result<RunSummary> {
                     limits: &run.limits,
                     config: &config,
                     kv: &kv,
-                    capabilities: &capabilities,
+                    capabilities,
                     reuse: 0,
                 },
             );

@@ -153,7 +153,7 @@ A Hookbox event handler.
 - Test the logic natively: `cargo test`
 - Build the component: `cargo build --release --target wasm32-wasip2`
   (the file is `target/wasm32-wasip2/release/{crate_ident}.wasm`)
-- Run it once, no daemon: `hookbox run target/wasm32-wasip2/release/{crate_ident}.wasm --type message --payload event.json`
+- Run it once, no daemon: `hookbox run target/wasm32-wasip2/release/{crate_ident}.wasm --manifest manifest.json --type message --payload event.json`
 - Deploy it: `hookbox handlers deploy target/wasm32-wasip2/release/{crate_ident}.wasm --name {name} --manifest manifest.json`
 "#
     )

@@ -1,6 +1,7 @@
-// Sources: each Zulip realm's connection state, queue position, counters
-// and last error (other sources will appear here as they are added), and,
-// for admin tokens, the audit log of who changed what.
+// Sources and sinks: each Zulip realm's connection state, queue position,
+// counters and last error; for tokens that read every tenant, each Redis
+// bus (source and `redis.publish` sink) and each webhook endpoint (their
+// routes span tenants); for admin tokens, the audit log of who changed what.
 
 import { api, query } from "./api.js";
 import { append, h, notice, errorText, fmtTime, pretty, table } from "./dom.js";
@@ -9,8 +10,12 @@ const REFRESH_MS = 5000;
 
 export function mount(root, ctx) {
   const realms = h("div", { id: "zulip-realms" });
+  const buses = h("div", { id: "redis-buses" });
+  const endpoints = h("div", { id: "webhook-endpoints" });
   const audit = h("div", { id: "audit-log" });
   append(root, h("section", { class: "card" }, h("h2", null, "Zulip realms"), realms),
+    ctx.allTenants ? h("section", { class: "card" }, h("h2", null, "Redis buses"), buses) : null,
+    ctx.allTenants ? h("section", { class: "card" }, h("h2", null, "Webhook endpoints"), endpoints) : null,
     ctx.admin ? h("section", { class: "card" }, h("h2", null, "Audit log"), audit) : null);
 
   async function loadRealms() {
@@ -44,6 +49,73 @@ export function mount(root, ctx) {
     }
   }
 
+  async function loadBuses() {
+    try {
+      const body = await api("GET", "/v1/redis");
+      if (!body.buses.length) {
+        buses.replaceChildren(h("p", { class: "muted" },
+          "No Redis bus is configured. Add a [[redis]] table to the daemon's config."));
+        return;
+      }
+      const { table: t, tbody } = table(["Bus", "Server", "Mode", "Reads", "State", "Last event",
+        "Received", "Accepted", "Duplicates", "Skipped", "Errors", "Sink", "Last error"]);
+      for (const b of body.buses) {
+        const c = b.counters;
+        const err = b.last_error || b.sink.last_error;
+        const skipped = c.malformed + c.refused + c.own;
+        tbody.append(h("tr", { dataset: { bus: b.name } },
+          h("td", null, b.name),
+          h("td", { class: "small" }, b.url),
+          h("td", null, b.mode),
+          h("td", { class: "mono small" }, b.source ? b.subscribed : "—"),
+          h("td", null, b.source
+            ? h("span", { class: `badge ${b.connected ? "good" : "bad"}` }, b.connected ? "connected" : "disconnected")
+            : h("span", { class: "muted" }, "sink only")),
+          h("td", { class: "small" }, fmtTime(b.last_event_ms)),
+          h("td", null, String(c.received)),
+          h("td", null, String(c.accepted)),
+          h("td", null, String(c.duplicates)),
+          h("td", { title: b.last_skipped ? `${b.last_skipped.kind}: ${b.last_skipped.message}` : "" },
+            `${skipped} (${c.malformed} malformed, ${c.refused} refused, ${c.own} own)`),
+          h("td", null, String(c.errors)),
+          h("td", null, b.sink.enabled ? `${b.sink.published} published, ${b.sink.failures} failed` : "off"),
+          h("td", { class: "error-text" }, err ? `${fmtTime(err.time_ms)} ${err.kind}: ${err.message}` : "")));
+      }
+      buses.replaceChildren(t);
+    } catch (e) {
+      buses.replaceChildren(notice("error", errorText(e)));
+    }
+  }
+
+  async function loadEndpoints() {
+    try {
+      const body = await api("GET", "/v1/webhooks");
+      if (!body.endpoints.length) {
+        endpoints.replaceChildren(h("p", { class: "muted" },
+          "No webhook endpoint is configured. Add a [[webhook]] table to the daemon's config."));
+        return;
+      }
+      const { table: t, tbody } = table(["Endpoint", "Kind", "Origin", "Tenants", "Sink", "Sent",
+        "Failed", "Rate limited", "Last error"]);
+      for (const w of body.endpoints) {
+        const err = w.last_error;
+        tbody.append(h("tr", { dataset: { endpoint: w.name } },
+          h("td", null, w.name),
+          h("td", null, w.kind),
+          h("td", { class: "small" }, w.origin),
+          h("td", null, w.tenants.length ? w.tenants.join(", ") : h("span", { class: "muted" }, "all")),
+          h("td", { class: "mono small" }, w.handler),
+          h("td", null, String(w.sent)),
+          h("td", null, String(w.failures)),
+          h("td", null, String(w.rate_limited)),
+          h("td", { class: "error-text" }, err ? `${fmtTime(err.time_ms)} ${err.kind}: ${err.message}` : "")));
+      }
+      endpoints.replaceChildren(t);
+    } catch (e) {
+      endpoints.replaceChildren(notice("error", errorText(e)));
+    }
+  }
+
   let cursor = null;
   const { table: at, tbody: atBody } = table(["Time", "Actor", "Action", "Target", "Detail"]);
   const more = h("button", { type: "button", hidden: true, onclick: () => loadAudit(true) }, "Older…");
@@ -64,8 +136,15 @@ export function mount(root, ctx) {
     }
   }
 
-  loadRealms();
+  function refresh() {
+    loadRealms();
+    if (ctx.allTenants) {
+      loadBuses();
+      loadEndpoints();
+    }
+  }
+  refresh();
   if (ctx.admin) loadAudit(false);
-  const timer = setInterval(loadRealms, REFRESH_MS);
+  const timer = setInterval(refresh, REFRESH_MS);
   return () => clearInterval(timer);
 }

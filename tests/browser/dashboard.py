@@ -283,6 +283,13 @@ def scenario(page, watch, setup, admin, url, shots, result):
     # Sources: no Zulip realm here; the audit log has the changes.
     goto(page, "sources")
     expect(page.locator("#zulip-realms")).to_contain_text("No Zulip realm")
+    bus = page.locator('#redis-buses tr[data-bus="bus"]')
+    expect(bus).to_contain_text("redis://127.0.0.1:9/0")
+    expect(bus).to_contain_text("disconnected")
+    slack = page.locator('#webhook-endpoints tr[data-endpoint="ops-slack"]')
+    expect(slack).to_contain_text("slack")
+    expect(slack).to_contain_text("acme")
+    expect(slack).to_contain_text("webhook:ops-slack")
     audit = page.locator("#audit-log")
     expect(audit).to_contain_text("disable")
     expect(audit).to_contain_text("rollback")
@@ -309,6 +316,11 @@ def scenario(page, watch, setup, admin, url, shots, result):
     goto(page, "dead-letters")
     expect(page.locator('#dl-table tr[data-handler="markup"]')).to_have_count(1)
     assert page.locator("#dl-replay-selected").count() == 0, "a read token got replay buttons"
+    # Buses and endpoints span tenants: not shown to a tenant's token.
+    goto(page, "sources")
+    expect(page.locator("#zulip-realms")).to_be_visible()
+    assert page.locator("#redis-buses").count() == 0, "a tenant token saw the Redis buses"
+    assert page.locator("#webhook-endpoints").count() == 0, "a tenant token saw the webhook endpoints"
     shot(page, shots, "tenant")
     watch.check("signed in with a tenant token")
 

@@ -2,7 +2,7 @@
 # Installs the Python and JavaScript handler toolchains, pinned, under
 # target/other-toolchains/ (nothing global), for the SDK tests and for
 # `tests/tests/runtime/languages.rs`. Idempotent and cached: a second run
-# with the same pins does nothing but check. Used by .ci/run and run.sh.
+# with the same pins does nothing but check. Used by tests/run-all.sh and run.sh.
 #   venv/  componentize-py, pytest, and the Python SDK (guest-sdk/python)
 #   js/    componentize-js, esbuild, preview2-shim (the JS SDK's build tools)
 set -euo pipefail

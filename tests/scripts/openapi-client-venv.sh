@@ -2,7 +2,7 @@
 # Installs openapi-python-client (a standard OpenAPI client generator, from
 # PyPI) into target/openapi-client-venv, for the end-to-end test that
 # generates a client from the daemon's `GET /v1/openapi.json` and deploys
-# and publishes with it (tests/tests/daemon/openapi_client.rs). `.ci/run`
+# and publishes with it (tests/tests/daemon/openapi_client.rs). `tests/run-all.sh`
 # runs this; it does nothing when the generator is already installed.
 # Needs python3 with the venv module. $CARGO_TARGET_DIR moves the venv with
 # the target directory.

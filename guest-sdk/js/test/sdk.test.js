@@ -60,6 +60,10 @@ test('emit follows the host rules', () => {
   assert.throws(() => host.run(() => emit('has space'), Event.build('x')), /invalid event type/);
   assert.throws(() => host.run(() => emit('hookbox.fake'), Event.build('x')), /invalid event type/);
   assert.throws(() => host.run(() => emit('ok', {}, { priority: 'urgent' }), Event.build('x')), TypeError);
+  const acme = Event.build('x', {}, { tenant: 'acme' });
+  assert.throws(() => host.run(() => emit('ok', {}, { tenant: 'zeta' }), acme), /only into that tenant/);
+  host.run(() => emit('ok', {}, { tenant: 'zeta' }), Event.build('x', {}, { tenant: '' }));
+  assert.equal(host.emitted.at(-1).tenant, 'zeta');
 });
 
 test('an ungranted capability is denied by use', () => {

@@ -83,6 +83,10 @@ def test_emit_follows_the_host_rules():
         host.run(lambda ev: hb.emit("hookbox.fake", {}), hb.Event.build("x"))
     with pytest.raises(ValueError):
         host.run(lambda ev: hb.emit("ok", {}, priority="urgent"), hb.Event.build("x"))
+    with pytest.raises(hb.HandlerError, match="only into that tenant"):
+        host.run(lambda ev: hb.emit("ok", {}, tenant="zeta"), hb.Event.build("x", tenant="acme"))
+    host.run(lambda ev: hb.emit("ok", {}, tenant="zeta"), hb.Event.build("x", tenant=""))
+    assert host.emitted[-1].tenant == "zeta"
 
 
 def test_an_ungranted_capability_is_denied_by_use():

@@ -148,9 +148,19 @@ pub(crate) fn accept_emit(
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&payload) {
         return Err(EmitError::Invalid(format!("payload is not JSON: {e}")));
     }
+    let tenant = match event.tenant {
+        None => current_tenant.to_owned(),
+        // As on the host: a delivery of an event with a tenant stays in it.
+        Some(t) if !current_tenant.is_empty() && t != current_tenant => {
+            return Err(EmitError::Invalid(format!(
+                "a delivery of tenant {current_tenant:?} may emit only into that tenant, not {t:?}"
+            )));
+        }
+        Some(t) => t,
+    };
     Ok(EmittedEvent {
         event_type: event.event_type,
-        tenant: event.tenant.unwrap_or_else(|| current_tenant.to_owned()),
+        tenant,
         payload,
         metadata: event.metadata,
         key: event.key,
@@ -246,8 +256,12 @@ mod tests {
         let ok = accept_emit("acme", NewEvent::new("n"), "[1]".to_owned()).unwrap();
         assert_eq!(ok.tenant, "acme");
         assert_eq!(ok.priority, Priority::Normal);
-        let other = accept_emit("acme", NewEvent::new("n").tenant("b"), "1".to_owned()).unwrap();
-        assert_eq!(other.tenant, "b");
+        assert!(matches!(
+            accept_emit("acme", NewEvent::new("n").tenant("b"), "1".to_owned()),
+            Err(EmitError::Invalid(m)) if m.contains("only into that tenant")
+        ));
+        let fan_out = accept_emit("", NewEvent::new("n").tenant("b"), "1".to_owned()).unwrap();
+        assert_eq!(fan_out.tenant, "b");
         assert!(matches!(
             accept_emit("acme", NewEvent::new(" "), "{}".to_owned()),
             Err(EmitError::Invalid(_))

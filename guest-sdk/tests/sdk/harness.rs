@@ -140,9 +140,12 @@ fn emit_fields_and_defaults() {
     let mut host = TestHost::new();
     host.within("acme", || {
         emit(NewEvent::new("plain")).unwrap();
+        // Another tenant is refused, as on the host.
+        let refused = emit(NewEvent::new("elsewhere").tenant("other")).unwrap_err();
+        assert!(format!("{refused:?}").contains("only into that tenant"));
         emit(
             NewEvent::new("full")
-                .tenant("other")
+                .tenant("acme")
                 .raw_payload(r#"{"k": [1]}"#)
                 .metadata("m", "1")
                 .key("order-7")
@@ -159,7 +162,7 @@ fn emit_fields_and_defaults() {
     );
     assert_eq!(plain.payload, "{}");
     assert_eq!(plain.key, None);
-    assert_eq!(full.tenant, "other");
+    assert_eq!(full.tenant, "acme");
     assert_eq!(full.metadata("m"), Some("1"));
     assert_eq!(full.key.as_deref(), Some("order-7"));
     assert_eq!(full.priority, Priority::Critical);

@@ -1,14 +1,17 @@
 //! `hookbox run`: the command-line arguments, and printing the result of
 //! [`crate::run::run_local`].
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 
 use super::client::EXIT_DELIVERY_FAILED;
 use crate::limits::Limits;
+use crate::manifest::{Capability, Manifest};
 use crate::run::{LocalRun, RunInput, run_local};
 
 /// Run a handler component against events locally, without a daemon.
@@ -33,12 +36,24 @@ pub struct RunArgs {
     /// The events' tenant.
     #[arg(long, value_name = "TENANT", default_value = "")]
     pub tenant: String,
-    /// The handler's config: JSON text, or `@FILE`.
-    #[arg(long, value_name = "JSON|@FILE", default_value = "{}")]
-    pub config: String,
-    /// Handler name, i.e. the KV namespace [default: the file stem].
+    /// The handler's manifest (`manifest.json`): its name, config, limits
+    /// and capabilities apply as the daemon would apply them, unless the
+    /// flags below give their own.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// The handler's config: JSON text, or `@FILE` [default: the manifest's,
+    /// else `{}`].
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub config: Option<String>,
+    /// Handler name, i.e. the KV namespace [default: the manifest's, else
+    /// the file stem].
     #[arg(long, value_name = "NAME")]
     pub handler: Option<String>,
+    /// The Hookbox interfaces granted, comma-separated
+    /// (`log,kv,config,emit,clock`), or `none`; a call to another ends the
+    /// delivery `capability_denied` [default: the manifest's, else all].
+    #[arg(long, value_name = "LIST", value_parser = parse_capabilities)]
+    pub capabilities: Option<BTreeSet<Capability>>,
     /// Fuel (instruction budget) per event.
     #[arg(long, value_name = "N")]
     pub fuel: Option<u64>,
@@ -71,7 +86,24 @@ impl RunArgs {
                 "give the events with `--event FILE`, `--type TYPE [--payload FILE]` or `--zulip --payload FILE`"
             ),
         };
-        let mut limits = Limits::default();
+        let manifest = match &self.manifest {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let m = Manifest::from_json(&text)
+                    .and_then(|m| m.validate().map(|()| m))
+                    .with_context(|| format!("{} is not a valid manifest", path.display()))?;
+                Some(m)
+            }
+            None => None,
+        };
+        let mut limits = match &manifest {
+            Some(m) => Limits::default()
+                .with_overrides(&m.limits, &Limits::default_ceilings())
+                .map_err(anyhow::Error::msg)
+                .context("the manifest's `limits`")?,
+            None => Limits::default(),
+        };
         if let Some(fuel) = self.fuel {
             limits.fuel = fuel;
         }
@@ -83,14 +115,48 @@ impl RunArgs {
                 .unwrap_or(u64::MAX)
                 .max(1);
         }
+        let config = match (&self.config, &manifest) {
+            (Some(c), _) => c.clone(),
+            (None, Some(m)) => m.config.to_string(),
+            (None, None) => "{}".into(),
+        };
+        let handler = self
+            .handler
+            .clone()
+            .or_else(|| manifest.as_ref().map(|m| m.name.clone()));
+        let capabilities = match (&self.capabilities, manifest) {
+            (Some(c), _) => c.clone(),
+            (None, Some(m)) => m.capabilities,
+            (None, None) => Capability::all(),
+        };
         Ok(LocalRun {
             component: self.component.clone(),
             input,
-            config: self.config.clone(),
-            handler: self.handler.clone(),
+            config,
+            handler,
             limits,
+            capabilities,
         })
     }
+}
+
+/// `--capabilities`: interface names separated by commas, or `none`.
+fn parse_capabilities(list: &str) -> Result<BTreeSet<Capability>, String> {
+    if list.trim() == "none" {
+        return Ok(BTreeSet::new());
+    }
+    list.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            Capability::all()
+                .into_iter()
+                .find(|c| c.interface() == name)
+                .ok_or_else(|| {
+                    format!("unknown capability `{name}`: use log, kv, config, emit, clock or none")
+                })
+        })
+        .collect()
 }
 
 /// Runs `hookbox run`; exits with [`EXIT_DELIVERY_FAILED`] when a delivery
@@ -167,6 +233,87 @@ mod tests {
         let run = a.to_local_run().unwrap();
         assert!(matches!(run.input, RunInput::Zulip { .. }));
         assert_eq!(run.limits.memory_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn capabilities_and_the_manifest() {
+        let a = parse(&["h.wasm", "--type", "x"]).unwrap();
+        let run = a.to_local_run().unwrap();
+        assert_eq!(run.capabilities, Capability::all());
+        assert_eq!(run.config, "{}");
+
+        let a = parse(&["h.wasm", "--type", "x", "--capabilities", "log, kv"]).unwrap();
+        let run = a.to_local_run().unwrap();
+        assert_eq!(
+            run.capabilities,
+            [Capability::Log, Capability::Kv].into_iter().collect()
+        );
+        let a = parse(&["h.wasm", "--type", "x", "--capabilities", "none"]).unwrap();
+        assert!(a.to_local_run().unwrap().capabilities.is_empty());
+        let err = parse(&["h.wasm", "--capabilities", "log,net"]).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown capability `net`"),
+            "{err}"
+        );
+
+        let dir = std::env::temp_dir().join(format!("hookbox-run-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let manifest = dir.join("manifest.json");
+        std::fs::write(
+            &manifest,
+            r#"{"name": "counter", "subscription": {"events": ["x"]},
+                "capabilities": ["log"], "config": {"n": 1}, "limits": {"fuel": 1234}}"#,
+        )
+        .unwrap();
+        let m = manifest.to_str().unwrap();
+        let run = parse(&["h.wasm", "--type", "x", "--manifest", m])
+            .unwrap()
+            .to_local_run()
+            .unwrap();
+        assert_eq!(run.handler.as_deref(), Some("counter"));
+        assert_eq!(run.config, r#"{"n":1}"#);
+        assert_eq!(run.limits.fuel, 1234);
+        assert_eq!(run.capabilities, [Capability::Log].into_iter().collect());
+        // Flags win over the manifest.
+        let run = parse(&[
+            "h.wasm",
+            "--type",
+            "x",
+            "--manifest",
+            m,
+            "--config",
+            "{}",
+            "--handler",
+            "h",
+            "--fuel",
+            "9",
+            "--capabilities",
+            "kv",
+        ])
+        .unwrap()
+        .to_local_run()
+        .unwrap();
+        assert_eq!(
+            (run.handler.as_deref(), run.config.as_str()),
+            (Some("h"), "{}")
+        );
+        assert_eq!(run.limits.fuel, 9);
+        assert_eq!(run.capabilities, [Capability::Kv].into_iter().collect());
+
+        std::fs::write(
+            &manifest,
+            r#"{"name": "Bad Name", "subscription": {"events": ["x"]}}"#,
+        )
+        .unwrap();
+        let err = parse(&["h.wasm", "--type", "x", "--manifest", m])
+            .unwrap()
+            .to_local_run()
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not a valid manifest"),
+            "{err:#}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

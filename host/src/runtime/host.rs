@@ -436,9 +436,23 @@ fn to_event_input(new: emit::NewEvent, event_tenant: &str) -> Result<EventInput,
         }
         metadata.insert(k, v);
     }
+    let tenant = match new.tenant {
+        None => event_tenant.to_string(),
+        // Code serving one tenant stays in it: another tenant's handlers
+        // and sinks (a Discord endpoint restricted to that tenant, its
+        // Redis bus) trust that their events come from that tenant's
+        // producers. Only an event without a tenant — which only an
+        // unscoped producer can publish — may fan out into tenants.
+        Some(t) if !event_tenant.is_empty() && t != event_tenant => {
+            return Err(format!(
+                "a delivery of tenant {event_tenant:?} may emit only into that tenant, not {t:?}"
+            ));
+        }
+        Some(t) => t,
+    };
     let input = EventInput {
         event_type: new.type_,
-        tenant: new.tenant.unwrap_or_else(|| event_tenant.to_string()),
+        tenant,
         payload: Some(payload),
         metadata,
         key: new.key,
@@ -523,12 +537,27 @@ mod tests {
         assert_eq!(input.tenant, "acme");
         assert_eq!(input.priority, Priority::High);
         assert_eq!(input.payload.unwrap().get(), r#"{"x":1}"#);
-        let mut other = new_event("{}");
-        other.tenant = Some("zeta".into());
-        other.priority = None;
-        let input = to_event_input(other, "acme").unwrap();
-        assert_eq!(input.tenant, "zeta");
+        let mut same = new_event("{}");
+        same.tenant = Some("acme".into());
+        same.priority = None;
+        let input = to_event_input(same, "acme").unwrap();
+        assert_eq!(input.tenant, "acme");
         assert_eq!(input.priority, Priority::Normal);
+    }
+
+    #[test]
+    fn a_delivery_emits_only_into_its_own_tenant() {
+        for foreign in ["zeta", "", "ACME", "acme "] {
+            let mut other = new_event("{}");
+            other.tenant = Some(foreign.into());
+            let err = to_event_input(other, "acme").unwrap_err();
+            assert!(err.contains("only into that tenant"), "{foreign:?}: {err}");
+        }
+        // An event without a tenant (only an unscoped producer sends one)
+        // may fan out into tenants.
+        let mut fan_out = new_event("{}");
+        fan_out.tenant = Some("zeta".into());
+        assert_eq!(to_event_input(fan_out, "").unwrap().tenant, "zeta");
     }
 
     #[test]

@@ -51,7 +51,7 @@ component; versions pinned in `package.json`).
 npm install                             # once
 npm test                                # the logic, natively, against a fake host
 npm run build                           # handler.wasm
-hookbox run handler.wasm --type message --payload event.json
+hookbox run handler.wasm --manifest manifest.json --type message --payload event.json
 hookbox handlers deploy handler.wasm --name {name} --manifest manifest.json
 ```
 

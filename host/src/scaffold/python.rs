@@ -33,7 +33,7 @@ A Hookbox event handler in Python ([componentize-py](https://pypi.org/project/co
 python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt   # once
 pytest                                  # the logic, natively, against a fake host
 ./build.sh                              # app.wasm
-hookbox run app.wasm --type message --payload event.json
+hookbox run app.wasm --manifest manifest.json --type message --payload event.json
 hookbox handlers deploy app.wasm --name {name} --manifest manifest.json
 ```
 "#

@@ -124,28 +124,70 @@ mod tests {
     use super::super::{Durability, Store, StoreOptions};
     use super::*;
 
-    #[test]
-    fn group_commit_acknowledges_after_a_flush() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = StoreOptions {
+    /// Set in the child process of the test below: the store's directory.
+    const CHILD_DIR: &str = "HOOKBOX_TEST_GROUP_COMMIT_DIR";
+    /// What the child prints once every accept was acknowledged.
+    const ACKED: &str = "group-commit-child: acknowledged";
+
+    fn opts() -> StoreOptions {
+        StoreOptions {
             durability: Durability::Group {
                 interval: Duration::from_millis(2),
             },
             lock_wait: Duration::from_secs(60),
             ..StoreOptions::default()
-        };
-        let s = Store::open(dir.path(), opts.clone()).unwrap();
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let s = s.clone();
-                std::thread::spawn(move || s.accept(&[(event("t", ""), vec!["h".into()])]))
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap().unwrap();
         }
-        drop(s);
-        let s = Store::open(dir.path(), opts).unwrap();
-        assert_eq!(s.pending().unwrap().len(), 4);
+    }
+
+    /// Checked the way a crash sees it: a child process (this test binary
+    /// again, running only this test) accepts from four threads, says so
+    /// once every accept returned, and is killed with SIGKILL before it can
+    /// drop (and so flush) the store. Without the group flush the accepts
+    /// are still in sled's buffers when the kill comes, and are lost.
+    #[test]
+    fn group_commit_acknowledges_after_a_flush() {
+        use std::io::BufRead;
+        if let Some(dir) = std::env::var_os(CHILD_DIR) {
+            let s = Store::open(std::path::Path::new(&dir), opts()).unwrap();
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let s = s.clone();
+                    std::thread::spawn(move || s.accept(&[(event("t", ""), vec!["h".into()])]))
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap().unwrap();
+            }
+            println!("{ACKED}");
+            // Killed long before this ends; bounded in case the parent died.
+            std::thread::sleep(Duration::from_secs(60));
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let name = concat!(module_path!(), "::group_commit_acknowledges_after_a_flush");
+        let name = name.split_once("::").map_or(name, |(_, rest)| rest);
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_DIR, dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut seen = Vec::new();
+        for line in out.lines() {
+            let line = line.unwrap();
+            if line.contains(ACKED) {
+                break;
+            }
+            seen.push(line);
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            seen.iter().all(|l| !l.contains("panicked")),
+            "the child failed: {seen:?}"
+        );
+        let s = Store::open(dir.path(), opts()).unwrap();
+        assert_eq!(s.pending().unwrap().len(), 4, "child output: {seen:?}");
     }
 }

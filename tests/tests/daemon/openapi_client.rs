@@ -6,7 +6,7 @@
 //! outcome (`tests/scripts/generated_client.py`).
 //!
 //! The generator is installed by `tests/scripts/openapi-client-venv.sh`
-//! (`.ci/run` runs it); when it is missing the test fails, naming that script.
+//! (`tests/run-all.sh` runs it); when it is missing the test fails, naming that script.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,7 +54,7 @@ fn a_client_generated_from_the_document_deploys_and_publishes() {
     assert!(
         generator.is_file(),
         "the OpenAPI client generator is not installed at {}: run \
-         `tests/scripts/openapi-client-venv.sh` (`.ci/run` does), which installs \
+         `tests/scripts/openapi-client-venv.sh` (`tests/run-all.sh` does), which installs \
          openapi-python-client from PyPI",
         generator.display()
     );

@@ -349,8 +349,10 @@ fn the_daemons_memory_returns_to_baseline_after_a_storm() {
         baseline >> 20,
         after >> 20
     );
+    // Less than a quarter of one toucher's 62.5 MiB: a single instance's
+    // memory kept after its delivery fails this (50 toucher deliveries ran).
     assert!(
-        after <= baseline + (64 << 20),
+        after <= baseline + (16 << 20),
         "RSS grew from {} MiB to {} MiB",
         baseline >> 20,
         after >> 20

@@ -7,7 +7,7 @@
 //! uncaught is a retryable `trap`).
 //!
 //! The toolchains come from PyPI and npm: `tests/other-toolchains/install.sh`
-//! puts them under `target/other-toolchains/` (`.ci/run` runs it). Without
+//! puts them under `target/other-toolchains/` (`tests/run-all.sh` runs it). Without
 //! them these tests fail, saying how to install them.
 
 use std::collections::BTreeSet;
@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 const INSTALL_HINT: &str = "install the Python and JavaScript toolchains with \
     `tests/other-toolchains/install.sh` (needs python3 with venv, node >= 20 and npm; \
-    .ci/run runs it)";
+    tests/run-all.sh runs it)";
 
 #[derive(Clone, Copy, Debug)]
 enum Lang {

@@ -2,6 +2,7 @@
 //! report per event out, with one KV for the whole run.
 
 use hookbox::limits::Limits;
+use hookbox::manifest::Capability;
 use hookbox::run::{LocalRun, RunInput, run_local};
 use hookbox::runtime::Outcome;
 use hookbox_tests::guests;
@@ -26,6 +27,7 @@ fn runs_every_event_with_one_kv() {
         config: r#"{"greeting": "hi"}"#.into(),
         handler: None,
         limits: Limits::default(),
+        capabilities: Capability::all(),
     })
     .unwrap();
     assert_eq!(summary.handler, "good");
@@ -46,21 +48,32 @@ fn runs_every_event_with_one_kv() {
     assert_eq!(json["deliveries"][1]["event"]["type"], "reaction.add");
 }
 
-#[test]
-fn limits_apply_and_failures_are_reported() {
-    let summary = run_local(&LocalRun {
-        component: guests::LOOP.into(),
+/// One `tick` event with an empty payload, run by `component` with every
+/// capability and the default limits.
+fn tick(component: &str) -> LocalRun {
+    LocalRun {
+        component: component.into(),
         input: RunInput::Payload {
             event_type: "tick".into(),
             tenant: String::new(),
             file: None,
         },
         config: "{}".into(),
+        handler: None,
+        limits: Limits::default(),
+        capabilities: Capability::all(),
+    }
+}
+
+#[test]
+fn limits_apply_and_failures_are_reported() {
+    let summary = run_local(&LocalRun {
         handler: Some("looper".into()),
         limits: Limits {
             fuel: 10_000,
             ..Limits::default()
         },
+        ..tick(guests::LOOP)
     })
     .unwrap();
     assert!(!summary.all_ok());
@@ -70,17 +83,32 @@ fn limits_apply_and_failures_are_reported() {
 
 #[test]
 fn a_refused_component_is_an_error() {
-    let err = run_local(&LocalRun {
-        component: guests::TRAP_CORE.into(),
-        input: RunInput::Payload {
-            event_type: "tick".into(),
-            tenant: String::new(),
-            file: None,
-        },
-        config: "{}".into(),
-        handler: None,
-        limits: Limits::default(),
-    })
-    .unwrap_err();
+    let err = run_local(&tick(guests::TRAP_CORE)).unwrap_err();
     assert!(format!("{err:#}").contains("not a component"), "{err:#}");
+}
+
+#[test]
+fn a_narrowed_grant_ends_the_delivery_capability_denied() {
+    // `good` uses every interface: granted only `log`, its first call to
+    // another (the KV counter) ends the delivery as it would in the daemon.
+    let run = |capabilities: &[Capability]| {
+        run_local(&LocalRun {
+            capabilities: capabilities.iter().copied().collect(),
+            ..tick(guests::GOOD)
+        })
+        .unwrap()
+    };
+    let denied = run(&[Capability::Log]);
+    let report = &denied.deliveries[0].report;
+    assert_eq!(report.outcome, Outcome::CapabilityDenied);
+    let error = report.error.as_deref().unwrap_or_default();
+    assert!(error.contains("capability `kv` is not granted"), "{error}");
+    let granted = run(&[
+        Capability::Log,
+        Capability::Kv,
+        Capability::Config,
+        Capability::Emit,
+        Capability::Clock,
+    ]);
+    assert!(granted.all_ok(), "{}", granted.to_text());
 }

@@ -145,6 +145,12 @@ class TestHost:
         keys = [k for k, _ in event["metadata"]]
         if len(keys) != len(set(keys)):
             raise HandlerError("emit refused: a metadata key is given twice")
+        # As on the host: a delivery of an event with a tenant stays in it.
+        tenant = event["tenant"]
+        if tenant is not None and self._tenant and tenant != self._tenant:
+            raise HandlerError(
+                f"emit refused: a delivery of tenant {self._tenant!r} may emit only into that tenant, not {tenant!r}"
+            )
         self._pending.append(
             Emitted(
                 type=event["type"],
