@@ -15,15 +15,18 @@
 //! an acknowledged event survives a crash (at-least-once).
 //!
 //! Each handler has a circuit breaker ([`breaker`], wired in by
-//! [`circuit`]): while it is open the handler's jobs are parked in the
-//! scheduler, not failed; transitions are announced as `hookbox.handler.*`
-//! events, and a handler that keeps tripping it is disabled.
+//! [`circuit`]), and one per tenant whose events fail ([`breakers`]):
+//! while one is open the jobs it covers are parked in the scheduler, not
+//! failed; transitions are announced as `hookbox.handler.*` events, and a
+//! handler that keeps tripping them (not one tenant's traffic alone) is
+//! disabled.
 //!
 //! Workers are plain OS threads: a delivery is synchronous wasm plus sled
 //! calls, and WASMTIME-NOTES measured a blocking task per delivery at 3–7x
 //! the CPU of a dedicated thread.
 
 mod breaker;
+mod breakers;
 mod builtin;
 mod circuit;
 mod handler_log;
@@ -49,7 +52,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-pub use breaker::{BreakerPolicy, CircuitState, CircuitStatus};
+pub use breaker::{BreakerPolicy, CircuitState, CircuitStatus, TenantCircuitStatus};
 pub use builtin::{Builtin, BuiltinError, BuiltinHandler};
 pub use circuit::events as internal_events;
 pub use handler_log::TARGET as HANDLER_LOG_TARGET;
@@ -69,7 +72,7 @@ use crate::store::{
     Store, StoreError, VersionRecord,
 };
 
-use breaker::{Breakers, Ticket};
+use breakers::{Breakers, Pass};
 use queue::{Job, Scheduler};
 use registry::{Code, Loaded, Registry};
 
@@ -814,8 +817,12 @@ impl Inner {
                 pending.handler.clone(),
                 event.key.clone(),
                 event.priority,
-                JobData { pending, event },
-            );
+                JobData {
+                    pending,
+                    event: event.clone(),
+                },
+            )
+            .with_tenant(event.tenant.clone());
             // A retry held its key before the restart (ordered handlers):
             // later events with the key wait behind it again.
             if retry {
@@ -960,17 +967,23 @@ impl Inner {
                     s.promote_due(now);
                     let mut b = self.breakers();
                     // Cool-downs that ended: their parked jobs may run a trial.
-                    for h in b.due(now) {
-                        s.unpark_all(&h);
+                    for (h, tenant) in b.due(now) {
+                        if tenant.is_empty() {
+                            s.unpark_handler(&h);
+                        } else {
+                            s.unpark_tenant(&h, &tenant);
+                        }
                     }
                     let mut t = self.throttles();
                     // Rate-limit windows that ended: their jobs may run.
                     for h in t.due(now) {
-                        s.unpark_all(&h);
+                        s.unpark_handler(&h);
                     }
                     let deleted = |name: &str| matches!(self.store.handler(name), Ok(None));
-                    if let Some(job) = s.pop(|h| self.gate(h, &b, &t, &deleted, now)) {
-                        let ticket = b.start(&job.handler, now);
+                    if let Some(job) =
+                        s.pop(|j| self.gate(&j.handler, &j.tenant, &b, &t, &deleted, now))
+                    {
+                        let ticket = b.start(&job.handler, &job.tenant, now);
                         break (job, ticket);
                     }
                     let next = [s.next_due(), b.next_wakeup(), t.next_wakeup()]
@@ -994,7 +1007,7 @@ impl Inner {
     }
 
     /// Runs one delivery and moves its pending entry on.
-    fn run(&self, mut job: Job<JobData>, ticket: Option<Ticket>, recorder: &recorder::Recorder) {
+    fn run(&self, mut job: Job<JobData>, ticket: Option<Pass>, recorder: &recorder::Recorder) {
         let handler_name = job.handler.clone();
         let Some(h) = self.registry.get(&handler_name) else {
             // Unloaded since it was popped: wait for a reload or deletion.
@@ -1162,7 +1175,7 @@ impl Inner {
     fn skip_expired(
         &self,
         job: Job<JobData>,
-        ticket: Option<Ticket>,
+        ticket: Option<Pass>,
         h: &Loaded,
         age: u64,
         max: u64,
@@ -1221,7 +1234,7 @@ impl Inner {
     /// Backpressure from a built-in sink: puts the job back as it was (no
     /// attempt used, no breaker failure) and holds the handler's jobs until
     /// the window ends ([`throttle`]).
-    fn throttle(&self, job: Job<JobData>, ticket: Option<Ticket>, wait: Duration, why: &str) {
+    fn throttle(&self, job: Job<JobData>, ticket: Option<Pass>, wait: Duration, why: &str) {
         let now = now_ms();
         let until = now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
         self.breakers().abandon(&job.handler, ticket);

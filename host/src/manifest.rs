@@ -187,7 +187,10 @@ pub struct DeliveryPolicy {
 /// when at least `min_attempts` attempts in the last `window_ms` failed at
 /// `failure_rate` or more; it stays open `cooldown_ms`, then lets one trial
 /// delivery through. A handler whose breaker opens `auto_disable_opens`
-/// times within `auto_disable_window_ms` is disabled.
+/// times within `auto_disable_window_ms` is disabled. Events with a tenant
+/// count on a breaker of their (handler, tenant) with these settings: it
+/// parks only that tenant's deliveries, and tenant breakers disable the
+/// handler only when two tenants' breakers reach `auto_disable_opens`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerSpec {

@@ -1,5 +1,6 @@
 //! The durable store: the one owner of the sled database. Handlers and their
-//! versions, module blobs, the compiled-code cache, the event inbox and its
+//! versions, module blobs and the compiled-code cache (as files beside the
+//! database, `modules.rs`), the event inbox and its
 //! pending deliveries, dead letters, the delivery log, stats, handler KV,
 //! the audit log and API tokens all live here, behind our own types — no
 //! sled type appears in the public API.
@@ -19,8 +20,7 @@
 //! | tree | key | value |
 //! |---|---|---|
 //! | `meta` | `schema_version` · `log_count` · `events_accepted` · `events_unrouted` | u32/u64 BE |
-//! | `modules` | sha256 hex of the wasm | wasm bytes |
-//! | `compiled` | `lp(module hash) lp(engine fingerprint)` | serialized code |
+//! | `modules`, `compiled` | empty: older versions kept blobs here; they are moved to files at open | |
 //! | `handlers` | handler name | [`HandlerRecord`] |
 //! | `versions` | `lp(name) u32 version` | [`VersionRecord`] |
 //! | `events` | event id | [`Event`](crate::event::Event) |
@@ -249,6 +249,8 @@ struct Inner {
     t: Trees,
     /// Compiled-code files, mapped by the runtime (`modules.rs`).
     code_dir: std::path::PathBuf,
+    /// Component files (`modules.rs`).
+    module_dir: std::path::PathBuf,
     opts: StoreOptions,
     ids: Mutex<ulid::Generator>,
     /// Serialises handler administration (deploy, rollback, delete, …):
@@ -351,6 +353,7 @@ impl Store {
                 db,
                 t,
                 code_dir: dir.join(modules::CODE_DIR),
+                module_dir: dir.join(modules::MODULE_DIR),
                 opts,
                 ids: Mutex::new(ulid::Generator::new()),
                 admin: Mutex::new(()),
@@ -360,6 +363,7 @@ impl Store {
                 ready: inbox::ReadySet::default(),
             }),
         };
+        store.migrate_blobs()?;
         store.reconcile_queue()?;
         Ok(store)
     }

@@ -34,7 +34,10 @@ export function mount(root, ctx) {
       hd.enabled ? "enabled" : "disabled"));
     if (!hd.enabled && hd.disabled_reason) c.status.title = hd.disabled_reason;
     const circuit = hd.circuit ? hd.circuit.state : "—";
+    const held = hd.circuit ? hd.circuit.tenants.length : 0;
     c.circuit.replaceChildren(h("span", { class: `badge ${circuit === "closed" ? "good" : circuit === "—" ? "" : "bad"}` }, circuit));
+    // Tenants whose own breaker is open: only their deliveries wait.
+    if (held) c.circuit.append(" ", h("span", { class: "badge bad", title: hd.circuit.tenants.map((t) => t.tenant).join(", ") }, `${held} tenant${held === 1 ? "" : "s"} open`));
     c.version.textContent = `v${hd.active_version}`;
     c.processed.textContent = fmtNum(s.processed || 0);
     c.failure.textContent = `${(rate(s) * 100).toFixed(1)}%`;
@@ -163,6 +166,9 @@ function handlerDetail(d, versions, ctx, reload, close) {
     h("dt", null, "Subscribes to"), h("dd", null, m.subscription.events.join(", ")),
     h("dt", null, "Tenants"), h("dd", null, (m.subscription.tenants || []).join(", ") || "all"),
     h("dt", null, "Circuit"), h("dd", null, c ? `${c.state}${c.last_reason ? ` (last opened: ${c.last_reason})` : ""}` : "not loaded"),
+    h("dt", null, "Tenant circuits"), h("dd", null, c && c.tenants.length
+      ? c.tenants.map((t) => `${t.tenant}: ${t.state}${t.last_reason ? ` (${t.last_reason})` : ""}`).join("; ")
+      : "none open"),
     h("dt", null, "Active version"), h("dd", null, `v${hd.active_version}`),
     h("dt", null, "Processed"), h("dd", null, `${d.stats.processed} (${d.stats.failed} failed, ${d.stats.dead_lettered} dead-lettered, ${d.stats.retries} retried)`),
     h("dt", null, "Latency p50 / p90 / p99"), h("dd", null, `${fmtUs(d.stats.latency_p50_us)} / ${fmtUs(d.stats.latency_p90_us)} / ${fmtUs(d.stats.latency_p99_us)}`)));

@@ -1,7 +1,9 @@
-//! Per-handler circuit breakers and the auto-disable rule: a pure state
-//! machine over delivery outcomes with an injected clock (every method takes
-//! `now_ms`), so each rule is unit-tested table-style. The dispatcher owns
-//! one [`Breakers`] behind a mutex and consults it when it pops a job.
+//! One circuit breaker and its auto-disable count: a pure state machine
+//! over delivery outcomes with an injected clock (every method takes
+//! `now_ms`), so each rule is unit-tested table-style. A handler has one
+//! for events without a tenant and one per failing tenant
+//! ([`super::breakers`] keeps them); the dispatcher consults them when it
+//! pops a job.
 //!
 //! States:
 //! - **closed** — deliveries run. Each failed attempt counts; the breaker
@@ -16,12 +18,13 @@
 //! Deliveries already running when the breaker opens finish; their outcomes
 //! are ignored (each delivery carries the breaker *generation* it started
 //! in). Every opening (from closed or from a failed trial) is counted; the
-//! `auto_disable_opens`-th opening within `auto_disable_window_ms` asks the
-//! dispatcher to disable the handler. Breaker state lives in memory only: a
+//! `auto_disable_opens`-th opening within `auto_disable_window_ms` reports
+//! that the count was reached (what that disables is
+//! [`super::breakers`]' rule). Breaker state lives in memory only: a
 //! restart starts every handler closed, and a handler still failing opens
 //! again after the same number of failures.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -119,6 +122,27 @@ pub struct CircuitStatus {
     pub last_opened_ms: Option<u64>,
     /// Why it last opened.
     pub last_reason: Option<String>,
+    /// Tenants with a breaker of their own (their events failed lately);
+    /// each tenant's failures open only its own breaker. At most
+    /// [`super::breakers::MAX_TENANTS`] per handler.
+    pub tenants_tracked: u32,
+    /// The tenant breakers that are open or half-open, by tenant.
+    pub tenants: Vec<TenantCircuitStatus>,
+}
+
+/// A snapshot of one tenant's breaker of a handler.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct TenantCircuitStatus {
+    /// The tenant.
+    pub tenant: String,
+    /// The state now.
+    pub state: CircuitState,
+    /// When an open breaker lets a trial through, ms since the epoch.
+    pub open_until_ms: Option<u64>,
+    /// Openings since the daemon started (or the handler was last changed).
+    pub opened_total: u64,
+    /// Why it last opened.
+    pub last_reason: Option<String>,
 }
 
 /// What the scheduler may do with a job of the handler now.
@@ -130,6 +154,9 @@ pub(crate) enum Admit {
     One,
     /// Park the job.
     Hold,
+    /// Park the job until its tenant's breaker lets it through (the
+    /// handler's other tenants run).
+    HoldTenant,
 }
 
 /// Handed out when a delivery starts; given back with its outcome.
@@ -230,6 +257,8 @@ pub(crate) struct Breaker {
     opened_total: u64,
     last_opened_ms: Option<u64>,
     last_reason: Option<String>,
+    /// The latest outcome recorded (0: none yet).
+    touched_ms: u64,
 }
 
 impl Breaker {
@@ -244,6 +273,16 @@ impl Breaker {
             opened_total: 0,
             last_opened_ms: None,
             last_reason: None,
+            touched_ms: 0,
+        }
+    }
+
+    /// The ticket of a delivery that starts now while the breaker is
+    /// closed, for an outcome whose start this breaker did not see.
+    pub fn closed_ticket(&self) -> Ticket {
+        Ticket {
+            generation: self.generation,
+            trial: false,
         }
     }
 
@@ -309,6 +348,7 @@ impl Breaker {
         if ticket.generation != self.generation {
             return None;
         }
+        self.touched_ms = now_ms;
         match (self.state, ticket.trial) {
             (State::HalfOpen { .. }, true) => Some(match failure {
                 Some(why) => self.open(now_ms, format!("the trial delivery failed: {why}")),
@@ -388,6 +428,34 @@ impl Breaker {
         self.state != State::Closed
     }
 
+    /// Whether it holds nothing worth keeping at `now_ms`: closed, no
+    /// failure in its window or in a row, no opening that still counts
+    /// toward auto-disable. Forgetting it changes no decision.
+    pub fn is_idle(&self, now_ms: u64) -> bool {
+        let since = now_ms.saturating_sub(self.policy.auto_disable_window_ms);
+        self.state == State::Closed
+            && self.consecutive == 0
+            && self.window.totals(now_ms).1 == 0
+            && self.opens.iter().all(|&t| t < since)
+    }
+
+    /// When it last recorded an outcome.
+    pub fn touched_ms(&self) -> u64 {
+        self.touched_ms
+    }
+
+    /// The snapshot at `now_ms`, as one tenant's breaker.
+    pub fn tenant_status(&self, tenant: &str, now_ms: u64) -> TenantCircuitStatus {
+        let s = self.status("", now_ms);
+        TenantCircuitStatus {
+            tenant: tenant.to_string(),
+            state: s.state,
+            open_until_ms: s.open_until_ms,
+            opened_total: s.opened_total,
+            last_reason: s.last_reason,
+        }
+    }
+
     /// When an open breaker's cool-down ends.
     fn open_until(&self) -> Option<u64> {
         match self.state {
@@ -417,108 +485,9 @@ impl Breaker {
             opened_total: self.opened_total,
             last_opened_ms: self.last_opened_ms,
             last_reason: self.last_reason.clone(),
+            tenants_tracked: 0,
+            tenants: Vec::new(),
         }
-    }
-}
-
-/// Every handler's breaker, plus the cool-down ends the workers wake for.
-#[derive(Debug, Default)]
-pub(crate) struct Breakers {
-    map: HashMap<String, Breaker>,
-    /// (cool-down end, handler): when parked jobs must be looked at again.
-    wakeups: BTreeSet<(u64, String)>,
-}
-
-impl Breakers {
-    /// Starts `handler` afresh (closed, no history) with `policy`; whether
-    /// it was open or half-open before. Deliveries still running under the
-    /// old breaker are ignored when they end.
-    pub fn reset(&mut self, handler: &str, policy: BreakerPolicy) -> bool {
-        let mut fresh = Breaker::new(policy);
-        match self.map.get(handler) {
-            Some(old) => {
-                fresh.generation = old.generation + 1;
-                let was_open = old.is_open();
-                self.map.insert(handler.to_string(), fresh);
-                was_open
-            }
-            None => {
-                self.map.insert(handler.to_string(), fresh);
-                false
-            }
-        }
-    }
-
-    /// Forgets a deleted handler.
-    pub fn remove(&mut self, handler: &str) {
-        self.map.remove(handler);
-    }
-
-    /// See [`Breaker::admit`]; a handler without a breaker runs.
-    pub fn admit(&self, handler: &str, now_ms: u64) -> Admit {
-        self.map
-            .get(handler)
-            .map_or(Admit::Run, |b| b.admit(now_ms))
-    }
-
-    /// See [`Breaker::start`].
-    pub fn start(&mut self, handler: &str, now_ms: u64) -> Option<Ticket> {
-        self.map.get_mut(handler).map(|b| b.start(now_ms))
-    }
-
-    /// See [`Breaker::abandon`].
-    pub fn abandon(&mut self, handler: &str, ticket: Option<Ticket>) {
-        if let (Some(b), Some(t)) = (self.map.get_mut(handler), ticket) {
-            b.abandon(t);
-        }
-    }
-
-    /// See [`Breaker::record`]; an opening schedules a wake-up at its
-    /// cool-down end.
-    pub fn record(
-        &mut self,
-        handler: &str,
-        ticket: Option<Ticket>,
-        failure: Option<&str>,
-        now_ms: u64,
-    ) -> Option<Transition> {
-        let b = self.map.get_mut(handler)?;
-        let t = b.record(ticket?, failure, now_ms)?;
-        if let Transition::Opened { until_ms, .. } = &t {
-            self.wakeups.insert((*until_ms, handler.to_string()));
-        }
-        Some(t)
-    }
-
-    /// Handlers whose cool-down ended by `now_ms` (each reported once).
-    pub fn due(&mut self, now_ms: u64) -> Vec<String> {
-        let mut out = Vec::new();
-        while let Some(first) = self.wakeups.first() {
-            if first.0 > now_ms {
-                break;
-            }
-            if let Some((_, h)) = self.wakeups.pop_first() {
-                out.push(h);
-            }
-        }
-        out
-    }
-
-    /// The earliest pending cool-down end.
-    pub fn next_wakeup(&self) -> Option<u64> {
-        self.wakeups.first().map(|(t, _)| *t)
-    }
-
-    /// One handler's snapshot.
-    pub fn status(&self, handler: &str, now_ms: u64) -> Option<CircuitStatus> {
-        self.map.get(handler).map(|b| b.status(handler, now_ms))
-    }
-
-    /// Every handler's snapshot, by name.
-    pub fn statuses(&self, now_ms: u64) -> Vec<CircuitStatus> {
-        let mut all: Vec<_> = self.map.iter().map(|(h, b)| b.status(h, now_ms)).collect();
-        all.sort_by(|a, b| a.handler.cmp(&b.handler));
-        all
     }
 }
 
@@ -805,38 +774,6 @@ mod tests {
             Some("3 failures in a row; last: timeout")
         );
         assert_eq!(b.status("h", 112).state, HalfOpen);
-    }
-
-    #[test]
-    fn breakers_wake_at_cooldown_end_and_reset_forgets() {
-        let mut all = Breakers::default();
-        let p = BreakerPolicy {
-            consecutive_failures: 1,
-            ..policy()
-        };
-        all.reset("a", p.clone());
-        all.reset("b", p.clone());
-        assert_eq!(all.admit("unknown", 0), Admit::Run);
-        let t = all.start("a", 5);
-        assert!(all.record("a", t, Some("trap"), 5).is_some());
-        let t = all.start("b", 7);
-        assert!(all.record("b", t, Some("trap"), 7).is_some());
-        assert_eq!(all.next_wakeup(), Some(105));
-        assert!(all.due(104).is_empty());
-        assert_eq!(all.due(200), ["a", "b"]);
-        assert!(all.due(300).is_empty());
-        assert_eq!(all.next_wakeup(), None);
-
-        // A reset closes it; a delivery of the old breaker no longer counts.
-        let stale = all.start("a", 110);
-        assert!(all.reset("a", p.clone()), "it was half-open");
-        assert_eq!(all.record("a", stale, Some("trap"), 111), None);
-        assert_eq!(all.admit("a", 111), Admit::Run);
-        assert!(!all.reset("a", p), "it was closed");
-        let names: Vec<_> = all.statuses(111).into_iter().map(|s| s.handler).collect();
-        assert_eq!(names, ["a", "b"]);
-        all.remove("a");
-        assert!(all.status("a", 111).is_none());
     }
 
     #[test]

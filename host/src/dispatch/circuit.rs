@@ -1,5 +1,5 @@
 //! The dispatcher's side of the circuit breakers ([`super::breaker`] is the
-//! pure state machine): narrowing the scheduler's gate, recording delivery
+//! pure state machine, [`super::breakers`] splits it per tenant): narrowing the scheduler's gate, recording delivery
 //! outcomes, announcing transitions as events and auto-disabling handlers.
 //!
 //! **What counts as a failure:** every attempt that did not end `ok`,
@@ -13,7 +13,8 @@
 //! `hookbox.handler.circuit_closed` and `hookbox.handler.disabled` (see
 //! [`events`]), accepted through the normal accept path with source
 //! `hookbox`, an empty tenant and a payload naming the handler and the
-//! reason; handlers and the live stream see them like any event.
+//! reason (and, for a tenant's breaker, the tenant); handlers and the live
+//! stream see them like any event.
 //!
 //! **No feedback loop.** An event about handler `h` is never routed to `h`
 //! itself: otherwise a failing `h` subscribed to `*` would receive (and fail
@@ -27,7 +28,8 @@ use std::sync::MutexGuard;
 
 use serde_json::json;
 
-use super::breaker::{Admit, BreakerPolicy, Breakers, Ticket, Transition};
+use super::breaker::{Admit, BreakerPolicy, Transition};
+use super::breakers::{Breakers, Pass, Scoped};
 use super::queue::Gate;
 use super::throttle::Throttles;
 use super::{AcceptError, Inner, Origin};
@@ -94,6 +96,7 @@ impl Inner {
     pub(super) fn gate(
         &self,
         handler: &str,
+        tenant: &str,
         breakers: &Breakers,
         throttles: &Throttles,
         deleted: &dyn Fn(&str) -> bool,
@@ -106,7 +109,7 @@ impl Inner {
                 concurrency,
                 ordered,
                 shared,
-            } => match breakers.admit(handler, now) {
+            } => match breakers.admit(handler, tenant, now) {
                 Admit::Run => Gate::Run {
                     concurrency,
                     ordered,
@@ -118,6 +121,7 @@ impl Inner {
                     shared,
                 },
                 Admit::Hold => Gate::Hold,
+                Admit::HoldTenant => Gate::HoldTenant,
             },
             other => other,
         }
@@ -134,13 +138,17 @@ impl Inner {
         let was_open = breakers.reset(handler, policy);
         if was_open {
             self.metrics.circuit_closed(handler);
+            self.metrics.tenant_circuits(handler, 0, false);
         }
         drop(breakers);
         if was_open {
             self.announce(
                 handler,
-                Transition::Closed {
-                    reason: why.to_string(),
+                Scoped {
+                    tenant: String::new(),
+                    transition: Transition::Closed {
+                        reason: why.to_string(),
+                    },
                 },
             );
         }
@@ -162,48 +170,69 @@ impl Inner {
     pub(super) fn record_outcome(
         &self,
         handler: &str,
-        ticket: Option<Ticket>,
+        pass: Option<Pass>,
         report: &DeliveryReport,
         now: u64,
-    ) -> Option<Transition> {
+    ) -> Option<Scoped> {
         let failure = failure_of(report);
         let mut breakers = self.breakers();
-        let transition = breakers.record(handler, ticket, failure.as_deref(), now);
-        match &transition {
-            Some(Transition::Opened { .. }) => self.metrics.circuit_opened(handler),
-            Some(Transition::Closed { .. }) => self.metrics.circuit_closed(handler),
-            None => {}
+        let scoped = breakers.record(handler, pass, failure.as_deref(), now)?;
+        let tenants_open = breakers.tenants_open(handler);
+        let opened = matches!(scoped.transition, Transition::Opened { .. });
+        match (opened, scoped.tenant.is_empty()) {
+            (true, true) => self.metrics.circuit_opened(handler),
+            (false, true) => self.metrics.circuit_closed(handler),
+            (_, false) => self.metrics.tenant_circuits(handler, tenants_open, opened),
         }
-        transition
+        Some(scoped)
     }
 
     /// Acts on a transition (the metrics already changed with the state):
     /// waking parked jobs on closing, the event, and the auto-disable an
-    /// opening may ask for.
-    pub(super) fn announce(&self, handler: &str, transition: Transition) {
+    /// opening may ask for. A tenant's breaker's events name the tenant.
+    pub(super) fn announce(&self, handler: &str, scoped: Scoped) {
+        let Scoped { tenant, transition } = scoped;
+        let with_tenant = |mut payload: serde_json::Value| {
+            if !tenant.is_empty() {
+                payload["tenant"] = json!(tenant);
+            }
+            payload
+        };
         match transition {
             Transition::Opened {
                 reason,
                 until_ms,
                 disable,
             } => {
-                tracing::warn!(%handler, %reason, open_until_ms = until_ms, "Circuit breaker opened; deliveries wait");
+                if tenant.is_empty() {
+                    tracing::warn!(%handler, %reason, open_until_ms = until_ms, "Circuit breaker opened; deliveries wait");
+                } else {
+                    tracing::warn!(%handler, %tenant, %reason, open_until_ms = until_ms, "Circuit breaker of a tenant opened; that tenant's deliveries wait");
+                }
                 self.emit_internal(
                     events::CIRCUIT_OPENED,
                     handler,
-                    json!({"handler": handler, "reason": reason, "open_until_ms": until_ms}),
+                    with_tenant(
+                        json!({"handler": handler, "reason": reason, "open_until_ms": until_ms}),
+                    ),
                 );
                 if let Some(why) = disable {
                     self.auto_disable(handler, &why);
                 }
             }
             Transition::Closed { reason } => {
-                tracing::info!(%handler, %reason, "Circuit breaker closed");
-                self.unpark(handler);
+                if tenant.is_empty() {
+                    tracing::info!(%handler, %reason, "Circuit breaker closed");
+                    self.unpark(handler);
+                } else {
+                    tracing::info!(%handler, %tenant, %reason, "Circuit breaker of a tenant closed");
+                    self.sched().unpark_tenant(handler, &tenant);
+                    self.wake.notify_all();
+                }
                 self.emit_internal(
                     events::CIRCUIT_CLOSED,
                     handler,
-                    json!({"handler": handler, "reason": reason}),
+                    with_tenant(json!({"handler": handler, "reason": reason})),
                 );
             }
         }

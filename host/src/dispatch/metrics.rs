@@ -93,6 +93,10 @@ pub mod names {
     pub const CIRCUIT_OPEN: &str = "hookbox_circuit_open";
     /// Circuit breaker openings by handler.
     pub const CIRCUIT_OPENED: &str = "hookbox_circuit_opened_total";
+    /// A handler's tenant breakers open or half-open now (gauge, label `handler`).
+    pub const CIRCUIT_TENANTS_OPEN: &str = "hookbox_circuit_tenants_open";
+    /// Openings of a handler's tenant breakers (label `handler`).
+    pub const CIRCUIT_TENANT_OPENED: &str = "hookbox_circuit_tenant_opened_total";
     /// Handlers disabled automatically, by handler.
     pub const AUTO_DISABLED: &str = "hookbox_handlers_auto_disabled_total";
     /// Deliveries put back because a built-in sink was rate limited, by handler.
@@ -112,6 +116,8 @@ type CircuitSeries = (
 struct Circuit {
     open: bool,
     opened: u64,
+    tenants_open: u64,
+    tenant_opened: u64,
     disabled: u64,
     throttled: u64,
 }
@@ -270,6 +276,15 @@ impl Metrics {
         self.circuit(handler, |c| c.open = false);
     }
 
+    /// One of the handler's tenant breakers opened (`opened`) or closed;
+    /// `open_now` of them are open or half-open after it.
+    pub(crate) fn tenant_circuits(&self, handler: &str, open_now: u64, opened: bool) {
+        self.circuit(handler, |c| {
+            c.tenants_open = open_now;
+            c.tenant_opened += u64::from(opened);
+        });
+    }
+
     pub(crate) fn auto_disabled(&self, handler: &str) {
         self.circuit(handler, |c| c.disabled += 1);
     }
@@ -416,7 +431,7 @@ impl Metrics {
         }
 
         let circuits = self.circuits.lock().unwrap_or_else(|p| p.into_inner());
-        let series: [CircuitSeries; 4] = [
+        let series: [CircuitSeries; 6] = [
             (
                 names::CIRCUIT_OPEN,
                 "gauge",
@@ -428,6 +443,18 @@ impl Metrics {
                 "counter",
                 "Circuit breaker openings.",
                 |c| c.opened,
+            ),
+            (
+                names::CIRCUIT_TENANTS_OPEN,
+                "gauge",
+                "The handler's tenant breakers open or half-open (one tenant's failures park only its own deliveries).",
+                |c| c.tenants_open,
+            ),
+            (
+                names::CIRCUIT_TENANT_OPENED,
+                "counter",
+                "Openings of the handler's tenant breakers.",
+                |c| c.tenant_opened,
             ),
             (
                 names::AUTO_DISABLED,

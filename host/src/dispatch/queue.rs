@@ -7,9 +7,12 @@
 //! Rules:
 //! - `pop` takes the oldest runnable job of the most urgent priority.
 //! - A job whose handler is at its concurrency cap, disabled or not loaded
-//!   is parked per handler; a finished delivery unparks one, back in its
-//!   queue in arrival order (ahead of every later job); `unpark_all` (on
-//!   enable / reload) unparks all, back at the front of their queues.
+//!   is parked per handler; one its tenant's breaker holds is parked per
+//!   (handler, tenant), so the handler's other tenants keep running
+//!   (`unpark_tenant` when that breaker lets it through). A finished
+//!   delivery unparks one, back in its queue in arrival order (ahead of
+//!   every later job); `unpark_all` (on enable / reload) unparks all,
+//!   back at the front of their queues.
 //! - **No handler takes every worker.** While other handlers are enabled
 //!   (`Gate::Run::shared`), a handler's cap is its policy's concurrency but
 //!   at most `workers - 1` (and at least 1): one worker always stays free
@@ -46,6 +49,9 @@ pub(crate) enum Gate {
     },
     /// Disabled or not loaded: keep the job, do not run it.
     Hold,
+    /// Its tenant's breaker is open: keep it apart until
+    /// [`Scheduler::unpark_tenant`]; the handler's other jobs still run.
+    HoldTenant,
     /// Deleted: its durable pendings are gone, drop the job.
     Drop,
 }
@@ -57,6 +63,8 @@ pub(crate) struct Job<T> {
     pub handler: String,
     /// The event's ordering key.
     pub key: Option<String>,
+    /// The event's tenant (`""`: none).
+    pub tenant: String,
     /// The event's priority.
     pub priority: Priority,
     /// Whether this job holds its `(handler, key)` (ordered handlers only).
@@ -73,11 +81,18 @@ impl<T> Job<T> {
         Job {
             handler,
             key,
+            tenant: String::new(),
             priority,
             holds_key: false,
             seq: 0,
             data,
         }
+    }
+
+    /// This job, for an event of `tenant`.
+    pub fn with_tenant(mut self, tenant: String) -> Self {
+        self.tenant = tenant;
+        self
     }
 }
 
@@ -89,6 +104,8 @@ pub(crate) struct Scheduler<T> {
     seq: u64,
     inflight: HashMap<String, u32>,
     parked: HashMap<String, VecDeque<Job<T>>>,
+    /// Jobs held by their tenant's breaker, per (handler, tenant).
+    parked_tenant: HashMap<(String, String), VecDeque<Job<T>>>,
     keys: HashMap<(String, String), VecDeque<Job<T>>>,
     len: usize,
     /// Room promised to batches that passed their capacity check and are
@@ -109,6 +126,7 @@ impl<T> Scheduler<T> {
             seq: 0,
             inflight: HashMap::new(),
             parked: HashMap::new(),
+            parked_tenant: HashMap::new(),
             keys: HashMap::new(),
             len: 0,
             reserved: 0,
@@ -210,10 +228,10 @@ impl<T> Scheduler<T> {
     }
 
     /// The next runnable job, counted as in flight until [`Self::finish`].
-    pub fn pop(&mut self, gate: impl Fn(&str) -> Gate) -> Option<Job<T>> {
+    pub fn pop(&mut self, gate: impl Fn(&Job<T>) -> Gate) -> Option<Job<T>> {
         for p in 0..self.ready.len() {
             while let Some(mut job) = self.ready[p].pop_front() {
-                match gate(&job.handler) {
+                match gate(&job) {
                     Gate::Drop => {
                         self.len -= 1;
                         if job.holds_key {
@@ -221,6 +239,11 @@ impl<T> Scheduler<T> {
                         }
                     }
                     Gate::Hold => self.park(job),
+                    Gate::HoldTenant => self
+                        .parked_tenant
+                        .entry((job.handler.clone(), job.tenant.clone()))
+                        .or_default()
+                        .push_back(job),
                     Gate::Run {
                         concurrency,
                         ordered,
@@ -322,12 +345,38 @@ impl<T> Scheduler<T> {
         }
     }
 
-    /// Makes every parked job of `handler` runnable again (after it is
-    /// enabled, reloaded or deleted; `pop` applies the new gate).
+    /// Makes every parked job of `handler` runnable again, its tenants'
+    /// included (after it is enabled, reloaded or deleted; `pop` applies
+    /// the new gate).
     pub fn unpark_all(&mut self, handler: &str) {
+        self.unpark_handler(handler);
+        let tenants: Vec<_> = self
+            .parked_tenant
+            .keys()
+            .filter(|(h, _)| h == handler)
+            .cloned()
+            .collect();
+        for (h, t) in tenants {
+            self.unpark_tenant(&h, &t);
+        }
+    }
+
+    /// Makes the jobs parked per handler runnable again (its breaker's
+    /// cool-down ended); those its tenants' breakers hold stay.
+    pub fn unpark_handler(&mut self, handler: &str) {
         if let Some(parked) = self.parked.remove(handler) {
             for job in parked.into_iter().rev() {
                 self.ready[job.priority.index()].push_front(job);
+            }
+        }
+    }
+
+    /// Makes the jobs `tenant`'s breaker held for `handler` runnable again.
+    pub fn unpark_tenant(&mut self, handler: &str, tenant: &str) {
+        let k = (handler.to_string(), tenant.to_string());
+        if let Some(parked) = self.parked_tenant.remove(&k) {
+            for job in parked {
+                self.unpark_in_order(job);
             }
         }
     }
@@ -344,7 +393,7 @@ mod tests {
         Job::new(handler.into(), key.map(String::from), p, n)
     }
 
-    fn run(concurrency: u32, ordered: bool) -> impl Fn(&str) -> Gate {
+    fn run(concurrency: u32, ordered: bool) -> impl Fn(&Job<u32>) -> Gate {
         move |_| Gate::Run {
             concurrency,
             ordered,
@@ -353,7 +402,7 @@ mod tests {
     }
 
     /// Every handler at `concurrency`, sharing the pool with the others.
-    fn shared(concurrency: u32) -> impl Fn(&str) -> Gate {
+    fn shared(concurrency: u32) -> impl Fn(&Job<u32>) -> Gate {
         move |_| Gate::Run {
             concurrency,
             ordered: false,
@@ -362,7 +411,7 @@ mod tests {
     }
 
     /// Pops until nothing runs; the handlers of the jobs started, in order.
-    fn pop_all(s: &mut Scheduler<u32>, gate: impl Fn(&str) -> Gate) -> Vec<String> {
+    fn pop_all(s: &mut Scheduler<u32>, gate: impl Fn(&Job<u32>) -> Gate) -> Vec<String> {
         std::iter::from_fn(|| s.pop(&gate).map(|j| j.handler)).collect()
     }
 
@@ -419,8 +468,8 @@ mod tests {
         let mut s = Scheduler::new(WORKERS);
         s.push(job("gone", None, Priority::Normal, 1));
         s.push(job("h", None, Priority::Normal, 2));
-        let gate = |h: &str| {
-            if h == "gone" {
+        let gate = |j: &Job<u32>| {
+            if j.handler == "gone" {
                 Gate::Drop
             } else {
                 Gate::Run {
@@ -540,7 +589,7 @@ mod tests {
             for n in 0..10 {
                 s.push(job("h", None, Priority::Normal, n));
             }
-            let gate = move |_: &str| Gate::Run {
+            let gate = move |_: &Job<u32>| Gate::Run {
                 concurrency,
                 ordered: false,
                 shared,
@@ -566,7 +615,7 @@ mod tests {
         s.push(job("h", None, Priority::Critical, 4));
         s.push(job("h", None, Priority::High, 5));
         s.push(job("other", None, Priority::Low, 6));
-        let gate = |_: &str| Gate::Run {
+        let gate = |_: &Job<u32>| Gate::Run {
             concurrency: 16,
             ordered: true,
             shared: true,
@@ -611,6 +660,45 @@ mod tests {
         s.finish("h", Some("k"), true, true);
         let next = s.pop(&gate).unwrap();
         assert_eq!((next.data, next.holds_key), (4, true));
+        assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn a_held_tenant_waits_apart_while_the_handlers_other_tenants_run() {
+        let mut s = Scheduler::new(WORKERS);
+        for (n, t) in [(1, "evil"), (2, "good"), (3, "evil"), (4, "")] {
+            s.push(job("h", None, Priority::Normal, n).with_tenant(t.into()));
+        }
+        let gate = |j: &Job<u32>| {
+            if j.tenant == "evil" {
+                Gate::HoldTenant
+            } else {
+                Gate::Run {
+                    concurrency: 10,
+                    ordered: false,
+                    shared: false,
+                }
+            }
+        };
+        let started: Vec<u32> = std::iter::from_fn(|| s.pop(gate).map(|j| j.data)).collect();
+        assert_eq!(started, [2, 4]);
+        assert_eq!(s.len(), 2);
+        // Finishing the handler's deliveries does not wake the held tenant.
+        s.finish("h", None, false, true);
+        s.unpark_handler("h");
+        assert!(s.pop(run(10, false)).is_none());
+        // Its breaker closes: its jobs come back in arrival order.
+        s.unpark_tenant("h", "good");
+        assert!(s.pop(run(10, false)).is_none());
+        s.unpark_tenant("h", "evil");
+        let order: Vec<u32> =
+            std::iter::from_fn(|| s.pop(run(10, false)).map(|j| j.data)).collect();
+        assert_eq!(order, [1, 3]);
+        // unpark_all wakes tenants' jobs too.
+        s.push(job("h", None, Priority::Normal, 5).with_tenant("evil".into()));
+        assert!(s.pop(gate).is_none());
+        s.unpark_all("h");
+        assert_eq!(s.pop(run(10, false)).unwrap().data, 5);
         assert_eq!(s.len(), 0);
     }
 

@@ -271,6 +271,88 @@ fn a_revoked_or_expired_token_loses_its_live_stream() {
     d.get_as("/v1/logs", &expiring).expect(401);
 }
 
+/// Issue 12, hole 4: a handler shared by tenants `evil` and `good`; evil's
+/// events trap. On the old per-handler breaker, evil's two traps opened the
+/// handler's breaker and (with `auto_disable_opens = 1`) disabled it, so
+/// good's events were routed to no handler. Now only evil's breaker opens:
+/// evil's next event waits, good's are delivered `ok`, the handler stays
+/// enabled.
+#[test]
+fn one_tenants_failures_park_only_that_tenant_and_cannot_disable_a_shared_handler() {
+    let d = Daemon::start();
+    let mut m = manifest("shared", &["*"]);
+    m["delivery"]["breaker"] = json!({
+        "consecutive_failures": 2,
+        "failure_rate": 0.0,
+        "cooldown_ms": 600_000,
+        "auto_disable_opens": 1,
+    });
+    deploy(&d, &m, &read(guests::TRAP_BOOM)).expect(201);
+    let evil = d.token("evil-publisher", &["publish"], &["evil"]);
+    let good = d.token("good-publisher", &["publish"], &["good"]);
+    let boom = json!({"type": "boom", "tenant": "evil"});
+    let message = json!({"type": "message", "tenant": "good"});
+
+    for _ in 0..2 {
+        let r = post_as(&d, &evil, "/v1/events?wait=true", &boom).expect(200);
+        assert_eq!(r.json["events"][0]["handlers"], json!(["shared"]), "{r}");
+        assert_eq!(
+            r.json["outcomes"][0]["deliveries"][0]["outcome"], "trap",
+            "{r}"
+        );
+    }
+    // evil's breaker is open (for ten minutes): its next event waits.
+    let held = post_as(&d, &evil, "/v1/events", &boom).expect(202);
+    let held = held.json["events"][0]["id"].as_str().unwrap().to_string();
+
+    for _ in 0..3 {
+        let r = post_as(&d, &good, "/v1/events?wait=true", &message).expect(200);
+        assert_eq!(r.json["events"][0]["handlers"], json!(["shared"]), "{r}");
+        assert_eq!(r.json["outcomes"][0]["complete"], true, "{r}");
+        assert_eq!(
+            r.json["outcomes"][0]["deliveries"][0]["outcome"], "ok",
+            "{r}"
+        );
+    }
+
+    let h = d.get("/v1/handlers/shared").expect(200);
+    assert_eq!(h.json["handler"]["enabled"], true, "{h}");
+    let circuit = &h.json["circuit"];
+    assert_eq!(circuit["state"], "closed", "{h}");
+    assert_eq!(circuit["opened_total"], 0, "{h}");
+    let tenants = circuit["tenants"].as_array().unwrap();
+    assert_eq!(tenants.len(), 1, "{h}");
+    assert_eq!(tenants[0]["tenant"], "evil", "{h}");
+    assert_eq!(tenants[0]["state"], "open", "{h}");
+    assert!(
+        tenants[0]["last_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("2 failures in a row")),
+        "{h}"
+    );
+    // Held, not run, not failed.
+    let e = d.get(&format!("/v1/events/{held}")).expect(200);
+    assert_eq!(e.json["deliveries"], json!([]), "{e}");
+    assert_eq!(
+        d.metric("hookbox_circuit_tenants_open{handler=\"shared\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        d.metric("hookbox_handlers_auto_disabled_total{handler=\"shared\"}")
+            .unwrap_or(0.0),
+        0.0
+    );
+    let stats = d.get("/v1/stats").expect(200);
+    assert!(
+        stats.json["circuits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["handler"] == "shared" && c["tenants"][0]["tenant"] == "evil"),
+        "{stats}"
+    );
+}
+
 #[test]
 fn a_handler_serving_a_tenant_cannot_emit_into_another() {
     // Code serving `acme` asks to emit `pong` into `zeta`, where a handler
