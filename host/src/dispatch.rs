@@ -840,7 +840,8 @@ impl Inner {
         let n = ready.len();
         for Ready { pending, event } in ready {
             let due = pending.due_ms;
-            let job = Job::new(
+            let retry = pending.attempt > 1;
+            let mut job = Job::new(
                 pending.handler.clone(),
                 event.key.clone(),
                 event.priority,
@@ -850,6 +851,11 @@ impl Inner {
                 },
             )
             .with_tenant(event.tenant.clone());
+            // A retry held its key before the restart (ordered handlers):
+            // later events with the key wait behind it again.
+            if retry {
+                s.hold_key(&mut job);
+            }
             if due > now {
                 s.push_delayed(due, job);
             } else {
