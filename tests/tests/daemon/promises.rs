@@ -295,3 +295,128 @@ fn ordered_delivery_holds_through_retries_and_a_restart() {
         "the unordered handler was served in key order too: the check cannot tell: {unordered:?}"
     );
 }
+
+/// "Breaker state is in memory: a restart closes every breaker." Two
+/// failures open the breaker for ten minutes and park the retries; after
+/// a restart it is closed and they run at once, and succeed.
+#[test]
+fn a_restart_closes_every_breaker() {
+    let mut d = Daemon::start();
+    let m = json!({
+        "name": "flaky",
+        "subscription": {"events": ["job"]},
+        "delivery": {"max_attempts": 3, "initial_backoff_ms": 50, "max_backoff_ms": 50,
+                     "jitter": 0.0, "concurrency": 1,
+                     "breaker": {"consecutive_failures": 2, "failure_rate": 0.0,
+                                 "cooldown_ms": 600_000, "auto_disable_opens": 0}},
+    });
+    d.deploy(&m.to_string(), &read(guests::FAIL_FIRST))
+        .expect(201);
+    let ids = ids(&d
+        .publish(&json!([{"type": "job"}, {"type": "job"}]), false)
+        .expect(202));
+    let circuit = |d: &Daemon| d.get("/v1/handlers/flaky").expect(200).json["circuit"].clone();
+    let open = d.wait_until("the breaker to open", || {
+        let c = circuit(&d);
+        (c["state"] == "open").then_some(c)
+    });
+    assert_eq!(open["opened_total"], 1, "{open}");
+    // The retries wait for the cool-down, not lost and not run.
+    for id in &ids {
+        let r = d.get(&format!("/v1/events/{id}")).expect(200);
+        assert!(!r.json["event"].is_null(), "{id} is still pending: {r}");
+    }
+    d.restart();
+    for id in &ids {
+        let deliveries = settled(&d, id);
+        let outcomes: Vec<(&Value, &Value)> = deliveries
+            .iter()
+            .map(|x| (&x["attempt"], &x["outcome"]))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                (&json!(1), &json!("handler_error")),
+                (&json!(2), &json!("ok"))
+            ],
+            "{id}"
+        );
+    }
+    let closed = circuit(&d);
+    assert_eq!(closed["state"], "closed", "{closed}");
+}
+
+/// Outcomes README marks "not retried" go to the dead letters after one
+/// attempt even when the policy allows five; a trap, which is retried,
+/// uses all five (so the policy did allow them).
+#[test]
+fn outcomes_that_are_not_retried_are_not_with_max_attempts_above_one() {
+    let d = Daemon::start();
+    let cases: &[(&str, &str, Value, Value)] = &[
+        (
+            "out_of_fuel",
+            guests::LOOP,
+            json!({}),
+            json!({"fuel": 1_000_000}),
+        ),
+        ("memory_limit", guests::MEMORY_TOUCH, json!(2000), json!({})),
+        (
+            "log_limit",
+            guests::LOG_FLOOD,
+            json!({}),
+            json!({"log_bytes": 50}),
+        ),
+        (
+            "kv_limit",
+            guests::KV_FLOOD,
+            json!(100),
+            json!({"kv_value_bytes": 100}),
+        ),
+        (
+            "emit_limit",
+            guests::EMIT_FANOUT,
+            json!(20),
+            json!({"emits": 10}),
+        ),
+        (
+            "emit_bytes_limit",
+            guests::EMIT_BIG,
+            json!(1),
+            json!({"emit_bytes": 100_000}),
+        ),
+        ("capability_denied", guests::WASI_HTTP, json!({}), json!({})),
+        ("trap", guests::TRAP, json!({}), json!({})),
+    ];
+    for (outcome, path, config, limits) in cases {
+        let m = json!({
+            "name": outcome.replace('_', "-"),
+            "subscription": {"events": [outcome]},
+            "config": config,
+            "limits": limits,
+            "delivery": {"max_attempts": 5, "initial_backoff_ms": 20, "max_backoff_ms": 20,
+                         "breaker": {"consecutive_failures": 0, "failure_rate": 0.0}},
+        });
+        d.deploy(&m.to_string(), &read(path)).expect(201);
+    }
+    for (outcome, ..) in cases {
+        let r = d.publish(&json!({"type": outcome}), true).expect(200);
+        let result = &r.json["outcomes"][0];
+        assert_eq!(result["complete"], true, "dead-lettered is final: {r}");
+        let got: Vec<(&Value, &Value)> = array(result, "deliveries")
+            .iter()
+            .map(|x| (&x["attempt"], &x["outcome"]))
+            .collect();
+        let attempts = if *outcome == "trap" { 5 } else { 1 };
+        let want: Vec<(Value, Value)> =
+            (1..=attempts).map(|n| (json!(n), json!(outcome))).collect();
+        let want: Vec<(&Value, &Value)> = want.iter().map(|(a, o)| (a, o)).collect();
+        assert_eq!(got, want, "{r}");
+        let name = outcome.replace('_', "-");
+        let dead = d
+            .get(&format!("/v1/dead-letters?handler={name}"))
+            .expect(200);
+        let dead = array(&dead.json, "dead_letters");
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(array(&dead[0], "errors").len(), attempts, "{:?}", dead[0]);
+    }
+}
