@@ -1,5 +1,6 @@
 //! The durable store: the one owner of the sled database. Handlers and their
-//! versions, module blobs, the compiled-code cache, the event inbox and its
+//! versions, module blobs and the compiled-code cache (as files beside the
+//! database, `modules.rs`), the event inbox and its
 //! pending deliveries, dead letters, the delivery log, stats, handler KV,
 //! the audit log and API tokens all live here, behind our own types — no
 //! sled type appears in the public API.
@@ -19,8 +20,7 @@
 //! | tree | key | value |
 //! |---|---|---|
 //! | `meta` | `schema_version` · `log_count` · `events_accepted` · `events_unrouted` | u32/u64 BE |
-//! | `modules` | sha256 hex of the wasm | wasm bytes |
-//! | `compiled` | `lp(module hash) lp(engine fingerprint)` | serialized code |
+//! | `modules`, `compiled` | empty: older versions kept blobs here; they are moved to files at open | |
 //! | `handlers` | handler name | [`HandlerRecord`] |
 //! | `versions` | `lp(name) u32 version` | [`VersionRecord`] |
 //! | `events` | event id | [`Event`](crate::event::Event) |
@@ -58,6 +58,7 @@
 
 mod codec;
 mod dlq;
+mod external;
 mod group;
 mod handlers;
 mod inbox;
@@ -111,7 +112,8 @@ use std::time::Duration;
 
 use codec::{AbortExt, SledExt, TxResult, corrupt, decode, encode, tx_err};
 
-pub use inbox::{Inbox, Ready};
+pub use external::AttemptKind;
+pub use inbox::{Inbox, InboxHooks, Ready};
 pub use loginbox::LogInbox;
 pub use records::{
     AttemptError, AuditEntry, DEFAULT_PAGE, DeadLetter, DeadLetterQuery, EmittedEvent, EventTotals,
@@ -225,6 +227,10 @@ pub enum StoreError {
     /// A record could not be encoded.
     #[error("cannot encode record: {0}")]
     Encode(String),
+    /// A service the store depends on (cluster mode: NATS JetStream) did
+    /// not answer; the operation did not happen and may be retried.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Result alias for store operations.
@@ -249,6 +255,8 @@ struct Inner {
     t: Trees,
     /// Compiled-code files, mapped by the runtime (`modules.rs`).
     code_dir: std::path::PathBuf,
+    /// Component files (`modules.rs`).
+    module_dir: std::path::PathBuf,
     opts: StoreOptions,
     ids: Mutex<ulid::Generator>,
     /// Serialises handler administration (deploy, rollback, delete, …):
@@ -351,6 +359,7 @@ impl Store {
                 db,
                 t,
                 code_dir: dir.join(modules::CODE_DIR),
+                module_dir: dir.join(modules::MODULE_DIR),
                 opts,
                 ids: Mutex::new(ulid::Generator::new()),
                 admin: Mutex::new(()),
@@ -360,6 +369,7 @@ impl Store {
                 ready: inbox::ReadySet::default(),
             }),
         };
+        store.migrate_blobs()?;
         store.reconcile_queue()?;
         Ok(store)
     }

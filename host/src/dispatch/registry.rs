@@ -365,36 +365,24 @@ impl Registry {
     }
 }
 
-/// Loads cached compiled code: mapped from the store's file, else (when the
-/// file cannot be written or is refused) copied from the cache's bytes.
-/// `None` when nothing is cached for this engine; code the runtime refuses
-/// is reported and treated as not cached, so it is compiled again.
+/// Loads cached compiled code, mapped from the store's file. `None` when
+/// nothing is cached for this engine; code the runtime refuses is reported,
+/// dropped from the cache and treated as not cached, so it is compiled
+/// again.
 fn load_cached(
     store: &Store,
     runtime: &Runtime,
     hash: &str,
 ) -> Result<Option<HandlerModule>, DispatchError> {
     let fingerprint = runtime.fingerprint();
-    match store.compiled_file(hash, &fingerprint) {
-        Ok(None) => return Ok(None),
-        Ok(Some(path)) => match runtime.load_precompiled_file(&path) {
-            Ok(m) => return Ok(Some(m)),
-            Err(e) => {
-                tracing::warn!(hash, error = %e, "Compiled-code file did not load; trying the cache's bytes");
-                store.discard_compiled_file(hash, &fingerprint);
-            }
-        },
-        Err(e) => {
-            tracing::warn!(hash, error = %e, "Compiled code could not be written out for mapping; loading a copy");
-        }
-    }
-    let Some(bytes) = store.compiled(hash, &fingerprint)? else {
+    let Some(path) = store.compiled_file(hash, &fingerprint)? else {
         return Ok(None);
     };
-    match runtime.load_precompiled(&bytes) {
+    match runtime.load_precompiled_file(&path) {
         Ok(m) => Ok(Some(m)),
         Err(e) => {
             tracing::warn!(hash, error = %e, "Cached compiled code did not load; recompiling");
+            store.discard_compiled_file(hash, &fingerprint);
             Ok(None)
         }
     }

@@ -44,12 +44,7 @@ impl Store {
     ) -> Result<(HandlerRecord, VersionRecord)> {
         let name = manifest.name.as_str();
         manifest::validate_name(name).map_err(bad)?;
-        if !self
-            .t()
-            .modules
-            .contains_key(module_hash.as_bytes())
-            .sled()?
-        {
+        if !self.has_module(module_hash)? {
             return Err(StoreError::NotFound(format!("module {module_hash}")));
         }
         let _admin = self.admin_lock();
