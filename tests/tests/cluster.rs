@@ -146,3 +146,30 @@ fn a_killed_node_s_deliveries_reach_the_other_node() {
     );
     assert!(on_b > 0, "node b took over no deliveries");
 }
+
+/// All of NATS gone: ingest answers 503 and acknowledges nothing; when the
+/// server is back, the node recovers by itself and every acknowledged
+/// event is delivered.
+#[test]
+fn without_nats_ingest_answers_503_and_the_node_recovers() {
+    let mut nats = NatsServer::start();
+    let a = node(&nats, "2s");
+    a.deploy(&sleeper(1), &read(guests::SLEEP)).expect(201);
+    let mut ids = publish(&a, 20);
+    nats.kill();
+    let r = a.publish(&json!([{"type": "job"}]), false);
+    assert_eq!(r.status, 503, "{r}");
+    nats.start_again();
+    let again = a.wait_until("ingest to accept again", || {
+        let r = a.publish(&json!([{"type": "job"}]), false);
+        (r.status == 202).then_some(r)
+    });
+    ids.push(again.json["events"][0]["id"].as_str().unwrap().to_string());
+    // The event refused with 503 may be delivered too (its publish may
+    // have reached JetStream after all): only the acknowledged ones count.
+    let want: BTreeSet<String> = ids.into_iter().collect();
+    a.wait_until("every acknowledged event to be delivered", || {
+        let ran: BTreeSet<String> = ran(&a).into_keys().collect();
+        want.is_subset(&ran).then_some(())
+    });
+}

@@ -201,6 +201,11 @@ async fn connect(cfg: &ClusterConfig) -> std::result::Result<Client, ClusterErro
         .name("hookbox")
         .connection_timeout(REQUEST_TIMEOUT)
         .request_timeout(Some(REQUEST_TIMEOUT))
+        // Reconnect for ever, at most a second apart: a node recovers by
+        // itself soon after NATS is back.
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((attempts as u64).saturating_mul(100).min(1000))
+        })
         .require_tls(cfg.tls_required);
     if let Some(path) = &cfg.credentials {
         opts = opts
