@@ -110,7 +110,11 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         );
     }
 
-    let runtime = Runtime::new(cfg.runtime.clone()).context("starting the wasm runtime")?;
+    let mut runtime_cfg = cfg.runtime.clone();
+    // Uploads compile in a child process of this binary, under the caps.
+    runtime_cfg.compile.isolate =
+        Some(std::env::current_exe().context("finding the hookbox executable")?);
+    let runtime = Runtime::new(runtime_cfg).context("starting the wasm runtime")?;
     let connectors = Connectors::new(ConnectorsConfig {
         zulip: cfg.zulip.clone(),
         redis: cfg.redis.clone(),

@@ -66,7 +66,7 @@ pub use series::{SECONDS as SERIES_SECONDS, SeriesPoint, SeriesWindow};
 use crate::event::{self, Event, EventInput, InvalidEvent, now_ms};
 use crate::limits::Limits;
 use crate::manifest::Manifest;
-use crate::runtime::{DeliveryRequest, Runtime};
+use crate::runtime::{DeliveryRequest, Runtime, RuntimeError};
 use crate::store::{
     EmittedEvent, HandlerLog, HandlerRecord, Inbox, LogEntry, OUTCOME_EXPIRED, Pending, Ready,
     Store, StoreError, VersionRecord,
@@ -205,6 +205,9 @@ pub enum DeployError {
         /// The limit.
         max: usize,
     },
+    /// The compile child could not be run: Hookbox's failure.
+    #[error("{0}")]
+    Compiler(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -657,7 +660,10 @@ impl Dispatcher {
                 let compiled = inner
                     .runtime
                     .compile(wasm, &manifest.capabilities)
-                    .map_err(|e| DeployError::InvalidComponent(e.to_string()))?;
+                    .map_err(|e| match e {
+                        e @ RuntimeError::Compiler(_) => DeployError::Compiler(e.to_string()),
+                        e => DeployError::InvalidComponent(e.to_string()),
+                    })?;
                 inner.store.put_compiled(
                     &hash,
                     &inner.runtime.fingerprint(),
