@@ -173,3 +173,72 @@ fn without_nats_ingest_answers_503_and_the_node_recovers() {
         want.is_subset(&ran).then_some(())
     });
 }
+
+/// The registry is shared: a handler deployed on one node runs on the
+/// other, whose store got the component from the cluster.
+#[test]
+fn a_deploy_on_one_node_runs_on_the_other() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "30s");
+    let b = node(&nats, "30s");
+    a.deploy(&sleeper(1), &read(guests::SLEEP)).expect(201);
+    // Node b routes events to it once it applied the deploy.
+    let first = b.wait_until("node b to route to the handler deployed on a", || {
+        let r = b.publish(&json!({"type": "job"}), false).expect(202);
+        let e = &r.json["events"][0];
+        (e["handlers"] == json!(["sleepy"])).then(|| e["id"].as_str().unwrap().to_string())
+    });
+    let mut want: BTreeSet<String> = publish(&b, 20).into_iter().collect();
+    want.insert(first);
+    b.wait_until("every event published to b to be delivered", || {
+        (merged(&[&a, &b]).len() == want.len()).then_some(())
+    });
+    // Deleting on b deletes on a.
+    b.delete("/v1/handlers/sleepy").expect(204);
+    a.wait_until("node a to drop the handler deleted on b", || {
+        (a.get("/v1/handlers/sleepy").status == 404).then_some(())
+    });
+}
+
+/// Concurrent deploys of one name on two nodes get distinct consecutive
+/// versions, and both nodes end on the same active version.
+#[test]
+fn concurrent_deploys_on_two_nodes_get_distinct_versions() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "30s");
+    let b = node(&nats, "30s");
+    let wasm = read(guests::SLEEP);
+    let versions: Vec<u64> = std::thread::scope(|s| {
+        let deploys: Vec<_> = [&a, &b]
+            .into_iter()
+            .map(|d| {
+                let wasm = &wasm;
+                s.spawn(move || {
+                    (0..3)
+                        .map(|i| {
+                            let r = d.deploy(&sleeper(i), wasm).expect(201);
+                            r.json["version"]["version"].as_u64().expect("a version")
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        deploys
+            .into_iter()
+            .flat_map(|t| t.join().expect("a deploy thread"))
+            .collect()
+    });
+    let got: BTreeSet<u64> = versions.iter().copied().collect();
+    assert_eq!(got, (1..=6).collect(), "versions handed out: {versions:?}");
+    let active = |d: &Daemon| {
+        let h = d.get("/v1/handlers/sleepy").expect(200).json;
+        let n = d.get("/v1/handlers/sleepy/versions").expect(200).json["versions"]
+            .as_array()
+            .map_or(0, Vec::len);
+        (h["active_version"].as_u64(), n)
+    };
+    a.wait_until("both nodes to agree on the active version", || {
+        let (x, y) = (active(&a), active(&b));
+        (x == y && x.1 == 6).then_some(())
+    });
+}
