@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 
 use harness::{Bench, Mode, REUSE, run_threads};
 use hookbox::kv::{Kv, MemoryKv, Namespace, Quota};
+use hookbox::limits::Limits;
 use hookbox::manifest::Capability;
+use hookbox::runtime::{DeliveryRequest, Outcome};
+use hookbox_tests::guests;
 use support::{PAYLOAD_SIZES, Report, Stats, Table, fmt_bytes, fmt_ns, fmt_rate, quick};
 
 /// Handler counts of the throughput grid.
