@@ -13,15 +13,18 @@
 //!   A retry is a nak with the backoff as delay (any node runs it); a final
 //!   outcome is an ack. Idempotency keys live in a KV bucket whose entries
 //!   expire with the idempotency window, so a key is seen by every node.
-//! - Not shared yet: the registry (each node deploys its own handlers),
-//!   the delivery log, stats and dead letters (each node keeps those of the
-//!   deliveries it ran), handler KV.
+//! - **The registry** ([`ClusterRegistry`]): handlers and versions in a KV
+//!   bucket (compare-and-set picks version numbers), components in the
+//!   object store; every node's store is a view kept by a watch.
+//! - Not shared yet: the delivery log, stats and dead letters (each node
+//!   keeps those of the deliveries it ran), handler KV.
 //!
 //! The client runs on its own small tokio runtime on a dedicated thread:
 //! the inbox's methods are blocking (the dispatcher calls them from worker
 //! threads and blocking tasks) and wait on that runtime.
 
 mod inbox;
+mod registry;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +32,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use inbox::{JetStreamInbox, LOCAL_PREFETCH};
+pub use registry::ClusterRegistry;
 
 /// `[cluster]` in the config file; present with `nats` set: cluster mode.
 #[derive(Debug, Default, Deserialize)]

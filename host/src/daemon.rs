@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::api::{self, ApiLimits, AppState};
-use crate::cluster::JetStreamInbox;
+use crate::cluster::{ClusterRegistry, JetStreamInbox};
 use crate::config::Config;
 use crate::connectors::{Connectors, ConnectorsConfig};
 use crate::dispatch::Dispatcher;
@@ -40,10 +40,14 @@ pub struct ServeOptions {
     pub examples: Option<PathBuf>,
 }
 
+/// The dispatcher's inbox, and in cluster mode the JetStream inbox itself
+/// (the registry shares its connection).
+type OpenedInbox = (Arc<dyn Inbox>, Option<Arc<JetStreamInbox>>);
+
 /// The inbox `[store] inbox` names, or in cluster mode the JetStream
 /// inbox. The log and JetStream inboxes refuse to start over deliveries
 /// still waiting in the sled inbox (they would not run).
-fn open_inbox(cfg: &Config, store: &Store) -> anyhow::Result<Arc<dyn Inbox>> {
+fn open_inbox(cfg: &Config, store: &Store) -> anyhow::Result<OpenedInbox> {
     let dir = cfg.data_dir.join("inbox");
     let dir = dir.as_path();
     if let Some(cluster) = &cfg.cluster {
@@ -59,10 +63,11 @@ fn open_inbox(cfg: &Config, store: &Store) -> anyhow::Result<Arc<dyn Inbox>> {
             cfg.dispatch.idempotency_window,
         )
         .context("joining the cluster")?;
-        return Ok(Arc::new(inbox));
+        let inbox = Arc::new(inbox);
+        return Ok((inbox.clone(), Some(inbox)));
     }
-    match cfg.store.inbox {
-        InboxKind::Sled => Ok(Arc::new(store.clone())),
+    let inbox: Arc<dyn Inbox> = match cfg.store.inbox {
+        InboxKind::Sled => Arc::new(store.clone()),
         InboxKind::Log => {
             if store.has_pending()? {
                 bail!(
@@ -72,9 +77,10 @@ fn open_inbox(cfg: &Config, store: &Store) -> anyhow::Result<Arc<dyn Inbox>> {
             }
             let inbox = LogInbox::open(store.clone(), dir)
                 .with_context(|| format!("opening the inbox log in {}", dir.display()))?;
-            Ok(Arc::new(inbox))
+            Arc::new(inbox)
         }
-    }
+    };
+    Ok((inbox, None))
 }
 
 /// Runs the daemon until a shutdown signal.
@@ -127,9 +133,14 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         let builtins = connectors.builtins(tokio::runtime::Handle::current());
         let cfg = cfg.clone();
         tokio::task::spawn_blocking(move || {
-            let inbox = open_inbox(&cfg, &store)?;
-            Dispatcher::start_on(store, inbox, runtime, dcfg, builtins)
-                .context("starting the dispatcher")
+            let (inbox, cluster) = open_inbox(&cfg, &store)?;
+            let dispatcher = Dispatcher::start_on(store.clone(), inbox, runtime, dcfg, builtins)
+                .context("starting the dispatcher")?;
+            if let Some(inbox) = cluster {
+                ClusterRegistry::join(&inbox, store, &dispatcher)
+                    .context("joining the cluster's registry")?;
+            }
+            Ok::<_, anyhow::Error>(dispatcher)
         })
         .await??
     };

@@ -275,6 +275,27 @@ pub struct DeliveryNotice {
     pub logs: Vec<HandlerLog>,
 }
 
+/// A handler registry shared with other nodes (cluster mode), kept as the
+/// source of truth outside this node's store; the store holds what it last
+/// applied. Blocking.
+pub trait SharedRegistry: Send + Sync + std::fmt::Debug {
+    /// Commits a deploy for every node: stores the component where all
+    /// nodes find it, picks the next version number atomically (two nodes
+    /// deploying one name at once get distinct versions), and applies the
+    /// result to this node's store.
+    fn deploy(
+        &self,
+        manifest: &Manifest,
+        wasm: &[u8],
+        hash: &str,
+        actor: &str,
+    ) -> Result<(HandlerRecord, VersionRecord), StoreError>;
+
+    /// Shares the state this node's store has for handler `name` after an
+    /// operator changed it (rollback, enable, disable, config, delete).
+    fn publish(&self, name: &str) -> Result<(), StoreError>;
+}
+
 /// Per-job data the scheduler carries.
 #[derive(Debug)]
 struct JobData {
@@ -344,6 +365,8 @@ struct Inner {
     workers: Mutex<Vec<JoinHandle<()>>>,
     /// The thread recording successful outcomes ([`recorder`]).
     recorder: Mutex<Option<JoinHandle<()>>>,
+    /// Cluster mode's shared registry, once the node joined it.
+    shared: std::sync::OnceLock<Arc<dyn SharedRegistry>>,
 }
 
 impl Dispatcher {
@@ -399,6 +422,7 @@ impl Dispatcher {
             ready: AtomicBool::new(false),
             workers: Mutex::new(Vec::new()),
             recorder: Mutex::new(None),
+            shared: std::sync::OnceLock::new(),
         });
         let started = Instant::now();
         for (event_type, schema) in inner.store.schemas()? {
@@ -678,11 +702,16 @@ impl Dispatcher {
                 (compiled.module, false)
             }
         };
-        let stored = inner.store.put_module(wasm)?;
-        debug_assert_eq!(stored, hash, "the store addresses modules by sha256");
-        let (handler, version) = inner
-            .store
-            .deploy(&manifest, &hash, wasm.len() as u64, actor)?;
+        let (handler, version) = match inner.shared.get() {
+            Some(shared) => shared.deploy(&manifest, wasm, &hash, actor)?,
+            None => {
+                let stored = inner.store.put_module(wasm)?;
+                debug_assert_eq!(stored, hash, "the store addresses modules by sha256");
+                inner
+                    .store
+                    .deploy(&manifest, &hash, wasm.len() as u64, actor)?
+            }
+        };
         inner.metrics.module_loaded(from_cache);
         let imports = module.imports().to_vec();
         let denied_imports = inner
@@ -692,15 +721,30 @@ impl Dispatcher {
         inner
             .registry
             .remember_module(&hash, module, &inner.metrics);
-        inner.registry.insert(Loaded {
-            name: handler.name.clone(),
-            version: version.version,
-            config: serde_json::to_string(&handler.config).unwrap_or_else(|_| "{}".into()),
-            manifest,
-            limits,
-            enabled: handler.enabled,
-            code: Code::Wasm(hash),
-        });
+        // In cluster mode another node's deploy of this name may have been
+        // applied meanwhile: route by what the store holds now.
+        let newer = match inner.shared.get() {
+            Some(_) => inner
+                .store
+                .handler(&handler.name)?
+                .filter(|h| h.active_version != version.version),
+            None => None,
+        };
+        match newer {
+            Some(record) => inner.load(&record).map_err(|e| match e {
+                DispatchError::Store(e) => DeployError::Store(e),
+                other => DeployError::InvalidComponent(other.to_string()),
+            })?,
+            None => inner.registry.insert(Loaded {
+                name: handler.name.clone(),
+                version: version.version,
+                config: serde_json::to_string(&handler.config).unwrap_or_else(|_| "{}".into()),
+                manifest,
+                limits,
+                enabled: handler.enabled,
+                code: Code::Wasm(hash),
+            }),
+        }
         inner.reset_breaker(&handler.name, "a new version was deployed");
         inner.unpark(&handler.name);
         tracing::info!(handler = %handler.name, version = version.version, %actor, "Deployed");
@@ -719,6 +763,22 @@ impl Dispatcher {
     /// history): an operator who re-enables or fixes a handler wants its
     /// deliveries to run.
     pub fn refresh_handler(&self, name: &str) -> Result<(), DispatchError> {
+        self.reload_handler(name)?;
+        if let Some(shared) = self.inner.shared.get() {
+            shared.publish(name)?;
+        }
+        Ok(())
+    }
+
+    /// Joins a shared registry (cluster mode): deploys and operator changes
+    /// go through it from now on.
+    pub fn share_registry(&self, shared: Arc<dyn SharedRegistry>) {
+        let _ = self.inner.shared.set(shared);
+    }
+
+    /// [`Dispatcher::refresh_handler`] for a change that came from the
+    /// shared registry (made on another node): reloads, shares nothing.
+    pub fn reload_handler(&self, name: &str) -> Result<(), DispatchError> {
         let inner = &self.inner;
         match inner.store.handler(name)? {
             Some(record) => {

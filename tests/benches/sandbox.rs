@@ -10,6 +10,9 @@
 //! 3. **Throughput and cost growth** — deliveries/s over 1, 10 and 100
 //!    handlers (distinct loaded modules), 1 and 2 threads, both modes, and
 //!    how the cost of a delivery grows with handler count × payload size.
+//! 4. **Deadlines** — how long after its `timeout_ms` a delivery ends when
+//!    it loops in wasm or sleeps inside a host call (the behaviour tests
+//!    only check that it ends with `timeout`).
 //!
 //! Run with `cargo bench -p hookbox-tests --bench sandbox`
 //! (`HOOKBOX_BENCH_QUICK=1` for a smoke run).
@@ -170,6 +173,7 @@ fn main() {
     memory(&bench, &mut report);
     sandbox_tax(&bench, &mut report);
     throughput(&bench, &mut report);
+    deadlines(&bench, &mut report);
     report.publish();
 }
 
@@ -582,5 +586,71 @@ fn memory(bench: &Bench, report: &mut Report) {
          (word-counter, limits on); the increase from the previous step is divided by the \
          added concurrency. Pool slots that were used stay mapped, so the figure is the \
          resident cost of one more delivery in flight.",
+    );
+}
+
+/// Section 4: how far past its deadline a delivery ends, for a guest
+/// looping in wasm (epoch interruption) and guests asleep in a host call
+/// for an hour (`pollable.block`, `poll`).
+fn deadlines(bench: &Bench, report: &mut Report) {
+    let rounds = if quick() { 1 } else { 9 };
+    let timeout_ms = 300;
+    let mut table = Table::new(&["guest", "deadline", "ended after (median)", "max"]);
+    for (what, path, param) in [
+        ("loop in wasm", guests::LOOP, 1u32),
+        ("sleep in pollable.block", guests::SLEEP, 3_600_000),
+        ("sleep in poll", guests::SLEEP_POLL, 3_600_000),
+    ] {
+        let wasm = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let module = bench
+            .runtime
+            .compile(&wasm, &Capability::all())
+            .unwrap_or_else(|e| panic!("compiling {path}: {e}"))
+            .module;
+        let limits = Limits {
+            timeout_ms,
+            fuel: 1 << 50,
+            ..Limits::default()
+        };
+        let event = support::message_event(&serde_json::json!({}));
+        let mut took: Vec<f64> = (0..rounds)
+            .map(|_| {
+                let kv: &dyn Kv = bench.kv.as_ref();
+                let report = bench.runtime.deliver(
+                    &module,
+                    DeliveryRequest {
+                        handler: "deadline",
+                        event: &event,
+                        attempt: param,
+                        limits: &limits,
+                        config: "{}",
+                        kv,
+                        capabilities: &Capability::all(),
+                        reuse: 0,
+                    },
+                );
+                assert_eq!(
+                    report.outcome,
+                    Outcome::Timeout,
+                    "{what}: {:?}",
+                    report.error
+                );
+                report.duration.as_secs_f64() * 1e3
+            })
+            .collect();
+        took.sort_by(f64::total_cmp);
+        table.row(vec![
+            what.into(),
+            format!("{timeout_ms} ms"),
+            format!("{:.1} ms", support::percentile(&took, 50.0)),
+            format!("{:.1} ms", took[took.len() - 1]),
+        ]);
+    }
+    report.table(
+        "Deadlines",
+        &table,
+        "Wall-clock time of a delivery that only its deadline ends (epoch tick 10 ms): \
+         a guest looping with fuel for hours, and guests that ask to sleep an hour inside a \
+         host call. How far past the deadline it ends is the epoch tick plus scheduling.",
     );
 }

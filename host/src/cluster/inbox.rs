@@ -298,6 +298,15 @@ impl JetStreamInbox {
     }
 }
 
+impl JetStreamInbox {
+    /// The client's runtime, connection and settings, for the other shared
+    /// parts (the registry) to use the same connection.
+    pub(super) fn connection(&self) -> (Handle, Client, ClusterConfig) {
+        let s = &self.shared;
+        (s.handle.clone(), s.client.clone(), s.cfg.clone())
+    }
+}
+
 impl Shared {
     fn subject(&self, handler: &str, event_id: &str) -> String {
         format!("{}.d.{}.{event_id}", self.cfg.prefix, token(handler))
