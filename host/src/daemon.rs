@@ -131,7 +131,7 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         webhooks: cfg.webhooks.clone(),
     })
     .context("configuring the connectors")?;
-    let dispatcher = {
+    let (dispatcher, registry) = {
         let store = store.clone();
         let dcfg = cfg.dispatch.clone();
         let builtins = connectors.builtins(tokio::runtime::Handle::current());
@@ -140,11 +140,17 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
             let (inbox, cluster) = open_inbox(&cfg, &store)?;
             let dispatcher = Dispatcher::start_on(store.clone(), inbox, runtime, dcfg, builtins)
                 .context("starting the dispatcher")?;
-            if let Some(inbox) = cluster {
-                ClusterRegistry::join(&inbox, store, &dispatcher)
-                    .context("joining the cluster's registry")?;
-            }
-            Ok::<_, anyhow::Error>(dispatcher)
+            let registry = match (cluster, &cfg.cluster) {
+                (Some(inbox), Some(c)) => {
+                    let node = crate::cluster::node_name(c.node.as_deref(), &cfg.data_dir)
+                        .context("naming this node")?;
+                    let r = ClusterRegistry::join(&inbox, store, &dispatcher, node)
+                        .context("joining the cluster's registry")?;
+                    Some(r)
+                }
+                _ => None,
+            };
+            Ok::<_, anyhow::Error>((dispatcher, registry))
         })
         .await??
     };
@@ -190,6 +196,9 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let local = listener.local_addr()?;
+    if let Some(r) = &registry {
+        r.set_api(format!("http://{local}"));
+    }
     tracing::info!(addr = %local, data = %cfg.data_dir.display(), "Hookbox listening");
     // A plain line on stdout for scripts and tests that wait for readiness.
     println!("hookbox listening on http://{local}");

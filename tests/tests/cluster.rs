@@ -111,6 +111,32 @@ fn two_nodes_deliver_each_event_exactly_once() {
         on_a.len(),
         on_b.len()
     );
+    // Either node lists both, each taking deliveries for the handler.
+    let listed = b.wait_until("GET /v1/cluster to list both nodes", || {
+        let c = b.get("/v1/cluster").expect(200).json;
+        let nodes = c["nodes"].as_array().cloned().unwrap_or_default();
+        let running = nodes
+            .iter()
+            .filter(|n| n["runs"] == json!(["sleepy"]))
+            .count();
+        (nodes.len() == 2 && running == 2).then_some(c)
+    });
+    assert_eq!(listed["mode"], "cluster", "{listed}");
+    let apis: BTreeSet<&str> = listed["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["api"].as_str())
+        .collect();
+    assert_eq!(apis, BTreeSet::from([a.url(), b.url()]), "{listed}");
+}
+
+/// Without `[cluster]`, `GET /v1/cluster` says so.
+#[test]
+fn a_single_node_says_it_is_not_in_a_cluster() {
+    let d = Daemon::start();
+    let c = d.get("/v1/cluster").expect(200).json;
+    assert_eq!(c, json!({"mode": "single", "node": null, "nodes": []}));
 }
 
 /// `kill -9` of a node holding deliveries: every acknowledged event is
