@@ -533,6 +533,12 @@ impl Dispatcher {
         self.inner.inbox.event(id)
     }
 
+    /// An event whose deliveries ended, while the delivery log keeps its
+    /// lines (`store/archive.rs`). Blocking.
+    pub fn finished_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        self.inner.store.archived_event(id)
+    }
+
     /// Counters for `/metrics`.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
@@ -905,6 +911,18 @@ impl Inner {
         )?;
         self.registry.insert(loaded);
         Ok(())
+    }
+
+    /// Keeps the events of final deliveries for `GET /v1/events/{id}`
+    /// after the inbox drops them (`store/archive.rs`); a failure costs
+    /// only that lookup, so it is logged, not retried.
+    fn archive(&self, events: &[&Event]) {
+        if events.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.archive_events(events) {
+            tracing::warn!(error = %e, "Keeping finished events for lookup failed");
+        }
     }
 
     fn unpark(&self, name: &str) {
@@ -1281,6 +1299,7 @@ impl Inner {
         }
         let final_attempt = match stored {
             Ok(None) => {
+                self.archive(&[&*event]);
                 self.metrics.dead_lettered();
                 self.sched()
                     .finish(&job.handler, job.key.as_deref(), job.holds_key, true);

@@ -31,6 +31,7 @@
 //! | `dead_by_handler` | `lp(handler) dead-letter id` | empty |
 //! | `log` | `u64 time_ms u64 seq` | [`LogEntry`] |
 //! | `log_by_event` | `lp(event id) u64 time_ms u64 seq` | empty |
+//! | `finished_events` | event id | [`Event`](crate::event::Event), kept while it has log lines |
 //! | `stats` | handler name | per-handler counters + latency histogram |
 //! | `kv` | `lp(handler) lp(tenant) key` | `crate::kv::encode_entry` bytes |
 //! | `audit` | audit id | [`AuditEntry`] |
@@ -56,6 +57,7 @@
 //! sled 0.34 serialises transactions with a process-wide lock that plain
 //! writes also take, so such a call would deadlock.
 
+mod archive;
 mod codec;
 mod dlq;
 mod external;
@@ -292,6 +294,7 @@ struct Trees {
     dead_by_handler: sled::Tree,
     log: sled::Tree,
     log_by_event: sled::Tree,
+    finished_events: sled::Tree,
     stats: sled::Tree,
     kv: sled::Tree,
     audit: sled::Tree,
@@ -323,6 +326,7 @@ impl Store {
             dead_by_handler: tree("dead_by_handler")?,
             log: tree("log")?,
             log_by_event: tree("log_by_event")?,
+            finished_events: tree("finished_events")?,
             stats: tree("stats")?,
             kv: tree("kv")?,
             audit: tree("audit")?,
