@@ -51,7 +51,9 @@
 //! entry under the same lock. The delivery log line and stats of an attempt
 //! are written just before its queue transition: a crash in between
 //! repeats the delivery (at-least-once), so a duplicate log line or count
-//! is possible and accepted; a half-done queue transition is not.
+//! is possible and accepted; a half-done queue transition is not. Stats
+//! and the `meta` counters are kept in memory and written behind, at most
+//! every second (`stats.rs`): a crash may lose the last second of counts.
 //!
 //! Inside a transaction closure no non-transactional sled call may be made:
 //! sled 0.34 serialises transactions with a process-wide lock that plain
