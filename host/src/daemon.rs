@@ -45,8 +45,9 @@ pub struct ServeOptions {
 type OpenedInbox = (Arc<dyn Inbox>, Option<Arc<JetStreamInbox>>);
 
 /// The inbox `[store] inbox` names, or in cluster mode the JetStream
-/// inbox. The log and JetStream inboxes refuse to start over deliveries
-/// still waiting in the sled inbox (they would not run).
+/// inbox. The log inbox first takes over the deliveries still waiting in
+/// the sled inbox (a data directory last run with `inbox = "sled"`), so
+/// none is stranded; the JetStream inbox refuses to start over them.
 fn open_inbox(cfg: &Config, store: &Store) -> anyhow::Result<OpenedInbox> {
     let dir = cfg.data_dir.join("inbox");
     let dir = dir.as_path();
@@ -69,14 +70,17 @@ fn open_inbox(cfg: &Config, store: &Store) -> anyhow::Result<OpenedInbox> {
     let inbox: Arc<dyn Inbox> = match cfg.store.inbox {
         InboxKind::Sled => Arc::new(store.clone()),
         InboxKind::Log => {
-            if store.has_pending()? {
-                bail!(
-                    "`[store] inbox = \"log\"`, but the sled inbox still holds unfinished \
-                     deliveries: run with `inbox = \"sled\"` until they are done"
-                );
-            }
             let inbox = LogInbox::open(store.clone(), dir)
                 .with_context(|| format!("opening the inbox log in {}", dir.display()))?;
+            if store.has_pending()? {
+                let moved = inbox
+                    .adopt_sled()
+                    .context("moving the sled inbox's deliveries into the inbox log")?;
+                tracing::info!(
+                    deliveries = moved,
+                    "Moved the sled inbox's unfinished deliveries into the inbox log"
+                );
+            }
             Arc::new(inbox)
         }
     };
@@ -127,7 +131,7 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         webhooks: cfg.webhooks.clone(),
     })
     .context("configuring the connectors")?;
-    let dispatcher = {
+    let (dispatcher, registry) = {
         let store = store.clone();
         let dcfg = cfg.dispatch.clone();
         let builtins = connectors.builtins(tokio::runtime::Handle::current());
@@ -136,11 +140,17 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
             let (inbox, cluster) = open_inbox(&cfg, &store)?;
             let dispatcher = Dispatcher::start_on(store.clone(), inbox, runtime, dcfg, builtins)
                 .context("starting the dispatcher")?;
-            if let Some(inbox) = cluster {
-                ClusterRegistry::join(&inbox, store, &dispatcher)
-                    .context("joining the cluster's registry")?;
-            }
-            Ok::<_, anyhow::Error>(dispatcher)
+            let registry = match (cluster, &cfg.cluster) {
+                (Some(inbox), Some(c)) => {
+                    let node = crate::cluster::node_name(c.node.as_deref(), &cfg.data_dir)
+                        .context("naming this node")?;
+                    let r = ClusterRegistry::join(&inbox, store, &dispatcher, node)
+                        .context("joining the cluster's registry")?;
+                    Some(r)
+                }
+                _ => None,
+            };
+            Ok::<_, anyhow::Error>((dispatcher, registry))
         })
         .await??
     };
@@ -186,6 +196,9 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let local = listener.local_addr()?;
+    if let Some(r) = &registry {
+        r.set_api(format!("http://{local}"));
+    }
     tracing::info!(addr = %local, data = %cfg.data_dir.display(), "Hookbox listening");
     // A plain line on stdout for scripts and tests that wait for readiness.
     println!("hookbox listening on http://{local}");

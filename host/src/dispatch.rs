@@ -294,6 +294,40 @@ pub trait SharedRegistry: Send + Sync + std::fmt::Debug {
     /// Shares the state this node's store has for handler `name` after an
     /// operator changed it (rollback, enable, disable, config, delete).
     fn publish(&self, name: &str) -> Result<(), StoreError>;
+
+    /// This node and every node whose heartbeat is current.
+    fn nodes(&self) -> Result<ClusterStatus, StoreError>;
+}
+
+/// One node of a cluster, as its last heartbeat says.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct NodeStatus {
+    /// The node's name (`[cluster] node`, else made up once and kept in
+    /// its data directory).
+    pub node: String,
+    /// Where its admin API listens, as it was configured.
+    pub api: Option<String>,
+    /// When it joined, ms since the epoch.
+    pub started_ms: u64,
+    /// Its last heartbeat, ms since the epoch.
+    pub seen_ms: u64,
+    /// Deliveries queued on it (all priorities).
+    pub queued: u64,
+    /// Deliveries it holds from the shared inbox (fetched, not final).
+    pub held: u64,
+    /// Handlers it takes deliveries for.
+    pub runs: Vec<String>,
+}
+
+/// `GET /v1/cluster`.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ClusterStatus {
+    /// `single` (no `[cluster]` section) or `cluster`.
+    pub mode: String,
+    /// The node that answered (cluster mode).
+    pub node: Option<String>,
+    /// Every node with a current heartbeat, by name (cluster mode).
+    pub nodes: Vec<NodeStatus>,
 }
 
 /// Per-job data the scheduler carries.
@@ -497,6 +531,12 @@ impl Dispatcher {
     /// An accepted event while it still has unfinished deliveries. Blocking.
     pub fn event(&self, id: &str) -> Result<Option<Arc<Event>>, StoreError> {
         self.inner.inbox.event(id)
+    }
+
+    /// An event whose deliveries ended, while the delivery log keeps its
+    /// lines (`store/archive.rs`). Blocking.
+    pub fn finished_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        self.inner.store.archived_event(id)
     }
 
     /// Counters for `/metrics`.
@@ -764,6 +804,18 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// The cluster's nodes, or single-node mode. Blocking.
+    pub fn cluster(&self) -> Result<ClusterStatus, StoreError> {
+        match self.inner.shared.get() {
+            Some(shared) => shared.nodes(),
+            None => Ok(ClusterStatus {
+                mode: "single".into(),
+                node: None,
+                nodes: Vec::new(),
+            }),
+        }
+    }
+
     /// Joins a shared registry (cluster mode): deploys and operator changes
     /// go through it from now on.
     pub fn share_registry(&self, shared: Arc<dyn SharedRegistry>) {
@@ -859,6 +911,18 @@ impl Inner {
         )?;
         self.registry.insert(loaded);
         Ok(())
+    }
+
+    /// Keeps the events of final deliveries for `GET /v1/events/{id}`
+    /// after the inbox drops them (`store/archive.rs`); a failure costs
+    /// only that lookup, so it is logged, not retried.
+    fn archive(&self, events: &[&Event]) {
+        if events.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.archive_events(events) {
+            tracing::warn!(error = %e, "Keeping finished events for lookup failed");
+        }
     }
 
     fn unpark(&self, name: &str) {
@@ -1235,6 +1299,7 @@ impl Inner {
         }
         let final_attempt = match stored {
             Ok(None) => {
+                self.archive(&[&*event]);
                 self.metrics.dead_lettered();
                 self.sched()
                     .finish(&job.handler, job.key.as_deref(), job.holds_key, true);

@@ -20,6 +20,8 @@ pub struct NatsServer {
     monitor: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// In a JetStream cluster: its `server_name` and `cluster {}` block.
+    cluster: Option<String>,
 }
 
 /// `nats-server`: `$NATS_SERVER`, else the one on `PATH`.
@@ -52,7 +54,13 @@ fn free_port() -> u16 {
 impl NatsServer {
     /// Starts a server on free ports.
     pub fn start() -> NatsServer {
-        let mut s = NatsServer {
+        let mut s = NatsServer::new(None);
+        s.spawn();
+        s
+    }
+
+    fn new(cluster: Option<String>) -> NatsServer {
+        NatsServer {
             bin: nats_bin(),
             port: free_port(),
             monitor: free_port(),
@@ -61,12 +69,45 @@ impl NatsServer {
                 .tempdir()
                 .expect("a directory for nats-server"),
             child: None,
-        };
-        s.spawn();
-        s
+            cluster,
+        }
+    }
+
+    /// Starts a JetStream cluster of `n` servers (routes on free loopback
+    /// ports) and waits until each reports JetStream healthy, which needs
+    /// an elected meta leader.
+    pub fn cluster(n: usize) -> Vec<NatsServer> {
+        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut servers: Vec<NatsServer> = (0..n)
+            .map(|i| {
+                let others: Vec<String> = routes
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, p)| format!("\"nats-route://127.0.0.1:{p}\""))
+                    .collect();
+                NatsServer::new(Some(format!(
+                    "server_name: hbx{i}\ncluster {{\n  name: hookbox-test\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\n",
+                    routes[i],
+                    others.join(", ")
+                )))
+            })
+            .collect();
+        for s in &mut servers {
+            s.launch();
+        }
+        for s in &servers {
+            s.wait_healthy();
+        }
+        servers
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_healthy();
+    }
+
+    fn launch(&mut self) {
         // `sync_interval: always`: JetStream fsyncs each write, so an
         // acknowledged message survives a `kill -9` of a lone server (by
         // default it syncs every 2 minutes and relies on replicas).
@@ -75,8 +116,9 @@ impl NatsServer {
         std::fs::write(
             &config,
             format!(
-                "jetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
-                store.display().to_string()
+                "jetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n{}",
+                store.display().to_string(),
+                self.cluster.as_deref().unwrap_or("")
             ),
         )
         .expect("writing the nats-server config");
@@ -91,6 +133,9 @@ impl NatsServer {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.bin.display()));
         self.child = Some(child);
+    }
+
+    fn wait_healthy(&self) {
         let deadline = Instant::now() + WAIT;
         while !self.healthy() {
             assert!(
@@ -104,7 +149,12 @@ impl NatsServer {
 
     /// `GET /healthz?js-enabled-only=true` on the monitoring port says ok.
     fn healthy(&self) -> bool {
-        let reply = self.monitor_get("/healthz?js-enabled-only=true");
+        // In a cluster, plain `/healthz` also waits for the meta leader.
+        let path = match self.cluster {
+            Some(_) => "/healthz",
+            None => "/healthz?js-enabled-only=true",
+        };
+        let reply = self.monitor_get(path);
         reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200")
     }
 
@@ -141,6 +191,16 @@ impl NatsServer {
     /// `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The `[cluster]` section a node of these servers runs with, with
+    /// `replicas` copies of each stream.
+    pub fn cluster_config_of(servers: &[NatsServer], ack_wait: &str, replicas: usize) -> String {
+        let urls: Vec<String> = servers.iter().map(|s| format!("{:?}", s.url())).collect();
+        format!(
+            "[cluster]\nnats = [{}]\nack_wait = \"{ack_wait}\"\nreplicas = {replicas}\n",
+            urls.join(", ")
+        )
     }
 
     /// The `[cluster]` section a node of this server runs with.

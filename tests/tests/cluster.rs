@@ -111,6 +111,32 @@ fn two_nodes_deliver_each_event_exactly_once() {
         on_a.len(),
         on_b.len()
     );
+    // Either node lists both, each taking deliveries for the handler.
+    let listed = b.wait_until("GET /v1/cluster to list both nodes", || {
+        let c = b.get("/v1/cluster").expect(200).json;
+        let nodes = c["nodes"].as_array().cloned().unwrap_or_default();
+        let running = nodes
+            .iter()
+            .filter(|n| n["runs"] == json!(["sleepy"]))
+            .count();
+        (nodes.len() == 2 && running == 2).then_some(c)
+    });
+    assert_eq!(listed["mode"], "cluster", "{listed}");
+    let apis: BTreeSet<&str> = listed["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["api"].as_str())
+        .collect();
+    assert_eq!(apis, BTreeSet::from([a.url(), b.url()]), "{listed}");
+}
+
+/// Without `[cluster]`, `GET /v1/cluster` says so.
+#[test]
+fn a_single_node_says_it_is_not_in_a_cluster() {
+    let d = Daemon::start();
+    let c = d.get("/v1/cluster").expect(200).json;
+    assert_eq!(c, json!({"mode": "single", "node": null, "nodes": []}));
 }
 
 /// `kill -9` of a node holding deliveries: every acknowledged event is
@@ -174,6 +200,19 @@ fn without_nats_ingest_answers_503_and_the_node_recovers() {
     });
 }
 
+/// Publishes `job` events to `d` until one is routed to `sleepy` (the node
+/// applied a deploy made on another); that event's id.
+fn routed_on(d: &Daemon) -> String {
+    d.wait_until(
+        "the node to route to the handler deployed elsewhere",
+        || {
+            let r = d.publish(&json!({"type": "job"}), false).expect(202);
+            let e = &r.json["events"][0];
+            (e["handlers"] == json!(["sleepy"])).then(|| e["id"].as_str().unwrap().to_string())
+        },
+    )
+}
+
 /// The registry is shared: a handler deployed on one node runs on the
 /// other, whose store got the component from the cluster.
 #[test]
@@ -182,12 +221,7 @@ fn a_deploy_on_one_node_runs_on_the_other() {
     let a = node(&nats, "30s");
     let b = node(&nats, "30s");
     a.deploy(&sleeper(1), &read(guests::SLEEP)).expect(201);
-    // Node b routes events to it once it applied the deploy.
-    let first = b.wait_until("node b to route to the handler deployed on a", || {
-        let r = b.publish(&json!({"type": "job"}), false).expect(202);
-        let e = &r.json["events"][0];
-        (e["handlers"] == json!(["sleepy"])).then(|| e["id"].as_str().unwrap().to_string())
-    });
+    let first = routed_on(&b);
     let mut want: BTreeSet<String> = publish(&b, 20).into_iter().collect();
     want.insert(first);
     b.wait_until("every event published to b to be delivered", || {
@@ -240,5 +274,53 @@ fn concurrent_deploys_on_two_nodes_get_distinct_versions() {
     a.wait_until("both nodes to agree on the active version", || {
         let (x, y) = (active(&a), active(&b));
         (x == y && x.1 == 6).then_some(())
+    });
+}
+
+/// Publishes `n` `job` events to `d`, sending a batch again while the
+/// answer is 503 (NATS failing over); the ids of the acknowledged ones.
+fn publish_through_failover(d: &Daemon, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for start in (0..n).step_by(25) {
+        let batch: Vec<Value> = (start..n.min(start + 25))
+            .map(|i| json!({"type": "job", "payload": {"i": i}}))
+            .collect();
+        let r = d.wait_until("a batch to be acknowledged", || {
+            let r = d.publish(&json!(batch), false);
+            match r.status {
+                202 => Some(r),
+                503 => None,
+                other => panic!("publishing answered {other}: {r}"),
+            }
+        });
+        for e in r.json["events"].as_array().expect("events") {
+            ids.push(e["id"].as_str().expect("an id").to_string());
+        }
+    }
+    ids
+}
+
+/// Three nats-servers in a JetStream cluster, streams with three replicas,
+/// two nodes: one server killed mid-stream loses no acknowledged event and
+/// ingest keeps answering.
+#[test]
+fn one_of_three_nats_servers_killed_loses_nothing() {
+    let mut servers = NatsServer::cluster(3);
+    let config = NatsServer::cluster_config_of(&servers, "5s", 3);
+    let a = Daemon::start_with(&format!("{NODE}{config}"));
+    let b = Daemon::start_with(&format!("{NODE}{config}"));
+    a.deploy(&sleeper(5), &read(guests::SLEEP)).expect(201);
+    let first = routed_on(&b);
+    let mut ids = publish_through_failover(&a, 100);
+    ids.push(first);
+    ids.extend(publish_through_failover(&b, 100));
+    servers[0].kill();
+    ids.extend(publish_through_failover(&a, 100));
+    ids.extend(publish_through_failover(&b, 100));
+    let want: BTreeSet<String> = ids.into_iter().collect();
+    assert_eq!(want.len(), 401);
+    a.wait_until("every acknowledged event to be delivered", || {
+        let ran: BTreeSet<String> = merged(&[&a, &b]).into_keys().collect();
+        want.is_subset(&ran).then_some(())
     });
 }

@@ -14,6 +14,7 @@ mod daemon {
     mod cli;
     mod dead_letters;
     mod events;
+    mod finished_events;
     mod handler_logs;
     mod handlers;
     mod kv_read;

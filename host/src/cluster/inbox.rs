@@ -305,6 +305,15 @@ impl JetStreamInbox {
         let s = &self.shared;
         (s.handle.clone(), s.client.clone(), s.cfg.clone())
     }
+
+    /// Deliveries held here, and the handlers fetched for, by name.
+    pub(super) fn load(&self) -> (u64, Vec<String>) {
+        let s = &self.shared;
+        let held = lock(&s.held).map.len() as u64;
+        let mut runs: Vec<String> = lock(&s.fetching).iter().cloned().collect();
+        runs.sort();
+        (held, runs)
+    }
 }
 
 impl Shared {

@@ -25,11 +25,14 @@ use tokio::io::AsyncReadExt;
 use tokio::runtime::Handle;
 
 use super::{ClusterError, JetStreamInbox};
-use crate::dispatch::{Dispatcher, SharedRegistry};
+use crate::dispatch::{ClusterStatus, Dispatcher, NodeStatus, SharedRegistry};
 use crate::event::now_ms;
 use crate::manifest::Manifest;
 use crate::store::{HandlerRecord, Store, StoreError, VersionRecord};
 
+/// How often a node writes its heartbeat; an entry lives three times as
+/// long, so a node that stopped drops out of `GET /v1/cluster` after that.
+const HEARTBEAT: Duration = Duration::from_secs(2);
 /// Pause before a watch that ended (NATS gone) is opened again.
 const REWATCH_PAUSE: Duration = Duration::from_secs(1);
 /// Deploy attempts that lose a compare-and-set race before giving up.
@@ -51,6 +54,11 @@ pub struct ClusterRegistry {
     store: Store,
     /// The newest revision applied to the store, per handler.
     applied: Mutex<HashMap<String, u64>>,
+    /// Heartbeats, one key per node, expiring.
+    nodes: kv::Store,
+    /// This node's heartbeat (its load filled in when it is written).
+    me: Mutex<NodeStatus>,
+    inbox: Arc<JetStreamInbox>,
 }
 
 impl std::fmt::Debug for ClusterRegistry {
@@ -75,13 +83,14 @@ impl ClusterRegistry {
     /// them, and starts the watch that applies every change to `store`.
     /// Blocking.
     pub fn join(
-        inbox: &JetStreamInbox,
+        inbox: &Arc<JetStreamInbox>,
         store: Store,
         dispatcher: &Dispatcher,
+        node: String,
     ) -> Result<Arc<ClusterRegistry>, ClusterError> {
         let (handle, client, cfg) = inbox.connection();
         let js = jetstream::new(client);
-        let (kv, modules) = handle.block_on(async {
+        let (kv, modules, nodes) = handle.block_on(async {
             let err = |what: &str, e: &dyn std::fmt::Display| {
                 ClusterError::JetStream(format!("{what}: {e}"))
             };
@@ -112,7 +121,22 @@ impl ClusterRegistry {
                     .await
                     .map_err(|e| err("creating the module store", &e))?,
             };
-            Ok::<_, ClusterError>((kv, modules))
+            let bucket = format!("{}_nodes", cfg.prefix);
+            let nodes = match js.get_key_value(&bucket).await {
+                Ok(kv) => kv,
+                Err(_) => js
+                    .create_key_value(kv::Config {
+                        bucket,
+                        history: 1,
+                        max_age: HEARTBEAT * 3,
+                        storage: jetstream::stream::StorageType::Memory,
+                        num_replicas: cfg.replicas,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| err("creating the nodes bucket", &e))?,
+            };
+            Ok::<_, ClusterError>((kv, modules, nodes))
         })?;
         let registry = Arc::new(ClusterRegistry {
             handle: handle.clone(),
@@ -120,10 +144,27 @@ impl ClusterRegistry {
             modules,
             store,
             applied: Mutex::default(),
+            nodes,
+            me: Mutex::new(NodeStatus {
+                node,
+                api: None,
+                started_ms: now_ms(),
+                seen_ms: 0,
+                queued: 0,
+                held: 0,
+                runs: Vec::new(),
+            }),
+            inbox: inbox.clone(),
         });
         dispatcher.share_registry(registry.clone());
         handle.spawn(watch(registry.clone(), Arc::new(dispatcher.clone())));
+        handle.spawn(heartbeat(Arc::downgrade(&registry), dispatcher.clone()));
         Ok(registry)
+    }
+
+    /// Where this node's admin API listens, for its heartbeat.
+    pub fn set_api(&self, url: String) {
+        self.me.lock().unwrap_or_else(|p| p.into_inner()).api = Some(url);
     }
 
     fn applied(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
@@ -297,6 +338,30 @@ impl ClusterRegistry {
     }
 }
 
+/// Writes this node's heartbeat every [`HEARTBEAT`] while the registry lives.
+async fn heartbeat(registry: std::sync::Weak<ClusterRegistry>, dispatcher: Dispatcher) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tick.tick().await;
+        let Some(r) = registry.upgrade() else { return };
+        let (held, runs) = r.inbox.load();
+        let status = {
+            let mut me = r.me.lock().unwrap_or_else(|p| p.into_inner());
+            me.seen_ms = now_ms();
+            me.queued = dispatcher.queue_depths().iter().sum::<usize>() as u64;
+            me.held = held;
+            me.runs = runs;
+            me.clone()
+        };
+        let Ok(bytes) = serde_json::to_vec(&status) else {
+            continue;
+        };
+        if let Err(e) = r.nodes.put(&status.node, bytes.into()).await {
+            tracing::debug!(error = %e, "Writing the node heartbeat failed");
+        }
+    }
+}
+
 /// Applies every change of the bucket, from the current value of each
 /// key on; opened again when it ends (NATS gone and back).
 async fn watch(registry: Arc<ClusterRegistry>, dispatcher: Arc<Dispatcher>) {
@@ -325,6 +390,48 @@ async fn watch(registry: Arc<ClusterRegistry>, dispatcher: Arc<Dispatcher>) {
 }
 
 impl SharedRegistry for ClusterRegistry {
+    fn nodes(&self) -> Result<ClusterStatus, StoreError> {
+        let me = self
+            .me
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .node
+            .clone();
+        let nodes = self.handle.block_on(async {
+            let mut keys = self
+                .nodes
+                .keys()
+                .await
+                .map_err(|e| unavailable("listing the nodes", e))?;
+            let mut names = Vec::new();
+            while let Some(k) = keys.next().await {
+                names.push(k.map_err(|e| unavailable("listing the nodes", e))?);
+            }
+            let mut nodes = Vec::with_capacity(names.len());
+            for n in names {
+                let got = self
+                    .nodes
+                    .get(&n)
+                    .await
+                    .map_err(|e| unavailable("reading a node heartbeat", e))?;
+                if let Some(b) = got {
+                    match serde_json::from_slice::<NodeStatus>(&b) {
+                        Ok(s) => nodes.push(s),
+                        Err(e) => tracing::warn!(node = %n, error = %e, "A node heartbeat does not decode"),
+                    }
+                }
+            }
+            Ok::<_, StoreError>(nodes)
+        })?;
+        let mut nodes = nodes;
+        nodes.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(ClusterStatus {
+            mode: "cluster".into(),
+            node: Some(me),
+            nodes,
+        })
+    }
+
     fn deploy(
         &self,
         manifest: &Manifest,
