@@ -45,8 +45,9 @@ pub struct ServeOptions {
 type OpenedInbox = (Arc<dyn Inbox>, Option<Arc<JetStreamInbox>>);
 
 /// The inbox `[store] inbox` names, or in cluster mode the JetStream
-/// inbox. The log and JetStream inboxes refuse to start over deliveries
-/// still waiting in the sled inbox (they would not run).
+/// inbox. The log inbox first takes over the deliveries still waiting in
+/// the sled inbox (a data directory last run with `inbox = "sled"`), so
+/// none is stranded; the JetStream inbox refuses to start over them.
 fn open_inbox(cfg: &Config, store: &Store) -> anyhow::Result<OpenedInbox> {
     let dir = cfg.data_dir.join("inbox");
     let dir = dir.as_path();
@@ -69,14 +70,17 @@ fn open_inbox(cfg: &Config, store: &Store) -> anyhow::Result<OpenedInbox> {
     let inbox: Arc<dyn Inbox> = match cfg.store.inbox {
         InboxKind::Sled => Arc::new(store.clone()),
         InboxKind::Log => {
-            if store.has_pending()? {
-                bail!(
-                    "`[store] inbox = \"log\"`, but the sled inbox still holds unfinished \
-                     deliveries: run with `inbox = \"sled\"` until they are done"
-                );
-            }
             let inbox = LogInbox::open(store.clone(), dir)
                 .with_context(|| format!("opening the inbox log in {}", dir.display()))?;
+            if store.has_pending()? {
+                let moved = inbox
+                    .adopt_sled()
+                    .context("moving the sled inbox's deliveries into the inbox log")?;
+                tracing::info!(
+                    deliveries = moved,
+                    "Moved the sled inbox's unfinished deliveries into the inbox log"
+                );
+            }
             Arc::new(inbox)
         }
     };

@@ -169,7 +169,7 @@ impl Store {
             }
         }
         if self.t().log.is_empty() {
-            self.t().meta.remove(META_LOG_COUNT).sled()?;
+            self.reset_counter(META_LOG_COUNT)?;
         }
         self.sweep_idempotency(cutoff)?;
         self.sweep_archive(cutoff)?;
