@@ -331,9 +331,11 @@ impl TestHost {
     /// If `f` panics, or a call of it passes a limit.
     pub fn within<R>(&mut self, tenant: &str, f: impl FnOnce() -> R) -> R {
         let (result, pending) = self.enter(tenant.to_owned(), f);
-        self.state.emitted.extend(pending);
         match result {
-            Ok(r) => r,
+            Ok(r) => {
+                self.state.emitted.extend(pending);
+                r
+            }
             Err(panic) => match panic.downcast::<limits::Abort>() {
                 Ok(abort) => panic!(
                     "on the host this call ends the delivery with `{}`: {}",
