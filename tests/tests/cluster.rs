@@ -269,11 +269,12 @@ fn concurrent_deploys_on_two_nodes_get_distinct_versions() {
         let n = d.get("/v1/handlers/sleepy/versions").expect(200).json["versions"]
             .as_array()
             .map_or(0, Vec::len);
-        (h["active_version"].as_u64(), n)
+        (h["handler"]["active_version"].as_u64(), n)
     };
-    a.wait_until("both nodes to agree on the active version", || {
+    // Each commit takes the next number, so the last one committed is 6.
+    a.wait_until("both nodes to end on version 6 of 6", || {
         let (x, y) = (active(&a), active(&b));
-        (x == y && x.1 == 6).then_some(())
+        (x == (Some(6), 6) && y == x).then_some(())
     });
 }
 
