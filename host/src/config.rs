@@ -83,6 +83,9 @@ pub struct ConfigFile {
     /// Webhook endpoints handlers may call, one `[[webhook]]` table each.
     #[serde(default)]
     pub webhook: Vec<crate::connectors::webhook::WebhookSection>,
+    /// Cluster mode on NATS JetStream (off unless `nats` lists servers).
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterSection,
 }
 
 /// `[breaker]`: defaults for every handler's `delivery.breaker` (see
@@ -264,6 +267,8 @@ pub struct Config {
     pub redis: Vec<crate::connectors::redis::RedisConfig>,
     /// Webhook endpoints, secrets already read.
     pub webhooks: Vec<crate::connectors::webhook::WebhookConfig>,
+    /// Cluster mode, when `[cluster] nats` lists servers.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// Overrides from the command line and environment.
@@ -416,6 +421,7 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()
             .map_err(ConfigError::Invalid)?;
         crate::connectors::webhook::validate_webhooks(&webhooks).map_err(ConfigError::Invalid)?;
+        let cluster = file.cluster.resolve().map_err(ConfigError::Invalid)?;
 
         Ok(Config {
             data_dir: over
@@ -440,6 +446,7 @@ impl Config {
             zulip,
             redis,
             webhooks,
+            cluster,
         })
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::api::{self, ApiLimits, AppState};
+use crate::cluster::JetStreamInbox;
 use crate::config::Config;
 use crate::connectors::{Connectors, ConnectorsConfig};
 use crate::dispatch::Dispatcher;
@@ -39,10 +40,28 @@ pub struct ServeOptions {
     pub examples: Option<PathBuf>,
 }
 
-/// The inbox `[store] inbox` names. The log inbox refuses to start over
-/// deliveries still waiting in the sled inbox (they would not run).
-fn open_inbox(store: &Store, kind: InboxKind, dir: &Path) -> anyhow::Result<Arc<dyn Inbox>> {
-    match kind {
+/// The inbox `[store] inbox` names, or in cluster mode the JetStream
+/// inbox. The log and JetStream inboxes refuse to start over deliveries
+/// still waiting in the sled inbox (they would not run).
+fn open_inbox(cfg: &Config, store: &Store) -> anyhow::Result<Arc<dyn Inbox>> {
+    let dir = cfg.data_dir.join("inbox");
+    let dir = dir.as_path();
+    if let Some(cluster) = &cfg.cluster {
+        if store.has_pending()? {
+            bail!(
+                "`[cluster]` is set, but the sled inbox still holds unfinished deliveries: \
+                 run without `[cluster]` until they are done"
+            );
+        }
+        let inbox = JetStreamInbox::open(
+            cluster.clone(),
+            store.clone(),
+            cfg.dispatch.idempotency_window,
+        )
+        .context("joining the cluster")?;
+        return Ok(Arc::new(inbox));
+    }
+    match cfg.store.inbox {
         InboxKind::Sled => Ok(Arc::new(store.clone())),
         InboxKind::Log => {
             if store.has_pending()? {
@@ -102,10 +121,9 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         let store = store.clone();
         let dcfg = cfg.dispatch.clone();
         let builtins = connectors.builtins(tokio::runtime::Handle::current());
-        let inbox_dir = cfg.data_dir.join("inbox");
-        let kind = cfg.store.inbox;
+        let cfg = cfg.clone();
         tokio::task::spawn_blocking(move || {
-            let inbox = open_inbox(&store, kind, &inbox_dir)?;
+            let inbox = open_inbox(&cfg, &store)?;
             Dispatcher::start_on(store, inbox, runtime, dcfg, builtins)
                 .context("starting the dispatcher")
         })

@@ -300,6 +300,8 @@ enum Origin {
 
 /// Capacity of the notice channel; a slower subscriber sees `Lagged`.
 const NOTICE_CHANNEL: usize = 16_384;
+/// How often a synchronous wait looks at its events without a notice.
+const WAIT_POLL: Duration = Duration::from_millis(250);
 /// Pause before a job whose outcome could not be stored is tried again.
 const STORE_ERROR_PAUSE_MS: u64 = 1_000;
 
@@ -425,6 +427,7 @@ impl Dispatcher {
             inner.registry.insert(loaded);
             inner.reset_breaker(&name, "the daemon started");
         }
+        inner.inbox.attach(inner.hooks());
         let recovered = inner.recover()?;
         tracing::info!(
             handlers = inner.registry.len(),
@@ -578,8 +581,12 @@ impl Dispatcher {
                     }
                 }
             };
-            match tokio::time::timeout_at(deadline, wait).await {
+            // Look again now and then even without a notice: in cluster
+            // mode another node may run the delivery.
+            let poll = (tokio::time::Instant::now() + WAIT_POLL).min(deadline);
+            match tokio::time::timeout_at(poll, wait).await {
                 Ok(true) => continue,
+                Err(_) if poll < deadline => continue,
                 Ok(false) | Err(_) => break,
             }
         }
@@ -793,6 +800,27 @@ impl Inner {
         self.wake.notify_all();
     }
 
+    /// How an inbox with background intake reaches this dispatcher: it
+    /// wakes the feed, and asks which handlers run here.
+    fn hooks(self: &Arc<Self>) -> crate::store::InboxHooks {
+        let wake = Arc::downgrade(self);
+        let serves = Arc::downgrade(self);
+        crate::store::InboxHooks {
+            wake: Arc::new(move || {
+                if let Some(inner) = wake.upgrade()
+                    && let Err(e) = inner.feed(0)
+                {
+                    tracing::error!(error = %e, "Taking deliveries from the inbox failed");
+                }
+            }),
+            serves: Arc::new(move |name: &str| {
+                serves
+                    .upgrade()
+                    .is_some_and(|inner| inner.registry.get(name).is_some())
+            }),
+        }
+    }
+
     /// Queues every unfinished delivery the inbox replays.
     fn recover(&self) -> Result<usize, DispatchError> {
         let n = self.inbox.replay()?;
@@ -812,7 +840,8 @@ impl Inner {
         let n = ready.len();
         for Ready { pending, event } in ready {
             let due = pending.due_ms;
-            let job = Job::new(
+            let retry = pending.attempt > 1;
+            let mut job = Job::new(
                 pending.handler.clone(),
                 event.key.clone(),
                 event.priority,
@@ -822,6 +851,11 @@ impl Inner {
                 },
             )
             .with_tenant(event.tenant.clone());
+            // A retry held its key before the restart (ordered handlers):
+            // later events with the key wait behind it again.
+            if retry {
+                s.hold_key(&mut job);
+            }
             if due > now {
                 s.push_delayed(due, job);
             } else {
@@ -1144,8 +1178,13 @@ impl Inner {
                 self.metrics.retry_scheduled();
                 job.data.pending = next;
                 let mut s = self.sched();
-                s.finish(&job.handler, job.key.as_deref(), job.holds_key, false);
-                s.push_delayed(due, job);
+                if self.inbox.redelivers_retries() {
+                    // The inbox runs it again at `due`, maybe on another node.
+                    s.finish(&job.handler, job.key.as_deref(), job.holds_key, true);
+                } else {
+                    s.finish(&job.handler, job.key.as_deref(), job.holds_key, false);
+                    s.push_delayed(due, job);
+                }
                 false
             }
             Err(e) => {

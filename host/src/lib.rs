@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod connectors;
 pub mod daemon;

@@ -58,6 +58,7 @@
 
 mod codec;
 mod dlq;
+mod external;
 mod group;
 mod handlers;
 mod inbox;
@@ -111,7 +112,8 @@ use std::time::Duration;
 
 use codec::{AbortExt, SledExt, TxResult, corrupt, decode, encode, tx_err};
 
-pub use inbox::{Inbox, Ready};
+pub use external::AttemptKind;
+pub use inbox::{Inbox, InboxHooks, Ready};
 pub use loginbox::LogInbox;
 pub use records::{
     AttemptError, AuditEntry, DEFAULT_PAGE, DeadLetter, DeadLetterQuery, EmittedEvent, EventTotals,
@@ -225,6 +227,10 @@ pub enum StoreError {
     /// A record could not be encoded.
     #[error("cannot encode record: {0}")]
     Encode(String),
+    /// A service the store depends on (cluster mode: NATS JetStream) did
+    /// not answer; the operation did not happen and may be retried.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Result alias for store operations.

@@ -13,6 +13,7 @@ use hookbox::runtime::{DeliveryReport, DeliveryRequest, HandlerModule, Runtime, 
 
 pub mod daemon;
 pub mod fake_zulip;
+pub mod nats_server;
 pub mod receiver;
 pub mod redis_server;
 

@@ -181,6 +181,7 @@ impl From<StoreError> for ApiError {
             e @ StoreError::NotFound(_) => ApiError::not_found(e.to_string()),
             e @ StoreError::Conflict(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
             e @ StoreError::BadInput(_) => ApiError::bad_request(e.to_string()),
+            e @ StoreError::Unavailable(_) => ApiError::unavailable(e.to_string()),
             other => ApiError::internal("store", other),
         }
     }

@@ -178,6 +178,23 @@ impl<T> Scheduler<T> {
         self.ready[job.priority.index()].push_back(job);
     }
 
+    /// Makes `job` hold its `(handler, key)` now, unless another job holds
+    /// it: for a retry read back from the store at start-up. It held the
+    /// key when its attempt failed, and the hold is not stored, so without
+    /// this a later job with the key (ready while the retry waits for its
+    /// time) would take the key and run first.
+    pub fn hold_key(&mut self, job: &mut Job<T>) {
+        let Some(key) = &job.key else { return };
+        if job.holds_key {
+            return;
+        }
+        let k = (job.handler.clone(), key.clone());
+        if let std::collections::hash_map::Entry::Vacant(e) = self.keys.entry(k) {
+            e.insert(VecDeque::new());
+            job.holds_key = true;
+        }
+    }
+
     /// Queues a job to run at `due_ms`.
     pub fn push_delayed(&mut self, due_ms: u64, mut job: Job<T>) {
         self.len += 1;
@@ -494,6 +511,29 @@ mod tests {
         assert_eq!((next.data, next.holds_key), (2, true));
         s.finish("h", Some("k"), true, true);
         assert_eq!(s.len(), 0);
+    }
+
+    /// At start-up a retry comes back from the store after its time, and a
+    /// later job with its key comes back ready: the retry keeps the key.
+    #[test]
+    fn a_retry_read_back_at_start_up_keeps_its_key() {
+        let mut s = Scheduler::new(WORKERS);
+        let mut retry = job("h", Some("k"), Priority::Normal, 1);
+        s.hold_key(&mut retry);
+        assert!(retry.holds_key);
+        s.push_delayed(100, retry);
+        let mut later = job("h", Some("k"), Priority::Normal, 2);
+        // Only one job holds a key.
+        s.hold_key(&mut later);
+        assert!(!later.holds_key);
+        s.push(later);
+        let gate = run(10, true);
+        assert!(s.pop(&gate).is_none(), "2 waits for 1's retry");
+        s.promote_due(100);
+        assert_eq!(s.pop(&gate).unwrap().data, 1);
+        s.finish("h", Some("k"), true, true);
+        let next = s.pop(&gate).unwrap();
+        assert_eq!((next.data, next.holds_key), (2, true));
     }
 
     #[test]

@@ -101,6 +101,38 @@ pub trait Inbox: Send + Sync + std::fmt::Debug {
 
     /// Makes all progress so far durable (a clean shutdown).
     fn flush(&self) -> Result<()>;
+
+    /// Whether the inbox itself runs a retried delivery again at its due
+    /// time (a distributed log redelivers it, possibly on another node):
+    /// then the caller forgets the delivery [`Inbox::retry_at`] returns
+    /// instead of keeping it. False for the embedded inboxes.
+    fn redelivers_retries(&self) -> bool {
+        false
+    }
+
+    /// Connects an inbox whose deliveries also become ready on their own
+    /// (taken from a shared log by a background task, not only by
+    /// [`Inbox::append`] or [`Inbox::replay`]) to its caller. The embedded
+    /// inboxes ignore it.
+    fn attach(&self, hooks: InboxHooks) {
+        let _ = hooks;
+    }
+}
+
+/// What an inbox with background intake needs from its caller.
+#[derive(Clone)]
+pub struct InboxHooks {
+    /// Called after deliveries became ready: the caller takes them.
+    pub wake: Arc<dyn Fn() + Send + Sync>,
+    /// Whether the caller runs deliveries to this handler (it is deployed
+    /// or built in here); the inbox takes no deliveries for others.
+    pub serves: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for InboxHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboxHooks").finish_non_exhaustive()
+    }
 }
 
 /// The ready deliveries a [`Store`] inbox has not handed out yet.

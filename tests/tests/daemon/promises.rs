@@ -1,10 +1,13 @@
 //! README's promises that no other test held the daemon to, one test each,
 //! so one broken promise does not hide the others: `max_age` skips what
-//! waited too long in the queue.
+//! waited too long in the queue; routing is fixed at accept; a full queue
+//! answers 429 with `Retry-After`; `delivery.ordered` holds through
+//! retries and a restart; a restart closes every breaker; outcomes that
+//! are not retried are not, whatever `max_attempts` allows.
 
 use hookbox_tests::daemon::Daemon;
 use hookbox_tests::{guests, read};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{array, sorted_field};
 
@@ -69,4 +72,351 @@ fn max_age_skips_an_event_that_waited_past_it_in_the_queue() {
         d.metric("hookbox_deliveries_total{handler=\"slow\",outcome=\"expired\"}"),
         Some(1.0)
     );
+}
+
+/// The ids of a `POST /v1/events` answer, in order.
+fn ids(r: &hookbox_tests::daemon::Reply) -> Vec<String> {
+    array(&r.json, "events")
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every delivery-log entry of `handler`, oldest first (one page: tests
+/// here log far fewer than 1000).
+fn log_of(d: &Daemon, handler: &str) -> Vec<Value> {
+    let r = d
+        .get(&format!("/v1/logs?handler={handler}&limit=1000"))
+        .expect(200);
+    assert!(r.json["next_cursor"].is_null(), "{r}");
+    let mut entries = array(&r.json, "entries").clone();
+    entries.reverse();
+    entries
+}
+
+/// Waits until the event has no pending delivery left and returns its
+/// deliveries (`GET /v1/events/{id}` shows the event only while one is).
+fn settled(d: &Daemon, id: &str) -> Vec<Value> {
+    d.wait_until(&format!("event {id} to settle"), || {
+        let r = d.get(&format!("/v1/events/{id}")).expect(200);
+        r.json["event"]
+            .is_null()
+            .then(|| array(&r.json, "deliveries").clone())
+    })
+}
+
+/// "Routing is fixed at accept": events accepted before a handler was
+/// deployed are not delivered to it, neither while they wait in the queue
+/// nor after a restart reloads them; the next event is.
+#[test]
+fn a_handler_deployed_later_does_not_receive_earlier_events() {
+    let mut d = Daemon::start();
+    // One delivery at a time, each asleep for a while: the earlier events
+    // are still queued when the second handler arrives.
+    let blocker = json!({
+        "name": "blocker",
+        "subscription": {"events": ["x"]},
+        "config": 300,
+        "delivery": {"concurrency": 1},
+    });
+    d.deploy(&blocker.to_string(), &read(guests::SLEEP))
+        .expect(201);
+    let r = d
+        .publish(&json!([{"type": "x"}, {"type": "x"}, {"type": "x"}]), false)
+        .expect(202);
+    let earlier = ids(&r);
+    let late = json!({"name": "late", "subscription": {"events": ["x"]}});
+    d.deploy(&late.to_string(), &read(guests::GOOD)).expect(201);
+    let pending = d.get(&format!("/v1/events/{}", earlier[2])).expect(200);
+    assert!(
+        !pending.json["event"].is_null(),
+        "the last earlier event is still queued when `late` is deployed: {pending}"
+    );
+    d.restart();
+    let r = d.publish(&json!({"type": "x"}), true).expect(200);
+    assert_eq!(
+        r.json["events"][0]["handlers"],
+        json!(["blocker", "late"]),
+        "{r}"
+    );
+    let next = &r.json["outcomes"][0];
+    assert_eq!(next["complete"], true, "{r}");
+    assert_eq!(
+        sorted_field(array(next, "deliveries"), "handler"),
+        ["blocker", "late"],
+        "{r}"
+    );
+    for id in &earlier {
+        let deliveries = settled(&d, id);
+        assert_eq!(
+            sorted_field(&deliveries, "handler"),
+            ["blocker"],
+            "{id}: {deliveries:?}"
+        );
+    }
+    assert_eq!(log_of(&d, "late").len(), 1);
+}
+
+/// "Backpressure, not loss": with the queue full, `POST /v1/events`
+/// answers 429 with `Retry-After` and accepts none of the batch; what was
+/// accepted is delivered, and once the queue drained the same batch is
+/// accepted.
+#[test]
+fn a_full_queue_answers_429_with_retry_after_and_loses_nothing() {
+    let d = Daemon::start_with("[dispatch]\nqueue_capacity = 4\n");
+    let slow = json!({
+        "name": "slow",
+        "subscription": {"events": ["x"]},
+        "config": 200,
+        "delivery": {"concurrency": 1},
+    });
+    d.deploy(&slow.to_string(), &read(guests::SLEEP))
+        .expect(201);
+    let batch = |tag: &str| {
+        json!(
+            (0..4)
+                .map(|n| json!({"type": "x", "idempotency_key": format!("{tag}-{n}")}))
+                .collect::<Vec<_>>()
+        )
+    };
+    let accepted = ids(&d.publish(&batch("first"), false).expect(202));
+    // At most one of the four is running: three or more still queued, and
+    // four more do not fit.
+    let r = d.publish(&batch("second"), false);
+    let m = r.error(429, "too_many_requests");
+    assert!(m.contains("queue is full"), "{m}");
+    assert_eq!(
+        r.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1"),
+        "{r}"
+    );
+    assert_eq!(d.metric("hookbox_events_rejected_total"), Some(4.0));
+    for id in &accepted {
+        let deliveries = settled(&d, id);
+        assert_eq!(
+            sorted_field(&deliveries, "outcome"),
+            ["ok"],
+            "{id}: {deliveries:?}"
+        );
+    }
+    // Drained: the refused batch goes in whole, as new events.
+    let r = d.publish(&batch("second"), false).expect(202);
+    assert!(
+        array(&r.json, "events")
+            .iter()
+            .all(|e| e["duplicate"] == false),
+        "nothing of the refused batch was kept: {r}"
+    );
+}
+
+/// Logged attempts of `handler` as (event index in `ids`, attempt,
+/// outcome), oldest first.
+fn attempts(d: &Daemon, handler: &str, ids: &[String]) -> Vec<(usize, u64, String)> {
+    log_of(d, handler)
+        .iter()
+        .map(|e| {
+            let id = e["event_id"].as_str().unwrap();
+            (
+                ids.iter().position(|x| x == id).unwrap(),
+                e["attempt"].as_u64().unwrap(),
+                e["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Whether, per key, each event's first attempt comes after every attempt
+/// of the events before it with that key (`key_of` an event index), the
+/// last of which ended `ok`: one at a time, in accept order.
+fn in_key_order(log: &[(usize, u64, String)], key_of: impl Fn(usize) -> usize) -> bool {
+    let mut last: std::collections::BTreeMap<usize, &(usize, u64, String)> = Default::default();
+    for entry in log {
+        let key = key_of(entry.0);
+        if let Some(prev) = last.get(&key)
+            && prev.0 != entry.0
+            && (prev.0 > entry.0 || prev.2 != "ok")
+        {
+            return false;
+        }
+        last.insert(key, entry);
+    }
+    true
+}
+
+/// `delivery.ordered`: events sharing a key reach the handler one at a
+/// time in accept order, retries included, and across a restart with
+/// retries waiting in the store. The same handler unordered (same events,
+/// same failures) interleaves them, so the check can tell.
+#[test]
+fn ordered_delivery_holds_through_retries_and_a_restart() {
+    let mut d = Daemon::start_with("[dispatch]\nworkers = 4\n");
+    // Every event fails its first attempt (retryable) and succeeds on the
+    // second, 300 ms later.
+    for (name, ordered) in [("ordered", true), ("unordered", false)] {
+        let m = json!({
+            "name": name,
+            "subscription": {"events": ["step"]},
+            "delivery": {"ordered": ordered, "concurrency": 4, "max_attempts": 3,
+                         "initial_backoff_ms": 300, "max_backoff_ms": 300, "jitter": 0.0,
+                         "breaker": {"consecutive_failures": 0, "failure_rate": 0.0}},
+        });
+        d.deploy(&m.to_string(), &read(guests::FAIL_FIRST))
+            .expect(201);
+    }
+    // Two keys, alternating: event n has key n % 2.
+    let events: Vec<Value> = (0..8)
+        .map(|n| json!({"type": "step", "key": format!("k{}", n % 2), "payload": {"n": n}}))
+        .collect();
+    let ids = ids(&d.publish(&json!(events), false).expect(202));
+    // The first attempt failed and its retry waits in the store: restart.
+    d.wait_until("a first attempt of the ordered handler", || {
+        (!log_of(&d, "ordered").is_empty()).then_some(())
+    });
+    d.restart();
+    for id in &ids {
+        settled(&d, id);
+    }
+    let key_of = |n: usize| n % 2;
+    let ordered = attempts(&d, "ordered", &ids);
+    let oks: Vec<usize> = ordered
+        .iter()
+        .filter(|e| e.2 == "ok")
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(oks.len(), 8, "every event ends ok once: {ordered:?}");
+    assert!(
+        ordered.iter().any(|e| e.1 == 2 && e.2 == "ok"),
+        "retries happened: {ordered:?}"
+    );
+    assert!(in_key_order(&ordered, key_of), "{ordered:?}");
+    let unordered = attempts(&d, "unordered", &ids);
+    assert!(
+        !in_key_order(&unordered, key_of),
+        "the unordered handler was served in key order too: the check cannot tell: {unordered:?}"
+    );
+}
+
+/// "Breaker state is in memory: a restart closes every breaker." Two
+/// failures open the breaker for ten minutes and park the retries; after
+/// a restart it is closed and they run at once, and succeed.
+#[test]
+fn a_restart_closes_every_breaker() {
+    let mut d = Daemon::start();
+    let m = json!({
+        "name": "flaky",
+        "subscription": {"events": ["job"]},
+        "delivery": {"max_attempts": 3, "initial_backoff_ms": 50, "max_backoff_ms": 50,
+                     "jitter": 0.0, "concurrency": 1,
+                     "breaker": {"consecutive_failures": 2, "failure_rate": 0.0,
+                                 "cooldown_ms": 600_000, "auto_disable_opens": 0}},
+    });
+    d.deploy(&m.to_string(), &read(guests::FAIL_FIRST))
+        .expect(201);
+    let ids = ids(&d
+        .publish(&json!([{"type": "job"}, {"type": "job"}]), false)
+        .expect(202));
+    let circuit = |d: &Daemon| d.get("/v1/handlers/flaky").expect(200).json["circuit"].clone();
+    let open = d.wait_until("the breaker to open", || {
+        let c = circuit(&d);
+        (c["state"] == "open").then_some(c)
+    });
+    assert_eq!(open["opened_total"], 1, "{open}");
+    // The retries wait for the cool-down, not lost and not run.
+    for id in &ids {
+        let r = d.get(&format!("/v1/events/{id}")).expect(200);
+        assert!(!r.json["event"].is_null(), "{id} is still pending: {r}");
+    }
+    d.restart();
+    for id in &ids {
+        let deliveries = settled(&d, id);
+        let outcomes: Vec<(&Value, &Value)> = deliveries
+            .iter()
+            .map(|x| (&x["attempt"], &x["outcome"]))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                (&json!(1), &json!("handler_error")),
+                (&json!(2), &json!("ok"))
+            ],
+            "{id}"
+        );
+    }
+    let closed = circuit(&d);
+    assert_eq!(closed["state"], "closed", "{closed}");
+}
+
+/// Outcomes README marks "not retried" go to the dead letters after one
+/// attempt even when the policy allows five; a trap, which is retried,
+/// uses all five (so the policy did allow them).
+#[test]
+fn outcomes_that_are_not_retried_are_not_with_max_attempts_above_one() {
+    let d = Daemon::start();
+    let cases: &[(&str, &str, Value, Value)] = &[
+        (
+            "out_of_fuel",
+            guests::LOOP,
+            json!({}),
+            json!({"fuel": 1_000_000}),
+        ),
+        ("memory_limit", guests::MEMORY_TOUCH, json!(2000), json!({})),
+        (
+            "log_limit",
+            guests::LOG_FLOOD,
+            json!({}),
+            json!({"log_bytes": 50}),
+        ),
+        (
+            "kv_limit",
+            guests::KV_FLOOD,
+            json!(100),
+            json!({"kv_value_bytes": 100}),
+        ),
+        (
+            "emit_limit",
+            guests::EMIT_FANOUT,
+            json!(20),
+            json!({"emits": 10}),
+        ),
+        (
+            "emit_bytes_limit",
+            guests::EMIT_BIG,
+            json!(1),
+            json!({"emit_bytes": 100_000}),
+        ),
+        ("capability_denied", guests::WASI_HTTP, json!({}), json!({})),
+        ("trap", guests::TRAP, json!({}), json!({})),
+    ];
+    for (outcome, path, config, limits) in cases {
+        let m = json!({
+            "name": outcome.replace('_', "-"),
+            "subscription": {"events": [outcome]},
+            "config": config,
+            "limits": limits,
+            "delivery": {"max_attempts": 5, "initial_backoff_ms": 20, "max_backoff_ms": 20,
+                         "breaker": {"consecutive_failures": 0, "failure_rate": 0.0}},
+        });
+        d.deploy(&m.to_string(), &read(path)).expect(201);
+    }
+    for (outcome, ..) in cases {
+        let r = d.publish(&json!({"type": outcome}), true).expect(200);
+        let result = &r.json["outcomes"][0];
+        assert_eq!(result["complete"], true, "dead-lettered is final: {r}");
+        let got: Vec<(&Value, &Value)> = array(result, "deliveries")
+            .iter()
+            .map(|x| (&x["attempt"], &x["outcome"]))
+            .collect();
+        let attempts = if *outcome == "trap" { 5 } else { 1 };
+        let want: Vec<(Value, Value)> =
+            (1..=attempts).map(|n| (json!(n), json!(outcome))).collect();
+        let want: Vec<(&Value, &Value)> = want.iter().map(|(a, o)| (a, o)).collect();
+        assert_eq!(got, want, "{r}");
+        let name = outcome.replace('_', "-");
+        let dead = d
+            .get(&format!("/v1/dead-letters?handler={name}"))
+            .expect(200);
+        let dead = array(&dead.json, "dead_letters");
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(array(&dead[0], "errors").len(), attempts, "{:?}", dead[0]);
+    }
 }

@@ -1,0 +1,204 @@
+//! Cluster mode: several `hookbox serve` nodes sharing one event log on
+//! NATS JetStream (`[cluster] nats = [...]`). The only owner of the
+//! `async-nats` crate.
+//!
+//! What is shared, and how (README "Run a cluster" is the user's view):
+//! - **The inbox** ([`JetStreamInbox`]): one work-queue stream holds every
+//!   accepted delivery as a message on `<prefix>.d.<handler>.<event id>`;
+//!   ingest answers 202 only after JetStream acknowledged every message of
+//!   the batch. Each handler has one durable pull consumer that all nodes
+//!   fetch from, so each delivery runs on one node; a node holds at most
+//!   [`LOCAL_PREFETCH`] per handler and keeps them alive with progress
+//!   acks, so a node that dies gives its deliveries back after `ack_wait`.
+//!   A retry is a nak with the backoff as delay (any node runs it); a final
+//!   outcome is an ack. Idempotency keys live in a KV bucket whose entries
+//!   expire with the idempotency window, so a key is seen by every node.
+//! - Not shared yet: the registry (each node deploys its own handlers),
+//!   the delivery log, stats and dead letters (each node keeps those of the
+//!   deliveries it ran), handler KV.
+//!
+//! The client runs on its own small tokio runtime on a dedicated thread:
+//! the inbox's methods are blocking (the dispatcher calls them from worker
+//! threads and blocking tasks) and wait on that runtime.
+
+mod inbox;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use inbox::{JetStreamInbox, LOCAL_PREFETCH};
+
+/// `[cluster]` in the config file; present with `nats` set: cluster mode.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// NATS server URLs (`nats://host:4222`, `tls://…`); several for a
+    /// NATS cluster, the client fails over between them.
+    #[serde(default)]
+    pub nats: Vec<String>,
+    /// A NATS `.creds` file (JWT + nkey seed).
+    pub credentials: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust for TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for mutual TLS, with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Insist on TLS even for `nats://` URLs (default false).
+    pub tls_required: Option<bool>,
+    /// Replicas of the stream and buckets (1, 3 or 5; default 1).
+    pub replicas: Option<usize>,
+    /// How long a node may hold a delivery without a sign of life before
+    /// JetStream gives it to another node (default `30s`).
+    #[serde(default, with = "crate::config::opt_duration")]
+    pub ack_wait: Option<Duration>,
+    /// Names of the stream, consumers and buckets start with it, so two
+    /// Hookbox clusters can share one NATS account (default `hookbox`).
+    pub prefix: Option<String>,
+}
+
+/// Validated cluster settings.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Server URLs, at least one.
+    pub nats: Vec<String>,
+    /// `.creds` file.
+    pub credentials: Option<PathBuf>,
+    /// CA certificates.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate and key.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// TLS required.
+    pub tls_required: bool,
+    /// Stream and bucket replicas.
+    pub replicas: usize,
+    /// The consumers' `ack_wait`.
+    pub ack_wait: Duration,
+    /// Name prefix.
+    pub prefix: String,
+}
+
+impl ClusterSection {
+    /// `None` without `nats` URLs (single-node mode); the checked settings
+    /// otherwise.
+    pub fn resolve(&self) -> Result<Option<ClusterConfig>, String> {
+        let other_keys = self.credentials.is_some()
+            || self.tls_ca.is_some()
+            || self.tls_cert.is_some()
+            || self.tls_key.is_some()
+            || self.tls_required.is_some()
+            || self.replicas.is_some()
+            || self.ack_wait.is_some()
+            || self.prefix.is_some();
+        if self.nats.is_empty() {
+            if other_keys {
+                return Err("[cluster]: `nats` must list at least one server URL".into());
+            }
+            return Ok(None);
+        }
+        for url in &self.nats {
+            let scheme = url.split_once("://").map(|(s, _)| s);
+            if !matches!(scheme, Some("nats" | "tls")) || url.len() < "nats://x".len() {
+                return Err(format!(
+                    "[cluster]: `nats` entry {url:?} is not a nats:// or tls:// URL"
+                ));
+            }
+        }
+        let tls_client = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => {
+                return Err("[cluster]: `tls_cert` and `tls_key` go together".into());
+            }
+        };
+        let replicas = self.replicas.unwrap_or(1);
+        if !matches!(replicas, 1 | 3 | 5) {
+            return Err(format!(
+                "[cluster]: `replicas` must be 1, 3 or 5, got {replicas}"
+            ));
+        }
+        let ack_wait = self.ack_wait.unwrap_or(Duration::from_secs(30));
+        if ack_wait < Duration::from_secs(1) {
+            return Err("[cluster]: `ack_wait` must be at least 1s".into());
+        }
+        let prefix = self.prefix.clone().unwrap_or_else(|| "hookbox".into());
+        let prefix_ok = !prefix.is_empty()
+            && prefix.len() <= 32
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !prefix_ok {
+            return Err(format!(
+                "[cluster]: `prefix` must be 1 to 32 of a-z 0-9 _ -, got {prefix:?}"
+            ));
+        }
+        Ok(Some(ClusterConfig {
+            nats: self.nats.clone(),
+            credentials: self.credentials.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_client,
+            tls_required: self.tls_required.unwrap_or(false),
+            replicas,
+            ack_wait,
+            prefix,
+        }))
+    }
+}
+
+/// Why the cluster could not be joined or used.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Connecting to NATS failed.
+    #[error("connecting to NATS ({servers}): {message}")]
+    Connect {
+        /// The URLs tried.
+        servers: String,
+        /// The client's error.
+        message: String,
+    },
+    /// JetStream refused to create or open a stream, consumer or bucket.
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    /// The client's runtime thread did not start.
+    #[error("starting the NATS client runtime: {0}")]
+    Runtime(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Option<ClusterConfig>, String> {
+        let s: ClusterSection = toml::from_str(text).map_err(|e| e.to_string())?;
+        s.resolve()
+    }
+
+    #[test]
+    fn no_urls_is_single_node_and_settings_are_checked() {
+        assert!(parse("").unwrap().is_none());
+        let c = parse("nats = [\"nats://127.0.0.1:4222\"]\nreplicas = 3\nack_wait = \"5s\"")
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.replicas, c.ack_wait), (3, Duration::from_secs(5)));
+        assert_eq!(c.prefix, "hookbox");
+        for (bad, says) in [
+            ("replicas = 3", "`nats` must list"),
+            ("nats = [\"http://x:1\"]", "not a nats://"),
+            ("nats = [\"nats://x:1\"]\nreplicas = 2", "1, 3 or 5"),
+            (
+                "nats = [\"nats://x:1\"]\nack_wait = \"10ms\"",
+                "at least 1s",
+            ),
+            ("nats = [\"nats://x:1\"]\nprefix = \"A.b\"", "`prefix`"),
+            (
+                "nats = [\"nats://x:1\"]\ntls_cert = \"c.pem\"",
+                "go together",
+            ),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+}

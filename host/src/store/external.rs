@@ -1,0 +1,132 @@
+//! What an inbox kept outside the store (cluster mode's JetStream inbox,
+//! `crate::cluster`) writes into it: the delivery log lines and stats of
+//! the attempts it moved on, the accepted-event counters, and its dead
+//! letters. The sled and segment-log inboxes do the same from inside
+//! `store/`; these are the public doors for an implementation outside it.
+
+use super::queue::{META_ACCEPTED, META_UNROUTED, attempt_error};
+use super::stats::StatKind;
+use super::{DeadLetter, LogEntry, Pending, Result, Store, StoreError};
+use crate::event::Event;
+
+/// The newest dead letter an external inbox stored (`meta` tree).
+const META_EXTERNAL_DEAD: &[u8] = b"external_dead_letter";
+
+/// What an attempt led to, for its stats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptKind {
+    /// A final outcome (success, expired, or a failure that is not retried).
+    Final,
+    /// A failure that will be retried.
+    Retry,
+    /// A failure that exhausted the policy.
+    DeadLetter,
+}
+
+impl Store {
+    /// Writes the delivery log lines of `entries` and counts them.
+    pub fn record_attempts(&self, entries: &[&LogEntry], kind: AttemptKind) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.append_logs(entries)?;
+        let kind = match kind {
+            AttemptKind::Final => StatKind::Attempt,
+            AttemptKind::Retry => StatKind::Retry,
+            AttemptKind::DeadLetter => StatKind::DeadLetter,
+        };
+        self.record_stats_of(entries, kind)
+    }
+
+    /// Counts accepted events, `unrouted` of them routed to no handler.
+    pub fn count_accepted(&self, accepted: u64, unrouted: u64) -> Result<()> {
+        self.bump(META_ACCEPTED, i64::try_from(accepted).unwrap_or(i64::MAX))?;
+        if unrouted > 0 {
+            self.bump(META_UNROUTED, i64::try_from(unrouted).unwrap_or(i64::MAX))?;
+        }
+        Ok(())
+    }
+
+    /// Stores a dead letter for delivery `p` of `event`, whose last attempt
+    /// is `entry` (already recorded): every error of `p` plus that one.
+    pub fn add_dead_letter(
+        &self,
+        event: &Event,
+        p: &Pending,
+        entry: &LogEntry,
+    ) -> Result<DeadLetter> {
+        let id = self.new_ulid();
+        let mut errors = p.errors.clone();
+        errors.push(attempt_error(p.attempt, entry));
+        let dl = DeadLetter {
+            id: id.to_string(),
+            event: event.clone(),
+            handler: p.handler.clone(),
+            version: entry.version,
+            errors,
+            time_ms: id.timestamp_ms(),
+        };
+        self.put_dead_letter(&dl, META_EXTERNAL_DEAD, dl.id.as_bytes())?;
+        Ok(dl)
+    }
+
+    /// The dead letter `id`, checked for a revive pinned to `version`: its
+    /// handler (unless built in: a name with `:`) and that version exist.
+    /// Nothing is removed yet ([`Store::drop_dead_letter`] does).
+    pub fn dead_letter_to_revive(&self, id: &str, version: Option<u32>) -> Result<DeadLetter> {
+        let Some(dl) = self.dead_letter_get(id)? else {
+            return Err(StoreError::NotFound(format!("dead letter {id}")));
+        };
+        let h = dl.handler.as_str();
+        if !h.contains(':') && self.handler(h)?.is_none() {
+            return Err(StoreError::NotFound(format!("handler {h}")));
+        }
+        if let Some(v) = version
+            && self.version(h, v)?.is_none()
+        {
+            return Err(StoreError::NotFound(format!("version {v} of handler {h}")));
+        }
+        Ok(dl)
+    }
+
+    /// Removes a dead letter that was put back in the inbox.
+    pub fn drop_dead_letter(&self, dl: &DeadLetter) -> Result<()> {
+        self.remove_dead_letter(dl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn an_external_dead_letter_is_listed_revivable_and_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        deploy(&s, "a");
+        let e = event("tick", "acme");
+        let p = Pending {
+            event_id: e.id.clone(),
+            handler: "a".into(),
+            attempt: 3,
+            due_ms: 0,
+            version: None,
+            errors: Vec::new(),
+        };
+        let last = LogEntry {
+            attempt: 3,
+            ..entry("a", &e, "trap", 1)
+        };
+        s.record_attempts(&[&last], AttemptKind::DeadLetter)
+            .unwrap();
+        let dl = s.add_dead_letter(&e, &p, &last).unwrap();
+        assert_eq!(dl.errors.len(), 1);
+        assert_eq!(s.deliveries_of(&e.id).unwrap().len(), 1);
+        let err = s.dead_letter_to_revive(&dl.id, Some(9)).unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+        let got = s.dead_letter_to_revive(&dl.id, None).unwrap();
+        s.drop_dead_letter(&got).unwrap();
+        assert!(s.dead_letter_get(&dl.id).unwrap().is_none());
+    }
+}
