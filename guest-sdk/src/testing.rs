@@ -31,11 +31,42 @@
 //! assert_eq!(host.kv_get("acme", "last"), None);
 //! ```
 //!
-//! Differences from the real host: no limits are enforced (log bytes, KV
-//! value size, emitted events), and KV writes of a failed delivery are kept
-//! (the real host does not roll them back either; only emitted events are
+//! The per-delivery limits of the SDK's calls hold as on the real host,
+//! with its defaults and accounting ([`Limits`], [`TestHost::set_limits`]):
+//! a log call past `log_bytes`, an emit past `emits` or `emit_bytes`, a KV
+//! key and value past `kv_value_bytes` end the delivery there, and an
+//! error message past `result_bytes` is `result_limit`.
+//! [`TestHost::deliver`] returns the [`Outcome`] under the host's name
+//! (`kv_limit`, …); [`TestHost::run`] panics saying which limit the
+//! delivery hit, so a test that expected success fails as the delivery
+//! would on the host.
+//!
+//! ```
+//! use hookbox_sdk::testing::{Limits, TestHost};
+//! use hookbox_sdk::{Event, Handler, HandlerError, kv};
+//!
+//! struct Hoard;
+//! impl Handler for Hoard {
+//!     fn handle(event: Event) -> Result<(), HandlerError> {
+//!         kv::set("blob", vec![0u8; 100], None);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let mut host = TestHost::new();
+//! host.set_limits(Limits { kv_value_bytes: 64, ..Limits::default() });
+//! let outcome = host.deliver::<Hoard>(Event::builder("ping").build());
+//! assert_eq!(outcome.name(), "kv_limit");
+//! ```
+//!
+//! Differences from the real host: fuel, the deadline, memory, tables and
+//! the stack depend on the compiled wasm and are not modelled; nor are the
+//! KV quotas across deliveries, or what the handler prints (natively,
+//! stdout is the test's). KV writes of a failed delivery are kept (the
+//! real host does not roll them back either; only emitted events are
 //! discarded).
 
+mod limits;
 mod state;
 pub(crate) mod sys;
 
@@ -48,6 +79,10 @@ use crate::log::Level;
 use crate::{Event, Handler, HandlerError, Priority};
 
 use state::State;
+
+pub use limits::{
+    EMIT_ENTRY_OVERHEAD, EMIT_OVERHEAD, FIELD_OVERHEAD, Limits, Outcome, RECORD_OVERHEAD,
+};
 
 /// One record the handler logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +154,7 @@ impl EmittedEvent {
 #[derive(Debug, Clone, Default)]
 pub struct TestHost {
     state: State,
+    limits: Limits,
 }
 
 impl TestHost {
@@ -140,6 +176,16 @@ impl TestHost {
     /// If `value` does not serialize.
     pub fn set_config<T: Serialize + ?Sized>(&mut self, value: &T) {
         self.state.config = serde_json::to_string(value).expect("test config must serialize");
+    }
+
+    /// The limits deliveries run under (default: the host's defaults).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// The limits deliveries run under.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// The fake clock, in milliseconds since the Unix epoch.
@@ -230,36 +276,84 @@ impl TestHost {
     ///
     /// KV calls act on `event.tenant`'s namespace. Events the handler emits
     /// are kept only if it returns `Ok`, as on the real host.
+    ///
+    /// # Panics
+    /// If the handler panics (the panic goes on), or the delivery ends at a
+    /// limit (the message names the host's outcome): on the host neither
+    /// is a result the handler returns. [`deliver`](Self::deliver) returns
+    /// those as an [`Outcome`].
     pub fn run<H: Handler>(&mut self, event: Event) -> Result<(), HandlerError> {
+        match self.deliver_inner::<H>(event) {
+            Ok(Outcome::Ok) => Ok(()),
+            Ok(Outcome::HandlerError(e)) => Err(e),
+            Ok(other) => panic!(
+                "on the host this delivery ends with `{}`: {}",
+                other.name(),
+                other.error().unwrap_or_default()
+            ),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Delivers `event` to handler `H` and returns how the delivery ended,
+    /// as the real host names it: `ok`, `handler_error`, a limit's outcome,
+    /// or `trap` for a panic. Emitted events are kept only on `ok`.
+    pub fn deliver<H: Handler>(&mut self, event: Event) -> Outcome {
+        self.deliver_inner::<H>(event)
+            .unwrap_or_else(|panic| Outcome::Trap(panic_message(panic.as_ref())))
+    }
+
+    /// The outcome, or the handler's own panic.
+    fn deliver_inner<H: Handler>(
+        &mut self,
+        event: Event,
+    ) -> Result<Outcome, Box<dyn std::any::Any + Send>> {
         let tenant = event.tenant.clone();
         let (result, pending) = self.enter(tenant, || H::handle(event));
-        if result.is_ok() {
+        let outcome = match result {
+            Ok(returned) => limits::returned(&self.limits, returned),
+            Err(panic) => match panic.downcast::<limits::Abort>() {
+                Ok(abort) => abort.0,
+                Err(panic) => return Err(panic),
+            },
+        };
+        if outcome == Outcome::Ok {
             self.state.emitted.extend(pending);
         }
-        result
+        Ok(outcome)
     }
 
     /// Runs `f` with this host installed, as if handling an event of
     /// `tenant`: for testing helper functions that call the SDK. Events
     /// emitted by `f` are kept.
+    ///
+    /// # Panics
+    /// If `f` panics, or a call of it passes a limit.
     pub fn within<R>(&mut self, tenant: &str, f: impl FnOnce() -> R) -> R {
         let (result, pending) = self.enter(tenant.to_owned(), f);
-        self.state.emitted.extend(pending);
-        result
+        match result {
+            Ok(r) => {
+                self.state.emitted.extend(pending);
+                r
+            }
+            Err(panic) => match panic.downcast::<limits::Abort>() {
+                Ok(abort) => panic!(
+                    "on the host this call ends the delivery with `{}`: {}",
+                    abort.0.name(),
+                    abort.0.error().unwrap_or_default()
+                ),
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+        }
     }
 
-    /// Installs the state for this thread, runs `f`, and takes the state
-    /// back even if `f` panics.
-    fn enter<R>(&mut self, tenant: String, f: impl FnOnce() -> R) -> (R, Vec<EmittedEvent>) {
-        struct Restore<'a>(&'a mut TestHost);
-        impl Drop for Restore<'_> {
-            fn drop(&mut self) {
-                if let Some(active) = sys::uninstall() {
-                    self.0.state = active.state;
-                }
-            }
-        }
-
+    /// Installs the state for this thread, runs `f` (catching a panic, so
+    /// the state always comes back), and uninstalls it.
+    fn enter<R>(
+        &mut self,
+        tenant: String,
+        f: impl FnOnce() -> R,
+    ) -> (std::thread::Result<R>, Vec<EmittedEvent>) {
         assert!(
             !sys::is_installed(),
             "TestHost::run/within cannot be nested in one thread"
@@ -268,11 +362,21 @@ impl TestHost {
             state: std::mem::take(&mut self.state),
             tenant,
             pending: Vec::new(),
+            limits: self.limits,
+            usage: limits::Usage::default(),
         });
-        let restore = Restore(self);
-        let result = f();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         let active = sys::uninstall().expect("the installed fake host disappeared");
-        restore.0.state = active.state;
+        self.state = active.state;
         (result, active.pending)
     }
+}
+
+/// The text of a panic payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "the handler panicked".to_owned())
 }

@@ -12,6 +12,7 @@
 //! [`Ctx::with_store`] / [`Ctx::with_dispatcher`] on the blocking pool.
 
 mod auth;
+mod cluster;
 mod connectors;
 mod dashboard;
 mod dead_letters;
@@ -187,7 +188,7 @@ impl Ctx {
     modifiers(&BearerAuth),
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
-        (name = "meta", description = "Health, readiness, metrics, this document"),
+        (name = "meta", description = "Health, readiness, metrics, the cluster's nodes, this document"),
         (name = "handlers", description = "Deploy and manage handlers"),
         (name = "events", description = "Publish events and follow their deliveries"),
         (name = "logs", description = "Delivery log, stats and the live stream"),
@@ -234,6 +235,7 @@ fn routes(limits: &ApiLimits) -> OpenApiRouter<Ctx> {
         .routes(routes!(events::show))
         .routes(routes!(logs::logs))
         .routes(routes!(logs::stats))
+        .routes(routes!(cluster::cluster))
         .routes(routes!(stream::stream))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))

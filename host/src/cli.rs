@@ -51,6 +51,12 @@ pub enum Command {
 
 /// Parses the command line and runs it; errors are printed, not returned.
 pub fn main() -> ExitCode {
+    // The compile child (`runtime::CompileLimits`): not a user command, so
+    // not in clap's list or `--help`.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(crate::runtime::COMPILE_SUBCOMMAND) {
+        return crate::runtime::compile_worker(&args[2..]);
+    }
     let matches = Cli::command().get_matches();
     let data_was_given = !matches!(
         matches.value_source("data"),

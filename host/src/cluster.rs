@@ -13,15 +13,18 @@
 //!   A retry is a nak with the backoff as delay (any node runs it); a final
 //!   outcome is an ack. Idempotency keys live in a KV bucket whose entries
 //!   expire with the idempotency window, so a key is seen by every node.
-//! - Not shared yet: the registry (each node deploys its own handlers),
-//!   the delivery log, stats and dead letters (each node keeps those of the
-//!   deliveries it ran), handler KV.
+//! - **The registry** ([`ClusterRegistry`]): handlers and versions in a KV
+//!   bucket (compare-and-set picks version numbers), components in the
+//!   object store; every node's store is a view kept by a watch.
+//! - Not shared yet: the delivery log, stats and dead letters (each node
+//!   keeps those of the deliveries it ran), handler KV.
 //!
 //! The client runs on its own small tokio runtime on a dedicated thread:
 //! the inbox's methods are blocking (the dispatcher calls them from worker
 //! threads and blocking tasks) and wait on that runtime.
 
 mod inbox;
+mod registry;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +32,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use inbox::{JetStreamInbox, LOCAL_PREFETCH};
+pub use registry::ClusterRegistry;
 
 /// `[cluster]` in the config file; present with `nats` set: cluster mode.
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +61,9 @@ pub struct ClusterSection {
     /// Names of the stream, consumers and buckets start with it, so two
     /// Hookbox clusters can share one NATS account (default `hookbox`).
     pub prefix: Option<String>,
+    /// This node's name in `GET /v1/cluster` (default: the host name and a
+    /// random suffix, made once and kept in the data directory).
+    pub node: Option<String>,
 }
 
 /// Validated cluster settings.
@@ -78,6 +85,8 @@ pub struct ClusterConfig {
     pub ack_wait: Duration,
     /// Name prefix.
     pub prefix: String,
+    /// This node's name, when configured.
+    pub node: Option<String>,
 }
 
 impl ClusterSection {
@@ -91,7 +100,8 @@ impl ClusterSection {
             || self.tls_required.is_some()
             || self.replicas.is_some()
             || self.ack_wait.is_some()
-            || self.prefix.is_some();
+            || self.prefix.is_some()
+            || self.node.is_some();
         if self.nats.is_empty() {
             if other_keys {
                 return Err("[cluster]: `nats` must list at least one server URL".into());
@@ -134,6 +144,13 @@ impl ClusterSection {
                 "[cluster]: `prefix` must be 1 to 32 of a-z 0-9 _ -, got {prefix:?}"
             ));
         }
+        if let Some(node) = &self.node
+            && !valid_node_name(node)
+        {
+            return Err(format!(
+                "[cluster]: `node` must be 1 to 64 of A-Z a-z 0-9 _ -, got {node:?}"
+            ));
+        }
         Ok(Some(ClusterConfig {
             nats: self.nats.clone(),
             credentials: self.credentials.clone(),
@@ -143,8 +160,49 @@ impl ClusterSection {
             replicas,
             ack_wait,
             prefix,
+            node: self.node.clone(),
         }))
     }
+}
+
+fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// This node's name: the configured one, else the one kept in
+/// `<data_dir>/node-name`, else a new one (host name and a random suffix)
+/// written there.
+pub fn node_name(configured: Option<&str>, data_dir: &std::path::Path) -> std::io::Result<String> {
+    if let Some(n) = configured {
+        return Ok(n.to_string());
+    }
+    let path = data_dir.join("node-name");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if valid_node_name(s.trim()) => return Ok(s.trim().to_string()),
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} does not hold a node name; delete it", path.display()),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(40)
+        .collect();
+    let host = if host.is_empty() { "node".into() } else { host };
+    let name = format!("{host}-{}", hex::encode(rand::random::<[u8; 3]>()));
+    std::fs::write(&path, format!("{name}\n"))?;
+    Ok(name)
 }
 
 /// Why the cluster could not be joined or used.
@@ -183,6 +241,11 @@ mod tests {
             .unwrap();
         assert_eq!((c.replicas, c.ack_wait), (3, Duration::from_secs(5)));
         assert_eq!(c.prefix, "hookbox");
+        let dir = tempfile::tempdir().unwrap();
+        let made = node_name(None, dir.path()).unwrap();
+        assert!(valid_node_name(&made), "{made}");
+        assert_eq!(node_name(None, dir.path()).unwrap(), made, "kept");
+        assert_eq!(node_name(Some("n1"), dir.path()).unwrap(), "n1");
         for (bad, says) in [
             ("replicas = 3", "`nats` must list"),
             ("nats = [\"http://x:1\"]", "not a nats://"),
@@ -196,6 +259,7 @@ mod tests {
                 "nats = [\"nats://x:1\"]\ntls_cert = \"c.pem\"",
                 "go together",
             ),
+            ("nats = [\"nats://x:1\"]\nnode = \"a b\"", "`node`"),
         ] {
             let err = parse(bad).unwrap_err();
             assert!(err.contains(says), "{bad}: {err}");

@@ -17,6 +17,10 @@ use crate::limits::{Limits, LimitsSpec};
 use crate::runtime::RuntimeConfig;
 use crate::store::{Durability, InboxKind, StoreOptions};
 
+/// The smallest `[runtime] compile_memory_bytes`: a compile child's own
+/// start and engine take about 10 MiB of it.
+const MIN_COMPILE_MEMORY: u64 = 32 << 20;
+
 /// A configuration problem, naming the key or file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -214,6 +218,12 @@ pub struct RuntimeSection {
     pub resident_handlers: Option<usize>,
     /// MiB of compiled code kept loaded (default 1024).
     pub resident_mb: Option<u64>,
+    /// Cap of the memory one upload's validation and compilation may use,
+    /// in bytes (default 1 GiB); past it the deploy is refused (422).
+    pub compile_memory_bytes: Option<u64>,
+    /// Longest one upload's compilation may take (default `60s`).
+    #[serde(default, with = "opt_duration")]
+    pub compile_timeout: Option<Duration>,
 }
 
 /// `[api]`.
@@ -393,6 +403,23 @@ impl Config {
             }
             runtime.epoch_tick = t;
         }
+        if let Some(b) = file.runtime.compile_memory_bytes {
+            // Below this the child cannot even start its engine.
+            if b < MIN_COMPILE_MEMORY {
+                return Err(ConfigError::Invalid(format!(
+                    "runtime.compile_memory_bytes must be at least {MIN_COMPILE_MEMORY}"
+                )));
+            }
+            runtime.compile.memory_bytes = b;
+        }
+        if let Some(t) = file.runtime.compile_timeout {
+            if t < Duration::from_secs(1) {
+                return Err(ConfigError::Invalid(
+                    "runtime.compile_timeout must be at least 1s".into(),
+                ));
+            }
+            runtime.compile.timeout = t;
+        }
         runtime.pool_memory_bytes = ceilings.memory_bytes;
         runtime.max_component_bytes = dispatch.max_component_bytes;
 
@@ -555,6 +582,25 @@ mod tests {
             let file = ConfigFile::parse(&format!("[runtime]\n{bad}")).unwrap();
             let e = Config::resolve(file, Overrides::default()).unwrap_err();
             assert!(e.to_string().contains("must be greater than 0"), "{e}");
+        }
+    }
+
+    #[test]
+    fn compile_caps_are_configurable_and_checked() {
+        let c = Config::resolve(ConfigFile::parse("").unwrap(), Overrides::default()).unwrap();
+        assert_eq!(c.runtime.compile.memory_bytes, 1 << 30);
+        assert_eq!(c.runtime.compile.timeout, Duration::from_secs(60));
+        let text = "[runtime]\ncompile_memory_bytes = 67108864\ncompile_timeout = \"5s\"";
+        let c = Config::resolve(ConfigFile::parse(text).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(c.runtime.compile.memory_bytes, 64 << 20);
+        assert_eq!(c.runtime.compile.timeout, Duration::from_secs(5));
+        for (bad, says) in [
+            ("compile_memory_bytes = 1000", "at least"),
+            ("compile_timeout = \"10ms\"", "at least 1s"),
+        ] {
+            let file = ConfigFile::parse(&format!("[runtime]\n{bad}")).unwrap();
+            let e = Config::resolve(file, Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains(says), "{bad}: {e}");
         }
     }
 

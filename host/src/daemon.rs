@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::api::{self, ApiLimits, AppState};
-use crate::cluster::JetStreamInbox;
+use crate::cluster::{ClusterRegistry, JetStreamInbox};
 use crate::config::Config;
 use crate::connectors::{Connectors, ConnectorsConfig};
 use crate::dispatch::Dispatcher;
@@ -40,10 +40,15 @@ pub struct ServeOptions {
     pub examples: Option<PathBuf>,
 }
 
+/// The dispatcher's inbox, and in cluster mode the JetStream inbox itself
+/// (the registry shares its connection).
+type OpenedInbox = (Arc<dyn Inbox>, Option<Arc<JetStreamInbox>>);
+
 /// The inbox `[store] inbox` names, or in cluster mode the JetStream
-/// inbox. The log and JetStream inboxes refuse to start over deliveries
-/// still waiting in the sled inbox (they would not run).
-fn open_inbox(cfg: &Config, store: &Store) -> anyhow::Result<Arc<dyn Inbox>> {
+/// inbox. The log inbox first takes over the deliveries still waiting in
+/// the sled inbox (a data directory last run with `inbox = "sled"`), so
+/// none is stranded; the JetStream inbox refuses to start over them.
+fn open_inbox(cfg: &Config, store: &Store) -> anyhow::Result<OpenedInbox> {
     let dir = cfg.data_dir.join("inbox");
     let dir = dir.as_path();
     if let Some(cluster) = &cfg.cluster {
@@ -59,22 +64,27 @@ fn open_inbox(cfg: &Config, store: &Store) -> anyhow::Result<Arc<dyn Inbox>> {
             cfg.dispatch.idempotency_window,
         )
         .context("joining the cluster")?;
-        return Ok(Arc::new(inbox));
+        let inbox = Arc::new(inbox);
+        return Ok((inbox.clone(), Some(inbox)));
     }
-    match cfg.store.inbox {
-        InboxKind::Sled => Ok(Arc::new(store.clone())),
+    let inbox: Arc<dyn Inbox> = match cfg.store.inbox {
+        InboxKind::Sled => Arc::new(store.clone()),
         InboxKind::Log => {
-            if store.has_pending()? {
-                bail!(
-                    "`[store] inbox = \"log\"`, but the sled inbox still holds unfinished \
-                     deliveries: run with `inbox = \"sled\"` until they are done"
-                );
-            }
             let inbox = LogInbox::open(store.clone(), dir)
                 .with_context(|| format!("opening the inbox log in {}", dir.display()))?;
-            Ok(Arc::new(inbox))
+            if store.has_pending()? {
+                let moved = inbox
+                    .adopt_sled()
+                    .context("moving the sled inbox's deliveries into the inbox log")?;
+                tracing::info!(
+                    deliveries = moved,
+                    "Moved the sled inbox's unfinished deliveries into the inbox log"
+                );
+            }
+            Arc::new(inbox)
         }
-    }
+    };
+    Ok((inbox, None))
 }
 
 /// Runs the daemon until a shutdown signal.
@@ -110,22 +120,37 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         );
     }
 
-    let runtime = Runtime::new(cfg.runtime.clone()).context("starting the wasm runtime")?;
+    let mut runtime_cfg = cfg.runtime.clone();
+    // Uploads compile in a child process of this binary, under the caps.
+    runtime_cfg.compile.isolate =
+        Some(std::env::current_exe().context("finding the hookbox executable")?);
+    let runtime = Runtime::new(runtime_cfg).context("starting the wasm runtime")?;
     let connectors = Connectors::new(ConnectorsConfig {
         zulip: cfg.zulip.clone(),
         redis: cfg.redis.clone(),
         webhooks: cfg.webhooks.clone(),
     })
     .context("configuring the connectors")?;
-    let dispatcher = {
+    let (dispatcher, registry) = {
         let store = store.clone();
         let dcfg = cfg.dispatch.clone();
         let builtins = connectors.builtins(tokio::runtime::Handle::current());
         let cfg = cfg.clone();
         tokio::task::spawn_blocking(move || {
-            let inbox = open_inbox(&cfg, &store)?;
-            Dispatcher::start_on(store, inbox, runtime, dcfg, builtins)
-                .context("starting the dispatcher")
+            let (inbox, cluster) = open_inbox(&cfg, &store)?;
+            let dispatcher = Dispatcher::start_on(store.clone(), inbox, runtime, dcfg, builtins)
+                .context("starting the dispatcher")?;
+            let registry = match (cluster, &cfg.cluster) {
+                (Some(inbox), Some(c)) => {
+                    let node = crate::cluster::node_name(c.node.as_deref(), &cfg.data_dir)
+                        .context("naming this node")?;
+                    let r = ClusterRegistry::join(&inbox, store, &dispatcher, node)
+                        .context("joining the cluster's registry")?;
+                    Some(r)
+                }
+                _ => None,
+            };
+            Ok::<_, anyhow::Error>((dispatcher, registry))
         })
         .await??
     };
@@ -171,6 +196,9 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let local = listener.local_addr()?;
+    if let Some(r) = &registry {
+        r.set_api(format!("http://{local}"));
+    }
     tracing::info!(addr = %local, data = %cfg.data_dir.display(), "Hookbox listening");
     // A plain line on stdout for scripts and tests that wait for readiness.
     println!("hookbox listening on http://{local}");

@@ -66,7 +66,7 @@ pub use series::{SECONDS as SERIES_SECONDS, SeriesPoint, SeriesWindow};
 use crate::event::{self, Event, EventInput, InvalidEvent, now_ms};
 use crate::limits::Limits;
 use crate::manifest::Manifest;
-use crate::runtime::{DeliveryRequest, Runtime};
+use crate::runtime::{DeliveryRequest, Runtime, RuntimeError};
 use crate::store::{
     EmittedEvent, HandlerLog, HandlerRecord, Inbox, LogEntry, OUTCOME_EXPIRED, Pending, Ready,
     Store, StoreError, VersionRecord,
@@ -205,6 +205,9 @@ pub enum DeployError {
         /// The limit.
         max: usize,
     },
+    /// The compile child could not be run: Hookbox's failure.
+    #[error("{0}")]
+    Compiler(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -270,6 +273,61 @@ pub struct DeliveryNotice {
     pub time_ms: u64,
     /// What the handler logged during the attempt.
     pub logs: Vec<HandlerLog>,
+}
+
+/// A handler registry shared with other nodes (cluster mode), kept as the
+/// source of truth outside this node's store; the store holds what it last
+/// applied. Blocking.
+pub trait SharedRegistry: Send + Sync + std::fmt::Debug {
+    /// Commits a deploy for every node: stores the component where all
+    /// nodes find it, picks the next version number atomically (two nodes
+    /// deploying one name at once get distinct versions), and applies the
+    /// result to this node's store.
+    fn deploy(
+        &self,
+        manifest: &Manifest,
+        wasm: &[u8],
+        hash: &str,
+        actor: &str,
+    ) -> Result<(HandlerRecord, VersionRecord), StoreError>;
+
+    /// Shares the state this node's store has for handler `name` after an
+    /// operator changed it (rollback, enable, disable, config, delete).
+    fn publish(&self, name: &str) -> Result<(), StoreError>;
+
+    /// This node and every node whose heartbeat is current.
+    fn nodes(&self) -> Result<ClusterStatus, StoreError>;
+}
+
+/// One node of a cluster, as its last heartbeat says.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct NodeStatus {
+    /// The node's name (`[cluster] node`, else made up once and kept in
+    /// its data directory).
+    pub node: String,
+    /// Where its admin API listens, as it was configured.
+    pub api: Option<String>,
+    /// When it joined, ms since the epoch.
+    pub started_ms: u64,
+    /// Its last heartbeat, ms since the epoch.
+    pub seen_ms: u64,
+    /// Deliveries queued on it (all priorities).
+    pub queued: u64,
+    /// Deliveries it holds from the shared inbox (fetched, not final).
+    pub held: u64,
+    /// Handlers it takes deliveries for.
+    pub runs: Vec<String>,
+}
+
+/// `GET /v1/cluster`.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ClusterStatus {
+    /// `single` (no `[cluster]` section) or `cluster`.
+    pub mode: String,
+    /// The node that answered (cluster mode).
+    pub node: Option<String>,
+    /// Every node with a current heartbeat, by name (cluster mode).
+    pub nodes: Vec<NodeStatus>,
 }
 
 /// Per-job data the scheduler carries.
@@ -341,6 +399,8 @@ struct Inner {
     workers: Mutex<Vec<JoinHandle<()>>>,
     /// The thread recording successful outcomes ([`recorder`]).
     recorder: Mutex<Option<JoinHandle<()>>>,
+    /// Cluster mode's shared registry, once the node joined it.
+    shared: std::sync::OnceLock<Arc<dyn SharedRegistry>>,
 }
 
 impl Dispatcher {
@@ -396,6 +456,7 @@ impl Dispatcher {
             ready: AtomicBool::new(false),
             workers: Mutex::new(Vec::new()),
             recorder: Mutex::new(None),
+            shared: std::sync::OnceLock::new(),
         });
         let started = Instant::now();
         for (event_type, schema) in inner.store.schemas()? {
@@ -470,6 +531,12 @@ impl Dispatcher {
     /// An accepted event while it still has unfinished deliveries. Blocking.
     pub fn event(&self, id: &str) -> Result<Option<Arc<Event>>, StoreError> {
         self.inner.inbox.event(id)
+    }
+
+    /// An event whose deliveries ended, while the delivery log keeps its
+    /// lines (`store/archive.rs`). Blocking.
+    pub fn finished_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        self.inner.store.archived_event(id)
     }
 
     /// Counters for `/metrics`.
@@ -657,7 +724,10 @@ impl Dispatcher {
                 let compiled = inner
                     .runtime
                     .compile(wasm, &manifest.capabilities)
-                    .map_err(|e| DeployError::InvalidComponent(e.to_string()))?;
+                    .map_err(|e| match e {
+                        e @ RuntimeError::Compiler(_) => DeployError::Compiler(e.to_string()),
+                        e => DeployError::InvalidComponent(e.to_string()),
+                    })?;
                 inner.store.put_compiled(
                     &hash,
                     &inner.runtime.fingerprint(),
@@ -666,11 +736,16 @@ impl Dispatcher {
                 (compiled.module, false)
             }
         };
-        let stored = inner.store.put_module(wasm)?;
-        debug_assert_eq!(stored, hash, "the store addresses modules by sha256");
-        let (handler, version) = inner
-            .store
-            .deploy(&manifest, &hash, wasm.len() as u64, actor)?;
+        let (handler, version) = match inner.shared.get() {
+            Some(shared) => shared.deploy(&manifest, wasm, &hash, actor)?,
+            None => {
+                let stored = inner.store.put_module(wasm)?;
+                debug_assert_eq!(stored, hash, "the store addresses modules by sha256");
+                inner
+                    .store
+                    .deploy(&manifest, &hash, wasm.len() as u64, actor)?
+            }
+        };
         inner.metrics.module_loaded(from_cache);
         let imports = module.imports().to_vec();
         let denied_imports = inner
@@ -680,15 +755,30 @@ impl Dispatcher {
         inner
             .registry
             .remember_module(&hash, module, &inner.metrics);
-        inner.registry.insert(Loaded {
-            name: handler.name.clone(),
-            version: version.version,
-            config: serde_json::to_string(&handler.config).unwrap_or_else(|_| "{}".into()),
-            manifest,
-            limits,
-            enabled: handler.enabled,
-            code: Code::Wasm(hash),
-        });
+        // In cluster mode another node's deploy of this name may have been
+        // applied meanwhile: route by what the store holds now.
+        let newer = match inner.shared.get() {
+            Some(_) => inner
+                .store
+                .handler(&handler.name)?
+                .filter(|h| h.active_version != version.version),
+            None => None,
+        };
+        match newer {
+            Some(record) => inner.load(&record).map_err(|e| match e {
+                DispatchError::Store(e) => DeployError::Store(e),
+                other => DeployError::InvalidComponent(other.to_string()),
+            })?,
+            None => inner.registry.insert(Loaded {
+                name: handler.name.clone(),
+                version: version.version,
+                config: serde_json::to_string(&handler.config).unwrap_or_else(|_| "{}".into()),
+                manifest,
+                limits,
+                enabled: handler.enabled,
+                code: Code::Wasm(hash),
+            }),
+        }
         inner.reset_breaker(&handler.name, "a new version was deployed");
         inner.unpark(&handler.name);
         tracing::info!(handler = %handler.name, version = version.version, %actor, "Deployed");
@@ -707,6 +797,34 @@ impl Dispatcher {
     /// history): an operator who re-enables or fixes a handler wants its
     /// deliveries to run.
     pub fn refresh_handler(&self, name: &str) -> Result<(), DispatchError> {
+        self.reload_handler(name)?;
+        if let Some(shared) = self.inner.shared.get() {
+            shared.publish(name)?;
+        }
+        Ok(())
+    }
+
+    /// The cluster's nodes, or single-node mode. Blocking.
+    pub fn cluster(&self) -> Result<ClusterStatus, StoreError> {
+        match self.inner.shared.get() {
+            Some(shared) => shared.nodes(),
+            None => Ok(ClusterStatus {
+                mode: "single".into(),
+                node: None,
+                nodes: Vec::new(),
+            }),
+        }
+    }
+
+    /// Joins a shared registry (cluster mode): deploys and operator changes
+    /// go through it from now on.
+    pub fn share_registry(&self, shared: Arc<dyn SharedRegistry>) {
+        let _ = self.inner.shared.set(shared);
+    }
+
+    /// [`Dispatcher::refresh_handler`] for a change that came from the
+    /// shared registry (made on another node): reloads, shares nothing.
+    pub fn reload_handler(&self, name: &str) -> Result<(), DispatchError> {
         let inner = &self.inner;
         match inner.store.handler(name)? {
             Some(record) => {
@@ -793,6 +911,18 @@ impl Inner {
         )?;
         self.registry.insert(loaded);
         Ok(())
+    }
+
+    /// Keeps the events of final deliveries for `GET /v1/events/{id}`
+    /// after the inbox drops them (`store/archive.rs`); a failure costs
+    /// only that lookup, so it is logged, not retried.
+    fn archive(&self, events: &[&Event]) {
+        if events.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.archive_events(events) {
+            tracing::warn!(error = %e, "Keeping finished events for lookup failed");
+        }
     }
 
     fn unpark(&self, name: &str) {
@@ -1169,6 +1299,7 @@ impl Inner {
         }
         let final_attempt = match stored {
             Ok(None) => {
+                self.archive(&[&*event]);
                 self.metrics.dead_lettered();
                 self.sched()
                     .finish(&job.handler, job.key.as_deref(), job.holds_key, true);

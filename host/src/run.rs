@@ -20,7 +20,8 @@ use crate::kv::MemoryKv;
 use crate::limits::Limits;
 use crate::manifest::Capability;
 use crate::runtime::{
-    DeliveryReport, DeliveryRequest, LogRecord, LogStream, Outcome, Runtime, RuntimeConfig,
+    CompileLimits, DeliveryReport, DeliveryRequest, LogRecord, LogStream, Outcome, Runtime,
+    RuntimeConfig,
 };
 
 /// The `source` of events built by `hookbox run`.
@@ -67,6 +68,10 @@ pub struct LocalRun {
     /// The Hookbox interfaces granted; an ungranted one the component calls
     /// ends the delivery `capability_denied`, as in the daemon.
     pub capabilities: BTreeSet<Capability>,
+    /// The `hookbox` executable to compile in: a child process under the
+    /// daemon's default compile caps, as an upload is (`None`: in this
+    /// process, uncapped).
+    pub compiler: Option<PathBuf>,
 }
 
 /// One delivered event and its report.
@@ -200,6 +205,10 @@ pub fn run_local(run: &LocalRun) -> Result<RunSummary> {
     let runtime = Runtime::new(RuntimeConfig {
         pooling: false,
         pool_memory_bytes: run.limits.memory_bytes.clamp(1, 4 << 30),
+        compile: CompileLimits {
+            isolate: run.compiler.clone(),
+            ..CompileLimits::default()
+        },
         ..RuntimeConfig::default()
     })?;
     let started = Instant::now();

@@ -21,6 +21,7 @@ mod capture;
 mod deliver;
 mod engine;
 mod host;
+mod isolate;
 mod limiter;
 mod outcome;
 mod poll;
@@ -36,6 +37,9 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 use self::deliver::WarmPool;
 use self::host::{Handler, HandlerPre, HostState};
+pub use self::isolate::{
+    CompileLimits, SUBCOMMAND as COMPILE_SUBCOMMAND, worker as compile_worker,
+};
 pub use self::outcome::{LogLevel, LogRecord, LogStream, Outcome};
 use crate::event::{Event, EventInput};
 use crate::kv::Kv;
@@ -61,6 +65,9 @@ pub struct RuntimeConfig {
     pub epoch_tick: Duration,
     /// Largest component accepted by [`Runtime::compile`].
     pub max_component_bytes: usize,
+    /// Where and under which caps [`Runtime::compile`] compiles (the
+    /// daemon and `hookbox run`: a child process).
+    pub compile: CompileLimits,
 }
 
 impl Default for RuntimeConfig {
@@ -72,6 +79,7 @@ impl Default for RuntimeConfig {
             pool_memory_bytes: 256 << 20,
             epoch_tick: Duration::from_millis(10),
             max_component_bytes: 50 << 20,
+            compile: CompileLimits::default(),
         }
     }
 }
@@ -125,6 +133,13 @@ pub enum RuntimeError {
     /// Serialized code could not be produced or loaded.
     #[error("compiled-code cache: {0}")]
     Precompiled(String),
+    /// Compiling needed more memory or time than [`CompileLimits`] allow.
+    #[error("compile limit: {0}")]
+    CompileLimit(String),
+    /// The compile child could not be run (Hookbox's failure, not the
+    /// component's).
+    #[error("compiler process: {0}")]
+    Compiler(String),
 }
 
 /// `{:#}` prints a wasmtime error with its whole cause chain.
@@ -319,13 +334,22 @@ impl Runtime {
     ) -> Result<Compiled, RuntimeError> {
         validate::check_binary(wasm, self.inner.cfg.max_component_bytes)?;
         validate::check_compile_budget(wasm)?;
-        let component = Component::from_binary(&self.inner.engine, wasm)
-            .map_err(|e| RuntimeError::Invalid(chain(&e)))?;
+        let (component, serialized) = match &self.inner.cfg.compile.isolate {
+            Some(exe) => {
+                let serialized = isolate::compile_in_child(exe, &self.inner.cfg, wasm)?;
+                (self.deserialize_child_code(&serialized)?, serialized)
+            }
+            None => {
+                let component = Component::from_binary(&self.inner.engine, wasm)
+                    .map_err(|e| RuntimeError::Invalid(chain(&e)))?;
+                let serialized = component
+                    .serialize()
+                    .map_err(|e| RuntimeError::Precompiled(chain(&e)))?;
+                (component, serialized)
+            }
+        };
         let imports = validate::check_imports(&self.inner.engine, &component)?;
         let denied_imports = validate::denied_imports(&imports, caps);
-        let serialized = component
-            .serialize()
-            .map_err(|e| RuntimeError::Precompiled(chain(&e)))?;
         let module = self.link(component, imports.clone())?;
         Ok(Compiled {
             serialized,
@@ -360,6 +384,19 @@ impl Runtime {
         let component = unsafe { Component::deserialize(&self.inner.engine, serialized) }
             .map_err(|e| RuntimeError::Precompiled(chain(&e)))?;
         self.link_loaded(component)
+    }
+
+    /// Loads the code a compile child wrote.
+    #[allow(unsafe_code)]
+    fn deserialize_child_code(&self, serialized: &[u8]) -> Result<Component, RuntimeError> {
+        // SAFETY: the bytes are what `Component::serialize` wrote in the
+        // compile child (`isolate`): our own binary, run by us, given the
+        // component on stdin; never bytes from a user. wasmtime checks that
+        // they were made for an engine with this one's settings. What
+        // fails here is what compiling in this engine refuses: a component
+        // that does not fit the instance pool (a 10-million-element table).
+        unsafe { Component::deserialize(&self.inner.engine, serialized) }
+            .map_err(|e| RuntimeError::Invalid(chain(&e)))
     }
 
     /// [`Runtime::load_precompiled`] from a file written by the store's

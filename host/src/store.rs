@@ -31,6 +31,7 @@
 //! | `dead_by_handler` | `lp(handler) dead-letter id` | empty |
 //! | `log` | `u64 time_ms u64 seq` | [`LogEntry`] |
 //! | `log_by_event` | `lp(event id) u64 time_ms u64 seq` | empty |
+//! | `finished_events` | event id | [`Event`](crate::event::Event), kept while it has log lines |
 //! | `stats` | handler name | per-handler counters + latency histogram |
 //! | `kv` | `lp(handler) lp(tenant) key` | `crate::kv::encode_entry` bytes |
 //! | `audit` | audit id | [`AuditEntry`] |
@@ -56,6 +57,7 @@
 //! sled 0.34 serialises transactions with a process-wide lock that plain
 //! writes also take, so such a call would deadlock.
 
+mod archive;
 mod codec;
 mod dlq;
 mod external;
@@ -276,6 +278,18 @@ struct Inner {
     kv_ledgers: crate::kv::Ledgers,
     /// Deliveries the sled [`Inbox`] has made ready and not handed out.
     ready: inbox::ReadySet,
+    /// Stats and `meta` counters not yet written (`stats.rs`).
+    tallies: stats::Tallies,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is going: write the counters not written yet
+        // (sled flushes on close).
+        if let Err(e) = stats::snapshot(self, true) {
+            tracing::warn!(error = %e, "Writing the stats at close failed");
+        }
+    }
 }
 
 struct Trees {
@@ -292,6 +306,7 @@ struct Trees {
     dead_by_handler: sled::Tree,
     log: sled::Tree,
     log_by_event: sled::Tree,
+    finished_events: sled::Tree,
     stats: sled::Tree,
     kv: sled::Tree,
     audit: sled::Tree,
@@ -323,6 +338,7 @@ impl Store {
             dead_by_handler: tree("dead_by_handler")?,
             log: tree("log")?,
             log_by_event: tree("log_by_event")?,
+            finished_events: tree("finished_events")?,
             stats: tree("stats")?,
             kv: tree("kv")?,
             audit: tree("audit")?,
@@ -367,6 +383,7 @@ impl Store {
                 group,
                 kv_ledgers: crate::kv::Ledgers::default(),
                 ready: inbox::ReadySet::default(),
+                tallies: stats::Tallies::default(),
             }),
         };
         store.migrate_blobs()?;
@@ -375,7 +392,9 @@ impl Store {
     }
 
     /// Writes everything to disk (fsync) before returning.
+    /// Counters kept in memory are written first.
     pub fn flush(&self) -> Result<()> {
+        self.snapshot_stats(true)?;
         self.inner.db.flush().sled().map(drop)
     }
 
@@ -432,25 +451,6 @@ impl Store {
 
     fn new_id(&self) -> String {
         self.new_ulid().to_string()
-    }
-
-    /// Adds `delta` to a u64 counter in `meta`, saturating at 0.
-    fn bump(&self, key: &[u8], delta: i64) -> Result<()> {
-        self.t()
-            .meta
-            .update_and_fetch(key, |cur| {
-                let n = cur.and_then(keys::read_u64).unwrap_or(0);
-                Some(n.saturating_add_signed(delta).to_be_bytes().to_vec())
-            })
-            .sled()
-            .map(drop)
-    }
-
-    fn counter(&self, key: &[u8]) -> Result<u64> {
-        match self.t().meta.get(key).sled()? {
-            None => Ok(0),
-            Some(v) => keys::read_u64(&v).ok_or_else(|| corrupt("meta", key, "not a u64")),
-        }
     }
 }
 

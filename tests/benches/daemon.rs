@@ -5,20 +5,16 @@
 //!    with 100 handlers deployed (compiled-code cache hits) → ready.
 //! 2. **Memory** — resident memory of the idle daemon with 0, 1, 100 and
 //!    1000 handlers deployed.
-//! 3. **End to end** — events/s through `POST /v1/events` (batches of 100,
-//!    default durable inbox: flush on accept) and accept → outcome latency
-//!    percentiles at 25, 50 and 90% of the measured maximum rate.
+//!
+//! The end-to-end rates and latencies are the `pipeline` bench's.
 //!
 //! The daemon is `target/release/hookbox`, built by this bench with
-//! `cargo build --release -p hookbox` (or `$HOOKBOX_BIN`). The load
-//! generator runs in this process, on the same 2 cores as the daemon.
+//! `cargo build --release -p hookbox` (or `$HOOKBOX_BIN`).
 //!
 //! Run with `cargo bench -p hookbox-tests --bench daemon`.
 
 #[path = "daemon/big.rs"]
 mod big;
-#[path = "daemon/load.rs"]
-mod load;
 #[path = "daemon/process.rs"]
 mod process;
 #[path = "daemon/seed.rs"]
@@ -26,13 +22,11 @@ mod seed;
 mod support;
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
 use hookbox_tests::guests;
 use serde_json::{Value, json};
-use support::{Report, Table, fmt_bytes, fmt_rate, percentile, quick};
+use support::{Report, Table, fmt_bytes, percentile, quick};
 
 use process::{Api, Daemon};
 
@@ -100,14 +94,6 @@ fn main() {
         &rt,
         &bin,
         &tmp.path().join("memory"),
-        &wasm,
-        &payload,
-        &mut report,
-    );
-    end_to_end(
-        &rt,
-        &bin,
-        &tmp.path().join("e2e"),
         &wasm,
         &payload,
         &mut report,
@@ -353,115 +339,6 @@ fn memory(
              listens (handlers loaded, queue recovered).{cache_note}",
             percentile(&deploy_times, 50.0),
             percentile(&deploy_times, 99.0),
-        ),
-    );
-}
-
-/// Section 3: maximum events/s and latency percentiles at fractions of it.
-fn end_to_end(
-    rt: &tokio::runtime::Runtime,
-    bin: &Path,
-    data: &Path,
-    wasm: &[u8],
-    payload: &Value,
-    report: &mut Report,
-) {
-    let (saturate_for, paced_for) = if quick() {
-        (Duration::from_secs(2), Duration::from_secs(1))
-    } else {
-        (Duration::from_secs(10), Duration::from_secs(6))
-    };
-    let daemon = Daemon::start(bin, data, None);
-    let api = Api::new(&daemon.url);
-    let body = load::batch_body(payload, "e2e");
-    let seen = Arc::new(tokio::sync::Mutex::new(load::Seen::default()));
-    let count = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (max, levels) = rt.block_on(async {
-        api.deploy(&manifest("word-counter", &["e2e"]), wasm).await;
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let follower = tokio::spawn(load::follow(
-            api.clone(),
-            seen.clone(),
-            count.clone(),
-            stop.clone(),
-            ready_tx,
-        ));
-        ready_rx.await.expect("the stream is open");
-        let max = load::saturate(&api, body.clone(), &count, saturate_for).await;
-        // Let the backlog drain before the paced runs.
-        let mut last = u64::MAX;
-        loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let now = count.load(std::sync::atomic::Ordering::Relaxed);
-            if now == last {
-                break;
-            }
-            last = now;
-        }
-        seen.lock().await.at.clear();
-        let rate = max.delivered_per_s.min(max.accepted_per_s);
-        let mut levels = Vec::new();
-        for fraction in [0.25, 0.5, 0.9] {
-            let run = load::paced(&api, body.clone(), &seen, rate * fraction, paced_for).await;
-            seen.lock().await.at.clear();
-            levels.push((fraction, run));
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        follower.await.expect("the stream follower");
-        (max, levels)
-    });
-    let mut table = Table::new(&[
-        "load", "events/s", "p50", "p99", "p99.9", "max", "samples", "429s",
-    ]);
-    table.row(vec![
-        "saturated (max)".into(),
-        format!(
-            "{} accepted, {} delivered",
-            fmt_rate(max.accepted_per_s),
-            fmt_rate(max.delivered_per_s)
-        ),
-        "–".into(),
-        "–".into(),
-        "–".into(),
-        "–".into(),
-        "–".into(),
-        max.refused_requests.to_string(),
-    ]);
-    for (fraction, run) in &levels {
-        let l = &run.latencies_ms;
-        let p = |q: f64| {
-            if l.is_empty() {
-                "–".to_string()
-            } else {
-                format!("{:.2} ms", percentile(l, q))
-            }
-        };
-        table.row(vec![
-            format!("{:.0}% of max", fraction * 100.0),
-            fmt_rate(run.achieved_per_s),
-            p(50.0),
-            p(99.0),
-            p(99.9),
-            p(100.0),
-            format!("{} ({} missing)", l.len(), run.missing),
-            run.refused_requests.to_string(),
-        ]);
-    }
-    report.table(
-        "End to end: POST /v1/events (batches of 100, 1 KiB events, durable inbox)",
-        &table,
-        &format!(
-            "Release daemon, default config (flush on accept, 2 workers, fresh instance per \
-             delivery), one word-counter handler. Max: {} requests kept in flight for {} s \
-             (the first fifth not counted); delivered = outcomes on the live stream. Paced \
-             runs send a batch every 100 ÷ rate seconds for {} s, open loop; latency is from \
-             the client starting the POST to the event's outcome arriving on `GET \
-             /v1/stream` (so it includes the HTTP round trip and the stream). The load \
-             generator shares the 2 cores with the daemon.",
-            4,
-            saturate_for.as_secs(),
-            paced_for.as_secs()
         ),
     );
 }

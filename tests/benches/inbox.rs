@@ -17,11 +17,9 @@
 //! per-append latency, disk bytes per event, and replay rate.
 //!
 //! A second table times a restart with a backlog (issue 14's target: 1M
-//! finished and 100k unfinished deliveries, ready in < 5 s): the sled inbox
-//! as it is (`Store::open` plus the `Inbox::replay` the dispatcher runs at
-//! start), and the segment log read back whole and with only the
-//! unfinished events' records (what a log inbox that deletes finished
-//! segments would read). `HOOKBOX_BENCH_RESTART=<finished>:<unfinished>`
+//! finished and 100k unfinished deliveries, ready in < 5 s) on both
+//! inboxes, filled and reopened through the `Inbox` trait as the
+//! dispatcher uses it. `HOOKBOX_BENCH_RESTART=<finished>:<unfinished>`
 //! sets the backlog.
 //!
 //! Run with `cargo bench -p hookbox-tests --bench inbox`.
@@ -34,7 +32,8 @@ use std::time::{Duration, Instant};
 
 use hookbox::event::Event;
 use hookbox::store::{
-    Durability, Inbox, LogEntry, Pending, Position, SegmentLog, SegmentOptions, Store, StoreOptions,
+    Durability, Inbox, LogEntry, LogInbox, Pending, Position, SegmentLog, SegmentOptions, Store,
+    StoreOptions,
 };
 use support::{
     Report, Table, fmt_ns, fmt_rate, message_event, percentile, quick, thread_cpu_ns, zulip_message,
@@ -381,152 +380,122 @@ fn backlog() -> (usize, usize) {
     }
 }
 
-/// Times reopening a sled inbox and a segment log holding a backlog.
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// An inbox of either kind on `dir` (sled in `store/`, the log in `inbox/`).
+fn open_inbox(dir: &std::path::Path, log: bool, opts: StoreOptions) -> Arc<dyn Inbox> {
+    let store = Store::open(&dir.join("store"), opts).expect("the store opens");
+    if log {
+        Arc::new(LogInbox::open(store, &dir.join("inbox")).expect("the log inbox opens"))
+    } else {
+        Arc::new(store)
+    }
+}
+
+/// Fills an inbox as the dispatcher would: `finished + unfinished` events
+/// appended in batches, the first `finished` delivered (logged, counted,
+/// finished through [`Inbox::finish`] in the recorder's batches).
+fn fill(inbox: &dyn Inbox, payload: &serde_json::Value, finished: usize, unfinished: usize) {
+    let handlers = vec!["word-counter".to_string()];
+    let mut left = finished + unfinished;
+    let mut done = 0usize;
+    while left > 0 {
+        let n = left.min(1000);
+        left -= n;
+        let batch: Vec<(Arc<Event>, Vec<String>)> = (0..n)
+            .map(|_| (Arc::new(message_event(payload)), handlers.clone()))
+            .collect();
+        inbox.append(&batch).expect("append");
+        let ready = inbox.take_ready(usize::MAX).expect("take");
+        let take = (finished - done).min(ready.len());
+        done += take;
+        let entries: Vec<LogEntry> = ready[..take]
+            .iter()
+            .map(|r| LogEntry {
+                handler: r.pending.handler.clone(),
+                version: 1,
+                event_id: r.event.id.clone(),
+                event_type: r.event.event_type.clone(),
+                tenant: r.event.tenant.clone(),
+                outcome: "ok".into(),
+                attempt: 1,
+                time_ms: r.event.time,
+                ..LogEntry::default()
+            })
+            .collect();
+        let pairs: Vec<(&Pending, &LogEntry)> =
+            ready.iter().map(|r| &r.pending).zip(&entries).collect();
+        for chunk in pairs.chunks(512) {
+            inbox.finish(chunk).expect("finish");
+        }
+    }
+    inbox.flush().expect("flush");
+}
+
+/// Times reopening each inbox holding a backlog: open → every unfinished
+/// delivery ready, as the dispatcher starts.
 fn restart(report: &mut Report, payload: &serde_json::Value) {
     let (finished, unfinished) = backlog();
-    let handlers = vec!["word-counter".to_string()];
-    let fill = StoreOptions {
+    let fill_opts = StoreOptions {
         durability: Durability::None,
         ..StoreOptions::default()
     };
-    let sled_dir = tempfile::tempdir().expect("tempdir");
-    let log_dir = tempfile::tempdir().expect("tempdir");
-    let fill_started = Instant::now();
-    let mut unfinished_bytes = 0u64;
-    {
-        let store = Store::open(sled_dir.path(), fill.clone()).expect("store opens");
-        let (log, _) = SegmentLog::open(
-            log_dir.path(),
-            SegmentOptions {
-                durability: Durability::None,
-                ..SegmentOptions::default()
-            },
-        )
-        .expect("log opens");
-        let mut left = finished + unfinished;
-        while left > 0 {
-            let n = left.min(1000);
-            left -= n;
-            let batch: Vec<(Event, Vec<String>)> = (0..n)
-                .map(|_| (message_event(payload), handlers.clone()))
-                .collect();
-            store.accept(&batch).expect("accept");
-            let records: Vec<Vec<u8>> = batch.iter().map(|(e, h)| record(e, h)).collect();
-            log.append(&records).expect("append");
-            // The first `finished` events are delivered: logged, counted and
-            // their pending entries removed, as the recorder does.
-            let done = (finished + unfinished - left - n).min(finished);
-            let take = (finished - done).min(n);
-            let (pending, entries): (Vec<Pending>, Vec<LogEntry>) = batch[..take]
-                .iter()
-                .map(|(e, _)| {
-                    let p = Pending {
-                        event_id: e.id.clone(),
-                        handler: handlers[0].clone(),
-                        attempt: 1,
-                        due_ms: e.time,
-                        version: None,
-                        errors: Vec::new(),
-                    };
-                    let entry = LogEntry {
-                        handler: handlers[0].clone(),
-                        version: 1,
-                        event_id: e.id.clone(),
-                        event_type: e.event_type.clone(),
-                        tenant: e.tenant.clone(),
-                        outcome: "ok".into(),
-                        attempt: 1,
-                        time_ms: e.time,
-                        ..LogEntry::default()
-                    };
-                    (p, entry)
-                })
-                .unzip();
-            let pairs: Vec<(&Pending, &LogEntry)> = pending.iter().zip(&entries).collect();
-            for chunk in pairs.chunks(512) {
-                store.finish_all(chunk).expect("finish");
-            }
-            unfinished_bytes += records[take..]
-                .iter()
-                .map(|r| r.len() as u64 + 8)
-                .sum::<u64>();
-        }
-        store.flush().expect("flush");
-    }
-    let fill_took = fill_started.elapsed();
     let mut table = Table::new(&[
         "inbox",
-        "what is read at open",
+        "filled in",
         "open → ready",
-        "data on disk",
+        "replayed",
+        "data on disk (store / inbox log)",
     ]);
-    // The sled inbox as the dispatcher starts it: open (which reconciles the
-    // queue), then replay every pending delivery with its event.
-    let t = Instant::now();
-    let store = Store::open(
-        sled_dir.path(),
-        StoreOptions {
+    for (name, log) in [("sled", false), ("log", true)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = Instant::now();
+        fill(
+            open_inbox(dir.path(), log, fill_opts.clone()).as_ref(),
+            payload,
+            finished,
+            unfinished,
+        );
+        let filled = t.elapsed();
+        let t = Instant::now();
+        let opts = StoreOptions {
             lock_wait: Duration::from_secs(60),
             ..StoreOptions::default()
-        },
-    )
-    .expect("store reopens");
-    let replayed = store.replay().expect("replay");
-    let ready = store.take_ready(usize::MAX).expect("take");
-    let sled_took = t.elapsed();
-    assert_eq!((replayed, ready.len()), (unfinished, unfinished));
-    table.row(vec![
-        "sled (today)".into(),
-        format!("{unfinished} pending entries and their events"),
-        format!("{:.2} s", sled_took.as_secs_f64()),
-        support::fmt_bytes(store.size_on_disk().expect("size") as f64),
-    ]);
-    drop((store, ready));
-    // The segment log read whole: open checks every record, then every
-    // record is read and its event decoded.
-    let t = Instant::now();
-    let (log, rec) = SegmentLog::open(log_dir.path(), SegmentOptions::default()).expect("reopen");
-    let mut decoded = 0usize;
-    let start = Position {
-        segment: 0,
-        offset: 0,
-    };
-    log.read_from(start, |_, r| {
-        let skip = 2 + 2 + usize::from(u16::from_le_bytes([r[2], r[3]]));
-        let e: Event = serde_json::from_slice(&r[skip..]).expect("an event decodes");
-        decoded += usize::from(!e.id.is_empty());
-        Ok(())
-    })
-    .expect("read");
-    let whole = t.elapsed();
-    assert_eq!(
-        (rec.records as usize, decoded),
-        (finished + unfinished, finished + unfinished)
-    );
-    table.row(vec![
-        "segment log, nothing deleted".into(),
-        format!(
-            "{} records, each checked twice and decoded once",
-            finished + unfinished
-        ),
-        format!("{:.2} s", whole.as_secs_f64()),
-        support::fmt_bytes(log.size_on_disk().expect("size") as f64),
-    ]);
-    // What a log inbox reads once the finished events' segments are gone:
-    // the same per-record cost over the unfinished events' bytes.
-    let per_record = whole.as_secs_f64() / (finished + unfinished) as f64;
-    table.row(vec![
-        "segment log, finished segments deleted (scaled)".into(),
-        format!("{unfinished} records"),
-        format!("{:.2} s", per_record * unfinished as f64),
-        support::fmt_bytes(unfinished_bytes as f64),
-    ]);
+        };
+        let inbox = open_inbox(dir.path(), log, opts);
+        let replayed = inbox.replay().expect("replay");
+        let ready = inbox.take_ready(usize::MAX).expect("take");
+        let took = t.elapsed();
+        assert_eq!((replayed, ready.len()), (unfinished, unfinished));
+        drop((inbox, ready));
+        table.row(vec![
+            format!("{name} inbox"),
+            format!("{:.0} s", filled.as_secs_f64()),
+            format!("{:.2} s", took.as_secs_f64()),
+            unfinished.to_string(),
+            format!(
+                "{} / {}",
+                support::fmt_bytes(dir_bytes(&dir.path().join("store")) as f64),
+                support::fmt_bytes(dir_bytes(&dir.path().join("inbox")) as f64)
+            ),
+        ]);
+    }
     report.table(
         &format!("Restart with {finished} finished and {unfinished} unfinished deliveries (1 KiB events, 1 handler)"),
         &table,
-        &format!(
-            "Filled in {:.0} s with durability `none`, then reopened. sled: `Store::open` + `Inbox::replay` + `take_ready` (what `Dispatcher::start` does for the queue; loading handlers is not included). Segment log: `SegmentLog::open` (checks every record) + `read_from` decoding every event; the last row scales its per-record time to the unfinished records alone, which is what a log inbox that deletes finished segments reads (its finish markers, a few bytes per delivery, not counted).",
-            fill_took.as_secs_f64()
-        ),
+        "Each inbox filled through the `Inbox` trait as the dispatcher uses it (append in batches of 1000, durability `none`; the first deliveries finished with their log lines and stats in batches of 512, as the recorder does; then a flush), closed, and reopened with the default durability: open → ready is `Store::open` (+ `LogInbox::open` for the log inbox, which reads its live segments) + `Inbox::replay` + `take_ready`, i.e. what `Dispatcher::start` does for the queue (loading handlers not included). The log inbox deletes a segment once every delivery in it is final, so the finished events' bytes are reclaimed; the sled inbox deletes their rows.",
     );
 }

@@ -10,124 +10,31 @@
 //! 3. **Throughput and cost growth** — deliveries/s over 1, 10 and 100
 //!    handlers (distinct loaded modules), 1 and 2 threads, both modes, and
 //!    how the cost of a delivery grows with handler count × payload size.
+//! 4. **Deadlines** — how long after its `timeout_ms` a delivery ends when
+//!    it loops in wasm or sleeps inside a host call (the behaviour tests
+//!    only check that it ends with `timeout`).
 //!
 //! Run with `cargo bench -p hookbox-tests --bench sandbox`
 //! (`HOOKBOX_BENCH_QUICK=1` for a smoke run).
 
+#[path = "sandbox/harness.rs"]
+mod harness;
 mod support;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use hookbox::event::Event;
+use harness::{Bench, Mode, REUSE, run_threads};
 use hookbox::kv::{Kv, MemoryKv, Namespace, Quota};
 use hookbox::limits::Limits;
 use hookbox::manifest::Capability;
-use hookbox::runtime::{
-    DeliveryReport, DeliveryRequest, HandlerModule, Outcome, Runtime, RuntimeConfig,
-};
+use hookbox::runtime::{DeliveryRequest, Outcome};
 use hookbox_tests::guests;
 use support::{PAYLOAD_SIZES, Report, Stats, Table, fmt_bytes, fmt_ns, fmt_rate, quick};
 
-/// Deliveries a warm instance serves before it is replaced (the manifest's
-/// largest `delivery.reuse`).
-const REUSE: u32 = 100_000;
 /// Handler counts of the throughput grid.
 const HANDLER_COUNTS: [usize; 3] = [1, 10, 100];
-
-/// Everything a delivery needs, shared by the bench threads.
-struct Bench {
-    runtime: Runtime,
-    /// The word-counter component, compiled once.
-    module: HandlerModule,
-    /// Its compiled code, loaded again for every extra handler.
-    serialized: Vec<u8>,
-    /// The component's bytes.
-    wasm: Vec<u8>,
-    limits: Limits,
-    kv: Arc<MemoryKv>,
-}
-
-impl Bench {
-    fn new() -> Bench {
-        let runtime = Runtime::new(RuntimeConfig::default()).expect("the runtime starts");
-        // `HOOKBOX_BENCH_GUEST`: another build of the word-counter (e.g. with
-        // other compiler settings) to compare against the default one.
-        let path = std::env::var("HOOKBOX_BENCH_GUEST")
-            .ok()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| {
-                let (_, path) = guests::EXAMPLES
-                    .iter()
-                    .find(|(name, _)| *name == "word-counter")
-                    .expect("tests/build.rs built example-handlers/word-counter");
-                (*path).to_string()
-            });
-        let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let compiled = runtime
-            .compile(&wasm, &Capability::all())
-            .unwrap_or_else(|e| panic!("compiling {path}: {e}"));
-        Bench {
-            runtime,
-            module: compiled.module,
-            serialized: compiled.serialized,
-            wasm,
-            limits: Limits::default(),
-            kv: Arc::new(MemoryKv::new()),
-        }
-    }
-
-    /// `n` handlers, each its own loaded module (as distinct deployed
-    /// handlers are), named `h0`, `h1`, …
-    fn handlers(&self, n: usize) -> Vec<(String, HandlerModule)> {
-        (0..n)
-            .map(|i| {
-                let module = if i == 0 {
-                    self.module.clone()
-                } else {
-                    self.runtime
-                        .load_precompiled(&self.serialized)
-                        .expect("compiled code reloads")
-                };
-                (format!("h{i}"), module)
-            })
-            .collect()
-    }
-
-    fn deliver(
-        &self,
-        module: &HandlerModule,
-        handler: &str,
-        event: &Event,
-        reuse: u32,
-    ) -> DeliveryReport {
-        static ALL: std::sync::LazyLock<std::collections::BTreeSet<Capability>> =
-            std::sync::LazyLock::new(Capability::all);
-        let kv: &dyn Kv = self.kv.as_ref();
-        let report = self.runtime.deliver(
-            module,
-            DeliveryRequest {
-                handler,
-                event,
-                attempt: 1,
-                limits: &self.limits,
-                config: "{}",
-                kv,
-                capabilities: &ALL,
-                reuse,
-            },
-        );
-        assert_eq!(
-            report.outcome,
-            Outcome::Ok,
-            "delivery to {handler} failed: {:?}",
-            report.error
-        );
-        report
-    }
-}
 
 /// The same logic without a sandbox: the handler crate's own function, and
 /// the same KV store the host gives the component.
@@ -135,28 +42,6 @@ fn native(payload: &str, kv: &MemoryKv, ns: &Namespace) {
     let tally = word_counter::tally(payload).expect("the bench payload is a message event");
     kv.increment(ns, &tally.key, tally.words, &Quota::default())
         .expect("the memory KV does not fail");
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-enum Mode {
-    Fresh,
-    Reuse,
-}
-
-impl Mode {
-    fn reuse(self) -> u32 {
-        match self {
-            Mode::Fresh => 0,
-            Mode::Reuse => REUSE,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Mode::Fresh => "fresh",
-            Mode::Reuse => "reuse",
-        }
-    }
 }
 
 fn main() {
@@ -170,6 +55,7 @@ fn main() {
     memory(&bench, &mut report);
     sandbox_tax(&bench, &mut report);
     throughput(&bench, &mut report);
+    deadlines(&bench, &mut report);
     report.publish();
 }
 
@@ -354,62 +240,6 @@ fn sandbox_tax(bench: &Bench, report: &mut Report) {
     );
 }
 
-/// What `threads` threads delivering for a while achieved.
-#[derive(Clone, Copy, Debug)]
-struct Run {
-    /// Deliveries per second of wall time.
-    rate: f64,
-    /// CPU time (all threads) per delivery, in nanoseconds.
-    cpu_ns: f64,
-}
-
-/// Runs deliveries on `threads` threads for `duration`, round-robin over
-/// `handlers` (each thread starting at its own offset).
-fn run_threads(
-    bench: &Bench,
-    handlers: &[(String, HandlerModule)],
-    event: &Event,
-    mode: Mode,
-    threads: usize,
-    duration: Duration,
-) -> Run {
-    let stop = AtomicBool::new(false);
-    let done = AtomicU64::new(0);
-    let cpu = AtomicU64::new(0);
-    let start = Barrier::new(threads + 1);
-    let elapsed = std::thread::scope(|s| {
-        for t in 0..threads {
-            let (stop, done, cpu, start) = (&stop, &done, &cpu, &start);
-            s.spawn(move || {
-                let mut i = t * handlers.len() / threads.max(1);
-                let mut n = 0u64;
-                start.wait();
-                let c = support::thread_cpu_ns();
-                while !stop.load(Ordering::Relaxed) {
-                    let (name, module) = &handlers[i % handlers.len()];
-                    black_box(bench.deliver(module, name, event, mode.reuse()));
-                    i += 1;
-                    n += 1;
-                }
-                cpu.fetch_add(support::thread_cpu_ns() - c, Ordering::Relaxed);
-                done.fetch_add(n, Ordering::Relaxed);
-            });
-        }
-        start.wait();
-        let t = Instant::now();
-        std::thread::sleep(duration);
-        stop.store(true, Ordering::Relaxed);
-        t
-    });
-    // Threads finish the delivery in hand after `stop`: count until joined.
-    let secs = elapsed.elapsed().as_secs_f64();
-    let n = done.load(Ordering::Relaxed).max(1) as f64;
-    Run {
-        rate: n / secs,
-        cpu_ns: cpu.load(Ordering::Relaxed) as f64 / n,
-    }
-}
-
 /// Section 3: deliveries/s by handler count, threads and mode; cost growth.
 fn throughput(bench: &Bench, report: &mut Report) {
     let duration = if quick() {
@@ -582,5 +412,71 @@ fn memory(bench: &Bench, report: &mut Report) {
          (word-counter, limits on); the increase from the previous step is divided by the \
          added concurrency. Pool slots that were used stay mapped, so the figure is the \
          resident cost of one more delivery in flight.",
+    );
+}
+
+/// Section 4: how far past its deadline a delivery ends, for a guest
+/// looping in wasm (epoch interruption) and guests asleep in a host call
+/// for an hour (`pollable.block`, `poll`).
+fn deadlines(bench: &Bench, report: &mut Report) {
+    let rounds = if quick() { 1 } else { 9 };
+    let timeout_ms = 300;
+    let mut table = Table::new(&["guest", "deadline", "ended after (median)", "max"]);
+    for (what, path, param) in [
+        ("loop in wasm", guests::LOOP, 1u32),
+        ("sleep in pollable.block", guests::SLEEP, 3_600_000),
+        ("sleep in poll", guests::SLEEP_POLL, 3_600_000),
+    ] {
+        let wasm = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let module = bench
+            .runtime
+            .compile(&wasm, &Capability::all())
+            .unwrap_or_else(|e| panic!("compiling {path}: {e}"))
+            .module;
+        let limits = Limits {
+            timeout_ms,
+            fuel: 1 << 50,
+            ..Limits::default()
+        };
+        let event = support::message_event(&serde_json::json!({}));
+        let mut took: Vec<f64> = (0..rounds)
+            .map(|_| {
+                let kv: &dyn Kv = bench.kv.as_ref();
+                let report = bench.runtime.deliver(
+                    &module,
+                    DeliveryRequest {
+                        handler: "deadline",
+                        event: &event,
+                        attempt: param,
+                        limits: &limits,
+                        config: "{}",
+                        kv,
+                        capabilities: &Capability::all(),
+                        reuse: 0,
+                    },
+                );
+                assert_eq!(
+                    report.outcome,
+                    Outcome::Timeout,
+                    "{what}: {:?}",
+                    report.error
+                );
+                report.duration.as_secs_f64() * 1e3
+            })
+            .collect();
+        took.sort_by(f64::total_cmp);
+        table.row(vec![
+            what.into(),
+            format!("{timeout_ms} ms"),
+            format!("{:.1} ms", support::percentile(&took, 50.0)),
+            format!("{:.1} ms", took[took.len() - 1]),
+        ]);
+    }
+    report.table(
+        "Deadlines",
+        &table,
+        "Wall-clock time of a delivery that only its deadline ends (epoch tick 10 ms): \
+         a guest looping with fuel for hours, and guests that ask to sleep an hour inside a \
+         host call. How far past the deadline it ends is the epoch tick plus scheduling.",
     );
 }

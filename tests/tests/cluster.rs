@@ -111,6 +111,32 @@ fn two_nodes_deliver_each_event_exactly_once() {
         on_a.len(),
         on_b.len()
     );
+    // Either node lists both, each taking deliveries for the handler.
+    let listed = b.wait_until("GET /v1/cluster to list both nodes", || {
+        let c = b.get("/v1/cluster").expect(200).json;
+        let nodes = c["nodes"].as_array().cloned().unwrap_or_default();
+        let running = nodes
+            .iter()
+            .filter(|n| n["runs"] == json!(["sleepy"]))
+            .count();
+        (nodes.len() == 2 && running == 2).then_some(c)
+    });
+    assert_eq!(listed["mode"], "cluster", "{listed}");
+    let apis: BTreeSet<&str> = listed["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["api"].as_str())
+        .collect();
+    assert_eq!(apis, BTreeSet::from([a.url(), b.url()]), "{listed}");
+}
+
+/// Without `[cluster]`, `GET /v1/cluster` says so.
+#[test]
+fn a_single_node_says_it_is_not_in_a_cluster() {
+    let d = Daemon::start();
+    let c = d.get("/v1/cluster").expect(200).json;
+    assert_eq!(c, json!({"mode": "single", "node": null, "nodes": []}));
 }
 
 /// `kill -9` of a node holding deliveries: every acknowledged event is
@@ -145,4 +171,156 @@ fn a_killed_node_s_deliveries_reach_the_other_node() {
         all.values().filter(|n| **n > 1).count()
     );
     assert!(on_b > 0, "node b took over no deliveries");
+}
+
+/// All of NATS gone: ingest answers 503 and acknowledges nothing; when the
+/// server is back, the node recovers by itself and every acknowledged
+/// event is delivered.
+#[test]
+fn without_nats_ingest_answers_503_and_the_node_recovers() {
+    let mut nats = NatsServer::start();
+    let a = node(&nats, "2s");
+    a.deploy(&sleeper(1), &read(guests::SLEEP)).expect(201);
+    let mut ids = publish(&a, 20);
+    nats.kill();
+    let r = a.publish(&json!([{"type": "job"}]), false);
+    assert_eq!(r.status, 503, "{r}");
+    nats.start_again();
+    let again = a.wait_until("ingest to accept again", || {
+        let r = a.publish(&json!([{"type": "job"}]), false);
+        (r.status == 202).then_some(r)
+    });
+    ids.push(again.json["events"][0]["id"].as_str().unwrap().to_string());
+    // The event refused with 503 may be delivered too (its publish may
+    // have reached JetStream after all): only the acknowledged ones count.
+    let want: BTreeSet<String> = ids.into_iter().collect();
+    a.wait_until("every acknowledged event to be delivered", || {
+        let ran: BTreeSet<String> = ran(&a).into_keys().collect();
+        want.is_subset(&ran).then_some(())
+    });
+}
+
+/// Publishes `job` events to `d` until one is routed to `sleepy` (the node
+/// applied a deploy made on another); that event's id.
+fn routed_on(d: &Daemon) -> String {
+    d.wait_until(
+        "the node to route to the handler deployed elsewhere",
+        || {
+            let r = d.publish(&json!({"type": "job"}), false).expect(202);
+            let e = &r.json["events"][0];
+            (e["handlers"] == json!(["sleepy"])).then(|| e["id"].as_str().unwrap().to_string())
+        },
+    )
+}
+
+/// The registry is shared: a handler deployed on one node runs on the
+/// other, whose store got the component from the cluster.
+#[test]
+fn a_deploy_on_one_node_runs_on_the_other() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "30s");
+    let b = node(&nats, "30s");
+    a.deploy(&sleeper(1), &read(guests::SLEEP)).expect(201);
+    let first = routed_on(&b);
+    let mut want: BTreeSet<String> = publish(&b, 20).into_iter().collect();
+    want.insert(first);
+    b.wait_until("every event published to b to be delivered", || {
+        (merged(&[&a, &b]).len() == want.len()).then_some(())
+    });
+    // Deleting on b deletes on a.
+    b.delete("/v1/handlers/sleepy").expect(204);
+    a.wait_until("node a to drop the handler deleted on b", || {
+        (a.get("/v1/handlers/sleepy").status == 404).then_some(())
+    });
+}
+
+/// Concurrent deploys of one name on two nodes get distinct consecutive
+/// versions, and both nodes end on the same active version.
+#[test]
+fn concurrent_deploys_on_two_nodes_get_distinct_versions() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "30s");
+    let b = node(&nats, "30s");
+    let wasm = read(guests::SLEEP);
+    let versions: Vec<u64> = std::thread::scope(|s| {
+        let deploys: Vec<_> = [&a, &b]
+            .into_iter()
+            .map(|d| {
+                let wasm = &wasm;
+                s.spawn(move || {
+                    (0..3)
+                        .map(|i| {
+                            let r = d.deploy(&sleeper(i), wasm).expect(201);
+                            r.json["version"]["version"].as_u64().expect("a version")
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        deploys
+            .into_iter()
+            .flat_map(|t| t.join().expect("a deploy thread"))
+            .collect()
+    });
+    let got: BTreeSet<u64> = versions.iter().copied().collect();
+    assert_eq!(got, (1..=6).collect(), "versions handed out: {versions:?}");
+    let active = |d: &Daemon| {
+        let h = d.get("/v1/handlers/sleepy").expect(200).json;
+        let n = d.get("/v1/handlers/sleepy/versions").expect(200).json["versions"]
+            .as_array()
+            .map_or(0, Vec::len);
+        (h["active_version"].as_u64(), n)
+    };
+    a.wait_until("both nodes to agree on the active version", || {
+        let (x, y) = (active(&a), active(&b));
+        (x == y && x.1 == 6).then_some(())
+    });
+}
+
+/// Publishes `n` `job` events to `d`, sending a batch again while the
+/// answer is 503 (NATS failing over); the ids of the acknowledged ones.
+fn publish_through_failover(d: &Daemon, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for start in (0..n).step_by(25) {
+        let batch: Vec<Value> = (start..n.min(start + 25))
+            .map(|i| json!({"type": "job", "payload": {"i": i}}))
+            .collect();
+        let r = d.wait_until("a batch to be acknowledged", || {
+            let r = d.publish(&json!(batch), false);
+            match r.status {
+                202 => Some(r),
+                503 => None,
+                other => panic!("publishing answered {other}: {r}"),
+            }
+        });
+        for e in r.json["events"].as_array().expect("events") {
+            ids.push(e["id"].as_str().expect("an id").to_string());
+        }
+    }
+    ids
+}
+
+/// Three nats-servers in a JetStream cluster, streams with three replicas,
+/// two nodes: one server killed mid-stream loses no acknowledged event and
+/// ingest keeps answering.
+#[test]
+fn one_of_three_nats_servers_killed_loses_nothing() {
+    let mut servers = NatsServer::cluster(3);
+    let config = NatsServer::cluster_config_of(&servers, "5s", 3);
+    let a = Daemon::start_with(&format!("{NODE}{config}"));
+    let b = Daemon::start_with(&format!("{NODE}{config}"));
+    a.deploy(&sleeper(5), &read(guests::SLEEP)).expect(201);
+    let first = routed_on(&b);
+    let mut ids = publish_through_failover(&a, 100);
+    ids.push(first);
+    ids.extend(publish_through_failover(&b, 100));
+    servers[0].kill();
+    ids.extend(publish_through_failover(&a, 100));
+    ids.extend(publish_through_failover(&b, 100));
+    let want: BTreeSet<String> = ids.into_iter().collect();
+    assert_eq!(want.len(), 401);
+    a.wait_until("every acknowledged event to be delivered", || {
+        let ran: BTreeSet<String> = merged(&[&a, &b]).into_keys().collect();
+        want.is_subset(&ran).then_some(())
+    });
 }

@@ -9,6 +9,7 @@ use crate::emit::{EmitError, NewEvent};
 use crate::log::Level;
 
 use super::EmittedEvent;
+use super::limits::{self, Abort, Limits, Outcome, Usage};
 use super::state::{self, State};
 
 /// The state of the delivery being run in this thread.
@@ -16,6 +17,8 @@ pub(super) struct Active {
     pub(super) state: State,
     pub(super) tenant: String,
     pub(super) pending: Vec<EmittedEvent>,
+    pub(super) limits: Limits,
+    pub(super) usage: Usage,
 }
 
 thread_local! {
@@ -51,28 +54,62 @@ fn with<R>(f: impl FnOnce(&mut Active) -> R) -> R {
     })
 }
 
+/// Ends the delivery with `outcome`, as the real host ends the call at a
+/// limit (outside [`with`], so no borrow is held while unwinding).
+fn end(outcome: Outcome) -> ! {
+    std::panic::panic_any(Abort(outcome))
+}
+
+/// [`with`] for a call that a limit may refuse.
+fn checked<R>(f: impl FnOnce(&mut Active) -> Result<R, Outcome>) -> R {
+    with(f).unwrap_or_else(|outcome| end(outcome))
+}
+
 pub(crate) fn log(level: Level, message: &str, fields: &[(String, String)]) {
-    with(|a| a.state.log(level, message, fields));
+    checked(|a| {
+        a.usage.log(&a.limits, message, fields)?;
+        a.state.log(level, message, fields);
+        Ok(())
+    });
 }
 
 pub(crate) fn kv_get(key: &str) -> Option<Vec<u8>> {
-    with(|a| a.state.kv_get(&a.tenant, key))
+    checked(|a| {
+        limits::kv_size(&a.limits, key, 0)?;
+        Ok(a.state.kv_get(&a.tenant, key))
+    })
 }
 
 pub(crate) fn kv_set(key: &str, value: &[u8], ttl_ms: Option<u64>) {
-    with(|a| a.state.kv_set(&a.tenant, key, value, ttl_ms));
+    checked(|a| {
+        limits::kv_size(&a.limits, key, value.len())?;
+        a.state.kv_set(&a.tenant, key, value, ttl_ms);
+        Ok(())
+    });
 }
 
 pub(crate) fn kv_delete(key: &str) -> bool {
-    with(|a| a.state.kv_delete(&a.tenant, key))
+    checked(|a| {
+        limits::kv_size(&a.limits, key, 0)?;
+        Ok(a.state.kv_delete(&a.tenant, key))
+    })
 }
 
 pub(crate) fn kv_increment(key: &str, delta: i64) -> i64 {
-    with(|a| a.state.kv_increment(&a.tenant, key, delta))
+    checked(|a| {
+        limits::kv_size(&a.limits, key, 0)?;
+        Ok(a.state.kv_increment(&a.tenant, key, delta))
+    })
 }
 
 pub(crate) fn kv_compare_and_swap(key: &str, expected: Option<&[u8]>, new: Option<&[u8]>) -> bool {
-    with(|a| a.state.kv_compare_and_swap(&a.tenant, key, expected, new))
+    checked(|a| {
+        let largest = expected
+            .map_or(0, <[u8]>::len)
+            .max(new.map_or(0, <[u8]>::len));
+        limits::kv_size(&a.limits, key, largest)?;
+        Ok(a.state.kv_compare_and_swap(&a.tenant, key, expected, new))
+    })
 }
 
 pub(crate) fn config_get() -> String {
@@ -84,9 +121,18 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 pub(crate) fn emit(event: NewEvent, payload: String) -> Result<(), EmitError> {
-    with(|a| {
-        let accepted = state::accept_emit(&a.tenant, event, payload)?;
-        a.pending.push(accepted);
-        Ok(())
+    checked(|a| {
+        // Counted before it is checked, valid or not, as on the host.
+        let text = event.event_type.len()
+            + event.tenant.as_ref().map_or(0, String::len)
+            + payload.len()
+            + event.key.as_ref().map_or(0, String::len)
+            + event
+                .metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        a.usage.emit(&a.limits, text, event.metadata.len())?;
+        Ok(state::accept_emit(&a.tenant, event, payload).map(|accepted| a.pending.push(accepted)))
     })
 }

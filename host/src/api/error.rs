@@ -210,6 +210,7 @@ impl From<DeployError> for ApiError {
             e @ DeployError::InvalidManifest(_) => ApiError::unprocessable(e.to_string()),
             e @ DeployError::InvalidComponent(_) => ApiError::unprocessable(e.to_string()),
             e @ DeployError::TooLarge { .. } => ApiError::payload_too_large(e.to_string()),
+            DeployError::Compiler(e) => ApiError::internal("compiling an upload", e),
             DeployError::Store(e) => e.into(),
         }
     }

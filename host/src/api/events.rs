@@ -151,8 +151,14 @@ pub(crate) async fn publish(
 /// Body of `GET /v1/events/{id}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct EventDetail {
-    /// The event; `null` once every delivery is final (the inbox drops it).
+    /// The event, payload included: while deliveries are pending, and after
+    /// they are final for as long as the delivery log keeps its lines
+    /// (`[store] log_max_age` / `log_max_entries`); `null` once they are
+    /// gone.
     event: Option<Event>,
+    /// Whether no delivery of the event is pending any more (every one
+    /// ok, dead-lettered or expired).
+    complete: bool,
     /// Every logged attempt, oldest first.
     deliveries: Vec<LogEntry>,
 }
@@ -173,10 +179,15 @@ pub(crate) async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<EventDetail>> {
     let lookup = id.clone();
-    let (event, mut deliveries) = ctx
+    let (event, complete, mut deliveries) = ctx
         .with_dispatcher(move |d| {
-            let event = d.event(&lookup)?.map(Arc::unwrap_or_clone);
-            Ok::<_, crate::store::StoreError>((event, d.store().deliveries_of(&lookup)?))
+            let pending = d.event(&lookup)?.map(Arc::unwrap_or_clone);
+            let complete = pending.is_none();
+            let event = match pending {
+                Some(e) => Some(e),
+                None => d.finished_event(&lookup)?,
+            };
+            Ok::<_, crate::store::StoreError>((event, complete, d.store().deliveries_of(&lookup)?))
         })
         .await?;
     // A tenant-scoped token sees nothing of other tenants, not even that
@@ -186,7 +197,11 @@ pub(crate) async fn show(
     if event.is_none() && deliveries.is_empty() {
         return Err(ApiError::not_found(format!("no event with id {id:?}")));
     }
-    Ok(axum::Json(EventDetail { event, deliveries }))
+    Ok(axum::Json(EventDetail {
+        event,
+        complete,
+        deliveries,
+    }))
 }
 
 #[cfg(test)]

@@ -136,6 +136,8 @@ impl RunArgs {
             handler,
             limits,
             capabilities,
+            // Compiled in a child of this binary, under the compile caps.
+            compiler: Some(std::env::current_exe().context("finding the hookbox executable")?),
         })
     }
 }

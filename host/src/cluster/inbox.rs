@@ -201,6 +201,11 @@ async fn connect(cfg: &ClusterConfig) -> std::result::Result<Client, ClusterErro
         .name("hookbox")
         .connection_timeout(REQUEST_TIMEOUT)
         .request_timeout(Some(REQUEST_TIMEOUT))
+        // Reconnect for ever, at most a second apart: a node recovers by
+        // itself soon after NATS is back.
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((attempts as u64).saturating_mul(100).min(1000))
+        })
         .require_tls(cfg.tls_required);
     if let Some(path) = &cfg.credentials {
         opts = opts
@@ -290,6 +295,24 @@ impl JetStreamInbox {
         handle.spawn(keep_alive(Arc::downgrade(&shared)));
         tracing::info!(servers = %shared.cfg.nats.join(", "), prefix = %shared.cfg.prefix, "Joined the cluster's JetStream inbox");
         Ok(JetStreamInbox { shared })
+    }
+}
+
+impl JetStreamInbox {
+    /// The client's runtime, connection and settings, for the other shared
+    /// parts (the registry) to use the same connection.
+    pub(super) fn connection(&self) -> (Handle, Client, ClusterConfig) {
+        let s = &self.shared;
+        (s.handle.clone(), s.client.clone(), s.cfg.clone())
+    }
+
+    /// Deliveries held here, and the handlers fetched for, by name.
+    pub(super) fn load(&self) -> (u64, Vec<String>) {
+        let s = &self.shared;
+        let held = lock(&s.held).map.len() as u64;
+        let mut runs: Vec<String> = lock(&s.fetching).iter().cloned().collect();
+        runs.sort();
+        (held, runs)
     }
 }
 

@@ -87,6 +87,13 @@ impl Inner {
             }
         };
         drop(pairs);
+        let finished: Vec<&crate::event::Event> = batch
+            .iter()
+            .zip(&recorded)
+            .filter(|(_, ok)| **ok)
+            .map(|(f, _)| &*f.job.data.event)
+            .collect();
+        self.archive(&finished);
         let mut notices = Vec::with_capacity(batch.len());
         let mut wake = false;
         {

@@ -92,6 +92,12 @@ fn pool_config(cfg: &RuntimeConfig) -> PoolingAllocationConfig {
 }
 
 /// Creates the engine; the flag says whether the pooling allocator is in use.
+/// An engine with the code settings of [`build`]'s, without an instance
+/// pool: what a compile child needs (its code loads in either).
+pub(super) fn compile_engine(cfg: &RuntimeConfig) -> Result<Engine, RuntimeError> {
+    Engine::new(&base_config(cfg)).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+}
+
 pub(super) fn build(cfg: &RuntimeConfig) -> Result<(Engine, bool), RuntimeError> {
     check_config(cfg)?;
     if cfg.pooling {

@@ -4,9 +4,13 @@
 //! letters. The sled and segment-log inboxes do the same from inside
 //! `store/`; these are the public doors for an implementation outside it.
 
+use super::handlers::version_key;
 use super::queue::{META_ACCEPTED, META_UNROUTED, attempt_error};
 use super::stats::StatKind;
-use super::{DeadLetter, LogEntry, Pending, Result, Store, StoreError};
+use super::{
+    DeadLetter, HandlerRecord, LogEntry, Pending, Result, Store, StoreError, VersionRecord, encode,
+    tx_err,
+};
 use crate::event::Event;
 
 /// The newest dead letter an external inbox stored (`meta` tree).
@@ -89,6 +93,59 @@ impl Store {
         Ok(dl)
     }
 
+    /// Makes a handler and its versions what a registry kept outside the
+    /// store (cluster mode's KV bucket) says, in one transaction: the
+    /// handler record replaced, every version written (versions are
+    /// immutable, so one already here is the same). `audit` (actor,
+    /// action, detail) records a change made through this node. The
+    /// modules must be stored already.
+    pub fn apply_handler(
+        &self,
+        handler: &HandlerRecord,
+        versions: &[VersionRecord],
+        audit: Option<(&str, &str, serde_json::Value)>,
+    ) -> Result<()> {
+        use sled::Transactional;
+        for v in versions {
+            if v.name != handler.name {
+                return Err(StoreError::BadInput(format!(
+                    "version {} belongs to {}, not {}",
+                    v.version, v.name, handler.name
+                )));
+            }
+            if !self.has_module(&v.module_hash)? {
+                return Err(StoreError::NotFound(format!("module {}", v.module_hash)));
+            }
+        }
+        let _admin = self.admin_lock();
+        let hbytes = encode(handler)?;
+        let vbytes: Vec<(Vec<u8>, Vec<u8>)> = versions
+            .iter()
+            .map(|v| Ok((version_key(&v.name, v.version), encode(v)?)))
+            .collect::<Result<_>>()?;
+        let audit = match audit {
+            Some((actor, action, detail)) => {
+                Some(self.audit_record(actor, action, &handler.name, detail)?)
+            }
+            None => None,
+        };
+        let t = self.t();
+        let name = handler.name.as_str();
+        (&t.handlers, &t.versions, &t.audit)
+            .transaction(|(handlers, vtree, audit_tree)| {
+                handlers.insert(name, hbytes.as_slice())?;
+                for (k, v) in &vbytes {
+                    vtree.insert(k.as_slice(), v.as_slice())?;
+                }
+                if let Some((k, v)) = &audit {
+                    audit_tree.insert(k.as_slice(), v.as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.admin_flush()
+    }
+
     /// Removes a dead letter that was put back in the inbox.
     pub fn drop_dead_letter(&self, dl: &DeadLetter) -> Result<()> {
         self.remove_dead_letter(dl)
@@ -99,6 +156,24 @@ impl Store {
 mod tests {
     use super::super::testutil::*;
     use super::*;
+
+    #[test]
+    fn an_applied_handler_replaces_the_local_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        deploy(&s, "a");
+        let mut h = s.handler("a").unwrap().unwrap();
+        let mut v2 = s.version("a", 1).unwrap().unwrap();
+        v2.version = 2;
+        h.active_version = 2;
+        h.enabled = false;
+        s.apply_handler(&h, &[v2.clone()], None).unwrap();
+        assert_eq!(s.handler("a").unwrap().unwrap(), h);
+        assert_eq!(s.versions("a").unwrap().len(), 2);
+        v2.module_hash = "0".repeat(64);
+        let err = s.apply_handler(&h, &[v2], None).unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    }
 
     #[test]
     fn an_external_dead_letter_is_listed_revivable_and_dropped() {

@@ -263,7 +263,7 @@ impl Store {
         self.forget_kv_usage(name);
         self.discard_pending(name)?;
         self.purge_dead_letters(Some(name), None)?;
-        self.t().stats.remove(name).sled()?;
+        self.forget_stats(name)?;
         let (akey, aval) = self.audit_record(actor, "delete", name, json!({}))?;
         let t = self.t();
         (&t.handlers, &t.audit)

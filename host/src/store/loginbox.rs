@@ -273,6 +273,59 @@ impl LogInbox {
         Ok(inbox)
     }
 
+    /// Moves the deliveries still waiting in the sled inbox (a data
+    /// directory last run with `inbox = "sled"`) into this log, with their
+    /// attempt, due time, errors and pinned version, then removes them from
+    /// sled. A crash in between leaves them in both; the next start moves
+    /// them again and the log keeps one of each. How many moved.
+    pub fn adopt_sled(&self) -> Result<usize> {
+        let pending = self.store.pending()?;
+        let mut moved = 0;
+        for chunk in pending.chunks(1000) {
+            let mut parts = Vec::with_capacity(chunk.len());
+            let mut retries = Vec::new();
+            let mut found = Vec::with_capacity(chunk.len());
+            for p in chunk {
+                let Some(event) = self.store.event(&p.event_id)? else {
+                    tracing::error!(event = %p.event_id, handler = %p.handler, "Pending delivery without its event; dropped");
+                    self.store.drop_pending(p)?;
+                    continue;
+                };
+                parts.push(event_part(&event, &[(p.handler.as_str(), p.version)])?);
+                if p.attempt > 1 || !p.errors.is_empty() || p.due_ms > now_ms() {
+                    retries.push(json_record(RETRY, p)?);
+                }
+                found.push((p, Arc::new(event)));
+            }
+            let mut records: Vec<Vec<u8>> =
+                events_records(parts).into_iter().map(|(r, _)| r).collect();
+            records.extend(retries);
+            if records.is_empty() {
+                continue;
+            }
+            let at = self.log.append(&records)?;
+            let segment = at.first().map_or(0, |p| p.segment);
+            {
+                let mut st = self.state();
+                for (p, event) in &found {
+                    st.add(event, &p.handler, p.version, segment);
+                    let key = (p.event_id.clone(), p.handler.clone());
+                    if let Some(o) = st.open.get_mut(&key) {
+                        o.pending = (*p).clone();
+                    }
+                }
+            }
+            for (p, _) in &found {
+                self.store.drop_pending(p)?;
+                moved += 1;
+            }
+        }
+        if moved > 0 {
+            self.store.flush()?;
+        }
+        Ok(moved)
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // Maps changed one entry at a time: nothing half-done to repair.
         self.state.lock().unwrap_or_else(|p| p.into_inner())

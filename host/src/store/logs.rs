@@ -169,9 +169,10 @@ impl Store {
             }
         }
         if self.t().log.is_empty() {
-            self.t().meta.remove(META_LOG_COUNT).sled()?;
+            self.reset_counter(META_LOG_COUNT)?;
         }
         self.sweep_idempotency(cutoff)?;
+        self.sweep_archive(cutoff)?;
         Ok(removed)
     }
 
@@ -186,17 +187,23 @@ impl Store {
         let mut log = sled::Batch::default();
         let mut index = sled::Batch::default();
         let mut count = 0u64;
+        let mut events = Vec::new();
         for item in self.t().log.range(..hi).take(n) {
             let (k, v) = item.sled()?;
             let head: Head = decode("log", &k, &v)?;
             index.remove(by_event_key(&head.event_id, &k));
             log.remove(k);
             count += 1;
+            events.push(head.event_id);
         }
         if count > 0 {
             self.t().log.apply_batch(log).sled()?;
             self.t().log_by_event.apply_batch(index).sled()?;
             self.bump(META_LOG_COUNT, -(count as i64))?;
+            events.sort_unstable();
+            events.dedup();
+            // A finished event goes with its last log line.
+            self.forget_unlogged(&events)?;
         }
         Ok(count)
     }

@@ -346,6 +346,13 @@ impl Store {
 
     /// Removes every pending delivery to `handler` (and each event with its
     /// last delivery); how many.
+    /// Removes one unfinished delivery (its event too when it was the
+    /// last); whether it was there.
+    pub(super) fn drop_pending(&self, p: &Pending) -> Result<bool> {
+        let _queue = self.queue_lock();
+        self.remove_pending(p)
+    }
+
     pub(super) fn discard_pending(&self, handler: &str) -> Result<u64> {
         let mut n = 0;
         for p in self.pending()? {

@@ -6,13 +6,57 @@
 //! each power of two in four, so a reported percentile is at most ~19%
 //! above the true value (and never above the largest duration seen);
 //! durations below 8 µs are exact.
+//!
+//! **Counters live in memory and are written behind** ([`Tallies`]): the
+//! recorder adds to a handler's record in memory, readers see it at once,
+//! and the records that changed (plus the `meta` counters: events
+//! accepted, unrouted, log lines) are written to sled at most every
+//! [`SNAPSHOT`], at every [`Store::flush`] and when the store closes. A
+//! crash loses at most the last interval's counts, never an event or a log
+//! line; a write per recorder batch and handler was the cost it replaces.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::queue::{META_ACCEPTED, META_UNROUTED};
-use super::{EventTotals, HandlerStats, LogEntry, Result, SledExt, Store, decode, encode};
+use super::{
+    EventTotals, HandlerStats, Inner, LogEntry, Result, SledExt, Store, corrupt, decode, encode,
+    keys,
+};
+
+/// How often changed counters are written to sled: the counts a crash may
+/// lose.
+pub const SNAPSHOT: Duration = Duration::from_secs(1);
+
+/// Counters not yet written to sled (see the module docs).
+#[derive(Debug, Default)]
+pub(super) struct Tallies {
+    state: Mutex<TallyState>,
+    /// Held while a snapshot writes, so two cannot interleave.
+    writing: Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct TallyState {
+    /// Every handler record touched since open, current.
+    records: HashMap<String, StatsRecord>,
+    /// Records changed since the last snapshot.
+    dirty: BTreeSet<String>,
+    /// `meta` counter changes since the last snapshot.
+    deltas: BTreeMap<Vec<u8>, i64>,
+    last: Option<Instant>,
+}
+
+impl Tallies {
+    fn lock(&self) -> MutexGuard<'_, TallyState> {
+        // Each change is a few map operations in one call: nothing a panic
+        // elsewhere could leave half-done.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// What a logged attempt led to, beyond being an attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +69,7 @@ pub(super) enum StatKind {
     DeadLetter,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct StatsRecord {
     processed: u64,
     ok: u64,
@@ -130,7 +174,7 @@ impl Store {
         self.record_stats_of(&[e], kind)
     }
 
-    /// [`Self::record_stats`] for many attempts: one update per handler.
+    /// [`Self::record_stats`] for many attempts: in memory, written behind.
     pub(super) fn record_stats_of(&self, entries: &[&LogEntry], kind: StatKind) -> Result<()> {
         let mut by_handler: BTreeMap<&str, Vec<&LogEntry>> = BTreeMap::new();
         for e in entries {
@@ -141,28 +185,88 @@ impl Store {
             if !t.handlers.contains_key(handler).sled()? {
                 continue;
             }
-            let key = handler.as_bytes();
-            let mut current = t.stats.get(key).sled()?;
-            loop {
-                let mut rec: StatsRecord = match &current {
-                    Some(b) => decode("stats", key, b)?,
-                    None => StatsRecord::default(),
-                };
-                for e in &attempts {
-                    rec.add(e, kind);
+            let mut st = self.inner.tallies.lock();
+            let rec = match st.records.entry(handler.to_string()) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(self.stored_stats(handler)?)
                 }
-                let new = encode(&rec)?;
-                match t
-                    .stats
-                    .compare_and_swap(key, current.as_ref(), Some(new))
-                    .sled()?
-                {
-                    Ok(()) => break,
-                    Err(cas) => current = cas.current,
-                }
+            };
+            for e in &attempts {
+                rec.add(e, kind);
             }
+            st.dirty.insert(handler.to_string());
         }
-        Ok(())
+        self.snapshot_stats(false)
+    }
+
+    fn stored_stats(&self, name: &str) -> Result<StatsRecord> {
+        match self.t().stats.get(name).sled()? {
+            Some(b) => decode("stats", name.as_bytes(), &b),
+            None => Ok(StatsRecord::default()),
+        }
+    }
+
+    /// Adds `delta` to a `meta` counter (in memory, written behind).
+    pub(super) fn bump(&self, key: &[u8], delta: i64) -> Result<()> {
+        *self
+            .inner
+            .tallies
+            .lock()
+            .deltas
+            .entry(key.to_vec())
+            .or_default() += delta;
+        self.snapshot_stats(false)
+    }
+
+    /// A `meta` counter, including what is not written yet.
+    pub(super) fn counter(&self, key: &[u8]) -> Result<u64> {
+        let stored = match self.t().meta.get(key).sled()? {
+            None => 0,
+            Some(v) => keys::read_u64(&v).ok_or_else(|| corrupt("meta", key, "not a u64"))?,
+        };
+        let delta = self
+            .inner
+            .tallies
+            .lock()
+            .deltas
+            .get(key)
+            .copied()
+            .unwrap_or(0);
+        Ok(stored.saturating_add_signed(delta))
+    }
+
+    /// Sets a `meta` counter back to 0, written or not.
+    pub(super) fn reset_counter(&self, key: &[u8]) -> Result<()> {
+        let _writing = self
+            .inner
+            .tallies
+            .writing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.inner.tallies.lock().deltas.remove(key);
+        self.t().meta.remove(key).sled().map(drop)
+    }
+
+    /// Drops a deleted handler's counters, written or not.
+    pub(super) fn forget_stats(&self, name: &str) -> Result<()> {
+        let _writing = self
+            .inner
+            .tallies
+            .writing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        {
+            let mut st = self.inner.tallies.lock();
+            st.records.remove(name);
+            st.dirty.remove(name);
+        }
+        self.t().stats.remove(name).sled().map(drop)
+    }
+
+    /// Writes the counters changed since the last snapshot ([`snapshot`]).
+    pub(super) fn snapshot_stats(&self, force: bool) -> Result<()> {
+        snapshot(&self.inner, force)
     }
 
     /// Stats of every handler, by name.
@@ -175,11 +279,10 @@ impl Store {
 
     /// Stats of one handler; all zero when nothing was logged for it.
     pub fn handler_stats(&self, name: &str) -> Result<HandlerStats> {
-        let rec = match self.t().stats.get(name).sled()? {
-            Some(b) => decode("stats", name.as_bytes(), &b)?,
-            None => StatsRecord::default(),
-        };
-        Ok(rec.public(name))
+        if let Some(rec) = self.inner.tallies.lock().records.get(name) {
+            return Ok(rec.public(name));
+        }
+        Ok(self.stored_stats(name)?.public(name))
     }
 
     /// Events passed to `accept`, and how many of them matched no handler.
@@ -189,6 +292,53 @@ impl Store {
             unrouted: self.counter(META_UNROUTED)?,
         })
     }
+}
+
+/// Writes the counters changed since the last snapshot to sled: all of
+/// them with `force`, else only when [`SNAPSHOT`] has passed since the
+/// last. Not flushed: the next flush (or sled's own) makes it durable.
+pub(super) fn snapshot(inner: &Inner, force: bool) -> Result<()> {
+    let tallies = &inner.tallies;
+    {
+        let mut st = tallies.lock();
+        let now = Instant::now();
+        let last = *st.last.get_or_insert(now);
+        if !force && now.duration_since(last) < SNAPSHOT {
+            return Ok(());
+        }
+        st.last = Some(now);
+        if st.dirty.is_empty() && st.deltas.is_empty() {
+            return Ok(());
+        }
+    }
+    // What is taken is written before the next snapshot takes more, so
+    // a counter's writes land in order.
+    let _writing = tallies.writing.lock().unwrap_or_else(|p| p.into_inner());
+    let (records, deltas) = {
+        let mut st = tallies.lock();
+        let dirty = std::mem::take(&mut st.dirty);
+        let records: Vec<(String, StatsRecord)> = dirty
+            .into_iter()
+            .filter_map(|h| st.records.get(&h).map(|r| (h, r.clone())))
+            .collect();
+        (records, std::mem::take(&mut st.deltas))
+    };
+    let t = &inner.t;
+    for (handler, rec) in &records {
+        // A handler deleted meanwhile keeps no stats.
+        if t.handlers.contains_key(handler).sled()? {
+            t.stats.insert(handler.as_bytes(), encode(rec)?).sled()?;
+        }
+    }
+    for (key, delta) in &deltas {
+        t.meta
+            .update_and_fetch(key, |cur| {
+                let n = cur.and_then(keys::read_u64).unwrap_or(0);
+                Some(n.saturating_add_signed(*delta).to_be_bytes().to_vec())
+            })
+            .sled()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -231,6 +381,34 @@ mod tests {
             }
         );
         assert_eq!(s.handler_stats("ghost").unwrap().processed, 0);
+    }
+
+    #[test]
+    fn counts_written_behind_outlive_the_store_and_not_the_handler() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open(dir.path());
+            deploy(&s, "kept");
+            deploy(&s, "gone");
+            let e = event("a", "");
+            s.accept(&[(e.clone(), vec!["kept".into(), "gone".into()])])
+                .unwrap();
+            for h in ["kept", "gone"] {
+                s.record_stats(&entry(h, &e, "ok", now_ms()), StatKind::Attempt)
+                    .unwrap();
+            }
+            // Seen at once, before any snapshot.
+            assert_eq!(s.handler_stats("gone").unwrap().processed, 1);
+            assert_eq!(s.event_totals().unwrap().accepted, 1);
+            s.delete_handler("gone", "test").unwrap();
+            assert_eq!(s.handler_stats("gone").unwrap().processed, 0);
+            // Closed without a flush: the last handle writes them.
+        }
+        let s = open(dir.path());
+        assert_eq!(s.handler_stats("kept").unwrap().processed, 1);
+        assert_eq!(s.event_totals().unwrap().accepted, 1);
+        deploy(&s, "gone");
+        assert_eq!(s.handler_stats("gone").unwrap().processed, 0);
     }
 
     #[test]

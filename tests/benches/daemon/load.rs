@@ -17,8 +17,6 @@ use super::process::{Api, TOKEN};
 
 /// Events per request (the batch size).
 pub const BATCH: usize = 100;
-/// Requests in flight while measuring the maximum rate.
-const SATURATION_CLIENTS: usize = 4;
 
 /// One prepared request body: `BATCH` message events of `tenant`.
 pub fn batch_body(payload: &Value, tenant: &str) -> Bytes {
@@ -87,7 +85,7 @@ fn field<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 /// The maximum rate: accepted and delivered events per second while
-/// `SATURATION_CLIENTS` requests are always in flight for `duration`.
+/// `clients` requests are always in flight for `duration`.
 #[derive(Debug)]
 pub struct MaxRate {
     pub accepted_per_s: f64,
@@ -95,12 +93,18 @@ pub struct MaxRate {
     pub refused_requests: u64,
 }
 
-pub async fn saturate(api: &Api, body: Bytes, count: &AtomicU64, duration: Duration) -> MaxRate {
+pub async fn saturate(
+    api: &Api,
+    body: Bytes,
+    count: &AtomicU64,
+    duration: Duration,
+    clients: usize,
+) -> MaxRate {
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..SATURATION_CLIENTS {
+    for _ in 0..clients {
         let (api, body) = (api.clone(), body.clone());
         let (stop, accepted, refused) = (stop.clone(), accepted.clone(), refused.clone());
         tasks.push(tokio::spawn(async move {
@@ -137,6 +141,19 @@ pub async fn saturate(api: &Api, body: Bytes, count: &AtomicU64, duration: Durat
         accepted_per_s: (a1 - a0) as f64 / secs,
         delivered_per_s: (d1 - d0) as f64 / secs,
         refused_requests: refused.load(Ordering::Relaxed),
+    }
+}
+
+/// Waits until `count` (outcomes seen) stops moving: the backlog drained.
+pub async fn drain(count: &AtomicU64) {
+    let mut last = u64::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = count.load(Ordering::Relaxed);
+        if now == last {
+            return;
+        }
+        last = now;
     }
 }
 

@@ -31,7 +31,7 @@ fn outcomes(d: &Daemon, ids: &[String]) -> Vec<String> {
         .map(|id| {
             d.wait_until(&format!("event {id} to be delivered"), || {
                 let r = d.get(&format!("/v1/events/{id}")).expect(200);
-                if !r.json["event"].is_null() {
+                if r.json["complete"] != true {
                     return None;
                 }
                 let deliveries = array(&r.json, "deliveries");

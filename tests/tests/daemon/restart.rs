@@ -75,7 +75,7 @@ fn assert_all_delivered(d: &Daemon, events: &[(String, Vec<String>)], after: &st
         assert!(!handlers.is_empty(), "{id} was routed nowhere");
         d.wait_until(&format!("event {id} to be delivered after {after}"), || {
             let r = d.get(&format!("/v1/events/{id}")).expect(200);
-            if !r.json["event"].is_null() {
+            if r.json["complete"] != true {
                 return None;
             }
             let ok: Vec<Value> = array(&r.json, "deliveries")
@@ -223,5 +223,6 @@ fn sigterm_answers_a_waiting_publisher_at_once() {
     d.restart();
     let id = r.json["events"][0]["id"].as_str().unwrap();
     let r = d.get(&format!("/v1/events/{id}")).expect(200);
-    assert_eq!(r.json["event"]["id"], id, "still pending: {r}");
+    assert_eq!(r.json["event"]["id"], id, "{r}");
+    assert_eq!(r.json["complete"], false, "still pending: {r}");
 }

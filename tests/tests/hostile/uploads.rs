@@ -238,6 +238,32 @@ fn a_huge_function_body_is_refused_before_compiling() {
     compiled(&bomb(1, &body_of(MAX_FUNCTION_BYTES)));
 }
 
+/// Issue 12, hole 1 (the memory cap): a 2 MiB straight-line function passes
+/// every shape bound, and compiling it takes far more than the 64 MiB this
+/// daemon allows a compile. The compile child hits its cap; the deploy is a
+/// clean 422 naming the limit, nothing is stored, and the daemon (its
+/// memory untouched) keeps deploying and serving. `hookbox run` compiles
+/// under the same kind of cap.
+#[test]
+fn an_upload_past_the_compile_memory_cap_is_refused_and_the_daemon_stays_up() {
+    // BASE_CONFIG ends in `[runtime]`: the key goes there.
+    let d = Daemon::start_with("compile_memory_bytes = 67108864\n");
+    let bomb = bomb(1, &body_of(MAX_FUNCTION_BYTES));
+    let r = deploy(&d, &manifest("heavy", &["x"]), &bomb);
+    let msg = r.error(422, "unprocessable");
+    assert!(
+        msg.contains("compile limit") && msg.contains("67108864"),
+        "{msg}"
+    );
+    d.get("/v1/handlers/heavy").expect(404);
+    d.get("/healthz").expect(200);
+    // A real handler compiles under the same cap, in a child, and runs in
+    // the daemon's (pooled) engine.
+    deploy(&d, &manifest("good", &["y"]), &read(guests::GOOD)).expect(201);
+    let id = publish(&d, "y", "");
+    assert_eq!(await_outcome(&d, &id, "good"), "ok");
+}
+
 /// Every hostile upload through the deploy route: status, error code and a
 /// phrase the message must hold.
 #[test]

@@ -28,6 +28,8 @@ fn runs_every_event_with_one_kv() {
         handler: None,
         limits: Limits::default(),
         capabilities: Capability::all(),
+        // As `hookbox run` does: compiled in a child of the binary.
+        compiler: Some(hookbox_tests::daemon::hookbox_bin()),
     })
     .unwrap();
     assert_eq!(summary.handler, "good");
@@ -62,6 +64,7 @@ fn tick(component: &str) -> LocalRun {
         handler: None,
         limits: Limits::default(),
         capabilities: Capability::all(),
+        compiler: None,
     }
 }
 

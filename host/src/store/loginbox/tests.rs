@@ -288,3 +288,37 @@ fn a_batch_past_the_record_limit_is_split() {
         assert!(r.len() <= super::super::segment::MAX_RECORD);
     }
 }
+
+#[test]
+fn the_sled_inboxs_deliveries_move_into_the_log_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = routed(2, &["a", "b"]);
+    {
+        // A data directory last run with the sled inbox: one delivery
+        // retried, three never tried.
+        let s = open(&dir.path().join("sled"));
+        Inbox::append(&s, &batch).unwrap();
+        let ready = s.take_ready(usize::MAX).unwrap();
+        let p = &ready[0].pending;
+        s.retry_at(p, &attempt(p, "trap"), 9).unwrap();
+        s.flush().unwrap();
+    }
+    let (s, i) = inbox(dir.path());
+    assert_eq!(i.adopt_sled().unwrap(), 4);
+    assert!(!s.has_pending().unwrap(), "sled keeps none of them");
+    assert_eq!(i.adopt_sled().unwrap(), 0);
+    let moved = open_keys(&i);
+    assert_eq!(moved.len(), 4);
+    assert_eq!(moved.iter().filter(|k| k.2 == 2).count(), 1, "{moved:?}");
+    i.flush().unwrap();
+    drop((s, i));
+    // And they are the log's now: a reopen replays them, retry included.
+    let (_s, i) = inbox(dir.path());
+    assert_eq!(open_keys(&i), moved);
+    assert_eq!(i.replay().unwrap(), 4);
+    let ready = i.take_ready(usize::MAX).unwrap();
+    let retried = ready.iter().find(|r| r.pending.attempt == 2).unwrap();
+    assert_eq!(retried.pending.due_ms, 9);
+    assert_eq!(retried.pending.errors[0].outcome, "trap");
+    assert!(ready.iter().all(|r| r.event.id == r.pending.event_id));
+}
