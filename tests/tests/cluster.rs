@@ -129,6 +129,10 @@ fn two_nodes_deliver_each_event_exactly_once() {
         .filter_map(|n| n["api"].as_str())
         .collect();
     assert_eq!(apis, BTreeSet::from([a.url(), b.url()]), "{listed}");
+    // Each node's metrics name it.
+    let me = listed["node"].as_str().expect("the answering node");
+    let series = format!("hookbox_cluster_node{{node=\"{me}\"}}");
+    assert_eq!(b.metric(&series), Some(1.0), "{}", b.metrics());
 }
 
 /// Without `[cluster]`, `GET /v1/cluster` says so.
