@@ -34,8 +34,9 @@
 //! The per-delivery limits of the SDK's calls hold as on the real host,
 //! with its defaults and accounting ([`Limits`], [`TestHost::set_limits`]):
 //! a log call past `log_bytes`, an emit past `emits` or `emit_bytes`, a KV
-//! key and value past `kv_value_bytes` end the delivery there, and an
-//! error message past `result_bytes` is `result_limit`.
+//! key and value past `kv_value_bytes` or a write that takes the tenant's
+//! namespace past `kv_quota_bytes` or `kv_quota_keys` end the delivery
+//! there, and an error message past `result_bytes` is `result_limit`.
 //! [`TestHost::deliver`] returns the [`Outcome`] under the host's name
 //! (`kv_limit`, …); [`TestHost::run`] panics saying which limit the
 //! delivery hit, so a test that expected success fails as the delivery
@@ -60,9 +61,10 @@
 //! ```
 //!
 //! Differences from the real host: fuel, the deadline, memory, tables and
-//! the stack depend on the compiled wasm and are not modelled; nor are the
-//! KV quotas across deliveries, or what the handler prints (natively,
-//! stdout is the test's). KV writes of a failed delivery are kept (the
+//! the stack depend on the compiled wasm and are not modelled; nor is what
+//! the handler prints (natively, stdout is the test's), or the host's
+//! periodic sweep of expired keys (here they stop counting at once, as
+//! they do on the host when a write would otherwise be refused). KV writes of a failed delivery are kept (the
 //! real host does not roll them back either; only emitted events are
 //! discarded).
 
@@ -331,9 +333,11 @@ impl TestHost {
     /// If `f` panics, or a call of it passes a limit.
     pub fn within<R>(&mut self, tenant: &str, f: impl FnOnce() -> R) -> R {
         let (result, pending) = self.enter(tenant.to_owned(), f);
-        self.state.emitted.extend(pending);
         match result {
-            Ok(r) => r,
+            Ok(r) => {
+                self.state.emitted.extend(pending);
+                r
+            }
             Err(panic) => match panic.downcast::<limits::Abort>() {
                 Ok(abort) => panic!(
                     "on the host this call ends the delivery with `{}`: {}",

@@ -1,6 +1,7 @@
 //! The `hookbox` command line: the daemon (`serve`), the handler author's
 //! tools (`run`, `new`), and the client of a running daemon (`handlers`,
-//! `emit`, `logs`, `stats`, `tokens`, `dlq`). `main` only calls [`main`].
+//! `emit`, `logs`, `event`, `kv`, `stats`, `tokens`, `dlq`). `main` only
+//! calls [`main`].
 
 pub mod client;
 pub mod run;
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use client::{ClientOpts, DlqCmd, EmitArgs, HandlersCmd, LogsArgs, TokensCmd};
+use client::{ClientOpts, DlqCmd, EmitArgs, EventArgs, HandlersCmd, KvCmd, LogsArgs, TokensCmd};
 
 /// Runs untrusted event handlers as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
@@ -39,6 +40,11 @@ pub enum Command {
     Emit(EmitArgs),
     /// Show (or follow) the delivery log.
     Logs(LogsArgs),
+    /// Show one event: payload, and every delivery attempt with its logs.
+    Event(EventArgs),
+    /// Read a handler's key-value store (per tenant).
+    #[command(subcommand)]
+    Kv(KvCmd),
     /// Show per-handler statistics.
     Stats,
     /// Create, list and revoke API tokens.
@@ -87,6 +93,8 @@ fn run(cli: Cli, data_was_given: bool) -> anyhow::Result<ExitCode> {
         Command::Handlers(cmd) => block_on(client::handlers(&opts, cmd)),
         Command::Emit(args) => block_on(client::emit(&opts, args)),
         Command::Logs(args) => block_on(client::logs(&opts, args)),
+        Command::Event(args) => block_on(client::event(&opts, args)),
+        Command::Kv(cmd) => block_on(client::kv(&opts, cmd)),
         Command::Stats => block_on(client::stats(&opts)),
         Command::Tokens(cmd) => block_on(client::tokens(&opts, cmd)),
         Command::Dlq(cmd) => block_on(client::dlq(&opts, cmd)),

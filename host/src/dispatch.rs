@@ -297,6 +297,9 @@ pub trait SharedRegistry: Send + Sync + std::fmt::Debug {
 
     /// This node and every node whose heartbeat is current.
     fn nodes(&self) -> Result<ClusterStatus, StoreError>;
+
+    /// This node's name.
+    fn node(&self) -> String;
 }
 
 /// One node of a cluster, as its last heartbeat says.
@@ -814,6 +817,16 @@ impl Dispatcher {
                 nodes: Vec::new(),
             }),
         }
+    }
+
+    /// Prometheus text of the cluster: this node's name (nothing in
+    /// single-node mode).
+    pub fn render_cluster_metrics(&self) -> String {
+        self.inner
+            .shared
+            .get()
+            .map(|s| metrics::render_node(&s.node()))
+            .unwrap_or_default()
     }
 
     /// Joins a shared registry (cluster mode): deploys and operator changes

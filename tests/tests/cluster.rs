@@ -129,6 +129,10 @@ fn two_nodes_deliver_each_event_exactly_once() {
         .filter_map(|n| n["api"].as_str())
         .collect();
     assert_eq!(apis, BTreeSet::from([a.url(), b.url()]), "{listed}");
+    // Each node's metrics name it.
+    let me = listed["node"].as_str().expect("the answering node");
+    let series = format!("hookbox_cluster_node{{node=\"{me}\"}}");
+    assert_eq!(b.metric(&series), Some(1.0), "{}", b.metrics());
 }
 
 /// Without `[cluster]`, `GET /v1/cluster` says so.
@@ -269,11 +273,12 @@ fn concurrent_deploys_on_two_nodes_get_distinct_versions() {
         let n = d.get("/v1/handlers/sleepy/versions").expect(200).json["versions"]
             .as_array()
             .map_or(0, Vec::len);
-        (h["active_version"].as_u64(), n)
+        (h["handler"]["active_version"].as_u64(), n)
     };
-    a.wait_until("both nodes to agree on the active version", || {
+    // Each commit takes the next number, so the last one committed is 6.
+    a.wait_until("both nodes to end on version 6 of 6", || {
         let (x, y) = (active(&a), active(&b));
-        (x == y && x.1 == 6).then_some(())
+        (x == (Some(6), 6) && y == x).then_some(())
     });
 }
 

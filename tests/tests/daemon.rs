@@ -2,9 +2,11 @@
 //! `hookbox serve` on a temporary data directory (`hookbox_tests::daemon`),
 //! driven over HTTP and through the `hookbox` CLI.
 //!
-//! One daemon per theme, not per assertion: each test below starts its own,
-//! so the themes run in parallel. Retry backoffs are short; nothing here
-//! measures time, and every wait is bounded.
+//! One daemon per scenario, so one failure does not hide another and the
+//! scenarios run in parallel; each deploys only the handlers it needs (a
+//! daemon starts in well under a second; compiling components is the cost).
+//! Retry backoffs are short; nothing here measures time, and every wait is
+//! bounded.
 
 mod daemon {
     mod auth;

@@ -18,8 +18,7 @@ pub const EMIT_ENTRY_OVERHEAD: u64 = 64;
 /// The limits of one delivery that depend on what the handler does with
 /// the SDK, as a manifest's `limits` sets them; the default is the host's
 /// default. (Fuel, time, memory, tables and the stack depend on the
-/// compiled wasm and are not modelled natively; nor are the KV quotas,
-/// which span deliveries.)
+/// compiled wasm and are not modelled natively.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Log bytes per delivery: each record's message and fields, plus
@@ -36,6 +35,11 @@ pub struct Limits {
     /// Largest KV key plus value (for reads and deletes: the key).
     /// Outcome `kv_limit`.
     pub kv_value_bytes: u64,
+    /// Most bytes (keys plus values) the handler's namespace of one tenant
+    /// may hold, across deliveries. Outcome `kv_limit`.
+    pub kv_quota_bytes: u64,
+    /// Most keys that namespace may hold. Outcome `kv_limit`.
+    pub kv_quota_keys: u64,
     /// Largest handler error message. Outcome `result_limit`.
     pub result_bytes: u64,
 }
@@ -47,6 +51,8 @@ impl Default for Limits {
             emits: 100,
             emit_bytes: 2 << 20,
             kv_value_bytes: 64 << 10,
+            kv_quota_bytes: 16 << 20,
+            kv_quota_keys: 100_000,
             result_bytes: 16 << 10,
         }
     }
@@ -183,6 +189,33 @@ pub(crate) fn kv_size(limits: &Limits, key: &str, value_len: usize) -> Result<()
     Ok(())
 }
 
+/// A namespace's keys and bytes (keys plus values).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct KvUsage {
+    pub(crate) keys: u64,
+    pub(crate) bytes: u64,
+}
+
+/// Refuses a write that takes a namespace from `now` to `next` past a
+/// quota; one that does not grow it passes even over the quota (as on the
+/// host, so a handler over a lowered quota can still clean up).
+pub(crate) fn kv_quota(limits: &Limits, now: KvUsage, next: KvUsage) -> Result<(), Outcome> {
+    if next.keys > limits.kv_quota_keys && next.keys > now.keys {
+        return Err(Outcome::KvLimit(format!(
+            "the kv namespace would hold {} keys; the quota `kv_quota_keys` is {}",
+            next.keys, limits.kv_quota_keys
+        )));
+    }
+    if next.bytes > limits.kv_quota_bytes && next.bytes > now.bytes {
+        return Err(Outcome::KvLimit(format!(
+            "the kv namespace would hold {} bytes of keys plus values; the quota \
+             `kv_quota_bytes` is {}",
+            next.bytes, limits.kv_quota_bytes
+        )));
+    }
+    Ok(())
+}
+
 /// The outcome of a handler that returned `result`.
 pub(crate) fn returned(limits: &Limits, result: Result<(), HandlerError>) -> Outcome {
     match result {
@@ -206,6 +239,8 @@ mod tests {
             emits: 2,
             emit_bytes: 600,
             kv_value_bytes: 10,
+            kv_quota_bytes: 20,
+            kv_quota_keys: 2,
             result_bytes: 5,
         }
     }
@@ -245,5 +280,22 @@ mod tests {
             returned(&l, Err(HandlerError::fatal("123456"))).name(),
             "result_limit"
         );
+    }
+
+    #[test]
+    fn kv_quotas_refuse_only_growth_past_them() {
+        let l = small();
+        let u = |keys, bytes| KvUsage { keys, bytes };
+        kv_quota(&l, u(1, 10), u(2, 20)).unwrap();
+        assert_eq!(
+            kv_quota(&l, u(2, 10), u(3, 15)).unwrap_err().name(),
+            "kv_limit"
+        );
+        assert_eq!(
+            kv_quota(&l, u(1, 10), u(1, 21)).unwrap_err().name(),
+            "kv_limit"
+        );
+        // Over a lowered quota, a write that does not grow still passes.
+        kv_quota(&l, u(5, 50), u(5, 40)).unwrap();
     }
 }

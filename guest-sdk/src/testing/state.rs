@@ -76,12 +76,7 @@ impl State {
     /// Adds `delta` to the decimal counter at `key`, saturating. The result
     /// has no expiry, as on the real host.
     pub(crate) fn kv_increment(&mut self, tenant: &str, key: &str, delta: i64) -> i64 {
-        let current = self
-            .live(tenant, key)
-            .and_then(|e| std::str::from_utf8(&e.value).ok())
-            .and_then(|text| text.parse::<i64>().ok())
-            .unwrap_or(0);
-        let new = current.saturating_add(delta);
+        let new = self.kv_incremented(tenant, key, delta);
         self.kv_set(tenant, key, new.to_string().as_bytes(), None);
         new
     }
@@ -117,6 +112,44 @@ impl State {
             .filter(|(_, e)| e.is_live(self.now_ms))
             .map(|(k, _)| k.clone())
             .collect()
+    }
+
+    /// The live keys and bytes (key plus value) of `tenant`'s namespace,
+    /// and what they would be with `key` holding a value of `value_len`
+    /// bytes (`None`: removed). Expired entries do not count: the host
+    /// purges them before it refuses a write.
+    pub(crate) fn kv_usage(
+        &self,
+        tenant: &str,
+        key: &str,
+        value_len: Option<usize>,
+    ) -> (super::limits::KvUsage, super::limits::KvUsage) {
+        let mut now = super::limits::KvUsage::default();
+        for (k, e) in self.kv.get(tenant).into_iter().flatten() {
+            if e.is_live(self.now_ms) {
+                now.keys += 1;
+                now.bytes += (k.len() + e.value.len()) as u64;
+            }
+        }
+        let mut next = now;
+        if let Some(old) = self.live(tenant, key) {
+            next.keys -= 1;
+            next.bytes -= (key.len() + old.value.len()) as u64;
+        }
+        if let Some(len) = value_len {
+            next.keys += 1;
+            next.bytes += (key.len() + len) as u64;
+        }
+        (now, next)
+    }
+
+    /// The value [`Self::kv_increment`] would store.
+    pub(crate) fn kv_incremented(&self, tenant: &str, key: &str, delta: i64) -> i64 {
+        self.live(tenant, key)
+            .and_then(|e| std::str::from_utf8(&e.value).ok())
+            .and_then(|text| text.parse::<i64>().ok())
+            .unwrap_or(0)
+            .saturating_add(delta)
     }
 
     fn namespace(&mut self, tenant: &str) -> &mut BTreeMap<String, Entry> {

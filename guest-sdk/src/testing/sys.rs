@@ -25,6 +25,15 @@ thread_local! {
     static CURRENT: RefCell<Option<Active>> = const { RefCell::new(None) };
 }
 
+impl Active {
+    /// Checks the namespace's quotas for `key` about to hold a value of
+    /// `value_len` bytes (`None`: removed).
+    fn quota(&self, key: &str, value_len: Option<usize>) -> Result<(), Outcome> {
+        let (now, next) = self.state.kv_usage(&self.tenant, key, value_len);
+        limits::kv_quota(&self.limits, now, next)
+    }
+}
+
 /// Whether a fake host is installed in this thread.
 pub(super) fn is_installed() -> bool {
     CURRENT.with_borrow(Option::is_some)
@@ -83,6 +92,7 @@ pub(crate) fn kv_get(key: &str) -> Option<Vec<u8>> {
 pub(crate) fn kv_set(key: &str, value: &[u8], ttl_ms: Option<u64>) {
     checked(|a| {
         limits::kv_size(&a.limits, key, value.len())?;
+        a.quota(key, Some(value.len()))?;
         a.state.kv_set(&a.tenant, key, value, ttl_ms);
         Ok(())
     });
@@ -98,6 +108,8 @@ pub(crate) fn kv_delete(key: &str) -> bool {
 pub(crate) fn kv_increment(key: &str, delta: i64) -> i64 {
     checked(|a| {
         limits::kv_size(&a.limits, key, 0)?;
+        let new = a.state.kv_incremented(&a.tenant, key, delta);
+        a.quota(key, Some(new.to_string().len()))?;
         Ok(a.state.kv_increment(&a.tenant, key, delta))
     })
 }
@@ -108,6 +120,10 @@ pub(crate) fn kv_compare_and_swap(key: &str, expected: Option<&[u8]>, new: Optio
             .map_or(0, <[u8]>::len)
             .max(new.map_or(0, <[u8]>::len));
         limits::kv_size(&a.limits, key, largest)?;
+        let current = a.state.kv_get(&a.tenant, key);
+        if current.as_deref() == expected {
+            a.quota(key, new.map(<[u8]>::len))?;
+        }
         Ok(a.state.kv_compare_and_swap(&a.tenant, key, expected, new))
     })
 }

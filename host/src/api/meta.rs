@@ -70,6 +70,7 @@ pub(crate) async fn metrics(_: AllTenantsReader, State(ctx): State<Ctx>) -> Resp
     text.push_str(&ctx.zulip().render_prometheus());
     text.push_str(&ctx.redis().render_prometheus());
     text.push_str(&ctx.webhooks().render_prometheus());
+    text.push_str(&d.render_cluster_metrics());
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response()
 }
 

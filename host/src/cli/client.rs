@@ -1,6 +1,6 @@
 //! The client half of the `hookbox` binary: every subcommand that talks to a
-//! running daemon over the admin API (`handlers`, `emit`, `logs`, `stats`,
-//! `tokens`, `dlq`).
+//! running daemon over the admin API (`handlers`, `emit`, `logs`, `event`,
+//! `kv`, `stats`, `tokens`, `dlq`).
 //!
 //! Each entry point reports its own failures on stderr — `error: <message>`,
 //! then a `hint: …` line when there is a likely fix — and returns the exit
@@ -18,8 +18,10 @@ mod args;
 mod deploy;
 mod dlq;
 mod emit;
+mod event;
 mod handlers;
 mod http;
+mod kv;
 mod logs;
 mod output;
 mod sse;
@@ -33,7 +35,9 @@ use std::process::ExitCode;
 pub use deploy::DeployArgs;
 pub use dlq::{DlqCmd, dlq};
 pub use emit::{EmitArgs, emit};
+pub use event::{EventArgs, event};
 pub use handlers::{HandlersCmd, handlers};
+pub use kv::{KvCmd, kv};
 pub use logs::{LogsArgs, logs};
 pub use stats::stats;
 pub use tokens::{TokensCmd, tokens};

@@ -390,6 +390,14 @@ async fn watch(registry: Arc<ClusterRegistry>, dispatcher: Arc<Dispatcher>) {
 }
 
 impl SharedRegistry for ClusterRegistry {
+    fn node(&self) -> String {
+        self.me
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .node
+            .clone()
+    }
+
     fn nodes(&self) -> Result<ClusterStatus, StoreError> {
         let me = self
             .me

@@ -156,5 +156,22 @@ fn client(cfg: &RedisConfig) -> Result<redis::Client, String> {
     if let Some(password) = &cfg.password {
         settings = settings.set_password(password.expose());
     }
-    redis::Client::open(info.set_redis_settings(settings)).map_err(|e| e.to_string())
+    let info = info.set_redis_settings(settings);
+    match &cfg.tls {
+        None => redis::Client::open(info),
+        Some(tls) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: tls
+                    .client
+                    .as_ref()
+                    .map(|(cert, key)| redis::ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.expose().as_bytes().to_vec(),
+                    }),
+                root_cert: tls.ca_pem.clone(),
+            },
+        ),
+    }
+    .map_err(|e| e.to_string())
 }

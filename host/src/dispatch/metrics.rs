@@ -14,6 +14,10 @@ use crate::event::{Priority, now_ms};
 
 /// Metric names.
 pub mod names {
+    /// This node's name in cluster mode (gauge, always 1, label `node`):
+    /// every series of the scrape is this node's, so a join on it labels
+    /// them.
+    pub const CLUSTER_NODE: &str = "hookbox_cluster_node";
     /// Events accepted (counter, label `source_kind`).
     pub const EVENTS_ACCEPTED: &str = "hookbox_events_accepted_total";
     /// Events answered with an earlier event's id (idempotency key).
@@ -485,6 +489,15 @@ impl Metrics {
 }
 
 /// Escapes a Prometheus label value (`\`, `"` and newlines).
+/// The [`names::CLUSTER_NODE`] series of node `node`.
+pub fn render_node(node: &str) -> String {
+    format!(
+        "# HELP {n} This node's name in the cluster.\n# TYPE {n} gauge\n{n}{{node=\"{}\"}} 1\n",
+        escape_label(node),
+        n = names::CLUSTER_NODE
+    )
+}
+
 fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -187,7 +187,7 @@ pub fn worker(args: &[String]) -> ExitCode {
 }
 
 fn worker_inner(args: &[String]) -> Result<(), (i32, String)> {
-    use rustix::process::{Resource, Rlimit, setrlimit};
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let usage = || {
         (
             1,
@@ -201,12 +201,15 @@ fn worker_inner(args: &[String]) -> Result<(), (i32, String)> {
     };
     let num = |s: &String| s.parse::<u64>().map_err(|_| usage());
     let (stack, memory, cpu, max_bytes) = (num(stack)?, num(memory)?, num(cpu)?, num(max_bytes)?);
+    // Only ever lowered: a daemon started under a lower hard limit (`ulimit
+    // -d`) keeps it, and a process may not raise its hard limit.
     let limit = |resource, soft: u64, hard: u64| {
+        let max = getrlimit(resource).maximum.unwrap_or(u64::MAX);
         setrlimit(
             resource,
             Rlimit {
-                current: Some(soft),
-                maximum: Some(hard),
+                current: Some(soft.min(max)),
+                maximum: Some(hard.min(max)),
             },
         )
         .map_err(|e| (1, format!("cannot set the compile limits: {e}")))

@@ -192,6 +192,98 @@ fn seed_events_reach_handlers_and_malformed_messages_are_skipped() {
 }
 
 #[test]
+fn rediss_verifies_the_server_against_ca_file_and_presents_a_client_certificate() {
+    // The server's TLS port requires a client certificate signed by its own
+    // throwaway CA. Three buses on it: one with that CA and a client
+    // certificate connects and delivers; one trusting only the system's CA
+    // store, and one without a client certificate, are refused and say so.
+    let redis = RedisServer::start_tls();
+    let tls = redis.tls();
+    let url = format!("rediss://127.0.0.1:{}/0", tls.port);
+    let d = Daemon::start_with(&format!(
+        r#"
+[[redis]]
+name = "trusted"
+url = "{url}"
+ca_file = "{ca}"
+client_cert_file = "{cert}"
+client_key_file = "{key}"
+
+[[redis]]
+name = "system-ca"
+url = "{url}"
+client_cert_file = "{cert}"
+client_key_file = "{key}"
+sink = false
+
+[[redis]]
+name = "no-client-cert"
+url = "{url}"
+ca_file = "{ca}"
+sink = false
+"#,
+        ca = tls.ca.display(),
+        cert = tls.client_cert.display(),
+        key = tls.client_key.display(),
+    ));
+    deploy_counter(&d, "tickets", &["TICKET_CREATED"]);
+    let buses = || d.get("/v1/redis").expect(200).json["buses"].clone();
+    let named = |all: &Value, name: &str| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no bus {name} in {all}"))
+    };
+    d.wait_until("the trusted bus to connect over TLS", || {
+        (named(&buses(), "trusted")["connected"] == true).then_some(())
+    });
+    let refused = d.wait_until("the other two buses to report their TLS errors", || {
+        let all = buses();
+        let errors: Vec<String> = ["system-ca", "no-client-cert"]
+            .iter()
+            .map(|n| {
+                named(&all, n)["last_error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        errors.iter().all(|e| !e.is_empty()).then_some(errors)
+    });
+    assert!(
+        refused[0].to_lowercase().contains("certificate"),
+        "system-ca: {}",
+        refused[0]
+    );
+    let all = buses();
+    assert_eq!(named(&all, "system-ca")["connected"], false, "{all}");
+    assert_eq!(named(&all, "no-client-cert")["connected"], false, "{all}");
+
+    // Published on the plain port, read over TLS by the trusted bus only.
+    let mut con = redis.connect();
+    let created = envelope(
+        "e-tls",
+        "TICKET_CREATED",
+        json!({"tenantId": "t-1", "ticketId": "T-1"}),
+    );
+    assert_eq!(publish(&mut con, "TICKET_CREATED", &created), 1);
+    let got = d.wait_until("the event to be delivered", || {
+        let got = delivered(&d, "tickets");
+        (!got.is_empty()).then_some(got)
+    });
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0].1.as_str(), got[0].2.as_str()),
+        ("TICKET_CREATED", "t-1")
+    );
+    // No key material in the API's answer.
+    let text = d.get("/v1/redis").expect(200).text;
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+}
+
+#[test]
 fn pubsub_loses_what_is_published_while_hookbox_is_away() {
     let redis = RedisServer::start();
     let mut d = Daemon::start_with(&bus(&redis, "pubsub"));

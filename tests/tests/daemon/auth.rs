@@ -149,44 +149,54 @@ fn every_route_checks_its_token_and_scope() {
     }
 }
 
+/// `POST /v1/events?wait=true` of `events` with `token`.
+fn publish_as(d: &Daemon, token: &str, events: Value) -> hookbox_tests::daemon::Reply {
+    d.send(
+        Method::POST,
+        "/v1/events?wait=true",
+        Some(token),
+        Body::Json(events),
+    )
+}
+
 #[test]
-fn tokens_are_limited_to_their_tenants_and_can_be_revoked() {
+fn a_publish_token_publishes_only_to_its_tenants_and_a_mixed_batch_is_refused_whole() {
     let d = Daemon::start();
     d.deploy_example("tenant-analytics");
     let acme_pub = d.token("acme-publisher", &["publish"], &["acme"]);
-    let acme_read = d.token("acme-reader", &["read"], &["acme"]);
-
-    // Publishing: only to its own tenant, and a mixed batch is refused whole.
-    let publish = |token: &str, events: Value| {
-        d.send(
-            Method::POST,
-            "/v1/events?wait=true",
-            Some(token),
-            Body::Json(events),
-        )
-    };
-    let r = publish(&acme_pub, json!({"type": "ping", "tenant": "acme"})).expect(200);
-    let acme_event = r.json["events"][0]["id"].as_str().unwrap().to_string();
-    let m = publish(&acme_pub, json!({"type": "ping", "tenant": "globex"})).error(403, "forbidden");
+    publish_as(&d, &acme_pub, json!({"type": "ping", "tenant": "acme"})).expect(200);
+    let m = publish_as(&d, &acme_pub, json!({"type": "ping", "tenant": "globex"}))
+        .error(403, "forbidden");
     assert!(m.contains("globex"), "{m}");
-    let m = publish(
+    let m = publish_as(
+        &d,
         &acme_pub,
         json!([{"type": "ping", "tenant": "acme"}, {"type": "ping", "tenant": "globex"}]),
     )
     .error(403, "forbidden");
     assert!(m.contains("event 1"), "{m}");
-    let r = d
-        .publish(&json!({"type": "ping", "tenant": "globex"}), true)
+    d.publish(&json!({"type": "ping", "tenant": "globex"}), true)
         .expect(200);
-    let globex_event = r.json["events"][0]["id"].as_str().unwrap().to_string();
     let r = d.get("/v1/logs").expect(200);
     assert_eq!(
         array(&r.json, "entries").len(),
         2,
         "one acme and one globex delivery, nothing of the refused batches: {r}"
     );
+}
 
-    // Reading: only its own tenant.
+#[test]
+fn a_read_token_reads_only_its_tenants() {
+    let d = Daemon::start();
+    d.deploy_example("tenant-analytics");
+    let acme_read = d.token("acme-reader", &["read"], &["acme"]);
+    let event = |tenant: &str| {
+        let r = d
+            .publish(&json!({"type": "ping", "tenant": tenant}), true)
+            .expect(200);
+        r.json["events"][0]["id"].as_str().unwrap().to_string()
+    };
+    let (acme_event, globex_event) = (event("acme"), event("globex"));
     let r = d.get_as("/v1/logs", &acme_read).expect(200);
     let entries = array(&r.json, "entries");
     assert_eq!(entries.len(), 1, "{r}");
@@ -199,8 +209,13 @@ fn tokens_are_limited_to_their_tenants_and_can_be_revoked() {
         .error(404, "not_found");
     d.get_as(&format!("/v1/events/{globex_event}"), d.admin())
         .expect(200);
+}
 
-    // Revocation is immediate.
+#[test]
+fn revoking_a_token_takes_effect_at_once_and_is_audited() {
+    let d = Daemon::start();
+    let reader = d.token("acme-reader", &["read"], &["acme"]);
+    d.get_as("/v1/logs", &reader).expect(200);
     let r = d.get("/v1/tokens").expect(200);
     let tokens = array(&r.json, "tokens");
     assert!(
@@ -215,11 +230,22 @@ fn tokens_are_limited_to_their_tenants_and_can_be_revoked() {
         .unwrap()
         .to_string();
     d.delete(&format!("/v1/tokens/{id}")).expect(204);
-    d.get_as("/v1/logs", &acme_read).error(401, "unauthorized");
+    d.get_as("/v1/logs", &reader).error(401, "unauthorized");
     d.delete(&format!("/v1/tokens/{id}"))
         .error(404, "not_found");
 
-    // Expiry.
+    let r = d.get("/v1/audit").expect(200);
+    let actions: Vec<&str> = array(&r.json, "entries")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"token_create"), "{r}");
+    assert!(actions.contains(&"token_revoke"), "{r}");
+}
+
+#[test]
+fn an_expired_token_is_refused() {
+    let d = Daemon::start();
     let r = d
         .post(
             "/v1/tokens",
@@ -230,12 +256,4 @@ fn tokens_are_limited_to_their_tenants_and_can_be_revoked() {
     d.wait_until("a 1 ms token to expire", || {
         (d.get_as("/v1/stats", &brief).status == 401).then_some(())
     });
-
-    let r = d.get("/v1/audit").expect(200);
-    let actions: Vec<&str> = array(&r.json, "entries")
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
-    assert!(actions.contains(&"token_create"), "{r}");
-    assert!(actions.contains(&"token_revoke"), "{r}");
 }

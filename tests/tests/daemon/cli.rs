@@ -15,13 +15,11 @@ fn path(p: &std::path::Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
 }
 
-#[test]
-fn the_cli_drives_a_daemon() {
+/// A daemon with `message-logger` (from its manifest file) and `flaky` (a
+/// trapping guest from a manifest file plus `--events job.*`) deployed
+/// through the CLI; returns it and flaky's manifest file.
+fn deployed() -> (Daemon, std::path::PathBuf) {
     let d = Daemon::start();
-    let scratch = d.scratch().to_path_buf();
-
-    // handlers deploy: an example from its manifest file, and a trapping
-    // guest from a manifest file plus flags.
     let (_, logger) = EXAMPLES
         .iter()
         .find(|(n, _)| *n == "message-logger")
@@ -37,7 +35,7 @@ fn the_cli_drives_a_daemon() {
         out.stdout.contains("deployed message-logger version 1"),
         "{out}"
     );
-    let flaky = scratch.join("flaky.json");
+    let flaky = d.scratch().join("flaky.json");
     std::fs::write(
         &flaky,
         json!({"name": "flaky", "subscription": {"events": ["never"]}, "delivery": {"max_attempts": 1}})
@@ -63,8 +61,32 @@ fn the_cli_drives_a_daemon() {
         json!(["job.*"]),
         "the flag overrides the file: {out}"
     );
+    (d, flaky)
+}
 
-    // handlers list / show.
+/// `emit --payload @message.json --tenant acme --wait` of a Zulip message,
+/// with `extra` arguments; the exit code must be `code`.
+fn emit_message(d: &Daemon, extra: &[&str], code: i32) -> hookbox_tests::daemon::CliOutput {
+    let payload = d.scratch().join("message.json");
+    std::fs::write(&payload, zulip_message(5, "<p>hi</p>").to_string()).unwrap();
+    let at_payload = format!("@{}", path(&payload));
+    let mut args = vec![
+        "emit",
+        "--type",
+        "message",
+        "--tenant",
+        "acme",
+        "--payload",
+        &at_payload,
+        "--wait",
+    ];
+    args.extend_from_slice(extra);
+    d.cli(&args).expect(code)
+}
+
+#[test]
+fn handlers_deploy_list_and_show() {
+    let (d, _) = deployed();
     let out = d.cli(&["handlers", "list", "--json"]).expect(0);
     let mut names: Vec<String> = array(&out.json(), "handlers")
         .iter()
@@ -84,40 +106,17 @@ fn the_cli_drives_a_daemon() {
         out.stderr.contains("error:") && out.stderr.contains("nope"),
         "{out}"
     );
+}
 
-    // emit --wait: 0 when every delivery is ok, 3 when one failed.
-    let payload = scratch.join("message.json");
-    std::fs::write(&payload, zulip_message(5, "<p>hi</p>").to_string()).unwrap();
-    let at_payload = format!("@{}", path(&payload));
-    let out = d
-        .cli(&[
-            "emit",
-            "--type",
-            "message",
-            "--tenant",
-            "acme",
-            "--payload",
-            &at_payload,
-            "--wait",
-        ])
-        .expect(0);
+#[test]
+fn emit_wait_exits_0_when_every_delivery_is_ok_and_3_when_one_failed() {
+    let (d, _) = deployed();
+    let out = emit_message(&d, &[], 0);
     assert!(
         out.stdout.contains("message-logger") && out.stdout.contains(" ok "),
         "{out}"
     );
-    let out = d
-        .cli(&[
-            "emit",
-            "--type",
-            "message",
-            "--tenant",
-            "acme",
-            "--payload",
-            &at_payload,
-            "--wait",
-            "--json",
-        ])
-        .expect(0);
+    let out = emit_message(&d, &["--json"], 0);
     let delivery = &out.json()["outcomes"][0]["deliveries"][0];
     assert_eq!(delivery["handler"], "message-logger", "{out}");
     assert_eq!(delivery["outcome"], "ok", "{out}");
@@ -130,8 +129,16 @@ fn the_cli_drives_a_daemon() {
     );
     let out = d.cli(&["emit", "--type", "job.run"]).expect(0);
     assert!(out.stdout.contains("accepted"), "without --wait: {out}");
+}
 
-    // logs and stats.
+#[test]
+fn logs_stats_and_dead_letters_show_what_happened() {
+    let (d, _) = deployed();
+    emit_message(&d, &[], 0);
+    emit_message(&d, &[], 0);
+    d.cli(&["emit", "--type", "job.run", "--tenant", "acme", "--wait"])
+        .expect(3);
+
     let out = d
         .cli(&["logs", "--handler", "message-logger", "--json"])
         .expect(0);
@@ -153,17 +160,19 @@ fn the_cli_drives_a_daemon() {
     let out = d.cli(&["stats"]).expect(0);
     assert!(out.stdout.contains("message-logger"), "{out}");
 
-    // The dead letter of the failed emit (the second `job.run` may still
-    // be running, so at least one).
+    // The one failed (and waited-for) `job.run`: exactly one dead letter.
     let out = d.cli(&["dlq", "list", "--json"]).expect(0);
     let dead = out.json();
     let dead = array(&dead, "dead_letters");
-    assert!(!dead.is_empty(), "{out}");
-    assert!(dead.iter().all(|x| x["handler"] == "flaky"), "{out}");
+    assert_eq!(dead.len(), 1, "{out}");
+    assert_eq!(dead[0]["handler"], "flaky", "{out}");
     let out = d.cli(&["dlq", "list"]).expect(0);
     assert!(out.stdout.contains("flaky"), "{out}");
+}
 
-    // tokens create: the secret works, within its scope only.
+#[test]
+fn tokens_create_prints_a_secret_that_works_within_its_scope() {
+    let (d, flaky) = deployed();
     let out = d
         .cli(&[
             "tokens", "create", "--name", "ci", "--scope", "read", "--json",
@@ -196,8 +205,11 @@ fn the_cli_drives_a_daemon() {
         out.stderr.contains("403") && out.stderr.contains("admin"),
         "{out}"
     );
+}
 
-    // A wrong token and an unreachable daemon: exit 1 with a reason.
+#[test]
+fn a_wrong_token_or_an_unreachable_daemon_exits_1_with_a_reason() {
+    let d = Daemon::start();
     let out = d.cli_as("hbx_wrong", &["stats"]).expect(1);
     assert!(out.stderr.contains("401"), "{out}");
     let out = Command::new(d.bin())

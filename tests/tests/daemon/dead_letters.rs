@@ -23,8 +23,10 @@ fn dead_letters(d: &Daemon) -> Vec<Value> {
     array(&r.json, "dead_letters").clone()
 }
 
-#[test]
-fn failing_deliveries_are_retried_then_dead_lettered_replayed_and_purged() {
+/// A daemon with the trapping `flaky` and two of its events (tenants acme
+/// and globex) dead-lettered; returns it, the events' ids and the answer of
+/// the waited-for publish.
+fn two_dead_letters() -> (Daemon, Vec<String>, Value) {
     let d = Daemon::start();
     d.deploy(&manifest().to_string(), &read(guests::TRAP))
         .expect(201);
@@ -38,7 +40,21 @@ fn failing_deliveries_are_retried_then_dead_lettered_replayed_and_purged() {
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_string())
         .collect();
-    for outcome in array(&r.json, "outcomes") {
+    (d, ids, r.json)
+}
+
+/// The dead letter of the event `event_id`.
+fn dead_letter_of(d: &Daemon, event_id: &str) -> Value {
+    dead_letters(d)
+        .into_iter()
+        .find(|x| x["event"]["id"] == event_id)
+        .unwrap_or_else(|| panic!("no dead letter for {event_id}"))
+}
+
+#[test]
+fn failing_deliveries_are_retried_then_dead_lettered_with_every_error() {
+    let (d, ids, r) = two_dead_letters();
+    for outcome in array(&r, "outcomes") {
         assert_eq!(outcome["complete"], true, "dead-lettered is final: {r}");
         let deliveries = array(outcome, "deliveries");
         let attempts: Vec<&Value> = deliveries.iter().map(|x| &x["attempt"]).collect();
@@ -106,7 +122,15 @@ fn failing_deliveries_are_retried_then_dead_lettered_replayed_and_purged() {
         Some(4.0),
         "{metrics}"
     );
+}
 
+#[test]
+fn a_dead_letter_replayed_onto_a_fixed_version_succeeds_and_leaves_the_queue() {
+    let (d, ids, _) = two_dead_letters();
+    let first_id = dead_letter_of(&d, &ids[0])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Fix the handler (version 2) and replay the first dead letter onto it.
     d.deploy(&manifest().to_string(), &read(guests::GOOD))
         .expect(201);
@@ -130,11 +154,21 @@ fn failing_deliveries_are_retried_then_dead_lettered_replayed_and_purged() {
         1,
         "the replayed letter left the queue: {dead:?}"
     );
+    assert_eq!(dead[0]["event"]["id"], ids[1].as_str(), "{dead:?}");
     d.post(&format!("/v1/dead-letters/{first_id}/replay"), &json!({}))
         .error(404, "not_found");
+}
 
-    // Replayed onto the failing version 1, the second one dead-letters again.
-    let second_id = dead[0]["id"].as_str().unwrap().to_string();
+#[test]
+fn a_dead_letter_replayed_onto_the_failing_version_dead_letters_again() {
+    let (d, ids, _) = two_dead_letters();
+    d.deploy(&manifest().to_string(), &read(guests::GOOD))
+        .expect(201);
+    // Replayed onto the failing version 1, it dead-letters again.
+    let second_id = dead_letter_of(&d, &ids[1])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     d.post(
         &format!("/v1/dead-letters/{second_id}/replay"),
         &json!({"version": 1}),
@@ -143,19 +177,24 @@ fn failing_deliveries_are_retried_then_dead_lettered_replayed_and_purged() {
     let again = d.wait_until("the replay on version 1 to dead-letter again", || {
         dead_letters(&d)
             .into_iter()
-            .find(|x| x["id"] != second_id.as_str())
+            .find(|x| x["event"]["id"] == ids[1].as_str() && x["id"] != second_id.as_str())
     });
     assert_eq!(again["event"]["id"], ids[1].as_str(), "{again}");
     assert_eq!(again["version"], 1, "{again}");
-    assert_eq!(dead_letters(&d).len(), 1);
+    // The first one was not replayed: two letters, the old second one gone.
+    assert_eq!(dead_letters(&d).len(), 2);
     d.post(
         &format!("/v1/dead-letters/{}/replay", again["id"].as_str().unwrap()),
         &json!({"version": 9}),
     )
     .error(404, "not_found");
+}
 
+#[test]
+fn purge_empties_a_handlers_dead_letters() {
+    let (d, _, _) = two_dead_letters();
     let r = d.delete("/v1/dead-letters?handler=flaky").expect(200);
-    assert_eq!(r.json, json!({"purged": 1}));
+    assert_eq!(r.json, json!({"purged": 2}));
     assert!(dead_letters(&d).is_empty());
     let r = d.delete("/v1/dead-letters").expect(200);
     assert_eq!(r.json, json!({"purged": 0}));

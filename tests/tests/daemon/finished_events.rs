@@ -62,3 +62,36 @@ fn a_finished_event_keeps_its_payload_until_retention_drops_its_log() {
     let r = d.get(&format!("/v1/events/{third}")).expect(200);
     assert_eq!(r.json["event"]["payload"]["n"], 3, "{r}");
 }
+
+/// `hookbox event <id>`: the payload and each attempt with what the handler
+/// logged, for a finished event; `--attempt` picks one.
+#[test]
+fn the_cli_shows_an_event_with_each_attempts_logs() {
+    let d = Daemon::start();
+    let good = json!({"name": "good", "subscription": {"events": ["job.*"]}});
+    d.deploy(&good.to_string(), &read(guests::GOOD)).expect(201);
+    let body = json!({"type": "job.run", "tenant": "acme", "payload": {"order": 42}});
+    let r = d.publish(&body, true).expect(200);
+    let id = r.json["events"][0]["id"].as_str().unwrap().to_string();
+
+    let out = d.cli(&["event", &id]).expect(0);
+    let first = out.stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("event {id}  job.run  tenant=acme"))
+            && first.ends_with("complete"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("\"order\": 42"), "{out}");
+    assert!(out.stdout.contains("good v1  job.run"), "{out}");
+    assert!(
+        out.stdout.contains("handled"),
+        "the handler's log line: {out}"
+    );
+
+    let out = d.cli(&["event", &id, "--attempt", "2"]).expect(0);
+    assert!(out.stdout.contains("no delivery attempts"), "{out}");
+    let out = d.cli(&["event", &id, "--json"]).expect(0);
+    assert_eq!(out.json()["event"]["payload"]["order"], 42, "{out}");
+    let out = d.cli(&["event", "01NOSUCHEVENT"]).expect(1);
+    assert!(out.stderr.contains("no event"), "{out}");
+}

@@ -31,26 +31,46 @@ fn triple(level: &str, stream: &str, message: &str) -> (String, String, String) 
     (level.into(), stream.into(), message.into())
 }
 
-#[test]
-fn handler_logs_are_kept_shown_streamed_and_forwarded() {
+/// A daemon with `chatty` (the `stdout.wat` guest, on `job.run`) deployed.
+fn with_chatty() -> Daemon {
     let d = Daemon::start();
-    d.deploy_example("keyword-responder");
     let chatty = json!({"name": "chatty", "subscription": {"events": ["job.run"]}});
     d.deploy(&chatty.to_string(), &read(guests::STDOUT))
         .expect(201);
-    let mut stream = d.stream("/v1/stream?handler=chatty");
+    d
+}
 
-    // stdout and stderr lines of a sandboxed delivery.
+/// Publishes a `job.run` and waits for it; returns its id and the answer.
+fn run_job(d: &Daemon) -> (String, Value) {
     let r = d
         .publish(&json!({"type": "job.run", "tenant": TENANT}), true)
         .expect(200);
-    let job_id = r.json["events"][0]["id"].as_str().unwrap().to_string();
-    let delivery = &r.json["outcomes"][0]["deliveries"][0];
-    let want = vec![
+    let id = r.json["events"][0]["id"].as_str().unwrap().to_string();
+    (id, r.json)
+}
+
+/// Publishes a Zulip message keyword-responder answers; returns its id.
+fn publish_keyword(d: &Daemon) -> String {
+    let message = json!({"type": "message", "tenant": TENANT,
+                         "payload": zulip_message(5, "<p>please deploy</p>")});
+    let r = d.publish(&message, true).expect(200);
+    r.json["events"][0]["id"].as_str().unwrap().to_string()
+}
+
+fn chatty_lines() -> Vec<(String, String, String)> {
+    vec![
         triple("info", "stdout", "hello"),
         triple("warn", "stderr", "done"),
-    ];
-    assert_eq!(logs_of(delivery), want, "{r}");
+    ]
+}
+
+#[test]
+fn stdout_and_stderr_lines_are_in_the_answer_the_event_and_the_stream() {
+    let d = with_chatty();
+    let mut stream = d.stream("/v1/stream?handler=chatty");
+    let (job_id, r) = run_job(&d);
+    let want = chatty_lines();
+    assert_eq!(logs_of(&r["outcomes"][0]["deliveries"][0]), want, "{r}");
 
     // The same records in the event lookup, after the event finished.
     let looked_up = d.get(&format!("/v1/events/{job_id}")).expect(200);
@@ -67,12 +87,13 @@ fn handler_logs_are_kept_shown_streamed_and_forwarded() {
     let notice: Value = serde_json::from_str(&got.data).unwrap();
     assert_eq!(notice["event_id"], job_id.as_str(), "{notice}");
     assert_eq!(logs_of(&notice), want, "{notice}");
+}
 
-    // A `log` record with its fields, in the delivery log.
-    let message = json!({"type": "message", "tenant": TENANT,
-                         "payload": zulip_message(5, "<p>please deploy</p>")});
-    let r = d.publish(&message, true).expect(200);
-    let msg_id = r.json["events"][0]["id"].as_str().unwrap().to_string();
+#[test]
+fn a_log_record_keeps_its_fields_in_the_delivery_log() {
+    let d = Daemon::start();
+    d.deploy_example("keyword-responder");
+    let msg_id = publish_keyword(&d);
     let page = d
         .get("/v1/logs?handler=keyword-responder&tenant=acme")
         .expect(200);
@@ -84,8 +105,12 @@ fn handler_logs_are_kept_shown_streamed_and_forwarded() {
     assert_eq!(record["message"], "Replied to a keyword", "{entry}");
     assert_eq!(record["fields"]["keyword"], "deploy", "{entry}");
     assert_eq!(record["fields"]["message_id"], "5", "{entry}");
+}
 
-    // `hookbox logs --verbose` prints them under their attempt.
+#[test]
+fn hookbox_logs_verbose_prints_the_records_under_their_attempt() {
+    let d = with_chatty();
+    let (job_id, _) = run_job(&d);
     let out = d
         .cli(&["logs", "--handler", "chatty", "--verbose"])
         .expect(0);
@@ -99,9 +124,14 @@ fn handler_logs_are_kept_shown_streamed_and_forwarded() {
         lines[2].split_whitespace().collect::<Vec<_>>(),
         ["warn", "stderr", "done"]
     );
+}
 
-    // The daemon's own log carries them, at their level, with the handler,
-    // event and tenant as fields.
+#[test]
+fn handler_records_reach_the_daemons_own_log_at_their_level_with_fields() {
+    let d = with_chatty();
+    d.deploy_example("keyword-responder");
+    let (job_id, _) = run_job(&d);
+    let msg_id = publish_keyword(&d);
     let daemon_log = d.wait_until("forwarded handler records", || {
         let tail = d.stderr_tail();
         (tail.contains("Replied to a keyword") && tail.contains("done")).then_some(tail)

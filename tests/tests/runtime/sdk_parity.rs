@@ -19,6 +19,8 @@ fn sdk_limits() -> testing::Limits {
         emits: 3,
         emit_bytes: 2000,
         kv_value_bytes: 100,
+        kv_quota_bytes: 300,
+        kv_quota_keys: 4,
         result_bytes: 50,
     }
 }
@@ -92,6 +94,27 @@ fn scenarios() -> Vec<(&'static str, Value, &'static str)> {
             json!({"kv_get": ["k".repeat(101)]}),
             "kv_limit",
         ),
+        // Quotas: 4 keys "a".."d" of 1 + 74 bytes = 300 bytes exactly.
+        (
+            "kv quotas at the limit",
+            json!({"kv_set": [["a", 74], ["b", 74], ["c", 74], ["d", 74]]}),
+            "ok",
+        ),
+        (
+            "kv bytes past the quota",
+            json!({"kv_set": [["a", 74], ["b", 74], ["c", 74], ["d", 75]]}),
+            "kv_limit",
+        ),
+        (
+            "kv keys past the quota",
+            json!({"kv_set": [["a", 1], ["b", 1], ["c", 1], ["d", 1], ["e", 1]]}),
+            "kv_limit",
+        ),
+        (
+            "kv overwrites within the quota",
+            json!({"kv_set": [["a", 74], ["b", 74], ["c", 74], ["d", 74], ["a", 74], ["a", 10]]}),
+            "ok",
+        ),
         (
             "error at the limit",
             json!({"error_bytes": 50}),
@@ -150,6 +173,8 @@ fn on_the_host(payload: &Value) -> Seen {
         l.emits = sdk.emits;
         l.emit_bytes = sdk.emit_bytes;
         l.kv_value_bytes = sdk.kv_value_bytes;
+        l.kv_quota_bytes = sdk.kv_quota_bytes;
+        l.kv_quota_keys = sdk.kv_quota_keys;
         l.result_bytes = sdk.result_bytes;
     });
     d.event = event("probe", "acme", payload);
@@ -202,6 +227,8 @@ fn test_host_defaults_are_the_hosts() {
             u64::from(sdk.emits),
             sdk.emit_bytes,
             sdk.kv_value_bytes,
+            sdk.kv_quota_bytes,
+            sdk.kv_quota_keys,
             sdk.result_bytes
         ),
         (
@@ -209,6 +236,8 @@ fn test_host_defaults_are_the_hosts() {
             u64::from(host.emits),
             host.emit_bytes,
             host.kv_value_bytes,
+            host.kv_quota_bytes,
+            host.kv_quota_keys,
             host.result_bytes
         )
     );

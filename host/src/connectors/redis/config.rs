@@ -1,7 +1,8 @@
 //! `[[redis]]` sections: one event bus each, checked once into a
 //! [`RedisConfig`]. The password comes from `password_file` or
 //! `password_env`, never from the URL, and is held as a [`Secret`]; TLS is
-//! `rediss://`.
+//! `rediss://`, verified against the system's CA store or `ca_file`, with
+//! an optional client certificate (`client_cert_file` + `client_key_file`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -80,6 +81,23 @@ pub struct RedisSection {
     pub max_backoff: Option<Duration>,
     /// Publishes the sink makes at once (default 4).
     pub sink_concurrency: Option<u32>,
+    /// `rediss://` only: PEM certificates to trust instead of the system's
+    /// CA store (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// `rediss://` only: a PEM client certificate for mutual TLS (with
+    /// `client_key_file`).
+    pub client_cert_file: Option<PathBuf>,
+    /// `rediss://` only: the client certificate's PEM private key.
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// TLS material beyond the system's CA store, read at start-up.
+#[derive(Clone, Debug, Default)]
+pub struct RedisTls {
+    /// PEM certificates trusted instead of the system's store.
+    pub ca_pem: Option<Vec<u8>>,
+    /// A PEM client certificate and its key (held as a [`Secret`]).
+    pub client: Option<(Vec<u8>, Secret)>,
 }
 
 /// One bus, validated.
@@ -119,6 +137,8 @@ pub struct RedisConfig {
     pub max_backoff: Duration,
     /// Sink publishes at once.
     pub sink_concurrency: u32,
+    /// A private CA and/or a client certificate (`rediss://` only).
+    pub tls: Option<RedisTls>,
 }
 
 impl RedisConfig {
@@ -145,6 +165,7 @@ impl RedisConfig {
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
             sink_concurrency: 4,
+            tls: None,
         })
     }
 
@@ -227,7 +248,59 @@ impl RedisSection {
             Some(_) => return Err(at("`sink_concurrency` must be 1 to 64".into())),
             None => c.sink_concurrency,
         };
+        c.tls = self.tls().map_err(at)?;
+        if c.tls.is_some() && !c.url.starts_with("rediss://") {
+            return Err(at(
+                "`ca_file`, `client_cert_file` and `client_key_file` need a rediss:// (TLS) `url`"
+                    .into(),
+            ));
+        }
         Ok(c)
+    }
+
+    /// Reads `ca_file` and the client certificate pair, checking each holds
+    /// PEM of the right kind (the key's contents never appear in errors).
+    fn tls(&self) -> Result<Option<RedisTls>, String> {
+        let read = |what: &str, path: &std::path::Path, label: &str| {
+            let bytes =
+                std::fs::read(path).map_err(|e| format!("`{what}` {}: {e}", path.display()))?;
+            let text = String::from_utf8_lossy(&bytes);
+            if !text.contains(&format!("-----BEGIN {label}")) {
+                return Err(format!(
+                    "`{what}` {} holds no PEM `{label}` block",
+                    path.display()
+                ));
+            }
+            Ok(bytes)
+        };
+        let ca_pem = match &self.ca_file {
+            Some(path) => Some(read("ca_file", path, "CERTIFICATE")?),
+            None => None,
+        };
+        let client = match (&self.client_cert_file, &self.client_key_file) {
+            (Some(cert), Some(key)) => {
+                let cert = read("client_cert_file", cert, "CERTIFICATE")?;
+                // `PRIVATE KEY`, `RSA PRIVATE KEY` and `EC PRIVATE KEY` all end so.
+                let key_bytes = std::fs::read(key)
+                    .map_err(|e| format!("`client_key_file` {}: {e}", key.display()))?;
+                let key_text = String::from_utf8(key_bytes)
+                    .map_err(|_| format!("`client_key_file` {} is not PEM text", key.display()))?;
+                if !key_text.contains("PRIVATE KEY-----") {
+                    return Err(format!(
+                        "`client_key_file` {} holds no PEM private key",
+                        key.display()
+                    ));
+                }
+                Some((cert, Secret::new(key_text)))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "`client_cert_file` and `client_key_file` go together (mutual TLS)".into(),
+                );
+            }
+        };
+        Ok((ca_pem.is_some() || client.is_some()).then_some(RedisTls { ca_pem, client }))
     }
 }
 
@@ -323,6 +396,49 @@ mod tests {
             assert!(err.contains(expected), "{extra}: {err}");
             assert!(err.contains("bus"), "{extra}: {err}");
         }
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not pem").unwrap();
+        let (pem, junk) = (pem.display(), junk.display());
+        let tls_cases = [
+            (
+                format!("url = \"redis://x\"\nca_file = \"{pem}\""),
+                "rediss://",
+            ),
+            (
+                format!("url = \"rediss://x\"\nca_file = \"{junk}\""),
+                "no PEM",
+            ),
+            (
+                "url = \"rediss://x\"\nca_file = \"/nonexistent/ca.pem\"".to_string(),
+                "ca_file",
+            ),
+            (
+                format!("url = \"rediss://x\"\nclient_cert_file = \"{pem}\""),
+                "go together",
+            ),
+            (
+                format!(
+                    "url = \"rediss://x\"\nclient_cert_file = \"{pem}\"\nclient_key_file = \"{pem}\""
+                ),
+                "no PEM private key",
+            ),
+        ];
+        for (extra, expected) in &tls_cases {
+            let err = section(extra).unwrap().resolve(&env).unwrap_err();
+            assert!(err.contains(expected), "{extra}: {err}");
+        }
+        let ok = section(&format!("url = \"rediss://x\"\nca_file = \"{pem}\""))
+            .unwrap()
+            .resolve(&env)
+            .unwrap();
+        assert!(ok.tls.unwrap().ca_pem.is_some());
         let err = section("url = \"redis://x\"\nmode = \"kafka\"").unwrap_err();
         assert!(err.contains("kafka"), "{err}");
         let a = RedisConfig::new("a", "redis://x", RedisMode::Pubsub).unwrap();
