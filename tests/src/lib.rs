@@ -16,6 +16,7 @@ pub mod fake_zulip;
 pub mod nats_server;
 pub mod receiver;
 pub mod redis_server;
+mod service;
 
 /// Paths of the components built by `build.rs`.
 pub mod guests {

