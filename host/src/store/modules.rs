@@ -182,11 +182,6 @@ impl Store {
         write_atomically(&self.code_path(hash, fingerprint)?, bytes)
     }
 
-    /// Cached compiled code, if this module was compiled by a compatible engine.
-    pub fn compiled(&self, hash: &str, fingerprint: &str) -> Result<Option<Vec<u8>>> {
-        read_blob(&self.code_path(hash, fingerprint)?)
-    }
-
     /// The file holding the cached compiled code of this module for this
     /// fingerprint, for the runtime to map; `None` when nothing is cached.
     pub fn compiled_file(&self, hash: &str, fingerprint: &str) -> Result<Option<PathBuf>> {
@@ -269,6 +264,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The cached compiled code's bytes, read from its file.
+    fn compiled(s: &Store, hash: &str, fingerprint: &str) -> Option<Vec<u8>> {
+        let path = s.compiled_file(hash, fingerprint).unwrap()?;
+        Some(std::fs::read(path).unwrap())
+    }
+
     #[test]
     fn modules_are_content_addressed() {
         let (_d, s) = temp();
@@ -278,8 +279,8 @@ mod tests {
         assert_eq!(s.module(&h).unwrap().as_deref(), Some(&b"\0asm"[..]));
         assert_eq!(s.module("abcd").unwrap(), None);
         s.put_compiled(&h, "f1", b"code").unwrap();
-        assert_eq!(s.compiled(&h, "f1").unwrap().as_deref(), Some(&b"code"[..]));
-        assert_eq!(s.compiled(&h, "f2").unwrap(), None);
+        assert_eq!(compiled(&s, &h, "f1").as_deref(), Some(&b"code"[..]));
+        assert_eq!(compiled(&s, &h, "f2"), None);
     }
 
     #[test]
@@ -295,7 +296,7 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"code");
         s.discard_compiled_file(&h, "f1");
         assert_eq!(s.compiled_file(&h, "f1").unwrap(), None);
-        assert_eq!(s.compiled(&h, "f1").unwrap(), None);
+        assert_eq!(compiled(&s, &h, "f1"), None);
         // No temporaries are left behind.
         for dir in [MODULE_DIR, CODE_DIR] {
             for entry in std::fs::read_dir(d.path().join(dir)).unwrap() {
@@ -326,10 +327,7 @@ mod tests {
         drop(s);
         let s = open(d.path());
         assert_eq!(s.module(&h).unwrap().as_deref(), Some(wasm));
-        assert_eq!(
-            s.compiled(&h, "f1").unwrap().as_deref(),
-            Some(&b"legacy code"[..])
-        );
+        assert_eq!(compiled(&s, &h, "f1").as_deref(), Some(&b"legacy code"[..]));
         assert!(s.t().modules.is_empty() && s.t().compiled.is_empty());
         assert!(!stray.exists());
     }
