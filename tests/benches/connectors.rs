@@ -421,13 +421,16 @@ async fn wait_connected(api: &Api) {
             .json()
             .await
             .expect("a JSON status");
-        if status["buses"]
-            .as_array()
-            .is_some_and(|b| b.iter().any(|b| b["name"] == "in" && b["connected"] == true))
-        {
+        if status["buses"].as_array().is_some_and(|b| {
+            b.iter()
+                .any(|b| b["name"] == "in" && b["connected"] == true)
+        }) {
             return;
         }
-        assert!(Instant::now() < deadline, "the bus did not connect: {status}");
+        assert!(
+            Instant::now() < deadline,
+            "the bus did not connect: {status}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
