@@ -489,7 +489,7 @@ struct Saturated {
 
 fn saturate(phase: &Phase, track: &Arc<Track>, duration: Duration) -> Saturated {
     let stop = Arc::new(AtomicBool::new(false));
-    let phase_ref = &*phase;
+    let phase_ref = phase;
     let result = std::thread::scope(|s| {
         for _ in 0..PRODUCERS {
             let (stop, track) = (stop.clone(), track.clone());
