@@ -210,6 +210,10 @@ pub struct RuntimeSection {
     pub pooling: Option<bool>,
     /// Instances in the pool (default 256).
     pub pool_instances: Option<u32>,
+    /// Handlers that may hold an instance prepared ahead of their next
+    /// event (default 16; 0: off). Only handlers with a costly start-up
+    /// (Python, JavaScript) get one.
+    pub prepare_ahead: Option<usize>,
     /// Epoch tick: the timeout granularity (default `10ms`).
     #[serde(default, with = "opt_duration")]
     pub epoch_tick: Option<Duration>,
@@ -394,6 +398,9 @@ impl Config {
         }
         if let Some(n) = file.runtime.pool_instances {
             runtime.pool_instances = n;
+        }
+        if let Some(n) = file.runtime.prepare_ahead {
+            runtime.prepare_ahead = n;
         }
         if let Some(t) = file.runtime.epoch_tick {
             if t.is_zero() {

@@ -551,6 +551,7 @@ impl Dispatcher {
     pub fn residency(&self) -> Residency {
         let mut r = self.inner.registry.residency();
         (r.loads, r.evictions) = self.inner.metrics.module_loads_and_evictions();
+        r.load_mean_us = self.inner.metrics.module_load_mean_us();
         r
     }
 

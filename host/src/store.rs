@@ -284,6 +284,8 @@ struct Inner {
     ready: inbox::ReadySet,
     /// Stats and `meta` counters not yet written (`stats.rs`).
     tallies: stats::Tallies,
+    /// Cluster mode: the other nodes' counters (`stats.rs`).
+    peers: stats::PeerStats,
 }
 
 impl Drop for Inner {
@@ -388,6 +390,7 @@ impl Store {
                 kv_ledgers: crate::kv::Ledgers::default(),
                 ready: inbox::ReadySet::default(),
                 tallies: stats::Tallies::default(),
+                peers: stats::PeerStats::default(),
             }),
         };
         store.migrate_blobs()?;

@@ -63,6 +63,15 @@ export function fmtUs(us) {
   return `${(us / 1e6).toFixed(2)} s`;
 }
 
+/** A size in bytes, for humans. */
+export function fmtBytes(n) {
+  if (n === undefined || n === null) return "";
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
 export function fmtNum(n) {
   if (n === undefined || n === null || Number.isNaN(n)) return "";
   if (Math.abs(n) >= 1e9) return `${(n / 1e9).toFixed(1)}G`;

@@ -4,7 +4,7 @@
 // deploy form (admin tokens).
 
 import { api } from "./api.js";
-import { append, h, notice, errorText, fmtUs, fmtNum, fmtTime, pretty, table } from "./dom.js";
+import { append, h, notice, errorText, fmtBytes, fmtUs, fmtNum, fmtTime, pretty, table } from "./dom.js";
 
 /** How often the whole table is read again (percentiles are not in the stream). */
 const REFRESH_MS = 15000;
@@ -13,6 +13,8 @@ export function mount(root, ctx) {
   const status = h("div", { class: "status-line" });
   const filter = h("input", { type: "search", placeholder: "Filter by name", id: "handler-filter" });
   const count = h("span", { class: "muted", id: "handler-count" });
+  // Compiled code in memory against the budget (`[runtime] resident_*`).
+  const resident = h("div", { class: "status-line", id: "resident" });
   const { table: grid, tbody } = table(["Name", "Status", "Circuit", "Version", "Processed",
     "Failure rate", "p50", "p99", "Fuel / delivery", "Last outcome"], "grid handlers");
   grid.id = "handlers-table";
@@ -21,7 +23,7 @@ export function mount(root, ctx) {
   let handlers = [];
 
   append(root, ctx.admin ? deployForm(() => load()) : null,
-    h("div", { class: "toolbar" }, filter, count), status, grid, detail);
+    h("div", { class: "toolbar" }, filter, count), resident, status, grid, detail);
 
   function rate(s) {
     return s && s.processed ? s.failed / s.processed : 0;
@@ -83,10 +85,24 @@ export function mount(root, ctx) {
   }
   filter.addEventListener("input", applyFilter);
 
+  function showResident(r) {
+    if (!r) return;
+    const load = r.load_mean_us === undefined || r.load_mean_us === null
+      ? "" : ` (mean ${fmtUs(r.load_mean_us)})`;
+    resident.textContent = `Loaded: ${r.handlers} of ${r.deployed} handlers, ` +
+      `${r.modules} modules, ${fmtBytes(r.code_bytes)} of code ` +
+      `(budget ${r.budget_modules} modules, ${fmtBytes(r.budget_bytes)}) · ` +
+      `${r.loads} loads${load} · ${r.evictions} evictions`;
+  }
+
   async function load() {
     try {
-      const body = await api("GET", "/v1/handlers?stats=true");
+      const [body, stats] = await Promise.all([
+        api("GET", "/v1/handlers?stats=true"),
+        api("GET", "/v1/stats"),
+      ]);
       handlers = body.handlers;
+      showResident(stats.resident);
       status.replaceChildren();
       render();
       root.dataset.loaded = String(Date.now());

@@ -19,6 +19,7 @@ errors and console errors: any of them fails the test. Prints one
 """
 
 import json
+import re
 import sys
 import time
 import urllib.request
@@ -226,6 +227,10 @@ def scenario(page, watch, setup, admin, url, shots, result):
 
     # Handlers: config, a second version and a rollback, disable.
     goto(page, "handlers")
+    # The resident line: code loaded for the handlers that got deliveries.
+    expect(page.locator("#resident")).to_contain_text(
+        re.compile(r"Loaded: [1-9]\d* of \d+ handlers, [1-9]\d* modules, .* \d+ loads")
+    )
     page.click(f'#handlers-table a.name:text-is("{ex["name"]}")')
     d = page.locator("#handler-detail")
     expect(d).to_contain_text("Active version")

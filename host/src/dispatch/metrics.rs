@@ -252,6 +252,12 @@ impl Metrics {
         self.resident_bytes.store(bytes, Ordering::Relaxed);
     }
 
+    /// The mean of the module load times observed so far, in microseconds.
+    pub fn module_load_mean_us(&self) -> Option<u64> {
+        let count = self.loads.count.load(Ordering::Relaxed);
+        (count > 0).then(|| self.loads.sum_us.load(Ordering::Relaxed) / count)
+    }
+
     /// Module loads (from the cache or compiled) and evictions so far.
     pub fn module_loads_and_evictions(&self) -> (u64, u64) {
         let loads =
@@ -535,7 +541,10 @@ mod tests {
     #[test]
     fn renders_module_loads_evictions_and_residency() {
         let m = Metrics::default();
+        assert_eq!(m.module_load_mean_us(), None);
         m.module_load_took(Duration::from_micros(400));
+        m.module_load_took(Duration::from_micros(200));
+        assert_eq!(m.module_load_mean_us(), Some(300));
         m.modules_evicted(2);
         m.modules_evicted(1);
         m.resident(5, 4096);
@@ -544,9 +553,9 @@ mod tests {
             text.contains("# TYPE hookbox_module_load_seconds histogram"),
             "{text}"
         );
-        assert!(text.contains("hookbox_module_load_seconds_bucket{le=\"0.0003\"} 0"));
-        assert!(text.contains("hookbox_module_load_seconds_bucket{le=\"0.001\"} 1"));
-        assert!(text.contains("hookbox_module_load_seconds_count 1"));
+        assert!(text.contains("hookbox_module_load_seconds_bucket{le=\"0.0003\"} 1"));
+        assert!(text.contains("hookbox_module_load_seconds_bucket{le=\"0.001\"} 2"));
+        assert!(text.contains("hookbox_module_load_seconds_count 2"));
         assert!(text.contains("hookbox_module_evictions_total 3"));
         assert!(text.contains("# TYPE hookbox_resident_modules gauge\nhookbox_resident_modules 5"));
         assert!(text.contains("hookbox_resident_code_bytes 4096"));

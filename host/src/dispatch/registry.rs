@@ -120,6 +120,10 @@ pub struct Residency {
     pub loads: u64,
     /// Modules evicted since start.
     pub evictions: u64,
+    /// Mean time of a load when a delivery needed the code (map the cached
+    /// file, link), in microseconds; absent before the first such load
+    /// (a deploy loads its code without being timed here).
+    pub load_mean_us: Option<u64>,
 }
 
 /// See the module docs.
@@ -309,6 +313,7 @@ impl Registry {
             budget_bytes: self.budget.bytes,
             loads: 0,
             evictions: 0,
+            load_mean_us: None,
         }
     }
 

@@ -220,6 +220,34 @@ impl Store {
         self.bump(META_LOG_COUNT, entries.len() as i64)
     }
 
+    /// Cluster mode: log lines from the cluster's shared log, each with its
+    /// sequence there, which keys it (with its time) so that a line
+    /// written twice (by the node that ran the attempt, then by the
+    /// mirror; or again after a restart) is stored once. The lines need
+    /// their ids already. Each is a block of one line. How many were new.
+    pub fn apply_shared_logs(&self, lines: &[(u64, &LogEntry)]) -> Result<u64> {
+        let t = self.t();
+        let mut added = 0u64;
+        for (seq, entry) in lines {
+            // The high bit keeps these keys apart from the ids sled
+            // generates for lines written in single-node mode.
+            let key = keys::time_seq(entry.time_ms, seq | 1 << 63);
+            if t.log.contains_key(key).sled()? {
+                continue;
+            }
+            t.log_by_event
+                .insert(by_event_key(&entry.event_id, &key), numbers([0]))
+                .sled()?;
+            let value = block::encode(&[*entry], || self.new_id())?;
+            t.log.insert(key, value).sled()?;
+            added += 1;
+        }
+        if added > 0 {
+            self.bump(META_LOG_COUNT, added as i64)?;
+        }
+        Ok(added)
+    }
+
     /// Log lines matching `q`, newest first (by time, then by position).
     /// A full page (or a scan that hit its budget) carries a
     /// `next_cursor`; the following page may be empty.

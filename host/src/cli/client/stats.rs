@@ -90,7 +90,7 @@ fn resident_line(r: &Value) -> String {
     let size = |k: &str| n(k).map_or_else(|| "-".to_string(), output::bytes);
     format!(
         "resident: {} of {} handlers loaded, {} modules, {} (budget {} modules, {}); \
-         loads {}, evictions {}\n",
+         loads {}{}, evictions {}\n",
         num("handlers"),
         num("deployed"),
         num("modules"),
@@ -98,6 +98,10 @@ fn resident_line(r: &Value) -> String {
         num("budget_modules"),
         size("budget_bytes"),
         num("loads"),
+        n("load_mean_us").map_or_else(String::new, |us| format!(
+            " (mean {})",
+            output::duration_us(us)
+        )),
         num("evictions"),
     )
 }
@@ -117,13 +121,13 @@ mod tests {
             "queue": {"critical": 0, "high": 1, "normal": 22, "low": 0},
             "resident": {"handlers": 1, "deployed": 3, "modules": 1, "code_bytes": 3_145_728,
                 "budget_modules": 1000, "budget_bytes": 1_073_741_824u64, "loads": 4,
-                "evictions": 2},
+                "evictions": 2, "load_mean_us": 250},
         });
         assert_eq!(
             stats_text(&v),
             "queue: critical 0, high 1, normal 22, low 0\n\
              resident: 1 of 3 handlers loaded, 1 modules, 3 MiB (budget 1000 modules, 1 GiB); \
-             loads 4, evictions 2\n\
+             loads 4 (mean 250µs), evictions 2\n\
              HANDLER  PROCESSED  OK  FAILED  RETRIES  DEAD  FUEL  P50    P90  P99   LAST                  OUTCOMES\n\
              echo     10         9   1       1        0     5000  800µs  2ms  1.5s  2025-01-01T00:00:00Z  ok=9,trap=1\n"
         );
