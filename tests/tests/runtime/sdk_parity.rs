@@ -9,7 +9,7 @@ use hookbox::runtime::LogStream;
 use hookbox_sdk::testing::{self, TestHost};
 use hookbox_tests::{Delivery, event, guests, module};
 use limits_probe::Probe;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The scenarios, their limits and what each must give, shared with the
 /// Python and JavaScript SDKs' tests (`guest-sdk/{python,js}`), so every
