@@ -80,7 +80,7 @@ pub struct ConfigFile {
     pub breaker: BreakerSection,
     /// Zulip realms to connect to, one `[[zulip]]` table each.
     #[serde(default)]
-    pub zulip: Vec<crate::zulip::RealmSection>,
+    pub zulip: Vec<crate::connectors::zulip::RealmSection>,
     /// Redis event buses, one `[[redis]]` table each.
     #[serde(default)]
     pub redis: Vec<crate::connectors::redis::RedisSection>,
@@ -276,7 +276,7 @@ pub struct Config {
     /// Longest synchronous wait.
     pub max_wait: Duration,
     /// Zulip realms, keys already read.
-    pub zulip: Vec<crate::zulip::RealmConfig>,
+    pub zulip: Vec<crate::connectors::zulip::RealmConfig>,
     /// Redis buses, passwords already read.
     pub redis: Vec<crate::connectors::redis::RedisConfig>,
     /// Webhook endpoints, secrets already read.
@@ -438,7 +438,7 @@ impl Config {
             .map(|r| r.resolve(&|var| std::env::var(var).ok()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ConfigError::Invalid)?;
-        crate::zulip::validate_realms(&zulip).map_err(ConfigError::Invalid)?;
+        crate::connectors::zulip::validate_realms(&zulip).map_err(ConfigError::Invalid)?;
         // The same for Redis passwords and webhook secrets.
         let env = |var: &str| std::env::var(var).ok();
         let redis = file

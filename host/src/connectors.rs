@@ -6,24 +6,33 @@
 //!   [`Dispatcher::accept`] returned, so what it acknowledged is durable. It
 //!   is a task started by [`Connectors::start`] and stopped by
 //!   [`Running::shutdown`]; [`intake`] is the accept loop they share
-//!   (batches, a full queue waited out, refused events counted).
+//!   (batches, a full queue waited out, refused events set aside) and
+//!   [`backoff`] their reconnection schedule.
 //! - A **sink** is a [`Builtin`] handler named `<kind>:<name>` that performs
 //!   one kind of side effect for the events handlers emit (`zulip.*`,
 //!   `redis.publish`, `webhook.send`), with the queue's retries, circuit
 //!   breaker and dead letters. Handlers never touch the network; the config
 //!   file names every endpoint, so it is the allow-list.
 //!
-//! Systems: Zulip ([`crate::zulip`], source and sink), a Redis event bus
+//! - What they share besides: secrets read from a file or an environment
+//!   variable ([`Secret`]), status made of a source's and a sink's health
+//!   ([`status`]), names and bounds checked alike ([`check_name`],
+//!   [`bounded`]), a sink's retry policy ([`sink_policy`]), its calls run
+//!   on the daemon's runtime ([`block_on`]) and its backpressure ([`Pause`]).
+//!
+//! Systems: Zulip ([`zulip`], source and sink), a Redis event bus
 //! ([`redis`], source and sink), outgoing webhooks ([`webhook`]: Standard
 //! Webhooks, Discord, Slack; sink only). Adding one is a module here plus
 //! a line in [`Connectors::new`], [`Connectors::builtins`] and
 //! [`Connectors::start`].
 
+pub(crate) mod backoff;
 mod intake;
 pub mod redis;
 mod secret;
 mod status;
 pub mod webhook;
+pub mod zulip;
 
 use std::future::Future;
 use std::time::Duration;
@@ -32,7 +41,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::dispatch::{Builtin, DispatchConfig, Dispatcher};
-use crate::zulip::{RealmConfig, Zulip, ZulipStatus};
+use crate::manifest::DeliveryPolicy;
+use zulip::{RealmConfig, Zulip, ZulipStatus};
 
 pub use secret::Secret;
 pub use status::LastError;
@@ -65,7 +75,7 @@ impl Connectors {
     /// Builds every connector's clients. No I/O.
     pub fn new(cfg: ConnectorsConfig) -> Result<Connectors, ConnectorError> {
         Ok(Connectors {
-            zulip: Zulip::new(cfg.zulip).map_err(|e| ConnectorError(e.to_string()))?,
+            zulip: Zulip::new(cfg.zulip)?,
             redis: redis::Redis::new(cfg.redis)?,
             webhooks: webhook::Webhooks::new(cfg.webhooks)?,
         })
@@ -83,12 +93,13 @@ impl Connectors {
     /// Starts every source on the current tokio runtime, within the
     /// dispatcher's batch and payload limits.
     pub fn start(&self, dispatcher: &Dispatcher, limits: &DispatchConfig) -> Running {
-        let zulip = self.zulip.start(dispatcher, limits.max_batch);
         let (stop, rx) = watch::channel(false);
-        let tasks = self
-            .redis
-            .start(dispatcher, limits.max_batch, limits.max_payload_bytes, &rx);
-        Running { zulip, stop, tasks }
+        let mut tasks = self.zulip.start(dispatcher, limits.max_batch, &rx);
+        tasks.extend(
+            self.redis
+                .start(dispatcher, limits.max_batch, limits.max_payload_bytes, &rx),
+        );
+        Running { stop, tasks }
     }
 
     /// The Zulip realms' live status.
@@ -110,15 +121,15 @@ impl Connectors {
 /// The running sources.
 #[derive(Debug)]
 pub struct Running {
-    zulip: crate::zulip::Sources,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops every source: a read in flight is abandoned (its system keeps
-    /// the messages that were not acknowledged), an accept in flight
-    /// finishes. Waits up to `grace`, then aborts what is left.
+    /// the messages that were not acknowledged: a Zulip queue, a Redis
+    /// stream's pending entries), an accept in flight finishes and its
+    /// position is saved. Waits up to `grace`, then aborts what is left.
     pub async fn shutdown(self, grace: Duration) {
         self.stop.send_replace(true);
         let deadline = tokio::time::Instant::now() + grace;
@@ -129,7 +140,29 @@ impl Running {
                 abort.abort();
             }
         }
-        self.zulip.shutdown(grace).await;
+    }
+}
+
+/// A sink's delivery policy: `max_attempts` with pauses from
+/// `initial_backoff_ms` doubling up to `max_backoff_ms` (20% jitter);
+/// `ordered` keeps deliveries that share a key in order; `concurrency`
+/// caps how many dispatcher workers the sink holds at once.
+pub(crate) fn sink_policy(
+    max_attempts: u32,
+    initial_backoff_ms: u64,
+    max_backoff_ms: u64,
+    ordered: bool,
+    concurrency: u32,
+) -> DeliveryPolicy {
+    DeliveryPolicy {
+        max_attempts,
+        initial_backoff_ms,
+        backoff_factor: 2.0,
+        max_backoff_ms,
+        jitter: 0.2,
+        ordered,
+        concurrency,
+        ..DeliveryPolicy::default()
     }
 }
 

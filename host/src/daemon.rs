@@ -58,8 +58,11 @@ fn open_inbox(cfg: &Config, store: &Store) -> anyhow::Result<OpenedInbox> {
                  run without `[cluster]` until they are done"
             );
         }
+        let node = crate::cluster::node_name(cluster.node.as_deref(), &cfg.data_dir)
+            .context("naming this node")?;
         let inbox = JetStreamInbox::open(
             cluster.clone(),
+            node,
             store.clone(),
             cfg.dispatch.idempotency_window,
         )
@@ -141,9 +144,8 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
             let dispatcher = Dispatcher::start_on(store.clone(), inbox, runtime, dcfg, builtins)
                 .context("starting the dispatcher")?;
             let registry = match (cluster, &cfg.cluster) {
-                (Some(inbox), Some(c)) => {
-                    let node = crate::cluster::node_name(c.node.as_deref(), &cfg.data_dir)
-                        .context("naming this node")?;
+                (Some(inbox), Some(_)) => {
+                    let node = inbox.node();
                     let r = ClusterRegistry::join(&inbox, store, &dispatcher, node)
                         .context("joining the cluster's registry")?;
                     Some(r)

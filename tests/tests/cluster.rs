@@ -2,9 +2,11 @@
 //! real `nats-server` with JetStream (started by the test on free loopback
 //! ports; a missing server fails the test with an install hint).
 //!
-//! Deliveries are observed through each node's delivery log (`GET
-//! /v1/logs`): a node logs the deliveries it ran, durably before it acks
-//! them to JetStream, so the union of the nodes' logs is what was delivered.
+//! Deliveries are observed through the delivery log (`GET /v1/logs`),
+//! which is shared: the node that ran an attempt puts its line in
+//! JetStream before it acks the delivery, and every node's log shows every
+//! node's lines. Which node ran what is in each node's own metrics
+//! (`hookbox_deliveries_total`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -72,14 +74,10 @@ fn ran(d: &Daemon) -> BTreeMap<String, usize> {
     }
 }
 
-fn merged(nodes: &[&Daemon]) -> BTreeMap<String, usize> {
-    let mut all = BTreeMap::new();
-    for d in nodes {
-        for (id, n) in ran(d) {
-            *all.entry(id).or_default() += n;
-        }
-    }
-    all
+/// `ok` deliveries of `sleepy` node `d` ran itself (its metrics).
+fn ran_here(d: &Daemon) -> u64 {
+    let series = "hookbox_deliveries_total{handler=\"sleepy\",outcome=\"ok\"}";
+    d.metric(series).unwrap_or(0.0) as u64
 }
 
 /// Two nodes, one stream: events published to either node are each
@@ -97,20 +95,24 @@ fn two_nodes_deliver_each_event_exactly_once() {
     let want: BTreeSet<String> = ids.iter().cloned().collect();
     assert_eq!(want.len(), 400);
     a.wait_until("every event to be delivered by one of the nodes", || {
-        (merged(&[&a, &b]).len() == want.len()).then_some(())
+        (ran(&a).len() == want.len()).then_some(())
     });
-    let (on_a, on_b) = (ran(&a), ran(&b));
-    eprintln!("two nodes: a ran {}, b ran {}", on_a.len(), on_b.len());
-    let all = merged(&[&a, &b]);
+    let (on_a, on_b) = (ran_here(&a), ran_here(&b));
+    eprintln!("two nodes: a ran {on_a}, b ran {on_b}");
+    assert_eq!(on_a + on_b, 400, "each event runs once, on one node");
+    assert!(
+        on_a > 0 && on_b > 0,
+        "both nodes should run deliveries: {on_a} on a, {on_b} on b"
+    );
+    // The log is shared: either node lists every delivery, each once.
+    let all = b.wait_until("node b's log to show every delivery", || {
+        let all = ran(&b);
+        (all.len() == want.len()).then_some(all)
+    });
     assert_eq!(all.keys().cloned().collect::<BTreeSet<_>>(), want);
     let twice: Vec<_> = all.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
-    assert!(
-        !on_a.is_empty() && !on_b.is_empty(),
-        "both nodes should run deliveries: {} on a, {} on b",
-        on_a.len(),
-        on_b.len()
-    );
+    assert!(twice.is_empty(), "logged more than once: {twice:?}");
+    assert_eq!(all, ran(&a));
     // Either node lists both, each taking deliveries for the handler.
     let listed = b.wait_until("GET /v1/cluster to list both nodes", || {
         let c = b.get("/v1/cluster").expect(200).json;
@@ -165,11 +167,11 @@ fn a_killed_node_s_deliveries_reach_the_other_node() {
     a.restart();
     let want: BTreeSet<String> = ids.into_iter().collect();
     b.wait_until("every acknowledged event to be delivered", || {
-        (merged(&[&a, &b]).len() == want.len()).then_some(())
+        (ran(&b).len() == want.len()).then_some(())
     });
-    let all = merged(&[&a, &b]);
+    let all = ran(&b);
     assert_eq!(all.keys().cloned().collect::<BTreeSet<_>>(), want);
-    let on_b = ran(&b).len();
+    let on_b = ran_here(&b);
     eprintln!(
         "kill -9: a ran {before} before the kill, b ran {on_b}, {} delivered twice",
         all.values().filter(|n| **n > 1).count()
@@ -229,7 +231,7 @@ fn a_deploy_on_one_node_runs_on_the_other() {
     let mut want: BTreeSet<String> = publish(&b, 20).into_iter().collect();
     want.insert(first);
     b.wait_until("every event published to b to be delivered", || {
-        (merged(&[&a, &b]).len() == want.len()).then_some(())
+        (ran(&b).len() == want.len()).then_some(())
     });
     // Deleting on b deletes on a.
     b.delete("/v1/handlers/sleepy").expect(204);
@@ -325,7 +327,84 @@ fn one_of_three_nats_servers_killed_loses_nothing() {
     let want: BTreeSet<String> = ids.into_iter().collect();
     assert_eq!(want.len(), 401);
     a.wait_until("every acknowledged event to be delivered", || {
-        let ran: BTreeSet<String> = merged(&[&a, &b]).into_keys().collect();
+        let ran: BTreeSet<String> = ran(&a).into_keys().collect();
         want.is_subset(&ran).then_some(())
+    });
+}
+
+/// `sleepy` taking `sleep_ms` per delivery with a 100 ms timeout and one
+/// attempt: a long sleep dead-letters every delivery.
+fn timing_out(sleep_ms: u64) -> String {
+    json!({
+        "name": "sleepy",
+        "subscription": {"events": ["job"]},
+        "config": sleep_ms,
+        "limits": {"timeout_ms": 100},
+        "delivery": {"max_attempts": 1},
+    })
+    .to_string()
+}
+
+/// Dead letters, the log, events and stats are the cluster's, not a
+/// node's: what node a ran is listed, replayed and counted through node b,
+/// and a purge on one node empties every node's dead letters.
+#[test]
+fn dead_letters_log_and_stats_are_read_from_any_node() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "30s");
+    // Only a serves the handler at first: it runs every delivery.
+    a.deploy(&timing_out(5000), &read(guests::SLEEP))
+        .expect(201);
+    let ids = publish(&a, 3);
+    let b = node(&nats, "30s");
+    let listed = b.wait_until("node b to list a's three dead letters", || {
+        let r = b.get("/v1/dead-letters?handler=sleepy").expect(200).json;
+        let list = r["dead_letters"].as_array().cloned().unwrap_or_default();
+        (list.len() == 3).then_some(list)
+    });
+    let dl_events: BTreeSet<&str> = listed
+        .iter()
+        .filter_map(|d| d["event"]["id"].as_str())
+        .collect();
+    assert_eq!(dl_events, ids.iter().map(String::as_str).collect());
+    let shown = b.get(&format!("/v1/events/{}", ids[0])).expect(200).json;
+    assert_eq!(shown["event"]["id"], ids[0].as_str(), "{shown}");
+    assert_eq!(shown["deliveries"][0]["outcome"], "timeout", "{shown}");
+    let timeouts = b.get("/v1/logs?handler=sleepy&outcome=timeout").expect(200);
+    assert_eq!(timeouts.json["entries"].as_array().map(Vec::len), Some(3));
+    // Fixed in version 2 (deployed on b); one dead letter replayed from b
+    // is taken once, and runs.
+    b.deploy(&timing_out(1), &read(guests::SLEEP)).expect(201);
+    let first = listed[0]["id"].as_str().unwrap();
+    let replay = format!("/v1/dead-letters/{first}/replay");
+    b.post(&replay, &json!({})).expect(202);
+    assert_eq!(a.post(&replay, &json!({})).status, 404, "replayed twice");
+    a.wait_until("node a to drop the dead letter replayed on b", || {
+        (a.get(&format!("/v1/dead-letters/{first}")).status == 404).then_some(())
+    });
+    let replayed = listed[0]["event"]["id"].as_str().unwrap();
+    a.wait_until("the replayed delivery to be logged ok on a", || {
+        let d = a.get(&format!("/v1/events/{replayed}")).expect(200).json;
+        let outcomes: Vec<&str> = d["deliveries"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["outcome"].as_str())
+            .collect();
+        (outcomes == ["timeout", "ok"]).then_some(())
+    });
+    // Stats sum both nodes' counters, whichever node answers.
+    for d in [&a, &b] {
+        d.wait_until("stats to count every node's attempts", || {
+            let s = d.get("/v1/handlers/sleepy").expect(200).json["stats"].clone();
+            let want = s["processed"] == 4 && s["ok"] == 1 && s["dead_lettered"] == 3;
+            want.then_some(())
+        });
+    }
+    // A purge through b empties a too.
+    let purged = b.delete("/v1/dead-letters?handler=sleepy").expect(200).json;
+    assert_eq!(purged["purged"], 2, "{purged}");
+    a.wait_until("node a to drop the purged dead letters", || {
+        let r = a.get("/v1/dead-letters?handler=sleepy").expect(200).json;
+        (r["dead_letters"].as_array().map(Vec::len) == Some(0)).then_some(())
     });
 }

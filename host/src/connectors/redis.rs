@@ -21,10 +21,10 @@ use redis::IntoConnectionInfo;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::connectors::ConnectorError;
 use crate::connectors::intake::Intake;
+use crate::connectors::{ConnectorError, sink_policy};
 use crate::dispatch::{Builtin, Dispatcher};
-use crate::manifest::{DeliveryPolicy, Subscription};
+use crate::manifest::Subscription;
 
 pub use config::{RedisConfig, RedisMode, RedisSection, validate_buses};
 pub use status::{BusCounters, BusSinkStatus, BusStatus, RedisStatus};
@@ -91,16 +91,13 @@ impl Redis {
                     tenants: Vec::new(),
                     filters: Vec::new(),
                 },
-                delivery: DeliveryPolicy {
-                    max_attempts: SINK_MAX_ATTEMPTS,
-                    initial_backoff_ms: SINK_INITIAL_BACKOFF_MS,
-                    backoff_factor: 2.0,
-                    max_backoff_ms: SINK_MAX_BACKOFF_MS,
-                    jitter: 0.2,
-                    ordered: false,
-                    concurrency: b.cfg.sink_concurrency,
-                    ..DeliveryPolicy::default()
-                },
+                delivery: sink_policy(
+                    SINK_MAX_ATTEMPTS,
+                    SINK_INITIAL_BACKOFF_MS,
+                    SINK_MAX_BACKOFF_MS,
+                    false,
+                    b.cfg.sink_concurrency,
+                ),
                 handler: Arc::new(sink::Sink::new(
                     b.cfg.clone(),
                     b.client.clone(),
@@ -128,6 +125,7 @@ impl Redis {
                     format!("redis:{}", b.cfg.name),
                     max_batch,
                     stop.clone(),
+                    b.state.source.clone(),
                 );
                 let source = source::Source::new(
                     b.cfg.clone(),

@@ -633,6 +633,10 @@ impl Inbox for LogInbox {
         Ok(())
     }
 
+    fn purge_dead_letters(&self, handler: Option<&str>, before_ms: Option<u64>) -> Result<u64> {
+        self.store.purge_dead_letters(handler, before_ms)
+    }
+
     fn replay(&self) -> Result<usize> {
         let st = self.state();
         let mut ready: Vec<Ready> = st
