@@ -302,6 +302,32 @@ pub trait SharedRegistry: Send + Sync + std::fmt::Debug {
     fn node(&self) -> String;
 }
 
+/// Handler KV shared with other nodes (cluster mode): what deliveries
+/// read and write instead of this node's store, and what operators list.
+/// Blocking.
+pub trait SharedKv: crate::kv::Kv + std::fmt::Debug {
+    /// As [`Store::kv_list`].
+    fn list(
+        &self,
+        handler: &str,
+        tenant: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::store::KvPage, crate::kv::KvError>;
+    /// As [`Store::kv_get`].
+    fn item(
+        &self,
+        handler: &str,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<crate::store::KvItem>, crate::kv::KvError>;
+    /// As [`Store::sweep_expired_kv`].
+    fn sweep(&self) -> Result<u64, crate::kv::KvError>;
+    /// Drops a deleted handler's entries.
+    fn drop_handler(&self, handler: &str) -> Result<(), crate::kv::KvError>;
+}
+
 /// One node of a cluster, as its last heartbeat says.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct NodeStatus {
@@ -404,6 +430,8 @@ struct Inner {
     recorder: Mutex<Option<JoinHandle<()>>>,
     /// Cluster mode's shared registry, once the node joined it.
     shared: std::sync::OnceLock<Arc<dyn SharedRegistry>>,
+    /// Cluster mode's shared handler KV.
+    shared_kv: std::sync::OnceLock<Arc<dyn SharedKv>>,
 }
 
 impl Dispatcher {
@@ -460,6 +488,7 @@ impl Dispatcher {
             workers: Mutex::new(Vec::new()),
             recorder: Mutex::new(None),
             shared: std::sync::OnceLock::new(),
+            shared_kv: std::sync::OnceLock::new(),
         });
         let started = Instant::now();
         for (event_type, schema) in inner.store.schemas()? {
@@ -836,6 +865,66 @@ impl Dispatcher {
         let _ = self.inner.shared.set(shared);
     }
 
+    /// Uses a shared handler KV (cluster mode) from now on: deliveries read
+    /// and write it, operators list it.
+    pub fn share_kv(&self, kv: Arc<dyn SharedKv>) {
+        let _ = self.inner.shared_kv.set(kv);
+    }
+
+    /// The live entries of a handler's namespace (see [`Store::kv_list`]),
+    /// in cluster mode from the shared KV. Blocking.
+    pub fn kv_list(
+        &self,
+        handler: &str,
+        tenant: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::store::KvPage, StoreError> {
+        match self.inner.shared_kv.get() {
+            Some(kv) => kv
+                .list(
+                    handler,
+                    tenant,
+                    prefix,
+                    cursor,
+                    crate::store::page_size(limit),
+                )
+                .map_err(|e| StoreError::Unavailable(e.to_string())),
+            None => self
+                .inner
+                .store
+                .kv_list(handler, tenant, prefix, cursor, limit),
+        }
+    }
+
+    /// One live KV entry (see [`Store::kv_get`]), in cluster mode from the
+    /// shared KV. Blocking.
+    pub fn kv_get(
+        &self,
+        handler: &str,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<crate::store::KvItem>, StoreError> {
+        match self.inner.shared_kv.get() {
+            Some(kv) => kv
+                .item(handler, tenant, key)
+                .map_err(|e| StoreError::Unavailable(e.to_string())),
+            None => self.inner.store.kv_get(handler, tenant, key),
+        }
+    }
+
+    /// Removes expired KV entries, in cluster mode from the shared KV;
+    /// how many. Blocking.
+    pub fn sweep_expired_kv(&self) -> Result<u64, StoreError> {
+        match self.inner.shared_kv.get() {
+            Some(kv) => kv
+                .sweep()
+                .map_err(|e| StoreError::Unavailable(e.to_string())),
+            None => self.inner.store.sweep_expired_kv(),
+        }
+    }
+
     /// [`Dispatcher::refresh_handler`] for a change that came from the
     /// shared registry (made on another node): reloads, shares nothing.
     pub fn reload_handler(&self, name: &str) -> Result<(), DispatchError> {
@@ -850,6 +939,11 @@ impl Dispatcher {
                 inner.forget_breaker(name);
                 // Its jobs still queued are dropped by the scheduler's gate.
                 inner.inbox.discard(name)?;
+                if let Some(kv) = inner.shared_kv.get()
+                    && let Err(e) = kv.drop_handler(name)
+                {
+                    tracing::warn!(handler = %name, error = %e, "Dropping a deleted handler's shared KV entries failed");
+                }
             }
         }
         inner.unpark(name);
@@ -1243,7 +1337,10 @@ impl Inner {
                         attempt: pending.attempt,
                         limits: &h.limits,
                         config: &h.config,
-                        kv: &self.store,
+                        kv: match self.shared_kv.get() {
+                            Some(kv) => kv.as_ref(),
+                            None => &self.store,
+                        },
                         capabilities: &h.manifest.capabilities,
                         reuse: h.manifest.delivery.reuse,
                     },

@@ -408,3 +408,65 @@ fn dead_letters_log_and_stats_are_read_from_any_node() {
         (r["dead_letters"].as_array().map(Vec::len) == Some(0)).then_some(())
     });
 }
+
+/// Handler KV is the cluster's: a counter incremented by deliveries on
+/// both nodes at once counts every one (each increment a compare-and-set
+/// in the shared bucket), and either node's API reads it.
+#[test]
+fn handler_kv_is_shared_and_atomic_across_nodes() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "30s");
+    let b = node(&nats, "30s");
+    let good = json!({"name": "counter", "subscription": {"events": ["tick"]}});
+    a.deploy(&good.to_string(), &read(guests::GOOD)).expect(201);
+    b.wait_until("node b to route to the handler deployed on a", || {
+        let r = b.publish(&json!({"type": "tick"}), false).expect(202);
+        (r.json["events"][0]["handlers"] == json!(["counter"])).then_some(())
+    });
+    // Both nodes fetch its deliveries before the rest is published.
+    a.wait_until("both nodes to take deliveries for the handler", || {
+        let c = a.get("/v1/cluster").expect(200).json;
+        let running = c["nodes"]
+            .as_array()?
+            .iter()
+            .filter(|n| n["runs"] == json!(["counter"]))
+            .count();
+        (running == 2).then_some(())
+    });
+    let mut sent = 1;
+    for d in [&a, &b, &a, &b] {
+        let batch: Vec<Value> = (0..25).map(|_| json!({"type": "tick"})).collect();
+        for e in d.publish(&json!(batch), false).expect(202).json["events"]
+            .as_array()
+            .unwrap()
+        {
+            assert_eq!(e["handlers"], json!(["counter"]), "{e}");
+        }
+        sent += 25;
+    }
+    let ran = |d: &Daemon| {
+        d.metric("hookbox_deliveries_total{handler=\"counter\",outcome=\"ok\"}")
+            .unwrap_or(0.0) as u64
+    };
+    a.wait_until("every tick to be delivered", || {
+        (ran(&a) + ran(&b) == sent).then_some(())
+    });
+    eprintln!("kv: a ran {}, b ran {}", ran(&a), ran(&b));
+    let want = sent.to_string();
+    for d in [&b, &a] {
+        let item = d
+            .get("/v1/handlers/counter/kv/count?tenant=")
+            .expect(200)
+            .json;
+        assert_eq!(item["value"], want.as_str(), "{item}");
+        let page = d.get("/v1/handlers/counter/kv?tenant=").expect(200).json;
+        assert_eq!(page["entries"][0]["key"], "count", "{page}");
+    }
+    // Deleting the handler drops its keys for every node.
+    a.delete("/v1/handlers/counter").expect(204);
+    a.deploy(&good.to_string(), &read(guests::GOOD)).expect(201);
+    b.wait_until("node b to have the redeployed handler", || {
+        (b.get("/v1/handlers/counter").status == 200).then_some(())
+    });
+    assert_eq!(b.get("/v1/handlers/counter/kv/count?tenant=").status, 404);
+}
