@@ -47,10 +47,27 @@ type OpenedInbox = (Arc<dyn Inbox>, Option<Arc<JetStreamInbox>>);
 /// The inbox `[store] inbox` names, or in cluster mode the JetStream
 /// inbox. The log inbox first takes over the deliveries still waiting in
 /// the sled inbox (a data directory last run with `inbox = "sled"`), so
-/// none is stranded; the JetStream inbox refuses to start over them.
+/// none is stranded; the sled and JetStream inboxes refuse to start over
+/// unfinished deliveries in the other embedded inbox.
 fn open_inbox(cfg: &Config, store: &Store) -> anyhow::Result<OpenedInbox> {
     let dir = cfg.data_dir.join("inbox");
     let dir = dir.as_path();
+    if cfg.cluster.is_some() || cfg.store.inbox == InboxKind::Sled {
+        let waiting = LogInbox::unfinished_in(store, dir)
+            .with_context(|| format!("reading the inbox log in {}", dir.display()))?;
+        if waiting > 0 {
+            let instead = if cfg.cluster.is_some() {
+                "without `[cluster]`"
+            } else {
+                "with `[store] inbox = \"log\"` (the default)"
+            };
+            bail!(
+                "the inbox log in {} still holds unfinished deliveries ({waiting}): run {instead} \
+                 until they are done",
+                dir.display()
+            );
+        }
+    }
     if let Some(cluster) = &cfg.cluster {
         if store.has_pending()? {
             bail!(

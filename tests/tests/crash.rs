@@ -3,7 +3,8 @@
 //! handler's circuit breaker parks its deliveries rather than losing them.
 //!
 //! - [`acknowledged_events_survive_kill_9`] (and the same with group
-//!   commit, and both again on the log inbox, `[store] inbox = "log"`):
+//!   commit, and both again on the log inbox, the default; the first two
+//!   run `[store] inbox = "sled"`):
 //!   a client thread publishes thousands of events in batches of 100 while the daemon is killed with SIGKILL and restarted on the same
 //!   data directory, several times mid-stream and once more while retries
 //!   are scheduled. Every event carries an idempotency key, so a batch whose
@@ -346,20 +347,20 @@ fn check_dead_letters(
 
 #[test]
 fn acknowledged_events_survive_kill_9() {
-    survive_kill_9("sync (the default)", "");
+    survive_kill_9("sync, sled inbox", "[store]\ninbox = \"sled\"\n");
 }
 
 #[test]
 fn acknowledged_events_survive_kill_9_with_group_commit() {
     survive_kill_9(
-        "group commit",
-        "[store]\ndurability = \"group\"\ngroup_commit = \"5ms\"\n",
+        "group commit, sled inbox",
+        "[store]\ninbox = \"sled\"\ndurability = \"group\"\ngroup_commit = \"5ms\"\n",
     );
 }
 
 #[test]
 fn acknowledged_events_survive_kill_9_on_the_log_inbox() {
-    survive_kill_9("sync, log inbox", "[store]\ninbox = \"log\"\n");
+    survive_kill_9("sync (the default), log inbox (the default)", "");
 }
 
 #[test]
@@ -386,7 +387,7 @@ fn deploy_handlers(d: &Daemon) {
 /// test fails: nothing is lost.)
 #[test]
 fn the_checks_see_events_lost_without_durability() {
-    detect_loss("[store]\ndurability = \"none\"\n", false);
+    detect_loss("[store]\ninbox = \"sled\"\ndurability = \"none\"\n", false);
 }
 
 /// The control on the log inbox. There `none` still writes the batch to

@@ -273,6 +273,18 @@ impl LogInbox {
         Ok(inbox)
     }
 
+    /// How many deliveries the log in `dir` holds that are not final (0
+    /// when there is no log there), so a daemon started on another inbox
+    /// can refuse to strand them.
+    pub fn unfinished_in(store: &Store, dir: &Path) -> Result<usize> {
+        if !dir.exists() {
+            return Ok(0);
+        }
+        let inbox = LogInbox::open(store.clone(), dir)?;
+        let n = inbox.state().open.len();
+        Ok(n)
+    }
+
     /// Moves the deliveries still waiting in the sled inbox (a data
     /// directory last run with `inbox = "sled"`) into this log, with their
     /// attempt, due time, errors and pinned version, then removes them from
