@@ -218,6 +218,9 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
     if let Some(r) = &registry {
         r.set_api(format!("http://{local}"));
     }
+    // Before anyone is told the daemon is up: a SIGTERM from then on is a
+    // graceful stop, not the default action (death without a flush).
+    let shutdown = shutdown_signal();
     tracing::info!(addr = %local, data = %cfg.data_dir.display(), "Hookbox listening");
     // A plain line on stdout for scripts and tests that wait for readiness.
     println!("hookbox listening on http://{local}");
@@ -237,7 +240,7 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         redis: connectors.redis_status(),
         webhooks: connectors.webhook_status(),
     };
-    api::serve(listener, state, shutdown_signal())
+    api::serve(listener, state, shutdown)
         .await
         .context("serving the admin API")?;
 
@@ -249,31 +252,44 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on SIGINT or SIGTERM. The handlers are installed by this
+/// call, not when the future is first polled.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, signal = name, "Cannot listen for the signal");
+            None
+        }
+    };
+    let wait = |s: Option<Signal>| async move {
+        match s {
+            Some(mut s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let int = wait(listen(SignalKind::interrupt(), "SIGINT"));
+    let term = wait(listen(SignalKind::terminate(), "SIGTERM"));
+    async move {
+        tokio::select! {
+            () = int => {},
+            () = term => {},
+        }
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "Cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "Cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
 
