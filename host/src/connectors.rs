@@ -22,9 +22,12 @@
 //!
 //! Systems: Zulip ([`zulip`], source and sink), a Redis event bus
 //! ([`redis`], source and sink), outgoing webhooks ([`webhook`]: Standard
-//! Webhooks, Discord, Slack; sink only). Adding one is a module here plus
-//! a line in [`Connectors::new`], [`Connectors::builtins`] and
-//! [`Connectors::start`].
+//! Webhooks, Discord, Slack; sink only). Adding one (Slack events, a
+//! Discord gateway, Kafka) is a module here: its config section
+//! implementing [`Section`] (read once, secrets included), its running
+//! side implementing [`Connector`] (sinks as built-in handlers, sources as
+//! tasks accepting through an `Intake`), its status made of the shared
+//! health types — plus a field in [`ConnectorsConfig`] and [`Connectors`].
 
 pub(crate) mod backoff;
 mod intake;
@@ -51,6 +54,53 @@ pub use status::LastError;
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConnectorError(pub String);
+
+/// A connector's config section as written in the file (`[[zulip]]`,
+/// `[[redis]]`, `[[webhook]]`): read once into its validated config,
+/// secrets included, then checked as a list. Nothing reads the file or the
+/// environment later.
+pub trait Section {
+    /// The validated config.
+    type Config;
+    /// Checks one section and reads its secrets through `env` (injected so
+    /// tests need not touch the process environment). Errors name the
+    /// section and the setting, never a secret's value.
+    fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Self::Config, String>;
+    /// Checks the list as a whole (how many, unique names).
+    fn check_all(all: &[Self::Config]) -> Result<(), String>;
+}
+
+/// Resolves every section of one kind, then checks the list.
+pub fn resolve_all<S: Section>(
+    sections: &[S],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<S::Config>, String> {
+    let all = sections
+        .iter()
+        .map(|s| s.resolve(env))
+        .collect::<Result<Vec<_>, _>>()?;
+    S::check_all(&all)?;
+    Ok(all)
+}
+
+/// A system's running side: its sinks as built-in handlers, its sources
+/// as tasks on the current tokio runtime.
+pub(crate) trait Connector {
+    /// The sinks, for [`Dispatcher::start_with`]. Their network calls run
+    /// on `runtime` (the daemon's).
+    fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin>;
+
+    /// Starts the sources, each accepting through an `Intake` within the
+    /// dispatcher's `limits` and stopping when `stop` turns true.
+    fn start(
+        &self,
+        _dispatcher: &Dispatcher,
+        _limits: &DispatchConfig,
+        _stop: &watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        Vec::new()
+    }
+}
 
 /// Every configured connector, ready to start.
 #[derive(Debug)]
@@ -81,24 +131,28 @@ impl Connectors {
         })
     }
 
+    fn all(&self) -> [&dyn Connector; 3] {
+        [&self.zulip, &self.redis, &self.webhooks]
+    }
+
     /// Every sink, as built-in handlers for [`Dispatcher::start_with`].
     /// Their network calls run on `runtime` (the daemon's).
     pub fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin> {
-        let mut all = self.zulip.builtins(runtime.clone());
-        all.extend(self.redis.builtins(runtime.clone()));
-        all.extend(self.webhooks.builtins(runtime));
-        all
+        self.all()
+            .iter()
+            .flat_map(|c| c.builtins(runtime.clone()))
+            .collect()
     }
 
     /// Starts every source on the current tokio runtime, within the
     /// dispatcher's batch and payload limits.
     pub fn start(&self, dispatcher: &Dispatcher, limits: &DispatchConfig) -> Running {
         let (stop, rx) = watch::channel(false);
-        let mut tasks = self.zulip.start(dispatcher, limits.max_batch, &rx);
-        tasks.extend(
-            self.redis
-                .start(dispatcher, limits.max_batch, limits.max_payload_bytes, &rx),
-        );
+        let tasks = self
+            .all()
+            .iter()
+            .flat_map(|c| c.start(dispatcher, limits, &rx))
+            .collect();
         Running { stop, tasks }
     }
 

@@ -22,8 +22,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::connectors::intake::Intake;
-use crate::connectors::{ConnectorError, sink_policy};
-use crate::dispatch::{Builtin, Dispatcher};
+use crate::connectors::{Connector, ConnectorError, sink_policy};
+use crate::dispatch::{Builtin, DispatchConfig, Dispatcher};
 use crate::manifest::Subscription;
 
 pub use config::{RedisConfig, RedisMode, RedisSection, validate_buses};
@@ -78,9 +78,11 @@ impl Redis {
     pub fn status(&self) -> RedisStatus {
         self.status.clone()
     }
+}
 
+impl Connector for Redis {
     /// The sink of the bus that has one.
-    pub fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin> {
+    fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin> {
         self.buses
             .iter()
             .filter(|b| b.cfg.sink)
@@ -109,11 +111,10 @@ impl Redis {
     }
 
     /// Starts a source task per bus that has one, on the current runtime.
-    pub(crate) fn start(
+    fn start(
         &self,
         dispatcher: &Dispatcher,
-        max_batch: usize,
-        max_payload_bytes: usize,
+        limits: &DispatchConfig,
         stop: &watch::Receiver<bool>,
     ) -> Vec<JoinHandle<()>> {
         self.buses
@@ -123,7 +124,7 @@ impl Redis {
                 let intake = Intake::new(
                     dispatcher.clone(),
                     format!("redis:{}", b.cfg.name),
-                    max_batch,
+                    limits.max_batch,
                     stop.clone(),
                     b.state.source.clone(),
                 );
@@ -132,7 +133,7 @@ impl Redis {
                     b.client.clone(),
                     intake,
                     b.state.clone(),
-                    max_payload_bytes,
+                    limits.max_payload_bytes,
                 );
                 tokio::spawn(source.run())
             })

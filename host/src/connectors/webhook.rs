@@ -16,7 +16,7 @@ mod status;
 
 use std::sync::Arc;
 
-use crate::connectors::{ConnectorError, sink_policy};
+use crate::connectors::{Connector, ConnectorError, sink_policy};
 use crate::dispatch::Builtin;
 use crate::manifest::{Filter, Subscription};
 
@@ -69,9 +69,12 @@ impl Webhooks {
     pub fn status(&self) -> WebhookStatus {
         self.status.clone()
     }
+}
 
+/// Sinks only: no source.
+impl Connector for Webhooks {
     /// One sink per endpoint.
-    pub fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin> {
+    fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin> {
         self.endpoints
             .iter()
             .map(|(cfg, client, state)| Builtin {

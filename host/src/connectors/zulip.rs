@@ -34,8 +34,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::connectors::intake::Intake;
-use crate::connectors::{ConnectorError, sink_policy};
-use crate::dispatch::{Builtin, Dispatcher};
+use crate::connectors::{Connector, ConnectorError, sink_policy};
+use crate::dispatch::{Builtin, DispatchConfig, Dispatcher};
 use crate::manifest::Subscription;
 
 pub use config::{RealmConfig, RealmSection, validate_realms};
@@ -93,11 +93,13 @@ impl Zulip {
     pub fn status(&self) -> ZulipStatus {
         self.status.clone()
     }
+}
 
+impl Connector for Zulip {
     /// The sinks of the realms that have one, as built-in handlers. Their
     /// REST calls run on `runtime` (the daemon's); the dispatcher's worker
     /// threads wait for them.
-    pub fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin> {
+    fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin> {
         self.realms
             .iter()
             .filter(|r| r.cfg.sink)
@@ -134,10 +136,10 @@ impl Zulip {
 
     /// Starts one source task per realm on the current tokio runtime,
     /// each accepting through an [`Intake`] as `zulip:<realm>`.
-    pub(crate) fn start(
+    fn start(
         &self,
         dispatcher: &Dispatcher,
-        max_batch: usize,
+        limits: &DispatchConfig,
         stop: &watch::Receiver<bool>,
     ) -> Vec<JoinHandle<()>> {
         self.realms
@@ -146,7 +148,7 @@ impl Zulip {
                 let intake = Intake::new(
                     dispatcher.clone(),
                     format!("zulip:{}", r.cfg.name),
-                    max_batch,
+                    limits.max_batch,
                     stop.clone(),
                     r.state.source.clone(),
                 );

@@ -113,6 +113,18 @@ impl RealmConfig {
     }
 }
 
+impl crate::connectors::Section for RealmSection {
+    type Config = RealmConfig;
+
+    fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<RealmConfig, String> {
+        RealmSection::resolve(self, env)
+    }
+
+    fn check_all(all: &[RealmConfig]) -> Result<(), String> {
+        validate_realms(all)
+    }
+}
+
 impl RealmSection {
     /// Checks the section and reads the key. `env` looks up environment
     /// variables (injected so tests need not touch the process environment).
