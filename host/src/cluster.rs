@@ -20,7 +20,10 @@
 //!   lines in a stream every node copies into its store, dead letters in
 //!   a KV bucket every node watches, each node's counters in a KV bucket
 //!   every node sums.
-//! - Not shared yet: handler KV, tokens, schemas.
+//! - **Handler KV** ([`ClusterKv`]): one KV bucket, every write a
+//!   compare-and-set on the key's revision (`kv.rs`).
+//! - **Tokens and schemas** ([`ClusterRegistry`]): KV buckets every node
+//!   watches into its store.
 //!
 //! The client runs on its own small tokio runtime on a dedicated thread:
 //! the inbox's methods are blocking (the dispatcher calls them from worker
@@ -28,6 +31,7 @@
 
 mod inbox;
 mod journal;
+mod kv;
 mod registry;
 
 use std::path::PathBuf;
@@ -36,6 +40,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use inbox::{JetStreamInbox, LOCAL_PREFETCH};
+pub use kv::ClusterKv;
 pub use registry::ClusterRegistry;
 
 /// `[cluster]` in the config file; present with `nats` set: cluster mode.

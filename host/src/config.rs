@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::connectors::resolve_all;
 use crate::dispatch::{BreakerPolicy, DispatchConfig};
 use crate::limits::{Limits, LimitsSpec};
 use crate::runtime::RuntimeConfig;
@@ -80,7 +81,7 @@ pub struct ConfigFile {
     pub breaker: BreakerSection,
     /// Zulip realms to connect to, one `[[zulip]]` table each.
     #[serde(default)]
-    pub zulip: Vec<crate::zulip::RealmSection>,
+    pub zulip: Vec<crate::connectors::zulip::RealmSection>,
     /// Redis event buses, one `[[redis]]` table each.
     #[serde(default)]
     pub redis: Vec<crate::connectors::redis::RedisSection>,
@@ -276,7 +277,7 @@ pub struct Config {
     /// Longest synchronous wait.
     pub max_wait: Duration,
     /// Zulip realms, keys already read.
-    pub zulip: Vec<crate::zulip::RealmConfig>,
+    pub zulip: Vec<crate::connectors::zulip::RealmConfig>,
     /// Redis buses, passwords already read.
     pub redis: Vec<crate::connectors::redis::RedisConfig>,
     /// Webhook endpoints, secrets already read.
@@ -430,31 +431,13 @@ impl Config {
         runtime.pool_memory_bytes = ceilings.memory_bytes;
         runtime.max_component_bytes = dispatch.max_component_bytes;
 
-        // Zulip API keys are read here, once, from the file or environment
-        // variable each realm names.
-        let zulip = file
-            .zulip
-            .iter()
-            .map(|r| r.resolve(&|var| std::env::var(var).ok()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ConfigError::Invalid)?;
-        crate::zulip::validate_realms(&zulip).map_err(ConfigError::Invalid)?;
-        // The same for Redis passwords and webhook secrets.
+        // Connector secrets (Zulip API keys, Redis passwords, webhook
+        // secrets) are read here, once, from the file or environment
+        // variable each section names.
         let env = |var: &str| std::env::var(var).ok();
-        let redis = file
-            .redis
-            .iter()
-            .map(|r| r.resolve(&env))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ConfigError::Invalid)?;
-        crate::connectors::redis::validate_buses(&redis).map_err(ConfigError::Invalid)?;
-        let webhooks = file
-            .webhook
-            .iter()
-            .map(|w| w.resolve(&env))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ConfigError::Invalid)?;
-        crate::connectors::webhook::validate_webhooks(&webhooks).map_err(ConfigError::Invalid)?;
+        let zulip = resolve_all(&file.zulip, &env).map_err(ConfigError::Invalid)?;
+        let redis = resolve_all(&file.redis, &env).map_err(ConfigError::Invalid)?;
+        let webhooks = resolve_all(&file.webhook, &env).map_err(ConfigError::Invalid)?;
         let cluster = file.cluster.resolve().map_err(ConfigError::Invalid)?;
 
         Ok(Config {

@@ -163,6 +163,9 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
             let registry = match (cluster, &cfg.cluster) {
                 (Some(inbox), Some(_)) => {
                     let node = inbox.node();
+                    let kv = crate::cluster::ClusterKv::join(&inbox)
+                        .context("opening the cluster's handler KV")?;
+                    dispatcher.share_kv(Arc::new(kv));
                     let r = ClusterRegistry::join(&inbox, store, &dispatcher, node)
                         .context("joining the cluster's registry")?;
                     Some(r)
@@ -183,15 +186,17 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
 
     let retention = {
         let store = store.clone();
+        let d = dispatcher.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RETENTION_EVERY);
             loop {
                 tick.tick().await;
                 let store = store.clone();
+                let d = d.clone();
                 let swept = tokio::task::spawn_blocking(move || {
                     Ok::<_, crate::store::StoreError>((
                         store.enforce_retention()?,
-                        store.sweep_expired_kv()?,
+                        d.sweep_expired_kv()?,
                     ))
                 })
                 .await;

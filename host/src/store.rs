@@ -127,7 +127,9 @@ use codec::{AbortExt, SledExt, TxResult, corrupt, decode, encode, tx_err};
 
 pub use external::AttemptKind;
 pub use inbox::{Inbox, InboxHooks, Ready};
+pub use kv::kv_item;
 pub use loginbox::LogInbox;
+pub use records::page_size;
 pub use records::{
     AttemptError, AuditEntry, DEFAULT_PAGE, DeadLetter, DeadLetterQuery, EmittedEvent, EventTotals,
     HandlerLog, HandlerRecord, HandlerStats, KvItem, KvPage, LogEntry, LogPage, LogQuery, MAX_PAGE,

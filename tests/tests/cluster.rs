@@ -10,10 +10,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hookbox_tests::daemon::Daemon;
+use hookbox_tests::daemon::{Body, Daemon};
 use hookbox_tests::guests;
 use hookbox_tests::nats_server::NatsServer;
 use hookbox_tests::read;
+use reqwest::Method;
 use serde_json::{Value, json};
 
 /// Each node runs deliveries on two workers (CI has two cores).
@@ -406,5 +407,120 @@ fn dead_letters_log_and_stats_are_read_from_any_node() {
     a.wait_until("node a to drop the purged dead letters", || {
         let r = a.get("/v1/dead-letters?handler=sleepy").expect(200).json;
         (r["dead_letters"].as_array().map(Vec::len) == Some(0)).then_some(())
+    });
+}
+
+/// Handler KV is the cluster's: a counter incremented by deliveries on
+/// both nodes at once counts every one (each increment a compare-and-set
+/// in the shared bucket), and either node's API reads it.
+#[test]
+fn handler_kv_is_shared_and_atomic_across_nodes() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "30s");
+    let b = node(&nats, "30s");
+    let good = json!({"name": "counter", "subscription": {"events": ["tick"]}});
+    a.deploy(&good.to_string(), &read(guests::GOOD)).expect(201);
+    b.wait_until("node b to route to the handler deployed on a", || {
+        let r = b.publish(&json!({"type": "tick"}), false).expect(202);
+        (r.json["events"][0]["handlers"] == json!(["counter"])).then_some(())
+    });
+    // Both nodes fetch its deliveries before the rest is published.
+    a.wait_until("both nodes to take deliveries for the handler", || {
+        let c = a.get("/v1/cluster").expect(200).json;
+        let running = c["nodes"]
+            .as_array()?
+            .iter()
+            .filter(|n| n["runs"] == json!(["counter"]))
+            .count();
+        (running == 2).then_some(())
+    });
+    let mut sent = 1;
+    for d in [&a, &b, &a, &b] {
+        let batch: Vec<Value> = (0..25).map(|_| json!({"type": "tick"})).collect();
+        for e in d.publish(&json!(batch), false).expect(202).json["events"]
+            .as_array()
+            .unwrap()
+        {
+            assert_eq!(e["handlers"], json!(["counter"]), "{e}");
+        }
+        sent += 25;
+    }
+    let ran = |d: &Daemon| {
+        d.metric("hookbox_deliveries_total{handler=\"counter\",outcome=\"ok\"}")
+            .unwrap_or(0.0) as u64
+    };
+    a.wait_until("every tick to be delivered", || {
+        (ran(&a) + ran(&b) == sent).then_some(())
+    });
+    eprintln!("kv: a ran {}, b ran {}", ran(&a), ran(&b));
+    let want = sent.to_string();
+    for d in [&b, &a] {
+        let item = d
+            .get("/v1/handlers/counter/kv/count?tenant=")
+            .expect(200)
+            .json;
+        assert_eq!(item["value"], want.as_str(), "{item}");
+        let page = d.get("/v1/handlers/counter/kv?tenant=").expect(200).json;
+        assert_eq!(page["entries"][0]["key"], "count", "{page}");
+    }
+    // Deleting the handler drops its keys for every node.
+    a.delete("/v1/handlers/counter").expect(204);
+    a.deploy(&good.to_string(), &read(guests::GOOD)).expect(201);
+    b.wait_until("node b to have the redeployed handler", || {
+        (b.get("/v1/handlers/counter").status == 200).then_some(())
+    });
+    assert_eq!(b.get("/v1/handlers/counter/kv/count?tenant=").status, 404);
+}
+
+/// API tokens and payload schemas are the cluster's: a token created on
+/// node a authenticates on node b until b revokes it, which a then
+/// refuses; a schema put on a validates on b until b removes it.
+#[test]
+fn tokens_and_schemas_made_on_one_node_hold_on_the_other() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "30s");
+    let b = node(&nats, "30s");
+    let made = a
+        .post("/v1/tokens", &json!({"name": "ci", "scopes": ["publish"]}))
+        .expect(201)
+        .json;
+    let (id, secret) = (
+        made["token"]["id"].as_str().unwrap(),
+        made["secret"].as_str().unwrap(),
+    );
+    let publish_as = |d: &Daemon, event: Value| {
+        d.send(Method::POST, "/v1/events", Some(secret), Body::Json(event))
+            .status
+    };
+    b.wait_until("node b to accept a token made on a", || {
+        (publish_as(&b, json!({"type": "order"})) == 202).then_some(())
+    });
+    b.delete(&format!("/v1/tokens/{id}")).expect(204);
+    assert_eq!(publish_as(&b, json!({"type": "order"})), 401);
+    a.wait_until("node a to refuse the token revoked on b", || {
+        (publish_as(&a, json!({"type": "order"})) == 401).then_some(())
+    });
+
+    let schema = json!({
+        "type": "object",
+        "required": ["n"],
+        "properties": {"n": {"type": "integer"}},
+    });
+    a.put("/v1/schemas/order", &schema).expect(200);
+    let bad = json!({"type": "order", "payload": {"n": "x"}});
+    b.wait_until("node b to validate against a schema put on a", || {
+        let r = b.publish(&bad, false);
+        (r.status != 202).then_some(r)
+    })
+    .expect(422);
+    b.publish(&json!({"type": "order", "payload": {"n": 1}}), false)
+        .expect(202);
+    assert_eq!(
+        b.get("/v1/schemas/order").expect(200).json["schema"],
+        schema
+    );
+    b.delete("/v1/schemas/order").expect(204);
+    a.wait_until("node a to drop the schema removed on b", || {
+        (a.publish(&bad, false).status == 202).then_some(())
     });
 }

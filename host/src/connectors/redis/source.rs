@@ -31,9 +31,9 @@ use redis::streams::StreamReadReply;
 use super::config::{RedisConfig, RedisMode};
 use super::envelope::{Mapped, Origin, map_message};
 use super::status::BusState;
+use crate::connectors::backoff::Backoff;
 use crate::connectors::intake::{Intake, Stopped};
 use crate::event::EventInput;
-use crate::zulip::backoff::Backoff;
 
 /// A subscription this long without a message is pinged.
 const PING_EVERY: Duration = Duration::from_secs(15);
@@ -296,9 +296,7 @@ impl Source {
         if inputs.is_empty() {
             return Ok(());
         }
-        let state = self.state.clone();
-        let local = move |kind: &str, message: &str| state.local_error(kind, message);
-        let taken = self.intake.accept_all(inputs, &local).await?;
+        let taken = self.intake.accept_all(inputs).await?;
         for (i, why) in &taken.refused {
             self.skip("refused", &places[*i], why, stream);
         }
