@@ -18,8 +18,11 @@
 //! open loop, at one rate for every path (half the slower Hookbox path's
 //! saturated rate), latency from before the send to the output entry read
 //! back. The daemon's CPU by thread during the saturated phase is the
-//! report's profile. Run with `cargo bench -p hookbox-tests --bench
-//! connectors` (needs `redis-server`, like the connector tests).
+//! report's profile; with `HOOKBOX_BENCH_PERF=1`, `perf record` samples
+//! the daemon during each saturated Hookbox phase too (files under
+//! `target/hookbox-bench/`, for `perf report -i …`). Run with `cargo bench
+//! -p hookbox-tests --bench connectors` (needs `redis-server`, like the
+//! connector tests).
 
 // Shared with the `daemon` bench, which uses more of it.
 #[allow(dead_code)]
@@ -481,6 +484,26 @@ fn cpu_profile(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, se
     format!("{total:.0}% of a core: {}", parts.join(", "))
 }
 
+/// `HOOKBOX_BENCH_PERF=1`: samples the daemon `pid` for `secs` with
+/// `perf record` into `target/hookbox-bench/connectors-<route>.perf.data`.
+fn perf_record(pid: u32, route: Route, secs: Duration) -> Option<std::process::Child> {
+    if std::env::var("HOOKBOX_BENCH_PERF").map_or(true, |v| v.is_empty() || v == "0") {
+        return None;
+    }
+    let dir = support::workspace_root().join("target").join("hookbox-bench");
+    std::fs::create_dir_all(&dir).ok()?;
+    let out = dir.join(format!("connectors-{route:?}.perf.data").to_lowercase());
+    std::process::Command::new("perf")
+        .args(["record", "-F", "999", "-p", &pid.to_string(), "-o"])
+        .arg(&out)
+        .args(["--", "sleep", &format!("{:.1}", secs.as_secs_f64())])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| eprintln!("perf record: {e}"))
+        .ok()
+}
+
 /// What a saturated phase measured.
 struct Saturated {
     per_s: f64,
@@ -512,11 +535,15 @@ fn saturate(phase: &Phase, track: &Arc<Track>, duration: Duration) -> Saturated 
         let pid = phase.daemon.as_ref().map(Daemon::pid);
         let cpu0 = pid.map(thread_ticks).unwrap_or_default();
         let (n0, t0) = (track.n_seen.load(Ordering::Relaxed), Instant::now());
+        let perf = pid.and_then(|pid| perf_record(pid, phase.route, duration - duration / 5));
         std::thread::sleep(duration - duration / 5);
         let n1 = track.n_seen.load(Ordering::Relaxed);
         let secs = t0.elapsed().as_secs_f64();
         let cpu1 = pid.map(thread_ticks).unwrap_or_default();
         stop.store(true, Ordering::Relaxed);
+        if let Some(mut p) = perf {
+            let _ = p.wait();
+        }
         Saturated {
             per_s: (n1 - n0) as f64 / secs,
             profile: if pid.is_some() {

@@ -75,7 +75,7 @@ pub(super) struct Journal {
     stats: kv::Store,
 }
 
-async fn bucket(
+pub(super) async fn bucket(
     js: &jetstream::Context,
     cfg: &ClusterConfig,
     name: &str,

@@ -45,6 +45,22 @@ impl Store {
         event_types: Vec<String>,
         expires_ms: Option<u64>,
     ) -> Result<(TokenRecord, String)> {
+        let (record, secret, _) = self.new_token(name, scopes, tenants, event_types, expires_ms)?;
+        self.insert_token(&record, &secret)?;
+        Ok((record, secret))
+    }
+
+    /// A new token as [`Store::create_token`] makes it, not stored yet:
+    /// its record, its secret and what stores it
+    /// ([`Store::insert_shared_token`]: the record and the secret's hash).
+    pub fn new_token(
+        &self,
+        name: &str,
+        scopes: &[Scope],
+        tenants: Vec<String>,
+        event_types: Vec<String>,
+        expires_ms: Option<u64>,
+    ) -> Result<(TokenRecord, String, Vec<u8>)> {
         if name.is_empty() || scopes.is_empty() {
             return Err(StoreError::BadInput(
                 "a token needs a name and at least one scope".into(),
@@ -62,8 +78,33 @@ impl Store {
             created_ms: now_ms(),
             expires_ms,
         };
-        self.insert_token(&record, &secret)?;
-        Ok((record, secret))
+        let stored = encode(&StoredToken {
+            record: record.clone(),
+            hash: hex::encode(hash(&secret)),
+        })?;
+        Ok((record, secret, stored))
+    }
+
+    /// Stores a token made elsewhere (cluster mode: on any node) from
+    /// [`Store::new_token`]'s bytes; storing it again is harmless.
+    pub fn insert_shared_token(&self, stored: &[u8]) -> Result<()> {
+        let token: StoredToken = decode("tokens", b"shared", stored)?;
+        let h = hex::decode(&token.hash)
+            .ok()
+            .and_then(|h| <[u8; 32]>::try_from(h).ok())
+            .ok_or_else(|| super::corrupt("tokens", b"shared", "hash is not 32 hex bytes"))?;
+        let id = token.record.id.as_str();
+        let t = self.t();
+        (&t.tokens, &t.token_hash)
+            .transaction(|(tokens, by_hash)| {
+                if by_hash.get(&h[..])?.is_none() {
+                    tokens.insert(id, stored)?;
+                    by_hash.insert(&h[..], id)?;
+                }
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.admin_flush()
     }
 
     /// Inserts a token unless one with the same secret exists; whether it did.
