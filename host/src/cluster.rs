@@ -22,7 +22,8 @@
 //!   every node sums.
 //! - **Handler KV** ([`ClusterKv`]): one KV bucket, every write a
 //!   compare-and-set on the key's revision (`kv.rs`).
-//! - Not shared yet: tokens, schemas.
+//! - **Tokens and schemas** ([`ClusterRegistry`]): KV buckets every node
+//!   watches into its store.
 //!
 //! The client runs on its own small tokio runtime on a dedicated thread:
 //! the inbox's methods are blocking (the dispatcher calls them from worker

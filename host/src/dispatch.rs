@@ -300,6 +300,21 @@ pub trait SharedRegistry: Send + Sync + std::fmt::Debug {
 
     /// This node's name.
     fn node(&self) -> String;
+
+    /// Stores a new API token (its record and the secret's hash, as
+    /// [`Store::new_token`] encodes them) for every node.
+    fn put_token(&self, id: &str, stored: &[u8]) -> Result<(), StoreError>;
+
+    /// Revokes an API token on every node.
+    fn delete_token(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Registers (or, `None`, removes) an event type's payload schema on
+    /// every node.
+    fn put_schema(
+        &self,
+        event_type: &str,
+        schema: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError>;
 }
 
 /// Handler KV shared with other nodes (cluster mode): what deliveries
@@ -632,6 +647,10 @@ impl Dispatcher {
     ) -> Result<(), DispatchError> {
         event::validate_type(event_type).map_err(|e| DispatchError::Invalid(e.to_string()))?;
         let validator = schemas::compile(schema).map_err(DispatchError::Invalid)?;
+        // Shared first: refused by the cluster, it changes nothing here.
+        if let Some(shared) = self.inner.shared.get() {
+            shared.put_schema(event_type, Some(schema))?;
+        }
         self.inner.store.put_schema(event_type, schema, actor)?;
         self.inner.schemas.set(event_type, validator);
         Ok(())
@@ -639,9 +658,73 @@ impl Dispatcher {
 
     /// Removes the payload schema of an event type; whether it had one. Blocking.
     pub fn delete_schema(&self, event_type: &str, actor: &str) -> Result<bool, DispatchError> {
+        if let Some(shared) = self.inner.shared.get() {
+            shared.put_schema(event_type, None)?;
+        }
         let existed = self.inner.store.delete_schema(event_type, actor)?;
         self.inner.schemas.remove(event_type);
         Ok(existed)
+    }
+
+    /// A schema change another node made (cluster mode): applied here,
+    /// shared no further. Blocking.
+    pub fn apply_shared_schema(
+        &self,
+        event_type: &str,
+        schema: Option<&serde_json::Value>,
+    ) -> Result<(), DispatchError> {
+        let store = &self.inner.store;
+        match schema {
+            Some(s) => {
+                if store.schema(event_type)?.as_ref() == Some(s) {
+                    return Ok(());
+                }
+                let validator = schemas::compile(s).map_err(DispatchError::Invalid)?;
+                store.put_schema(event_type, s, "cluster")?;
+                self.inner.schemas.set(event_type, validator);
+            }
+            None => {
+                store.delete_schema(event_type, "cluster")?;
+                self.inner.schemas.remove(event_type);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates an API token (see [`Store::create_token`]), in cluster mode
+    /// for every node: it is stored in the cluster first, and a refusal
+    /// there creates nothing. Blocking.
+    pub fn create_token(
+        &self,
+        name: &str,
+        scopes: &[crate::store::Scope],
+        tenants: Vec<String>,
+        event_types: Vec<String>,
+        expires_ms: Option<u64>,
+    ) -> Result<(crate::store::TokenRecord, String), StoreError> {
+        let store = &self.inner.store;
+        match self.inner.shared.get() {
+            Some(shared) => {
+                let (record, secret, stored) =
+                    store.new_token(name, scopes, tenants, event_types, expires_ms)?;
+                shared.put_token(&record.id, &stored)?;
+                store.insert_shared_token(&stored)?;
+                Ok((record, secret))
+            }
+            None => store.create_token(name, scopes, tenants, event_types, expires_ms),
+        }
+    }
+
+    /// Revokes an API token; whether it existed here. In cluster mode it is
+    /// revoked in the cluster first (a refusal there revokes nothing).
+    /// Blocking.
+    pub fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
+        if let Some(shared) = self.inner.shared.get()
+            && self.inner.store.token_exists(id)?
+        {
+            shared.delete_token(id)?;
+        }
+        self.inner.store.revoke_token(id)
     }
 
     /// One handler's circuit breaker, when the handler is loaded.

@@ -10,10 +10,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hookbox_tests::daemon::Daemon;
+use hookbox_tests::daemon::{Body, Daemon};
 use hookbox_tests::guests;
 use hookbox_tests::nats_server::NatsServer;
 use hookbox_tests::read;
+use reqwest::Method;
 use serde_json::{Value, json};
 
 /// Each node runs deliveries on two workers (CI has two cores).
@@ -469,4 +470,57 @@ fn handler_kv_is_shared_and_atomic_across_nodes() {
         (b.get("/v1/handlers/counter").status == 200).then_some(())
     });
     assert_eq!(b.get("/v1/handlers/counter/kv/count?tenant=").status, 404);
+}
+
+/// API tokens and payload schemas are the cluster's: a token created on
+/// node a authenticates on node b until b revokes it, which a then
+/// refuses; a schema put on a validates on b until b removes it.
+#[test]
+fn tokens_and_schemas_made_on_one_node_hold_on_the_other() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "30s");
+    let b = node(&nats, "30s");
+    let made = a
+        .post("/v1/tokens", &json!({"name": "ci", "scopes": ["publish"]}))
+        .expect(201)
+        .json;
+    let (id, secret) = (
+        made["token"]["id"].as_str().unwrap(),
+        made["secret"].as_str().unwrap(),
+    );
+    let publish_as = |d: &Daemon, event: Value| {
+        d.send(Method::POST, "/v1/events", Some(secret), Body::Json(event))
+            .status
+    };
+    b.wait_until("node b to accept a token made on a", || {
+        (publish_as(&b, json!({"type": "order"})) == 202).then_some(())
+    });
+    b.delete(&format!("/v1/tokens/{id}")).expect(204);
+    assert_eq!(publish_as(&b, json!({"type": "order"})), 401);
+    a.wait_until("node a to refuse the token revoked on b", || {
+        (publish_as(&a, json!({"type": "order"})) == 401).then_some(())
+    });
+
+    let schema = json!({
+        "type": "object",
+        "required": ["n"],
+        "properties": {"n": {"type": "integer"}},
+    });
+    a.put("/v1/schemas/order", &schema).expect(200);
+    let bad = json!({"type": "order", "payload": {"n": "x"}});
+    b.wait_until("node b to validate against a schema put on a", || {
+        let r = b.publish(&bad, false);
+        (r.status != 202).then_some(r)
+    })
+    .expect(422);
+    b.publish(&json!({"type": "order", "payload": {"n": 1}}), false)
+        .expect(202);
+    assert_eq!(
+        b.get("/v1/schemas/order").expect(200).json["schema"],
+        schema
+    );
+    b.delete("/v1/schemas/order").expect(204);
+    a.wait_until("node a to drop the schema removed on b", || {
+        (a.publish(&bad, false).status == 202).then_some(())
+    });
 }

@@ -44,14 +44,14 @@ use crate::store::{KvItem, KvPage};
 /// Compare-and-set rounds lost in a row before a write gives up.
 const CAS_ATTEMPTS: usize = 1000;
 
-fn part(bytes: &[u8]) -> String {
+pub(super) fn part(bytes: &[u8]) -> String {
     format!(
         "_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     )
 }
 
-fn unpart(token: &str) -> Option<Vec<u8>> {
+pub(super) fn unpart(token: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token.strip_prefix('_')?)
         .ok()
