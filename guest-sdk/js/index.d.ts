@@ -115,8 +115,136 @@ export declare namespace zulip {
     reactionType: string;
   }
   interface HeartbeatEvent { kind: 'heartbeat' }
+  interface Stream {
+    streamId: number;
+    name: string;
+    description?: string;
+    renderedDescription?: string;
+    inviteOnly?: boolean;
+    isWebPublic?: boolean;
+    isArchived?: boolean;
+    historyPublicToSubscribers?: boolean;
+    creatorId?: number;
+    dateCreated?: number;
+    firstMessageId?: number;
+    messageRetentionDays?: number;
+    subscriberCount?: number;
+    folderId?: number;
+    streamWeeklyTraffic?: number;
+  }
+  interface Subscription { stream: Stream; color?: string; isMuted?: boolean; pinToTop?: boolean; subscribers: number[] }
+  type SubscriptionEvent =
+    | { kind: 'subscription'; op: 'add'; subscriptions: Subscription[] }
+    | { kind: 'subscription'; op: 'remove'; subscriptions: { streamId: number; name?: string }[] }
+    | { kind: 'subscription'; op: 'update'; streamId: number; property: string; value: unknown }
+    | { kind: 'subscription'; op: 'peer_add' | 'peer_remove'; streamIds: number[]; userIds: number[] };
+  type StreamEvent =
+    | { kind: 'stream'; op: 'create'; streams: Stream[] }
+    | { kind: 'stream'; op: 'delete'; streams: { streamId: number }[]; streamIds: number[]; deletedIds: number[] }
+    | {
+        kind: 'stream';
+        op: 'update';
+        streamId: number;
+        name?: string;
+        property: string;
+        value: unknown;
+        renderedDescription?: string;
+        historyPublicToSubscribers?: boolean;
+        isWebPublic?: boolean;
+      };
+  interface RealmUser {
+    userId: number;
+    email?: string;
+    deliveryEmail?: string;
+    fullName: string;
+    role?: number;
+    isBot?: boolean;
+    isActive?: boolean;
+    timezone?: string;
+    dateJoined?: string;
+    avatarUrl?: string;
+    botOwnerId?: number;
+  }
+  type RealmUserEvent =
+    | { kind: 'realm_user'; op: 'add'; person: RealmUser }
+    | { kind: 'realm_user'; op: 'remove'; person: { userId: number; fullName?: string } }
+    /** `changes`: the raw JSON fields that changed (snake_case, as Zulip sends them). */
+    | { kind: 'realm_user'; op: 'update'; person: { userId: number; changes: Record<string, unknown> } };
+  type RealmEvent =
+    | { kind: 'realm'; op: 'update'; property: string; value: unknown }
+    | { kind: 'realm'; op: 'update_dict'; property: string; data: Record<string, unknown> }
+    | { kind: 'realm'; op: 'deactivated'; realmId: number };
+  interface UserGroup {
+    id: number;
+    name: string;
+    description?: string;
+    members: number[];
+    directSubgroupIds: number[];
+    creatorId?: number;
+    dateCreated?: number;
+    isSystemGroup?: boolean;
+    deactivated?: boolean;
+  }
+  type UserGroupEvent =
+    | { kind: 'user_group'; op: 'add'; group: UserGroup }
+    | { kind: 'user_group'; op: 'update'; groupId: number; data: Record<string, unknown> }
+    | { kind: 'user_group'; op: 'remove'; groupId: number }
+    | { kind: 'user_group'; op: 'add_members' | 'remove_members'; groupId: number; userIds: number[] }
+    | { kind: 'user_group'; op: 'add_subgroups' | 'remove_subgroups'; groupId: number; directSubgroupIds: number[] };
+  interface TypingUser { userId: number; email?: string }
+  interface TypingEvent {
+    kind: 'typing';
+    op: 'start' | 'stop';
+    sender: TypingUser;
+    messageType: string;
+    recipients: TypingUser[];
+    streamId?: number;
+    topic?: string;
+  }
+  interface UserStatusEvent {
+    kind: 'user_status';
+    userId: number;
+    away?: boolean;
+    statusText?: string;
+    emojiName?: string;
+    emojiCode?: string;
+    reactionType?: string;
+  }
+  interface UserPresence { userId: number; status: 'active' | 'idle'; timestamp: number }
+  interface PresenceEvent {
+    kind: 'presence';
+    userId?: number;
+    email?: string;
+    serverTimestamp?: number;
+    /** Legacy shape: per client (raw JSON). */
+    presence: Record<string, unknown>;
+    /** Modern shape: by user id (raw JSON). */
+    presences: Record<string, unknown>;
+    /** Each user's status from either shape. */
+    users: UserPresence[];
+  }
+  interface RealmEmoji { id: string; name: string; sourceUrl?: string; stillUrl?: string; deactivated?: boolean; authorId?: number }
+  type RealmEmojiEvent =
+    | { kind: 'realm_emoji'; op: 'update'; realmEmoji: Record<string, RealmEmoji> }
+    | { kind: 'realm_emoji'; op: 'add'; emoji: RealmEmoji }
+    | { kind: 'realm_emoji'; op: 'update_one'; emojiId: string; data: Record<string, unknown> };
   interface OtherEvent { kind: 'other'; type: string; raw: Record<string, unknown> }
-  type ZulipEvent = MessageEvent | UpdateMessageEvent | DeleteMessageEvent | ReactionEvent | HeartbeatEvent | OtherEvent;
+  type ZulipEvent =
+    | MessageEvent
+    | UpdateMessageEvent
+    | DeleteMessageEvent
+    | ReactionEvent
+    | SubscriptionEvent
+    | StreamEvent
+    | RealmUserEvent
+    | RealmEvent
+    | UserGroupEvent
+    | TypingEvent
+    | UserStatusEvent
+    | PresenceEvent
+    | RealmEmojiEvent
+    | HeartbeatEvent
+    | OtherEvent;
   function hookboxType(raw: unknown): string;
   function parse(raw: unknown): ZulipEvent;
   function parseMessage(raw: unknown): Message;

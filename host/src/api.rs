@@ -52,9 +52,9 @@ use utoipa_axum::routes;
 
 use crate::connectors::redis::RedisStatus;
 use crate::connectors::webhook::WebhookStatus;
+use crate::connectors::zulip::ZulipStatus;
 use crate::dispatch::Dispatcher;
 use crate::store::Store;
-use crate::zulip::ZulipStatus;
 use error::{ApiError, ApiResult};
 
 pub use error::{ErrorBody, ErrorDetail};

@@ -16,14 +16,22 @@
 //! - **The registry** ([`ClusterRegistry`]): handlers and versions in a KV
 //!   bucket (compare-and-set picks version numbers), components in the
 //!   object store; every node's store is a view kept by a watch.
-//! - Not shared yet: the delivery log, stats and dead letters (each node
-//!   keeps those of the deliveries it ran), handler KV.
+//! - **The delivery log, dead letters and stats** (`journal.rs`): log
+//!   lines in a stream every node copies into its store, dead letters in
+//!   a KV bucket every node watches, each node's counters in a KV bucket
+//!   every node sums.
+//! - **Handler KV** ([`ClusterKv`]): one KV bucket, every write a
+//!   compare-and-set on the key's revision (`kv.rs`).
+//! - **Tokens and schemas** ([`ClusterRegistry`]): KV buckets every node
+//!   watches into its store.
 //!
 //! The client runs on its own small tokio runtime on a dedicated thread:
 //! the inbox's methods are blocking (the dispatcher calls them from worker
 //! threads and blocking tasks) and wait on that runtime.
 
 mod inbox;
+mod journal;
+mod kv;
 mod registry;
 
 use std::path::PathBuf;
@@ -32,6 +40,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use inbox::{JetStreamInbox, LOCAL_PREFETCH};
+pub use kv::ClusterKv;
 pub use registry::ClusterRegistry;
 
 /// `[cluster]` in the config file; present with `nats` set: cluster mode.

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::connectors::resolve_all;
 use crate::dispatch::{BreakerPolicy, DispatchConfig};
 use crate::limits::{Limits, LimitsSpec};
 use crate::runtime::RuntimeConfig;
@@ -80,7 +81,7 @@ pub struct ConfigFile {
     pub breaker: BreakerSection,
     /// Zulip realms to connect to, one `[[zulip]]` table each.
     #[serde(default)]
-    pub zulip: Vec<crate::zulip::RealmSection>,
+    pub zulip: Vec<crate::connectors::zulip::RealmSection>,
     /// Redis event buses, one `[[redis]]` table each.
     #[serde(default)]
     pub redis: Vec<crate::connectors::redis::RedisSection>,
@@ -147,7 +148,7 @@ pub struct StoreSection {
     pub cache_mb: Option<u64>,
     /// `sync` (default: flush before acknowledging), `group`, or `none`.
     pub durability: Option<DurabilityName>,
-    /// `sled` (default) or `log`: where accepted events wait.
+    /// `log` (default) or `sled`: where accepted events wait.
     pub inbox: Option<InboxName>,
     /// Group-commit interval for `durability = "group"` (default `5ms`).
     #[serde(default, with = "opt_duration")]
@@ -210,6 +211,10 @@ pub struct RuntimeSection {
     pub pooling: Option<bool>,
     /// Instances in the pool (default 256).
     pub pool_instances: Option<u32>,
+    /// Handlers that may hold an instance prepared ahead of their next
+    /// event (default 16; 0: off). Only handlers with a costly start-up
+    /// (Python, JavaScript) get one.
+    pub prepare_ahead: Option<usize>,
     /// Epoch tick: the timeout granularity (default `10ms`).
     #[serde(default, with = "opt_duration")]
     pub epoch_tick: Option<Duration>,
@@ -272,7 +277,7 @@ pub struct Config {
     /// Longest synchronous wait.
     pub max_wait: Duration,
     /// Zulip realms, keys already read.
-    pub zulip: Vec<crate::zulip::RealmConfig>,
+    pub zulip: Vec<crate::connectors::zulip::RealmConfig>,
     /// Redis buses, passwords already read.
     pub redis: Vec<crate::connectors::redis::RedisConfig>,
     /// Webhook endpoints, secrets already read.
@@ -334,7 +339,7 @@ impl Config {
         };
         let mut store = StoreOptions {
             durability,
-            inbox: match file.store.inbox.unwrap_or(InboxName::Sled) {
+            inbox: match file.store.inbox.unwrap_or(InboxName::Log) {
                 InboxName::Sled => InboxKind::Sled,
                 InboxName::Log => InboxKind::Log,
             },
@@ -395,6 +400,9 @@ impl Config {
         if let Some(n) = file.runtime.pool_instances {
             runtime.pool_instances = n;
         }
+        if let Some(n) = file.runtime.prepare_ahead {
+            runtime.prepare_ahead = n;
+        }
         if let Some(t) = file.runtime.epoch_tick {
             if t.is_zero() {
                 return Err(ConfigError::Invalid(
@@ -423,31 +431,13 @@ impl Config {
         runtime.pool_memory_bytes = ceilings.memory_bytes;
         runtime.max_component_bytes = dispatch.max_component_bytes;
 
-        // Zulip API keys are read here, once, from the file or environment
-        // variable each realm names.
-        let zulip = file
-            .zulip
-            .iter()
-            .map(|r| r.resolve(&|var| std::env::var(var).ok()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ConfigError::Invalid)?;
-        crate::zulip::validate_realms(&zulip).map_err(ConfigError::Invalid)?;
-        // The same for Redis passwords and webhook secrets.
+        // Connector secrets (Zulip API keys, Redis passwords, webhook
+        // secrets) are read here, once, from the file or environment
+        // variable each section names.
         let env = |var: &str| std::env::var(var).ok();
-        let redis = file
-            .redis
-            .iter()
-            .map(|r| r.resolve(&env))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ConfigError::Invalid)?;
-        crate::connectors::redis::validate_buses(&redis).map_err(ConfigError::Invalid)?;
-        let webhooks = file
-            .webhook
-            .iter()
-            .map(|w| w.resolve(&env))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ConfigError::Invalid)?;
-        crate::connectors::webhook::validate_webhooks(&webhooks).map_err(ConfigError::Invalid)?;
+        let zulip = resolve_all(&file.zulip, &env).map_err(ConfigError::Invalid)?;
+        let redis = resolve_all(&file.redis, &env).map_err(ConfigError::Invalid)?;
+        let webhooks = resolve_all(&file.webhook, &env).map_err(ConfigError::Invalid)?;
         let cluster = file.cluster.resolve().map_err(ConfigError::Invalid)?;
 
         Ok(Config {
@@ -529,7 +519,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.data_dir, PathBuf::from("./hookbox-data"));
         assert!(matches!(c.store.durability, Durability::Sync));
-        assert_eq!(c.store.inbox, InboxKind::Sled);
+        assert_eq!(c.store.inbox, InboxKind::Log);
         assert_eq!(c.dispatch.default_limits, Limits::default());
     }
 
@@ -543,7 +533,7 @@ mod tests {
             durability = "group"
             group_commit = "2ms"
             cache_mb = 32
-            inbox = "log"
+            inbox = "sled"
             [dispatch]
             workers = 4
             idempotency_window = "1h"
@@ -569,7 +559,7 @@ mod tests {
         assert!(
             matches!(c.store.durability, Durability::Group { interval } if interval == Duration::from_millis(2))
         );
-        assert_eq!(c.store.inbox, InboxKind::Log);
+        assert_eq!(c.store.inbox, InboxKind::Sled);
         assert_eq!(c.store.cache_bytes, 32 << 20);
         assert_eq!(c.dispatch.workers, 4);
         assert_eq!(c.dispatch.default_limits.fuel, 1000);

@@ -6,24 +6,36 @@
 //!   [`Dispatcher::accept`] returned, so what it acknowledged is durable. It
 //!   is a task started by [`Connectors::start`] and stopped by
 //!   [`Running::shutdown`]; [`intake`] is the accept loop they share
-//!   (batches, a full queue waited out, refused events counted).
+//!   (batches, a full queue waited out, refused events set aside) and
+//!   [`backoff`] their reconnection schedule.
 //! - A **sink** is a [`Builtin`] handler named `<kind>:<name>` that performs
 //!   one kind of side effect for the events handlers emit (`zulip.*`,
 //!   `redis.publish`, `webhook.send`), with the queue's retries, circuit
 //!   breaker and dead letters. Handlers never touch the network; the config
 //!   file names every endpoint, so it is the allow-list.
 //!
-//! Systems: Zulip ([`crate::zulip`], source and sink), a Redis event bus
+//! - What they share besides: secrets read from a file or an environment
+//!   variable ([`Secret`]), status made of a source's and a sink's health
+//!   ([`status`]), names and bounds checked alike ([`check_name`],
+//!   [`bounded`]), a sink's retry policy ([`sink_policy`]), its calls run
+//!   on the daemon's runtime ([`block_on`]) and its backpressure ([`Pause`]).
+//!
+//! Systems: Zulip ([`zulip`], source and sink), a Redis event bus
 //! ([`redis`], source and sink), outgoing webhooks ([`webhook`]: Standard
-//! Webhooks, Discord, Slack; sink only). Adding one is a module here plus
-//! a line in [`Connectors::new`], [`Connectors::builtins`] and
-//! [`Connectors::start`].
+//! Webhooks, Discord, Slack; sink only). Adding one (Slack events, a
+//! Discord gateway, Kafka) is a module here: its config section
+//! implementing [`Section`] (read once, secrets included), its running
+//! side implementing [`Connector`] (sinks as built-in handlers, sources as
+//! tasks accepting through an `Intake`), its status made of the shared
+//! health types — plus a field in [`ConnectorsConfig`] and [`Connectors`].
 
+pub(crate) mod backoff;
 mod intake;
 pub mod redis;
 mod secret;
 mod status;
 pub mod webhook;
+pub mod zulip;
 
 use std::future::Future;
 use std::time::Duration;
@@ -32,7 +44,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::dispatch::{Builtin, DispatchConfig, Dispatcher};
-use crate::zulip::{RealmConfig, Zulip, ZulipStatus};
+use crate::manifest::DeliveryPolicy;
+use zulip::{RealmConfig, Zulip, ZulipStatus};
 
 pub use secret::Secret;
 pub use status::LastError;
@@ -41,6 +54,53 @@ pub use status::LastError;
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConnectorError(pub String);
+
+/// A connector's config section as written in the file (`[[zulip]]`,
+/// `[[redis]]`, `[[webhook]]`): read once into its validated config,
+/// secrets included, then checked as a list. Nothing reads the file or the
+/// environment later.
+pub trait Section {
+    /// The validated config.
+    type Config;
+    /// Checks one section and reads its secrets through `env` (injected so
+    /// tests need not touch the process environment). Errors name the
+    /// section and the setting, never a secret's value.
+    fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Self::Config, String>;
+    /// Checks the list as a whole (how many, unique names).
+    fn check_all(all: &[Self::Config]) -> Result<(), String>;
+}
+
+/// Resolves every section of one kind, then checks the list.
+pub fn resolve_all<S: Section>(
+    sections: &[S],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<S::Config>, String> {
+    let all = sections
+        .iter()
+        .map(|s| s.resolve(env))
+        .collect::<Result<Vec<_>, _>>()?;
+    S::check_all(&all)?;
+    Ok(all)
+}
+
+/// A system's running side: its sinks as built-in handlers, its sources
+/// as tasks on the current tokio runtime.
+pub(crate) trait Connector {
+    /// The sinks, for [`Dispatcher::start_with`]. Their network calls run
+    /// on `runtime` (the daemon's).
+    fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin>;
+
+    /// Starts the sources, each accepting through an `Intake` within the
+    /// dispatcher's `limits` and stopping when `stop` turns true.
+    fn start(
+        &self,
+        _dispatcher: &Dispatcher,
+        _limits: &DispatchConfig,
+        _stop: &watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        Vec::new()
+    }
+}
 
 /// Every configured connector, ready to start.
 #[derive(Debug)]
@@ -65,30 +125,35 @@ impl Connectors {
     /// Builds every connector's clients. No I/O.
     pub fn new(cfg: ConnectorsConfig) -> Result<Connectors, ConnectorError> {
         Ok(Connectors {
-            zulip: Zulip::new(cfg.zulip).map_err(|e| ConnectorError(e.to_string()))?,
+            zulip: Zulip::new(cfg.zulip)?,
             redis: redis::Redis::new(cfg.redis)?,
             webhooks: webhook::Webhooks::new(cfg.webhooks)?,
         })
     }
 
+    fn all(&self) -> [&dyn Connector; 3] {
+        [&self.zulip, &self.redis, &self.webhooks]
+    }
+
     /// Every sink, as built-in handlers for [`Dispatcher::start_with`].
     /// Their network calls run on `runtime` (the daemon's).
     pub fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin> {
-        let mut all = self.zulip.builtins(runtime.clone());
-        all.extend(self.redis.builtins(runtime.clone()));
-        all.extend(self.webhooks.builtins(runtime));
-        all
+        self.all()
+            .iter()
+            .flat_map(|c| c.builtins(runtime.clone()))
+            .collect()
     }
 
     /// Starts every source on the current tokio runtime, within the
     /// dispatcher's batch and payload limits.
     pub fn start(&self, dispatcher: &Dispatcher, limits: &DispatchConfig) -> Running {
-        let zulip = self.zulip.start(dispatcher, limits.max_batch);
         let (stop, rx) = watch::channel(false);
         let tasks = self
-            .redis
-            .start(dispatcher, limits.max_batch, limits.max_payload_bytes, &rx);
-        Running { zulip, stop, tasks }
+            .all()
+            .iter()
+            .flat_map(|c| c.start(dispatcher, limits, &rx))
+            .collect();
+        Running { stop, tasks }
     }
 
     /// The Zulip realms' live status.
@@ -110,15 +175,15 @@ impl Connectors {
 /// The running sources.
 #[derive(Debug)]
 pub struct Running {
-    zulip: crate::zulip::Sources,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops every source: a read in flight is abandoned (its system keeps
-    /// the messages that were not acknowledged), an accept in flight
-    /// finishes. Waits up to `grace`, then aborts what is left.
+    /// the messages that were not acknowledged: a Zulip queue, a Redis
+    /// stream's pending entries), an accept in flight finishes and its
+    /// position is saved. Waits up to `grace`, then aborts what is left.
     pub async fn shutdown(self, grace: Duration) {
         self.stop.send_replace(true);
         let deadline = tokio::time::Instant::now() + grace;
@@ -129,7 +194,29 @@ impl Running {
                 abort.abort();
             }
         }
-        self.zulip.shutdown(grace).await;
+    }
+}
+
+/// A sink's delivery policy: `max_attempts` with pauses from
+/// `initial_backoff_ms` doubling up to `max_backoff_ms` (20% jitter);
+/// `ordered` keeps deliveries that share a key in order; `concurrency`
+/// caps how many dispatcher workers the sink holds at once.
+pub(crate) fn sink_policy(
+    max_attempts: u32,
+    initial_backoff_ms: u64,
+    max_backoff_ms: u64,
+    ordered: bool,
+    concurrency: u32,
+) -> DeliveryPolicy {
+    DeliveryPolicy {
+        max_attempts,
+        initial_backoff_ms,
+        backoff_factor: 2.0,
+        max_backoff_ms,
+        jitter: 0.2,
+        ordered,
+        concurrency,
+        ..DeliveryPolicy::default()
     }
 }
 

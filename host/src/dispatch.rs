@@ -300,6 +300,47 @@ pub trait SharedRegistry: Send + Sync + std::fmt::Debug {
 
     /// This node's name.
     fn node(&self) -> String;
+
+    /// Stores a new API token (its record and the secret's hash, as
+    /// [`Store::new_token`] encodes them) for every node.
+    fn put_token(&self, id: &str, stored: &[u8]) -> Result<(), StoreError>;
+
+    /// Revokes an API token on every node.
+    fn delete_token(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Registers (or, `None`, removes) an event type's payload schema on
+    /// every node.
+    fn put_schema(
+        &self,
+        event_type: &str,
+        schema: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Handler KV shared with other nodes (cluster mode): what deliveries
+/// read and write instead of this node's store, and what operators list.
+/// Blocking.
+pub trait SharedKv: crate::kv::Kv + std::fmt::Debug {
+    /// As [`Store::kv_list`].
+    fn list(
+        &self,
+        handler: &str,
+        tenant: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::store::KvPage, crate::kv::KvError>;
+    /// As [`Store::kv_get`].
+    fn item(
+        &self,
+        handler: &str,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<crate::store::KvItem>, crate::kv::KvError>;
+    /// As [`Store::sweep_expired_kv`].
+    fn sweep(&self) -> Result<u64, crate::kv::KvError>;
+    /// Drops a deleted handler's entries.
+    fn drop_handler(&self, handler: &str) -> Result<(), crate::kv::KvError>;
 }
 
 /// One node of a cluster, as its last heartbeat says.
@@ -404,6 +445,8 @@ struct Inner {
     recorder: Mutex<Option<JoinHandle<()>>>,
     /// Cluster mode's shared registry, once the node joined it.
     shared: std::sync::OnceLock<Arc<dyn SharedRegistry>>,
+    /// Cluster mode's shared handler KV.
+    shared_kv: std::sync::OnceLock<Arc<dyn SharedKv>>,
 }
 
 impl Dispatcher {
@@ -460,6 +503,7 @@ impl Dispatcher {
             workers: Mutex::new(Vec::new()),
             recorder: Mutex::new(None),
             shared: std::sync::OnceLock::new(),
+            shared_kv: std::sync::OnceLock::new(),
         });
         let started = Instant::now();
         for (event_type, schema) in inner.store.schemas()? {
@@ -603,6 +647,10 @@ impl Dispatcher {
     ) -> Result<(), DispatchError> {
         event::validate_type(event_type).map_err(|e| DispatchError::Invalid(e.to_string()))?;
         let validator = schemas::compile(schema).map_err(DispatchError::Invalid)?;
+        // Shared first: refused by the cluster, it changes nothing here.
+        if let Some(shared) = self.inner.shared.get() {
+            shared.put_schema(event_type, Some(schema))?;
+        }
         self.inner.store.put_schema(event_type, schema, actor)?;
         self.inner.schemas.set(event_type, validator);
         Ok(())
@@ -610,9 +658,73 @@ impl Dispatcher {
 
     /// Removes the payload schema of an event type; whether it had one. Blocking.
     pub fn delete_schema(&self, event_type: &str, actor: &str) -> Result<bool, DispatchError> {
+        if let Some(shared) = self.inner.shared.get() {
+            shared.put_schema(event_type, None)?;
+        }
         let existed = self.inner.store.delete_schema(event_type, actor)?;
         self.inner.schemas.remove(event_type);
         Ok(existed)
+    }
+
+    /// A schema change another node made (cluster mode): applied here,
+    /// shared no further. Blocking.
+    pub fn apply_shared_schema(
+        &self,
+        event_type: &str,
+        schema: Option<&serde_json::Value>,
+    ) -> Result<(), DispatchError> {
+        let store = &self.inner.store;
+        match schema {
+            Some(s) => {
+                if store.schema(event_type)?.as_ref() == Some(s) {
+                    return Ok(());
+                }
+                let validator = schemas::compile(s).map_err(DispatchError::Invalid)?;
+                store.put_schema(event_type, s, "cluster")?;
+                self.inner.schemas.set(event_type, validator);
+            }
+            None => {
+                store.delete_schema(event_type, "cluster")?;
+                self.inner.schemas.remove(event_type);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates an API token (see [`Store::create_token`]), in cluster mode
+    /// for every node: it is stored in the cluster first, and a refusal
+    /// there creates nothing. Blocking.
+    pub fn create_token(
+        &self,
+        name: &str,
+        scopes: &[crate::store::Scope],
+        tenants: Vec<String>,
+        event_types: Vec<String>,
+        expires_ms: Option<u64>,
+    ) -> Result<(crate::store::TokenRecord, String), StoreError> {
+        let store = &self.inner.store;
+        match self.inner.shared.get() {
+            Some(shared) => {
+                let (record, secret, stored) =
+                    store.new_token(name, scopes, tenants, event_types, expires_ms)?;
+                shared.put_token(&record.id, &stored)?;
+                store.insert_shared_token(&stored)?;
+                Ok((record, secret))
+            }
+            None => store.create_token(name, scopes, tenants, event_types, expires_ms),
+        }
+    }
+
+    /// Revokes an API token; whether it existed here. In cluster mode it is
+    /// revoked in the cluster first (a refusal there revokes nothing).
+    /// Blocking.
+    pub fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
+        if let Some(shared) = self.inner.shared.get()
+            && self.inner.store.token_exists(id)?
+        {
+            shared.delete_token(id)?;
+        }
+        self.inner.store.revoke_token(id)
     }
 
     /// One handler's circuit breaker, when the handler is loaded.
@@ -836,6 +948,66 @@ impl Dispatcher {
         let _ = self.inner.shared.set(shared);
     }
 
+    /// Uses a shared handler KV (cluster mode) from now on: deliveries read
+    /// and write it, operators list it.
+    pub fn share_kv(&self, kv: Arc<dyn SharedKv>) {
+        let _ = self.inner.shared_kv.set(kv);
+    }
+
+    /// The live entries of a handler's namespace (see [`Store::kv_list`]),
+    /// in cluster mode from the shared KV. Blocking.
+    pub fn kv_list(
+        &self,
+        handler: &str,
+        tenant: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::store::KvPage, StoreError> {
+        match self.inner.shared_kv.get() {
+            Some(kv) => kv
+                .list(
+                    handler,
+                    tenant,
+                    prefix,
+                    cursor,
+                    crate::store::page_size(limit),
+                )
+                .map_err(|e| StoreError::Unavailable(e.to_string())),
+            None => self
+                .inner
+                .store
+                .kv_list(handler, tenant, prefix, cursor, limit),
+        }
+    }
+
+    /// One live KV entry (see [`Store::kv_get`]), in cluster mode from the
+    /// shared KV. Blocking.
+    pub fn kv_get(
+        &self,
+        handler: &str,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<crate::store::KvItem>, StoreError> {
+        match self.inner.shared_kv.get() {
+            Some(kv) => kv
+                .item(handler, tenant, key)
+                .map_err(|e| StoreError::Unavailable(e.to_string())),
+            None => self.inner.store.kv_get(handler, tenant, key),
+        }
+    }
+
+    /// Removes expired KV entries, in cluster mode from the shared KV;
+    /// how many. Blocking.
+    pub fn sweep_expired_kv(&self) -> Result<u64, StoreError> {
+        match self.inner.shared_kv.get() {
+            Some(kv) => kv
+                .sweep()
+                .map_err(|e| StoreError::Unavailable(e.to_string())),
+            None => self.inner.store.sweep_expired_kv(),
+        }
+    }
+
     /// [`Dispatcher::refresh_handler`] for a change that came from the
     /// shared registry (made on another node): reloads, shares nothing.
     pub fn reload_handler(&self, name: &str) -> Result<(), DispatchError> {
@@ -850,6 +1022,11 @@ impl Dispatcher {
                 inner.forget_breaker(name);
                 // Its jobs still queued are dropped by the scheduler's gate.
                 inner.inbox.discard(name)?;
+                if let Some(kv) = inner.shared_kv.get()
+                    && let Err(e) = kv.drop_handler(name)
+                {
+                    tracing::warn!(handler = %name, error = %e, "Dropping a deleted handler's shared KV entries failed");
+                }
             }
         }
         inner.unpark(name);
@@ -1243,7 +1420,10 @@ impl Inner {
                         attempt: pending.attempt,
                         limits: &h.limits,
                         config: &h.config,
-                        kv: &self.store,
+                        kv: match self.shared_kv.get() {
+                            Some(kv) => kv.as_ref(),
+                            None => &self.store,
+                        },
                         capabilities: &h.manifest.capabilities,
                         reuse: h.manifest.delivery.reuse,
                     },

@@ -22,4 +22,3 @@ pub mod run;
 pub mod runtime;
 pub mod scaffold;
 pub mod store;
-pub mod zulip;

@@ -25,6 +25,7 @@ mod isolate;
 mod limiter;
 mod outcome;
 mod poll;
+mod prepare;
 mod validate;
 
 use std::collections::BTreeSet;
@@ -68,6 +69,11 @@ pub struct RuntimeConfig {
     /// Where and under which caps [`Runtime::compile`] compiles (the
     /// daemon and `hookbox run`: a child process).
     pub compile: CompileLimits,
+    /// Handlers that may hold one instance prepared ahead of their next
+    /// event (0: none). Only handlers whose instantiation runs guest
+    /// start-up code (Python, JavaScript) get one; each holds a pool slot
+    /// while it waits, so at most a quarter of `pool_instances` are used.
+    pub prepare_ahead: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -80,6 +86,7 @@ impl Default for RuntimeConfig {
             epoch_tick: Duration::from_millis(10),
             max_component_bytes: 50 << 20,
             compile: CompileLimits::default(),
+            prepare_ahead: 16,
         }
     }
 }
@@ -153,6 +160,7 @@ struct RuntimeInner {
     cfg: RuntimeConfig,
     pooling: bool,
     fingerprint: String,
+    preparer: prepare::Preparer,
     _ticker: engine::Ticker,
 }
 
@@ -190,6 +198,8 @@ struct ModuleInner {
     pre: HandlerPre<HostState>,
     imports: Vec<String>,
     warm: WarmPool,
+    /// The instance prepared ahead of the next event (see `prepare.rs`).
+    ready: prepare::ReadySlot,
     /// Size of the loaded code image (text, data, metadata).
     code_bytes: u64,
 }
@@ -218,6 +228,16 @@ impl HandlerModule {
     /// Warm instances currently parked (reuse mode).
     pub fn idle_instances(&self) -> usize {
         self.inner.warm.len()
+    }
+
+    /// Whether an instance prepared ahead of the next event is waiting.
+    pub fn has_prepared_instance(&self) -> bool {
+        self.inner.ready.is_ready()
+    }
+
+    /// Deliveries served by an instance prepared ahead of the event.
+    pub fn prepared_deliveries(&self) -> u64 {
+        self.inner.ready.served()
     }
 
     /// Bytes of the compiled code image: what keeping this module
@@ -278,7 +298,8 @@ pub struct DeliveryReport {
     /// Fuel consumed by instantiation and the call. After a `timeout` this
     /// is a lower bound (wasmtime's counter may miss the last stretch).
     pub fuel_used: u64,
-    /// Wall time of instantiation (if fresh) and the call.
+    /// Wall time of instantiation (if fresh and not prepared ahead of the
+    /// event) and the call.
     pub duration: Duration,
     /// Highest linear memory, all memories together, during the delivery.
     pub peak_memory_bytes: u64,
@@ -301,6 +322,14 @@ impl Runtime {
             .map_err(|e| RuntimeError::Engine(format!("linking hookbox:handler: {}", chain(&e))))?;
         let fingerprint = engine::fingerprint(&engine);
         let ticker = engine::Ticker::start(engine.clone(), cfg.epoch_tick)?;
+        // Prepared instances hold pool slots: at most a quarter of them.
+        let max_prepared = if pooling {
+            cfg.prepare_ahead.min(cfg.pool_instances as usize / 4)
+        } else {
+            cfg.prepare_ahead
+        };
+        let preparer = prepare::Preparer::start(engine.clone(), cfg.epoch_tick, max_prepared)
+            .map_err(|e| RuntimeError::Engine(format!("cannot start the preparer thread: {e}")))?;
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
@@ -308,6 +337,7 @@ impl Runtime {
                 cfg,
                 pooling,
                 fingerprint,
+                preparer,
                 _ticker: ticker,
             }),
         })
@@ -451,6 +481,7 @@ impl Runtime {
                 pre,
                 imports,
                 warm: WarmPool::default(),
+                ready: prepare::ReadySlot::default(),
                 code_bytes,
             }),
         })

@@ -14,8 +14,9 @@
 //! order; `lp(x)` is a u32 big-endian length followed by the bytes of `x`,
 //! so no part of a key can run into the next whatever bytes it contains.
 //! ULIDs (event, log, dead-letter, audit ids) sort by time as text already.
-//! Values are JSON unless noted (readable with any sled dump; the hot path
-//! is dominated by fsync, not by encoding).
+//! Values are JSON unless noted (readable with any sled dump); the delivery
+//! log, written for every delivery, is binary, in blocks of the lines one
+//! recorder batch carried.
 //!
 //! | tree | key | value |
 //! |---|---|---|
@@ -29,8 +30,8 @@
 //! | `idempotency` | `lp(tenant) lp(key)` | `{event_id, time_ms}` |
 //! | `dead` | dead-letter id | [`DeadLetter`] |
 //! | `dead_by_handler` | `lp(handler) dead-letter id` | empty |
-//! | `log` | `u64 time_ms u64 seq` | [`LogEntry`] |
-//! | `log_by_event` | `lp(event id) u64 time_ms u64 seq` | empty |
+//! | `log` | `u64 time_ms u64 seq` (a block's oldest line) | a block of [`LogEntry`] lines, binary (`logs/block.rs`; a JSON line in stores written before blocks) |
+//! | `log_by_event` | `lp(event id) u64 time_ms u64 seq` | u16 BE numbers of the event's lines in that block (empty: a JSON line) |
 //! | `finished_events` | event id | [`Event`](crate::event::Event), kept while it has log lines |
 //! | `stats` | handler name | per-handler counters + latency histogram |
 //! | `kv` | `lp(handler) lp(tenant) key` | `crate::kv::encode_entry` bytes |
@@ -40,6 +41,13 @@
 //! | `zulip` | realm name | [`ZulipCursor`] |
 //! | `schemas` | event type | JSON Schema text |
 //!
+//! Accepted events wait in the inbox ([`Inbox`]): by default the segment
+//! log in `<data_dir>/inbox/` ([`LogInbox`], `loginbox.rs` on
+//! `segment.rs`: one checksummed record per accepted batch, finished
+//! markers written behind every 200 ms after the log lines they cover,
+//! finished segments deleted); the `events`, `event_refs` and `pending`
+//! trees are the `inbox = "sled"` alternative, described next.
+//!
 //! State changes that span trees (accept, dead-letter, replay, deploy,
 //! token create/revoke) are sled transactions. Finishing a delivery is not:
 //! it is the hot path, and each sled transaction takes a process-wide lock
@@ -48,7 +56,8 @@
 //! by every change to `pending`, `events` and `event_refs`), and a crash
 //! that cuts those writes short leaves only counts that
 //! [`Store::open`] repairs (see `queue.rs`). A retry rewrites one pending
-//! entry under the same lock. The delivery log line and stats of an attempt
+//! entry under the same lock. The delivery log lines (one sled insert per
+//! batch, plus one index insert per event) and stats of an attempt
 //! are written just before its queue transition: a crash in between
 //! repeats the delivery (at-least-once), so a duplicate log line or count
 //! is possible and accepted; a half-done queue transition is not. Stats
@@ -118,7 +127,9 @@ use codec::{AbortExt, SledExt, TxResult, corrupt, decode, encode, tx_err};
 
 pub use external::AttemptKind;
 pub use inbox::{Inbox, InboxHooks, Ready};
+pub use kv::kv_item;
 pub use loginbox::LogInbox;
+pub use records::page_size;
 pub use records::{
     AttemptError, AuditEntry, DEFAULT_PAGE, DeadLetter, DeadLetterQuery, EmittedEvent, EventTotals,
     HandlerLog, HandlerRecord, HandlerStats, KvItem, KvPage, LogEntry, LogPage, LogQuery, MAX_PAGE,
@@ -164,10 +175,11 @@ pub enum Durability {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum InboxKind {
     /// sled trees: events, pending entries, reference counts, one
-    /// transaction per accept (the default).
-    #[default]
+    /// transaction per accept.
     Sled,
-    /// The segment log ([`LogInbox`]) in the data directory's `inbox/`.
+    /// The segment log ([`LogInbox`]) in the data directory's `inbox/`
+    /// (the default).
+    #[default]
     Log,
 }
 
@@ -282,6 +294,8 @@ struct Inner {
     ready: inbox::ReadySet,
     /// Stats and `meta` counters not yet written (`stats.rs`).
     tallies: stats::Tallies,
+    /// Cluster mode: the other nodes' counters (`stats.rs`).
+    peers: stats::PeerStats,
 }
 
 impl Drop for Inner {
@@ -386,6 +400,7 @@ impl Store {
                 kv_ledgers: crate::kv::Ledgers::default(),
                 ready: inbox::ReadySet::default(),
                 tallies: stats::Tallies::default(),
+                peers: stats::PeerStats::default(),
             }),
         };
         store.migrate_blobs()?;

@@ -17,6 +17,7 @@ pub mod nats_server;
 pub mod receiver;
 pub mod redis_server;
 mod service;
+pub mod toolchains;
 
 /// Paths of the components built by `build.rs`.
 pub mod guests {

@@ -2,16 +2,19 @@
 //! real `nats-server` with JetStream (started by the test on free loopback
 //! ports; a missing server fails the test with an install hint).
 //!
-//! Deliveries are observed through each node's delivery log (`GET
-//! /v1/logs`): a node logs the deliveries it ran, durably before it acks
-//! them to JetStream, so the union of the nodes' logs is what was delivered.
+//! Deliveries are observed through the delivery log (`GET /v1/logs`),
+//! which is shared: the node that ran an attempt puts its line in
+//! JetStream before it acks the delivery, and every node's log shows every
+//! node's lines. Which node ran what is in each node's own metrics
+//! (`hookbox_deliveries_total`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hookbox_tests::daemon::Daemon;
+use hookbox_tests::daemon::{Body, Daemon};
 use hookbox_tests::guests;
 use hookbox_tests::nats_server::NatsServer;
 use hookbox_tests::read;
+use reqwest::Method;
 use serde_json::{Value, json};
 
 /// Each node runs deliveries on two workers (CI has two cores).
@@ -72,14 +75,10 @@ fn ran(d: &Daemon) -> BTreeMap<String, usize> {
     }
 }
 
-fn merged(nodes: &[&Daemon]) -> BTreeMap<String, usize> {
-    let mut all = BTreeMap::new();
-    for d in nodes {
-        for (id, n) in ran(d) {
-            *all.entry(id).or_default() += n;
-        }
-    }
-    all
+/// `ok` deliveries of `sleepy` node `d` ran itself (its metrics).
+fn ran_here(d: &Daemon) -> u64 {
+    let series = "hookbox_deliveries_total{handler=\"sleepy\",outcome=\"ok\"}";
+    d.metric(series).unwrap_or(0.0) as u64
 }
 
 /// Two nodes, one stream: events published to either node are each
@@ -97,20 +96,24 @@ fn two_nodes_deliver_each_event_exactly_once() {
     let want: BTreeSet<String> = ids.iter().cloned().collect();
     assert_eq!(want.len(), 400);
     a.wait_until("every event to be delivered by one of the nodes", || {
-        (merged(&[&a, &b]).len() == want.len()).then_some(())
+        (ran(&a).len() == want.len()).then_some(())
     });
-    let (on_a, on_b) = (ran(&a), ran(&b));
-    eprintln!("two nodes: a ran {}, b ran {}", on_a.len(), on_b.len());
-    let all = merged(&[&a, &b]);
+    let (on_a, on_b) = (ran_here(&a), ran_here(&b));
+    eprintln!("two nodes: a ran {on_a}, b ran {on_b}");
+    assert_eq!(on_a + on_b, 400, "each event runs once, on one node");
+    assert!(
+        on_a > 0 && on_b > 0,
+        "both nodes should run deliveries: {on_a} on a, {on_b} on b"
+    );
+    // The log is shared: either node lists every delivery, each once.
+    let all = b.wait_until("node b's log to show every delivery", || {
+        let all = ran(&b);
+        (all.len() == want.len()).then_some(all)
+    });
     assert_eq!(all.keys().cloned().collect::<BTreeSet<_>>(), want);
     let twice: Vec<_> = all.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
-    assert!(
-        !on_a.is_empty() && !on_b.is_empty(),
-        "both nodes should run deliveries: {} on a, {} on b",
-        on_a.len(),
-        on_b.len()
-    );
+    assert!(twice.is_empty(), "logged more than once: {twice:?}");
+    assert_eq!(all, ran(&a));
     // Either node lists both, each taking deliveries for the handler.
     let listed = b.wait_until("GET /v1/cluster to list both nodes", || {
         let c = b.get("/v1/cluster").expect(200).json;
@@ -165,11 +168,11 @@ fn a_killed_node_s_deliveries_reach_the_other_node() {
     a.restart();
     let want: BTreeSet<String> = ids.into_iter().collect();
     b.wait_until("every acknowledged event to be delivered", || {
-        (merged(&[&a, &b]).len() == want.len()).then_some(())
+        (ran(&b).len() == want.len()).then_some(())
     });
-    let all = merged(&[&a, &b]);
+    let all = ran(&b);
     assert_eq!(all.keys().cloned().collect::<BTreeSet<_>>(), want);
-    let on_b = ran(&b).len();
+    let on_b = ran_here(&b);
     eprintln!(
         "kill -9: a ran {before} before the kill, b ran {on_b}, {} delivered twice",
         all.values().filter(|n| **n > 1).count()
@@ -229,7 +232,7 @@ fn a_deploy_on_one_node_runs_on_the_other() {
     let mut want: BTreeSet<String> = publish(&b, 20).into_iter().collect();
     want.insert(first);
     b.wait_until("every event published to b to be delivered", || {
-        (merged(&[&a, &b]).len() == want.len()).then_some(())
+        (ran(&b).len() == want.len()).then_some(())
     });
     // Deleting on b deletes on a.
     b.delete("/v1/handlers/sleepy").expect(204);
@@ -325,7 +328,199 @@ fn one_of_three_nats_servers_killed_loses_nothing() {
     let want: BTreeSet<String> = ids.into_iter().collect();
     assert_eq!(want.len(), 401);
     a.wait_until("every acknowledged event to be delivered", || {
-        let ran: BTreeSet<String> = merged(&[&a, &b]).into_keys().collect();
+        let ran: BTreeSet<String> = ran(&a).into_keys().collect();
         want.is_subset(&ran).then_some(())
+    });
+}
+
+/// `sleepy` taking `sleep_ms` per delivery with a 100 ms timeout and one
+/// attempt: a long sleep dead-letters every delivery.
+fn timing_out(sleep_ms: u64) -> String {
+    json!({
+        "name": "sleepy",
+        "subscription": {"events": ["job"]},
+        "config": sleep_ms,
+        "limits": {"timeout_ms": 100},
+        "delivery": {"max_attempts": 1},
+    })
+    .to_string()
+}
+
+/// Dead letters, the log, events and stats are the cluster's, not a
+/// node's: what node a ran is listed, replayed and counted through node b,
+/// and a purge on one node empties every node's dead letters.
+#[test]
+fn dead_letters_log_and_stats_are_read_from_any_node() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "30s");
+    // Only a serves the handler at first: it runs every delivery.
+    a.deploy(&timing_out(5000), &read(guests::SLEEP))
+        .expect(201);
+    let ids = publish(&a, 3);
+    let b = node(&nats, "30s");
+    let listed = b.wait_until("node b to list a's three dead letters", || {
+        let r = b.get("/v1/dead-letters?handler=sleepy").expect(200).json;
+        let list = r["dead_letters"].as_array().cloned().unwrap_or_default();
+        (list.len() == 3).then_some(list)
+    });
+    let dl_events: BTreeSet<&str> = listed
+        .iter()
+        .filter_map(|d| d["event"]["id"].as_str())
+        .collect();
+    assert_eq!(dl_events, ids.iter().map(String::as_str).collect());
+    let shown = b.get(&format!("/v1/events/{}", ids[0])).expect(200).json;
+    assert_eq!(shown["event"]["id"], ids[0].as_str(), "{shown}");
+    assert_eq!(shown["deliveries"][0]["outcome"], "timeout", "{shown}");
+    let timeouts = b.get("/v1/logs?handler=sleepy&outcome=timeout").expect(200);
+    assert_eq!(timeouts.json["entries"].as_array().map(Vec::len), Some(3));
+    // Fixed in version 2 (deployed on b); one dead letter replayed from b
+    // is taken once, and runs.
+    b.deploy(&timing_out(1), &read(guests::SLEEP)).expect(201);
+    let first = listed[0]["id"].as_str().unwrap();
+    let replay = format!("/v1/dead-letters/{first}/replay");
+    b.post(&replay, &json!({})).expect(202);
+    assert_eq!(a.post(&replay, &json!({})).status, 404, "replayed twice");
+    a.wait_until("node a to drop the dead letter replayed on b", || {
+        (a.get(&format!("/v1/dead-letters/{first}")).status == 404).then_some(())
+    });
+    let replayed = listed[0]["event"]["id"].as_str().unwrap();
+    a.wait_until("the replayed delivery to be logged ok on a", || {
+        let d = a.get(&format!("/v1/events/{replayed}")).expect(200).json;
+        let outcomes: Vec<&str> = d["deliveries"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["outcome"].as_str())
+            .collect();
+        (outcomes == ["timeout", "ok"]).then_some(())
+    });
+    // Stats sum both nodes' counters, whichever node answers.
+    for d in [&a, &b] {
+        d.wait_until("stats to count every node's attempts", || {
+            let s = d.get("/v1/handlers/sleepy").expect(200).json["stats"].clone();
+            let want = s["processed"] == 4 && s["ok"] == 1 && s["dead_lettered"] == 3;
+            want.then_some(())
+        });
+    }
+    // A purge through b empties a too.
+    let purged = b.delete("/v1/dead-letters?handler=sleepy").expect(200).json;
+    assert_eq!(purged["purged"], 2, "{purged}");
+    a.wait_until("node a to drop the purged dead letters", || {
+        let r = a.get("/v1/dead-letters?handler=sleepy").expect(200).json;
+        (r["dead_letters"].as_array().map(Vec::len) == Some(0)).then_some(())
+    });
+}
+
+/// Handler KV is the cluster's: a counter incremented by deliveries on
+/// both nodes at once counts every one (each increment a compare-and-set
+/// in the shared bucket), and either node's API reads it.
+#[test]
+fn handler_kv_is_shared_and_atomic_across_nodes() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "30s");
+    let b = node(&nats, "30s");
+    let good = json!({"name": "counter", "subscription": {"events": ["tick"]}});
+    a.deploy(&good.to_string(), &read(guests::GOOD)).expect(201);
+    b.wait_until("node b to route to the handler deployed on a", || {
+        let r = b.publish(&json!({"type": "tick"}), false).expect(202);
+        (r.json["events"][0]["handlers"] == json!(["counter"])).then_some(())
+    });
+    // Both nodes fetch its deliveries before the rest is published.
+    a.wait_until("both nodes to take deliveries for the handler", || {
+        let c = a.get("/v1/cluster").expect(200).json;
+        let running = c["nodes"]
+            .as_array()?
+            .iter()
+            .filter(|n| n["runs"] == json!(["counter"]))
+            .count();
+        (running == 2).then_some(())
+    });
+    let mut sent = 1;
+    for d in [&a, &b, &a, &b] {
+        let batch: Vec<Value> = (0..25).map(|_| json!({"type": "tick"})).collect();
+        for e in d.publish(&json!(batch), false).expect(202).json["events"]
+            .as_array()
+            .unwrap()
+        {
+            assert_eq!(e["handlers"], json!(["counter"]), "{e}");
+        }
+        sent += 25;
+    }
+    let ran = |d: &Daemon| {
+        d.metric("hookbox_deliveries_total{handler=\"counter\",outcome=\"ok\"}")
+            .unwrap_or(0.0) as u64
+    };
+    a.wait_until("every tick to be delivered", || {
+        (ran(&a) + ran(&b) == sent).then_some(())
+    });
+    eprintln!("kv: a ran {}, b ran {}", ran(&a), ran(&b));
+    let want = sent.to_string();
+    for d in [&b, &a] {
+        let item = d
+            .get("/v1/handlers/counter/kv/count?tenant=")
+            .expect(200)
+            .json;
+        assert_eq!(item["value"], want.as_str(), "{item}");
+        let page = d.get("/v1/handlers/counter/kv?tenant=").expect(200).json;
+        assert_eq!(page["entries"][0]["key"], "count", "{page}");
+    }
+    // Deleting the handler drops its keys for every node.
+    a.delete("/v1/handlers/counter").expect(204);
+    a.deploy(&good.to_string(), &read(guests::GOOD)).expect(201);
+    b.wait_until("node b to have the redeployed handler", || {
+        (b.get("/v1/handlers/counter").status == 200).then_some(())
+    });
+    assert_eq!(b.get("/v1/handlers/counter/kv/count?tenant=").status, 404);
+}
+
+/// API tokens and payload schemas are the cluster's: a token created on
+/// node a authenticates on node b until b revokes it, which a then
+/// refuses; a schema put on a validates on b until b removes it.
+#[test]
+fn tokens_and_schemas_made_on_one_node_hold_on_the_other() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "30s");
+    let b = node(&nats, "30s");
+    let made = a
+        .post("/v1/tokens", &json!({"name": "ci", "scopes": ["publish"]}))
+        .expect(201)
+        .json;
+    let (id, secret) = (
+        made["token"]["id"].as_str().unwrap(),
+        made["secret"].as_str().unwrap(),
+    );
+    let publish_as = |d: &Daemon, event: Value| {
+        d.send(Method::POST, "/v1/events", Some(secret), Body::Json(event))
+            .status
+    };
+    b.wait_until("node b to accept a token made on a", || {
+        (publish_as(&b, json!({"type": "order"})) == 202).then_some(())
+    });
+    b.delete(&format!("/v1/tokens/{id}")).expect(204);
+    assert_eq!(publish_as(&b, json!({"type": "order"})), 401);
+    a.wait_until("node a to refuse the token revoked on b", || {
+        (publish_as(&a, json!({"type": "order"})) == 401).then_some(())
+    });
+
+    let schema = json!({
+        "type": "object",
+        "required": ["n"],
+        "properties": {"n": {"type": "integer"}},
+    });
+    a.put("/v1/schemas/order", &schema).expect(200);
+    let bad = json!({"type": "order", "payload": {"n": "x"}});
+    b.wait_until("node b to validate against a schema put on a", || {
+        let r = b.publish(&bad, false);
+        (r.status != 202).then_some(r)
+    })
+    .expect(422);
+    b.publish(&json!({"type": "order", "payload": {"n": 1}}), false)
+        .expect(202);
+    assert_eq!(
+        b.get("/v1/schemas/order").expect(200).json["schema"],
+        schema
+    );
+    b.delete("/v1/schemas/order").expect(204);
+    a.wait_until("node a to drop the schema removed on b", || {
+        (a.publish(&bad, false).status == 202).then_some(())
     });
 }

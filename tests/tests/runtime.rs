@@ -13,6 +13,7 @@ mod runtime {
     mod examples;
     mod languages;
     mod limits;
+    mod prepare;
     mod reuse;
     mod run;
     mod sdk_parity;

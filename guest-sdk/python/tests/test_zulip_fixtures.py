@@ -16,6 +16,19 @@ TYPED = {
     "delete_message": zulip.DeleteMessageEvent,
     "reaction.add": zulip.ReactionEvent,
     "reaction.remove": zulip.ReactionEvent,
+    **{f"subscription.{op}": zulip.SubscriptionEvent
+       for op in ("add", "remove", "update", "peer_add", "peer_remove")},
+    **{f"stream.{op}": zulip.StreamEvent for op in ("create", "delete", "update")},
+    **{f"realm_user.{op}": zulip.RealmUserEvent for op in ("add", "remove", "update")},
+    **{f"realm.{op}": zulip.RealmEvent for op in ("update", "update_dict", "deactivated")},
+    **{f"user_group.{op}": zulip.UserGroupEvent
+       for op in ("add", "update", "remove", "add_members", "remove_members", "add_subgroups",
+                  "remove_subgroups")},
+    "typing.start": zulip.TypingEvent,
+    "typing.stop": zulip.TypingEvent,
+    "user_status": zulip.UserStatusEvent,
+    "presence": zulip.PresenceEvent,
+    "realm_emoji.update": zulip.RealmEmojiEvent,
     "heartbeat": zulip.HeartbeatEvent,
 }
 
@@ -97,7 +110,11 @@ def test_unknown_fields_everywhere_are_ignored():
         add_unknown_fields(raw)
         parsed = zulip.parse(raw)
         assert type(parsed) is type(plain)
-        if not isinstance(plain, zulip.OtherEvent):
+        # Fields kept as raw JSON (`realm_user.update` changes, `data`
+        # dicts) see the new field; every typed one must not.
+        keeps_raw = zulip.hookbox_type(raw) in ("realm_user.update", "realm.update_dict",
+                                                "user_group.update")
+        if not isinstance(plain, zulip.OtherEvent) and not keeps_raw:
             assert parsed == plain, zulip.hookbox_type(raw)
 
 
@@ -125,3 +142,93 @@ def test_hookbox_type_rule():
 def test_unknown_types_stay_raw():
     raw = {"type": "channel_folder", "op": "add", "channel_folder": {"id": 1}}
     assert zulip.parse(raw) == zulip.OtherEvent("channel_folder.add", raw)
+
+
+# The same values the Rust SDK's tests check (guest-sdk/tests/sdk/zulip_fixtures.rs).
+def test_subscriptions():
+    add = event("subscription.add")
+    s = add.subscriptions[0]
+    assert (s.stream.stream_id, s.stream.name, s.color) == (9, "test", "#76ce90")
+    assert s.subscribers == [10] and s.stream.creator_id is None
+    peer = event("subscription.peer_add")
+    assert (peer.stream_ids, peer.user_ids) == ([9], [12])
+    u = event("subscription.update")
+    assert (u.stream_id, u.property, u.value) == (11, "pin_to_top", True)
+    assert event("subscription.remove").subscriptions[0].stream_id == 9
+    assert event("subscription.peer_remove").op == "peer_remove"
+
+
+def test_streams():
+    create = event("stream.create")
+    assert (create.streams[0].stream_id, create.streams[0].name) == (12, "private")
+    assert create.streams[0].invite_only is True
+    assert event("stream.delete").deleted_ids == [1, 2]
+    u = event("stream.update")
+    assert (u.stream_id, u.name, u.property, u.value) == (11, "test", "invite_only", True)
+
+
+def test_realm_users():
+    add = event("realm_user.add").person
+    assert (add.user_id, add.full_name, add.role, add.is_bot) == (38, "full name", 400, False)
+    assert event("realm_user.remove").person.user_id == 35
+    u = event("realm_user.update").person
+    assert u.user_id == 10 and u.changes["avatar_version"] == 3 and "user_id" not in u.changes
+
+
+def test_realm_settings_and_emoji():
+    u = event("realm.update")
+    assert (u.property, u.value) == ("disallow_disposable_email_addresses", False)
+    d = event("realm.update_dict")
+    assert d.property == "default" and d.data["message_content_edit_limit_seconds"] == 600
+    assert event("realm.deactivated") == zulip.RealmEvent("deactivated", realm_id=2)
+    emoji = event("realm_emoji.update").realm_emoji
+    assert emoji["1"].name == "green_tick" and emoji["2"].deactivated is True
+
+
+def test_user_groups():
+    g = event("user_group.add").group
+    assert (g.id, g.name, g.members) == (2, "backend", [12])
+    assert event("user_group.add_members") == zulip.UserGroupEvent("add_members", group_id=2, user_ids=[10])
+    assert event("user_group.remove") == zulip.UserGroupEvent("remove", group_id=2)
+    u = event("user_group.update")
+    assert u.group_id == 2 and "security team" in u.data["description"]
+
+
+def test_typing_status_presence():
+    t = event("typing.start")
+    assert (t.op, t.message_type, t.sender.user_id) == ("start", "direct", 10)
+    assert [r.user_id for r in t.recipients] == [8, 10]
+    s = event("user_status")
+    assert (s.user_id, s.away, s.status_text) == (10, True, "out to lunch")
+    p = event("presence")
+    assert p.users() == [zulip.UserPresence(10, "idle", 1_594_825_445)]
+    assert abs(p.server_timestamp - 1_594_825_445.32) < 0.01
+
+
+def test_newer_server_shapes():
+    modern = zulip.parse({"type": "presence", "id": 4, "server_timestamp": 1_700_000_000,
+                          "presences": {"10": {"active_timestamp": 1_700_000_000, "idle_timestamp": 1_699_999_000},
+                                        "11": {"active_timestamp": 1_600_000_000, "idle_timestamp": 1_699_999_990}}})
+    users = modern.users()
+    assert [(u.user_id, u.status) for u in users] == [(10, "active"), (11, "idle")]
+    assert users[1].timestamp == 1_699_999_990
+    add = zulip.parse({"type": "realm_emoji", "op": "add", "emoji": {"id": "3", "name": "ship",
+                       "source_url": "/e/3.png", "deactivated": False, "author_id": 9, "still_url": None}})
+    assert add.emoji.name == "ship"
+    one = zulip.parse({"type": "realm_emoji", "op": "update_one", "emoji_id": "3", "data": {"deactivated": True}})
+    assert one.emoji_id == "3"
+    stream = zulip.parse({"type": "stream", "op": "create", "streams": [{
+        "stream_id": 5, "name": "ops", "subscriber_count": 3, "folder_id": None, "topics_policy": "inherit",
+        "can_send_message_group": {"direct_members": [1], "direct_subgroups": []}}]})
+    assert stream.streams[0].subscriber_count == 3
+    typing = zulip.parse({"type": "typing", "op": "stop", "message_type": "stream",
+                          "sender": {"user_id": 4, "email": "a@b"}, "stream_id": 7, "topic": "ci"})
+    assert (typing.op, typing.stream_id, typing.recipients) == ("stop", 7, [])
+
+
+def test_unknown_ops_stay_raw_and_malformed_ones_are_fatal():
+    assert isinstance(zulip.parse({"type": "stream", "op": "archive", "stream_id": 1}), zulip.OtherEvent)
+    with pytest.raises(HandlerError, match="`user_group.remove`.*group_id"):
+        zulip.parse({"type": "user_group", "op": "remove"})
+    with pytest.raises(HandlerError, match="`typing.start`"):
+        zulip.parse({"type": "typing", "op": "start", "sender": {"user_id": "x"}})

@@ -243,8 +243,9 @@ pub(crate) async fn purge(
     let before = parse_time("before", p.before.as_deref())?;
     let actor = caller.actor();
     let purged = ctx
-        .with_store(move |s| {
-            let n = s.purge_dead_letters(p.handler.as_deref(), before)?;
+        .with_dispatcher(move |d| {
+            let n = d.purge_dead_letters(p.handler.as_deref(), before)?;
+            let s = d.store();
             let detail =
                 serde_json::json!({"handler": p.handler, "before_ms": before, "purged": n});
             s.audit(&actor, "dead_letter_purge", "dead-letters", detail)?;

@@ -60,12 +60,12 @@ pub(crate) async fn list(
     caller.check_tenant_filter(Some(&p.tenant))?;
     let limit = page_limit(p.limit)?;
     let page = ctx
-        .with_store(move |store| {
-            if store.handler(&name)?.is_none() {
+        .with_dispatcher(move |d| {
+            if d.store().handler(&name)?.is_none() {
                 return Err(ApiError::not_found(format!("handler {name}")));
             }
             let prefix = p.prefix.unwrap_or_default();
-            Ok(store.kv_list(&name, &p.tenant, &prefix, p.cursor.as_deref(), limit)?)
+            Ok(d.kv_list(&name, &p.tenant, &prefix, p.cursor.as_deref(), limit)?)
         })
         .await?;
     Ok(axum::Json(page))
@@ -93,11 +93,11 @@ pub(crate) async fn get(
 ) -> ApiResult<axum::Json<KvItem>> {
     caller.check_tenant_filter(Some(&p.tenant))?;
     let item = ctx
-        .with_store(move |store| {
-            if store.handler(&name)?.is_none() {
+        .with_dispatcher(move |d| {
+            if d.store().handler(&name)?.is_none() {
                 return Err(ApiError::not_found(format!("handler {name}")));
             }
-            store.kv_get(&name, &p.tenant, &key)?.ok_or_else(|| {
+            d.kv_get(&name, &p.tenant, &key)?.ok_or_else(|| {
                 ApiError::not_found(format!(
                     "key {key:?} of handler {name} for tenant {:?}",
                     p.tenant

@@ -110,7 +110,7 @@ impl TestApi {
     }
 
     /// The API with the given Zulip status behind `/v1/zulip` and `/metrics`.
-    pub(crate) fn with_zulip(zulip: crate::zulip::ZulipStatus) -> TestApi {
+    pub(crate) fn with_zulip(zulip: crate::connectors::zulip::ZulipStatus) -> TestApi {
         let mut api = Self::new();
         let state = AppState {
             dispatcher: api.dispatcher.clone(),

@@ -118,8 +118,9 @@ pub(crate) async fn create(
     let expires_ms = req.validate()?;
     let actor = caller.actor();
     let (token, secret) = ctx
-        .with_store(move |s| {
-            let (token, secret) = s.create_token(
+        .with_dispatcher(move |d| {
+            let s = d.store();
+            let (token, secret) = d.create_token(
                 &req.name,
                 &req.scopes,
                 req.tenants,
@@ -169,8 +170,9 @@ pub(crate) async fn revoke(
     let actor = caller.actor();
     let lookup = id.clone();
     let existed = ctx
-        .with_store(move |s| {
-            let existed = s.revoke_token(&lookup)?;
+        .with_dispatcher(move |d| {
+            let s = d.store();
+            let existed = d.revoke_token(&lookup)?;
             if existed {
                 s.audit(&actor, "token_revoke", &lookup, serde_json::Value::Null)?;
             }

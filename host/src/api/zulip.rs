@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::Ctx;
 use super::auth::Reader;
 use super::error::ErrorBody;
-use crate::zulip::RealmStatus;
+use crate::connectors::zulip::RealmStatus;
 
 /// Body of `GET /v1/zulip`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -48,13 +48,14 @@ mod tests {
     use serde_json::json;
 
     use crate::api::testutil::TestApi;
+    use crate::connectors::Secret;
+    use crate::connectors::zulip::{RealmConfig, Zulip};
     use crate::store::Scope;
-    use crate::zulip::{ApiKey, RealmConfig, Zulip};
 
     #[tokio::test]
     async fn lists_the_realms_a_token_may_see() {
         let realms = ["acme", "beta"]
-            .map(|n| RealmConfig::new(n, "http://127.0.0.1:9", "bot@x", ApiKey::new("k")));
+            .map(|n| RealmConfig::new(n, "http://127.0.0.1:9", "bot@x", Secret::new("k")));
         let zulip = Zulip::new(realms.to_vec()).unwrap();
         let api = TestApi::with_zulip(zulip.status());
 

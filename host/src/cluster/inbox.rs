@@ -11,9 +11,11 @@
 //!   it; found by a discovery loop on every node), at most
 //!   [`LOCAL_PREFETCH`] held here at once; each message becomes a ready
 //!   delivery whose attempt is JetStream's delivery count.
-//! - **finish** acks; **retry at** naks with the delay until the due time
+//! - **finish** publishes the log lines to the shared log, then acks;
+//!   **retry at** logs, then naks with the delay until the due time
 //!   (JetStream redelivers it to any node; [`Inbox::redelivers_retries`]);
-//!   **dead letter** stores the dead letter in this node's store and acks.
+//!   **dead letter** logs, stores the dead letter in the shared bucket and
+//!   acks (`journal.rs`).
 //!   Held messages get a progress ack every third of `ack_wait`; a node
 //!   that stops releases them (nak without delay), one that dies lets them
 //!   time out.
@@ -28,10 +30,12 @@ use async_nats::{Client, Subject};
 use futures_util::StreamExt;
 use tokio::runtime::Handle;
 
+use super::journal::{self, Journal};
 use super::{ClusterConfig, ClusterError};
 use crate::event::{Event, now_ms};
 use crate::store::{
-    AttemptKind, DeadLetter, Inbox, InboxHooks, LogEntry, Pending, Ready, Result, Store, StoreError,
+    AttemptKind, DeadLetter, DeadLetterQuery, Inbox, InboxHooks, LogEntry, MAX_PAGE, Pending,
+    Ready, Result, Store, StoreError,
 };
 
 /// Deliveries of one handler a node holds at once (fetched, not yet
@@ -90,10 +94,12 @@ impl HeldSet {
     }
 }
 
-struct Shared {
+pub(super) struct Shared {
     cfg: ClusterConfig,
-    store: Store,
-    handle: Handle,
+    pub(super) store: Store,
+    pub(super) handle: Handle,
+    /// The shared log, dead letters and stats (`journal.rs`).
+    pub(super) journal: Arc<Journal>,
     client: Client,
     stream: stream::Stream,
     idempotency: kv::Store,
@@ -134,7 +140,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A handler name as one subject token and consumer name: `h-<name>` for
 /// deployed handlers (`a-z 0-9 - _`), `x-<hex>` for any other (built-in
 /// `kind:name`), so every name maps to a valid, reversible token.
-fn token(handler: &str) -> String {
+pub(super) fn token(handler: &str) -> String {
     let plain = handler
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
@@ -146,7 +152,7 @@ fn token(handler: &str) -> String {
 }
 
 /// The handler a consumer name stands for, if it is one of ours.
-fn handler_of(token: &str) -> Option<String> {
+pub(super) fn handler_of(token: &str) -> Option<String> {
     if let Some(name) = token.strip_prefix("h-") {
         return Some(name.to_string());
     }
@@ -164,7 +170,7 @@ fn idempotency_key(tenant: &str, key: &str) -> String {
     hex::encode(h.finalize())
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
+pub(super) fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("NATS JetStream, {what}: {e}"))
 }
 
@@ -232,15 +238,18 @@ async fn connect(cfg: &ClusterConfig) -> std::result::Result<Client, ClusterErro
 
 impl JetStreamInbox {
     /// Connects to NATS and opens (creating when missing) the deliveries
-    /// stream and the idempotency bucket, whose entries expire after
-    /// `idempotency_window`. Blocking.
+    /// stream, the idempotency bucket, whose entries expire after
+    /// `idempotency_window`, and the shared log and buckets (`journal.rs`)
+    /// this node, `node`, writes to. Blocking.
     pub fn open(
         cfg: ClusterConfig,
+        node: String,
         store: Store,
         idempotency_window: Duration,
     ) -> std::result::Result<JetStreamInbox, ClusterError> {
         let (handle, runtime) = spawn_runtime()?;
-        let (client, stream, idempotency) = handle.block_on(async {
+        let retention = store.log_retention();
+        let (client, stream, idempotency, journal) = handle.block_on(async {
             let client = connect(&cfg).await?;
             let js = jetstream::new(client.clone());
             let js_err = |what: &str, e: &dyn std::fmt::Display| {
@@ -274,7 +283,8 @@ impl JetStreamInbox {
                     .await
                     .map_err(|e| js_err("creating the idempotency bucket", &e))?,
             };
-            Ok::<_, ClusterError>((client, stream, idempotency))
+            let journal = Journal::open(js, &cfg, node, retention).await?;
+            Ok::<_, ClusterError>((client, stream, idempotency, Arc::new(journal)))
         })?;
         let shared = Arc::new(Shared {
             cfg,
@@ -283,6 +293,7 @@ impl JetStreamInbox {
             client,
             stream,
             idempotency,
+            journal,
             ready: Mutex::default(),
             held: Mutex::default(),
             fetching: Mutex::default(),
@@ -293,6 +304,7 @@ impl JetStreamInbox {
             _runtime: runtime,
         });
         handle.spawn(keep_alive(Arc::downgrade(&shared)));
+        journal::start(&shared);
         tracing::info!(servers = %shared.cfg.nats.join(", "), prefix = %shared.cfg.prefix, "Joined the cluster's JetStream inbox");
         Ok(JetStreamInbox { shared })
     }
@@ -304,6 +316,11 @@ impl JetStreamInbox {
     pub(super) fn connection(&self) -> (Handle, Client, ClusterConfig) {
         let s = &self.shared;
         (s.handle.clone(), s.client.clone(), s.cfg.clone())
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> String {
+        self.shared.journal.node().to_string()
     }
 
     /// Deliveries held here, and the handlers fetched for, by name.
@@ -455,6 +472,31 @@ impl Shared {
         if let Some(hooks) = self.hooks.get() {
             (hooks.wake)();
         }
+    }
+
+    /// `entry` with its log id (the same on every node).
+    fn with_id(&self, entry: &LogEntry) -> LogEntry {
+        let mut e = entry.clone();
+        if e.id.is_empty() {
+            e.id = self.store.new_record_id();
+        }
+        e
+    }
+
+    /// Publishes the log lines of attempts this node ran, writes them into
+    /// its store (the mirror then finds them there) and counts them.
+    fn record(&self, lines: &[(&LogEntry, Option<&Event>)], kind: AttemptKind) -> Result<()> {
+        let seqs = self.handle.block_on(self.journal.publish_lines(lines))?;
+        let applied: Vec<(u64, &LogEntry)> = seqs
+            .iter()
+            .copied()
+            .zip(lines.iter().map(|(e, _)| *e))
+            .collect();
+        self.store.apply_shared_logs(&applied)?;
+        // Written: the mirror need not decode them again.
+        self.journal.applied_here(&seqs);
+        let entries: Vec<&LogEntry> = lines.iter().map(|(e, _)| *e).collect();
+        self.store.count_attempts(&entries, kind)
     }
 
     fn serves(&self, handler: &str) -> bool {
@@ -629,15 +671,25 @@ impl Inbox for JetStreamInbox {
 
     fn finish(&self, done: &[(&Pending, &LogEntry)]) -> Result<()> {
         let s = &self.shared;
-        let entries: Vec<&LogEntry> = done.iter().map(|&(_, e)| e).collect();
-        s.store.record_attempts(&entries, AttemptKind::Final)?;
-        // The log line is durable before the ack: once JetStream forgets
-        // the delivery, its record must survive this node.
-        s.store.flush()?;
         let keys: Vec<Key> = done
             .iter()
             .map(|(p, _)| (p.event_id.clone(), p.handler.clone()))
             .collect();
+        let events: Vec<Option<Arc<Event>>> = {
+            let held = lock(&s.held);
+            keys.iter()
+                .map(|k| held.map.get(k).map(|h| h.event.clone()))
+                .collect()
+        };
+        let entries: Vec<LogEntry> = done.iter().map(|(_, e)| s.with_id(e)).collect();
+        let lines: Vec<(&LogEntry, Option<&Event>)> = entries
+            .iter()
+            .zip(&events)
+            .map(|(e, ev)| (e, ev.as_deref()))
+            .collect();
+        // The lines are in JetStream before the acks: once JetStream
+        // forgets a delivery, its record must survive this node.
+        s.record(&lines, AttemptKind::Final)?;
         let replies = s.release(&keys).into_iter().map(|(_, h)| h.reply).collect();
         s.ack_all(replies, AckKind::Ack);
         Ok(())
@@ -645,8 +697,8 @@ impl Inbox for JetStreamInbox {
 
     fn retry_at(&self, p: &Pending, entry: &LogEntry, due_ms: u64) -> Result<Pending> {
         let s = &self.shared;
-        s.store.record_attempts(&[entry], AttemptKind::Retry)?;
-        s.store.flush()?;
+        let entry = s.with_id(entry);
+        s.record(&[(&entry, None)], AttemptKind::Retry)?;
         let key = (p.event_id.clone(), p.handler.clone());
         let Some((_, held)) = s.release(&[key]).pop() else {
             return Err(StoreError::NotFound(format!(
@@ -665,7 +717,6 @@ impl Inbox for JetStreamInbox {
 
     fn dead_letter(&self, p: &Pending, entry: &LogEntry) -> Result<DeadLetter> {
         let s = &self.shared;
-        s.store.record_attempts(&[entry], AttemptKind::DeadLetter)?;
         let key = (p.event_id.clone(), p.handler.clone());
         let event = match lock(&s.held).map.get(&key) {
             Some(h) => h.event.clone(),
@@ -676,8 +727,11 @@ impl Inbox for JetStreamInbox {
                 )));
             }
         };
-        let dl = s.store.add_dead_letter(&event, p, entry)?;
-        s.store.flush()?;
+        let entry = s.with_id(entry);
+        s.record(&[(&entry, Some(&event))], AttemptKind::DeadLetter)?;
+        let dl = s.store.new_dead_letter(&event, p, &entry);
+        s.handle.block_on(s.journal.put_dead_letter(&dl))?;
+        s.store.put_shared_dead_letter(&dl)?;
         let replies = s
             .release(&[key])
             .into_iter()
@@ -707,10 +761,53 @@ impl Inbox for JetStreamInbox {
             }
             s.ensure_consumers(&HashSet::from([dl.handler.as_str()]))
                 .await?;
+            // Taken from the bucket first: of two nodes replaying it at
+            // once, one gets it.
+            s.journal.take_dead_letter(&dl.id).await?;
             let id = format!("{}.{}.{}", dl.event.id, token(&dl.handler), dl.id);
-            s.publish(vec![(subject, id, version, payload)]).await
+            if let Err(e) = s.publish(vec![(subject, id, version, payload)]).await {
+                // Not replayed: it stays a dead letter.
+                if let Err(put) = s.journal.put_dead_letter(&dl).await {
+                    tracing::error!(dead_letter = %dl.id, error = %put, "Putting back a dead letter whose replay failed also failed");
+                }
+                return Err(e);
+            }
+            Ok(())
         })?;
         s.store.drop_dead_letter(&dl)
+    }
+
+    fn purge_dead_letters(&self, handler: Option<&str>, before_ms: Option<u64>) -> Result<u64> {
+        let s = &self.shared;
+        let mut q = DeadLetterQuery {
+            handler: handler.map(str::to_string),
+            until_ms: before_ms.map(|b| b.saturating_sub(1)),
+            limit: MAX_PAGE,
+            ..Default::default()
+        };
+        if before_ms == Some(0) {
+            return Ok(0);
+        }
+        let mut purged = 0;
+        loop {
+            let page = s.store.dead_letters(&q)?;
+            let full = page.len() == MAX_PAGE;
+            q.cursor = page.last().map(|d| d.id.clone());
+            s.handle.block_on(async {
+                for dl in &page {
+                    s.journal.delete_dead_letter(&dl.id).await?;
+                }
+                Ok::<_, StoreError>(())
+            })?;
+            // Counted here: the watch may remove them locally first.
+            for dl in &page {
+                s.store.remove_shared_dead_letter(&dl.id)?;
+            }
+            purged += page.len() as u64;
+            if !full {
+                return Ok(purged);
+            }
+        }
     }
 
     fn replay(&self) -> Result<usize> {

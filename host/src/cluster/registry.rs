@@ -13,6 +13,11 @@
 //! are made in the local store first, then published the same way
 //! (versions merged, so a version deployed elsewhere meanwhile is kept).
 //! Each node applies a key's revisions in order and never an older one.
+//!
+//! API tokens (`<prefix>_tokens`, token id → record and secret hash) and
+//! payload schemas (`<prefix>_schemas`) are two more buckets, written
+//! before the local store (a refusal changes nothing) and watched into
+//! every node's store.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -59,6 +64,11 @@ pub struct ClusterRegistry {
     /// This node's heartbeat (its load filled in when it is written).
     me: Mutex<NodeStatus>,
     inbox: Arc<JetStreamInbox>,
+    /// API tokens made through any node: token id → the record and the
+    /// secret's hash (never the secret).
+    tokens: kv::Store,
+    /// Payload schemas: `_` + base64url of the event type → the schema.
+    schemas: kv::Store,
 }
 
 impl std::fmt::Debug for ClusterRegistry {
@@ -90,7 +100,7 @@ impl ClusterRegistry {
     ) -> Result<Arc<ClusterRegistry>, ClusterError> {
         let (handle, client, cfg) = inbox.connection();
         let js = jetstream::new(client);
-        let (kv, modules, nodes) = handle.block_on(async {
+        let (kv, modules, nodes, tokens, schemas) = handle.block_on(async {
             let err = |what: &str, e: &dyn std::fmt::Display| {
                 ClusterError::JetStream(format!("{what}: {e}"))
             };
@@ -136,7 +146,9 @@ impl ClusterRegistry {
                     .await
                     .map_err(|e| err("creating the nodes bucket", &e))?,
             };
-            Ok::<_, ClusterError>((kv, modules, nodes))
+            let tokens = super::journal::bucket(&js, &cfg, "tokens").await?;
+            let schemas = super::journal::bucket(&js, &cfg, "schemas").await?;
+            Ok::<_, ClusterError>((kv, modules, nodes, tokens, schemas))
         })?;
         let registry = Arc::new(ClusterRegistry {
             handle: handle.clone(),
@@ -155,10 +167,14 @@ impl ClusterRegistry {
                 runs: Vec::new(),
             }),
             inbox: inbox.clone(),
+            tokens,
+            schemas,
         });
         dispatcher.share_registry(registry.clone());
         handle.spawn(watch(registry.clone(), Arc::new(dispatcher.clone())));
         handle.spawn(heartbeat(Arc::downgrade(&registry), dispatcher.clone()));
+        handle.spawn(watch_tokens(registry.clone()));
+        handle.spawn(watch_schemas(registry.clone(), dispatcher.clone()));
         Ok(registry)
     }
 
@@ -389,7 +405,139 @@ async fn watch(registry: Arc<ClusterRegistry>, dispatcher: Arc<Dispatcher>) {
     }
 }
 
+/// Applies every token created or revoked through any node to this
+/// node's store (revocations made while it was away included: a revoked
+/// token's key keeps its delete marker).
+async fn watch_tokens(registry: Arc<ClusterRegistry>) {
+    loop {
+        match registry.tokens.watch_with_history(">").await {
+            Ok(mut changes) => {
+                while let Some(entry) = changes.next().await {
+                    let entry = match entry {
+                        Ok(e) => e,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "The token watch failed; watching again");
+                            break;
+                        }
+                    };
+                    let store = registry.store.clone();
+                    let applied = tokio::task::spawn_blocking(move || {
+                        if entry.operation == kv::Operation::Put {
+                            store.insert_shared_token(&entry.value)
+                        } else {
+                            store.revoke_token(&entry.key).map(drop)
+                        }
+                    })
+                    .await;
+                    match applied {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "Applying a token change from the cluster failed")
+                        }
+                        Err(e) => tracing::error!(error = %e, "Applying a token change panicked"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Watching the tokens failed; retrying"),
+        }
+        tokio::time::sleep(REWATCH_PAUSE).await;
+    }
+}
+
+/// Applies every schema registered or removed through any node.
+async fn watch_schemas(registry: Arc<ClusterRegistry>, dispatcher: Dispatcher) {
+    loop {
+        match registry.schemas.watch_with_history(">").await {
+            Ok(mut changes) => {
+                while let Some(entry) = changes.next().await {
+                    let entry = match entry {
+                        Ok(e) => e,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "The schema watch failed; watching again");
+                            break;
+                        }
+                    };
+                    let Some(event_type) =
+                        super::kv::unpart(&entry.key).and_then(|b| String::from_utf8(b).ok())
+                    else {
+                        continue;
+                    };
+                    let schema = match entry.operation {
+                        kv::Operation::Put => match serde_json::from_slice(&entry.value) {
+                            Ok(s) => Some(s),
+                            Err(e) => {
+                                tracing::error!(%event_type, error = %e, "A schema in the cluster does not decode; skipped");
+                                continue;
+                            }
+                        },
+                        _ => None,
+                    };
+                    let d = dispatcher.clone();
+                    let applied = tokio::task::spawn_blocking(move || {
+                        d.apply_shared_schema(&event_type, schema.as_ref())
+                    })
+                    .await;
+                    match applied {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "Applying a schema change from the cluster failed")
+                        }
+                        Err(e) => tracing::error!(error = %e, "Applying a schema change panicked"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Watching the schemas failed; retrying"),
+        }
+        tokio::time::sleep(REWATCH_PAUSE).await;
+    }
+}
+
 impl SharedRegistry for ClusterRegistry {
+    fn put_token(&self, id: &str, stored: &[u8]) -> Result<(), StoreError> {
+        self.handle.block_on(async {
+            self.tokens
+                .put(id, stored.to_vec().into())
+                .await
+                .map(drop)
+                .map_err(|e| unavailable("storing a token", e))
+        })
+    }
+
+    fn delete_token(&self, id: &str) -> Result<(), StoreError> {
+        self.handle.block_on(async {
+            self.tokens
+                .delete(id)
+                .await
+                .map_err(|e| unavailable("revoking a token", e))
+        })
+    }
+
+    fn put_schema(
+        &self,
+        event_type: &str,
+        schema: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        let key = super::kv::part(event_type.as_bytes());
+        self.handle.block_on(async {
+            match schema {
+                Some(s) => {
+                    let bytes =
+                        serde_json::to_vec(s).map_err(|e| StoreError::Encode(e.to_string()))?;
+                    self.schemas
+                        .put(&key, bytes.into())
+                        .await
+                        .map(drop)
+                        .map_err(|e| unavailable("storing a schema", e))
+                }
+                None => self
+                    .schemas
+                    .delete(&key)
+                    .await
+                    .map_err(|e| unavailable("removing a schema", e)),
+            }
+        })
+    }
+
     fn node(&self) -> String {
         self.me
             .lock()

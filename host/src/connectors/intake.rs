@@ -3,15 +3,19 @@
 //! and store failures rather than dropping anything, and setting aside the
 //! events the dispatcher refuses as invalid (a payload schema, a bound) so
 //! one bad message never blocks the ones behind it. Everything waits on
-//! the source's stop signal.
+//! the source's stop signal. Every source (Zulip, Redis, the next one)
+//! accepts through an [`Intake`], which reports waits and store failures
+//! to the source's [`SourceHealth`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::backoff::Backoff;
+use super::status::SourceHealth;
 use crate::dispatch::{AcceptError, Dispatcher};
 use crate::event::EventInput;
-use crate::zulip::backoff::Backoff;
 
 /// The source is stopping.
 #[derive(Debug)]
@@ -32,11 +36,12 @@ pub(crate) struct Taken {
 #[derive(Debug)]
 pub(crate) struct Intake {
     dispatcher: Dispatcher,
-    /// The `source` of accepted events (`redis:<name>`).
+    /// The `source` of accepted events (`redis:<name>`, `zulip:<realm>`).
     source: String,
     max_batch: usize,
     stop: watch::Receiver<bool>,
     backoff: Backoff,
+    health: Arc<SourceHealth>,
 }
 
 impl Intake {
@@ -45,6 +50,7 @@ impl Intake {
         source: String,
         max_batch: usize,
         stop: watch::Receiver<bool>,
+        health: Arc<SourceHealth>,
     ) -> Intake {
         Intake {
             dispatcher,
@@ -52,17 +58,26 @@ impl Intake {
             max_batch: max_batch.max(1),
             stop,
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
+            health,
         }
     }
 
+    /// The dispatcher events go to (for a source's own store reads).
+    pub(crate) fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// The batch limit (lowered when the dispatcher says so).
+    pub(crate) fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
     /// Accepts `inputs` in order; returns once each is accepted or refused.
-    /// `local_error(kind, message)` hears about a full queue (`busy`) and
-    /// store failures (`store`), which are waited out and tried again.
-    pub(crate) async fn accept_all(
-        &mut self,
-        inputs: Vec<EventInput>,
-        local_error: &(dyn Fn(&str, &str) + Send + Sync),
-    ) -> Result<Taken, Stopped> {
+    /// A full queue (`busy`) and store failures (`store`) are reported to
+    /// the source's health, waited out and tried again; a full queue also
+    /// halves the batch (down to one event), so a batch larger than the
+    /// queue's room still goes in piecemeal.
+    pub(crate) async fn accept_all(&mut self, inputs: Vec<EventInput>) -> Result<Taken, Stopped> {
         let mut left: Vec<(usize, EventInput)> = inputs.into_iter().enumerate().collect();
         let mut taken = Taken::default();
         let mut limit = self.max_batch;
@@ -83,7 +98,8 @@ impl Intake {
                 }
                 Ok(Err(AcceptError::Busy { retry_after })) => {
                     limit = (n / 2).max(1);
-                    local_error("busy", "the delivery queue is full; waiting");
+                    self.health
+                        .local_error("busy", "the delivery queue is full; waiting");
                     let jitter = retry_after.mul_f64(rand::random::<f64>() * 0.2);
                     self.sleep(retry_after + jitter).await?;
                 }
@@ -103,13 +119,13 @@ impl Intake {
                 Ok(Err(e)) => {
                     let message = e.to_string();
                     tracing::error!(source = %self.source, error = %message, "Accepting events failed; will retry");
-                    local_error("store", &message);
+                    self.health.local_error("store", &message);
                     let pause = self.backoff.next(rand::random());
                     self.sleep(pause).await?;
                 }
                 Err(e) => {
                     tracing::error!(source = %self.source, error = %e, "Accepting events panicked; will retry");
-                    local_error("store", "accept panicked");
+                    self.health.local_error("store", "accept panicked");
                     let pause = self.backoff.next(rand::random());
                     self.sleep(pause).await?;
                 }

@@ -21,10 +21,10 @@ use redis::IntoConnectionInfo;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::connectors::ConnectorError;
 use crate::connectors::intake::Intake;
-use crate::dispatch::{Builtin, Dispatcher};
-use crate::manifest::{DeliveryPolicy, Subscription};
+use crate::connectors::{Connector, ConnectorError, sink_policy};
+use crate::dispatch::{Builtin, DispatchConfig, Dispatcher};
+use crate::manifest::Subscription;
 
 pub use config::{RedisConfig, RedisMode, RedisSection, validate_buses};
 pub use status::{BusCounters, BusSinkStatus, BusStatus, RedisStatus};
@@ -78,9 +78,11 @@ impl Redis {
     pub fn status(&self) -> RedisStatus {
         self.status.clone()
     }
+}
 
+impl Connector for Redis {
     /// The sink of the bus that has one.
-    pub fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin> {
+    fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin> {
         self.buses
             .iter()
             .filter(|b| b.cfg.sink)
@@ -91,16 +93,13 @@ impl Redis {
                     tenants: Vec::new(),
                     filters: Vec::new(),
                 },
-                delivery: DeliveryPolicy {
-                    max_attempts: SINK_MAX_ATTEMPTS,
-                    initial_backoff_ms: SINK_INITIAL_BACKOFF_MS,
-                    backoff_factor: 2.0,
-                    max_backoff_ms: SINK_MAX_BACKOFF_MS,
-                    jitter: 0.2,
-                    ordered: false,
-                    concurrency: b.cfg.sink_concurrency,
-                    ..DeliveryPolicy::default()
-                },
+                delivery: sink_policy(
+                    SINK_MAX_ATTEMPTS,
+                    SINK_INITIAL_BACKOFF_MS,
+                    SINK_MAX_BACKOFF_MS,
+                    false,
+                    b.cfg.sink_concurrency,
+                ),
                 handler: Arc::new(sink::Sink::new(
                     b.cfg.clone(),
                     b.client.clone(),
@@ -112,11 +111,10 @@ impl Redis {
     }
 
     /// Starts a source task per bus that has one, on the current runtime.
-    pub(crate) fn start(
+    fn start(
         &self,
         dispatcher: &Dispatcher,
-        max_batch: usize,
-        max_payload_bytes: usize,
+        limits: &DispatchConfig,
         stop: &watch::Receiver<bool>,
     ) -> Vec<JoinHandle<()>> {
         self.buses
@@ -126,15 +124,16 @@ impl Redis {
                 let intake = Intake::new(
                     dispatcher.clone(),
                     format!("redis:{}", b.cfg.name),
-                    max_batch,
+                    limits.max_batch,
                     stop.clone(),
+                    b.state.source.clone(),
                 );
                 let source = source::Source::new(
                     b.cfg.clone(),
                     b.client.clone(),
                     intake,
                     b.state.clone(),
-                    max_payload_bytes,
+                    limits.max_payload_bytes,
                 );
                 tokio::spawn(source.run())
             })

@@ -16,9 +16,9 @@ mod status;
 
 use std::sync::Arc;
 
-use crate::connectors::ConnectorError;
+use crate::connectors::{Connector, ConnectorError, sink_policy};
 use crate::dispatch::Builtin;
-use crate::manifest::{DeliveryPolicy, Filter, Subscription};
+use crate::manifest::{Filter, Subscription};
 
 pub use config::{SigningKey, WebhookConfig, WebhookKind, WebhookSection, validate_webhooks};
 pub use status::{EndpointStatus, WebhookStatus};
@@ -69,9 +69,12 @@ impl Webhooks {
     pub fn status(&self) -> WebhookStatus {
         self.status.clone()
     }
+}
 
+/// Sinks only: no source.
+impl Connector for Webhooks {
     /// One sink per endpoint.
-    pub fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin> {
+    fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin> {
         self.endpoints
             .iter()
             .map(|(cfg, client, state)| Builtin {
@@ -84,16 +87,13 @@ impl Webhooks {
                         value: cfg.name.clone().into(),
                     }],
                 },
-                delivery: DeliveryPolicy {
-                    max_attempts: SINK_MAX_ATTEMPTS,
-                    initial_backoff_ms: SINK_INITIAL_BACKOFF_MS,
-                    backoff_factor: 2.0,
-                    max_backoff_ms: SINK_MAX_BACKOFF_MS,
-                    jitter: 0.2,
-                    ordered: true,
-                    concurrency: cfg.concurrency,
-                    ..DeliveryPolicy::default()
-                },
+                delivery: sink_policy(
+                    SINK_MAX_ATTEMPTS,
+                    SINK_INITIAL_BACKOFF_MS,
+                    SINK_MAX_BACKOFF_MS,
+                    true,
+                    cfg.concurrency,
+                ),
                 handler: Arc::new(sink::Sink::new(
                     cfg.clone(),
                     client.clone(),

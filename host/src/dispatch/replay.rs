@@ -60,6 +60,17 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Removes dead letters of `handler` (all when `None`) older than
+    /// `before_ms` (all when `None`), from every node in cluster mode;
+    /// how many. Blocking.
+    pub fn purge_dead_letters(
+        &self,
+        handler: Option<&str>,
+        before_ms: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.inner.inbox.purge_dead_letters(handler, before_ms)
+    }
+
     /// Replays every dead letter of `handler` dead-lettered within
     /// `[since_ms, until_ms]` (either bound optional), newest first, for
     /// `version` or the active version. Blocking; one flush at the end.

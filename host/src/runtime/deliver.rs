@@ -192,9 +192,17 @@ impl Runtime {
         } else {
             None
         };
-        let (mut store, bindings, served) = match warm {
-            Some(s) => (s.store, Some(s.bindings), s.served),
-            None => {
+        // No warm instance: one prepared ahead of the event, if it was
+        // built under these limits (see `prepare.rs`).
+        let prepared = match warm {
+            None => module.inner.ready.take(req.limits),
+            Some(_) => None,
+        };
+        let from_prepared = prepared.is_some();
+        let (mut store, bindings, served) = match (warm, prepared) {
+            (Some(s), _) => (s.store, Some(s.bindings), s.served),
+            (None, Some(p)) => (p.store, Some(p.bindings), 0),
+            (None, None) => {
                 let mut store = Store::new(&self.inner.engine, HostState::new(req.limits));
                 store.limiter(|s| &mut s.limiter);
                 (store, None, 0)
@@ -207,19 +215,32 @@ impl Runtime {
             config: req.config,
             limits: req.limits,
             capabilities: req.capabilities,
+            keep_log: from_prepared,
         });
         let fuel = req.limits.fuel;
-        let budgets = store.set_fuel(fuel).map(|()| {
+        // A prepared instance keeps the fuel its instantiation left: that
+        // work is charged to this delivery, as if it had happened now.
+        let budgets = if from_prepared {
+            Ok(())
+        } else {
+            store.set_fuel(fuel)
+        }
+        .map(|()| {
             let timeout = Duration::from_millis(req.limits.timeout_ms);
             store.set_epoch_deadline(deadline_ticks(timeout, self.inner.cfg.epoch_tick));
         });
 
         let started = Instant::now();
+        let mut instantiation_fuel = None;
         let result = with_kv(&mut store, req.kv, |store| {
             budgets
                 .and_then(|()| match bindings {
                     Some(b) => Ok(b),
-                    None => module.inner.pre.instantiate(&mut *store),
+                    None => {
+                        let b = module.inner.pre.instantiate(&mut *store)?;
+                        instantiation_fuel = Some(fuel.saturating_sub(store.get_fuel()?));
+                        Ok(b)
+                    }
                 })
                 .and_then(|b| {
                     let event = to_wit_event(req.event, req.attempt);
@@ -239,11 +260,8 @@ impl Runtime {
         let emitted = std::mem::take(&mut state.call.emitted);
         state.end();
 
-        if verdict.keep
-            && req.reuse > 0
-            && served + 1 < req.reuse
-            && let Ok((bindings, _)) = result
-        {
+        let parked = verdict.keep && req.reuse > 0 && served + 1 < req.reuse;
+        if parked && let Ok((bindings, _)) = result {
             module.inner.warm.park(
                 key,
                 Sandbox {
@@ -252,6 +270,15 @@ impl Runtime {
                     served: served + 1,
                 },
             );
+        } else {
+            drop((store, result));
+        }
+        // The next fresh instance, prepared while the handler waits, for a
+        // module whose start-up is worth it.
+        let worth = from_prepared
+            || instantiation_fuel.is_some_and(|f| module.inner.ready.note_instantiation(f));
+        if worth && !parked {
+            self.inner.preparer.request(&module.inner, req.limits);
         }
 
         let outcome = verdict.outcome;

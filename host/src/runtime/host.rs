@@ -118,6 +118,9 @@ pub(crate) struct Begin<'a> {
     pub config: &'a str,
     pub limits: &'a Limits,
     pub capabilities: &'a BTreeSet<Capability>,
+    /// Keep what the log holds: the start-up output of an instance
+    /// prepared ahead of this delivery (under the same log budget).
+    pub keep_log: bool,
 }
 
 /// A set of [`Capability`] as bits, checked on every host call.
@@ -177,12 +180,22 @@ impl HostState {
             max_emit_bytes: b.limits.emit_bytes,
             ..CallState::default()
         };
-        self.log.begin(b.limits.log_bytes);
+        if !b.keep_log {
+            self.log.begin(b.limits.log_bytes);
+        }
         self.limiter.begin_delivery(
             b.limits.memory_bytes,
             b.limits.table_elements,
             b.limits.instances,
         );
+    }
+
+    /// Prepares a store for instantiating ahead of any delivery (see
+    /// `prepare.rs`): the log budget and wall-clock deadline of `limits`,
+    /// and no grant, namespace or config (the call state stays empty).
+    pub(crate) fn begin_prepare(&mut self, limits: &Limits) {
+        self.call.deadline = Instant::now().checked_add(Duration::from_millis(limits.timeout_ms));
+        self.log.begin(limits.log_bytes);
     }
 
     /// Ends a delivery: drops the namespace and config, keeps the results.

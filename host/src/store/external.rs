@@ -8,13 +8,16 @@ use super::handlers::version_key;
 use super::queue::{META_ACCEPTED, META_UNROUTED, attempt_error};
 use super::stats::StatKind;
 use super::{
-    DeadLetter, HandlerRecord, LogEntry, Pending, Result, Store, StoreError, VersionRecord, encode,
-    tx_err,
+    DeadLetter, HandlerRecord, LogEntry, Pending, Result, SledExt, Store, StoreError,
+    VersionRecord, encode, tx_err,
 };
 use crate::event::Event;
 
 /// The newest dead letter an external inbox stored (`meta` tree).
 const META_EXTERNAL_DEAD: &[u8] = b"external_dead_letter";
+/// Where positions in logs kept outside the store are recorded (`meta`
+/// tree, suffixed with the position's name).
+const META_POSITION: &str = "external_position.";
 
 /// What an attempt led to, for its stats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +54,22 @@ impl Store {
         Ok(())
     }
 
+    /// Counts attempts whose log lines are written elsewhere (cluster
+    /// mode: [`Store::apply_shared_logs`]).
+    pub fn count_attempts(&self, entries: &[&LogEntry], kind: AttemptKind) -> Result<()> {
+        let kind = match kind {
+            AttemptKind::Final => StatKind::Attempt,
+            AttemptKind::Retry => StatKind::Retry,
+            AttemptKind::DeadLetter => StatKind::DeadLetter,
+        };
+        self.record_stats_of(entries, kind)
+    }
+
+    /// A new log-line or dead-letter id (a ULID, monotonic in this process).
+    pub fn new_record_id(&self) -> String {
+        self.new_id()
+    }
+
     /// Stores a dead letter for delivery `p` of `event`, whose last attempt
     /// is `entry` (already recorded): every error of `p` plus that one.
     pub fn add_dead_letter(
@@ -59,19 +78,66 @@ impl Store {
         p: &Pending,
         entry: &LogEntry,
     ) -> Result<DeadLetter> {
+        let dl = self.new_dead_letter(event, p, entry);
+        self.put_dead_letter(&dl, META_EXTERNAL_DEAD, dl.id.as_bytes())?;
+        Ok(dl)
+    }
+
+    /// The dead letter [`Store::add_dead_letter`] would store, not stored.
+    pub fn new_dead_letter(&self, event: &Event, p: &Pending, entry: &LogEntry) -> DeadLetter {
         let id = self.new_ulid();
         let mut errors = p.errors.clone();
         errors.push(attempt_error(p.attempt, entry));
-        let dl = DeadLetter {
+        DeadLetter {
             id: id.to_string(),
             event: event.clone(),
             handler: p.handler.clone(),
             version: entry.version,
             errors,
             time_ms: id.timestamp_ms(),
-        };
-        self.put_dead_letter(&dl, META_EXTERNAL_DEAD, dl.id.as_bytes())?;
-        Ok(dl)
+        }
+    }
+
+    /// Stores a dead letter made elsewhere (cluster mode: by any node);
+    /// storing it again is harmless.
+    pub fn put_shared_dead_letter(&self, dl: &DeadLetter) -> Result<()> {
+        self.put_dead_letter(dl, META_EXTERNAL_DEAD, dl.id.as_bytes())
+    }
+
+    /// Removes dead letter `id` if it is here (cluster mode: another node
+    /// replayed or purged it); whether it was.
+    pub fn remove_shared_dead_letter(&self, id: &str) -> Result<bool> {
+        match self.dead_letter_get(id)? {
+            Some(dl) => self.remove_dead_letter(&dl).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// How far a log kept outside the store was applied here (0: not yet).
+    pub fn external_position(&self, name: &str) -> Result<u64> {
+        let key = format!("{META_POSITION}{name}");
+        match self.t().meta.get(key.as_bytes()).sled()? {
+            None => Ok(0),
+            Some(v) => super::keys::read_u64(&v)
+                .ok_or_else(|| super::corrupt("meta", key.as_bytes(), "not a u64")),
+        }
+    }
+
+    /// Records [`Store::external_position`] (written behind, like the log
+    /// lines it follows).
+    pub fn set_external_position(&self, name: &str, position: u64) -> Result<()> {
+        let key = format!("{META_POSITION}{name}");
+        self.t()
+            .meta
+            .insert(key.as_bytes(), &position.to_be_bytes()[..])
+            .sled()
+            .map(drop)
+    }
+
+    /// The delivery log's retention: (most lines, oldest line).
+    pub fn log_retention(&self) -> (u64, std::time::Duration) {
+        let o = &self.inner.opts;
+        (o.log_max_entries, o.log_max_age)
     }
 
     /// The dead letter `id`, checked for a revive pinned to `version`: its

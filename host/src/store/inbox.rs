@@ -84,6 +84,10 @@ pub trait Inbox: Send + Sync + std::fmt::Debug {
     /// handler or version.
     fn revive(&self, dead_letter_id: &str, version: Option<u32>) -> Result<()>;
 
+    /// Removes dead letters of `handler` (all handlers when `None`) that
+    /// are older than `before_ms` (all when `None`); how many.
+    fn purge_dead_letters(&self, handler: Option<&str>, before_ms: Option<u64>) -> Result<u64>;
+
     /// Rebuilds the ready set from the last durable checkpoint: every
     /// delivery not final there becomes ready, in due-time order. Called
     /// once, when the dispatcher starts; how many deliveries.
@@ -218,6 +222,10 @@ impl Inbox for Store {
             event: Arc::new(event),
         }]);
         Ok(())
+    }
+
+    fn purge_dead_letters(&self, handler: Option<&str>, before_ms: Option<u64>) -> Result<u64> {
+        Store::purge_dead_letters(self, handler, before_ms)
     }
 
     fn replay(&self) -> Result<usize> {

@@ -45,7 +45,7 @@ fn key_namespace(key: &[u8]) -> Option<Namespace> {
 }
 
 /// A stored entry as operators see it; `None` once it expired.
-fn kv_item(key: &[u8], entry: &[u8], now: u64) -> Option<KvItem> {
+pub fn kv_item(key: &[u8], entry: &[u8], now: u64) -> Option<KvItem> {
     let value = decode_entry(entry, now)?;
     let (value, encoding) = match std::str::from_utf8(value) {
         Ok(text) => (text.to_string(), "utf8"),

@@ -1,20 +1,36 @@
 //! The delivery log: one line per attempt, queried newest first with
 //! filters and cursor pagination, indexed by event, trimmed by retention.
 //!
-//! Keys: `log` = `u64 time_ms u64 seq` (seq from sled's id generator, unique
-//! across restarts), so time bounds are key bounds and the oldest entries
-//! come first; `log_by_event` = `lp(event id) u64 time_ms u64 seq` → empty.
+//! Lines are stored in blocks, one per write (a recorder batch), in a
+//! binary encoding (`logs/block.rs`): a batch of 500 deliveries is one
+//! sled insert for its lines plus one index insert per event, where a
+//! JSON value and an index entry per line made two inserts each (and sled
+//! copies the tree node an insert lands in, so the inserts were the
+//! recorder's cost).
+//!
+//! Keys: `log` = `u64 time_ms u64 seq`, the block's oldest line's time and
+//! a number from sled's id generator (unique across restarts), so blocks
+//! come oldest first; a block holds lines at most [`BLOCK_SPAN_MS`] apart,
+//! sorted by time, numbered from 0. `log_by_event` = `lp(event id) u64
+//! time_ms u64 seq` → the numbers (u16 BE each) of that event's lines in
+//! that block (empty: the whole value is one line written before blocks).
+//! Lines list newest first by time, then by block key and number (blocks
+//! whose times overlap are merged: a batch may carry a line stamped before
+//! the previous batch's newest); a cursor is the last listed line's time,
+//! block key and number.
 //! `meta/log_count` counts log lines for the count cap (it can drift by the
 //! few lines a crash catches between the two writes; retention resets it
 //! when the log is empty).
 
-use serde::Deserialize;
+mod block;
+
+use std::collections::{BinaryHeap, HashMap};
+
+use block::Block;
 
 use super::queue::IdemRecord;
 use super::records::page_size;
-use super::{
-    LogEntry, LogPage, LogQuery, Result, SledExt, Store, StoreError, decode, encode, keys,
-};
+use super::{LogEntry, LogPage, LogQuery, Result, SledExt, Store, StoreError, decode, keys};
 use crate::event::now_ms;
 
 const META_LOG_COUNT: &[u8] = b"log_count";
@@ -23,18 +39,64 @@ const META_LOG_COUNT: &[u8] = b"log_count";
 const SCAN_BUDGET: usize = if cfg!(test) { 40 } else { 100_000 };
 /// Log lines removed per sled batch by retention.
 const RETENTION_BATCH: usize = 1000;
+/// The most lines one block holds (line numbers are u16; a recorder batch
+/// is at most 512).
+const BLOCK_LINES: usize = 1024;
+/// The widest span of line times in one block: a time-bounded query reads
+/// the blocks starting up to this much before its lower bound.
+const BLOCK_SPAN_MS: u64 = 100;
 
-fn parse_cursor(c: &str) -> Result<[u8; 16]> {
-    hex::decode(c)
-        .ok()
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .ok_or_else(|| StoreError::BadInput(format!("malformed cursor {c:?}")))
+/// Where a line is in the listing order: its time, then its block's key
+/// and its number in the block (positions order as the log lists lines,
+/// newest first reversed). A cursor is the position of the last line a
+/// page examined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Position {
+    time: u64,
+    block: [u8; 16],
+    line: u16,
+}
+
+impl Position {
+    fn cursor(self) -> String {
+        let mut b = [0u8; 26];
+        b[..8].copy_from_slice(&self.time.to_be_bytes());
+        b[8..24].copy_from_slice(&self.block);
+        b[24..].copy_from_slice(&self.line.to_be_bytes());
+        hex::encode(b)
+    }
+}
+
+/// A cursor: 26 bytes (a position), or the 16-byte key of a JSON line that
+/// cursors were before blocks (which is that line's time and key).
+fn parse_cursor(c: &str) -> Result<Position> {
+    let bad = || StoreError::BadInput(format!("malformed cursor {c:?}"));
+    let b = hex::decode(c).map_err(|_| bad())?;
+    let (time, block, line) = match b.len() {
+        16 => (&b[..8], &b[..16], [0, 0]),
+        26 => (&b[..8], &b[8..24], [b[24], b[25]]),
+        _ => return Err(bad()),
+    };
+    Ok(Position {
+        time: keys::read_u64(time).ok_or_else(bad)?,
+        block: <[u8; 16]>::try_from(block).map_err(|_| bad())?,
+        line: u16::from_be_bytes(line),
+    })
+}
+
+fn block_key(key: &[u8]) -> Result<[u8; 16]> {
+    <[u8; 16]>::try_from(key).map_err(|_| super::codec::corrupt("log", key, "not a 16-byte key"))
 }
 
 fn by_event_key(event_id: &str, log_key: &[u8]) -> Vec<u8> {
     let mut k = keys::parts(&[event_id.as_bytes()]);
     k.extend_from_slice(log_key);
     k
+}
+
+/// The index value naming line numbers `lines`.
+fn numbers(lines: impl IntoIterator<Item = u16>) -> Vec<u8> {
+    lines.into_iter().flat_map(u16::to_be_bytes).collect()
 }
 
 fn matches(q: &LogQuery, e: &LogEntry) -> bool {
@@ -46,80 +108,213 @@ fn matches(q: &LogQuery, e: &LogEntry) -> bool {
         && (!q.failed_only || e.is_failure())
 }
 
+/// Splits lines sorted by time into blocks: at most [`BLOCK_LINES`] lines,
+/// at most [`BLOCK_SPAN_MS`] apart.
+fn blocks<'a, 'e>(sorted: &'a [&'e LogEntry]) -> impl Iterator<Item = &'a [&'e LogEntry]> {
+    let mut rest = sorted;
+    std::iter::from_fn(move || {
+        let first = rest.first()?.time_ms;
+        let n = rest
+            .iter()
+            .take(BLOCK_LINES)
+            .take_while(|e| e.time_ms - first <= BLOCK_SPAN_MS)
+            .count();
+        let (block, tail) = rest.split_at(n);
+        rest = tail;
+        Some(block)
+    })
+}
+
+/// A line waiting in the merge, ordered by its position alone.
+struct Merging(Position, LogEntry);
+
+impl PartialEq for Merging {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Merging {}
+
+impl PartialOrd for Merging {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Merging {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+/// Fills a page from lines handed over newest first.
+struct Lister<'a> {
+    q: &'a LogQuery,
+    limit: usize,
+    page: &'a mut LogPage,
+    skipped: usize,
+    last: Option<Position>,
+}
+
+impl Lister<'_> {
+    /// Takes the next line; whether the page is finished.
+    fn done(&mut self, at: Position, e: LogEntry) -> bool {
+        if self.skipped == SCAN_BUDGET {
+            // Cursors are exclusive: the last line examined resumes at this one.
+            self.page.next_cursor = self.last.map(Position::cursor);
+            return true;
+        }
+        self.last = Some(at);
+        if !matches(self.q, &e) {
+            self.skipped += 1;
+            return false;
+        }
+        self.page.entries.push(e);
+        if self.page.entries.len() == self.limit {
+            self.page.next_cursor = Some(at.cursor());
+            return true;
+        }
+        false
+    }
+}
+
 impl Store {
-    /// Appends one log line (assigning its id when empty). The event index
-    /// is written first: an index entry without its line is skipped by
-    /// readers, a line without its index would be invisible to
-    /// [`Store::deliveries_of`].
+    /// Appends one log line (assigning its id when empty).
     pub(super) fn append_log(&self, entry: &LogEntry) -> Result<()> {
         self.append_logs(&[entry])
     }
 
-    /// [`Self::append_log`] for many lines, with one count update. Plain
-    /// inserts, not a sled batch: the lines need not appear together, and a
-    /// batch takes sled's process-wide write lock and writes out its log
-    /// buffer, which costs more than the inserts themselves.
+    /// [`Self::append_log`] for many lines: one block per
+    /// [`BLOCK_SPAN_MS`] of their times, each one insert plus one index
+    /// insert per event in it, and one count update. The index is written
+    /// first: an index entry without its block is skipped by readers, a
+    /// line without its index would be invisible to
+    /// [`Store::deliveries_of`]. Plain inserts, not a sled batch: a batch
+    /// takes sled's process-wide write lock and writes out its log buffer,
+    /// which costs more than the inserts themselves.
     pub(super) fn append_logs(&self, entries: &[&LogEntry]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
+        let mut sorted = entries.to_vec();
+        sorted.sort_by_key(|e| e.time_ms);
         let t = self.t();
-        for entry in entries {
+        for lines in blocks(&sorted) {
             let seq = self.inner.db.generate_id().sled()?;
-            let key = keys::time_seq(entry.time_ms, seq);
-            t.log_by_event
-                .insert(by_event_key(&entry.event_id, &key), &[][..])
-                .sled()?;
-            let line = if entry.id.is_empty() {
-                let mut e = LogEntry::clone(entry);
-                e.id = self.new_id();
-                encode(&e)?
-            } else {
-                encode(*entry)?
-            };
-            t.log.insert(key, line).sled()?;
+            let key = keys::time_seq(lines[0].time_ms, seq);
+            let mut by_event: HashMap<&str, Vec<u16>> = HashMap::new();
+            for (i, e) in lines.iter().enumerate() {
+                // `blocks` keeps a block within BLOCK_LINES (< u16::MAX).
+                let n = u16::try_from(i).unwrap_or(u16::MAX);
+                by_event.entry(&e.event_id).or_default().push(n);
+            }
+            for (event_id, lines) in by_event {
+                t.log_by_event
+                    .insert(by_event_key(event_id, &key), numbers(lines))
+                    .sled()?;
+            }
+            let value = block::encode(lines, || self.new_id())?;
+            t.log.insert(key, value).sled()?;
         }
         self.bump(META_LOG_COUNT, entries.len() as i64)
     }
 
-    /// Log lines matching `q`, newest first. A full page (or a scan that hit
-    /// its budget) carries a `next_cursor`; the following page may be empty.
+    /// Cluster mode: log lines from the cluster's shared log, each with its
+    /// sequence there, which keys it (with its time) so that a line
+    /// written twice (by the node that ran the attempt, then by the
+    /// mirror; or again after a restart) is stored once. The lines need
+    /// their ids already. Each is a block of one line. How many were new.
+    pub fn apply_shared_logs(&self, lines: &[(u64, &LogEntry)]) -> Result<u64> {
+        let t = self.t();
+        let mut added = 0u64;
+        for (seq, entry) in lines {
+            // The high bit keeps these keys apart from the ids sled
+            // generates for lines written in single-node mode.
+            let key = keys::time_seq(entry.time_ms, seq | 1 << 63);
+            if t.log.contains_key(key).sled()? {
+                continue;
+            }
+            t.log_by_event
+                .insert(by_event_key(&entry.event_id, &key), numbers([0]))
+                .sled()?;
+            let value = block::encode(&[*entry], || self.new_id())?;
+            t.log.insert(key, value).sled()?;
+            added += 1;
+        }
+        if added > 0 {
+            self.bump(META_LOG_COUNT, added as i64)?;
+        }
+        Ok(added)
+    }
+
+    /// Log lines matching `q`, newest first (by time, then by position).
+    /// A full page (or a scan that hit its budget) carries a
+    /// `next_cursor`; the following page may be empty.
+    ///
+    /// Blocks are read newest key first and their lines merged by time: a
+    /// block's lines are at most [`BLOCK_SPAN_MS`] newer than its key, so
+    /// once the scan reaches key time `k`, every line newer than
+    /// `k + BLOCK_SPAN_MS` it holds is in its place.
     pub fn logs(&self, q: &LogQuery) -> Result<LogPage> {
         let limit = page_size(q.limit);
-        let lo = keys::time_seq(q.since_ms.unwrap_or(0), 0);
-        let mut hi = q
-            .until_ms
-            .and_then(|u| u.checked_add(1))
-            .map(|u| keys::time_seq(u, 0));
+        let since = q.since_ms.unwrap_or(0);
+        // Lines at or after `hi` are not listed.
+        let mut hi = q.until_ms.and_then(|u| u.checked_add(1)).map(|u| Position {
+            time: u,
+            block: [0; 16],
+            line: 0,
+        });
         if let Some(c) = &q.cursor {
             let c = parse_cursor(c)?;
             hi = Some(hi.map_or(c, |h| h.min(c)));
         }
+        let mut page = LogPage::default();
+        let lo = keys::time_seq(since.saturating_sub(BLOCK_SPAN_MS), 0);
         let range = match hi {
-            Some(hi) => self.t().log.range(lo..hi),
+            Some(hi) if hi.time < since => return Ok(page),
+            Some(hi) => self.t().log.range(lo..=keys::time_seq(hi.time, u64::MAX)),
             None => self.t().log.range(lo..),
         };
-        let mut page = LogPage::default();
-        let mut skipped = 0;
-        let mut last: Option<sled::IVec> = None;
+        let mut lister = Lister {
+            q,
+            limit,
+            page: &mut page,
+            skipped: 0,
+            last: None,
+        };
+        let mut merge: BinaryHeap<Merging> = BinaryHeap::new();
         for item in range.rev() {
             let (k, v) = item.sled()?;
-            if skipped == SCAN_BUDGET {
-                // Cursors are exclusive: the last key examined resumes at this one.
-                page.next_cursor = last.map(hex::encode);
-                break;
-            }
-            let e: LogEntry = decode("log", &k, &v)?;
-            if matches(q, &e) {
-                page.entries.push(e);
-                if page.entries.len() == limit {
-                    page.next_cursor = Some(hex::encode(&k));
-                    break;
+            let key = block_key(&k)?;
+            let key_time = keys::read_u64(&key[..8]).unwrap_or(0);
+            while merge
+                .peek()
+                .is_some_and(|m| m.0.time > key_time.saturating_add(BLOCK_SPAN_MS))
+            {
+                if let Some(Merging(at, e)) = merge.pop()
+                    && lister.done(at, e)
+                {
+                    return Ok(page);
                 }
-            } else {
-                skipped += 1;
             }
-            last = Some(k);
+            let block = Block::parse(&k, &v)?;
+            let numbers: Vec<u16> = (0..block.lines.len()).map(|i| block.number(i)).collect();
+            for (e, line) in block.lines.into_iter().zip(numbers) {
+                let at = Position {
+                    time: e.time_ms,
+                    block: key,
+                    line,
+                };
+                if e.time_ms >= since && hi.is_none_or(|hi| at < hi) {
+                    merge.push(Merging(at, e));
+                }
+            }
+        }
+        while let Some(Merging(at, e)) = merge.pop() {
+            if lister.done(at, e) {
+                return Ok(page);
+            }
         }
         Ok(page)
     }
@@ -128,13 +323,24 @@ impl Store {
     pub fn deliveries_of(&self, event_id: &str) -> Result<Vec<LogEntry>> {
         let prefix = keys::parts(&[event_id.as_bytes()]);
         let mut out = Vec::new();
-        for k in self.t().log_by_event.scan_prefix(&prefix).keys() {
-            let k = k.sled()?;
+        for item in self.t().log_by_event.scan_prefix(&prefix) {
+            let (k, lines) = item.sled()?;
             let log_key = &k[prefix.len()..];
-            if let Some(v) = self.t().log.get(log_key).sled()? {
-                out.push(decode("log", log_key, &v)?);
+            let Some(v) = self.t().log.get(log_key).sled()? else {
+                continue;
+            };
+            let mut block = Block::parse(log_key, &v)?;
+            if block.legacy {
+                out.append(&mut block.lines);
+                continue;
+            }
+            for n in lines.chunks_exact(2) {
+                if let Some(e) = block.get(u16::from_be_bytes([n[0], n[1]])) {
+                    out.push(e.clone());
+                }
             }
         }
+        out.sort_by_key(|e| e.time_ms);
         Ok(out)
     }
 
@@ -177,35 +383,73 @@ impl Store {
     }
 
     /// Removes up to `n` of the oldest log lines, only those before
-    /// `before_ms` when given; how many.
+    /// `before_ms` when given; how many. Whole blocks go, and the block
+    /// where a limit falls keeps its newer lines under their numbers.
     fn remove_oldest_logs(&self, n: usize, before_ms: Option<u64>) -> Result<u64> {
-        #[derive(Deserialize)]
-        struct Head {
-            event_id: String,
-        }
         let hi = keys::time_seq(before_ms.unwrap_or(u64::MAX), 0);
         let mut log = sled::Batch::default();
         let mut index = sled::Batch::default();
-        let mut count = 0u64;
+        let mut count = 0usize;
         let mut events = Vec::new();
-        for item in self.t().log.range(..hi).take(n) {
+        for item in self.t().log.range(..hi) {
+            if count == n {
+                break;
+            }
             let (k, v) = item.sled()?;
-            let head: Head = decode("log", &k, &v)?;
-            index.remove(by_event_key(&head.event_id, &k));
-            log.remove(k);
-            count += 1;
-            events.push(head.event_id);
+            let block = Block::parse(&k, &v)?;
+            let drop = block
+                .lines
+                .iter()
+                .take(n - count)
+                .take_while(|e| before_ms.is_none_or(|b| e.time_ms < b))
+                .count();
+            if drop == 0 {
+                break;
+            }
+            // Each event of the block keeps the index entry naming the
+            // lines it has left here, if any.
+            let mut kept: HashMap<&str, (bool, Vec<u16>)> = HashMap::new();
+            for (i, e) in block.lines.iter().enumerate() {
+                let (dropped, lines) = kept.entry(&e.event_id).or_default();
+                if i < drop {
+                    *dropped = true;
+                } else {
+                    lines.push(block.number(i));
+                }
+            }
+            for (event_id, (dropped, lines)) in kept {
+                if !dropped {
+                    continue;
+                }
+                let key = by_event_key(event_id, &k);
+                if lines.is_empty() {
+                    index.remove(key);
+                    events.push(event_id.to_string());
+                } else {
+                    index.insert(key, numbers(lines));
+                }
+            }
+            count += drop;
+            if drop == block.lines.len() {
+                log.remove(k);
+            } else {
+                log.insert(k.clone(), block.trimmed(&v, drop));
+                break;
+            }
         }
         if count > 0 {
-            self.t().log.apply_batch(log).sled()?;
+            // The index first, as on append: a block line whose index entry
+            // is gone is invisible only to the event lookup, which is the
+            // point of removing it.
             self.t().log_by_event.apply_batch(index).sled()?;
+            self.t().log.apply_batch(log).sled()?;
             self.bump(META_LOG_COUNT, -(count as i64))?;
             events.sort_unstable();
             events.dedup();
             // A finished event goes with its last log line.
             self.forget_unlogged(&events)?;
         }
-        Ok(count)
+        Ok(count as u64)
     }
 
     fn sweep_idempotency(&self, cutoff: u64) -> Result<()> {

@@ -423,7 +423,7 @@ pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 1000;
 
 /// The effective page size for a requested `limit`.
-pub(super) fn page_size(limit: usize) -> usize {
+pub fn page_size(limit: usize) -> usize {
     match limit {
         0 => DEFAULT_PAGE,
         n => n.min(MAX_PAGE),

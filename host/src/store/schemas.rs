@@ -39,6 +39,16 @@ impl Store {
         self.sync_admin()
     }
 
+    /// The schema of one event type.
+    pub fn schema(&self, event_type: &str) -> Result<Option<serde_json::Value>> {
+        let Some(v) = self.t().schemas.get(event_type.as_bytes()).sled()? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("schemas: {event_type}: {e}")))
+    }
+
     /// Removes the schema of an event type; whether there was one.
     pub fn delete_schema(&self, event_type: &str, actor: &str) -> Result<bool> {
         let existed = self

@@ -50,6 +50,32 @@ struct TallyState {
     last: Option<Instant>,
 }
 
+/// A node's counters as shared: (handler, encoded counters).
+pub type SharedCounters = Vec<(String, Vec<u8>)>;
+
+/// Cluster mode: the counters other nodes published (each node's own,
+/// summed on read), and the handlers whose counters were dropped here
+/// since the publisher last asked (`crate::cluster`).
+#[derive(Debug, Default)]
+pub(super) struct PeerStats(Mutex<PeerState>);
+
+#[derive(Debug, Default)]
+struct PeerState {
+    /// Node → handler → that node's counters.
+    records: HashMap<String, HashMap<String, StatsRecord>>,
+    /// Node → its event totals.
+    totals: HashMap<String, EventTotals>,
+    /// Handlers deleted here whose shared counters must go too.
+    forgotten: BTreeSet<String>,
+}
+
+impl PeerStats {
+    fn lock(&self) -> MutexGuard<'_, PeerState> {
+        // Plain maps, each change made in one call.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 impl Tallies {
     fn lock(&self) -> MutexGuard<'_, TallyState> {
         // Each change is a few map operations in one call: nothing a panic
@@ -130,6 +156,25 @@ impl StatsRecord {
         self.fuel_total = self.fuel_total.saturating_add(e.fuel);
         self.max_us = self.max_us.max(e.duration_us);
         *self.hist.entry(bucket(e.duration_us)).or_default() += 1;
+    }
+
+    /// Adds another node's counters for the same handler.
+    fn merge(&mut self, o: &StatsRecord) {
+        self.processed += o.processed;
+        self.ok += o.ok;
+        self.failed += o.failed;
+        self.expired += o.expired;
+        for (k, n) in &o.by_outcome {
+            *self.by_outcome.entry(k.clone()).or_default() += n;
+        }
+        self.retries += o.retries;
+        self.dead_lettered += o.dead_lettered;
+        self.fuel_total = self.fuel_total.saturating_add(o.fuel_total);
+        self.last_outcome_ms = self.last_outcome_ms.max(o.last_outcome_ms);
+        self.max_us = self.max_us.max(o.max_us);
+        for (b, n) in &o.hist {
+            *self.hist.entry(*b).or_default() += n;
+        }
     }
 
     fn percentile(&self, p: f64) -> u64 {
@@ -261,7 +306,73 @@ impl Store {
             st.records.remove(name);
             st.dirty.remove(name);
         }
+        {
+            let mut peers = self.inner.peers.lock();
+            for recs in peers.records.values_mut() {
+                recs.remove(name);
+            }
+            peers.forgotten.insert(name.to_string());
+        }
         self.t().stats.remove(name).sled().map(drop)
+    }
+
+    /// Cluster mode: this node's counters of every handler that counted
+    /// anything since the store opened, encoded for other nodes, and its
+    /// event totals.
+    pub fn stats_to_share(&self) -> Result<(SharedCounters, EventTotals)> {
+        let records: Vec<(String, StatsRecord)> = {
+            let st = self.inner.tallies.lock();
+            st.records
+                .iter()
+                .map(|(h, r)| (h.clone(), r.clone()))
+                .collect()
+        };
+        let encoded = records
+            .iter()
+            .map(|(h, r)| Ok((h.clone(), encode(r)?)))
+            .collect::<Result<_>>()?;
+        Ok((encoded, self.local_event_totals()?))
+    }
+
+    /// Cluster mode: what node `node` published for `handler` (`None`:
+    /// it withdrew it), summed into [`Store::handler_stats`].
+    pub fn set_peer_stats(&self, node: &str, handler: &str, record: Option<&[u8]>) -> Result<()> {
+        let mut peers = self.inner.peers.lock();
+        match record {
+            Some(b) => {
+                let rec: StatsRecord = decode("peer stats", handler.as_bytes(), b)?;
+                peers
+                    .records
+                    .entry(node.to_string())
+                    .or_default()
+                    .insert(handler.to_string(), rec);
+            }
+            None => {
+                if let Some(recs) = peers.records.get_mut(node) {
+                    recs.remove(handler);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Cluster mode: node `node`'s event totals, summed into
+    /// [`Store::event_totals`].
+    pub fn set_peer_totals(&self, node: &str, totals: Option<EventTotals>) {
+        let mut peers = self.inner.peers.lock();
+        match totals {
+            Some(t) => peers.totals.insert(node.to_string(), t),
+            None => peers.totals.remove(node),
+        };
+    }
+
+    /// Cluster mode: the handlers deleted here since the last call, and
+    /// every other node known to have counted anything.
+    pub fn take_forgotten_stats(&self) -> (Vec<String>, Vec<String>) {
+        let mut peers = self.inner.peers.lock();
+        let handlers = std::mem::take(&mut peers.forgotten).into_iter().collect();
+        let nodes = peers.records.keys().cloned().collect();
+        (handlers, nodes)
     }
 
     /// Writes the counters changed since the last snapshot ([`snapshot`]).
@@ -278,15 +389,33 @@ impl Store {
     }
 
     /// Stats of one handler; all zero when nothing was logged for it.
+    /// In cluster mode, summed over every node's counters.
     pub fn handler_stats(&self, name: &str) -> Result<HandlerStats> {
-        if let Some(rec) = self.inner.tallies.lock().records.get(name) {
-            return Ok(rec.public(name));
+        let local = self.inner.tallies.lock().records.get(name).cloned();
+        let mut rec = match local {
+            Some(r) => r,
+            None => self.stored_stats(name)?,
+        };
+        for recs in self.inner.peers.lock().records.values() {
+            if let Some(r) = recs.get(name) {
+                rec.merge(r);
+            }
         }
-        Ok(self.stored_stats(name)?.public(name))
+        Ok(rec.public(name))
     }
 
-    /// Events passed to `accept`, and how many of them matched no handler.
+    /// Events passed to `accept`, and how many of them matched no handler;
+    /// in cluster mode, summed over every node.
     pub fn event_totals(&self) -> Result<EventTotals> {
+        let mut t = self.local_event_totals()?;
+        for p in self.inner.peers.lock().totals.values() {
+            t.accepted = t.accepted.saturating_add(p.accepted);
+            t.unrouted = t.unrouted.saturating_add(p.unrouted);
+        }
+        Ok(t)
+    }
+
+    fn local_event_totals(&self) -> Result<EventTotals> {
         Ok(EventTotals {
             accepted: self.counter(META_ACCEPTED)?,
             unrouted: self.counter(META_UNROUTED)?,
@@ -409,6 +538,40 @@ mod tests {
         assert_eq!(s.event_totals().unwrap().accepted, 1);
         deploy(&s, "gone");
         assert_eq!(s.handler_stats("gone").unwrap().processed, 0);
+    }
+
+    #[test]
+    fn other_nodes_counters_are_summed_and_dropped_with_the_handler() {
+        let (_d, s) = temp();
+        deploy(&s, "h");
+        let e = event("a", "");
+        s.record_stats(&entry("h", &e, "ok", 5), StatKind::Attempt)
+            .unwrap();
+        let mut theirs = StatsRecord::default();
+        theirs.add(&entry("h", &e, "trap", 9), StatKind::Retry);
+        let bytes = encode(&theirs).unwrap();
+        s.set_peer_stats("b", "h", Some(&bytes)).unwrap();
+        s.set_peer_totals(
+            "b",
+            Some(EventTotals {
+                accepted: 4,
+                unrouted: 1,
+            }),
+        );
+        let st = s.handler_stats("h").unwrap();
+        assert_eq!((st.processed, st.ok, st.failed, st.retries), (2, 1, 1, 1));
+        assert_eq!(st.last_outcome_ms, Some(9));
+        assert_eq!(s.event_totals().unwrap().accepted, 4);
+        let (shared, _) = s.stats_to_share().unwrap();
+        assert_eq!(shared.len(), 1, "only this node's own counters are shared");
+        assert!(s.set_peer_stats("b", "h", Some(b"nope")).is_err());
+        s.delete_handler("h", "test").unwrap();
+        assert_eq!(
+            s.take_forgotten_stats(),
+            (vec!["h".into()], vec!["b".into()])
+        );
+        deploy(&s, "h");
+        assert_eq!(s.handler_stats("h").unwrap().processed, 0);
     }
 
     #[test]

@@ -45,6 +45,22 @@ impl Store {
         event_types: Vec<String>,
         expires_ms: Option<u64>,
     ) -> Result<(TokenRecord, String)> {
+        let (record, secret, _) = self.new_token(name, scopes, tenants, event_types, expires_ms)?;
+        self.insert_token(&record, &secret)?;
+        Ok((record, secret))
+    }
+
+    /// A new token as [`Store::create_token`] makes it, not stored yet:
+    /// its record, its secret and what stores it
+    /// ([`Store::insert_shared_token`]: the record and the secret's hash).
+    pub fn new_token(
+        &self,
+        name: &str,
+        scopes: &[Scope],
+        tenants: Vec<String>,
+        event_types: Vec<String>,
+        expires_ms: Option<u64>,
+    ) -> Result<(TokenRecord, String, Vec<u8>)> {
         if name.is_empty() || scopes.is_empty() {
             return Err(StoreError::BadInput(
                 "a token needs a name and at least one scope".into(),
@@ -62,8 +78,39 @@ impl Store {
             created_ms: now_ms(),
             expires_ms,
         };
-        self.insert_token(&record, &secret)?;
-        Ok((record, secret))
+        let stored = encode(&StoredToken {
+            record: record.clone(),
+            hash: hex::encode(hash(&secret)),
+        })?;
+        Ok((record, secret, stored))
+    }
+
+    /// Stores a token made elsewhere (cluster mode: on any node) from
+    /// [`Store::new_token`]'s bytes; storing it again is harmless.
+    pub fn insert_shared_token(&self, stored: &[u8]) -> Result<()> {
+        let token: StoredToken = decode("tokens", b"shared", stored)?;
+        let h = hex::decode(&token.hash)
+            .ok()
+            .and_then(|h| <[u8; 32]>::try_from(h).ok())
+            .ok_or_else(|| super::corrupt("tokens", b"shared", "hash is not 32 hex bytes"))?;
+        let id = token.record.id.as_str();
+        let t = self.t();
+        let inserted = (&t.tokens, &t.token_hash)
+            .transaction(|(tokens, by_hash)| {
+                if by_hash.get(&h[..])?.is_some() {
+                    return Ok(false);
+                }
+                tokens.insert(id, stored)?;
+                by_hash.insert(&h[..], id)?;
+                Ok(true)
+            })
+            .map_err(tx_err)?;
+        // Every start replays the cluster's tokens: only a new one is
+        // worth a flush.
+        if inserted {
+            self.admin_flush()?;
+        }
+        Ok(())
     }
 
     /// Inserts a token unless one with the same secret exists; whether it did.
@@ -171,6 +218,23 @@ impl Store {
 mod tests {
     use super::super::testutil::*;
     use super::*;
+
+    #[test]
+    fn a_token_made_in_one_store_authenticates_in_another() {
+        let (_a, a) = temp();
+        let (_b, b) = temp();
+        let (rec, secret, stored) = a
+            .new_token("ci", &[Scope::Publish], vec![], vec![], None)
+            .unwrap();
+        assert_eq!(a.authenticate(&secret).unwrap(), None, "not stored yet");
+        b.insert_shared_token(&stored).unwrap();
+        b.insert_shared_token(&stored).unwrap();
+        assert_eq!(b.tokens().unwrap().len(), 1);
+        assert_eq!(b.authenticate(&secret).unwrap(), Some(rec.clone()));
+        assert!(b.revoke_token(&rec.id).unwrap());
+        assert_eq!(b.authenticate(&secret).unwrap(), None);
+        assert!(b.insert_shared_token(b"{}").is_err());
+    }
 
     #[test]
     fn token_lifecycle() {

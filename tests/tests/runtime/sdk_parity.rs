@@ -9,135 +9,58 @@ use hookbox::runtime::LogStream;
 use hookbox_sdk::testing::{self, TestHost};
 use hookbox_tests::{Delivery, event, guests, module};
 use limits_probe::Probe;
-use serde_json::{Value, json};
+use serde_json::Value;
+
+/// The scenarios, their limits and what each must give, shared with the
+/// Python and JavaScript SDKs' tests (`guest-sdk/{python,js}`), so every
+/// TestHost is held to the real host's outcomes.
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/sdk-limits.json");
+
+fn fixture() -> Value {
+    let text = std::fs::read_to_string(FIXTURE).unwrap_or_else(|e| panic!("{FIXTURE}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{FIXTURE}: {e}"))
+}
 
 /// The limits both hosts run the scenarios under: small, so each boundary
 /// is cheap to reach.
 fn sdk_limits() -> testing::Limits {
+    let l = &fixture()["limits"];
+    let n = |k: &str| {
+        l[k].as_u64()
+            .unwrap_or_else(|| panic!("limits.{k} in {FIXTURE}"))
+    };
     testing::Limits {
-        log_bytes: 1000,
-        emits: 3,
-        emit_bytes: 2000,
-        kv_value_bytes: 100,
-        kv_quota_bytes: 300,
-        kv_quota_keys: 4,
-        result_bytes: 50,
+        log_bytes: n("log_bytes"),
+        emits: n("emits") as u32,
+        emit_bytes: n("emit_bytes"),
+        kv_value_bytes: n("kv_value_bytes"),
+        kv_quota_bytes: n("kv_quota_bytes"),
+        kv_quota_keys: n("kv_quota_keys"),
+        result_bytes: n("result_bytes"),
     }
 }
 
-/// The scenarios: (what, the probe's payload, the outcome both must give).
-fn scenarios() -> Vec<(&'static str, Value, &'static str)> {
-    vec![
-        ("nothing", json!({}), "ok"),
-        // 10 records of 64 + 36 bytes: 1000 exactly, then one byte more.
-        (
-            "log at the budget",
-            json!({"logs": {"count": 10, "bytes": 36}}),
-            "ok",
-        ),
-        (
-            "log past it",
-            json!({"logs": {"count": 10, "bytes": 37}}),
-            "log_limit",
-        ),
-        // 4 × (64 + 10 + 48 + "f0" + 126) = 1000, then 1004.
-        (
-            "log fields at the budget",
-            json!({"logs": {"count": 4, "bytes": 10, "fields": 1, "field_bytes": 126}}),
-            "ok",
-        ),
-        (
-            "log fields past it",
-            json!({"logs": {"count": 4, "bytes": 10, "fields": 1, "field_bytes": 127}}),
-            "log_limit",
-        ),
-        ("emits at the count", json!({"emits": {"count": 3}}), "ok"),
-        (
-            "emits past it",
-            json!({"emits": {"count": 4}}),
-            "emit_limit",
-        ),
-        // 2 × ("probe.out" 9 + payload 733 + 2 + 256) = 2000, then 2002.
-        (
-            "emit bytes at the budget",
-            json!({"emits": {"count": 2, "bytes": 733}}),
-            "ok",
-        ),
-        (
-            "emit bytes past it",
-            json!({"emits": {"count": 2, "bytes": 734}}),
-            "emit_bytes_limit",
-        ),
-        // Metadata: "m0" + "v" + 64 per entry: 2 × (267 + 667 + 67) = 2002.
-        (
-            "emit metadata past the budget",
-            json!({"emits": {"count": 2, "bytes": 667, "metadata": 1}}),
-            "emit_bytes_limit",
-        ),
-        (
-            "emit metadata at the budget",
-            json!({"emits": {"count": 2, "bytes": 666, "metadata": 1}}),
-            "ok",
-        ),
-        (
-            "kv value at the limit",
-            json!({"kv_set": [["k", 99]]}),
-            "ok",
-        ),
-        (
-            "kv value past it",
-            json!({"kv_set": [["k", 100]]}),
-            "kv_limit",
-        ),
-        (
-            "kv key past it",
-            json!({"kv_get": ["k".repeat(101)]}),
-            "kv_limit",
-        ),
-        // Quotas: 4 keys "a".."d" of 1 + 74 bytes = 300 bytes exactly.
-        (
-            "kv quotas at the limit",
-            json!({"kv_set": [["a", 74], ["b", 74], ["c", 74], ["d", 74]]}),
-            "ok",
-        ),
-        (
-            "kv bytes past the quota",
-            json!({"kv_set": [["a", 74], ["b", 74], ["c", 74], ["d", 75]]}),
-            "kv_limit",
-        ),
-        (
-            "kv keys past the quota",
-            json!({"kv_set": [["a", 1], ["b", 1], ["c", 1], ["d", 1], ["e", 1]]}),
-            "kv_limit",
-        ),
-        (
-            "kv overwrites within the quota",
-            json!({"kv_set": [["a", 74], ["b", 74], ["c", 74], ["d", 74], ["a", 74], ["a", 10]]}),
-            "ok",
-        ),
-        (
-            "error at the limit",
-            json!({"error_bytes": 50}),
-            "handler_error",
-        ),
-        (
-            "retryable error",
-            json!({"error_bytes": 5, "retryable": true}),
-            "handler_error",
-        ),
-        (
-            "error past the limit",
-            json!({"error_bytes": 51}),
-            "result_limit",
-        ),
-        ("panic", json!({"panic": "probe panics"}), "trap"),
-        // A limit ends the delivery: nothing it emitted is kept.
-        (
-            "emits then a limit",
-            json!({"emits": {"count": 1}, "error_bytes": 51}),
-            "result_limit",
-        ),
-    ]
+/// The scenarios: (what, the probe's payload, what both hosts must give).
+fn scenarios() -> Vec<(String, Value, Seen)> {
+    let f = fixture();
+    f["scenarios"]
+        .as_array()
+        .expect("scenarios")
+        .iter()
+        .map(|s| {
+            let seen = &s["seen"];
+            (
+                s["what"].as_str().expect("what").to_string(),
+                s["payload"].clone(),
+                Seen {
+                    outcome: seen["outcome"].as_str().expect("outcome").to_string(),
+                    retryable: seen["retryable"].as_bool().expect("retryable"),
+                    logs: seen["logs"].as_u64().expect("logs") as usize,
+                    emitted: seen["emitted"].as_u64().expect("emitted") as usize,
+                },
+            )
+        })
+        .collect()
 }
 
 /// What a delivery came to, comparable across the two hosts.
@@ -207,7 +130,7 @@ fn test_host_and_real_host_agree_on_every_limit() {
     let mut disagree = Vec::new();
     for (what, payload, want) in scenarios() {
         let (native, host) = (native(&payload), on_the_host(&payload));
-        assert_eq!(host.outcome, want, "{what}: the real host ({payload})");
+        assert_eq!(host, want, "{what}: the real host ({payload})");
         if native != host {
             disagree.push(format!(
                 "{what} ({payload}): TestHost {native:?}, host {host:?}"
@@ -248,4 +171,38 @@ fn test_host_defaults_are_the_hosts() {
     );
     // The log overheads are the host runtime's own: the boundary scenarios
     // above (one byte inside, one past) hold them to it.
+    let d = &fixture()["defaults"];
+    let n = |k: &str| {
+        d[k].as_u64()
+            .unwrap_or_else(|| panic!("defaults.{k} in {FIXTURE}"))
+    };
+    assert_eq!(
+        [
+            n("log_bytes"),
+            n("emits"),
+            n("emit_bytes"),
+            n("kv_value_bytes"),
+            n("kv_quota_bytes"),
+            n("kv_quota_keys"),
+            n("result_bytes"),
+            n("record_overhead"),
+            n("field_overhead"),
+            n("emit_overhead"),
+            n("emit_entry_overhead"),
+        ],
+        [
+            host.log_bytes,
+            u64::from(host.emits),
+            host.emit_bytes,
+            host.kv_value_bytes,
+            host.kv_quota_bytes,
+            host.kv_quota_keys,
+            host.result_bytes,
+            testing::RECORD_OVERHEAD,
+            testing::FIELD_OVERHEAD,
+            hookbox::limits::EMIT_OVERHEAD,
+            hookbox::limits::EMIT_ENTRY_OVERHEAD,
+        ],
+        "the defaults in {FIXTURE}, which the Python and JS SDKs' tests hold theirs to"
+    );
 }

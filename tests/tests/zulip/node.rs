@@ -7,11 +7,12 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use hookbox::connectors::zulip::{RealmConfig, RealmStatus, ZulipStatus};
+use hookbox::connectors::{Connectors, ConnectorsConfig, Running, Secret};
 use hookbox::dispatch::{Builtin, BuiltinError, BuiltinHandler, DispatchConfig, Dispatcher};
 use hookbox::event::Event;
 use hookbox::manifest::{DeliveryPolicy, Manifest, Subscription};
 use hookbox::store::{Durability, Store, StoreOptions};
-use hookbox::zulip::{ApiKey, RealmConfig, RealmStatus, Sources, Zulip, ZulipStatus};
 use hookbox_tests::fake_zulip::{FakeZulip, WAIT, fixture_events};
 use serde_json::{Value, json};
 
@@ -68,17 +69,18 @@ impl BuiltinHandler for Recorder {
     }
 }
 
-/// A store, dispatcher and Zulip realm on a data directory.
+/// A store, dispatcher and Zulip realm on a data directory, wired through
+/// the connector layer as the daemon wires it.
 pub(crate) struct Node {
     pub(crate) dispatcher: Dispatcher,
-    sources: Sources,
+    sources: Running,
     status: ZulipStatus,
     recorder: Arc<Recorder>,
 }
 
 /// The realm as tests configure it: short backoffs and timeouts.
 pub(crate) fn realm(fake: &FakeZulip, event_types: Option<&[&str]>) -> RealmConfig {
-    let mut r = RealmConfig::new(REALM, &fake.site(), EMAIL, ApiKey::new(KEY));
+    let mut r = RealmConfig::new(REALM, &fake.site(), EMAIL, Secret::new(KEY));
     r.event_types = event_types.map(|t| t.iter().map(|s| s.to_string()).collect());
     r.initial_backoff = Duration::from_millis(20);
     r.max_backoff = Duration::from_millis(200);
@@ -149,8 +151,17 @@ impl Node {
         })
         .await
         .unwrap();
-        let zulip = Zulip::new(vec![realm]).expect("realm config");
-        let mut builtins = zulip.builtins(tokio::runtime::Handle::current());
+        let connectors = Connectors::new(ConnectorsConfig {
+            zulip: vec![realm],
+            ..ConnectorsConfig::default()
+        })
+        .expect("realm config");
+        let mut builtins = connectors.builtins(tokio::runtime::Handle::current());
+        // The source accepts at most 100 events at once.
+        let limits = DispatchConfig {
+            max_batch: 100,
+            ..cfg.clone()
+        };
         builtins.push(Builtin {
             name: "test:recorder".into(),
             subscription: Subscription {
@@ -172,11 +183,11 @@ impl Node {
         .await
         .unwrap();
         deploy(&dispatcher, handlers).await;
-        let sources = zulip.start(&dispatcher, 100);
+        let sources = connectors.start(&dispatcher, &limits);
         Node {
             dispatcher,
             sources,
-            status: zulip.status(),
+            status: connectors.zulip_status(),
             recorder,
         }
     }

@@ -194,6 +194,18 @@ impl RedisConfig {
     }
 }
 
+impl crate::connectors::Section for RedisSection {
+    type Config = RedisConfig;
+
+    fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<RedisConfig, String> {
+        RedisSection::resolve(self, env)
+    }
+
+    fn check_all(all: &[RedisConfig]) -> Result<(), String> {
+        validate_buses(all)
+    }
+}
+
 impl RedisSection {
     /// Checks the section and reads the password. Errors name the bus and
     /// setting, never the password.

@@ -3,16 +3,17 @@
 //! source task and the sink, read by the API; short-held locks only.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::config::RedisConfig;
-use crate::connectors::status::{LastError, render_counters, render_gauges};
+use crate::connectors::status::{
+    LastError, SinkHealth, SourceHealth, lock, render_counters, render_gauges,
+};
 use crate::dispatch::metric_names as names;
-use crate::event::now_ms;
 
 /// The status of every configured bus. Cheap to clone; `Default` is none.
 #[derive(Clone, Debug, Default)]
@@ -24,7 +25,9 @@ pub struct RedisStatus {
 #[derive(Debug)]
 pub(crate) struct BusState {
     fixed: Fixed,
-    connected: AtomicBool,
+    /// Shared with the source's intake.
+    pub(crate) source: Arc<SourceHealth>,
+    sink: SinkHealth,
     fields: Mutex<Fields>,
     c: Counters,
 }
@@ -40,11 +43,8 @@ struct Fixed {
 
 #[derive(Debug, Default)]
 struct Fields {
-    last_event_ms: Option<u64>,
     last_entry: Option<String>,
-    last_error: Option<LastError>,
     last_skipped: Option<LastError>,
-    sink_last_error: Option<LastError>,
 }
 
 #[derive(Debug, Default)]
@@ -56,10 +56,6 @@ struct Counters {
     refused: AtomicU64,
     own: AtomicU64,
     connects: AtomicU64,
-    errors: AtomicU64,
-    busy: AtomicU64,
-    published: AtomicU64,
-    publish_failures: AtomicU64,
 }
 
 /// One bus in `GET /v1/redis`.
@@ -215,30 +211,29 @@ impl BusState {
                 source: cfg.source,
                 sink: cfg.sink,
             },
-            connected: AtomicBool::new(false),
+            source: Arc::default(),
+            sink: SinkHealth::default(),
             fields: Mutex::default(),
             c: Counters::default(),
         }
     }
 
-    fn fields(&self) -> MutexGuard<'_, Fields> {
-        self.fields.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn snapshot(&self, name: &str) -> BusStatus {
-        let f = self.fields();
+        let f = lock(&self.fields);
         let c = &self.c;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let source = self.source.snapshot();
+        let sink = self.sink.snapshot();
         BusStatus {
             name: name.to_string(),
             url: self.fixed.url.clone(),
             mode: self.fixed.mode.to_string(),
             subscribed: self.fixed.subscribed.clone(),
             source: self.fixed.source,
-            connected: self.connected.load(Ordering::Relaxed),
-            last_event_ms: f.last_event_ms,
+            connected: source.connected,
+            last_event_ms: source.last_event_ms,
             last_entry: f.last_entry.clone(),
-            last_error: f.last_error.clone(),
+            last_error: source.last_error,
             last_skipped: f.last_skipped.clone(),
             counters: BusCounters {
                 received: get(&c.received),
@@ -248,28 +243,26 @@ impl BusState {
                 refused: get(&c.refused),
                 own: get(&c.own),
                 connects: get(&c.connects),
-                errors: get(&c.errors),
-                busy: get(&c.busy),
+                errors: source.errors,
+                busy: source.busy,
             },
             sink: BusSinkStatus {
                 enabled: self.fixed.sink,
                 handler: format!("redis:{name}"),
-                published: get(&c.published),
-                failures: get(&c.publish_failures),
-                last_error: f.sink_last_error.clone(),
+                published: sink.done,
+                failures: sink.failures,
+                last_error: sink.last_error,
             },
         }
     }
 
     pub(crate) fn connected(&self) {
         add(&self.c.connects, 1);
-        self.connected.store(true, Ordering::Relaxed);
+        self.source.connected();
     }
 
     pub(crate) fn failed(&self, message: &str) {
-        add(&self.c.errors, 1);
-        self.connected.store(false, Ordering::Relaxed);
-        self.fields().last_error = Some(LastError::now("redis", message));
+        self.source.failed("redis", message);
     }
 
     pub(crate) fn received(&self, n: u64) {
@@ -290,35 +283,23 @@ impl BusState {
             },
             1,
         );
-        self.fields().last_skipped = Some(LastError::now(kind, message));
+        lock(&self.fields).last_skipped = Some(LastError::now(kind, message));
     }
 
     pub(crate) fn taken(&self, accepted: u64, duplicates: u64, last_entry: Option<&str>) {
         add(&self.c.accepted, accepted);
         add(&self.c.duplicates, duplicates);
-        let mut f = self.fields();
-        if accepted > 0 {
-            f.last_event_ms = Some(now_ms());
-        }
+        self.source.accepted(accepted);
         if let Some(e) = last_entry {
-            f.last_entry = Some(e.to_string());
+            lock(&self.fields).last_entry = Some(e.to_string());
         }
-    }
-
-    /// A problem on our side (queue full, store error).
-    pub(crate) fn local_error(&self, kind: &str, message: &str) {
-        if kind == "busy" {
-            add(&self.c.busy, 1);
-        }
-        self.fields().last_error = Some(LastError::now(kind, message));
     }
 
     pub(crate) fn published(&self) {
-        add(&self.c.published, 1);
+        self.sink.done();
     }
 
     pub(crate) fn publish_failed(&self, message: &str) {
-        add(&self.c.publish_failures, 1);
-        self.fields().sink_last_error = Some(LastError::now("publish", message));
+        self.sink.failed("publish", message);
     }
 }

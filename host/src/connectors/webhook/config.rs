@@ -153,6 +153,18 @@ impl WebhookConfig {
     }
 }
 
+impl crate::connectors::Section for WebhookSection {
+    type Config = WebhookConfig;
+
+    fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<WebhookConfig, String> {
+        WebhookSection::resolve(self, env)
+    }
+
+    fn check_all(all: &[WebhookConfig]) -> Result<(), String> {
+        validate_webhooks(all)
+    }
+}
+
 impl WebhookSection {
     /// Checks the section and reads its secrets. Errors name the endpoint
     /// and setting, never a secret.

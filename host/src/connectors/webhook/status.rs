@@ -2,14 +2,14 @@
 //! `/metrics`. Never a URL path or secret: only the endpoint's origin.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::config::WebhookConfig;
-use crate::connectors::status::{LastError, render_counters};
+use crate::connectors::status::{LastError, SinkHealth, render_counters};
 use crate::dispatch::metric_names as names;
 
 /// Every endpoint's state. Cheap to clone; `Default` is none configured.
@@ -25,10 +25,8 @@ pub(crate) struct EndpointState {
     origin: String,
     tenants: Vec<String>,
     handler: String,
-    sent: AtomicU64,
-    failures: AtomicU64,
+    sink: SinkHealth,
     rate_limited: AtomicU64,
-    last_error: Mutex<Option<LastError>>,
 }
 
 /// One endpoint in `GET /v1/webhooks`.
@@ -61,44 +59,36 @@ impl EndpointState {
             origin: cfg.origin.clone(),
             tenants: cfg.tenants.clone(),
             handler: cfg.sink_name(),
-            sent: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
+            sink: SinkHealth::default(),
             rate_limited: AtomicU64::new(0),
-            last_error: Mutex::default(),
         }
     }
 
     pub(crate) fn sent(&self) {
-        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.sink.done();
     }
 
     pub(crate) fn failed(&self, message: &str) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(LastError::now("delivery", message));
+        self.sink.failed("delivery", message);
     }
 
     pub(crate) fn rate_limited(&self, message: &str) {
         self.rate_limited.fetch_add(1, Ordering::Relaxed);
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(LastError::now("rate_limited", message));
+        self.sink.note("rate_limited", message);
     }
 
     fn snapshot(&self, name: &str) -> EndpointStatus {
+        let sink = self.sink.snapshot();
         EndpointStatus {
             name: name.to_string(),
             kind: self.kind.to_string(),
             origin: self.origin.clone(),
             tenants: self.tenants.clone(),
             handler: self.handler.clone(),
-            sent: self.sent.load(Ordering::Relaxed),
-            failures: self.failures.load(Ordering::Relaxed),
+            sent: sink.done,
+            failures: sink.failures,
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
-            last_error: self
-                .last_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            last_error: sink.last_error,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::super::testutil::*;
-use super::super::{LogEntry, LogQuery, Store, StoreError, StoreOptions};
+use super::super::{LogEntry, LogPage, LogQuery, Store, StoreError, StoreOptions};
 use crate::event::{Event, now_ms};
 
 /// 300 entries over two handlers, three tenants and three outcomes, with
@@ -180,4 +180,157 @@ fn retention_applies_age_then_count() {
         s.append_log(&entry("h", &new, "ok", now + i)).unwrap();
     }
     assert_eq!(s.enforce_retention().unwrap(), 3);
+}
+
+/// `n` lines in one write, over `events` round-robin, times from `t0`
+/// (several per millisecond), ids `{tag}-{i}`.
+fn batch(s: &Store, tag: &str, events: &[Event], n: u64, t0: u64) -> Vec<LogEntry> {
+    let lines: Vec<LogEntry> = (0..n)
+        .map(|i| {
+            let mut e = entry(
+                "h",
+                &events[(i % events.len() as u64) as usize],
+                "ok",
+                t0 + i / 3,
+            );
+            e.id = format!("{tag}-{i:03}");
+            e
+        })
+        .collect();
+    s.append_logs(&lines.iter().collect::<Vec<_>>()).unwrap();
+    lines
+}
+
+#[test]
+fn lines_written_together_page_and_retire_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        log_max_entries: 60,
+        log_max_age: Duration::from_secs(3600),
+        ..opts()
+    };
+    let s = Store::open(dir.path(), opts).unwrap();
+    let events: Vec<Event> = (0..5).map(|i| event("e", &format!("t{i}"))).collect();
+    let now = now_ms();
+    let mut all = Vec::new();
+    for (b, tag) in ["a", "b", "c"].iter().enumerate() {
+        all.extend(batch(&s, tag, &events, 50, now - 1000 + 20 * b as u64));
+    }
+    let newest_first: Vec<String> = all.iter().rev().map(|e| e.id.clone()).collect();
+    let q = LogQuery {
+        limit: 7,
+        ..LogQuery::default()
+    };
+    assert_eq!(
+        page_all(&s, &q),
+        newest_first,
+        "a cursor may fall inside a block"
+    );
+    assert_eq!(s.deliveries_of(&events[0].id).unwrap().len(), 30);
+    // The count cap removes the first block and 40 lines of the second;
+    // the second's other 10 lines stay findable by page and by event.
+    assert_eq!(s.enforce_retention().unwrap(), 90);
+    assert_eq!(page_all(&s, &q), newest_first[..60]);
+    let of0 = s.deliveries_of(&events[0].id).unwrap();
+    let want: Vec<&str> = all[90..]
+        .iter()
+        .filter(|e| e.event_id == events[0].id)
+        .map(|e| e.id.as_str())
+        .collect();
+    assert_eq!(of0.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), want);
+    assert_eq!(s.enforce_retention().unwrap(), 0);
+    // A time window reads a block that straddles its lower bound.
+    let window = LogQuery {
+        since_ms: Some(now - 1000 + 20 + 14),
+        until_ms: Some(now - 1000 + 40 + 2),
+        ..q
+    };
+    let want: Vec<String> = all[90..]
+        .iter()
+        .rev()
+        .filter(|e| (now - 1000 + 34..=now - 1000 + 42).contains(&e.time_ms))
+        .map(|e| e.id.clone())
+        .collect();
+    assert_eq!(page_all(&s, &window), want);
+    assert_eq!(want.len(), 8 + 9);
+}
+
+#[test]
+fn json_lines_from_before_blocks_are_still_read_and_retired() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        log_max_entries: 1,
+        ..opts()
+    };
+    let s = Store::open(dir.path(), opts).unwrap();
+    let ev = event("e", "");
+    let now = now_ms();
+    let mut old = entry("h", &ev, "trap", now - 2);
+    old.id = "legacy".into();
+    // As the previous layout wrote it: a JSON line and an empty index value.
+    let key = super::super::keys::time_seq(now - 2, 1);
+    s.t()
+        .log
+        .insert(key, serde_json::to_vec(&old).unwrap())
+        .unwrap();
+    s.t()
+        .log_by_event
+        .insert(super::by_event_key(&ev.id, &key), &[][..])
+        .unwrap();
+    s.bump(super::META_LOG_COUNT, 1).unwrap();
+    let mut new = entry("h", &ev, "ok", now);
+    new.id = "block".into();
+    s.append_log(&new).unwrap();
+    let ids = |page: LogPage| page.entries.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.logs(&LogQuery::default()).unwrap()),
+        ["block", "legacy"]
+    );
+    let old_cursor = LogQuery {
+        cursor: Some(hex::encode(super::super::keys::time_seq(now, 0))),
+        ..LogQuery::default()
+    };
+    assert_eq!(
+        ids(s.logs(&old_cursor).unwrap()),
+        ["legacy"],
+        "16-byte cursors still work"
+    );
+    assert_eq!(s.deliveries_of(&ev.id).unwrap(), [old, new.clone()]);
+    assert_eq!(s.enforce_retention().unwrap(), 1);
+    assert_eq!(s.deliveries_of(&ev.id).unwrap(), [new]);
+}
+
+#[test]
+fn lines_of_overlapping_blocks_list_by_time() {
+    let (_d, s) = temp();
+    let ev = event("e", "");
+    let now = now_ms();
+    let line = |id: &str, dt: u64| LogEntry {
+        id: id.into(),
+        ..entry("h", &ev, "ok", now - 500 + dt)
+    };
+    // The second write carries lines stamped between the first's.
+    let first = [line("a", 0), line("d", 90), line("e", 90)];
+    let second = [line("b", 30), line("c", 60), line("f", 95)];
+    s.append_logs(&first.iter().collect::<Vec<_>>()).unwrap();
+    s.append_logs(&second.iter().collect::<Vec<_>>()).unwrap();
+    let one_by_one = LogQuery {
+        limit: 1,
+        ..LogQuery::default()
+    };
+    assert_eq!(page_all(&s, &one_by_one), ["f", "e", "d", "c", "b", "a"]);
+    let window = LogQuery {
+        since_ms: Some(now - 500 + 30),
+        until_ms: Some(now - 500 + 90),
+        limit: 2,
+        ..LogQuery::default()
+    };
+    assert_eq!(page_all(&s, &window), ["e", "d", "c", "b"]);
+    let of: Vec<String> = s
+        .deliveries_of(&ev.id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(of, ["a", "b", "c", "d", "e", "f"]);
 }

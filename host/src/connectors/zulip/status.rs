@@ -4,15 +4,16 @@
 //! locks only: a realm changes state a few times per poll.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::connectors::status::{
+    LastError, SinkHealth, SourceHealth, lock, render_counters, render_gauges,
+};
 use crate::dispatch::metric_names as names;
-use crate::event::now_ms;
 
 /// The status of every configured realm. Cheap to clone; `Default` is no
 /// realms (Zulip not configured).
@@ -26,19 +27,18 @@ pub struct ZulipStatus {
 pub(crate) struct RealmState {
     site: String,
     sink_enabled: bool,
+    /// Shared with the source's intake.
+    pub(crate) source: Arc<SourceHealth>,
+    sink: SinkHealth,
     fields: Mutex<Fields>,
     counters: Counters,
 }
 
 #[derive(Debug, Default)]
 struct Fields {
-    connected: bool,
     queue_id: Option<String>,
     last_event_id: Option<i64>,
     event_types: Option<Vec<String>>,
-    last_event_ms: Option<u64>,
-    last_error: Option<LastError>,
-    sink_last_error: Option<LastError>,
     bot_user_id: Option<u64>,
 }
 
@@ -51,22 +51,6 @@ struct Counters {
     registrations: AtomicU64,
     queue_losses: AtomicU64,
     rate_limited: AtomicU64,
-    busy: AtomicU64,
-    errors: AtomicU64,
-    sent: AtomicU64,
-    send_failures: AtomicU64,
-}
-
-/// An error and when it happened.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct LastError {
-    /// `network`, `server`, `rate_limited`, `auth`, `bad_queue`, `request`,
-    /// `malformed`, `busy`, `store` or `invalid_event`.
-    pub kind: String,
-    /// What happened (never contains the API key).
-    pub message: String,
-    /// When, ms since the Unix epoch.
-    pub time_ms: u64,
 }
 
 /// One realm in `GET /v1/zulip`.
@@ -152,91 +136,79 @@ impl ZulipStatus {
 
     /// The Prometheus text of the Zulip metrics (empty without realms).
     pub fn render_prometheus(&self) -> String {
-        let mut out = String::new();
-        if self.realms.is_empty() {
-            return out;
-        }
         let snaps = self.snapshot();
-        let gauge =
-            |out: &mut String, name: &str, help: &str, get: &dyn Fn(&RealmStatus) -> i64| {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-                for s in &snaps {
-                    let _ = writeln!(out, "{name}{{realm=\"{}\"}} {}", s.name, get(s));
-                }
-            };
-        gauge(
-            &mut out,
-            names::ZULIP_CONNECTED,
-            "Whether the realm's last register or poll succeeded.",
-            &|s| i64::from(s.connected),
+        let rows = |get: &dyn Fn(&RealmStatus) -> i64| {
+            snaps
+                .iter()
+                .map(|s| (s.name.as_str(), get(s)))
+                .collect::<Vec<_>>()
+        };
+        let count = |get: &dyn Fn(&RealmStatus) -> u64| rows(&|s| get(s) as i64);
+        let mut out = render_gauges(
+            "realm",
+            &[
+                (
+                    names::ZULIP_CONNECTED,
+                    "Whether the realm's last register or poll succeeded.",
+                    rows(&|s| i64::from(s.connected)),
+                ),
+                (
+                    names::ZULIP_LAST_EVENT_ID,
+                    "The last Zulip event id acknowledged.",
+                    rows(&|s| s.last_event_id.unwrap_or(-1)),
+                ),
+            ],
         );
-        gauge(
-            &mut out,
-            names::ZULIP_LAST_EVENT_ID,
-            "The last Zulip event id acknowledged.",
-            &|s| s.last_event_id.unwrap_or(-1),
-        );
-        let counter =
-            |out: &mut String, name: &str, help: &str, get: &dyn Fn(&RealmStatus) -> u64| {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-                for s in &snaps {
-                    let _ = writeln!(out, "{name}{{realm=\"{}\"}} {}", s.name, get(s));
-                }
-            };
-        counter(
-            &mut out,
-            names::ZULIP_EVENTS,
-            "Zulip events accepted.",
-            &|s| s.counters.events,
-        );
-        counter(
-            &mut out,
-            names::ZULIP_HEARTBEATS,
-            "Zulip heartbeats acknowledged.",
-            &|s| s.counters.heartbeats,
-        );
-        counter(
-            &mut out,
-            names::ZULIP_SKIPPED,
-            "Zulip events skipped as invalid.",
-            &|s| s.counters.skipped,
-        );
-        counter(
-            &mut out,
-            names::ZULIP_REGISTRATIONS,
-            "Zulip event queues registered.",
-            &|s| s.counters.registrations,
-        );
-        counter(
-            &mut out,
-            names::ZULIP_QUEUE_LOSSES,
-            "Zulip event queues lost (BAD_EVENT_QUEUE_ID).",
-            &|s| s.counters.queue_losses,
-        );
-        counter(
-            &mut out,
-            names::ZULIP_RATE_LIMITED,
-            "Zulip 429 answers to the event source.",
-            &|s| s.counters.rate_limited,
-        );
-        counter(
-            &mut out,
-            names::ZULIP_ERRORS,
-            "Failed Zulip requests of the event source.",
-            &|s| s.counters.errors,
-        );
-        counter(
-            &mut out,
-            names::ZULIP_SINK_SENT,
-            "Zulip REST calls made by the reply sink.",
-            &|s| s.sink.sent,
-        );
-        counter(
-            &mut out,
-            names::ZULIP_SINK_FAILURES,
-            "Failed Zulip REST calls of the reply sink.",
-            &|s| s.sink.failures,
-        );
+        out.push_str(&render_counters(
+            "realm",
+            &[
+                (
+                    names::ZULIP_EVENTS,
+                    "Zulip events accepted.",
+                    count(&|s| s.counters.events),
+                ),
+                (
+                    names::ZULIP_HEARTBEATS,
+                    "Zulip heartbeats acknowledged.",
+                    count(&|s| s.counters.heartbeats),
+                ),
+                (
+                    names::ZULIP_SKIPPED,
+                    "Zulip events skipped as invalid.",
+                    count(&|s| s.counters.skipped),
+                ),
+                (
+                    names::ZULIP_REGISTRATIONS,
+                    "Zulip event queues registered.",
+                    count(&|s| s.counters.registrations),
+                ),
+                (
+                    names::ZULIP_QUEUE_LOSSES,
+                    "Zulip event queues lost (BAD_EVENT_QUEUE_ID).",
+                    count(&|s| s.counters.queue_losses),
+                ),
+                (
+                    names::ZULIP_RATE_LIMITED,
+                    "Zulip 429 answers to the event source.",
+                    count(&|s| s.counters.rate_limited),
+                ),
+                (
+                    names::ZULIP_ERRORS,
+                    "Failed Zulip requests of the event source.",
+                    count(&|s| s.counters.errors),
+                ),
+                (
+                    names::ZULIP_SINK_SENT,
+                    "Zulip REST calls made by the reply sink.",
+                    count(&|s| s.sink.sent),
+                ),
+                (
+                    names::ZULIP_SINK_FAILURES,
+                    "Failed Zulip REST calls of the reply sink.",
+                    count(&|s| s.sink.failures),
+                ),
+            ],
+        ));
         out
     }
 }
@@ -246,29 +218,28 @@ impl RealmState {
         RealmState {
             site: site.to_string(),
             sink_enabled,
+            source: Arc::default(),
+            sink: SinkHealth::default(),
             fields: Mutex::default(),
             counters: Counters::default(),
         }
     }
 
-    fn fields(&self) -> MutexGuard<'_, Fields> {
-        // Plain data; a panic elsewhere leaves nothing half-updated that matters.
-        self.fields.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn snapshot(&self, name: &str) -> RealmStatus {
-        let f = self.fields();
+        let f = lock(&self.fields);
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let source = self.source.snapshot();
+        let sink = self.sink.snapshot();
         RealmStatus {
             name: name.to_string(),
             site: self.site.clone(),
-            connected: f.connected,
+            connected: source.connected,
             queue_id: f.queue_id.clone(),
             last_event_id: f.last_event_id,
             event_types: f.event_types.clone(),
-            last_event_ms: f.last_event_ms,
-            last_error: f.last_error.clone(),
+            last_event_ms: source.last_event_ms,
+            last_error: source.last_error,
             counters: SourceCounters {
                 events: get(&c.events),
                 heartbeats: get(&c.heartbeats),
@@ -277,23 +248,23 @@ impl RealmState {
                 registrations: get(&c.registrations),
                 queue_losses: get(&c.queue_losses),
                 rate_limited: get(&c.rate_limited),
-                busy: get(&c.busy),
-                errors: get(&c.errors),
+                busy: source.busy,
+                errors: source.errors,
             },
             bot_user_id: f.bot_user_id,
             sink: SinkStatus {
                 enabled: self.sink_enabled,
                 handler: format!("zulip:{name}"),
-                sent: get(&c.sent),
-                failures: get(&c.send_failures),
-                last_error: f.sink_last_error.clone(),
+                sent: sink.done,
+                failures: sink.failures,
+                last_error: sink.last_error,
             },
         }
     }
 
     /// A queue is in use (registered or resumed).
     pub(crate) fn queue(&self, queue_id: &str, last_event_id: i64, types: Option<&[String]>) {
-        let mut f = self.fields();
+        let mut f = lock(&self.fields);
         f.queue_id = Some(queue_id.to_string());
         f.last_event_id = Some(last_event_id);
         f.event_types = types.map(<[String]>::to_vec);
@@ -304,20 +275,17 @@ impl RealmState {
     }
 
     pub(crate) fn connected(&self) {
-        self.fields().connected = true;
+        self.source.connected();
     }
 
     /// Events up to `last_event_id` were accepted (`accepted` of them as
-    /// events, `heartbeats` acknowledged, `skipped` dropped).
+    /// events, `heartbeats` acknowledged).
     pub(crate) fn acknowledged(&self, last_event_id: i64, accepted: u64, heartbeats: u64) {
         let c = &self.counters;
         c.events.fetch_add(accepted, Ordering::Relaxed);
         c.heartbeats.fetch_add(heartbeats, Ordering::Relaxed);
-        let mut f = self.fields();
-        f.last_event_id = Some(last_event_id);
-        if accepted > 0 {
-            f.last_event_ms = Some(now_ms());
-        }
+        lock(&self.fields).last_event_id = Some(last_event_id);
+        self.source.accepted(accepted);
     }
 
     pub(crate) fn own_skipped(&self, n: u64) {
@@ -325,56 +293,34 @@ impl RealmState {
     }
 
     pub(crate) fn bot_user_id(&self, id: u64) {
-        self.fields().bot_user_id = Some(id);
+        lock(&self.fields).bot_user_id = Some(id);
     }
 
     pub(crate) fn skipped(&self, why: &str) {
         self.counters.skipped.fetch_add(1, Ordering::Relaxed);
-        self.fields().last_error = Some(error("invalid_event", why));
+        self.source.note("invalid_event", why);
     }
 
     pub(crate) fn queue_lost(&self) {
         self.counters.queue_losses.fetch_add(1, Ordering::Relaxed);
-        let mut f = self.fields();
-        f.queue_id = None;
-        f.connected = false;
+        lock(&self.fields).queue_id = None;
+        self.source.disconnected();
     }
 
     /// A failed request (`kind` from [`super::protocol::Failure::kind`]).
     pub(crate) fn failed(&self, kind: &str, message: &str) {
-        let c = &self.counters;
-        c.errors.fetch_add(1, Ordering::Relaxed);
         if kind == "rate_limited" {
-            c.rate_limited.fetch_add(1, Ordering::Relaxed);
+            self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
         }
-        let mut f = self.fields();
-        f.connected = false;
-        f.last_error = Some(error(kind, message));
-    }
-
-    /// A problem on our side (queue full, store error); the connection is fine.
-    pub(crate) fn local_error(&self, kind: &str, message: &str) {
-        if kind == "busy" {
-            self.counters.busy.fetch_add(1, Ordering::Relaxed);
-        }
-        self.fields().last_error = Some(error(kind, message));
+        self.source.failed(kind, message);
     }
 
     pub(crate) fn sink_sent(&self) {
-        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        self.sink.done();
     }
 
     pub(crate) fn sink_failed(&self, kind: &str, message: &str) {
-        self.counters.send_failures.fetch_add(1, Ordering::Relaxed);
-        self.fields().sink_last_error = Some(error(kind, message));
-    }
-}
-
-fn error(kind: &str, message: &str) -> LastError {
-    LastError {
-        kind: kind.to_string(),
-        message: message.to_string(),
-        time_ms: now_ms(),
+        self.sink.failed(kind, message);
     }
 }
 

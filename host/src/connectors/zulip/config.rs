@@ -1,20 +1,21 @@
 //! `[[zulip]]` config sections: one per realm (a Zulip organisation the bot
 //! belongs to), checked once into a [`RealmConfig`]. The API key is read
-//! here, from a file or an environment variable named in the config — never
-//! written inline — and is held in an [`ApiKey`] whose `Debug` hides it, so
-//! it cannot reach a log line.
+//! here like every connector secret, from a file or an environment
+//! variable named in the config — never written inline — and is held in a
+//! [`Secret`] whose `Debug` hides it, so it cannot reach a log line.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::connectors::secret::{self, Secret};
+use crate::connectors::{bounded, check_name, check_unique};
+
 /// Realms one daemon connects to; each is a long-poll task and a sink.
 const REALMS_MAX: usize = 64;
 /// Zulip event types a queue may be pinned to.
 const EVENT_TYPES_MAX: usize = 64;
-/// Largest API key file we read (keys are 32 characters).
-const KEY_FILE_MAX: u64 = 4096;
 
 /// A `[[zulip]]` section as written in the file.
 #[derive(Debug, Default, Deserialize)]
@@ -55,27 +56,6 @@ pub struct RealmSection {
     pub own_events: Option<bool>,
 }
 
-/// The bot's API key. Never printed: `Debug` shows `ApiKey(***)`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// Wraps a key (tests; the config reads real ones).
-    pub fn new(key: impl Into<String>) -> Self {
-        ApiKey(key.into())
-    }
-
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiKey(***)")
-    }
-}
-
 /// One realm, validated.
 #[derive(Clone, Debug)]
 pub struct RealmConfig {
@@ -86,7 +66,7 @@ pub struct RealmConfig {
     /// The bot's email.
     pub email: String,
     /// The bot's API key.
-    pub api_key: ApiKey,
+    pub api_key: Secret,
     /// Pinned Zulip event types, or `None` to follow the subscriptions.
     pub event_types: Option<Vec<String>>,
     /// `all_public_streams` for `POST /register`.
@@ -109,7 +89,7 @@ pub struct RealmConfig {
 
 impl RealmConfig {
     /// A realm with default settings (tests and embedders).
-    pub fn new(name: &str, site: &str, email: &str, api_key: ApiKey) -> RealmConfig {
+    pub fn new(name: &str, site: &str, email: &str, api_key: Secret) -> RealmConfig {
         RealmConfig {
             name: name.into(),
             site: site.trim_end_matches('/').into(),
@@ -133,6 +113,18 @@ impl RealmConfig {
     }
 }
 
+impl crate::connectors::Section for RealmSection {
+    type Config = RealmConfig;
+
+    fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<RealmConfig, String> {
+        RealmSection::resolve(self, env)
+    }
+
+    fn check_all(all: &[RealmConfig]) -> Result<(), String> {
+        validate_realms(all)
+    }
+}
+
 impl RealmSection {
     /// Checks the section and reads the key. `env` looks up environment
     /// variables (injected so tests need not touch the process environment).
@@ -145,20 +137,21 @@ impl RealmSection {
         if self.email.trim().is_empty() || self.email.chars().any(char::is_control) {
             return Err(at("`email` must be the bot's email address".into()));
         }
-        let key = match (&self.api_key_file, &self.api_key_env) {
-            (Some(path), None) => read_key_file(path).map_err(at)?,
-            (None, Some(var)) => {
-                env(var).ok_or_else(|| at(format!("`api_key_env`: {var} is not set")))?
-            }
-            _ => {
-                return Err(at(
-                    "set exactly one of `api_key_file` and `api_key_env` (keys are never written inline)"
-                        .into(),
-                ));
-            }
-        };
-        let key = key.trim();
-        if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if self.api_key_file.is_some() == self.api_key_env.is_some() {
+            return Err(at(
+                "set exactly one of `api_key_file` and `api_key_env` (keys are never written inline)"
+                    .into(),
+            ));
+        }
+        let key = secret::read(
+            "api_key",
+            self.api_key_file.as_deref(),
+            self.api_key_env.as_deref(),
+            env,
+        )
+        .map_err(at)?
+        .ok_or_else(|| at("no API key".into()))?;
+        if key.expose().chars().any(char::is_whitespace) {
             return Err(at(
                 "the API key is empty or contains spaces or control characters".into(),
             ));
@@ -176,15 +169,18 @@ impl RealmSection {
                 )));
             }
         }
-        let mut realm = RealmConfig::new(name, &site, self.email.trim(), ApiKey::new(key));
+        let mut realm = RealmConfig::new(name, &site, self.email.trim(), key);
         realm.event_types = self.event_types.clone();
         realm.all_public_streams = self.all_public_streams.unwrap_or(false);
-        let bounded = |what: &str, v: Option<Duration>, default: Duration| match v {
-            Some(d) if d < Duration::from_millis(100) || d > Duration::from_secs(3600) => {
-                Err(at(format!("`{what}` must be between 100ms and 1h")))
-            }
-            Some(d) => Ok(d),
-            None => Ok(default),
+        let bounded = |what: &str, v: Option<Duration>, default: Duration| {
+            bounded(
+                what,
+                v,
+                default,
+                Duration::from_millis(100),
+                Duration::from_secs(3600),
+            )
+            .map_err(at)
         };
         realm.poll_timeout = bounded("poll_timeout", self.poll_timeout, realm.poll_timeout)?;
         realm.request_timeout = bounded(
@@ -213,17 +209,12 @@ pub fn validate_realms(realms: &[RealmConfig]) -> Result<(), String> {
             realms.len()
         ));
     }
-    for (i, r) in realms.iter().enumerate() {
-        if realms[..i].iter().any(|o| o.name == r.name) {
-            return Err(format!("[[zulip]] name {:?} is used twice", r.name));
-        }
-    }
-    Ok(())
+    check_unique("zulip", realms.iter().map(|r| r.name.as_str()))
 }
 
 /// Realm names follow the rule of every connector name.
 fn validate_realm_name(name: &str) -> Result<(), String> {
-    crate::connectors::check_name("zulip", name)
+    check_name("zulip", name)
 }
 
 /// An `http(s)://host[:port][/path]` URL without query or credentials,
@@ -241,18 +232,6 @@ fn validate_site(site: &str) -> Result<String, String> {
         ));
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
-}
-
-fn read_key_file(path: &std::path::Path) -> Result<String, String> {
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("`api_key_file` {shown}: {e}"))?;
-    if meta.len() > KEY_FILE_MAX {
-        return Err(format!(
-            "`api_key_file` {shown} is {} bytes; an API key file holds one key",
-            meta.len()
-        ));
-    }
-    std::fs::read_to_string(path).map_err(|e| format!("`api_key_file` {shown}: {e}"))
 }
 
 /// Zulip event types are lowercase snake case (`message`, `realm_user`).
@@ -396,7 +375,7 @@ mod tests {
 
     #[test]
     fn realm_names_are_unique() {
-        let r = RealmConfig::new("a", "http://x", "b", ApiKey::new("k"));
+        let r = RealmConfig::new("a", "http://x", "b", Secret::new("k"));
         assert!(validate_realms(std::slice::from_ref(&r)).is_ok());
         let err = validate_realms(&[r.clone(), r]).unwrap_err();
         assert!(err.contains("twice"), "{err}");

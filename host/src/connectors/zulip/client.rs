@@ -9,8 +9,9 @@ use reqwest::Method;
 use reqwest::header::RETRY_AFTER;
 use serde::de::DeserializeOwned;
 
-use super::config::{ApiKey, RealmConfig};
+use super::config::RealmConfig;
 use super::protocol::{Events, Failure, Me, Received, Registered, Success, parse_reply};
+use crate::connectors::Secret;
 
 /// Largest `GET /events` answer read: a queue that filled up during an
 /// outage is handed out in one answer.
@@ -31,7 +32,7 @@ pub(crate) struct Client {
     /// `<site>/api/v1`.
     api: String,
     email: String,
-    key: ApiKey,
+    key: Secret,
     request_timeout: Duration,
 }
 

@@ -15,11 +15,11 @@
 //! - **Status** ([`ZulipStatus`]): per realm connection state, queue
 //!   position, last error and counters for `GET /v1/zulip` and `/metrics`.
 //!
-//! Wiring: build a [`Zulip`] from the config, hand [`Zulip::builtins`] to
-//! [`Dispatcher::start_with`], then [`Zulip::start`] the sources and
-//! [`Sources::shutdown`] them before the dispatcher.
+//! A connector like the others (see [`crate::connectors`]): the source
+//! accepts through the shared intake, the sink is a built-in handler,
+//! status is made of the shared source and sink health, the API key is a
+//! [`Secret`](crate::connectors::Secret) read like every connector secret.
 
-pub(crate) mod backoff;
 mod client;
 mod config;
 mod mapping;
@@ -29,16 +29,17 @@ mod source;
 mod status;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::dispatch::{Builtin, Dispatcher};
-use crate::manifest::{DeliveryPolicy, Subscription};
+use crate::connectors::intake::Intake;
+use crate::connectors::{Connector, ConnectorError, sink_policy};
+use crate::dispatch::{Builtin, DispatchConfig, Dispatcher};
+use crate::manifest::Subscription;
 
-pub use config::{ApiKey, RealmConfig, RealmSection, validate_realms};
-pub use status::{LastError, RealmStatus, SinkStatus, SourceCounters, ZulipStatus};
+pub use config::{RealmConfig, RealmSection, validate_realms};
+pub use status::{RealmStatus, SinkStatus, SourceCounters, ZulipStatus};
 
 /// Emitted by handlers to post a message (payload: the SDK's `SendMessage`).
 pub const SEND_MESSAGE_EVENT: &str = "zulip.send_message";
@@ -58,14 +59,6 @@ const SINK_MAX_ATTEMPTS: u32 = 8;
 const SINK_INITIAL_BACKOFF_MS: u64 = 1_000;
 const SINK_MAX_BACKOFF_MS: u64 = 10 * 60 * 1_000;
 
-/// A Zulip setup problem.
-#[derive(Debug, thiserror::Error)]
-pub enum ZulipError {
-    /// The realms' configuration is invalid.
-    #[error("{0}")]
-    Config(String),
-}
-
 /// The configured realms, ready to start.
 #[derive(Debug)]
 pub struct Zulip {
@@ -82,16 +75,16 @@ struct Realm {
 
 impl Zulip {
     /// Checks the realms and builds their HTTP clients. No I/O.
-    pub fn new(realms: Vec<RealmConfig>) -> Result<Zulip, ZulipError> {
-        validate_realms(&realms).map_err(ZulipError::Config)?;
+    pub fn new(realms: Vec<RealmConfig>) -> Result<Zulip, ConnectorError> {
+        validate_realms(&realms).map_err(ConnectorError)?;
         let realms = realms
             .into_iter()
             .map(|cfg| {
-                let client = client::Client::new(&cfg).map_err(ZulipError::Config)?;
+                let client = client::Client::new(&cfg).map_err(ConnectorError)?;
                 let state = Arc::new(status::RealmState::new(&cfg.site, cfg.sink));
                 Ok(Realm { cfg, client, state })
             })
-            .collect::<Result<Vec<_>, ZulipError>>()?;
+            .collect::<Result<Vec<_>, ConnectorError>>()?;
         let status = ZulipStatus::new(realms.iter().map(|r| (r.cfg.name.clone(), r.state.clone())));
         Ok(Zulip { realms, status })
     }
@@ -100,11 +93,13 @@ impl Zulip {
     pub fn status(&self) -> ZulipStatus {
         self.status.clone()
     }
+}
 
+impl Connector for Zulip {
     /// The sinks of the realms that have one, as built-in handlers. Their
     /// REST calls run on `runtime` (the daemon's); the dispatcher's worker
     /// threads wait for them.
-    pub fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin> {
+    fn builtins(&self, runtime: tokio::runtime::Handle) -> Vec<Builtin> {
         self.realms
             .iter()
             .filter(|r| r.cfg.sink)
@@ -120,17 +115,14 @@ impl Zulip {
                     tenants: vec![r.cfg.name.clone()],
                     filters: Vec::new(),
                 },
-                delivery: DeliveryPolicy {
-                    max_attempts: SINK_MAX_ATTEMPTS,
-                    initial_backoff_ms: SINK_INITIAL_BACKOFF_MS,
-                    backoff_factor: 2.0,
-                    max_backoff_ms: SINK_MAX_BACKOFF_MS,
-                    jitter: 0.2,
-                    // Replies keyed by conversation stay in order.
-                    ordered: true,
-                    concurrency: r.cfg.sink_concurrency,
-                    ..DeliveryPolicy::default()
-                },
+                // Replies keyed by conversation stay in order.
+                delivery: sink_policy(
+                    SINK_MAX_ATTEMPTS,
+                    SINK_INITIAL_BACKOFF_MS,
+                    SINK_MAX_BACKOFF_MS,
+                    true,
+                    r.cfg.sink_concurrency,
+                ),
                 handler: Arc::new(sink::Sink::new(
                     r.cfg.name.clone(),
                     r.client.clone(),
@@ -142,49 +134,28 @@ impl Zulip {
             .collect()
     }
 
-    /// Starts one source task per realm on the current tokio runtime;
-    /// `max_batch` is the dispatcher's batch limit.
-    pub fn start(&self, dispatcher: &Dispatcher, max_batch: usize) -> Sources {
-        let (stop, rx) = watch::channel(false);
-        let tasks = self
-            .realms
+    /// Starts one source task per realm on the current tokio runtime,
+    /// each accepting through an [`Intake`] as `zulip:<realm>`.
+    fn start(
+        &self,
+        dispatcher: &Dispatcher,
+        limits: &DispatchConfig,
+        stop: &watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        self.realms
             .iter()
             .map(|r| {
-                let source = source::Source::new(
-                    r.cfg.clone(),
-                    r.client.clone(),
+                let intake = Intake::new(
                     dispatcher.clone(),
-                    r.state.clone(),
-                    max_batch,
-                    rx.clone(),
+                    format!("zulip:{}", r.cfg.name),
+                    limits.max_batch,
+                    stop.clone(),
+                    r.state.source.clone(),
                 );
+                let source =
+                    source::Source::new(r.cfg.clone(), r.client.clone(), intake, r.state.clone());
                 tokio::spawn(source.run())
             })
-            .collect();
-        Sources { stop, tasks }
-    }
-}
-
-/// The running sources.
-#[derive(Debug)]
-pub struct Sources {
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Sources {
-    /// Stops every source: a poll in flight is abandoned (the queue keeps
-    /// its events), an accept in flight finishes and is saved. Waits up to
-    /// `grace`, then aborts what is left.
-    pub async fn shutdown(self, grace: Duration) {
-        self.stop.send_replace(true);
-        let deadline = tokio::time::Instant::now() + grace;
-        for task in self.tasks {
-            let abort = task.abort_handle();
-            if tokio::time::timeout_at(deadline, task).await.is_err() {
-                tracing::warn!("A Zulip source did not stop in time; aborted");
-                abort.abort();
-            }
-        }
+            .collect()
     }
 }

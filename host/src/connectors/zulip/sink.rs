@@ -32,8 +32,8 @@
 //! deliveries until the window ends. A call that still reaches the sink
 //! inside the window (one already on its way) is put back the same way.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde::Deserialize;
@@ -42,6 +42,7 @@ use super::client::Client;
 use super::protocol::Failure;
 use super::status::RealmState;
 use super::{ADD_REACTION_EVENT, REMOVE_REACTION_EVENT, SEND_MESSAGE_EVENT, UPDATE_MESSAGE_EVENT};
+use crate::connectors::{Pause, block_on};
 use crate::dispatch::{BuiltinError, BuiltinHandler};
 use crate::event::Event;
 
@@ -211,8 +212,8 @@ pub(crate) struct Sink {
     runtime: tokio::runtime::Handle,
     request_timeout: Duration,
     state: Arc<RealmState>,
-    /// Calls are refused (retryably) until then, after a 429.
-    paused_until: Mutex<Option<Instant>>,
+    /// Calls are put back until the window a 429 opened ends.
+    pause: Pause,
 }
 
 impl Sink {
@@ -229,34 +230,24 @@ impl Sink {
             runtime,
             request_timeout,
             state,
-            paused_until: Mutex::new(None),
+            pause: Pause::default(),
         }
-    }
-
-    fn paused_for(&self) -> Option<Duration> {
-        let until = (*self.paused_until.lock().unwrap_or_else(|p| p.into_inner()))?;
-        until.checked_duration_since(Instant::now())
-    }
-
-    fn pause(&self, d: Duration) {
-        *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + d);
     }
 
     /// Runs the call on the async runtime and waits for it here (a worker
     /// thread, outside the runtime).
     fn perform(&self, call: Call) -> Result<(), Failure> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let client = self.client.clone();
-        self.runtime.spawn(async move {
-            let result = client.send(call.method, &call.path, &call.form).await;
-            let _ = tx.send(result);
-        });
-        rx.recv_timeout(self.request_timeout + HANDOFF_SLACK)
-            .unwrap_or_else(|_| {
-                Err(Failure::Network(
-                    "no answer from the async runtime (shutting down?)".into(),
-                ))
-            })
+        block_on(
+            &self.runtime,
+            self.request_timeout + HANDOFF_SLACK,
+            async move { client.send(call.method, &call.path, &call.form).await },
+        )
+        .unwrap_or_else(|_| {
+            Err(Failure::Network(
+                "no answer from the async runtime (shutting down?)".into(),
+            ))
+        })
     }
 }
 
@@ -272,7 +263,7 @@ impl BuiltinHandler for Sink {
             self.state.sink_failed("invalid_payload", &e);
             BuiltinError::fatal(e)
         })?;
-        if let Some(wait) = self.paused_for() {
+        if let Some(wait) = self.pause.remaining() {
             return Err(BuiltinError::rate_limited(
                 format!(
                     "Zulip rate limit: paused for another {:.1}s",
@@ -293,7 +284,7 @@ impl BuiltinHandler for Sink {
             }
             Err(Failure::RateLimited(after)) => {
                 let wait = after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
-                self.pause(wait);
+                self.pause.until(wait);
                 let message = Failure::RateLimited(Some(wait)).to_string();
                 self.state.sink_failed("rate_limited", &message);
                 tracing::info!(realm = %self.realm, event = %event.id, wait_ms = wait.as_millis() as u64, "Zulip rate limit; the sink waits");

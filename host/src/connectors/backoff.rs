@@ -1,4 +1,4 @@
-//! The reconnection schedule of a realm's event source: exponential
+//! The reconnection schedule of a source (a Zulip realm, a Redis bus): exponential
 //! backoff with "equal jitter" (half the delay fixed, half random), capped,
 //! so many daemons that lost the same server do not return in lockstep.
 //! Pure: the random draw is a parameter.

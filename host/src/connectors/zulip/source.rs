@@ -34,24 +34,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
-use super::backoff::Backoff;
 use super::client::Client;
 use super::config::RealmConfig;
 use super::mapping::{self, Bot, LostQueue, Mapped};
 use super::protocol::{Failure, Received, Registered};
 use super::status::RealmState;
-use crate::dispatch::{AcceptError, Dispatcher};
+use crate::connectors::backoff::Backoff;
+use crate::connectors::intake::{Intake, Stopped};
 use crate::event::{EventInput, now_ms};
 use crate::store::ZulipCursor;
 
 /// Added to the server's long-poll hold time before we give up on an answer.
 const POLL_SLACK: Duration = Duration::from_secs(15);
-
-/// The source is stopping.
-#[derive(Debug)]
-pub(crate) struct Stopped;
 
 type Step<T> = Result<T, Stopped>;
 
@@ -69,13 +63,11 @@ struct Queue {
 pub(crate) struct Source {
     realm: RealmConfig,
     client: Client,
-    dispatcher: Dispatcher,
+    /// Accepts events as `zulip:<realm>`.
+    intake: Intake,
     state: Arc<RealmState>,
-    max_batch: usize,
-    stop: watch::Receiver<bool>,
+    /// The reconnection schedule (the intake has its own for the store).
     backoff: Backoff,
-    /// `zulip:<realm>`: the `source` of accepted events.
-    source: String,
     /// The realm's bot, to recognise its own events.
     bot: Bot,
 }
@@ -84,24 +76,19 @@ impl Source {
     pub(crate) fn new(
         realm: RealmConfig,
         client: Client,
-        dispatcher: Dispatcher,
+        intake: Intake,
         state: Arc<RealmState>,
-        max_batch: usize,
-        stop: watch::Receiver<bool>,
     ) -> Source {
         Source {
             backoff: Backoff::new(realm.initial_backoff, realm.max_backoff),
-            source: format!("zulip:{}", realm.name),
             bot: Bot {
                 user_id: None,
                 email: realm.email.clone(),
             },
             realm,
             client,
-            dispatcher,
+            intake,
             state,
-            max_batch: max_batch.max(1),
-            stop,
         }
     }
 
@@ -128,6 +115,7 @@ impl Source {
             };
             self.learn_bot_id().await?;
             let polled = self
+                .intake
                 .stoppable(self.client.events(
                     &queue.queue_id,
                     queue.last_event_id,
@@ -166,7 +154,7 @@ impl Source {
         if self.bot.user_id.is_some() {
             return Ok(());
         }
-        match self.stoppable(self.client.me()).await? {
+        match self.intake.stoppable(self.client.me()).await? {
             Ok(me) => {
                 tracing::info!(realm = %self.realm.name, bot_user_id = me.user_id, "Learned the bot's Zulip user id");
                 self.bot.user_id = Some(me.user_id);
@@ -181,7 +169,7 @@ impl Source {
 
     /// The saved queue, if it belongs to this server and bot.
     async fn resume(&mut self) -> Option<Queue> {
-        let store = self.dispatcher.store().clone();
+        let store = self.intake.dispatcher().store().clone();
         let name = self.realm.name.clone();
         let saved = tokio::task::spawn_blocking(move || store.zulip_cursor(&name)).await;
         let cursor = match saved {
@@ -233,6 +221,7 @@ impl Source {
 
     async fn try_register(&mut self, types: Option<Vec<String>>) -> Step<Option<Queue>> {
         let registered = self
+            .intake
             .stoppable(
                 self.client
                     .register(types.as_deref(), self.realm.all_public_streams),
@@ -285,7 +274,7 @@ impl Source {
     }
 
     async fn subscribed_types(&self) -> Step<Option<BTreeSet<String>>> {
-        let store = self.dispatcher.store().clone();
+        let store = self.intake.dispatcher().store().clone();
         let realm = self.realm.name.clone();
         let patterns = tokio::task::spawn_blocking(
             move || -> Result<Vec<String>, crate::store::StoreError> {
@@ -338,7 +327,7 @@ impl Source {
                 }
             }
             last = last.max(event.id);
-            if batch.len() >= self.max_batch {
+            if batch.len() >= self.intake.max_batch() {
                 self.acknowledge(queue, std::mem::take(&mut batch), heartbeats, last)
                     .await?;
                 heartbeats = 0;
@@ -364,68 +353,24 @@ impl Source {
         Ok(())
     }
 
-    /// Accepts `inputs` in order, waiting out a full queue and store
-    /// failures and dropping (with a record) events the dispatcher refuses
-    /// as invalid. A full queue also halves the batch (down to one event),
-    /// so a batch larger than the queue's room can still go in piecemeal.
-    /// Returns how many were accepted.
-    async fn accept_all(&mut self, mut inputs: Vec<EventInput>) -> Step<u64> {
-        let mut accepted = 0;
-        let mut limit = self.max_batch;
-        while !inputs.is_empty() {
-            let n = inputs.len().min(limit);
-            let chunk = inputs[..n].to_vec();
-            let dispatcher = self.dispatcher.clone();
-            let source = self.source.clone();
-            let result =
-                tokio::task::spawn_blocking(move || dispatcher.accept(chunk, &source)).await;
-            match result {
-                Ok(Ok(_)) => {
-                    inputs.drain(..n);
-                    accepted += n as u64;
-                }
-                Ok(Err(AcceptError::Busy { retry_after })) => {
-                    limit = (n / 2).max(1);
-                    self.state
-                        .local_error("busy", "the delivery queue is full; waiting");
-                    let jitter = retry_after.mul_f64(rand::random::<f64>() * 0.2);
-                    self.sleep(retry_after + jitter).await?;
-                }
-                Ok(Err(AcceptError::ShuttingDown)) => return Err(Stopped),
-                Ok(Err(AcceptError::Invalid { index, error })) => {
-                    let dropped = inputs.remove(index);
-                    let why = format!("a `{}` event was refused: {error}", dropped.event_type);
-                    tracing::warn!(realm = %self.realm.name, %why, "Skipped a Zulip event");
-                    self.state.skipped(&why);
-                }
-                Ok(Err(AcceptError::BatchTooLarge { max, .. })) => {
-                    self.max_batch = max.max(1);
-                    limit = limit.min(self.max_batch);
-                }
-                Ok(Err(AcceptError::Empty)) => break,
-                Ok(Err(e)) => {
-                    let message = e.to_string();
-                    tracing::error!(realm = %self.realm.name, error = %message, "Accepting Zulip events failed; will retry");
-                    self.state.local_error("store", &message);
-                    let pause = self.backoff.next(rand::random());
-                    self.sleep(pause).await?;
-                }
-                Err(e) => {
-                    tracing::error!(realm = %self.realm.name, error = %e, "Accepting Zulip events panicked; will retry");
-                    self.state.local_error("store", "accept panicked");
-                    let pause = self.backoff.next(rand::random());
-                    self.sleep(pause).await?;
-                }
-            }
+    /// Accepts `inputs` in order through the intake (which waits out a
+    /// full queue and store failures), recording the events the dispatcher
+    /// refuses as invalid as skipped. Returns how many were accepted
+    /// (duplicates of earlier events included).
+    async fn accept_all(&mut self, inputs: Vec<EventInput>) -> Step<u64> {
+        let taken = self.intake.accept_all(inputs).await?;
+        for (_, why) in &taken.refused {
+            tracing::warn!(realm = %self.realm.name, %why, "Skipped a Zulip event");
+            self.state.skipped(why);
         }
-        Ok(accepted)
+        Ok(taken.accepted + taken.duplicates)
     }
 
     /// Saves the queue position. A failure is logged, not fatal: the next
     /// save catches up, and a restart in between re-reads from the older
     /// position (duplicates are dropped by idempotency keys).
     async fn save(&self, queue: &Queue) {
-        let store = self.dispatcher.store().clone();
+        let store = self.intake.dispatcher().store().clone();
         let name = self.realm.name.clone();
         let cursor = ZulipCursor {
             site: self.realm.site.clone(),
@@ -443,7 +388,7 @@ impl Source {
             Err(e) => e.to_string(),
         };
         tracing::error!(realm = %self.realm.name, %error, "Saving the Zulip queue position failed");
-        self.state.local_error("store", &error);
+        self.state.source.local_error("store", &error);
     }
 
     /// Moves to a new queue when the current one misses types that are now
@@ -466,6 +411,7 @@ impl Source {
         };
         let mut old = old;
         let drained = self
+            .intake
             .stoppable(
                 self.client
                     .events(&old.queue_id, old.last_event_id, true, old.poll_wait),
@@ -501,22 +447,6 @@ impl Source {
             _ => self.backoff.next(rand::random()),
         };
         tracing::warn!(realm = %self.realm.name, kind = f.kind(), error = %message, retry_in_ms = wait.as_millis() as u64, "Zulip request failed");
-        self.sleep(wait).await
-    }
-
-    async fn sleep(&mut self, d: Duration) -> Step<()> {
-        self.stoppable(tokio::time::sleep(d)).await
-    }
-
-    /// Runs `fut` unless the source is told to stop first.
-    async fn stoppable<T>(&self, fut: impl std::future::Future<Output = T>) -> Step<T> {
-        let mut stop = self.stop.clone();
-        if *stop.borrow() {
-            return Err(Stopped);
-        }
-        tokio::select! {
-            out = fut => Ok(out),
-            _ = stop.wait_for(|s| *s) => Err(Stopped),
-        }
+        self.intake.sleep(wait).await
     }
 }
