@@ -34,7 +34,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hookbox_tests::guests;
 use serde_json::{Value, json};
 use support::{Report, Table, fmt_bytes, percentile, quick};
 
@@ -47,14 +46,6 @@ const BACKGROUND: usize = 1_000;
 /// The resident budget of the mixed and cold runs, in modules: fewer than
 /// the handlers receiving events, so they keep evicting each other.
 const BUDGET_MODULES: usize = 200;
-
-fn word_counter() -> Vec<u8> {
-    let (_, path) = guests::EXAMPLES
-        .iter()
-        .find(|(name, _)| *name == "word-counter")
-        .expect("tests/build.rs built example-handlers/word-counter");
-    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// Handler `name` for the message events of `tenant`.
 fn manifest(name: &str, tenant: &str) -> Value {
@@ -82,20 +73,6 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-/// One event for `tenant`, `?wait=true`: the round trip, asserted `ok`.
-async fn deliver(api: &Api, tenant: &str, payload: &Value) -> Duration {
-    let body = json!([{"type": "message", "tenant": tenant, "payload": payload}]);
-    let t = Instant::now();
-    let answer = api
-        .publish(bytes::Bytes::from(body.to_string()), true)
-        .await
-        .expect("the queue has room");
-    let took = t.elapsed();
-    let outcome = &answer["outcomes"][0]["deliveries"][0]["outcome"];
-    assert_eq!(outcome, "ok", "delivery to {tenant}: {answer}");
-    took
-}
-
 async fn stats(api: &Api) -> Value {
     api.client
         .get(format!("{}/v1/stats", api.url))
@@ -120,7 +97,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime for the load generator");
-    let wasm = word_counter();
+    let wasm = process::word_counter();
     let payload = support::zulip_message(support::PAYLOAD_SIZES[0]);
     let total = if quick() { 1_000 } else { 10_000 };
     let data = tmp.path().join("data");
@@ -151,7 +128,7 @@ fn main() {
         with_code,
     );
     let seeded_in = t.elapsed();
-    let disk = dir_bytes(&data);
+    let disk = support::dir_bytes(&data);
 
     // 1. Idle.
     // The first start on the seeded store is a restart with 10 000
@@ -177,8 +154,8 @@ fn main() {
         let mut warm = Vec::new();
         for i in HOT..HOT + samples {
             let tenant = format!("t{i}");
-            cold.push(deliver(&api, &tenant, &payload).await.as_secs_f64() * 1e3);
-            warm.push(deliver(&api, &tenant, &payload).await.as_secs_f64() * 1e3);
+            cold.push(api.deliver_one(&tenant, &payload).await.as_secs_f64() * 1e3);
+            warm.push(api.deliver_one(&tenant, &payload).await.as_secs_f64() * 1e3);
         }
         (cold, warm)
     });
@@ -199,7 +176,7 @@ fn main() {
     let t = Instant::now();
     rt.block_on(async {
         for i in HOT..HOT + n_all {
-            deliver(&all_api, &format!("t{i}"), &payload).await;
+            all_api.deliver_one(&format!("t{i}"), &payload).await;
         }
     });
     let load_all = t.elapsed();
@@ -494,18 +471,4 @@ async fn mixed(api: &Api, daemon: &Daemon, payload: &Value, background: bool, se
         evictions: (e1 - e0) / took,
         peak_rss: peak,
     }
-}
-
-/// Bytes of the files under `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
-        })
-        .sum()
 }
