@@ -333,16 +333,7 @@ fn main() {
 
 /// The value of one histogram bucket in `GET /metrics`.
 async fn bucket(api: &Api, name: &str, le: &str) -> f64 {
-    let text = api
-        .client
-        .get(format!("{}/metrics", api.url))
-        .bearer_auth(process::TOKEN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = api.metrics_text().await;
     let series = format!("{name}{{le=\"{le}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&series)?.parse().ok())
@@ -351,16 +342,7 @@ async fn bucket(api: &Api, name: &str, le: &str) -> f64 {
 
 /// Ok deliveries so far: (hot handlers, the others).
 async fn delivered(api: &Api) -> (f64, f64) {
-    let text = api
-        .client
-        .get(format!("{}/metrics", api.url))
-        .bearer_auth(process::TOKEN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = api.metrics_text().await;
     let (mut hot, mut other) = (0.0, 0.0);
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("hookbox_deliveries_total{handler=\"h") else {

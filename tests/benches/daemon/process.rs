@@ -289,10 +289,9 @@ impl Api {
         took
     }
 
-    /// The value of a Prometheus series in `GET /metrics` (summed over labels).
-    pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .client
+    /// The text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.client
             .get(format!("{}/metrics", self.url))
             .bearer_auth(TOKEN)
             .send()
@@ -300,8 +299,14 @@ impl Api {
             .expect("metrics request")
             .text()
             .await
-            .expect("metrics text");
-        text.lines()
+            .expect("metrics text")
+    }
+
+    /// The value of a Prometheus series in `GET /metrics` (summed over labels).
+    pub async fn metric(&self, name: &str) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
             .filter(|l| {
                 l.strip_prefix(name)
                     .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
