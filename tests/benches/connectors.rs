@@ -490,7 +490,9 @@ fn perf_record(pid: u32, route: Route, secs: Duration) -> Option<std::process::C
     if std::env::var("HOOKBOX_BENCH_PERF").map_or(true, |v| v.is_empty() || v == "0") {
         return None;
     }
-    let dir = support::workspace_root().join("target").join("hookbox-bench");
+    let dir = support::workspace_root()
+        .join("target")
+        .join("hookbox-bench");
     std::fs::create_dir_all(&dir).ok()?;
     let out = dir.join(format!("connectors-{route:?}.perf.data").to_lowercase());
     std::process::Command::new("perf")
