@@ -148,7 +148,7 @@ pub struct StoreSection {
     pub cache_mb: Option<u64>,
     /// `sync` (default: flush before acknowledging), `group`, or `none`.
     pub durability: Option<DurabilityName>,
-    /// `sled` (default) or `log`: where accepted events wait.
+    /// `log` (default) or `sled`: where accepted events wait.
     pub inbox: Option<InboxName>,
     /// Group-commit interval for `durability = "group"` (default `5ms`).
     #[serde(default, with = "opt_duration")]
@@ -339,7 +339,7 @@ impl Config {
         };
         let mut store = StoreOptions {
             durability,
-            inbox: match file.store.inbox.unwrap_or(InboxName::Sled) {
+            inbox: match file.store.inbox.unwrap_or(InboxName::Log) {
                 InboxName::Sled => InboxKind::Sled,
                 InboxName::Log => InboxKind::Log,
             },
@@ -519,7 +519,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.data_dir, PathBuf::from("./hookbox-data"));
         assert!(matches!(c.store.durability, Durability::Sync));
-        assert_eq!(c.store.inbox, InboxKind::Sled);
+        assert_eq!(c.store.inbox, InboxKind::Log);
         assert_eq!(c.dispatch.default_limits, Limits::default());
     }
 
@@ -533,7 +533,7 @@ mod tests {
             durability = "group"
             group_commit = "2ms"
             cache_mb = 32
-            inbox = "log"
+            inbox = "sled"
             [dispatch]
             workers = 4
             idempotency_window = "1h"
@@ -559,7 +559,7 @@ mod tests {
         assert!(
             matches!(c.store.durability, Durability::Group { interval } if interval == Duration::from_millis(2))
         );
-        assert_eq!(c.store.inbox, InboxKind::Log);
+        assert_eq!(c.store.inbox, InboxKind::Sled);
         assert_eq!(c.store.cache_bytes, 32 << 20);
         assert_eq!(c.dispatch.workers, 4);
         assert_eq!(c.dispatch.default_limits.fuel, 1000);

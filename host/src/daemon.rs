@@ -47,10 +47,27 @@ type OpenedInbox = (Arc<dyn Inbox>, Option<Arc<JetStreamInbox>>);
 /// The inbox `[store] inbox` names, or in cluster mode the JetStream
 /// inbox. The log inbox first takes over the deliveries still waiting in
 /// the sled inbox (a data directory last run with `inbox = "sled"`), so
-/// none is stranded; the JetStream inbox refuses to start over them.
+/// none is stranded; the sled and JetStream inboxes refuse to start over
+/// unfinished deliveries in the other embedded inbox.
 fn open_inbox(cfg: &Config, store: &Store) -> anyhow::Result<OpenedInbox> {
     let dir = cfg.data_dir.join("inbox");
     let dir = dir.as_path();
+    if cfg.cluster.is_some() || cfg.store.inbox == InboxKind::Sled {
+        let waiting = LogInbox::unfinished_in(store, dir)
+            .with_context(|| format!("reading the inbox log in {}", dir.display()))?;
+        if waiting > 0 {
+            let instead = if cfg.cluster.is_some() {
+                "without `[cluster]`"
+            } else {
+                "with `[store] inbox = \"log\"` (the default)"
+            };
+            bail!(
+                "the inbox log in {} still holds unfinished deliveries ({waiting}): run {instead} \
+                 until they are done",
+                dir.display()
+            );
+        }
+    }
     if let Some(cluster) = &cfg.cluster {
         if store.has_pending()? {
             bail!(
@@ -206,6 +223,9 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
     if let Some(r) = &registry {
         r.set_api(format!("http://{local}"));
     }
+    // Before anyone is told the daemon is up: a SIGTERM from then on is a
+    // graceful stop, not the default action (death without a flush).
+    let shutdown = shutdown_signal();
     tracing::info!(addr = %local, data = %cfg.data_dir.display(), "Hookbox listening");
     // A plain line on stdout for scripts and tests that wait for readiness.
     println!("hookbox listening on http://{local}");
@@ -225,7 +245,7 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         redis: connectors.redis_status(),
         webhooks: connectors.webhook_status(),
     };
-    api::serve(listener, state, shutdown_signal())
+    api::serve(listener, state, shutdown)
         .await
         .context("serving the admin API")?;
 
@@ -237,31 +257,44 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on SIGINT or SIGTERM. The handlers are installed by this
+/// call, not when the future is first polled.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, signal = name, "Cannot listen for the signal");
+            None
+        }
+    };
+    let wait = |s: Option<Signal>| async move {
+        match s {
+            Some(mut s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let int = wait(listen(SignalKind::interrupt(), "SIGINT"));
+    let term = wait(listen(SignalKind::terminate(), "SIGTERM"));
+    async move {
+        tokio::select! {
+            () = int => {},
+            () = term => {},
+        }
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "Cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "Cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
 

@@ -41,6 +41,13 @@
 //! | `zulip` | realm name | [`ZulipCursor`] |
 //! | `schemas` | event type | JSON Schema text |
 //!
+//! Accepted events wait in the inbox ([`Inbox`]): by default the segment
+//! log in `<data_dir>/inbox/` ([`LogInbox`], `loginbox.rs` on
+//! `segment.rs`: one checksummed record per accepted batch, finished
+//! markers written behind every 200 ms after the log lines they cover,
+//! finished segments deleted); the `events`, `event_refs` and `pending`
+//! trees are the `inbox = "sled"` alternative, described next.
+//!
 //! State changes that span trees (accept, dead-letter, replay, deploy,
 //! token create/revoke) are sled transactions. Finishing a delivery is not:
 //! it is the hot path, and each sled transaction takes a process-wide lock
@@ -168,10 +175,11 @@ pub enum Durability {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum InboxKind {
     /// sled trees: events, pending entries, reference counts, one
-    /// transaction per accept (the default).
-    #[default]
+    /// transaction per accept.
     Sled,
-    /// The segment log ([`LogInbox`]) in the data directory's `inbox/`.
+    /// The segment log ([`LogInbox`]) in the data directory's `inbox/`
+    /// (the default).
+    #[default]
     Log,
 }
 

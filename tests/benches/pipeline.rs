@@ -12,6 +12,15 @@
 //! The daemon is `target/release/hookbox` (built by this bench, or
 //! `$HOOKBOX_BIN`); the load generator runs in this process, on the same
 //! 2 cores. Run with `cargo bench -p hookbox-tests --bench pipeline`.
+//!
+//! `HOOKBOX_BENCH_SOAK=<seconds>` runs the soak instead: the default
+//! configuration (log inbox) with `group` durability and 2 workers,
+//! saturated briefly for its rate, then at half that rate for the given
+//! time in 10-second windows; after each window the daemon's RSS and the
+//! data directory's size are sampled with the window's latency
+//! percentiles. The samples go to `docs/bench/soak.csv` and are plotted to
+//! `docs/bench/soak.png` with gnuplot (`apt-get install gnuplot-nox`; a
+//! missing gnuplot fails the run and says so).
 
 #[path = "daemon/load.rs"]
 mod load;
@@ -156,7 +165,200 @@ fn measure(
     })
 }
 
+/// Where the soak's samples and plot go, under the workspace root.
+const SOAK_DIR: &str = "docs/bench";
+/// The soak's sampling interval.
+const SOAK_WINDOW: Duration = Duration::from_secs(10);
+
+/// One soak sample: the window that ended `at_s` into the paced phase.
+struct Sample {
+    at_s: f64,
+    rss: u64,
+    data: u64,
+    inbox: u64,
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+/// Bytes of the files under `dir`, recursively.
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+fn soak(seconds: u64) {
+    let bin = process::release_binary();
+    let setup = Setup {
+        inbox: "log",
+        durability: "group",
+        workers: 2,
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("hookbox-soak-")
+        .tempdir()
+        .expect("a temporary directory");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the load generator");
+    let config = tmp.path().join("hookbox.toml");
+    std::fs::write(&config, setup.toml()).expect("the config file");
+    let data = tmp.path().join("data");
+    let daemon = Daemon::start(&bin, &data, Some(&config));
+    let api = Api::new(&daemon.url);
+    let body = load::batch_body(&support::zulip_message(support::PAYLOAD_SIZES[0]), "e2e");
+    let seen = Arc::new(tokio::sync::Mutex::new(load::Seen::default()));
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load_at_start = support::load_average();
+    let mut samples = Vec::new();
+    let rate = rt.block_on(async {
+        let manifest = json!({
+            "name": "word-counter",
+            "subscription": {"events": ["message"], "tenants": ["e2e"]},
+        });
+        api.deploy(&manifest, &word_counter()).await;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let follower = tokio::spawn(load::follow(
+            api.clone(),
+            seen.clone(),
+            count.clone(),
+            stop.clone(),
+            ready_tx,
+        ));
+        ready_rx.await.expect("the stream is open");
+        let max = load::saturate(&api, body.clone(), &count, Duration::from_secs(10), CLIENTS).await;
+        load::drain(&count).await;
+        let rate = max.delivered_per_s.min(max.accepted_per_s) * 0.5;
+        eprintln!(
+            "soak: saturated {:.0} accepted/s, {:.0} delivered/s; pacing {rate:.0} events/s for {seconds} s (daemon pid {})",
+            max.accepted_per_s,
+            max.delivered_per_s,
+            daemon.pid()
+        );
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(seconds) {
+            seen.lock().await.at.clear();
+            let w = load::paced(&api, body.clone(), &seen, rate, SOAK_WINDOW).await;
+            let l = &w.latencies_ms;
+            let p = |q: f64| if l.is_empty() { f64::NAN } else { percentile(l, q) };
+            let sample = Sample {
+                at_s: start.elapsed().as_secs_f64(),
+                rss: daemon.rss(),
+                data: tree_size(&data),
+                inbox: tree_size(&data.join("inbox")),
+                rate: w.achieved_per_s,
+                p50: p(50.0),
+                p99: p(99.0),
+                max: p(100.0),
+            };
+            eprintln!(
+                "soak: {:>5.0} s  rss {:>7.1} MiB  data {:>7.1} MiB (inbox {:>6.1})  {:>6.0}/s  p50 {:>6.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} missing, {} refused)",
+                sample.at_s,
+                sample.rss as f64 / 1048576.0,
+                sample.data as f64 / 1048576.0,
+                sample.inbox as f64 / 1048576.0,
+                sample.rate,
+                sample.p50,
+                sample.p99,
+                sample.max,
+                w.missing,
+                w.refused_requests
+            );
+            samples.push(sample);
+        }
+        stop.store(true, Ordering::Relaxed);
+        follower.await.expect("the stream follower");
+        rate
+    });
+    let dir = support::workspace_root().join(SOAK_DIR);
+    std::fs::create_dir_all(&dir).expect("the soak output directory");
+    let csv = dir.join("soak.csv");
+    let mut text = format!(
+        "# hookbox soak: {} at {rate:.0} events/s (half the saturated rate), {}; load average at the start {load_at_start}, at the end {}\n\
+         seconds,rss_mib,data_mib,inbox_mib,events_per_s,p50_ms,p99_ms,max_ms\n",
+        setup.label(),
+        support::machine(),
+        support::load_average(),
+    );
+    for s in &samples {
+        text.push_str(&format!(
+            "{:.0},{:.2},{:.2},{:.2},{:.0},{:.3},{:.3},{:.3}\n",
+            s.at_s,
+            s.rss as f64 / 1048576.0,
+            s.data as f64 / 1048576.0,
+            s.inbox as f64 / 1048576.0,
+            s.rate,
+            s.p50,
+            s.p99,
+            s.max
+        ));
+    }
+    std::fs::write(&csv, text).expect("writing the soak samples");
+    plot(&csv, &dir.join("soak.png"));
+    println!(
+        "soak: samples in {}, plot in {}",
+        csv.display(),
+        dir.join("soak.png").display()
+    );
+}
+
+/// Plots the soak's samples with gnuplot: memory and disk on top, latency
+/// below.
+fn plot(csv: &Path, png: &Path) {
+    let script = format!(
+        r#"set terminal pngcairo size 1000,700 font ",10"
+set output "{png}"
+set datafile separator ","
+set multiplot layout 2,1 title "Hookbox soak at half load (log inbox, group, 2 workers)"
+set xlabel "seconds"
+set ylabel "MiB"
+set key top left
+plot "{csv}" using 1:2 with linespoints title "daemon RSS",      "{csv}" using 1:3 with linespoints title "data directory",      "{csv}" using 1:4 with linespoints title "inbox log"
+set ylabel "ms (per 10 s window)"
+set logscale y
+plot "{csv}" using 1:6 with linespoints title "p50 accept -> outcome",      "{csv}" using 1:7 with linespoints title "p99",      "{csv}" using 1:8 with linespoints title "max"
+unset multiplot
+"#,
+        png = png.display(),
+        csv = csv.display()
+    );
+    let mut child = std::process::Command::new("gnuplot")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("running gnuplot ({e}): install it with `apt-get install gnuplot-nox`")
+        });
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("gnuplot's stdin")
+        .write_all(script.as_bytes())
+        .expect("writing to gnuplot");
+    let status = child.wait().expect("waiting for gnuplot");
+    assert!(status.success(), "gnuplot failed: {status}");
+}
+
 fn main() {
+    if let Some(seconds) = std::env::var("HOOKBOX_BENCH_SOAK")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        soak(seconds);
+        return;
+    }
     let mut report = Report::new("pipeline");
     let bin = process::release_binary();
     report.note(&format!("Daemon binary: `{}` (release).", bin.display()));

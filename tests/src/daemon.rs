@@ -235,11 +235,11 @@ impl Daemon {
             ulimit,
             log: log.to_string(),
         };
-        d.spawn();
+        d.spawn(WAIT);
         d
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self, wait: Duration) {
         assert!(self.child.is_none(), "the daemon is already running");
         let mut child = limited(&self.bin, self.ulimit.as_deref())
             .arg("serve")
@@ -285,7 +285,7 @@ impl Daemon {
             }
         }));
         self.child = Some(child);
-        match rx.recv_timeout(WAIT) {
+        match rx.recv_timeout(wait) {
             Ok(url) => self.url = url,
             Err(e) => {
                 let status = self
@@ -294,7 +294,7 @@ impl Daemon {
                     .and_then(|c| c.try_wait().ok().flatten());
                 self.kill_child();
                 panic!(
-                    "the daemon did not print `hookbox listening on …` within {WAIT:?} ({e}; exit status {status:?}); its stderr:\n{}",
+                    "the daemon did not print `hookbox listening on …` within {wait:?} ({e}; exit status {status:?}); its stderr:\n{}",
                     self.stderr_tail()
                 );
             }
@@ -362,10 +362,16 @@ impl Daemon {
 
     /// Starts the daemon again on the same data directory and config.
     pub fn restart(&mut self) {
+        self.restart_within(WAIT);
+    }
+
+    /// [`Daemon::restart`], waiting up to `wait` for it to listen (a start
+    /// that reads a large inbox back).
+    pub fn restart_within(&mut self, wait: Duration) {
         if self.child.is_some() {
             self.stop();
         }
-        self.spawn();
+        self.spawn(wait);
     }
 
     fn wait_exit(&mut self, what: &str) -> ExitStatus {

@@ -34,7 +34,12 @@ pub(crate) fn time_param() -> RefOr<Schema> {
 
 /// The delivery log's `cursor`: the `next_cursor` of a previous page.
 pub(crate) fn log_cursor() -> RefOr<Schema> {
-    string("^[0-9a-fA-F]{32}$", "`next_cursor` of the previous page").into()
+    // 26 bytes since the log is kept in blocks; 16 from before are accepted.
+    string(
+        "^([0-9a-fA-F]{52}|[0-9a-fA-F]{32})$",
+        "`next_cursor` of the previous page",
+    )
+    .into()
 }
 
 /// A ULID `cursor` (dead letters, audit log).

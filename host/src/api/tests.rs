@@ -362,7 +362,7 @@ async fn openapi_states_what_parameters_and_bodies_accept() {
         "{since}"
     );
     let cursor = param("/v1/logs", "cursor");
-    assert_eq!(cursor["pattern"], "^[0-9a-fA-F]{32}$");
+    assert_eq!(cursor["pattern"], "^([0-9a-fA-F]{52}|[0-9a-fA-F]{32})$");
     let status = param("/v1/handlers", "status").to_string();
     assert!(
         status.contains("enabled") && status.contains("disabled"),

@@ -488,10 +488,13 @@ impl Shared {
     fn record(&self, lines: &[(&LogEntry, Option<&Event>)], kind: AttemptKind) -> Result<()> {
         let seqs = self.handle.block_on(self.journal.publish_lines(lines))?;
         let applied: Vec<(u64, &LogEntry)> = seqs
-            .into_iter()
+            .iter()
+            .copied()
             .zip(lines.iter().map(|(e, _)| *e))
             .collect();
         self.store.apply_shared_logs(&applied)?;
+        // Written: the mirror need not decode them again.
+        self.journal.applied_here(&seqs);
         let entries: Vec<&LogEntry> = lines.iter().map(|(e, _)| *e).collect();
         self.store.count_attempts(&entries, kind)
     }

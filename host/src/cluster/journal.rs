@@ -1,13 +1,17 @@
 //! What every node's API reads about the work of all nodes: the delivery
 //! log, dead letters and stats (see `cluster.rs` for the whole layout).
 //!
-//! - **The delivery log** is a stream, `<prefix>_log`, one message per
-//!   attempt on `<prefix>.log.<handler token>` (the line, plus the event
-//!   when the attempt was its delivery's last): append-only lines trimmed
-//!   by age and count is what a stream's limits retention does
-//!   (`max_age`, `max_msgs` set from `[store]`'s log retention). The node
-//!   that ran an attempt publishes its line and waits for JetStream's ack
-//!   before it acks the delivery, then writes it into its own store; every
+//! - **The delivery log** is a stream, `<prefix>_log`, on
+//!   `<prefix>.log.lines`: each message a group of lines (a recorder
+//!   batch's, up to 256 KiB), each line with the event when the attempt
+//!   was its delivery's last. Append-only lines trimmed by age and count
+//!   is what a stream's limits retention does (`max_age` from `[store]`'s
+//!   `log_max_age`; `max_msgs` from `log_max_entries`, counting groups, so
+//!   it only bounds the stream: each node's store trims its own copy by
+//!   lines). The node that ran attempts publishes their lines and waits
+//!   for JetStream's ack before it acks the deliveries (one stream write
+//!   per group, not per line: a group commit), then writes them into its
+//!   own store; every
 //!   node copies the stream into its store's log with an ordered consumer
 //!   from the last sequence it applied, so `/v1/logs` and
 //!   `/v1/events/{id}` keep their filters, cursors and index unchanged.
@@ -42,10 +46,26 @@ use crate::store::{DeadLetter, DeadLetterQuery, EventTotals, LogEntry, MAX_PAGE,
 const SHARE_STATS_EVERY: Duration = Duration::from_secs(1);
 /// Pause before a mirror or watch that ended (NATS gone) starts again.
 const RESTART_PAUSE: Duration = Duration::from_secs(1);
-/// Log lines applied to the store in one go.
-const MIRROR_BATCH: usize = 512;
+/// Log messages applied to the store in one go.
+const MIRROR_BATCH: usize = 64;
+/// A log message holds lines up to about this many bytes...
+const GROUP_BYTES: usize = 256 * 1024;
+/// ... and at most this many lines.
+const GROUP_LINES: usize = 1 << LINE_BITS;
+/// Bits of a line's key for its place in its message.
+const LINE_BITS: u32 = 12;
+
+/// A line's key in the store's log: its message's stream sequence, then
+/// its place in the message.
+fn line_seq(message: u64, index: usize) -> u64 {
+    (message << LINE_BITS) | index as u64
+}
 /// The store's name for how far the log stream was applied.
 const LOG_POSITION: &str = "cluster_log";
+/// Sequences of lines this process applied itself that the mirror may
+/// skip; past this many (a mirror far behind), the set is dropped and the
+/// mirror finds them in the store instead.
+const APPLIED_HERE_MAX: usize = 100_000;
 /// The store's mark that its single-node dead letters were shared.
 const DEAD_SHARED: &str = "cluster_dead_letters_shared";
 
@@ -68,6 +88,9 @@ struct LineIn {
 /// The shared log and buckets (see the module docs).
 pub(super) struct Journal {
     node: String,
+    /// Stream sequences of lines this process wrote into its store after
+    /// publishing them: the mirror skips them without decoding.
+    applied_here: std::sync::Mutex<HashSet<u64>>,
     js: jetstream::Context,
     log_prefix: String,
     log: stream::Stream,
@@ -125,6 +148,7 @@ impl Journal {
         let stats = bucket(&js, cfg, "stats").await?;
         Ok(Journal {
             node,
+            applied_here: Default::default(),
             js,
             log_prefix: format!("{}.log", cfg.prefix),
             log,
@@ -139,35 +163,70 @@ impl Journal {
     }
 
     /// Publishes log lines (with the event of a delivery's last attempt)
-    /// and waits for every ack; their stream sequences, in order. A line's
-    /// id is its message id, so a line published again is stored once.
+    /// and waits for JetStream's acks: a group commit, many lines to a
+    /// message (up to [`GROUP_BYTES`]), so a recorder batch costs the
+    /// stream a write or a few, not one per line. Each line's key in the
+    /// store's log, in order: its message's sequence and its place in the
+    /// message ([`line_seq`]). A message's id is its first line's, so one
+    /// published again (a retry after a lost ack) is stored once.
     pub(super) async fn publish_lines(
         &self,
         lines: &[(&LogEntry, Option<&Event>)],
     ) -> Result<Vec<u64>> {
-        let mut acks = Vec::with_capacity(lines.len());
+        let mut groups: Vec<(String, Vec<u8>, usize)> = Vec::new();
         for &(entry, event) in lines {
-            let payload = serde_json::to_vec(&LineOut { entry, event })
+            let line = serde_json::to_vec(&LineOut { entry, event })
                 .map_err(|e| StoreError::Encode(e.to_string()))?;
-            let subject = format!("{}.{}", self.log_prefix, token(&entry.handler));
-            let msg = PublishMessage::build()
-                .payload(payload.into())
-                .message_id(entry.id.clone());
+            match groups.last_mut() {
+                Some((_, body, n)) if body.len() + line.len() < GROUP_BYTES && *n < GROUP_LINES => {
+                    body.push(b',');
+                    body.extend_from_slice(&line);
+                    *n += 1;
+                }
+                _ => {
+                    let mut body = Vec::with_capacity(line.len() + 2);
+                    body.push(b'[');
+                    body.extend_from_slice(&line);
+                    groups.push((entry.id.clone(), body, 1));
+                }
+            }
+        }
+        let subject = format!("{}.lines", self.log_prefix);
+        let mut acks = Vec::with_capacity(groups.len());
+        for (id, mut body, n) in groups {
+            body.push(b']');
+            let msg = PublishMessage::build().payload(body.into()).message_id(id);
             let ack = self
                 .js
-                .send_publish(subject, msg)
+                .send_publish(subject.clone(), msg)
                 .await
-                .map_err(|e| unavailable("publishing a log line", e))?;
-            acks.push(ack);
+                .map_err(|e| unavailable("publishing log lines", e))?;
+            acks.push((ack, n));
         }
-        let mut seqs = Vec::with_capacity(acks.len());
-        for ack in acks {
+        let mut seqs = Vec::with_capacity(lines.len());
+        for (ack, n) in acks {
             let ack = ack
                 .await
-                .map_err(|e| unavailable("waiting for a log line's ack", e))?;
-            seqs.push(ack.sequence);
+                .map_err(|e| unavailable("waiting for the log lines' ack", e))?;
+            seqs.extend((0..n).map(|i| line_seq(ack.sequence, i)));
         }
         Ok(seqs)
+    }
+
+    /// Notes lines this process wrote into its store itself (their keys,
+    /// as [`Journal::publish_lines`] returned them).
+    pub(super) fn applied_here(&self, line_seqs: &[u64]) {
+        let mut set = self.applied_here.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() > APPLIED_HERE_MAX {
+            set.clear();
+        }
+        set.extend(line_seqs.iter().map(|s| s >> LINE_BITS));
+    }
+
+    /// Whether the mirror may skip line `seq` (and forgets it).
+    fn skip(&self, seq: u64) -> bool {
+        let mut set = self.applied_here.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&seq)
     }
 
     /// Stores a new dead letter for every node.
@@ -258,8 +317,8 @@ async fn blocking<T: Send + 'static>(
 
 /// Copies the log stream into this node's store from where it left off.
 async fn mirror_log(shared: Weak<Shared>) -> Result<()> {
-    let (store, mut log) = match shared.upgrade() {
-        Some(s) => (s.store.clone(), s.journal.log.clone()),
+    let (store, mut log, journal) = match shared.upgrade() {
+        Some(s) => (s.store.clone(), s.journal.log.clone(), s.journal.clone()),
         None => return Ok(()),
     };
     let mut position = blocking(&store, |s| s.external_position(LOG_POSITION)).await?;
@@ -296,6 +355,7 @@ async fn mirror_log(shared: Weak<Shared>) -> Result<()> {
             return Ok(());
         }
         let mut lines = Vec::with_capacity(chunk.len());
+        let mut last_seq = None;
         let mut failed = None;
         for m in chunk {
             let m = match m {
@@ -312,14 +372,25 @@ async fn mirror_log(shared: Weak<Shared>) -> Result<()> {
                     break;
                 }
             };
-            match serde_json::from_slice::<LineIn>(&m.payload) {
-                Ok(line) => lines.push((seq, line)),
+            last_seq = Some(seq);
+            if journal.skip(seq) {
+                continue;
+            }
+            match serde_json::from_slice::<Vec<LineIn>>(&m.payload) {
+                Ok(group) => {
+                    lines.extend(
+                        group
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, l)| (line_seq(seq, i), l)),
+                    );
+                }
                 Err(e) => {
-                    tracing::error!(seq, error = %e, "A delivery log line in the stream does not decode; skipped");
+                    tracing::error!(seq, error = %e, "Delivery log lines in the stream do not decode; skipped");
                 }
             }
         }
-        if let Some(&(seq, _)) = lines.last() {
+        if let Some(seq) = last_seq {
             blocking(&store, move |s| {
                 let entries: Vec<(u64, &LogEntry)> =
                     lines.iter().map(|(q, l)| (*q, &l.entry)).collect();

@@ -19,8 +19,9 @@
 //! (`str` is a `u32` little-endian length and UTF-8 bytes.)
 //!
 //! **Progress is written behind.** Successful deliveries' log lines and
-//! stats go to sled as before, their `FINISH` markers into a buffer; at
-//! most every [`CHECKPOINT`] (and at [`Inbox::flush`]) sled is flushed
+//! stats go to sled as before, their `FINISH` markers into a buffer; every
+//! [`CHECKPOINT`], on a thread of its own (so no recorder waits for the
+//! fsyncs), and at [`Inbox::flush`], sled is flushed
 //! first and then the markers are appended, so a finished delivery's log
 //! line is always durable before the marker that says it is finished. A
 //! crash loses at most the markers of the last checkpoint interval: those
@@ -47,7 +48,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::inbox::{Inbox, Ready, ReadySet, first_attempt};
@@ -125,6 +127,13 @@ impl State {
 
 /// See the module docs.
 pub struct LogInbox {
+    core: Arc<Core>,
+    /// Writes checkpoints every [`CHECKPOINT`], off the recorder's path.
+    ticker: Option<Ticker>,
+}
+
+/// What the inbox and its checkpoint thread share.
+struct Core {
     store: Store,
     log: SegmentLog,
     state: Mutex<State>,
@@ -133,10 +142,71 @@ pub struct LogInbox {
     dead: Mutex<()>,
 }
 
+/// The checkpoint thread and how to stop it.
+struct Ticker {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    /// Checkpoints `core` every [`CHECKPOINT`] until stopped (or the inbox
+    /// is gone). A failed checkpoint is logged and tried again next time:
+    /// the markers stay buffered.
+    fn start(core: &Arc<Core>) -> Option<Ticker> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let weak = Arc::downgrade(core);
+        let signal = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("hookbox-inbox-checkpoint".into())
+            .spawn(move || {
+                let (lock, wake) = &*signal;
+                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    stopped = wake
+                        .wait_timeout(stopped, CHECKPOINT)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    if *stopped {
+                        return;
+                    }
+                    let Some(core) = weak.upgrade() else { return };
+                    drop(stopped);
+                    if let Err(e) = core.checkpoint(false) {
+                        tracing::error!(error = %e, "Writing an inbox checkpoint failed; will try again");
+                    }
+                    drop(core);
+                    stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                }
+            });
+        match thread {
+            Ok(t) => Some(Ticker {
+                stop,
+                thread: Some(t),
+            }),
+            Err(e) => {
+                // Progress is then made durable by `flush` alone (at a
+                // clean stop): a crash runs more deliveries again.
+                tracing::error!(error = %e, "Starting the inbox checkpoint thread failed");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        *self.stop.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.stop.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl std::fmt::Debug for LogInbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LogInbox")
-            .field("log", &self.log)
+            .field("log", &self.core.log)
             .finish_non_exhaustive()
     }
 }
@@ -262,15 +332,29 @@ impl LogInbox {
             max_segment_bytes,
         };
         let (log, _) = SegmentLog::open(dir, opts)?;
-        let inbox = LogInbox {
+        let core = Arc::new(Core {
             store,
             log,
             state: Mutex::new(State::default()),
             ready: ReadySet::default(),
             dead: Mutex::new(()),
-        };
+        });
+        let mut inbox = LogInbox { core, ticker: None };
         inbox.rebuild()?;
+        inbox.ticker = Ticker::start(&inbox.core);
         Ok(inbox)
+    }
+
+    /// How many deliveries the log in `dir` holds that are not final (0
+    /// when there is no log there), so a daemon started on another inbox
+    /// can refuse to strand them.
+    pub fn unfinished_in(store: &Store, dir: &Path) -> Result<usize> {
+        if !dir.exists() {
+            return Ok(0);
+        }
+        let inbox = LogInbox::open(store.clone(), dir)?;
+        let n = inbox.core.state().open.len();
+        Ok(n)
     }
 
     /// Moves the deliveries still waiting in the sled inbox (a data
@@ -279,16 +363,16 @@ impl LogInbox {
     /// sled. A crash in between leaves them in both; the next start moves
     /// them again and the log keeps one of each. How many moved.
     pub fn adopt_sled(&self) -> Result<usize> {
-        let pending = self.store.pending()?;
+        let pending = self.core.store.pending()?;
         let mut moved = 0;
         for chunk in pending.chunks(1000) {
             let mut parts = Vec::with_capacity(chunk.len());
             let mut retries = Vec::new();
             let mut found = Vec::with_capacity(chunk.len());
             for p in chunk {
-                let Some(event) = self.store.event(&p.event_id)? else {
+                let Some(event) = self.core.store.event(&p.event_id)? else {
                     tracing::error!(event = %p.event_id, handler = %p.handler, "Pending delivery without its event; dropped");
-                    self.store.drop_pending(p)?;
+                    self.core.store.drop_pending(p)?;
                     continue;
                 };
                 parts.push(event_part(&event, &[(p.handler.as_str(), p.version)])?);
@@ -303,10 +387,10 @@ impl LogInbox {
             if records.is_empty() {
                 continue;
             }
-            let at = self.log.append(&records)?;
+            let at = self.core.log.append(&records)?;
             let segment = at.first().map_or(0, |p| p.segment);
             {
-                let mut st = self.state();
+                let mut st = self.core.state();
                 for (p, event) in &found {
                     st.add(event, &p.handler, p.version, segment);
                     let key = (p.event_id.clone(), p.handler.clone());
@@ -316,24 +400,26 @@ impl LogInbox {
                 }
             }
             for (p, _) in &found {
-                self.store.drop_pending(p)?;
+                self.core.store.drop_pending(p)?;
                 moved += 1;
             }
         }
         if moved > 0 {
-            self.store.flush()?;
+            self.core.store.flush()?;
         }
         Ok(moved)
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        // Maps changed one entry at a time: nothing half-done to repair.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Reads the live segments in order into the in-memory state.
     fn rebuild(&self) -> Result<()> {
-        let upto = match self.store.t().meta.get(META_DEAD_UPTO).map_err(sled_err)? {
+        let upto = match self
+            .core
+            .store
+            .t()
+            .meta
+            .get(META_DEAD_UPTO)
+            .map_err(sled_err)?
+        {
             Some(b) if b.len() == 16 => Some(Position {
                 segment: u64::from_be_bytes(b[..8].try_into().unwrap_or_default()),
                 offset: u64::from_be_bytes(b[8..].try_into().unwrap_or_default()),
@@ -347,7 +433,7 @@ impl LogInbox {
             segment: 0,
             offset: 0,
         };
-        self.log.read_from(start, |at, r| {
+        self.core.log.read_from(start, |at, r| {
             let mut rd = Reader(r);
             match rd.u8() {
                 Some(EVENTS) => {
@@ -408,16 +494,24 @@ impl LogInbox {
             Ok(())
         })?;
         for (at, dl) in dead {
-            if self.store.dead_letter_get(&dl.id)?.is_none() {
-                self.store
+            if self.core.store.dead_letter_get(&dl.id)?.is_none() {
+                self.core
+                    .store
                     .put_dead_letter(&dl, META_DEAD_UPTO, &position_bytes(at))?;
             }
         }
         for e in keyed {
-            self.store.remember_idempotency(&e)?;
+            self.core.store.remember_idempotency(&e)?;
         }
-        *self.state() = st;
+        *self.core.state() = st;
         Ok(())
+    }
+}
+
+impl Core {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Maps changed one entry at a time: nothing half-done to repair.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Makes finished deliveries' markers durable (sled first), then
@@ -471,7 +565,7 @@ impl Inbox for LogInbox {
             Vec::new()
         } else {
             // One position per event: its record's.
-            let at = self.log.append(&records)?;
+            let at = self.core.log.append(&records)?;
             at.iter()
                 .zip(&counts)
                 .flat_map(|(p, n)| std::iter::repeat_n(*p, *n))
@@ -480,7 +574,7 @@ impl Inbox for LogInbox {
         let mut ids = Vec::with_capacity(routed.len());
         let mut ready = Vec::new();
         {
-            let mut st = self.state();
+            let mut st = self.core.state();
             for ((event, hs), at) in routed.iter().zip(&positions) {
                 if hs.is_empty() {
                     continue;
@@ -501,22 +595,22 @@ impl Inbox for LogInbox {
                 }
             }
         }
-        self.ready.extend(ready);
+        self.core.ready.extend(ready);
         for (event, _) in batch {
             if event.idempotency_key.is_some() {
-                self.store.remember_idempotency(event)?;
+                self.core.store.remember_idempotency(event)?;
             }
         }
-        self.store.bump(META_ACCEPTED, batch.len() as i64)?;
+        self.core.store.bump(META_ACCEPTED, batch.len() as i64)?;
         let unrouted = batch.iter().filter(|(_, h)| h.is_empty()).count();
         if unrouted > 0 {
-            self.store.bump(META_UNROUTED, unrouted as i64)?;
+            self.core.store.bump(META_UNROUTED, unrouted as i64)?;
         }
         Ok(ids)
     }
 
     fn take_ready(&self, max: usize) -> Result<Vec<Ready>> {
-        Ok(self.ready.take(max))
+        Ok(self.core.ready.take(max))
     }
 
     fn finish(&self, done: &[(&Pending, &LogEntry)]) -> Result<()> {
@@ -524,10 +618,12 @@ impl Inbox for LogInbox {
             return Ok(());
         }
         let entries: Vec<&LogEntry> = done.iter().map(|&(_, e)| e).collect();
-        self.store.append_logs(&entries)?;
-        self.store.record_stats_of(&entries, StatKind::Attempt)?;
+        self.core.store.append_logs(&entries)?;
+        self.core
+            .store
+            .record_stats_of(&entries, StatKind::Attempt)?;
         {
-            let mut st = self.state();
+            let mut st = self.core.state();
             for (p, _) in done {
                 let key = (p.event_id.clone(), p.handler.clone());
                 if st.close(&key) {
@@ -535,34 +631,35 @@ impl Inbox for LogInbox {
                 }
             }
         }
-        self.checkpoint(false)
+        // The markers are written by the checkpoint thread.
+        Ok(())
     }
 
     fn retry_at(&self, p: &Pending, entry: &LogEntry, due_ms: u64) -> Result<Pending> {
-        self.store.append_log(entry)?;
-        self.store.record_stats(entry, StatKind::Retry)?;
+        self.core.store.append_log(entry)?;
+        self.core.store.record_stats(entry, StatKind::Retry)?;
         let key = (p.event_id.clone(), p.handler.clone());
-        let mut next = match self.state().open.get(&key) {
+        let mut next = match self.core.state().open.get(&key) {
             Some(o) => o.pending.clone(),
             None => return Err(not_pending(p)),
         };
         next.errors.push(attempt_error(next.attempt, entry));
         next.attempt = next.attempt.saturating_add(1);
         next.due_ms = due_ms;
-        self.log.append(&[json_record(RETRY, &next)?])?;
-        if let Some(o) = self.state().open.get_mut(&key) {
+        self.core.log.append(&[json_record(RETRY, &next)?])?;
+        if let Some(o) = self.core.state().open.get_mut(&key) {
             o.pending = next.clone();
         }
         Ok(next)
     }
 
     fn dead_letter(&self, p: &Pending, entry: &LogEntry) -> Result<DeadLetter> {
-        self.store.append_log(entry)?;
-        self.store.record_stats(entry, StatKind::DeadLetter)?;
-        let _serial = self.dead.lock().unwrap_or_else(|p| p.into_inner());
+        self.core.store.append_log(entry)?;
+        self.core.store.record_stats(entry, StatKind::DeadLetter)?;
+        let _serial = self.core.dead.lock().unwrap_or_else(|p| p.into_inner());
         let key = (p.event_id.clone(), p.handler.clone());
         let (event, stored) = {
-            let st = self.state();
+            let st = self.core.state();
             let Some(o) = st.open.get(&key) else {
                 return Err(not_pending(p));
             };
@@ -571,7 +668,7 @@ impl Inbox for LogInbox {
             };
             (event.clone(), o.pending.clone())
         };
-        let id = self.store.new_ulid();
+        let id = self.core.store.new_ulid();
         let mut errors = stored.errors;
         errors.push(attempt_error(stored.attempt, entry));
         let dl = DeadLetter {
@@ -582,34 +679,36 @@ impl Inbox for LogInbox {
             errors,
             time_ms: id.timestamp_ms(),
         };
-        let at = self.log.append(&[json_record(DEAD, &dl)?])?;
-        self.state().close(&key);
+        let at = self.core.log.append(&[json_record(DEAD, &dl)?])?;
+        self.core.state().close(&key);
         let at = at.first().copied().unwrap_or(Position {
             segment: 0,
             offset: 0,
         });
-        self.store
+        self.core
+            .store
             .put_dead_letter(&dl, META_DEAD_UPTO, &position_bytes(at))?;
         Ok(dl)
     }
 
     fn revive(&self, dead_letter_id: &str, version: Option<u32>) -> Result<()> {
-        let Some(dl) = self.store.dead_letter_get(dead_letter_id)? else {
+        let Some(dl) = self.core.store.dead_letter_get(dead_letter_id)? else {
             return Err(StoreError::NotFound(format!(
                 "dead letter {dead_letter_id}"
             )));
         };
         let h = dl.handler.as_str();
-        if self.store.handler(h)?.is_none() {
+        // A built-in sink (`zulip:acme`) is not a stored handler.
+        if !h.contains(':') && self.core.store.handler(h)?.is_none() {
             return Err(StoreError::NotFound(format!("handler {h}")));
         }
         if let Some(v) = version
-            && self.store.version(h, v)?.is_none()
+            && self.core.store.version(h, v)?.is_none()
         {
             return Err(StoreError::NotFound(format!("version {v} of handler {h}")));
         }
         let key = (dl.event.id.clone(), dl.handler.clone());
-        if self.state().open.contains_key(&key) {
+        if self.core.state().open.contains_key(&key) {
             let what = format!("event {} is already pending for {h}", dl.event.id);
             return Err(StoreError::Conflict(what));
         }
@@ -618,14 +717,14 @@ impl Inbox for LogInbox {
             .into_iter()
             .map(|(r, _)| r)
             .collect();
-        let at = self.log.append(&records)?;
-        self.store.remove_dead_letter(&dl)?;
+        let at = self.core.log.append(&records)?;
+        self.core.store.remove_dead_letter(&dl)?;
         let event = Arc::new(dl.event.clone());
-        let mut st = self.state();
+        let mut st = self.core.state();
         let segment = at.first().map_or(0, |p| p.segment);
         st.add(&event, h, version, segment);
         if let Some(o) = st.open.get(&key) {
-            self.ready.extend([Ready {
+            self.core.ready.extend([Ready {
                 pending: o.pending.clone(),
                 event,
             }]);
@@ -634,11 +733,11 @@ impl Inbox for LogInbox {
     }
 
     fn purge_dead_letters(&self, handler: Option<&str>, before_ms: Option<u64>) -> Result<u64> {
-        self.store.purge_dead_letters(handler, before_ms)
+        self.core.store.purge_dead_letters(handler, before_ms)
     }
 
     fn replay(&self) -> Result<usize> {
-        let st = self.state();
+        let st = self.core.state();
         let mut ready: Vec<Ready> = st
             .open
             .values()
@@ -662,16 +761,16 @@ impl Inbox for LogInbox {
             k(a).cmp(&k(b))
         });
         let n = ready.len();
-        self.ready.extend(ready);
+        self.core.ready.extend(ready);
         Ok(n)
     }
 
     fn event(&self, id: &str) -> Result<Option<Arc<Event>>> {
-        Ok(self.state().events.get(id).map(|(e, _)| e.clone()))
+        Ok(self.core.state().events.get(id).map(|(e, _)| e.clone()))
     }
 
     fn discard(&self, handler: &str) -> Result<u64> {
-        let mut st = self.state();
+        let mut st = self.core.state();
         let keys: Vec<Key> = st
             .open
             .keys()
@@ -684,16 +783,16 @@ impl Inbox for LogInbox {
         let n = keys.len() as u64;
         st.finished.extend(keys);
         drop(st);
-        self.checkpoint(true)?;
+        self.core.checkpoint(true)?;
         Ok(n)
     }
 
     fn idempotent_id(&self, tenant: &str, key: &str, window: Duration) -> Result<Option<String>> {
-        Store::idempotent_id(&self.store, tenant, key, window)
+        Store::idempotent_id(&self.core.store, tenant, key, window)
     }
 
     fn flush(&self) -> Result<()> {
-        self.checkpoint(true)
+        self.core.checkpoint(true)
     }
 }
 

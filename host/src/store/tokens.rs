@@ -95,16 +95,22 @@ impl Store {
             .ok_or_else(|| super::corrupt("tokens", b"shared", "hash is not 32 hex bytes"))?;
         let id = token.record.id.as_str();
         let t = self.t();
-        (&t.tokens, &t.token_hash)
+        let inserted = (&t.tokens, &t.token_hash)
             .transaction(|(tokens, by_hash)| {
-                if by_hash.get(&h[..])?.is_none() {
-                    tokens.insert(id, stored)?;
-                    by_hash.insert(&h[..], id)?;
+                if by_hash.get(&h[..])?.is_some() {
+                    return Ok(false);
                 }
-                Ok(())
+                tokens.insert(id, stored)?;
+                by_hash.insert(&h[..], id)?;
+                Ok(true)
             })
             .map_err(tx_err)?;
-        self.admin_flush()
+        // Every start replays the cluster's tokens: only a new one is
+        // worth a flush.
+        if inserted {
+            self.admin_flush()?;
+        }
+        Ok(())
     }
 
     /// Inserts a token unless one with the same secret exists; whether it did.
@@ -212,6 +218,23 @@ impl Store {
 mod tests {
     use super::super::testutil::*;
     use super::*;
+
+    #[test]
+    fn a_token_made_in_one_store_authenticates_in_another() {
+        let (_a, a) = temp();
+        let (_b, b) = temp();
+        let (rec, secret, stored) = a
+            .new_token("ci", &[Scope::Publish], vec![], vec![], None)
+            .unwrap();
+        assert_eq!(a.authenticate(&secret).unwrap(), None, "not stored yet");
+        b.insert_shared_token(&stored).unwrap();
+        b.insert_shared_token(&stored).unwrap();
+        assert_eq!(b.tokens().unwrap().len(), 1);
+        assert_eq!(b.authenticate(&secret).unwrap(), Some(rec.clone()));
+        assert!(b.revoke_token(&rec.id).unwrap());
+        assert_eq!(b.authenticate(&secret).unwrap(), None);
+        assert!(b.insert_shared_token(b"{}").is_err());
+    }
 
     #[test]
     fn token_lifecycle() {

@@ -226,3 +226,66 @@ fn sigterm_answers_a_waiting_publisher_at_once() {
     assert_eq!(r.json["event"]["id"], id, "{r}");
     assert_eq!(r.json["complete"], false, "still pending: {r}");
 }
+
+/// The log inbox is the default; a data directory whose inbox log still
+/// holds an unfinished delivery does not start on `inbox = "sled"` (which
+/// would strand it) and says why; back on the log inbox the delivery is
+/// still there.
+#[test]
+fn switching_to_the_sled_inbox_over_unfinished_deliveries_is_refused() {
+    let mut d = Daemon::start();
+    let manifest = json!({
+        "name": "slow-retry",
+        "subscription": {"events": ["job.run"]},
+        "delivery": {"max_attempts": 3, "initial_backoff_ms": 600_000, "max_backoff_ms": 600_000}
+    });
+    d.deploy(&manifest.to_string(), &read(guests::TRAP))
+        .expect(201);
+    let r = d.publish(&json!({"type": "job.run"}), false).expect(202);
+    let id = r.json["events"][0]["id"].as_str().unwrap().to_string();
+    d.wait_until("the first attempt", || {
+        let r = d.get("/v1/logs?handler=slow-retry").expect(200);
+        (!array(&r.json, "entries").is_empty()).then_some(())
+    });
+    d.stop();
+    assert!(
+        d.data_dir().join("inbox").is_dir(),
+        "the log inbox is the default"
+    );
+
+    let sled = d.scratch().join("sled.toml");
+    std::fs::write(
+        &sled,
+        format!(
+            "{}[store]\ninbox = \"sled\"\n",
+            hookbox_tests::daemon::BASE_CONFIG
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(hookbox_tests::daemon::hookbox_bin())
+        .arg("serve")
+        .arg("--data")
+        .arg(d.data_dir())
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--config")
+        .arg(&sled)
+        .env("HOOKBOX_ADMIN_TOKEN", d.admin())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("running hookbox serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started over the inbox log: {stderr}"
+    );
+    assert!(
+        stderr.contains("still holds unfinished deliveries (1)")
+            && stderr.contains("inbox = \"log\""),
+        "{stderr}"
+    );
+
+    d.restart();
+    let r = d.get(&format!("/v1/events/{id}")).expect(200);
+    assert_eq!(r.json["complete"], false, "still pending: {r}");
+}

@@ -31,6 +31,7 @@ fn attempt(p: &Pending, outcome: &str) -> LogEntry {
 
 fn open_keys(i: &LogInbox) -> Vec<(String, String, u32)> {
     let mut v: Vec<_> = i
+        .core
         .state()
         .open
         .values()
@@ -100,7 +101,7 @@ fn finished_segments_are_deleted_and_open_ones_kept() {
         i.append(&routed(10, &["a"])).unwrap();
     }
     let slow_key = (slow[0].0.id.clone(), "slow".to_string());
-    let slow_segment = i.state().open[&slow_key].segment;
+    let slow_segment = i.core.state().open[&slow_key].segment;
     assert!(
         slow_segment > 1,
         "the slow event is not in the first segment"
