@@ -169,6 +169,9 @@ fn measure(
 const SOAK_DIR: &str = "docs/bench";
 /// The soak's sampling interval.
 const SOAK_WINDOW: Duration = Duration::from_secs(10);
+/// The soak stops early once the data directory passes this: the disk is
+/// shared, and unbounded growth is the finding then.
+const SOAK_MAX_DATA: u64 = 8 << 30;
 
 /// One soak sample: the window that ended `at_s` into the paced phase.
 struct Sample {
@@ -230,8 +233,13 @@ fn soak(seconds: u64) {
         });
         api.deploy(&manifest, &word_counter()).await;
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        // The stream outlives the API client's 120 s request timeout.
+        let stream = Api {
+            client: reqwest::Client::new(),
+            url: daemon.url.clone(),
+        };
         let follower = tokio::spawn(load::follow(
-            api.clone(),
+            stream,
             seen.clone(),
             count.clone(),
             stop.clone(),
@@ -276,7 +284,12 @@ fn soak(seconds: u64) {
                 w.missing,
                 w.refused_requests
             );
+            let full = sample.data > SOAK_MAX_DATA;
             samples.push(sample);
+            if full {
+                eprintln!("soak: stopped early, the data directory passed {SOAK_MAX_DATA} bytes");
+                break;
+            }
         }
         stop.store(true, Ordering::Relaxed);
         follower.await.expect("the stream follower");
