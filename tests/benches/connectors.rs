@@ -99,7 +99,14 @@ impl Track {
     }
 
     fn mark_sent(&self, seqs: std::ops::Range<u64>) {
-        let t = self.now();
+        self.mark_due(seqs, Instant::now());
+    }
+
+    /// Marks `seqs` sent at `due`: when the schedule meant to send them,
+    /// so a send that blocks (a slow `POST`) delays the events behind it
+    /// in the figures too, instead of hiding (coordinated omission).
+    fn mark_due(&self, seqs: std::ops::Range<u64>, due: Instant) {
+        let t = due.saturating_duration_since(self.start).as_micros() as u64 + 1;
         for s in seqs {
             self.sent[s as usize].store(t, Ordering::Relaxed);
         }
@@ -577,7 +584,7 @@ fn paced(phase: &Phase, track: &Arc<Track>, rate: f64, duration: Duration) -> Pa
             std::thread::sleep(wait);
         }
         let first = track.next.fetch_add(PACED_BATCH, Ordering::Relaxed);
-        track.mark_sent(first..first + PACED_BATCH);
+        track.mark_due(first..first + PACED_BATCH, due);
         phase.send(&mut con, first..first + PACED_BATCH);
         k += 1;
     }
@@ -695,8 +702,9 @@ fn main() {
              producer threads keeping at most {WINDOW} events in flight, batches of {BATCH} \
              (`XADD` pipelines or `POST`s), for {} s (the first fifth not counted); paced = \
              {rate:.0} events/s for every path (half the slower Hookbox path's saturated \
-             rate), batches of {PACED_BATCH}, open loop, for {} s; latency from before the \
-             send to the `NOTIFICATION_SENT` entry read back. The load generator and \
+             rate), batches of {PACED_BATCH}, open loop, for {} s; latency from when the \
+             schedule meant to send the batch (a send that blocks delays the batches behind \
+             it) to the `NOTIFICATION_SENT` entry read back. The load generator and \
              `redis-server` share the 2 cores with the daemon.",
             saturate_for.as_secs(),
             paced_for.as_secs(),

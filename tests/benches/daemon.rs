@@ -24,19 +24,10 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hookbox_tests::guests;
 use serde_json::{Value, json};
 use support::{Report, Table, fmt_bytes, percentile, quick};
 
 use process::{Api, Daemon};
-
-fn word_counter() -> Vec<u8> {
-    let (_, path) = guests::EXAMPLES
-        .iter()
-        .find(|(name, _)| *name == "word-counter")
-        .expect("tests/build.rs built example-handlers/word-counter");
-    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// The word-counter's manifest under another name, for `tenants` only
 /// (empty: every tenant).
@@ -45,21 +36,6 @@ fn manifest(name: &str, tenants: &[&str]) -> Value {
         "name": name,
         "subscription": {"events": ["message"], "tenants": tenants},
     })
-}
-
-/// One message event for `tenant`, published with `?wait=true`; the time
-/// until its outcome came back.
-async fn first_delivery(api: &Api, payload: &Value, tenant: &str) -> Duration {
-    let body = json!([{"type": "message", "tenant": tenant, "payload": payload}]);
-    let t = Instant::now();
-    let answer = api
-        .publish(bytes::Bytes::from(body.to_string()), true)
-        .await
-        .expect("the queue is empty");
-    let took = t.elapsed();
-    let outcome = &answer["outcomes"][0]["deliveries"][0]["outcome"];
-    assert_eq!(outcome, "ok", "first delivery: {answer}");
-    took
 }
 
 fn ms(d: Duration) -> String {
@@ -79,7 +55,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime for the load generator");
-    let wasm = word_counter();
+    let wasm = process::word_counter();
     let payload = support::zulip_message(support::PAYLOAD_SIZES[0]);
 
     cold_start(
@@ -140,8 +116,8 @@ fn cold_start(
             let t = Instant::now();
             let answer = api.deploy(&manifest(name, &[name]), bytes).await;
             let deployed = t.elapsed();
-            let first = first_delivery(&api, payload, name).await;
-            let next = first_delivery(&api, payload, name).await;
+            let first = api.deliver_one(name, payload).await;
+            let next = api.deliver_one(name, payload).await;
             let cached = answer["compiled_from_cache"].as_bool().unwrap_or(false);
             table.row(vec![
                 format!("{label}{}", if cached { " (cache hit)" } else { "" }),
@@ -162,7 +138,7 @@ fn cold_start(
         for (_, name, _) in cases.iter().step_by(2) {
             after.push(format!(
                 "{name} {}",
-                ms(first_delivery(&api, payload, name).await)
+                ms(api.deliver_one(name, payload).await)
             ));
         }
         let compiled = api.metric(hookbox::dispatch::metric_names::COMPILED).await;
@@ -260,7 +236,7 @@ fn memory(
                 .await;
             deploy_times.push(t.elapsed().as_secs_f64() * 1e3);
             if i == 0 {
-                first_delivery(&api, payload, "idle").await;
+                api.deliver_one("idle", payload).await;
             }
         }
     });
@@ -291,7 +267,7 @@ fn memory(
             compiled,
             cached,
         ));
-        rt.block_on(first_delivery(&api, payload, "idle"));
+        rt.block_on(api.deliver_one("idle", payload));
     }
     drop(daemon);
 

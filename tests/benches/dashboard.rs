@@ -71,7 +71,7 @@ fn main() {
         "bench": {
             "handlers": handlers,
             "event_types": types,
-            "payload": support::zulip_message(256),
+            "payload": support::zulip_message(support::PAYLOAD_SIZES[0]),
             "events_per_s": rate,
             "seconds": seconds,
         },

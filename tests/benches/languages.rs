@@ -2,7 +2,7 @@
 //! side with Rust in one run: the keyword-responder of each SDK
 //! (`example-handlers/keyword-responder`, `guest-sdk/{python,js}/examples/
 //! keyword-responder`) handling the same 1 KiB Zulip message that names a
-//! keyword (a KV counter, a reply and a reaction emitted), on runtimes
+//! keyword (a KV counter and a reply emitted), on runtimes
 //! configured as the daemon's (pooling allocator, copy-on-write memory
 //! images), in four modes interleaved round by round:
 //!
@@ -139,12 +139,7 @@ impl Bench {
             h.name,
             report.error
         );
-        assert_eq!(
-            report.emitted.len(),
-            2,
-            "{}: a reply and a reaction",
-            h.name
-        );
+        assert!(!report.emitted.is_empty(), "{}: no reply", h.name);
         Sample {
             wall_ns,
             faults,
@@ -229,6 +224,9 @@ fn main() {
             .find(|h| h.name == lang)
             .expect("rust, python or js");
         let kv = MemoryKv::new();
+        // For `perf record -p`: attach after the compiles, see only the loop.
+        println!("READY {}", std::process::id());
+        std::thread::sleep(Duration::from_secs(2));
         for _ in 0..n {
             bench.deliver(h, mode, &kv);
         }

@@ -34,7 +34,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hookbox_tests::guests;
 use serde_json::{Value, json};
 use support::{Report, Table, fmt_bytes, percentile, quick};
 
@@ -47,14 +46,6 @@ const BACKGROUND: usize = 1_000;
 /// The resident budget of the mixed and cold runs, in modules: fewer than
 /// the handlers receiving events, so they keep evicting each other.
 const BUDGET_MODULES: usize = 200;
-
-fn word_counter() -> Vec<u8> {
-    let (_, path) = guests::EXAMPLES
-        .iter()
-        .find(|(name, _)| *name == "word-counter")
-        .expect("tests/build.rs built example-handlers/word-counter");
-    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// Handler `name` for the message events of `tenant`.
 fn manifest(name: &str, tenant: &str) -> Value {
@@ -82,20 +73,6 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-/// One event for `tenant`, `?wait=true`: the round trip, asserted `ok`.
-async fn deliver(api: &Api, tenant: &str, payload: &Value) -> Duration {
-    let body = json!([{"type": "message", "tenant": tenant, "payload": payload}]);
-    let t = Instant::now();
-    let answer = api
-        .publish(bytes::Bytes::from(body.to_string()), true)
-        .await
-        .expect("the queue has room");
-    let took = t.elapsed();
-    let outcome = &answer["outcomes"][0]["deliveries"][0]["outcome"];
-    assert_eq!(outcome, "ok", "delivery to {tenant}: {answer}");
-    took
-}
-
 async fn stats(api: &Api) -> Value {
     api.client
         .get(format!("{}/v1/stats", api.url))
@@ -120,7 +97,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime for the load generator");
-    let wasm = word_counter();
+    let wasm = process::word_counter();
     let payload = support::zulip_message(support::PAYLOAD_SIZES[0]);
     let total = if quick() { 1_000 } else { 10_000 };
     let data = tmp.path().join("data");
@@ -151,7 +128,7 @@ fn main() {
         with_code,
     );
     let seeded_in = t.elapsed();
-    let disk = dir_bytes(&data);
+    let disk = support::dir_bytes(&data);
 
     // 1. Idle.
     // The first start on the seeded store is a restart with 10 000
@@ -177,8 +154,8 @@ fn main() {
         let mut warm = Vec::new();
         for i in HOT..HOT + samples {
             let tenant = format!("t{i}");
-            cold.push(deliver(&api, &tenant, &payload).await.as_secs_f64() * 1e3);
-            warm.push(deliver(&api, &tenant, &payload).await.as_secs_f64() * 1e3);
+            cold.push(api.deliver_one(&tenant, &payload).await.as_secs_f64() * 1e3);
+            warm.push(api.deliver_one(&tenant, &payload).await.as_secs_f64() * 1e3);
         }
         (cold, warm)
     });
@@ -199,7 +176,7 @@ fn main() {
     let t = Instant::now();
     rt.block_on(async {
         for i in HOT..HOT + n_all {
-            deliver(&all_api, &format!("t{i}"), &payload).await;
+            all_api.deliver_one(&format!("t{i}"), &payload).await;
         }
     });
     let load_all = t.elapsed();
@@ -339,8 +316,8 @@ fn main() {
              clients posting batches of 100 events of tenant `hot` back to back (each event \
              goes to all {HOT} hot handlers), so the hot path runs saturated. Background: one \
              event to each of {BACKGROUND} other handlers per second (a batch of 100 every \
-             100 ms; a batch refused with 429 is sent again until accepted, as a producer \
-             honouring backpressure does). Rates from `hookbox_deliveries_total` and \
+             100 ms from one producer; a batch refused with 429 is sent again after 10 ms \
+             until accepted, the producer falling behind meanwhile). Rates from `hookbox_deliveries_total` and \
              `hookbox_module_*` over the run; RSS sampled every 200 ms. With a budget that \
              holds the {} busy handlers, hot throughput next to the background is {:.0}% of \
              it alone; with a budget of {BUDGET_MODULES} modules (every background handler \
@@ -356,16 +333,7 @@ fn main() {
 
 /// The value of one histogram bucket in `GET /metrics`.
 async fn bucket(api: &Api, name: &str, le: &str) -> f64 {
-    let text = api
-        .client
-        .get(format!("{}/metrics", api.url))
-        .bearer_auth(process::TOKEN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = api.metrics_text().await;
     let series = format!("{name}{{le=\"{le}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&series)?.parse().ok())
@@ -374,16 +342,7 @@ async fn bucket(api: &Api, name: &str, le: &str) -> f64 {
 
 /// Ok deliveries so far: (hot handlers, the others).
 async fn delivered(api: &Api) -> (f64, f64) {
-    let text = api
-        .client
-        .get(format!("{}/metrics", api.url))
-        .bearer_auth(process::TOKEN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = api.metrics_text().await;
     let (mut hot, mut other) = (0.0, 0.0);
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("hookbox_deliveries_total{handler=\"h") else {
@@ -435,11 +394,13 @@ async fn mixed(api: &Api, daemon: &Daemon, payload: &Value, background: bool, se
         }));
     }
     if background {
+        // One producer, in order: a batch every 100 ms, and a batch refused
+        // with 429 is sent again after 10 ms until accepted, so the
+        // producer falls behind rather than piling up resends.
         let (api, stop, payload) = (api.clone(), stop.clone(), payload.clone());
         tasks.push(tokio::spawn(async move {
             let start = tokio::time::Instant::now();
             let mut k = 0u32;
-            let mut sends = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 tokio::time::sleep_until(start + Duration::from_millis(100) * k).await;
                 let first = HOT + (k as usize % (BACKGROUND / 100)) * 100;
@@ -448,18 +409,11 @@ async fn mixed(api: &Api, daemon: &Daemon, payload: &Value, background: bool, se
                     .map(|i| json!({"type": "message", "tenant": format!("t{i}"), "payload": payload}))
                     .collect();
                 let body = bytes::Bytes::from(serde_json::to_vec(&events).expect("json"));
-                let (api, stop) = (api.clone(), stop.clone());
-                // Refused (429): sent again until accepted.
-                sends.push(tokio::spawn(async move {
-                    while api.publish(body.clone(), false).await.is_none()
-                        && !stop.load(Ordering::Relaxed)
-                    {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                }));
-            }
-            for s in sends {
-                let _ = s.await;
+                while api.publish(body.clone(), false).await.is_none()
+                    && !stop.load(Ordering::Relaxed)
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
         }));
     }
@@ -499,18 +453,4 @@ async fn mixed(api: &Api, daemon: &Daemon, payload: &Value, background: bool, se
         evictions: (e1 - e0) / took,
         peak_rss: peak,
     }
-}
-
-/// Bytes of the files under `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
-        })
-        .sum()
 }

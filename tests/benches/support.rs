@@ -394,3 +394,17 @@ fn replace_section(path: &Path, name: &str, body: &str) -> std::io::Result<bool>
     std::fs::write(path, updated)?;
     Ok(true)
 }
+
+/// Bytes of the files under `dir`, recursively.
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}

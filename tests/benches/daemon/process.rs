@@ -13,6 +13,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The word-counter example component, as `tests/build.rs` built it.
+pub fn word_counter() -> Vec<u8> {
+    let (_, path) = hookbox_tests::guests::EXAMPLES
+        .iter()
+        .find(|(name, _)| *name == "word-counter")
+        .expect("tests/build.rs built example-handlers/word-counter");
+    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 /// The admin token of every bench daemon.
 pub const TOKEN: &str = "hbx_bench_admin_token_0123456789";
 /// Longest wait for a start, a stop or a single request.
@@ -265,10 +274,24 @@ impl Api {
         Some(answer)
     }
 
-    /// The value of a Prometheus series in `GET /metrics` (summed over labels).
-    pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .client
+    /// One message event for `tenant`, published with `?wait=true`: the
+    /// time until its outcome came back, asserted `ok`.
+    pub async fn deliver_one(&self, tenant: &str, payload: &Value) -> Duration {
+        let body = serde_json::json!([{"type": "message", "tenant": tenant, "payload": payload}]);
+        let t = Instant::now();
+        let answer = self
+            .publish(bytes::Bytes::from(body.to_string()), true)
+            .await
+            .expect("the queue has room");
+        let took = t.elapsed();
+        let outcome = &answer["outcomes"][0]["deliveries"][0]["outcome"];
+        assert_eq!(outcome, "ok", "delivery to {tenant}: {answer}");
+        took
+    }
+
+    /// The text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.client
             .get(format!("{}/metrics", self.url))
             .bearer_auth(TOKEN)
             .send()
@@ -276,8 +299,14 @@ impl Api {
             .expect("metrics request")
             .text()
             .await
-            .expect("metrics text");
-        text.lines()
+            .expect("metrics text")
+    }
+
+    /// The value of a Prometheus series in `GET /metrics` (summed over labels).
+    pub async fn metric(&self, name: &str) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
             .filter(|l| {
                 l.strip_prefix(name)
                     .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))

@@ -215,28 +215,35 @@ impl Source {
             // This consumer's pending entries first, then new ones.
             let mut pending = true;
             let why = loop {
-                let mut cmd = redis::cmd("XREADGROUP");
-                cmd.arg("GROUP")
-                    .arg(&self.cfg.group)
-                    .arg(&self.cfg.consumer)
-                    .arg("COUNT")
-                    .arg(self.cfg.batch);
-                if !pending {
-                    cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
-                }
-                cmd.arg("STREAMS")
-                    .arg(&self.cfg.stream)
-                    .arg(if pending { "0" } else { ">" });
+                let cmd = self.read_command(self.cfg.batch, !pending, pending);
                 let reply = self
                     .intake
                     .stoppable(cmd.query_async::<Option<StreamReadReply>>(&mut conn))
                     .await?;
-                let entries: Vec<_> = match reply {
+                let mut entries: Vec<_> = match reply {
                     Err(e) => break format!("XREADGROUP: {e}"),
                     Ok(r) => r
                         .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
                         .unwrap_or_default(),
                 };
+                // A blocked read returns as soon as one entry arrives: Redis
+                // answers after the first `XADD` of a publisher's pipeline.
+                // Take what came with it now, so the batch is accepted in
+                // one round rather than one entry first.
+                if !pending && !entries.is_empty() && entries.len() < self.cfg.batch {
+                    let more = self.read_command(self.cfg.batch - entries.len(), false, false);
+                    let reply = self
+                        .intake
+                        .stoppable(more.query_async::<Option<StreamReadReply>>(&mut conn))
+                        .await?;
+                    match reply {
+                        Err(e) => break format!("XREADGROUP: {e}"),
+                        Ok(r) => entries.extend(
+                            r.into_iter()
+                                .flat_map(|r| r.keys.into_iter().flat_map(|k| k.ids)),
+                        ),
+                    }
+                }
                 if entries.is_empty() {
                     pending = false;
                     continue;
@@ -267,6 +274,24 @@ impl Source {
             };
             self.pause_after("stream", &why).await?;
         }
+    }
+
+    /// `XREADGROUP` of at most `count` entries: this consumer's pending
+    /// ones (`pending`), else new ones, waiting up to [`BLOCK`] if `block`.
+    fn read_command(&self, count: usize, block: bool, pending: bool) -> redis::Cmd {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.cfg.group)
+            .arg(&self.cfg.consumer)
+            .arg("COUNT")
+            .arg(count);
+        if block {
+            cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+        }
+        cmd.arg("STREAMS")
+            .arg(&self.cfg.stream)
+            .arg(if pending { "0" } else { ">" });
+        cmd
     }
 
     /// Maps and accepts one batch; skipped messages are counted and logged.
