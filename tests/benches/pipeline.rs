@@ -224,7 +224,8 @@ fn soak(seconds: u64) {
     let seen = Arc::new(tokio::sync::Mutex::new(load::Seen::default()));
     let count = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let load_at_start = support::load_average();
+    // The machine (with the load average) as the soak begins.
+    let machine = support::machine();
     let mut samples = Vec::new();
     let rate = rt.block_on(async {
         let manifest = json!({
@@ -299,10 +300,9 @@ fn soak(seconds: u64) {
     std::fs::create_dir_all(&dir).expect("the soak output directory");
     let csv = dir.join("soak.csv");
     let mut text = format!(
-        "# hookbox soak: {} at {rate:.0} events/s (half the saturated rate), {}; load average at the start {load_at_start}, at the end {}\n\
+        "# hookbox soak: {} at {rate:.0} events/s (half the saturated rate); {machine}, {} at the end\n\
          seconds,rss_mib,data_mib,inbox_mib,events_per_s,p50_ms,p99_ms,max_ms\n",
         setup.label(),
-        support::machine(),
         support::load_average(),
     );
     for s in &samples {
