@@ -212,7 +212,7 @@ pub struct RuntimeSection {
     /// Instances in the pool (default 256).
     pub pool_instances: Option<u32>,
     /// Handlers that may hold an instance prepared ahead of their next
-    /// event (default 16; 0: off). Only handlers with a costly start-up
+    /// event (default 16; 0: off). Only handlers costly to instantiate
     /// (Python, JavaScript) get one.
     pub prepare_ahead: Option<usize>,
     /// Epoch tick: the timeout granularity (default `10ms`).

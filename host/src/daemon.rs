@@ -30,6 +30,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const SOURCES_GRACE: Duration = Duration::from_secs(5);
 /// How often the delivery log retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// How often the delivery log's count cap is enforced between those passes.
+const LOG_CAP_EVERY: Duration = Duration::from_secs(1);
+/// The most log lines one of those cap passes removes.
+const LOG_CAP_BUDGET: usize = 50_000;
 
 /// What `serve` needs beyond the config.
 #[derive(Debug, Default, Clone)]
@@ -215,6 +219,28 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
             }
         })
     };
+    // Between the full passes, the count cap a little at a time: a log at
+    // its cap sheds about a second's worth of lines each second.
+    let log_cap = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LOG_CAP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let store = store.clone();
+                match tokio::task::spawn_blocking(move || store.enforce_log_cap(LOG_CAP_BUDGET))
+                    .await
+                {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "Enforcing the log's count cap failed")
+                    }
+                    Err(e) => tracing::error!(error = %e, "The log cap task panicked"),
+                }
+            }
+        })
+    };
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -252,6 +278,7 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
     tracing::info!("Shutting down: letting in-flight deliveries finish");
     sources.shutdown(SOURCES_GRACE).await;
     retention.abort();
+    log_cap.abort();
     tokio::task::spawn_blocking(move || dispatcher.shutdown(SHUTDOWN_GRACE)).await?;
     tracing::info!("Stopped");
     Ok(())

@@ -70,8 +70,8 @@ pub struct RuntimeConfig {
     /// daemon and `hookbox run`: a child process).
     pub compile: CompileLimits,
     /// Handlers that may hold one instance prepared ahead of their next
-    /// event (0: none). Only handlers whose instantiation runs guest
-    /// start-up code (Python, JavaScript) get one; each holds a pool slot
+    /// event (0: none). Only big components (Python, JavaScript) and those
+    /// whose start functions run much guest code get one; each holds a pool slot
     /// while it waits, so at most a quarter of `pool_instances` are used.
     pub prepare_ahead: usize,
 }

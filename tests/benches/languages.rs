@@ -2,7 +2,7 @@
 //! side with Rust in one run: the keyword-responder of each SDK
 //! (`example-handlers/keyword-responder`, `guest-sdk/{python,js}/examples/
 //! keyword-responder`) handling the same 1 KiB Zulip message that names a
-//! keyword (a KV counter, a reply and a reaction emitted), on runtimes
+//! keyword (a KV counter and a reply emitted), on runtimes
 //! configured as the daemon's (pooling allocator, copy-on-write memory
 //! images), in four modes interleaved round by round:
 //!
@@ -73,6 +73,8 @@ struct Handler {
     config: String,
     caps: BTreeSet<Capability>,
     size: usize,
+    /// Whether the prepared runtime has delivered to it yet.
+    seen: std::cell::Cell<bool>,
 }
 
 /// Minor page faults of the calling thread so far.
@@ -104,7 +106,11 @@ impl Bench {
             Mode::Inline | Mode::Warm => (&self.inline, &h.inline),
             Mode::Prepared => (&self.prepared, &h.prepared),
         };
-        if mode == Mode::Prepared {
+        // Rust handlers are too small to be prepared (`prepare.rs`): its
+        // "prepared" row instantiates on the event, as the runtime does.
+        // The first delivery is instantiated on the event: it is what
+        // tells the runtime the module is worth preparing.
+        if mode == Mode::Prepared && h.name != "rust" && h.seen.replace(true) {
             let start = Instant::now();
             while !module.has_prepared_instance() {
                 assert!(
@@ -139,12 +145,7 @@ impl Bench {
             h.name,
             report.error
         );
-        assert_eq!(
-            report.emitted.len(),
-            2,
-            "{}: a reply and a reaction",
-            h.name
-        );
+        assert!(!report.emitted.is_empty(), "{}: no reply", h.name);
         Sample {
             wall_ns,
             faults,
@@ -170,6 +171,7 @@ fn load(bench: &Bench, name: &'static str, wasm: &[u8], manifest: &str) -> Handl
         config: manifest.config.to_string(),
         caps: manifest.capabilities,
         size: wasm.len(),
+        seen: std::cell::Cell::new(false),
     }
 }
 
@@ -229,6 +231,9 @@ fn main() {
             .find(|h| h.name == lang)
             .expect("rust, python or js");
         let kv = MemoryKv::new();
+        // For `perf record -p`: attach after the compiles, see only the loop.
+        println!("READY {}", std::process::id());
+        std::thread::sleep(Duration::from_secs(2));
         for _ in 0..n {
             bench.deliver(h, mode, &kv);
         }
@@ -321,7 +326,9 @@ fn main() {
             "{rounds} rounds × {per_round} deliveries per mode and language, interleaved. \
              Wall time of `Runtime::deliver` on the calling thread; page faults of that \
              thread (`getrusage`). A prepared delivery's fuel includes its instance's \
-             start-up, burnt before the event on the preparer thread."
+             start-up, burnt before the event on the preparer thread. Rust handlers are not \
+             prepared (too small to be worth a pool slot): their prepared row instantiates \
+             on the event."
         ),
     );
     report.publish();

@@ -169,6 +169,9 @@ fn measure(
 const SOAK_DIR: &str = "docs/bench";
 /// The soak's sampling interval.
 const SOAK_WINDOW: Duration = Duration::from_secs(10);
+/// The soak stops early once the data directory passes this: the disk is
+/// shared, and unbounded growth is the finding then.
+const SOAK_MAX_DATA: u64 = 8 << 30;
 
 /// One soak sample: the window that ended `at_s` into the paced phase.
 struct Sample {
@@ -221,7 +224,8 @@ fn soak(seconds: u64) {
     let seen = Arc::new(tokio::sync::Mutex::new(load::Seen::default()));
     let count = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let load_at_start = support::load_average();
+    // The machine (with the load average) as the soak begins.
+    let machine = support::machine();
     let mut samples = Vec::new();
     let rate = rt.block_on(async {
         let manifest = json!({
@@ -230,8 +234,13 @@ fn soak(seconds: u64) {
         });
         api.deploy(&manifest, &word_counter()).await;
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        // The stream outlives the API client's 120 s request timeout.
+        let stream = Api {
+            client: reqwest::Client::new(),
+            url: daemon.url.clone(),
+        };
         let follower = tokio::spawn(load::follow(
-            api.clone(),
+            stream,
             seen.clone(),
             count.clone(),
             stop.clone(),
@@ -276,7 +285,12 @@ fn soak(seconds: u64) {
                 w.missing,
                 w.refused_requests
             );
+            let full = sample.data > SOAK_MAX_DATA;
             samples.push(sample);
+            if full {
+                eprintln!("soak: stopped early, the data directory passed {SOAK_MAX_DATA} bytes");
+                break;
+            }
         }
         stop.store(true, Ordering::Relaxed);
         follower.await.expect("the stream follower");
@@ -286,10 +300,9 @@ fn soak(seconds: u64) {
     std::fs::create_dir_all(&dir).expect("the soak output directory");
     let csv = dir.join("soak.csv");
     let mut text = format!(
-        "# hookbox soak: {} at {rate:.0} events/s (half the saturated rate), {}; load average at the start {load_at_start}, at the end {}\n\
+        "# hookbox soak: {} at {rate:.0} events/s (half the saturated rate); {machine}, {} at the end\n\
          seconds,rss_mib,data_mib,inbox_mib,events_per_s,p50_ms,p99_ms,max_ms\n",
         setup.label(),
-        support::machine(),
         support::load_average(),
     );
     for s in &samples {

@@ -255,8 +255,9 @@ impl JetStreamInbox {
             let js_err = |what: &str, e: &dyn std::fmt::Display| {
                 ClusterError::JetStream(format!("{what}: {e}"))
             };
-            let stream = js
-                .get_or_create_stream(stream::Config {
+            let stream = journal::open_stream(
+                &js,
+                stream::Config {
                     name: format!("{}_deliveries", cfg.prefix),
                     subjects: vec![format!("{}.d.>", cfg.prefix)],
                     retention: stream::RetentionPolicy::WorkQueue,
@@ -265,24 +266,24 @@ impl JetStreamInbox {
                     allow_direct: true,
                     duplicate_window: Duration::from_secs(120),
                     ..Default::default()
-                })
-                .await
-                .map_err(|e| js_err("opening the deliveries stream", &e))?;
+                },
+            )
+            .await
+            .map_err(|e| js_err("opening the deliveries stream", &e))?;
             let bucket = format!("{}_idempotency", cfg.prefix);
-            let idempotency = match js.get_key_value(&bucket).await {
-                Ok(kv) => kv,
-                Err(_) => js
-                    .create_key_value(kv::Config {
-                        bucket: bucket.clone(),
-                        history: 1,
-                        max_age: idempotency_window,
-                        storage: stream::StorageType::File,
-                        num_replicas: cfg.replicas,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| js_err("creating the idempotency bucket", &e))?,
-            };
+            let idempotency = journal::open_kv(
+                &js,
+                kv::Config {
+                    bucket: bucket.clone(),
+                    history: 1,
+                    max_age: idempotency_window,
+                    storage: stream::StorageType::File,
+                    num_replicas: cfg.replicas,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| js_err("creating the idempotency bucket", &e))?;
             let journal = Journal::open(js, &cfg, node, retention).await?;
             Ok::<_, ClusterError>((client, stream, idempotency, Arc::new(journal)))
         })?;

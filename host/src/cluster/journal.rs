@@ -103,19 +103,46 @@ pub(super) async fn bucket(
     cfg: &ClusterConfig,
     name: &str,
 ) -> std::result::Result<kv::Store, ClusterError> {
-    let bucket = format!("{}_{name}", cfg.prefix);
-    match js.get_key_value(&bucket).await {
+    open_kv(
+        js,
+        kv::Config {
+            bucket: format!("{}_{name}", cfg.prefix),
+            history: 1,
+            storage: stream::StorageType::File,
+            num_replicas: cfg.replicas,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| ClusterError::JetStream(format!("creating the {name} bucket: {e}")))
+}
+
+/// Opens the stream `config` names, creating it when missing; one another
+/// node created meanwhile (nodes starting together) is opened.
+pub(super) async fn open_stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> std::result::Result<stream::Stream, String> {
+    let name = config.name.clone();
+    match js.get_or_create_stream(config).await {
+        Ok(s) => Ok(s),
+        Err(e) => js.get_stream(&name).await.map_err(|_| e.to_string()),
+    }
+}
+
+/// Opens the bucket `config` names, creating it when missing; one another
+/// node created meanwhile (nodes starting together) is opened.
+pub(super) async fn open_kv(
+    js: &jetstream::Context,
+    config: kv::Config,
+) -> std::result::Result<kv::Store, String> {
+    if let Ok(kv) = js.get_key_value(&config.bucket).await {
+        return Ok(kv);
+    }
+    let bucket = config.bucket.clone();
+    match js.create_key_value(config).await {
         Ok(kv) => Ok(kv),
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket,
-                history: 1,
-                storage: stream::StorageType::File,
-                num_replicas: cfg.replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| ClusterError::JetStream(format!("creating the {name} bucket: {e}"))),
+        Err(e) => js.get_key_value(&bucket).await.map_err(|_| e.to_string()),
     }
 }
 
@@ -128,8 +155,9 @@ impl Journal {
         node: String,
         retention: (u64, Duration),
     ) -> std::result::Result<Journal, ClusterError> {
-        let log = js
-            .get_or_create_stream(stream::Config {
+        let log = open_stream(
+            &js,
+            stream::Config {
                 name: format!("{}_log", cfg.prefix),
                 subjects: vec![format!("{}.log.>", cfg.prefix)],
                 retention: stream::RetentionPolicy::Limits,
@@ -139,11 +167,10 @@ impl Journal {
                 max_age: retention.1,
                 duplicate_window: Duration::from_secs(120).min(retention.1),
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| {
-                ClusterError::JetStream(format!("opening the delivery log stream: {e}"))
-            })?;
+            },
+        )
+        .await
+        .map_err(|e| ClusterError::JetStream(format!("opening the delivery log stream: {e}")))?;
         let dead = bucket(&js, cfg, "dead").await?;
         let stats = bucket(&js, cfg, "stats").await?;
         Ok(Journal {

@@ -162,24 +162,7 @@ impl ClusterKv {
         let (handle, client, cfg) = inbox.connection();
         let js = jetstream::new(client);
         let cfg = &cfg;
-        let bucket = format!("{}_kv", cfg.prefix);
-        let kv = handle.block_on(async {
-            match js.get_key_value(&bucket).await {
-                Ok(kv) => Ok(kv),
-                Err(_) => js
-                    .create_key_value(kv::Config {
-                        bucket,
-                        history: 1,
-                        storage: jetstream::stream::StorageType::File,
-                        num_replicas: cfg.replicas,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| {
-                        ClusterError::JetStream(format!("creating the handler KV bucket: {e}"))
-                    }),
-            }
-        })?;
+        let kv = handle.block_on(super::journal::bucket(&js, cfg, "kv"))?;
         Ok(ClusterKv { handle, kv })
     }
 

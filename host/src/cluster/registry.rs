@@ -104,48 +104,41 @@ impl ClusterRegistry {
             let err = |what: &str, e: &dyn std::fmt::Display| {
                 ClusterError::JetStream(format!("{what}: {e}"))
             };
-            let bucket = format!("{}_registry", cfg.prefix);
-            let kv = match js.get_key_value(&bucket).await {
-                Ok(kv) => kv,
-                Err(_) => js
-                    .create_key_value(kv::Config {
-                        bucket,
-                        history: 1,
-                        storage: jetstream::stream::StorageType::File,
-                        num_replicas: cfg.replicas,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| err("creating the registry bucket", &e))?,
-            };
+            let kv = super::journal::bucket(&js, &cfg, "registry").await?;
             let bucket = format!("{}_modules", cfg.prefix);
             let modules = match js.get_object_store(&bucket).await {
                 Ok(o) => o,
-                Err(_) => js
+                Err(_) => match js
                     .create_object_store(object_store::Config {
-                        bucket,
+                        bucket: bucket.clone(),
                         storage: jetstream::stream::StorageType::File,
                         num_replicas: cfg.replicas,
                         ..Default::default()
                     })
                     .await
-                    .map_err(|e| err("creating the module store", &e))?,
+                {
+                    Ok(o) => o,
+                    // Made by another node meanwhile.
+                    Err(e) => js
+                        .get_object_store(&bucket)
+                        .await
+                        .map_err(|_| err("creating the module store", &e))?,
+                },
             };
             let bucket = format!("{}_nodes", cfg.prefix);
-            let nodes = match js.get_key_value(&bucket).await {
-                Ok(kv) => kv,
-                Err(_) => js
-                    .create_key_value(kv::Config {
-                        bucket,
-                        history: 1,
-                        max_age: HEARTBEAT * 3,
-                        storage: jetstream::stream::StorageType::Memory,
-                        num_replicas: cfg.replicas,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| err("creating the nodes bucket", &e))?,
-            };
+            let nodes = super::journal::open_kv(
+                &js,
+                kv::Config {
+                    bucket,
+                    history: 1,
+                    max_age: HEARTBEAT * 3,
+                    storage: jetstream::stream::StorageType::Memory,
+                    num_replicas: cfg.replicas,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| err("creating the nodes bucket", &e))?;
             let tokens = super::journal::bucket(&js, &cfg, "tokens").await?;
             let schemas = super::journal::bucket(&js, &cfg, "schemas").await?;
             Ok::<_, ClusterError>((kv, modules, nodes, tokens, schemas))

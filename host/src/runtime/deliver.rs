@@ -276,7 +276,12 @@ impl Runtime {
         // The next fresh instance, prepared while the handler waits, for a
         // module whose start-up is worth it.
         let worth = from_prepared
-            || instantiation_fuel.is_some_and(|f| module.inner.ready.note_instantiation(f));
+            || instantiation_fuel.is_some_and(|f| {
+                module
+                    .inner
+                    .ready
+                    .note_instantiation(f, module.code_bytes())
+            });
         if worth && !parked {
             self.inner.preparer.request(&module.inner, req.limits);
         }

@@ -1,8 +1,11 @@
 //! Instances prepared ahead of the event: for a handler whose instantiation
-//! runs guest code (an interpreter's start-up: componentize-py, the JS
-//! engine of componentize-js), a background thread instantiates the next
-//! fresh instance while the handler waits for its next event, so that work
-//! is off the event's latency.
+//! is costly — a big component (componentize-py's and componentize-js'
+//! interpreters: tens of MB of code, tables of tens of thousands of
+//! function references, large memory images) or one whose start functions
+//! run guest code — a background thread instantiates the next fresh
+//! instance while the handler waits for its next event, so that work is off
+//! the event's latency. (What such guests do lazily on their first call
+//! stays in the call: it needs the event.)
 //!
 //! Isolation is unchanged: a prepared instance has never seen an event,
 //! tenant, config, grant or KV store (its store's call state is empty, so a
@@ -17,8 +20,9 @@
 //! Bounded: one prepared instance per module, at most
 //! [`RuntimeConfig::prepare_ahead`](super::RuntimeConfig) modules holding
 //! one (the oldest is dropped for a newer one), and only modules whose
-//! instantiation burns at least [`PREPARE_MIN_FUEL`] (a Rust handler's
-//! costs ≈ 1 k: not worth a pool slot).
+//! compiled code is at least [`PREPARE_MIN_CODE_BYTES`] or whose
+//! instantiation burns at least [`PREPARE_MIN_FUEL`] (a Rust handler: ≈ 1 MB
+//! and ≈ 1 k fuel, instantiated in ≈ 10 µs; not worth a pool slot).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -33,9 +37,15 @@ use super::engine::deadline_ticks;
 use super::host::{Handler, HostState};
 use crate::limits::Limits;
 
-/// Wasm operators an instantiation must burn before its module gets
-/// prepared instances (BENCHMARKS.md: Rust ≈ 0.8 k, Python ≈ 357 k, JS ≈ 1.3 M).
+/// Wasm operators an instantiation (start functions) must burn for its
+/// module to get prepared instances: a Rust handler burns ≈ 1 k,
+/// componentize-py's ≈ 6 k, componentize-js' none (their start-up runs on
+/// the first call).
 pub(crate) const PREPARE_MIN_FUEL: u64 = 20_000;
+/// Compiled code from which a module gets prepared instances whatever its
+/// start functions burn: Python and JS components compile to ≈ 40 MB, a
+/// Rust handler to ≈ 1 MB (BENCHMARKS.md, "Python and JavaScript handlers").
+pub(crate) const PREPARE_MIN_CODE_BYTES: u64 = 8 << 20;
 /// Requests waiting for the preparer thread; more are dropped (the next
 /// delivery asks again).
 const QUEUE: usize = 64;
@@ -88,16 +98,14 @@ impl ReadySlot {
         Some(prepared)
     }
 
-    /// Records how much fuel an instantiation burnt; true when the module
-    /// should have instances prepared.
-    pub(crate) fn note_instantiation(&self, fuel: u64) -> bool {
+    /// Records how much fuel an instantiation burnt, for a module of
+    /// `code_bytes` of compiled code; true when the module should have
+    /// instances prepared.
+    pub(crate) fn note_instantiation(&self, fuel: u64, code_bytes: u64) -> bool {
+        let worth = fuel >= PREPARE_MIN_FUEL || code_bytes >= PREPARE_MIN_CODE_BYTES;
         let _ = self.state.compare_exchange(
             UNKNOWN,
-            if fuel >= PREPARE_MIN_FUEL {
-                WORTH
-            } else {
-                NEVER
-            },
+            if worth { WORTH } else { NEVER },
             Ordering::Relaxed,
             Ordering::Relaxed,
         );

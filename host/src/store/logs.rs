@@ -358,27 +358,41 @@ impl Store {
                 break;
             }
         }
+        removed += self.enforce_log_cap(usize::MAX)?;
+        if self.t().log.is_empty() {
+            self.reset_counter(META_LOG_COUNT)?;
+        }
+        self.sweep_idempotency(cutoff)?;
+        self.sweep_archive(cutoff)?;
+        Ok(removed)
+    }
+
+    /// The count cap alone: removes the oldest lines over
+    /// `log_max_entries`, at most `budget` of them; how many. The daemon
+    /// runs it every second with a small budget, so a log at its cap sheds
+    /// about what it gained since, instead of a minute's worth at once (a
+    /// pass that long held sled and the CPU for seconds: the soak's worst
+    /// latency).
+    pub fn enforce_log_cap(&self, budget: usize) -> Result<u64> {
+        let mut removed = 0u64;
         loop {
             let excess = self
                 .counter(META_LOG_COUNT)?
                 .saturating_sub(self.inner.opts.log_max_entries);
-            if excess == 0 {
+            let left = budget.saturating_sub(usize::try_from(removed).unwrap_or(usize::MAX));
+            if excess == 0 || left == 0 {
                 break;
             }
             let want = usize::try_from(excess)
                 .unwrap_or(usize::MAX)
-                .min(RETENTION_BATCH);
+                .min(RETENTION_BATCH)
+                .min(left);
             let n = self.remove_oldest_logs(want, None)?;
             removed += n;
             if n == 0 {
                 break;
             }
         }
-        if self.t().log.is_empty() {
-            self.reset_counter(META_LOG_COUNT)?;
-        }
-        self.sweep_idempotency(cutoff)?;
-        self.sweep_archive(cutoff)?;
         Ok(removed)
     }
 

@@ -190,3 +190,40 @@ fn js_a_call_outside_the_grant_is_capability_denied() {
 fn js_follows_the_one_error_rule() {
     follows_the_one_error_rule(Lang::Js, "uncaught exception in handler: TypeError");
 }
+
+/// A big component gets its next fresh instance prepared while it waits
+/// (`prepare.rs`), and a delivery on it gives what a fresh one gives.
+fn its_next_instance_is_prepared_ahead(lang: Lang) {
+    let (module, _) = handler(lang);
+    let first = deliver(lang, &zulip_message("<p>deploy</p>"), None, None);
+    assert_eq!(first.outcome, Outcome::Ok, "{lang:?}: {:?}", first.error);
+    let start = std::time::Instant::now();
+    while !module.has_prepared_instance() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{lang:?}: no instance was prepared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let served = module.prepared_deliveries();
+    let report = deliver(lang, &zulip_message("<p>deploy</p>"), None, None);
+    assert_eq!(report.outcome, Outcome::Ok, "{lang:?}: {:?}", report.error);
+    assert!(module.prepared_deliveries() > served, "{lang:?}");
+    // A fresh KV per delivery: the same reply, nothing carried over.
+    assert_eq!(report.emitted.len(), first.emitted.len(), "{lang:?}");
+    assert_eq!(
+        report.emitted[0].payload.as_ref().unwrap().get(),
+        first.emitted[0].payload.as_ref().unwrap().get(),
+        "{lang:?}"
+    );
+}
+
+#[test]
+fn python_instances_are_prepared_ahead() {
+    its_next_instance_is_prepared_ahead(Lang::Python);
+}
+
+#[test]
+fn js_instances_are_prepared_ahead() {
+    its_next_instance_is_prepared_ahead(Lang::Js);
+}

@@ -334,3 +334,25 @@ fn lines_of_overlapping_blocks_list_by_time() {
         .collect();
     assert_eq!(of, ["a", "b", "c", "d", "e", "f"]);
 }
+
+#[test]
+fn the_count_cap_can_be_enforced_a_little_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        log_max_entries: 10,
+        ..opts()
+    };
+    let s = Store::open(dir.path(), opts).unwrap();
+    let events: Vec<Event> = (0..3).map(|i| event("e", &format!("t{i}"))).collect();
+    let all = batch(&s, "x", &events, 30, now_ms() - 100);
+    assert_eq!(s.enforce_log_cap(7).unwrap(), 7);
+    assert_eq!(s.enforce_log_cap(7).unwrap(), 7);
+    assert_eq!(s.enforce_log_cap(7).unwrap(), 6, "only the excess");
+    assert_eq!(s.enforce_log_cap(7).unwrap(), 0);
+    let q = LogQuery {
+        limit: 100,
+        ..LogQuery::default()
+    };
+    let want: Vec<String> = all[20..].iter().rev().map(|e| e.id.clone()).collect();
+    assert_eq!(page_all(&s, &q), want);
+}
