@@ -659,7 +659,13 @@ impl Dispatcher {
     /// Removes the payload schema of an event type; whether it had one. Blocking.
     pub fn delete_schema(&self, event_type: &str, actor: &str) -> Result<bool, DispatchError> {
         if let Some(shared) = self.inner.shared.get() {
+            // Decided before sharing: this node's own watch may apply the
+            // removal to the store before the line below runs.
+            let existed = self.inner.store.schema(event_type)?.is_some();
             shared.put_schema(event_type, None)?;
+            self.inner.store.delete_schema(event_type, actor)?;
+            self.inner.schemas.remove(event_type);
+            return Ok(existed);
         }
         let existed = self.inner.store.delete_schema(event_type, actor)?;
         self.inner.schemas.remove(event_type);
@@ -719,10 +725,15 @@ impl Dispatcher {
     /// revoked in the cluster first (a refusal there revokes nothing).
     /// Blocking.
     pub fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
-        if let Some(shared) = self.inner.shared.get()
-            && self.inner.store.token_exists(id)?
-        {
+        if let Some(shared) = self.inner.shared.get() {
+            // Decided before sharing: this node's own watch may revoke it in
+            // the store before the line below runs.
+            if !self.inner.store.token_exists(id)? {
+                return Ok(false);
+            }
             shared.delete_token(id)?;
+            self.inner.store.revoke_token(id)?;
+            return Ok(true);
         }
         self.inner.store.revoke_token(id)
     }
