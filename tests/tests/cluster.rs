@@ -328,12 +328,17 @@ fn one_of_three_nats_servers_killed_loses_nothing() {
     let want: BTreeSet<String> = ids.into_iter().collect();
     assert_eq!(want.len(), 401);
     a.wait_until("every acknowledged event to be delivered", || {
-        // Loss is the question: each node's log has its own deliveries at
-        // once, the other's through the shared log's copy, whose watch
-        // restarts after the server loss.
         let ran: BTreeSet<String> = ran(&a).into_keys().chain(ran(&b).into_keys()).collect();
         want.is_subset(&ran).then_some(())
     });
+    // Each node's log also shows the other's deliveries: its copy of the
+    // shared log follows again when its consumer went with the server.
+    for d in [&a, &b] {
+        d.wait_until("the node's log to show every delivery", || {
+            let ran: BTreeSet<String> = ran(d).into_keys().collect();
+            want.is_subset(&ran).then_some(())
+        });
+    }
 }
 
 /// `sleepy` taking `sleep_ms` per delivery with a 100 ms timeout and one

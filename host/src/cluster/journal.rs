@@ -48,6 +48,12 @@ const SHARE_STATS_EVERY: Duration = Duration::from_secs(1);
 const RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// Log messages applied to the store in one go.
 const MIRROR_BATCH: usize = 64;
+/// How long the log mirror waits for a message before it asks the stream
+/// whether it is behind. The client library notices a consumer lost with
+/// its server only after two missed 15 s heartbeats and then retries every
+/// 10 s; a mirror that is behind for two checks in a row starts again
+/// from its position instead.
+const MIRROR_QUIET: Duration = Duration::from_secs(3);
 /// A log message holds lines up to about this many bytes...
 const GROUP_BYTES: usize = 256 * 1024;
 /// ... and at most this many lines.
@@ -377,7 +383,40 @@ async fn mirror_log(shared: Weak<Shared>) -> Result<()> {
         .await
         .map_err(|e| unavailable("following the log stream", e))?;
     let mut chunks = messages.ready_chunks(MIRROR_BATCH);
-    while let Some(chunk) = chunks.next().await {
+    // The stream's last sequence seen at the previous quiet check while
+    // this node was behind it.
+    let mut behind: Option<u64> = None;
+    loop {
+        let chunk = match tokio::time::timeout(MIRROR_QUIET, chunks.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => {
+                if shared.strong_count() == 0 {
+                    return Ok(());
+                }
+                let last = log
+                    .info()
+                    .await
+                    .map_err(|e| unavailable("reading the log stream", e))?
+                    .state
+                    .last_sequence;
+                match behind {
+                    // Still short of what the stream held a check ago:
+                    // the consumer is gone, not slow.
+                    Some(seen) if position < seen => {
+                        return Err(unavailable(
+                            "following the log stream",
+                            format!(
+                                "no message for {MIRROR_QUIET:?} twice while {} behind; following it again",
+                                seen - position
+                            ),
+                        ));
+                    }
+                    _ => behind = (last > position).then_some(last),
+                }
+                continue;
+            }
+        };
         if shared.strong_count() == 0 {
             return Ok(());
         }
@@ -428,6 +467,7 @@ async fn mirror_log(shared: Weak<Shared>) -> Result<()> {
                 s.set_external_position(LOG_POSITION, seq)
             })
             .await?;
+            position = seq;
         }
         if let Some(e) = failed {
             return Err(e);
