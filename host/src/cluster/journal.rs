@@ -348,6 +348,16 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StoreError::Sled(format!("a store task failed: {e}")))?
 }
 
+/// The sequence of the log stream's last message.
+async fn last_sequence(log: &mut stream::Stream) -> Result<u64> {
+    Ok(log
+        .info()
+        .await
+        .map_err(|e| unavailable("reading the log stream", e))?
+        .state
+        .last_sequence)
+}
+
 /// Copies the log stream into this node's store from where it left off.
 async fn mirror_log(shared: Weak<Shared>) -> Result<()> {
     let (store, mut log, journal) = match shared.upgrade() {
@@ -355,12 +365,7 @@ async fn mirror_log(shared: Weak<Shared>) -> Result<()> {
         None => return Ok(()),
     };
     let mut position = blocking(&store, |s| s.external_position(LOG_POSITION)).await?;
-    let last = log
-        .info()
-        .await
-        .map_err(|e| unavailable("reading the log stream", e))?
-        .state
-        .last_sequence;
+    let last = last_sequence(&mut log).await?;
     if position > last {
         // The stream is not the one applied before (made again): all of it.
         position = 0;
@@ -394,12 +399,7 @@ async fn mirror_log(shared: Weak<Shared>) -> Result<()> {
                 if shared.strong_count() == 0 {
                     return Ok(());
                 }
-                let last = log
-                    .info()
-                    .await
-                    .map_err(|e| unavailable("reading the log stream", e))?
-                    .state
-                    .last_sequence;
+                let last = last_sequence(&mut log).await?;
                 match behind {
                     // Still short of what the stream held a check ago:
                     // the consumer is gone, not slow.
