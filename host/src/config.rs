@@ -190,6 +190,9 @@ pub struct DispatchSection {
     pub workers: Option<usize>,
     /// Queued deliveries before ingest answers 429 (default 100 000).
     pub queue_capacity: Option<usize>,
+    /// Percent of the queue one tenant may hold while others want room
+    /// (1–100, default 50; 100: no share).
+    pub tenant_queue_share: Option<u64>,
     /// Largest payload in bytes (default 1 MiB).
     pub max_payload_bytes: Option<usize>,
     /// Events per request (default 10 000).
@@ -360,6 +363,15 @@ impl Config {
             workers: positive("dispatch.workers", d.workers)?.unwrap_or(defaults.workers),
             queue_capacity: positive("dispatch.queue_capacity", d.queue_capacity)?
                 .unwrap_or(defaults.queue_capacity),
+            tenant_queue_share: match d.tenant_queue_share {
+                None => defaults.tenant_queue_share,
+                Some(p @ 1..=100) => p as u8,
+                Some(p) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "dispatch.tenant_queue_share must be a percentage from 1 to 100 (100: no share), not {p}"
+                    )));
+                }
+            },
             max_payload_bytes: positive("dispatch.max_payload_bytes", d.max_payload_bytes)?
                 .unwrap_or(defaults.max_payload_bytes),
             max_batch: positive("dispatch.max_batch", d.max_batch)?.unwrap_or(defaults.max_batch),
@@ -592,6 +604,22 @@ mod tests {
             let e = Config::resolve(file, Overrides::default()).unwrap_err();
             assert!(e.to_string().contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_tenant_queue_share_is_a_percentage() {
+        let c = Config::resolve(ConfigFile::parse("").unwrap(), Overrides::default()).unwrap();
+        assert_eq!(c.dispatch.tenant_queue_share, 50);
+        let text = "[dispatch]\ntenant_queue_share = 100";
+        let c = Config::resolve(ConfigFile::parse(text).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(c.dispatch.tenant_queue_share, 100);
+        for bad in ["0", "101", "100000000000"] {
+            let file = ConfigFile::parse(&format!("[dispatch]\ntenant_queue_share = {bad}"));
+            let e = Config::resolve(file.unwrap(), Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("from 1 to 100"), "{bad}: {e}");
+        }
+        // A negative number is not a u64: the parser refuses it.
+        assert!(ConfigFile::parse("[dispatch]\ntenant_queue_share = -5").is_err());
     }
 
     #[test]

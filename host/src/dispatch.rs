@@ -73,7 +73,7 @@ use crate::store::{
 };
 
 use breakers::{Breakers, Pass};
-use queue::{Job, Scheduler};
+use queue::{Job, Refused, Reservation, Scheduler};
 use registry::{Code, Loaded, Registry};
 
 /// Dispatcher settings; see each field for its default.
@@ -84,6 +84,10 @@ pub struct DispatchConfig {
     /// Deliveries held in memory before accept answers "busy" (default
     /// 100 000). Events handlers emit may fill only [`EMITTED_SHARE`] of it.
     pub queue_capacity: usize,
+    /// The percentage of `queue_capacity` one tenant may hold while other
+    /// tenants want room (default 50; 100: no share). A tenant alone may
+    /// fill the whole queue.
+    pub tenant_queue_share: u8,
     /// Largest event payload in bytes (default 1 MiB).
     pub max_payload_bytes: usize,
     /// Events per accept call (default 10 000).
@@ -110,6 +114,7 @@ impl Default for DispatchConfig {
         DispatchConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             queue_capacity: 100_000,
+            tenant_queue_share: 50,
             max_payload_bytes: event::bounds::DEFAULT_PAYLOAD_BYTES,
             max_batch: 10_000,
             max_component_bytes: 50 << 20,
@@ -156,11 +161,15 @@ pub enum AcceptError {
     /// No events at all.
     #[error("no events in the request")]
     Empty,
-    /// The delivery queue is full; try again later.
-    #[error("the delivery queue is full; retry after {retry_after:?}")]
+    /// The delivery queue is full, or `tenant` holds its share of it
+    /// while other tenants wait; try again later.
+    #[error("{}; retry after {retry_after:?}", busy_reason(.tenant.as_deref()))]
     Busy {
         /// A hint for `Retry-After`.
         retry_after: Duration,
+        /// The tenant refused for holding its share of the queue; `None`:
+        /// the queue is full.
+        tenant: Option<String>,
     },
     /// The daemon is stopping.
     #[error("the daemon is shutting down")]
@@ -168,6 +177,16 @@ pub enum AcceptError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why a batch was refused for room, for [`AcceptError::Busy`].
+fn busy_reason(tenant: Option<&str>) -> String {
+    match tenant {
+        None => "the delivery queue is full".to_string(),
+        Some(t) => format!(
+            "tenant `{t}` holds its share of the delivery queue (`tenant_queue_share`) while other tenants wait"
+        ),
+    }
 }
 
 /// Errors of handler management calls.
@@ -1140,7 +1159,7 @@ impl Inner {
         crate::store::InboxHooks {
             wake: Arc::new(move || {
                 if let Some(inner) = wake.upgrade()
-                    && let Err(e) = inner.feed(0)
+                    && let Err(e) = inner.feed(Reservation::default())
                 {
                     tracing::error!(error = %e, "Taking deliveries from the inbox failed");
                 }
@@ -1156,14 +1175,14 @@ impl Inner {
     /// Queues every unfinished delivery the inbox replays.
     fn recover(&self) -> Result<usize, DispatchError> {
         let n = self.inbox.replay()?;
-        self.feed(0)?;
+        self.feed(Reservation::default())?;
         Ok(n)
     }
 
     /// Moves every delivery the inbox has ready into the scheduler, and
     /// gives back `reserved` room (reserved for them before their append)
     /// under the same lock, so no other batch can slip into it meanwhile.
-    fn feed(&self, reserved: usize) -> Result<usize, StoreError> {
+    fn feed(&self, reserved: Reservation) -> Result<usize, StoreError> {
         let ready = self.inbox.take_ready(usize::MAX);
         let now = now_ms();
         let mut s = self.sched();
@@ -1214,6 +1233,17 @@ impl Inner {
             }
             Origin::Hookbox => None,
         }
+    }
+
+    /// The most jobs one tenant may hold while others want room; `None`:
+    /// no share.
+    fn tenant_share(&self) -> Option<usize> {
+        let pct = usize::from(self.cfg.tenant_queue_share);
+        (pct < 100).then(|| {
+            let capacity = self.cfg.queue_capacity;
+            // capacity × pct / 100, rounded down, without overflowing.
+            capacity / 100 * pct + capacity % 100 * pct / 100
+        })
     }
 
     /// Validates, routes and stores a batch, refused whole with
@@ -1284,20 +1314,31 @@ impl Inner {
             });
             batch.push((Arc::new(event), handlers));
         }
-        let jobs: usize = batch.iter().map(|(_, h)| h.len()).sum();
         // The room is reserved before the (slow, flushed) write and used
         // after it, so concurrent batches cannot all pass the check.
         let reserved = match self.queue_limit(origin) {
-            Some(limit) if !self.sched().reserve(jobs, limit) => {
-                if origin == Origin::External {
-                    self.metrics.rejected(batch.len() as u64);
+            Some(limit) => {
+                let jobs = Reservation::of(batch.iter().map(|(e, h)| (e.tenant.as_str(), h.len())));
+                match self
+                    .sched()
+                    .reserve(jobs, limit, self.tenant_share(), now_ms())
+                {
+                    Ok(r) => r,
+                    Err(refused) => {
+                        if origin == Origin::External {
+                            self.metrics.rejected(batch.len() as u64);
+                        }
+                        return Err(AcceptError::Busy {
+                            retry_after: Duration::from_secs(1),
+                            tenant: match refused {
+                                Refused::Full => None,
+                                Refused::TenantShare(t) => Some(t),
+                            },
+                        });
+                    }
                 }
-                return Err(AcceptError::Busy {
-                    retry_after: Duration::from_secs(1),
-                });
             }
-            Some(_) => jobs,
-            None => 0,
+            None => Reservation::default(),
         };
         if let Err(e) = self.inbox.append(&batch) {
             self.sched().unreserve(reserved);
@@ -1646,7 +1687,21 @@ impl Inner {
         let source = format!("handler:{handler}");
         match self.accept(emitted, &source, depth, Origin::Emitted, None) {
             Ok(_) => {}
-            Err(AcceptError::Busy { .. }) => {
+            Err(AcceptError::Busy {
+                tenant: Some(tenant),
+                ..
+            }) => {
+                self.metrics.emits_dropped(n as u64);
+                tracing::warn!(
+                    %handler,
+                    event = %parent.id,
+                    dropped = n,
+                    %tenant,
+                    limit = self.tenant_share(),
+                    "Emitted events dropped: their tenant holds its share of the delivery queue while other tenants wait"
+                );
+            }
+            Err(AcceptError::Busy { tenant: None, .. }) => {
                 self.metrics.emits_dropped(n as u64);
                 tracing::warn!(
                     %handler,

@@ -195,7 +195,7 @@ impl From<AcceptError> for ApiError {
             }
             e @ AcceptError::BatchTooLarge { .. } => ApiError::payload_too_large(e.to_string()),
             e @ AcceptError::Empty => ApiError::bad_request(e.to_string()),
-            e @ AcceptError::Busy { retry_after } => {
+            e @ AcceptError::Busy { retry_after, .. } => {
                 ApiError::too_many_requests(e.to_string(), retry_after)
             }
             e @ AcceptError::ShuttingDown => ApiError::unavailable(e.to_string()),

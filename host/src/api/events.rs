@@ -111,7 +111,7 @@ fn wait_timeout(q: &PublishQuery, max_wait: Duration) -> ApiResult<Option<Durati
     responses(
         (status = 202, description = "Accepted; deliveries run in the background", body = PublishResponse),
         (status = 200, description = "With `wait=true`: accepted, with outcomes", body = PublishResponse),
-        (status = 429, description = "The queue is full; see `Retry-After`", body = ErrorBody),
+        (status = 429, description = "The queue is full, or a tenant of the batch holds its share of it (`tenant_queue_share`) while another tenant waits; see `Retry-After`", body = ErrorBody),
         (status = "4XX", body = ErrorBody),
         (status = 503, description = "Shutting down", body = ErrorBody),
     ),

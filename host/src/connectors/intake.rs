@@ -96,10 +96,9 @@ impl Intake {
                     taken.accepted += accepted.len() as u64 - dups;
                     self.backoff.reset();
                 }
-                Ok(Err(AcceptError::Busy { retry_after })) => {
+                Ok(Err(e @ AcceptError::Busy { retry_after, .. })) => {
                     limit = (n / 2).max(1);
-                    self.health
-                        .local_error("busy", "the delivery queue is full; waiting");
+                    self.health.local_error("busy", &e.to_string());
                     let jitter = retry_after.mul_f64(rand::random::<f64>() * 0.2);
                     self.sleep(retry_after + jitter).await?;
                 }

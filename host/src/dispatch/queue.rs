@@ -29,10 +29,55 @@
 //!   however parked jobs come back.
 //! - Room for a batch is reserved (`reserve`) between its capacity check
 //!   and its push, so concurrent accepts cannot all pass one check.
+//! - **No tenant takes the whole queue.** With a tenant share set, a tenant
+//!   may hold at most that many jobs while another tenant holds jobs, is in
+//!   the same batch, or was refused for a full queue in the last
+//!   [`WANT_MS`]. A tenant alone uses the whole queue; once another one
+//!   asks, the first is refused until it is back under its share, so the
+//!   room it frees goes to the newcomer instead of to its own next batch.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::event::Priority;
+
+/// How long a tenant refused for a full queue counts as wanting room
+/// (it sends again after `Retry-After`, 1 s).
+pub(crate) const WANT_MS: u64 = 5_000;
+
+/// Room [`Scheduler::reserve`] promised a batch, per tenant; given back with
+/// [`Scheduler::unreserve`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Reservation {
+    jobs: Vec<(String, usize)>,
+}
+
+impl Reservation {
+    /// The tenants of a batch and their jobs, each tenant once.
+    pub fn of<'a>(jobs: impl IntoIterator<Item = (&'a str, usize)>) -> Self {
+        let mut merged: Vec<(String, usize)> = Vec::new();
+        for (tenant, n) in jobs {
+            match merged.iter_mut().find(|(t, _)| t == tenant) {
+                Some((_, m)) => *m += n,
+                None => merged.push((tenant.to_string(), n)),
+            }
+        }
+        Reservation { jobs: merged }
+    }
+
+    /// Jobs reserved in all.
+    pub fn total(&self) -> usize {
+        self.jobs.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Why [`Scheduler::reserve`] refused a batch.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The queue is at its limit.
+    Full,
+    /// This tenant holds its share while others want room.
+    TenantShare(String),
+}
 
 /// What the routing table says about a handler when a job is popped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +156,11 @@ pub(crate) struct Scheduler<T> {
     /// Room promised to batches that passed their capacity check and are
     /// being written; they push their jobs, then give it back.
     reserved: usize,
+    /// Jobs held and reserved per tenant; tenants with none are absent.
+    tenants: HashMap<String, usize>,
+    /// Tenants refused for a full queue, until when they count as wanting
+    /// room.
+    wanting: HashMap<String, u64>,
     /// The most deliveries one handler may run at once while it shares
     /// the pool: `workers - 1`, at least 1.
     shared_cap: u32,
@@ -130,6 +180,8 @@ impl<T> Scheduler<T> {
             keys: HashMap::new(),
             len: 0,
             reserved: 0,
+            tenants: HashMap::new(),
+            wanting: HashMap::new(),
             shared_cap: workers.saturating_sub(1).max(1),
         }
     }
@@ -139,21 +191,88 @@ impl<T> Scheduler<T> {
         self.len
     }
 
-    /// Reserves room for `jobs` more jobs if the jobs held, those already
-    /// reserved and these stay within `limit`; whether it did.
-    pub fn reserve(&mut self, jobs: usize, limit: usize) -> bool {
-        let after = self.len.saturating_add(self.reserved).saturating_add(jobs);
-        if after > limit {
-            return false;
+    /// Reserves room for the jobs of `batch` if the jobs held, those
+    /// already reserved and these stay within `limit`, and, with a
+    /// `tenant_share`, no tenant of the batch goes past it while another
+    /// tenant wants room (module docs). A batch refused as [`Refused::Full`]
+    /// marks its tenants as wanting room until `now_ms` + [`WANT_MS`].
+    pub fn reserve(
+        &mut self,
+        batch: Reservation,
+        limit: usize,
+        tenant_share: Option<usize>,
+        now_ms: u64,
+    ) -> Result<Reservation, Refused> {
+        if let Some(share) = tenant_share {
+            self.wanting.retain(|_, until| *until > now_ms);
+            for (tenant, n) in &batch.jobs {
+                let held = self.tenants.get(tenant).copied().unwrap_or(0);
+                if held.saturating_add(*n) <= share {
+                    continue;
+                }
+                let other = |t: &String| t != tenant;
+                let others_want = self.tenants.keys().any(other)
+                    || self.wanting.keys().any(other)
+                    || batch.jobs.iter().any(|(t, _)| other(t));
+                if others_want {
+                    return Err(Refused::TenantShare(tenant.clone()));
+                }
+            }
         }
-        self.reserved += jobs;
-        true
+        let after = self
+            .len
+            .saturating_add(self.reserved)
+            .saturating_add(batch.total());
+        if after > limit {
+            if tenant_share.is_some() {
+                for (tenant, _) in &batch.jobs {
+                    self.wanting
+                        .insert(tenant.clone(), now_ms.saturating_add(WANT_MS));
+                }
+            }
+            return Err(Refused::Full);
+        }
+        self.reserved += batch.total();
+        for (tenant, n) in &batch.jobs {
+            self.add_tenant(tenant, *n);
+        }
+        Ok(batch)
     }
 
     /// Gives back room taken by [`Self::reserve`] (after pushing the jobs,
     /// or when the batch failed).
-    pub fn unreserve(&mut self, jobs: usize) {
-        self.reserved = self.reserved.saturating_sub(jobs);
+    pub fn unreserve(&mut self, taken: Reservation) {
+        self.reserved = self.reserved.saturating_sub(taken.total());
+        for (tenant, n) in &taken.jobs {
+            self.sub_tenant(tenant, *n);
+        }
+    }
+
+    fn add_tenant(&mut self, tenant: &str, n: usize) {
+        if n == 0 {
+            return;
+        }
+        match self.tenants.get_mut(tenant) {
+            Some(held) => *held += n,
+            None => {
+                self.tenants.insert(tenant.to_string(), n);
+            }
+        }
+    }
+
+    fn sub_tenant(&mut self, tenant: &str, n: usize) {
+        if let Some(held) = self.tenants.get_mut(tenant) {
+            *held = held.saturating_sub(n);
+            if *held == 0 {
+                self.tenants.remove(tenant);
+            }
+        }
+    }
+
+    /// Jobs held and reserved for `tenant`.
+    #[cfg(test)]
+    pub fn tenant_len(&self, tenant: &str) -> usize {
+        self.tenants.get(tenant).copied().unwrap_or(0)
     }
 
     /// Ready jobs per priority, most urgent first.
@@ -174,6 +293,7 @@ impl<T> Scheduler<T> {
     /// Queues a job to run as soon as possible.
     pub fn push(&mut self, mut job: Job<T>) {
         self.len += 1;
+        self.add_tenant(&job.tenant, 1);
         self.number(&mut job);
         self.ready[job.priority.index()].push_back(job);
     }
@@ -198,6 +318,7 @@ impl<T> Scheduler<T> {
     /// Queues a job to run at `due_ms`.
     pub fn push_delayed(&mut self, due_ms: u64, mut job: Job<T>) {
         self.len += 1;
+        self.add_tenant(&job.tenant, 1);
         self.number(&mut job);
         self.seq += 1;
         self.delayed.insert((due_ms, self.seq), job);
@@ -234,6 +355,7 @@ impl<T> Scheduler<T> {
                 match gate(&job) {
                     Gate::Drop => {
                         self.len -= 1;
+                        self.sub_tenant(&job.tenant, 1);
                         if job.holds_key {
                             self.release_key(&job.handler, job.key.as_deref());
                         }
@@ -273,6 +395,7 @@ impl<T> Scheduler<T> {
                         }
                         *self.inflight.entry(job.handler.clone()).or_insert(0) += 1;
                         self.len -= 1;
+                        self.sub_tenant(&job.tenant, 1);
                         return Some(job);
                     }
                 }
@@ -702,24 +825,97 @@ mod tests {
         assert_eq!(s.len(), 0);
     }
 
+    /// `n` jobs of tenant `t`.
+    fn of(t: &str, n: usize) -> Reservation {
+        Reservation::of([(t, n)])
+    }
+
     #[test]
     fn reserved_room_counts_until_it_is_given_back() {
         let mut s = Scheduler::new(WORKERS);
         s.push(job("h", None, Priority::Normal, 1));
-        assert!(s.reserve(6, 10));
+        let first = s.reserve(of("", 6), 10, None, 0).unwrap();
         // Held 1 + reserved 6: 3 more fit, 4 do not.
-        assert!(!s.reserve(4, 10));
-        assert!(s.reserve(3, 10));
-        assert!(!s.reserve(1, 10));
+        assert_eq!(
+            s.reserve(of("", 4), 10, None, 0).unwrap_err(),
+            Refused::Full
+        );
+        let second = s.reserve(of("", 3), 10, None, 0).unwrap();
+        assert!(s.reserve(of("", 1), 10, None, 0).is_err());
         // The first batch failed to be written; the second pushes its jobs.
-        s.unreserve(6);
-        s.unreserve(3);
+        s.unreserve(first);
+        s.unreserve(second);
         for n in 0..3 {
             s.push(job("h", None, Priority::Normal, n));
         }
         assert_eq!(s.len(), 4);
-        assert!(s.reserve(6, 10));
-        assert!(!s.reserve(1, 10));
-        assert!(s.reserve(0, 10), "an empty batch always fits a full queue");
+        assert!(s.reserve(of("", 6), 10, None, 0).is_ok());
+        assert!(s.reserve(of("", 1), 10, None, 0).is_err());
+        assert!(
+            s.reserve(of("", 0), 10, None, 0).is_ok(),
+            "an empty batch always fits a full queue"
+        );
+    }
+
+    #[test]
+    fn a_tenant_alone_fills_the_queue_and_yields_its_share_to_a_newcomer() {
+        let mut s = Scheduler::new(WORKERS);
+        let hot = |n| job("h", None, Priority::Normal, n).with_tenant("hot".into());
+        // Alone, `hot` goes past its share of 5 up to the limit of 10.
+        let r = s.reserve(of("hot", 10), 10, Some(5), 0).unwrap();
+        s.unreserve(r);
+        for n in 0..10 {
+            s.push(hot(n));
+        }
+        assert_eq!(s.tenant_len("hot"), 10);
+        // The queue is full: `bg` is refused and now wants room.
+        assert_eq!(s.reserve(of("bg", 1), 10, Some(5), 0), Err(Refused::Full));
+        // Room freed by `hot`'s jobs running goes to `bg`, not to `hot`.
+        for _ in 0..4 {
+            s.pop(run(10, false)).unwrap();
+            s.finish("h", None, false, true);
+        }
+        assert_eq!(
+            s.reserve(of("hot", 1), 10, Some(5), 1_000),
+            Err(Refused::TenantShare("hot".into()))
+        );
+        let r = s.reserve(of("bg", 4), 10, Some(5), 1_000).unwrap();
+        assert_eq!(s.tenant_len("bg"), 4);
+        s.unreserve(r);
+        assert_eq!(s.tenant_len("bg"), 0);
+        // Once `bg` stopped asking, `hot` is alone again.
+        assert!(
+            s.reserve(of("hot", 4), 10, Some(5), 1_000 + WANT_MS)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn tenants_held_jobs_count_until_they_run_or_are_dropped() {
+        let mut s = Scheduler::new(WORKERS);
+        s.push(job("gone", None, Priority::Normal, 3).with_tenant("b".into()));
+        s.push(job("h", None, Priority::Normal, 1).with_tenant("a".into()));
+        s.push_delayed(
+            50,
+            job("h", None, Priority::Normal, 2).with_tenant("a".into()),
+        );
+        assert_eq!((s.tenant_len("a"), s.tenant_len("b")), (2, 1));
+        // `a` holds 2 of its share of 2 while `b` holds a job: refused.
+        assert_eq!(
+            s.reserve(of("a", 1), 100, Some(2), 0),
+            Err(Refused::TenantShare("a".into()))
+        );
+        let gate = |j: &Job<u32>| match j.handler.as_str() {
+            "gone" => Gate::Drop,
+            _ => run(10, false)(j),
+        };
+        assert_eq!(s.pop(gate).unwrap().data, 1);
+        assert_eq!((s.tenant_len("a"), s.tenant_len("b")), (1, 0));
+        // `b` is gone; a batch of both tenants still holds each to its share.
+        assert!(s.reserve(of("a", 5), 100, Some(2), 0).is_ok());
+        assert_eq!(
+            s.reserve(Reservation::of([("a", 1), ("b", 1)]), 100, Some(2), 0),
+            Err(Refused::TenantShare("a".into()))
+        );
     }
 }

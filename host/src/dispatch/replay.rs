@@ -56,7 +56,7 @@ impl Dispatcher {
         check_version(inner, &dl.handler, builtin, version)?;
         inner.inbox.revive(&dl.id, version)?;
         inner.store.sync_admin()?;
-        inner.feed(0)?;
+        inner.feed(super::Reservation::default())?;
         Ok(())
     }
 
@@ -116,7 +116,7 @@ impl Dispatcher {
             }
         };
         // Queue and flush what was replayed even when a later page failed.
-        inner.feed(0)?;
+        inner.feed(super::Reservation::default())?;
         inner.store.sync_admin()?;
         result?;
         tracing::info!(

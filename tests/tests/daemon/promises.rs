@@ -207,6 +207,58 @@ fn a_full_queue_answers_429_with_retry_after_and_loses_nothing() {
     );
 }
 
+/// "One tenant cannot crowd out the others": a tenant alone may fill the
+/// queue past its share, but while another tenant has deliveries queued it
+/// gets 429 past `tenant_queue_share`, and the other tenant is still
+/// accepted; everything accepted is delivered.
+#[test]
+fn a_tenant_past_its_share_of_the_queue_is_refused_while_another_waits() {
+    let d = Daemon::start_with("[dispatch]\nqueue_capacity = 10\ntenant_queue_share = 50\n");
+    let slow = json!({
+        "name": "slow",
+        "subscription": {"events": ["x"]},
+        "config": 300,
+        "delivery": {"concurrency": 1},
+    });
+    d.deploy(&slow.to_string(), &read(guests::SLEEP))
+        .expect(201);
+    let batch = |tenant: &str, n: usize| {
+        json!(
+            (0..n)
+                .map(|_| json!({"type": "x", "tenant": tenant}))
+                .collect::<Vec<_>>()
+        )
+    };
+    // Alone, `hot` queues 8, past its share of 5 (one runs, 7 stay queued
+    // for at least a second).
+    let mut accepted = ids(&d.publish(&batch("hot", 8), false).expect(202));
+    // `bg` is under its share and the queue has room.
+    accepted.extend(ids(&d.publish(&batch("bg", 1), false).expect(202)));
+    // Now `hot` is refused, though the queue has room for its event.
+    let r = d.publish(&batch("hot", 1), false);
+    let m = r.error(429, "too_many_requests");
+    assert!(m.contains("tenant `hot` holds its share"), "{m}");
+    assert_eq!(
+        r.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1"),
+        "{r}"
+    );
+    // `bg` still gets in, up to the queue's capacity.
+    accepted.extend(ids(&d.publish(&batch("bg", 1), false).expect(202)));
+    let r = d.publish(&batch("bg", 3), false);
+    let m = r.error(429, "too_many_requests");
+    assert!(m.contains("queue is full"), "{m}");
+    for id in &accepted {
+        let deliveries = settled(&d, id);
+        assert_eq!(
+            sorted_field(&deliveries, "outcome"),
+            ["ok"],
+            "{id}: {deliveries:?}"
+        );
+    }
+    assert_eq!(accepted.len(), 10);
+}
+
 /// Logged attempts of `handler` as (event index in `ids`, attempt,
 /// outcome), oldest first.
 fn attempts(d: &Daemon, handler: &str, ids: &[String]) -> Vec<(usize, u64, String)> {
