@@ -155,6 +155,30 @@ fn a_handler_deployed_later_does_not_receive_earlier_events() {
     assert_eq!(log_of(&d, "late").len(), 1);
 }
 
+/// Deploys `slow`: every `x` event, one at a time, `ms` each.
+fn deploy_slow(d: &Daemon, ms: u64) {
+    let slow = json!({
+        "name": "slow",
+        "subscription": {"events": ["x"]},
+        "config": ms,
+        "delivery": {"concurrency": 1},
+    });
+    d.deploy(&slow.to_string(), &read(guests::SLEEP))
+        .expect(201);
+}
+
+/// Each of `ids` settles with one delivery, `ok`.
+fn assert_each_ok(d: &Daemon, ids: &[String]) {
+    for id in ids {
+        let deliveries = settled(d, id);
+        assert_eq!(
+            sorted_field(&deliveries, "outcome"),
+            ["ok"],
+            "{id}: {deliveries:?}"
+        );
+    }
+}
+
 /// "Backpressure, not loss": with the queue full, `POST /v1/events`
 /// answers 429 with `Retry-After` and accepts none of the batch; what was
 /// accepted is delivered, and once the queue drained the same batch is
@@ -162,14 +186,7 @@ fn a_handler_deployed_later_does_not_receive_earlier_events() {
 #[test]
 fn a_full_queue_answers_429_with_retry_after_and_loses_nothing() {
     let d = Daemon::start_with("[dispatch]\nqueue_capacity = 4\n");
-    let slow = json!({
-        "name": "slow",
-        "subscription": {"events": ["x"]},
-        "config": 200,
-        "delivery": {"concurrency": 1},
-    });
-    d.deploy(&slow.to_string(), &read(guests::SLEEP))
-        .expect(201);
+    deploy_slow(&d, 200);
     let batch = |tag: &str| {
         json!(
             (0..4)
@@ -189,14 +206,7 @@ fn a_full_queue_answers_429_with_retry_after_and_loses_nothing() {
         "{r}"
     );
     assert_eq!(d.metric("hookbox_events_rejected_total"), Some(4.0));
-    for id in &accepted {
-        let deliveries = settled(&d, id);
-        assert_eq!(
-            sorted_field(&deliveries, "outcome"),
-            ["ok"],
-            "{id}: {deliveries:?}"
-        );
-    }
+    assert_each_ok(&d, &accepted);
     // Drained: the refused batch goes in whole, as new events.
     let r = d.publish(&batch("second"), false).expect(202);
     assert!(
@@ -214,14 +224,7 @@ fn a_full_queue_answers_429_with_retry_after_and_loses_nothing() {
 #[test]
 fn a_tenant_past_its_share_of_the_queue_is_refused_while_another_waits() {
     let d = Daemon::start_with("[dispatch]\nqueue_capacity = 10\ntenant_queue_share = 50\n");
-    let slow = json!({
-        "name": "slow",
-        "subscription": {"events": ["x"]},
-        "config": 300,
-        "delivery": {"concurrency": 1},
-    });
-    d.deploy(&slow.to_string(), &read(guests::SLEEP))
-        .expect(201);
+    deploy_slow(&d, 300);
     let batch = |tenant: &str, n: usize| {
         json!(
             (0..n)
@@ -248,14 +251,7 @@ fn a_tenant_past_its_share_of_the_queue_is_refused_while_another_waits() {
     let r = d.publish(&batch("bg", 3), false);
     let m = r.error(429, "too_many_requests");
     assert!(m.contains("queue is full"), "{m}");
-    for id in &accepted {
-        let deliveries = settled(&d, id);
-        assert_eq!(
-            sorted_field(&deliveries, "outcome"),
-            ["ok"],
-            "{id}: {deliveries:?}"
-        );
-    }
+    assert_each_ok(&d, &accepted);
     assert_eq!(accepted.len(), 10);
 }
 
