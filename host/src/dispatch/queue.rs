@@ -43,6 +43,8 @@ use crate::event::Priority;
 /// How long a tenant refused for a full queue counts as wanting room
 /// (it sends again after `Retry-After`, 1 s).
 pub(crate) const WANT_MS: u64 = 5_000;
+/// The most tenants remembered as wanting room.
+const MAX_WANTING: usize = 64;
 
 /// Room [`Scheduler::reserve`] promised a batch, per tenant; given back with
 /// [`Scheduler::unreserve`].
@@ -226,6 +228,12 @@ impl<T> Scheduler<T> {
         if after > limit {
             if tenant_share.is_some() {
                 for (tenant, _) in &batch.jobs {
+                    // Two tenants wanting room already give every tenant
+                    // another one: past a few the map need not grow (a
+                    // batch may name thousands).
+                    if self.wanting.len() >= MAX_WANTING && !self.wanting.contains_key(tenant) {
+                        break;
+                    }
                     self.wanting
                         .insert(tenant.clone(), now_ms.saturating_add(WANT_MS));
                 }
@@ -883,7 +891,13 @@ mod tests {
         assert_eq!(s.tenant_len("bg"), 4);
         s.unreserve(r);
         assert_eq!(s.tenant_len("bg"), 0);
-        // Once `bg` stopped asking, `hot` is alone again.
+        // A batch of many tenants refused for a full queue leaves a bounded
+        // trace.
+        let many: Vec<String> = (0..1_000).map(|i| format!("t{i}")).collect();
+        let r = Reservation::of(many.iter().map(|t| (t.as_str(), 1)));
+        assert_eq!(s.reserve(r, 10, Some(5), 1_000), Err(Refused::Full));
+        assert_eq!(s.wanting.len(), MAX_WANTING);
+        // Once the others stopped asking, `hot` is alone again.
         assert!(
             s.reserve(of("hot", 4), 10, Some(5), 1_000 + WANT_MS)
                 .is_ok()
