@@ -14,7 +14,8 @@
 //!    1 000 handlers each receiving 1 event/s, under a resident budget that
 //!    holds every busy handler and then under one smaller than the handlers
 //!    that receive events: hot and background deliveries/s, loads,
-//!    evictions, peak RSS.
+//!    evictions, peak RSS; and a control with the same background events
+//!    all to one handler.
 //!
 //! The daemon is `target/release/hookbox` (see `daemon/process.rs`).
 //! Run with `cargo bench -p hookbox-tests --bench many_handlers`.
@@ -277,13 +278,14 @@ fn main() {
     let fits_cfg = config(&tmp.path().join("fits"), fits);
     let mut roomy = Daemon::start(&bin, &data, Some(&fits_cfg));
     let roomy_api = Api::new(&roomy.url);
-    let alone = rt.block_on(mixed(&roomy_api, &roomy, &payload, false, secs));
-    let beside = rt.block_on(mixed(&roomy_api, &roomy, &payload, true, secs));
+    let alone = rt.block_on(mixed(&roomy_api, &roomy, &payload, Background::None, secs));
+    let beside = rt.block_on(mixed(&roomy_api, &roomy, &payload, Background::Many, secs));
+    let control = rt.block_on(mixed(&roomy_api, &roomy, &payload, Background::One, secs));
     roomy.stop();
     drop(roomy);
     daemon.resume();
     let api = Api::new(&daemon.url);
-    let thrash = rt.block_on(mixed(&api, &daemon, &payload, true, secs));
+    let thrash = rt.block_on(mixed(&api, &daemon, &payload, Background::Many, secs));
     let mut table = Table::new(&[
         "run",
         "resident budget",
@@ -296,6 +298,7 @@ fn main() {
     for (label, budget, run) in [
         ("10 hot handlers only", fits, &alone),
         ("10 hot + 1 000 at 1 event/s", fits, &beside),
+        ("10 hot + 1 at 1 000 events/s (control)", fits, &control),
         ("10 hot + 1 000 at 1 event/s", BUDGET_MODULES, &thrash),
     ] {
         table.row(vec![
@@ -317,11 +320,15 @@ fn main() {
              goes to all {HOT} hot handlers), so the hot path runs saturated. Background: one \
              event to each of {BACKGROUND} other handlers per second (a batch of 100 every \
              100 ms from one producer; a batch refused with 429 is sent again after 10 ms \
-             until accepted, the producer falling behind meanwhile). Rates from `hookbox_deliveries_total` and \
+             until accepted, the producer falling behind meanwhile). The control sends the \
+             same background events to one handler, so what it costs the hot handlers is the \
+             background's events themselves and not their {BACKGROUND} handlers: next to it \
+             the hot handlers run at {:.0}% of their rate alone. Rates from `hookbox_deliveries_total` and \
              `hookbox_module_*` over the run; RSS sampled every 200 ms. With a budget that \
              holds the {} busy handlers, hot throughput next to the background is {:.0}% of \
              it alone; with a budget of {BUDGET_MODULES} modules (every background handler \
              evicted before its next event) {:.0}%. Shared machine: rates are noisy.",
+            100.0 * control.hot / alone.hot.max(1.0),
             HOT + BACKGROUND,
             100.0 * beside.hot / alone.hot.max(1.0),
             100.0 * thrash.hot / alone.hot.max(1.0),
@@ -377,9 +384,26 @@ struct Mixed {
     peak_rss: u64,
 }
 
-/// One mixed-load run on `daemon`: hot publishers back to back, and with
-/// `background` one event per second to each background handler.
-async fn mixed(api: &Api, daemon: &Daemon, payload: &Value, background: bool, secs: u64) -> Mixed {
+/// Where a mixed-load run sends its background events.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Background {
+    /// Nowhere: the hot handlers alone.
+    None,
+    /// One event per second to each of the [`BACKGROUND`] handlers.
+    Many,
+    /// As many events, all to the first background handler (the control).
+    One,
+}
+
+/// One mixed-load run on `daemon`: hot publishers back to back, and the
+/// `background` events beside them.
+async fn mixed(
+    api: &Api,
+    daemon: &Daemon,
+    payload: &Value,
+    background: Background,
+    secs: u64,
+) -> Mixed {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     let hot_body = load::batch_body(payload, "hot");
@@ -393,7 +417,7 @@ async fn mixed(api: &Api, daemon: &Daemon, payload: &Value, background: bool, se
             }
         }));
     }
-    if background {
+    if background != Background::None {
         // One producer, in order: a batch every 100 ms, and a batch refused
         // with 429 is sent again after 10 ms until accepted, so the
         // producer falls behind rather than piling up resends.
@@ -406,6 +430,7 @@ async fn mixed(api: &Api, daemon: &Daemon, payload: &Value, background: bool, se
                 let first = HOT + (k as usize % (BACKGROUND / 100)) * 100;
                 k += 1;
                 let events: Vec<Value> = (first..first + 100)
+                    .map(|i| if background == Background::One { HOT } else { i })
                     .map(|i| json!({"type": "message", "tenant": format!("t{i}"), "payload": payload}))
                     .collect();
                 let body = bytes::Bytes::from(serde_json::to_vec(&events).expect("json"));

@@ -38,7 +38,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::{Report, Table, fmt_rate, percentile, quick};
 
-use process::{Api, Daemon};
+use process::{Api, Daemon, word_counter};
 
 /// One daemon configuration of the matrix.
 #[derive(Clone, Copy, Debug)]
@@ -102,14 +102,6 @@ const SETUPS: [Setup; 6] = [
 
 /// Requests kept in flight while saturating.
 const CLIENTS: usize = 8;
-
-fn word_counter() -> Vec<u8> {
-    let (_, path) = hookbox_tests::guests::EXAMPLES
-        .iter()
-        .find(|(name, _)| *name == "word-counter")
-        .expect("tests/build.rs built example-handlers/word-counter");
-    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// What one configuration measured.
 struct Measured {
@@ -185,20 +177,6 @@ struct Sample {
     max: f64,
 }
 
-/// Bytes of the files under `dir`, recursively.
-fn tree_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => tree_size(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
-        })
-        .sum()
-}
-
 fn soak(seconds: u64) {
     let bin = process::release_binary();
     let setup = Setup {
@@ -265,8 +243,8 @@ fn soak(seconds: u64) {
             let sample = Sample {
                 at_s: start.elapsed().as_secs_f64(),
                 rss: daemon.rss(),
-                data: tree_size(&data),
-                inbox: tree_size(&data.join("inbox")),
+                data: support::dir_bytes(&data),
+                inbox: support::dir_bytes(&data.join("inbox")),
                 rate: w.achieved_per_s,
                 p50: p(50.0),
                 p99: p(99.0),
