@@ -54,16 +54,19 @@ pub(crate) struct Reservation {
 }
 
 impl Reservation {
-    /// The tenants of a batch and their jobs, each tenant once.
+    /// The tenants of a batch and their jobs, each tenant once (a batch
+    /// may name thousands: merged through a map, not a scan).
     pub fn of<'a>(jobs: impl IntoIterator<Item = (&'a str, usize)>) -> Self {
-        let mut merged: Vec<(String, usize)> = Vec::new();
+        let mut merged: HashMap<&str, usize> = HashMap::new();
         for (tenant, n) in jobs {
-            match merged.iter_mut().find(|(t, _)| t == tenant) {
-                Some((_, m)) => *m += n,
-                None => merged.push((tenant.to_string(), n)),
-            }
+            *merged.entry(tenant).or_insert(0) += n;
         }
-        Reservation { jobs: merged }
+        Reservation {
+            jobs: merged
+                .into_iter()
+                .map(|(t, n)| (t.to_string(), n))
+                .collect(),
+        }
     }
 
     /// Jobs reserved in all.
