@@ -355,22 +355,49 @@ impl EventInput {
 }
 
 /// The bytes of JSON text that lie outside strings (brackets, braces,
-/// commas, colons, scalars), in one pass without allocating.
-fn outside_strings(json: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    let (mut in_string, mut escaped) = (false, false);
-    json.iter().copied().filter(move |&b| {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
+/// commas, colons, scalars), in one pass without allocating. String
+/// contents, most of an event's bytes, are skipped with `memchr` rather
+/// than walked byte by byte.
+fn outside_strings(json: &[u8]) -> OutsideStrings<'_> {
+    OutsideStrings { json, at: 0 }
+}
+
+/// See [`outside_strings`].
+struct OutsideStrings<'a> {
+    json: &'a [u8],
+    /// The next byte to look at.
+    at: usize,
+}
+
+impl Iterator for OutsideStrings<'_> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        loop {
+            let Some(&b) = self.json.get(self.at) else {
+                self.at = self.json.len();
+                return None;
+            };
+            self.at += 1;
+            if b != b'"' {
+                return Some(b);
             }
-            return false;
+            // A string: on to its closing quote, over escaped bytes.
+            loop {
+                let rest = self.json.get(self.at..).unwrap_or_default();
+                let Some(k) = memchr::memchr2(b'"', b'\\', rest) else {
+                    // Unterminated: the rest is inside it.
+                    self.at = self.json.len();
+                    return None;
+                };
+                self.at += k + 1;
+                if rest[k] == b'"' {
+                    break;
+                }
+                self.at += 1;
+            }
         }
-        in_string = b == b'"';
-        !in_string
-    })
+    }
 }
 
 /// Refuses JSON text nesting arrays and objects deeper than
@@ -579,6 +606,62 @@ mod tests {
         );
         let ok: EventInput = serde_json::from_str(&text).unwrap();
         assert_eq!(ok.metadata.len(), bounds::METADATA_ENTRIES);
+    }
+
+    /// The byte-by-byte definition [`outside_strings`] must agree with.
+    fn outside_strings_by_byte(json: &[u8]) -> Vec<u8> {
+        let (mut in_string, mut escaped) = (false, false);
+        json.iter()
+            .copied()
+            .filter(move |&b| {
+                if in_string {
+                    match b {
+                        _ if escaped => escaped = false,
+                        b'\\' => escaped = true,
+                        b'"' => in_string = false,
+                        _ => {}
+                    }
+                    return false;
+                }
+                in_string = b == b'"';
+                !in_string
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bytes_outside_strings_skip_strings_escapes_and_unterminated_tails() {
+        for text in [
+            "",
+            r#""""#,
+            r#"{"a": "b\"c", "d": [1, "\\"], "e": "x\\\"y"}"#,
+            r#"["unterminated, [ {"#,
+            "[\"ends in a backslash\\",
+            "\"\\",
+        ] {
+            let got: Vec<u8> = outside_strings(text.as_bytes()).collect();
+            assert_eq!(got, outside_strings_by_byte(text.as_bytes()), "{text}");
+        }
+        // Every string over a small alphabet of the bytes that matter, by a
+        // fixed pseudo-random sequence.
+        let alphabet = b"\"\\[]{},a ";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 24) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|i| alphabet[((x >> (i * 2 % 60)) % alphabet.len() as u64) as usize])
+                .collect();
+            let got: Vec<u8> = outside_strings(&text).collect();
+            assert_eq!(
+                got,
+                outside_strings_by_byte(&text),
+                "{:?}",
+                String::from_utf8_lossy(&text)
+            );
+        }
     }
 
     #[test]
