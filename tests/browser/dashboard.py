@@ -281,7 +281,9 @@ def scenario(page, watch, setup, admin, url, shots, result):
     # Charts: drawn from the series.
     goto(page, "charts")
     summary = page.locator("#chart-summary")
-    page.wait_for_function("Number(document.querySelector('#chart-summary').dataset.total) >= 4")
+    # Polled from here: the page's CSP forbids the eval that a string
+    # predicate for `wait_for_function` needs once it has to poll.
+    until(lambda: int(summary.get_attribute("data-total") or 0) >= 4, WAIT_MS / 1000)
     expect(page.locator("#chart-legend")).to_contain_text("handler_error")
     shot(page, shots, "charts")
 
