@@ -5,7 +5,7 @@
 //! retries and a restart; a restart closes every breaker; outcomes that
 //! are not retried are not, whatever `max_attempts` allows.
 
-use hookbox_tests::daemon::Daemon;
+use hookbox_tests::daemon::{Daemon, Reply};
 use hookbox_tests::{guests, read};
 use serde_json::{Value, json};
 
@@ -167,6 +167,18 @@ fn deploy_slow(d: &Daemon, ms: u64) {
         .expect(201);
 }
 
+/// `r` is a 429 whose message says `why`, with `Retry-After: 1`.
+#[track_caller]
+fn assert_busy(r: &Reply, why: &str) {
+    let m = r.error(429, "too_many_requests");
+    assert!(m.contains(why), "{m}");
+    assert_eq!(
+        r.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1"),
+        "{r}"
+    );
+}
+
 /// Each of `ids` settles with one delivery, `ok`.
 fn assert_each_ok(d: &Daemon, ids: &[String]) {
     for id in ids {
@@ -197,14 +209,7 @@ fn a_full_queue_answers_429_with_retry_after_and_loses_nothing() {
     let accepted = ids(&d.publish(&batch("first"), false).expect(202));
     // At most one of the four is running: three or more still queued, and
     // four more do not fit.
-    let r = d.publish(&batch("second"), false);
-    let m = r.error(429, "too_many_requests");
-    assert!(m.contains("queue is full"), "{m}");
-    assert_eq!(
-        r.headers.get("retry-after").and_then(|v| v.to_str().ok()),
-        Some("1"),
-        "{r}"
-    );
+    assert_busy(&d.publish(&batch("second"), false), "queue is full");
     assert_eq!(d.metric("hookbox_events_rejected_total"), Some(4.0));
     assert_each_ok(&d, &accepted);
     // Drained: the refused batch goes in whole, as new events.
@@ -238,13 +243,9 @@ fn a_tenant_past_its_share_of_the_queue_is_refused_while_another_waits() {
     // `bg` is under its share and the queue has room.
     accepted.extend(ids(&d.publish(&batch("bg", 1), false).expect(202)));
     // Now `hot` is refused, though the queue has room for its event.
-    let r = d.publish(&batch("hot", 1), false);
-    let m = r.error(429, "too_many_requests");
-    assert!(m.contains("tenant `hot` holds its share"), "{m}");
-    assert_eq!(
-        r.headers.get("retry-after").and_then(|v| v.to_str().ok()),
-        Some("1"),
-        "{r}"
+    assert_busy(
+        &d.publish(&batch("hot", 1), false),
+        "tenant `hot` holds its share",
     );
     // `bg` still gets in, up to the queue's capacity.
     accepted.extend(ids(&d.publish(&batch("bg", 1), false).expect(202)));
