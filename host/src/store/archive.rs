@@ -197,31 +197,4 @@ mod tests {
         assert_eq!(s.archived_event("01C").unwrap().unwrap().id, "01C");
         assert_eq!(s.t().log_events.len(), 1);
     }
-
-    #[test]
-    fn large_kept_events_split_a_batch_into_blocks_of_bounded_size() {
-        let (_dir, s) = crate::store::testutil::temp();
-        let now = crate::event::now_ms();
-        let big = format!("{{\"text\": \"{}\"}}", "x".repeat(30_000));
-        let events: Vec<Event> = (0..10)
-            .map(|i| {
-                let mut e = event(&format!("01E{i}"), now);
-                e.payload = serde_json::value::RawValue::from_string(big.clone()).unwrap();
-                e
-            })
-            .collect();
-        let lines: Vec<_> = events.iter().map(|e| entry("h", e, "ok", now)).collect();
-        let refs: Vec<&Event> = events.iter().collect();
-        s.append_logs_keeping(&lines.iter().collect::<Vec<_>>(), &refs)
-            .unwrap();
-        // 10 x 30 KB in blocks of at most ~96 KiB: four blocks (3+3+3+1).
-        assert_eq!(s.t().log.len(), 4);
-        assert_eq!(s.t().log_events.len(), 4);
-        for v in s.t().log_events.iter().values() {
-            assert!(v.unwrap().len() < 128 * 1024);
-        }
-        for e in &events {
-            assert_eq!(s.archived_event(&e.id).unwrap().unwrap().payload.get(), big);
-        }
-    }
 }

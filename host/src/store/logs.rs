@@ -46,12 +46,6 @@ const BLOCK_LINES: usize = 1024;
 /// The widest span of line times in one block: a time-bounded query reads
 /// the blocks starting up to this much before its lower bound.
 const BLOCK_SPAN_MS: u64 = 100;
-/// About the most bytes one block and the events it keeps take. sled
-/// writes a value bigger than a quarter of its segment (128 KiB by
-/// default) to a file of its own, created for it and deleted when the
-/// value is gone: a recorder batch of 512 finished 1 KiB events kept in
-/// one value made a file per batch.
-const BLOCK_BYTES: usize = 96 * 1024;
 
 /// Where a line is in the listing order: its time, then its block's key
 /// and its number in the block (positions order as the log lists lines,
@@ -116,27 +110,15 @@ fn matches(q: &LogQuery, e: &LogEntry) -> bool {
 }
 
 /// Splits lines sorted by time into blocks: at most [`BLOCK_LINES`] lines,
-/// at most [`BLOCK_SPAN_MS`] apart, and about [`BLOCK_BYTES`] at most by
-/// `weight` (a line's encoded size, with the event it keeps), so no sled
-/// value, and no tree node of them, grows past what sled writes inline.
-fn blocks<'a, 'e>(
-    sorted: &'a [&'e LogEntry],
-    weight: impl Fn(&LogEntry) -> usize,
-) -> impl Iterator<Item = &'a [&'e LogEntry]> {
+/// at most [`BLOCK_SPAN_MS`] apart.
+fn blocks<'a, 'e>(sorted: &'a [&'e LogEntry]) -> impl Iterator<Item = &'a [&'e LogEntry]> {
     let mut rest = sorted;
     std::iter::from_fn(move || {
         let first = rest.first()?.time_ms;
-        let mut bytes = 0usize;
         let n = rest
             .iter()
             .take(BLOCK_LINES)
             .take_while(|e| e.time_ms - first <= BLOCK_SPAN_MS)
-            .take_while(|e| {
-                // The first line always goes, however large.
-                let fits = bytes == 0 || bytes + weight(e) <= BLOCK_BYTES;
-                bytes += weight(e);
-                fits
-            })
             .count();
         let (block, tail) = rest.split_at(n);
         rest = tail;
@@ -233,16 +215,7 @@ impl Store {
         let finished: HashMap<&str, &Event> =
             finished.iter().map(|e| (e.id.as_str(), *e)).collect();
         let t = self.t();
-        // A line's encoded size is about 150 bytes plus its logs and
-        // emits; a kept event's, its payload plus about 100.
-        let weight = |e: &LogEntry| {
-            160 + e.logs.len() * 64
-                + e.emitted.len() * 128
-                + finished
-                    .get(e.event_id.as_str())
-                    .map_or(0, |ev| 100 + ev.payload.get().len())
-        };
-        for lines in blocks(&sorted, weight) {
+        for lines in blocks(&sorted) {
             let seq = self.inner.db.generate_id().sled()?;
             let key = keys::time_seq(lines[0].time_ms, seq);
             let mut by_event: HashMap<&str, Vec<u16>> = HashMap::new();
