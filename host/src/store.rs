@@ -31,9 +31,8 @@
 //! | `dead` | dead-letter id | [`DeadLetter`] |
 //! | `dead_by_handler` | `lp(handler) dead-letter id` | empty |
 //! | `log` | `u64 time_ms u64 seq` (a block's oldest line) | a block of [`LogEntry`] lines, binary (`logs/block.rs`; a JSON line in stores written before blocks) |
-//! | `log_by_event` | `lp(event id) u64 time_ms u64 seq` | u16 BE numbers of the event's lines in that block (empty: a JSON line), then `ff ff` when that block keeps the event |
-//! | `log_events` | a `log` block's key | the events whose final deliveries that block logs, binary (`logs/events.rs`), dropped with the block |
-//! | `finished_events` | event id | [`Event`](crate::event::Event), kept while it has log lines: dead-lettered events, cluster mode's, and stores written before `log_events` |
+//! | `log_by_event` | `lp(event id) u64 time_ms u64 seq` | u16 BE numbers of the event's lines in that block (empty: a JSON line) |
+//! | `finished_events` | event id | [`Event`](crate::event::Event), kept while it has log lines |
 //! | `stats` | handler name | per-handler counters + latency histogram |
 //! | `kv` | `lp(handler) lp(tenant) key` | `crate::kv::encode_entry` bytes |
 //! | `audit` | audit id | [`AuditEntry`] |
@@ -323,7 +322,6 @@ struct Trees {
     dead_by_handler: sled::Tree,
     log: sled::Tree,
     log_by_event: sled::Tree,
-    log_events: sled::Tree,
     finished_events: sled::Tree,
     stats: sled::Tree,
     kv: sled::Tree,
@@ -356,7 +354,6 @@ impl Store {
             dead_by_handler: tree("dead_by_handler")?,
             log: tree("log")?,
             log_by_event: tree("log_by_event")?,
-            log_events: tree("log_events")?,
             finished_events: tree("finished_events")?,
             stats: tree("stats")?,
             kv: tree("kv")?,

@@ -439,7 +439,7 @@ fn fill(inbox: &dyn Inbox, payload: &serde_json::Value, finished: usize, unfinis
         let pairs: Vec<(&Pending, &LogEntry)> =
             ready.iter().map(|r| &r.pending).zip(&entries).collect();
         for chunk in pairs.chunks(512) {
-            inbox.finish(chunk, &[]).expect("finish");
+            inbox.finish(chunk).expect("finish");
         }
     }
     inbox.flush().expect("flush");

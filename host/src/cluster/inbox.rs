@@ -670,9 +670,7 @@ impl Inbox for JetStreamInbox {
         Ok(q.drain(..n).collect())
     }
 
-    fn finish(&self, done: &[(&Pending, &LogEntry)], _events: &[&Event]) -> Result<()> {
-        // The lines carry their events to the shared log, whose mirror
-        // keeps them in each node's store (`journal.rs`).
+    fn finish(&self, done: &[(&Pending, &LogEntry)]) -> Result<()> {
         let s = &self.shared;
         let keys: Vec<Key> = done
             .iter()

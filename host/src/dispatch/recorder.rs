@@ -4,8 +4,7 @@
 //! and hands the outcome to the recorder thread, then takes the next job.
 //! The recorder drains what the workers handed it (up to [`BATCH`]) and
 //! writes it with [`Inbox::finish`](crate::store::Inbox::finish):
-//! one log batch (which keeps the finished events for lookup), one stats
-//! update per handler and one queue transaction,
+//! one log batch, one stats update per handler and one queue transaction,
 //! where a write per delivery cost 3–4 sled writes and a transaction. Only
 //! then does it announce the outcomes (so whoever sees a notice finds the
 //! log line) and release the ordering keys the deliveries held, so an
@@ -71,15 +70,13 @@ impl Inner {
             .iter()
             .map(|f| (&f.job.data.pending, &f.entry))
             .collect();
-        let events: Vec<&crate::event::Event> = batch.iter().map(|f| &*f.job.data.event).collect();
-        let recorded: Vec<bool> = match self.inbox.finish(&pairs, &events) {
+        let recorded: Vec<bool> = match self.inbox.finish(&pairs) {
             Ok(()) => vec![true; pairs.len()],
             Err(e) => {
                 tracing::warn!(deliveries = pairs.len(), error = %e, "Recording a batch of outcomes failed; recording them one by one");
                 pairs
                     .iter()
-                    .zip(&events)
-                    .map(|(&(p, entry), &event)| match self.inbox.finish(&[(p, entry)], &[event]) {
+                    .map(|&(p, entry)| match self.inbox.finish(&[(p, entry)]) {
                         Ok(()) => true,
                         Err(e) => {
                             tracing::error!(handler = %p.handler, event = %p.event_id, error = %e, "Recording a delivery outcome failed; will retry it");
@@ -89,7 +86,14 @@ impl Inner {
                     .collect()
             }
         };
-        drop((pairs, events));
+        drop(pairs);
+        let finished: Vec<&crate::event::Event> = batch
+            .iter()
+            .zip(&recorded)
+            .filter(|(_, ok)| **ok)
+            .map(|(f, _)| &*f.job.data.event)
+            .collect();
+        self.archive(&finished);
         let mut notices = Vec::with_capacity(batch.len());
         let mut wake = false;
         {

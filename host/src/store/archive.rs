@@ -1,13 +1,11 @@
 //! Finished events kept for the delivery log's retention (issue 13, item
 //! 6): the inbox drops an event once its last delivery is final, but an
 //! operator looking up `GET /v1/events/{id}` afterwards wants its payload
-//! beside its log lines. Events whose deliveries end in the recorder (ok
-//! or expired) are kept with the block of log lines the recorder writes (`logs/events.rs`) and go with that block.
-//! Dead-lettered events, and cluster mode's (from the shared log), are
-//! kept here, in `finished_events`, one value each: retention drops one
-//! with its last log line, or once it is older than `log_max_age` (event
-//! ids are ULIDs, so the tree is in accept order and the age sweep stops
-//! at the first young event).
+//! beside its log lines. The dispatcher archives an event when one of its
+//! deliveries ends (ok, dead-lettered or expired); retention drops it with
+//! its last log line, or once it is older than `log_max_age` (event ids
+//! are ULIDs, so the tree is in accept order and the age sweep stops at the
+//! first young event).
 
 use super::{Result, SledExt, Store, decode, encode};
 use crate::event::Event;
@@ -29,9 +27,6 @@ impl Store {
 
     /// A finished event still within the log's retention.
     pub fn archived_event(&self, id: &str) -> Result<Option<Event>> {
-        if let Some(e) = self.kept_event(id)? {
-            return Ok(Some(e));
-        }
         self.t()
             .finished_events
             .get(id.as_bytes())
@@ -44,11 +39,6 @@ impl Store {
     pub(super) fn forget_unlogged(&self, ids: &[String]) -> Result<()> {
         let t = self.t();
         for id in ids {
-            // Most events are kept with their log blocks, not here: a read
-            // spares the index scan.
-            if !t.finished_events.contains_key(id.as_bytes()).sled()? {
-                continue;
-            }
             let prefix = super::keys::parts(&[id.as_bytes()]);
             if t.log_by_event.scan_prefix(&prefix).next().is_none() {
                 t.finished_events.remove(id.as_bytes()).sled()?;
@@ -139,62 +129,5 @@ mod tests {
         assert_eq!(s.sweep_archive(now - 3_600_000).unwrap(), 1);
         assert!(s.archived_event("00OLD").unwrap().is_none());
         assert!(s.archived_event("01YOUNG").unwrap().is_some());
-    }
-
-    #[test]
-    fn kept_with_the_log_block_and_dropped_with_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(
-            dir.path(),
-            StoreOptions {
-                log_max_entries: 3,
-                log_max_age: Duration::from_secs(3600),
-                ..opts()
-            },
-        )
-        .unwrap();
-        let now = crate::event::now_ms();
-        let (a, b) = (event("01A", now), event("01B", now));
-        // One block: two lines of a (two handlers), one of b; both finished.
-        let first = [
-            entry("h1", &a, "ok", now - 10),
-            entry("h2", &a, "ok", now - 9),
-            entry("h1", &b, "ok", now - 8),
-        ];
-        s.append_logs_keeping(&first.iter().collect::<Vec<_>>(), &[&a, &b, &a])
-            .unwrap();
-        assert_eq!(s.t().finished_events.len(), 0, "no value per event");
-        assert_eq!(s.t().log_events.len(), 1, "one value for the block");
-        let got = s.archived_event("01A").unwrap().unwrap();
-        assert_eq!(
-            serde_json::to_string(&got).unwrap(),
-            serde_json::to_string(&a).unwrap()
-        );
-        assert_eq!(s.archived_event("01B").unwrap().unwrap().id, "01B");
-        // The index mark is not a line.
-        assert_eq!(s.deliveries_of("01A").unwrap().len(), 2);
-
-        // A second block with one more line of a: the cap (3) trims the
-        // first block's oldest line (a's), so that block stays, and a is
-        // still found through it.
-        let c = event("01C", now);
-        s.append_logs_keeping(&[&entry("h1", &c, "ok", now + 200)], &[])
-            .unwrap();
-        s.enforce_retention().unwrap();
-        assert_eq!(s.deliveries_of("01A").unwrap().len(), 1);
-        assert!(s.archived_event("01A").unwrap().is_some());
-        assert!(s.archived_event("01C").unwrap().is_none(), "not finished");
-        // Two more lines: the first block goes whole, its events with it.
-        let more = [
-            entry("h1", &c, "ok", now + 300),
-            entry("h1", &c, "ok", now + 301),
-        ];
-        s.append_logs_keeping(&more.iter().collect::<Vec<_>>(), &[&c])
-            .unwrap();
-        s.enforce_retention().unwrap();
-        assert!(s.archived_event("01A").unwrap().is_none());
-        assert!(s.archived_event("01B").unwrap().is_none());
-        assert_eq!(s.archived_event("01C").unwrap().unwrap().id, "01C");
-        assert_eq!(s.t().log_events.len(), 1);
     }
 }

@@ -63,12 +63,8 @@ pub trait Inbox: Send + Sync + std::fmt::Debug {
 
     /// Deliveries are final (any outcome but a dead letter): their log
     /// records are written and they are never handed out again, not even
-    /// by a later [`Inbox::replay`]. Finishing twice is harmless. `events`
-    /// are these deliveries' events, kept with their log lines for
-    /// [`Store::archived_event`](super::Store::archived_event) (the
-    /// cluster inbox's shared log carries them to every node's store
-    /// instead).
-    fn finish(&self, done: &[(&Pending, &LogEntry)], events: &[&Event]) -> Result<()>;
+    /// by a later [`Inbox::replay`]. Finishing twice is harmless.
+    fn finish(&self, done: &[(&Pending, &LogEntry)]) -> Result<()>;
 
     /// An attempt failed and the delivery runs again at `due_ms`: logs the
     /// attempt and durably schedules the next one (this attempt's error
@@ -207,8 +203,8 @@ impl Inbox for Store {
         Ok(self.inner.ready.take(max))
     }
 
-    fn finish(&self, done: &[(&Pending, &LogEntry)], events: &[&Event]) -> Result<()> {
-        self.finish_all(done, events)
+    fn finish(&self, done: &[(&Pending, &LogEntry)]) -> Result<()> {
+        self.finish_all(done)
     }
 
     fn retry_at(&self, p: &Pending, entry: &LogEntry, due_ms: u64) -> Result<Pending> {
@@ -322,7 +318,7 @@ mod tests {
             let ready = s.take_ready(usize::MAX).unwrap();
             let first = &ready[0].pending;
             let entry = entry_for(first, "ok");
-            Inbox::finish(&s, &[(first, &entry)], &[]).unwrap();
+            Inbox::finish(&s, &[(first, &entry)]).unwrap();
             let second = &ready[1].pending;
             let entry = entry_for(second, "trap");
             let next = s.retry_at(second, &entry, 42).unwrap();

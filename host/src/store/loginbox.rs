@@ -613,12 +613,12 @@ impl Inbox for LogInbox {
         Ok(self.core.ready.take(max))
     }
 
-    fn finish(&self, done: &[(&Pending, &LogEntry)], events: &[&Event]) -> Result<()> {
+    fn finish(&self, done: &[(&Pending, &LogEntry)]) -> Result<()> {
         if done.is_empty() {
             return Ok(());
         }
         let entries: Vec<&LogEntry> = done.iter().map(|&(_, e)| e).collect();
-        self.core.store.append_logs_keeping(&entries, events)?;
+        self.core.store.append_logs(&entries)?;
         self.core
             .store
             .record_stats_of(&entries, StatKind::Attempt)?;

@@ -23,7 +23,6 @@
 //! when the log is empty).
 
 mod block;
-mod events;
 
 use std::collections::{BinaryHeap, HashMap};
 
@@ -32,7 +31,7 @@ use block::Block;
 use super::queue::IdemRecord;
 use super::records::page_size;
 use super::{LogEntry, LogPage, LogQuery, Result, SledExt, Store, StoreError, decode, keys};
-use crate::event::{Event, now_ms};
+use crate::event::now_ms;
 
 const META_LOG_COUNT: &[u8] = b"log_count";
 /// Non-matching log lines a single query may skip: a sparse filter returns
@@ -195,25 +194,11 @@ impl Store {
     /// takes sled's process-wide write lock and writes out its log buffer,
     /// which costs more than the inserts themselves.
     pub(super) fn append_logs(&self, entries: &[&LogEntry]) -> Result<()> {
-        self.append_logs_keeping(entries, &[])
-    }
-
-    /// [`Self::append_logs`], keeping each of `finished` (events whose
-    /// deliveries among `entries` are final) with the block that holds its
-    /// lines, for [`Store::archived_event`]: one more insert per block
-    /// (`logs/events.rs`), written before the index that points at it.
-    pub(super) fn append_logs_keeping(
-        &self,
-        entries: &[&LogEntry],
-        finished: &[&Event],
-    ) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
         let mut sorted = entries.to_vec();
         sorted.sort_by_key(|e| e.time_ms);
-        let finished: HashMap<&str, &Event> =
-            finished.iter().map(|e| (e.id.as_str(), *e)).collect();
         let t = self.t();
         for lines in blocks(&sorted) {
             let seq = self.inner.db.generate_id().sled()?;
@@ -224,50 +209,15 @@ impl Store {
                 let n = u16::try_from(i).unwrap_or(u16::MAX);
                 by_event.entry(&e.event_id).or_default().push(n);
             }
-            let mut kept = Vec::new();
-            let index: Vec<(&str, Vec<u8>)> = by_event
-                .into_iter()
-                .map(|(event_id, lines)| {
-                    let mut value = numbers(lines);
-                    if let Some(e) = finished.get(event_id) {
-                        kept.push(*e);
-                        value.extend_from_slice(&events::KEPT);
-                    }
-                    (event_id, value)
-                })
-                .collect();
-            if !kept.is_empty() {
-                t.log_events.insert(key, events::encode(&kept)).sled()?;
-            }
-            for (event_id, value) in index {
+            for (event_id, lines) in by_event {
                 t.log_by_event
-                    .insert(by_event_key(event_id, &key), value)
+                    .insert(by_event_key(event_id, &key), numbers(lines))
                     .sled()?;
             }
             let value = block::encode(lines, || self.new_id())?;
             t.log.insert(key, value).sled()?;
         }
         self.bump(META_LOG_COUNT, entries.len() as i64)
-    }
-
-    /// The newest copy of event `id` kept with its log lines
-    /// ([`Self::append_logs_keeping`]), if any.
-    pub(super) fn kept_event(&self, id: &str) -> Result<Option<Event>> {
-        let t = self.t();
-        let prefix = keys::parts(&[id.as_bytes()]);
-        for item in t.log_by_event.scan_prefix(&prefix).rev() {
-            let (k, v) = item.sled()?;
-            if !events::keeps_event(&v) {
-                continue;
-            }
-            let log_key = &k[prefix.len()..];
-            if let Some(value) = t.log_events.get(log_key).sled()?
-                && let Some(e) = events::find(log_key, &value, id)?
-            {
-                return Ok(Some(e));
-            }
-        }
-        Ok(None)
     }
 
     /// Cluster mode: log lines from the cluster's shared log, each with its
@@ -384,7 +334,7 @@ impl Store {
                 out.append(&mut block.lines);
                 continue;
             }
-            for n in lines.chunks_exact(2).filter(|n| *n != events::KEPT) {
+            for n in lines.chunks_exact(2) {
                 if let Some(e) = block.get(u16::from_be_bytes([n[0], n[1]])) {
                     out.push(e.clone());
                 }
@@ -452,7 +402,6 @@ impl Store {
     fn remove_oldest_logs(&self, n: usize, before_ms: Option<u64>) -> Result<u64> {
         let hi = keys::time_seq(before_ms.unwrap_or(u64::MAX), 0);
         let mut log = sled::Batch::default();
-        let mut kept_events = sled::Batch::default();
         let mut index = sled::Batch::default();
         let mut count = 0usize;
         let mut events = Vec::new();
@@ -491,24 +440,11 @@ impl Store {
                     index.remove(key);
                     events.push(event_id.to_string());
                 } else {
-                    // Still the block that keeps the event, if it was.
-                    let mut value = numbers(lines);
-                    if self
-                        .t()
-                        .log_by_event
-                        .get(&key)
-                        .sled()?
-                        .is_some_and(|v| events::keeps_event(&v))
-                    {
-                        value.extend_from_slice(&events::KEPT);
-                    }
-                    index.insert(key, value);
+                    index.insert(key, numbers(lines));
                 }
             }
             count += drop;
             if drop == block.lines.len() {
-                // The events kept with the block go with it.
-                kept_events.remove(k.clone());
                 log.remove(k);
             } else {
                 log.insert(k.clone(), block.trimmed(&v, drop));
@@ -521,12 +457,10 @@ impl Store {
             // point of removing it.
             self.t().log_by_event.apply_batch(index).sled()?;
             self.t().log.apply_batch(log).sled()?;
-            self.t().log_events.apply_batch(kept_events).sled()?;
             self.bump(META_LOG_COUNT, -(count as i64))?;
             events.sort_unstable();
             events.dedup();
-            // A finished event kept on its own (`finished_events`) goes
-            // with its last log line.
+            // A finished event goes with its last log line.
             self.forget_unlogged(&events)?;
         }
         Ok(count as u64)

@@ -229,20 +229,19 @@ impl Store {
     /// logs it, counts it, removes the pending entry, and the event with
     /// the last. Finishing twice is harmless.
     pub fn finish(&self, p: &Pending, entry: &LogEntry) -> Result<()> {
-        self.finish_all(&[(p, entry)], &[])
+        self.finish_all(&[(p, entry)])
     }
 
     /// [`Self::finish`] for many deliveries: the log lines, one stats update
     /// per handler, then the pending entries, all with plain writes (no sled
     /// batch or transaction, see [`Self::remove_pending`]). Deliveries of
-    /// one event may be among them. `events` are kept with the log lines
-    /// ([`Self::archived_event`]).
-    pub fn finish_all(&self, done: &[(&Pending, &LogEntry)], events: &[&Event]) -> Result<()> {
+    /// one event may be among them.
+    pub fn finish_all(&self, done: &[(&Pending, &LogEntry)]) -> Result<()> {
         if done.is_empty() {
             return Ok(());
         }
         let entries: Vec<&LogEntry> = done.iter().map(|&(_, e)| e).collect();
-        self.append_logs_keeping(&entries, events)?;
+        self.append_logs(&entries)?;
         self.record_stats_of(&entries, StatKind::Attempt)?;
         for (p, _) in done {
             // Taken per delivery, so an accept waits for one removal at

@@ -59,7 +59,7 @@ fn a_reopen_replays_what_is_not_finished_with_its_retries() {
         let ready = i.take_ready(usize::MAX).unwrap();
         assert_eq!(ready.len(), 6);
         let (first, second) = (&ready[0].pending, &ready[1].pending);
-        i.finish(&[(first, &attempt(first, "ok"))], &[]).unwrap();
+        i.finish(&[(first, &attempt(first, "ok"))]).unwrap();
         let next = i.retry_at(second, &attempt(second, "trap"), 7).unwrap();
         assert_eq!((next.attempt, next.due_ms, next.errors.len()), (2, 7, 1));
         before = open_keys(&i);
@@ -79,7 +79,7 @@ fn a_reopen_replays_what_is_not_finished_with_its_retries() {
         .map(|r| (r.pending.clone(), attempt(&r.pending, "ok")))
         .collect();
     let refs: Vec<(&Pending, &LogEntry)> = pairs.iter().map(|(p, e)| (p, e)).collect();
-    i.finish(&refs, &[]).unwrap();
+    i.finish(&refs).unwrap();
     i.flush().unwrap();
     drop((s, i));
     let (_s, i) = inbox(dir.path());
@@ -113,14 +113,14 @@ fn finished_segments_are_deleted_and_open_ones_kept() {
         .map(|r| (r.pending.clone(), attempt(&r.pending, "ok")))
         .collect();
     let refs: Vec<(&Pending, &LogEntry)> = done.iter().map(|(p, e)| (p, e)).collect();
-    i.finish(&refs, &[]).unwrap();
+    i.finish(&refs).unwrap();
     i.flush().unwrap();
     // Everything before the unfinished event's segment is gone.
     let ids = super::super::segment::segment_ids(&log).unwrap();
     assert_eq!(ids.first(), Some(&slow_segment), "{ids:?}");
     // Once it finishes too, only the newest segment is left.
     let slow = ready.iter().find(|r| r.pending.handler == "slow").unwrap();
-    i.finish(&[(&slow.pending, &attempt(&slow.pending, "ok"))], &[])
+    i.finish(&[(&slow.pending, &attempt(&slow.pending, "ok"))])
         .unwrap();
     i.flush().unwrap();
     let ids = super::super::segment::segment_ids(&log).unwrap();

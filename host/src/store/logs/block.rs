@@ -154,7 +154,7 @@ pub(super) fn encode(lines: &[&LogEntry], mut id: impl FnMut() -> String) -> Res
     Ok(out)
 }
 
-pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -162,7 +162,7 @@ pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
+fn put_str(out: &mut Vec<u8>, s: &str) {
     put_varint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
 }
@@ -180,21 +180,21 @@ fn put_json_list<T: serde::Serialize>(out: &mut Vec<u8>, list: &[T]) -> Result<(
     Ok(())
 }
 
-pub(super) struct Reader<'a> {
-    pub bytes: &'a [u8],
-    pub at: usize,
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
 }
 
-pub(super) type Read<T> = std::result::Result<T, String>;
+type Read<T> = std::result::Result<T, String>;
 
 impl Reader<'_> {
-    pub fn byte(&mut self) -> Read<u8> {
+    fn byte(&mut self) -> Read<u8> {
         let b = *self.bytes.get(self.at).ok_or("truncated line")?;
         self.at += 1;
         Ok(b)
     }
 
-    pub fn varint(&mut self) -> Read<u64> {
+    fn varint(&mut self) -> Read<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -206,11 +206,11 @@ impl Reader<'_> {
         Err("varint longer than 64 bits".into())
     }
 
-    pub fn u32(&mut self) -> Read<u32> {
+    fn u32(&mut self) -> Read<u32> {
         u32::try_from(self.varint()?).map_err(|_| "number out of range".to_string())
     }
 
-    pub fn bytes(&mut self) -> Read<&[u8]> {
+    fn bytes(&mut self) -> Read<&[u8]> {
         let len = usize::try_from(self.varint()?).map_err(|_| "length out of range")?;
         let end = self
             .at
@@ -222,7 +222,7 @@ impl Reader<'_> {
         Ok(b)
     }
 
-    pub fn string(&mut self) -> Read<String> {
+    fn string(&mut self) -> Read<String> {
         String::from_utf8(self.bytes()?.to_vec()).map_err(|_| "a string is not UTF-8".into())
     }
 

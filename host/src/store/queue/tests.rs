@@ -194,7 +194,7 @@ fn many_deliveries_finish_in_one_call() {
         .position(|(p, _)| p.event_id == a.id && p.handler == "h1")
         .unwrap();
     done.push(done[a_h1]);
-    s.finish_all(&done, &[]).unwrap();
+    s.finish_all(&done).unwrap();
     assert!(s.pending().unwrap().is_empty());
     assert!(s.event(&a.id).unwrap().is_none());
     assert!(s.event(&b.id).unwrap().is_none());
