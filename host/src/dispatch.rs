@@ -1138,7 +1138,7 @@ impl Inner {
     /// after the inbox drops them (`store/archive.rs`); a failure costs
     /// only that lookup, so it is logged, not retried.
     fn archive(&self, events: &[&Event]) {
-        if events.is_empty() {
+        if events.is_empty() || self.inbox.keeps_finished_events() {
             return;
         }
         if let Err(e) = self.store.archive_events(events) {
@@ -1299,7 +1299,8 @@ impl Inner {
                 .idempotency_key
                 .clone()
                 .map(|k| (input.tenant.clone(), k));
-            let event = input.accept(source, depth, max_payload).map_err(invalid)?;
+            // Validated at the top of the loop.
+            let event = input.into_event(source, depth).map_err(invalid)?;
             if let Some(k) = idem {
                 keys_in_batch.insert(k, event.id.clone());
             }

@@ -336,6 +336,12 @@ impl EventInput {
         max_payload: usize,
     ) -> Result<Event, InvalidEvent> {
         self.validate(max_payload)?;
+        self.into_event(source, depth)
+    }
+
+    /// [`Self::accept`] for an input that [`Self::validate`] passed already:
+    /// the payload is not scanned a second time.
+    pub(crate) fn into_event(self, source: &str, depth: u32) -> Result<Event, InvalidEvent> {
         check_text("source", source, bounds::SOURCE_BYTES)?;
         let time = now_ms();
         Ok(Event {

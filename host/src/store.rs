@@ -31,8 +31,8 @@
 //! | `dead` | dead-letter id | [`DeadLetter`] |
 //! | `dead_by_handler` | `lp(handler) dead-letter id` | empty |
 //! | `log` | `u64 time_ms u64 seq` (a block's oldest line) | a block of [`LogEntry`] lines, binary (`logs/block.rs`; a JSON line in stores written before blocks) |
-//! | `log_by_event` | `lp(event id) u64 time_ms u64 seq` | u16 BE numbers of the event's lines in that block (empty: a JSON line) |
-//! | `finished_events` | event id | [`Event`](crate::event::Event), kept while it has log lines |
+//! | `log_by_event` | `lp(event id) u64 time_ms u64 seq` | u16 BE numbers of the event's lines in that block (empty: a JSON line); or `ff ff`, u16 BE count, the numbers, then the [`Event`](crate::event::Event) as JSON: the entry of the line that ended its last delivery (log inbox) keeps the finished event |
+//! | `finished_events` | event id | [`Event`](crate::event::Event), kept while it has log lines (sled inbox, cluster mode) |
 //! | `stats` | handler name | per-handler counters + latency histogram |
 //! | `kv` | `lp(handler) lp(tenant) key` | `crate::kv::encode_entry` bytes |
 //! | `audit` | audit id | [`AuditEntry`] |

@@ -1,22 +1,32 @@
 //! Finished events kept for the delivery log's retention (issue 13, item
 //! 6): the inbox drops an event once its last delivery is final, but an
 //! operator looking up `GET /v1/events/{id}` afterwards wants its payload
-//! beside its log lines. The dispatcher archives an event when one of its
-//! deliveries ends (ok, dead-lettered or expired); retention drops it with
-//! its last log line, or once it is older than `log_max_age` (event ids
-//! are ULIDs, so the tree is in accept order and the age sweep stops at the
-//! first young event).
+//! beside its log lines.
+//!
+//! The log inbox keeps an event in the delivery log's index entry of the
+//! line that ends its last delivery (`logs.rs`, [`Store::kept_event`]), so
+//! keeping it costs no write of its own and retention drops it with that
+//! line. Otherwise (the sled inbox, cluster mode) the dispatcher archives
+//! an event in `finished_events` when one of its deliveries ends (ok,
+//! dead-lettered or expired); retention drops it with its last log line,
+//! or once it is older than `log_max_age` (event ids are ULIDs, so the tree
+//! is in accept order and the age sweep stops at the first young event).
 
 use super::{Result, SledExt, Store, decode, encode};
 use crate::event::Event;
 
 impl Store {
-    /// Keeps each of `events` (once: one already kept is not rewritten).
-    /// Plain inserts, as for log lines.
+    /// Keeps each of `events`: one plain insert per distinct event, as for
+    /// log lines. An event kept already (one with several handlers whose
+    /// deliveries end in different recorder batches) is written again with
+    /// the same bytes: looking each event up first cost more than the
+    /// insert itself (a sled read of a key that is almost never there was
+    /// the recorder's largest single cost).
     pub fn archive_events(&self, events: &[&Event]) -> Result<()> {
         let t = self.t();
+        let mut seen = std::collections::HashSet::with_capacity(events.len());
         for e in events {
-            if !t.finished_events.contains_key(e.id.as_bytes()).sled()? {
+            if seen.insert(e.id.as_str()) {
                 t.finished_events
                     .insert(e.id.as_bytes(), encode(*e)?)
                     .sled()?;
@@ -25,8 +35,14 @@ impl Store {
         Ok(())
     }
 
-    /// A finished event still within the log's retention.
+    /// A finished event still within the log's retention: kept in the
+    /// delivery log's index (the log inbox) or in `finished_events` (the
+    /// sled inbox, cluster mode, and stores written before the index kept
+    /// events).
     pub fn archived_event(&self, id: &str) -> Result<Option<Event>> {
+        if let Some(e) = self.kept_event(id)? {
+            return Ok(Some(e));
+        }
         self.t()
             .finished_events
             .get(id.as_bytes())
@@ -38,6 +54,11 @@ impl Store {
     /// Drops the archived events among `ids` that have no log line left.
     pub(super) fn forget_unlogged(&self, ids: &[String]) -> Result<()> {
         let t = self.t();
+        // With the log inbox, events are kept in the log's index and this
+        // tree stays empty: no lookup per removed line's event.
+        if t.finished_events.is_empty() {
+            return Ok(());
+        }
         for id in ids {
             let prefix = super::keys::parts(&[id.as_bytes()]);
             if t.log_by_event.scan_prefix(&prefix).next().is_none() {

@@ -114,6 +114,14 @@ pub trait Inbox: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// Whether [`Inbox::finish`] and [`Inbox::dead_letter`] keep an event
+    /// whose last delivery they end for [`Store::archived_event`]
+    /// themselves; when false, the caller archives it
+    /// ([`Store::archive_events`]).
+    fn keeps_finished_events(&self) -> bool {
+        false
+    }
+
     /// Connects an inbox whose deliveries also become ready on their own
     /// (taken from a shared log by a background task, not only by
     /// [`Inbox::append`] or [`Inbox::replay`]) to its caller. The embedded

@@ -19,7 +19,9 @@
 //! (`str` is a `u32` little-endian length and UTF-8 bytes.)
 //!
 //! **Progress is written behind.** Successful deliveries' log lines and
-//! stats go to sled as before, their `FINISH` markers into a buffer; every
+//! stats go to sled as before (an event whose last delivery ends is kept
+//! in the log line's index entry for `GET /v1/events/{id}`, no write of
+//! its own), their `FINISH` markers into a buffer; every
 //! [`CHECKPOINT`], on a thread of its own (so no recorder waits for the
 //! fsyncs), and at [`Inbox::flush`], sled is flushed
 //! first and then the markers are appended, so a finished delivery's log
@@ -104,6 +106,28 @@ impl State {
             .1 += 1;
     }
 
+    /// The events whose every open delivery is among `done`: those the
+    /// deliveries end.
+    fn ending<'p>(&self, done: impl Iterator<Item = &'p Pending>) -> HashMap<&'p str, Arc<Event>> {
+        let mut closing: HashMap<&str, u32> = HashMap::new();
+        for p in done {
+            // Keys cloned as `close` does; a delivery not open ends nothing.
+            if self
+                .open
+                .contains_key(&(p.event_id.clone(), p.handler.clone()))
+            {
+                *closing.entry(p.event_id.as_str()).or_default() += 1;
+            }
+        }
+        closing
+            .into_iter()
+            .filter_map(|(id, n)| match self.events.get(id) {
+                Some((event, open)) if *open == n => Some((id, event.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether the delivery was open.
     fn close(&mut self, key: &Key) -> bool {
         let Some(o) = self.open.remove(key) else {
@@ -140,6 +164,11 @@ struct Core {
     ready: ReadySet,
     /// Serialises dead-lettering (see the module docs).
     dead: Mutex<()>,
+    /// Held by [`Inbox::finish`] and [`Inbox::dead_letter`] from deciding
+    /// which deliveries end their event to closing them, so two that end
+    /// the last two deliveries of one event at once cannot both decide
+    /// that the other is the last (and neither keep the event).
+    closing: Mutex<()>,
 }
 
 /// The checkpoint thread and how to stop it.
@@ -338,6 +367,7 @@ impl LogInbox {
             state: Mutex::new(State::default()),
             ready: ReadySet::default(),
             dead: Mutex::new(()),
+            closing: Mutex::new(()),
         });
         let mut inbox = LogInbox { core, ticker: None };
         inbox.rebuild()?;
@@ -613,12 +643,25 @@ impl Inbox for LogInbox {
         Ok(self.core.ready.take(max))
     }
 
+    fn keeps_finished_events(&self) -> bool {
+        true
+    }
+
+    /// Logs and counts the attempts, keeping each event whose last open
+    /// delivery is among them beside its line (see
+    /// [`Inbox::keeps_finished_events`]), then closes the deliveries.
     fn finish(&self, done: &[(&Pending, &LogEntry)]) -> Result<()> {
         if done.is_empty() {
             return Ok(());
         }
+        let _closing = self.core.closing.lock().unwrap_or_else(|p| p.into_inner());
+        let ending = self.core.state().ending(done.iter().map(|(p, _)| *p));
+        let lines: Vec<(&LogEntry, Option<&Event>)> = done
+            .iter()
+            .map(|&(p, e)| (e, ending.get(p.event_id.as_str()).map(|ev| &**ev)))
+            .collect();
+        self.core.store.append_logs_keeping(&lines)?;
         let entries: Vec<&LogEntry> = done.iter().map(|&(_, e)| e).collect();
-        self.core.store.append_logs(&entries)?;
         self.core
             .store
             .record_stats_of(&entries, StatKind::Attempt)?;
@@ -654,19 +697,26 @@ impl Inbox for LogInbox {
     }
 
     fn dead_letter(&self, p: &Pending, entry: &LogEntry) -> Result<DeadLetter> {
-        self.core.store.append_log(entry)?;
-        self.core.store.record_stats(entry, StatKind::DeadLetter)?;
         let _serial = self.core.dead.lock().unwrap_or_else(|p| p.into_inner());
+        let _closing = self.core.closing.lock().unwrap_or_else(|p| p.into_inner());
         let key = (p.event_id.clone(), p.handler.clone());
-        let (event, stored) = {
+        let open = {
             let st = self.core.state();
-            let Some(o) = st.open.get(&key) else {
-                return Err(not_pending(p));
-            };
-            let Some((event, _)) = st.events.get(&p.event_id) else {
-                return Err(not_pending(p));
-            };
-            (event.clone(), o.pending.clone())
+            st.open.get(&key).map(|o| o.pending.clone()).zip(
+                st.events
+                    .get(&p.event_id)
+                    .map(|(event, open)| (event.clone(), *open == 1)),
+            )
+        };
+        // The attempt is logged and counted even when the delivery is no
+        // longer open (its handler was deleted meanwhile).
+        let kept = open
+            .as_ref()
+            .and_then(|(_, (event, last))| last.then_some(&**event));
+        self.core.store.append_logs_keeping(&[(entry, kept)])?;
+        self.core.store.record_stats(entry, StatKind::DeadLetter)?;
+        let Some((stored, (event, _))) = open else {
+            return Err(not_pending(p));
         };
         let id = self.core.store.new_ulid();
         let mut errors = stored.errors;
@@ -770,6 +820,7 @@ impl Inbox for LogInbox {
     }
 
     fn discard(&self, handler: &str) -> Result<u64> {
+        let _closing = self.core.closing.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = self.core.state();
         let keys: Vec<Key> = st
             .open
@@ -777,12 +828,26 @@ impl Inbox for LogInbox {
             .filter(|(_, h)| h == handler)
             .cloned()
             .collect();
+        // Events that end here, with no line to keep them beside: those
+        // that other handlers' deliveries logged are archived instead.
+        let mut ended = Vec::new();
         for k in &keys {
+            let event = st.events.get(&k.0).map(|(e, _)| e.clone());
             st.close(k);
+            if let Some(e) = event.filter(|e| !st.events.contains_key(&e.id)) {
+                ended.push(e);
+            }
         }
         let n = keys.len() as u64;
         st.finished.extend(keys);
         drop(st);
+        let mut logged = Vec::new();
+        for e in &ended {
+            if !self.core.store.deliveries_of(&e.id)?.is_empty() {
+                logged.push(&**e);
+            }
+        }
+        self.core.store.archive_events(&logged)?;
         self.core.checkpoint(true)?;
         Ok(n)
     }

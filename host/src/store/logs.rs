@@ -13,7 +13,11 @@
 //! come oldest first; a block holds lines at most [`BLOCK_SPAN_MS`] apart,
 //! sorted by time, numbered from 0. `log_by_event` = `lp(event id) u64
 //! time_ms u64 seq` → the numbers (u16 BE each) of that event's lines in
-//! that block (empty: the whole value is one line written before blocks).
+//! that block (empty: the whole value is one line written before blocks);
+//! an entry that keeps its finished event (the log inbox writes the event
+//! with the line that ends its last delivery, `archive.rs`) is `ff ff`, a
+//! u16 BE count, the numbers, then the event as JSON. Retention that trims
+//! an entry's lines keeps its event; removing the entry drops it.
 //! Lines list newest first by time, then by block key and number (blocks
 //! whose times overlap are merged: a batch may carry a line stamped before
 //! the previous batch's newest); a cursor is the last listed line's time,
@@ -31,7 +35,7 @@ use block::Block;
 use super::queue::IdemRecord;
 use super::records::page_size;
 use super::{LogEntry, LogPage, LogQuery, Result, SledExt, Store, StoreError, decode, keys};
-use crate::event::now_ms;
+use crate::event::{Event, now_ms};
 
 const META_LOG_COUNT: &[u8] = b"log_count";
 /// Non-matching log lines a single query may skip: a sparse filter returns
@@ -97,6 +101,39 @@ fn by_event_key(event_id: &str, log_key: &[u8]) -> Vec<u8> {
 /// The index value naming line numbers `lines`.
 fn numbers(lines: impl IntoIterator<Item = u16>) -> Vec<u8> {
     lines.into_iter().flat_map(u16::to_be_bytes).collect()
+}
+
+/// The first two bytes of an index value that keeps its event: no line
+/// number is that large (a block holds at most [`BLOCK_LINES`]).
+const KEPT_MARK: [u8; 2] = [0xff, 0xff];
+
+/// The index value naming line numbers `lines` and keeping `event` (its
+/// stored bytes): the mark, the count of numbers (u16 BE), the numbers,
+/// then the event.
+fn numbers_keeping(lines: &[u16], event: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + 2 * lines.len() + event.len());
+    v.extend_from_slice(&KEPT_MARK);
+    // `blocks` keeps a block within BLOCK_LINES (< u16::MAX).
+    v.extend_from_slice(&u16::try_from(lines.len()).unwrap_or(u16::MAX).to_be_bytes());
+    v.extend(lines.iter().flat_map(|n| n.to_be_bytes()));
+    v.extend_from_slice(event);
+    v
+}
+
+/// An index value's line numbers (u16 BE each) and the event it keeps,
+/// if it keeps one.
+fn parse_index<'v>(key: &[u8], v: &'v [u8]) -> Result<(&'v [u8], Option<&'v [u8]>)> {
+    let Some(rest) = v.strip_prefix(&KEPT_MARK[..]) else {
+        return Ok((v, None));
+    };
+    let bad = || super::codec::corrupt("log_by_event", key, "a kept event's entry is cut short");
+    let (count, rest) = rest.split_first_chunk::<2>().ok_or_else(bad)?;
+    let n = 2 * usize::from(u16::from_be_bytes(*count));
+    if rest.len() < n {
+        return Err(bad());
+    }
+    let (lines, event) = rest.split_at(n);
+    Ok((lines, Some(event)))
 }
 
 fn matches(q: &LogQuery, e: &LogEntry) -> bool {
@@ -194,11 +231,32 @@ impl Store {
     /// takes sled's process-wide write lock and writes out its log buffer,
     /// which costs more than the inserts themselves.
     pub(super) fn append_logs(&self, entries: &[&LogEntry]) -> Result<()> {
+        let lines: Vec<(&LogEntry, Option<&Event>)> = entries.iter().map(|&e| (e, None)).collect();
+        self.append_logs_keeping(&lines)
+    }
+
+    /// [`Self::append_logs`], keeping the events given beside their lines
+    /// for [`Store::archived_event`]: an event goes into its index entry
+    /// of each block its given lines land in (the log inbox gives it with
+    /// the line that ends its last delivery), so it costs no write of its
+    /// own and retention drops it with its last such line.
+    pub(super) fn append_logs_keeping(
+        &self,
+        entries: &[(&LogEntry, Option<&Event>)],
+    ) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut sorted = entries.to_vec();
+        let mut sorted: Vec<&LogEntry> = entries.iter().map(|&(e, _)| e).collect();
         sorted.sort_by_key(|e| e.time_ms);
+        let mut kept: HashMap<&str, Vec<u8>> = HashMap::new();
+        for (e, event) in entries {
+            if let Some(event) = event
+                && !kept.contains_key(e.event_id.as_str())
+            {
+                kept.insert(&e.event_id, super::encode(*event)?);
+            }
+        }
         let t = self.t();
         for lines in blocks(&sorted) {
             let seq = self.inner.db.generate_id().sled()?;
@@ -210,14 +268,31 @@ impl Store {
                 by_event.entry(&e.event_id).or_default().push(n);
             }
             for (event_id, lines) in by_event {
+                let value = match kept.get(event_id) {
+                    Some(event) => numbers_keeping(&lines, event),
+                    None => numbers(lines),
+                };
                 t.log_by_event
-                    .insert(by_event_key(event_id, &key), numbers(lines))
+                    .insert(by_event_key(event_id, &key), value)
                     .sled()?;
             }
             let value = block::encode(lines, || self.new_id())?;
             t.log.insert(key, value).sled()?;
         }
         self.bump(META_LOG_COUNT, entries.len() as i64)
+    }
+
+    /// An event kept in the index beside its lines
+    /// ([`Self::append_logs_keeping`]) while the log still has them.
+    pub(super) fn kept_event(&self, event_id: &str) -> Result<Option<Event>> {
+        let prefix = keys::parts(&[event_id.as_bytes()]);
+        for item in self.t().log_by_event.scan_prefix(&prefix).rev() {
+            let (k, v) = item.sled()?;
+            if let (_, Some(event)) = parse_index(&k, &v)? {
+                return decode("log_by_event", &k, event).map(Some);
+            }
+        }
+        Ok(None)
     }
 
     /// Cluster mode: log lines from the cluster's shared log, each with its
@@ -324,7 +399,8 @@ impl Store {
         let prefix = keys::parts(&[event_id.as_bytes()]);
         let mut out = Vec::new();
         for item in self.t().log_by_event.scan_prefix(&prefix) {
-            let (k, lines) = item.sled()?;
+            let (k, v) = item.sled()?;
+            let (lines, _) = parse_index(&k, &v)?;
             let log_key = &k[prefix.len()..];
             let Some(v) = self.t().log.get(log_key).sled()? else {
                 continue;
@@ -440,7 +516,13 @@ impl Store {
                     index.remove(key);
                     events.push(event_id.to_string());
                 } else {
-                    index.insert(key, numbers(lines));
+                    // The lines left keep the event the entry kept.
+                    let old = self.t().log_by_event.get(&key).sled()?;
+                    let value = match old.as_deref().map(|v| parse_index(&key, v)).transpose()? {
+                        Some((_, Some(event))) => numbers_keeping(&lines, event),
+                        _ => numbers(lines),
+                    };
+                    index.insert(key, value);
                 }
             }
             count += drop;

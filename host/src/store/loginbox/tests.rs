@@ -323,3 +323,73 @@ fn the_sled_inboxs_deliveries_move_into_the_log_once() {
     assert_eq!(retried.pending.errors[0].outcome, "trap");
     assert!(ready.iter().all(|r| r.event.id == r.pending.event_id));
 }
+
+#[test]
+fn an_event_is_kept_with_the_line_that_ends_its_last_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, i) = inbox(dir.path());
+    assert!(i.keeps_finished_events());
+    let batch = routed(2, &["a", "b"]);
+    i.append(&batch).unwrap();
+    let ready = i.take_ready(usize::MAX).unwrap();
+    let of = |id: &str, h: &str| {
+        ready
+            .iter()
+            .find(|r| r.pending.event_id == id && r.pending.handler == h)
+            .map(|r| r.pending.clone())
+            .unwrap()
+    };
+    let (one, two) = (batch[0].0.id.as_str(), batch[1].0.id.as_str());
+    // The first of two deliveries ends: the event is still in the inbox,
+    // and not kept in the log yet.
+    let p = of(one, "a");
+    i.finish(&[(&p, &attempt(&p, "ok"))]).unwrap();
+    assert!(i.event(one).unwrap().is_some());
+    assert!(s.kept_event(one).unwrap().is_none());
+    // Its last one, finished in the same batch as the first delivery of
+    // the other event: the first is kept, the other is not.
+    let (p, q) = (of(one, "b"), of(two, "a"));
+    i.finish(&[(&p, &attempt(&p, "ok")), (&q, &attempt(&q, "ok"))])
+        .unwrap();
+    assert!(i.event(one).unwrap().is_none());
+    let kept = s.archived_event(one).unwrap().expect("kept with its line");
+    assert_eq!(kept.payload.get(), batch[0].0.payload.get());
+    assert!(s.archived_event(two).unwrap().is_none());
+    assert_eq!(s.deliveries_of(one).unwrap().len(), 2);
+    // A dead letter that ends the last delivery keeps the event too.
+    let r = of(two, "b");
+    let dl = i.dead_letter(&r, &attempt(&r, "trap")).unwrap();
+    assert_eq!(dl.event.id, two);
+    assert!(i.event(two).unwrap().is_none());
+    assert!(s.archived_event(two).unwrap().is_some());
+    assert_eq!(s.deliveries_of(two).unwrap().len(), 2);
+    // Finishing a delivery that is closed already keeps nothing (and
+    // breaks nothing).
+    i.finish(&[(&q, &attempt(&q, "ok"))]).unwrap();
+    assert_eq!(s.deliveries_of(two).unwrap().len(), 3);
+    // Nothing went to the archive tree: retention has no lookups to make.
+    assert!(s.t().finished_events.is_empty());
+}
+
+#[test]
+fn an_event_that_a_discard_ends_is_kept_if_it_has_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, i) = inbox(dir.path());
+    let logged = routed(1, &["kept", "gone"]);
+    let unlogged = routed(1, &["gone"]);
+    i.append(&logged).unwrap();
+    i.append(&unlogged).unwrap();
+    let ready = i.take_ready(usize::MAX).unwrap();
+    let p = ready
+        .iter()
+        .find(|r| r.pending.handler == "kept")
+        .map(|r| r.pending.clone())
+        .unwrap();
+    i.finish(&[(&p, &attempt(&p, "ok"))]).unwrap();
+    assert_eq!(i.discard("gone").unwrap(), 2);
+    let id = &logged[0].0.id;
+    assert!(i.event(id).unwrap().is_none());
+    assert_eq!(s.archived_event(id).unwrap().unwrap().id, *id);
+    // No line, nothing to look it up beside.
+    assert!(s.archived_event(&unlogged[0].0.id).unwrap().is_none());
+}

@@ -356,3 +356,60 @@ fn the_count_cap_can_be_enforced_a_little_at_a_time() {
     let want: Vec<String> = all[20..].iter().rev().map(|e| e.id.clone()).collect();
     assert_eq!(page_all(&s, &q), want);
 }
+
+#[test]
+fn a_kept_event_stays_while_its_lines_do_and_goes_with_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        log_max_entries: 100,
+        ..opts()
+    };
+    let s = Store::open(dir.path(), opts).unwrap();
+    let (a, b) = (event("e", "a"), event("e", "b"));
+    let now = now_ms() - 10;
+    // One block: a line of `b`, then three of `a` kept with `a`.
+    let lines: Vec<LogEntry> = [(&b, 0), (&a, 1), (&a, 2), (&a, 3)]
+        .into_iter()
+        .map(|(ev, dt)| entry("h", ev, "ok", now + dt))
+        .collect();
+    let with: Vec<(&LogEntry, Option<&Event>)> = lines
+        .iter()
+        .map(|l| (l, (l.event_id == a.id).then_some(&a)))
+        .collect();
+    s.append_logs_keeping(&with).unwrap();
+    assert_eq!(s.kept_event(&a.id).unwrap().unwrap().id, a.id);
+    assert!(s.archived_event(&b.id).unwrap().is_none());
+    assert_eq!(s.deliveries_of(&a.id).unwrap().len(), 3);
+    // The cap drops the block's first two lines: `b`'s and one of `a`'s.
+    // `a` keeps two lines in the block, and its event with them.
+    assert_eq!(s.remove_oldest_logs(2, None).unwrap(), 2);
+    let times = |v: Vec<LogEntry>| v.into_iter().map(|e| e.time_ms).collect::<Vec<_>>();
+    assert_eq!(times(s.deliveries_of(&a.id).unwrap()), [now + 2, now + 3]);
+    assert_eq!(s.archived_event(&a.id).unwrap().unwrap().id, a.id);
+    // Its last line gone, it goes too.
+    assert_eq!(s.remove_oldest_logs(2, None).unwrap(), 2);
+    assert!(s.deliveries_of(&a.id).unwrap().is_empty());
+    assert!(s.archived_event(&a.id).unwrap().is_none());
+    assert!(s.t().log_by_event.is_empty());
+}
+
+#[test]
+fn a_cut_short_kept_index_entry_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), opts()).unwrap();
+    let ev = event("e", "");
+    let key = super::super::keys::time_seq(now_ms(), 1);
+    // The mark and a count of 5 numbers, but one number.
+    s.t()
+        .log_by_event
+        .insert(
+            super::by_event_key(&ev.id, &key),
+            &[0xff, 0xff, 0, 5, 0, 1][..],
+        )
+        .unwrap();
+    assert!(matches!(s.kept_event(&ev.id), Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        s.deliveries_of(&ev.id),
+        Err(StoreError::Corrupt(_))
+    ));
+}
