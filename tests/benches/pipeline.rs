@@ -20,7 +20,12 @@
 //! data directory's size are sampled with the window's latency
 //! percentiles. The samples go to `docs/bench/soak.csv` and are plotted to
 //! `docs/bench/soak.png` with gnuplot (`apt-get install gnuplot-nox`; a
-//! missing gnuplot fails the run and says so).
+//! missing gnuplot fails the run and says so). For an A/B of two binaries
+//! (`HOOKBOX_BIN`), `HOOKBOX_BENCH_SOAK_RATE=<events/s>` paces both at the
+//! same rate instead of half of what each saturated at, and
+//! `HOOKBOX_BENCH_SOAK_LOG_MAX=<lines>` sets `[store] log_max_entries`
+//! (default 1M) so the log reaches its cap, and retention runs at full
+//! pace, sooner.
 
 #[path = "daemon/load.rs"]
 mod load;
@@ -194,7 +199,11 @@ fn soak(seconds: u64) {
         .build()
         .expect("a tokio runtime for the load generator");
     let config = tmp.path().join("hookbox.toml");
-    std::fs::write(&config, setup.toml()).expect("the config file");
+    let mut toml = setup.toml();
+    if let Some(n) = env_number("HOOKBOX_BENCH_SOAK_LOG_MAX") {
+        toml = toml.replace("[store]\n", &format!("[store]\nlog_max_entries = {n}\n"));
+    }
+    std::fs::write(&config, toml).expect("the config file");
     let data = tmp.path().join("data");
     let daemon = Daemon::start(&bin, &data, Some(&config));
     let api = Api::new(&daemon.url);
@@ -227,7 +236,10 @@ fn soak(seconds: u64) {
         ready_rx.await.expect("the stream is open");
         let max = load::saturate(&api, body.clone(), &count, Duration::from_secs(10), CLIENTS).await;
         load::drain(&count).await;
-        let rate = max.delivered_per_s.min(max.accepted_per_s) * 0.5;
+        let rate = match env_number("HOOKBOX_BENCH_SOAK_RATE") {
+            Some(r) => r as f64,
+            None => max.delivered_per_s.min(max.accepted_per_s) * 0.5,
+        };
         eprintln!(
             "soak: saturated {:.0} accepted/s, {:.0} delivered/s; pacing {rate:.0} events/s for {seconds} s (daemon pid {})",
             max.accepted_per_s,
@@ -277,8 +289,15 @@ fn soak(seconds: u64) {
     let dir = support::workspace_root().join(SOAK_DIR);
     std::fs::create_dir_all(&dir).expect("the soak output directory");
     let csv = dir.join("soak.csv");
+    let pace = match env_number("HOOKBOX_BENCH_SOAK_RATE") {
+        Some(_) => "HOOKBOX_BENCH_SOAK_RATE",
+        None => "half the saturated rate",
+    };
+    let cap = env_number("HOOKBOX_BENCH_SOAK_LOG_MAX")
+        .map(|n| format!(", log_max_entries = {n}"))
+        .unwrap_or_default();
     let mut text = format!(
-        "# hookbox soak: {} at {rate:.0} events/s (half the saturated rate); {machine}, {} at the end\n\
+        "# hookbox soak: {}{cap} at {rate:.0} events/s ({pace}); {machine}, {} at the end\n\
          seconds,rss_mib,data_mib,inbox_mib,events_per_s,p50_ms,p99_ms,max_ms\n",
         setup.label(),
         support::load_average(),
@@ -342,11 +361,18 @@ unset multiplot
     assert!(status.success(), "gnuplot failed: {status}");
 }
 
+/// A positive whole number from environment variable `name`; unset or
+/// empty is `None`, anything else stops the bench with what was wrong.
+fn env_number(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok().filter(|v| !v.is_empty())?;
+    match v.parse::<u64>() {
+        Ok(n) if n > 0 => Some(n),
+        _ => panic!("{name}={v:?}: expected a positive whole number"),
+    }
+}
+
 fn main() {
-    if let Some(seconds) = std::env::var("HOOKBOX_BENCH_SOAK")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    {
+    if let Some(seconds) = env_number("HOOKBOX_BENCH_SOAK") {
         soak(seconds);
         return;
     }
