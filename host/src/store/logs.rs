@@ -477,8 +477,13 @@ impl Store {
     /// where a limit falls keeps its newer lines under their numbers.
     fn remove_oldest_logs(&self, n: usize, before_ms: Option<u64>) -> Result<u64> {
         let hi = keys::time_seq(before_ms.unwrap_or(u64::MAX), 0);
-        let mut log = sled::Batch::default();
-        let mut index = sled::Batch::default();
+        // Plain writes, applied after the scan, not sled batches: a batch
+        // holds sled's process-wide write lock while it applies, and an
+        // index entry may keep a finished event (a kilobyte or more), so a
+        // batch of a thousand removals held every other sled call (the
+        // workers' KV, the recorder) for as long.
+        let mut log: Vec<(sled::IVec, Option<Vec<u8>>)> = Vec::new();
+        let mut index: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut count = 0usize;
         let mut events = Vec::new();
         for item in self.t().log.range(..hi) {
@@ -513,7 +518,7 @@ impl Store {
                 }
                 let key = by_event_key(event_id, &k);
                 if lines.is_empty() {
-                    index.remove(key);
+                    index.push((key, None));
                     events.push(event_id.to_string());
                 } else {
                     // The lines left keep the event the entry kept.
@@ -522,14 +527,15 @@ impl Store {
                         Some((_, Some(event))) => numbers_keeping(&lines, event),
                         _ => numbers(lines),
                     };
-                    index.insert(key, value);
+                    index.push((key, Some(value)));
                 }
             }
             count += drop;
             if drop == block.lines.len() {
-                log.remove(k);
+                log.push((k, None));
             } else {
-                log.insert(k.clone(), block.trimmed(&v, drop));
+                let trimmed = block.trimmed(&v, drop);
+                log.push((k, Some(trimmed)));
                 break;
             }
         }
@@ -537,8 +543,21 @@ impl Store {
             // The index first, as on append: a block line whose index entry
             // is gone is invisible only to the event lookup, which is the
             // point of removing it.
-            self.t().log_by_event.apply_batch(index).sled()?;
-            self.t().log.apply_batch(log).sled()?;
+            let t = self.t();
+            for (k, v) in index {
+                match v {
+                    Some(v) => t.log_by_event.insert(k, v).map(drop),
+                    None => t.log_by_event.remove(k).map(drop),
+                }
+                .sled()?;
+            }
+            for (k, v) in log {
+                match v {
+                    Some(v) => t.log.insert(k, v).map(drop),
+                    None => t.log.remove(k).map(drop),
+                }
+                .sled()?;
+            }
             self.bump(META_LOG_COUNT, -(count as i64))?;
             events.sort_unstable();
             events.dedup();
