@@ -164,10 +164,13 @@ struct Core {
     ready: ReadySet,
     /// Serialises dead-lettering (see the module docs).
     dead: Mutex<()>,
-    /// Held by [`Inbox::finish`] and [`Inbox::dead_letter`] from deciding
-    /// which deliveries end their event to closing them, so two that end
-    /// the last two deliveries of one event at once cannot both decide
-    /// that the other is the last (and neither keep the event).
+    /// Held by [`Inbox::finish`], [`Inbox::dead_letter`] and
+    /// [`Inbox::discard`] from deciding which deliveries end their event
+    /// to closing them, so two that end the last two deliveries of one
+    /// event at once cannot both decide that the other is the last (and
+    /// neither keep the event). A dead letter holds it across its synced
+    /// write; the recorder waits that long at most, and dead letters are
+    /// rare.
     closing: Mutex<()>,
 }
 
