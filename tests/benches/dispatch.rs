@@ -13,6 +13,12 @@
 //! the gap between the two is the dispatcher's and the store's share.
 //!
 //! Run with `cargo bench -p hookbox-tests --bench dispatch`.
+//!
+//! `HOOKBOX_BENCH_DISPATCH_ONE=<deliveries>` runs one cell instead (log
+//! inbox, 2 workers, fresh mode, 1 handler, after a warm-up of 5 000) and
+//! prints its rate and the CPU each of the process's threads spent per
+//! delivery: a run short and steady enough to profile (`perf record`) or
+//! to repeat interleaved with another build for an A/B.
 
 #[path = "sandbox/harness.rs"]
 mod harness;
@@ -188,7 +194,57 @@ fn runtime_alone(payload: &Value) -> HashMap<(&'static str, usize), f64> {
     rates
 }
 
+/// `HOOKBOX_BENCH_DISPATCH_ONE`: one cell, with CPU per delivery by thread.
+fn one_cell(deliveries: usize, wasm: &[u8], payload: &Value) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let d = start(dir.path(), 2, InboxKind::Log);
+    deploy_all(&d, wasm);
+    run(&d, payload, "fresh-1", 5_000, 1);
+    let before = support::cpu_by_thread();
+    let (rate, accepting) = run(&d, payload, "fresh-1", deliveries, 1);
+    let after = support::cpu_by_thread();
+    d.shutdown(Duration::from_secs(10));
+    let per = |secs: f64| fmt_ns(secs * 1e9 / deliveries as f64);
+    let mut total = 0.0;
+    let mut threads = Vec::new();
+    for (name, secs) in &after {
+        let used = secs - before.get(name).copied().unwrap_or(0.0);
+        total += used;
+        if used > 0.0 {
+            threads.push(format!("{name} {}", per(used)));
+        }
+    }
+    println!(
+        "log inbox, 2 workers, fresh, 1 handler, {deliveries} deliveries: {} ({:.2} s of it \
+         accepting); CPU per delivery {}: {}",
+        fmt_rate(rate),
+        accepting,
+        per(total),
+        threads.join(", ")
+    );
+}
+
 fn main() {
+    if let Some(n) = std::env::var("HOOKBOX_BENCH_DISPATCH_ONE")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        let deliveries = match n.parse::<usize>() {
+            Ok(d) if d > 0 => d,
+            _ => panic!("HOOKBOX_BENCH_DISPATCH_ONE={n:?}: expected a positive whole number"),
+        };
+        let (_, path) = guests::EXAMPLES
+            .iter()
+            .find(|(name, _)| *name == "word-counter")
+            .expect("tests/build.rs built example-handlers/word-counter");
+        let wasm = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        one_cell(
+            deliveries,
+            &wasm,
+            &support::zulip_message(support::PAYLOAD_SIZES[0]),
+        );
+        return;
+    }
     let mut report = Report::new("dispatch");
     let (_, path) = guests::EXAMPLES
         .iter()

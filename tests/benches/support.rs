@@ -145,6 +145,40 @@ pub fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// CPU time (user + system) of this process's threads so far, in seconds,
+/// summed by thread name with any trailing number dropped (`hookbox-worker-1`
+/// and `hookbox-worker-2` count as `hookbox-worker`; Linux cuts names at 15
+/// bytes). Read from `/proc/self/task/*/stat`; threads that ended are gone.
+#[allow(unsafe_code)]
+pub fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
+    // SAFETY: `sysconf` takes a constant and reads no memory of ours.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // `pid (name) state …`: the name may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // After the name: state is field 0, utime 11, stime 12.
+        let used = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        *by_name.entry(name.to_string()).or_insert(0.0) += (used(11) + used(12)) / ticks;
+    }
+    by_name
+}
+
 /// Nanoseconds per call of a timed loop: wall clock, and CPU time of the
 /// calling thread (which leaves out the time other processes held the core,
 /// so it holds up better on a shared machine).
