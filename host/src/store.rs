@@ -285,6 +285,11 @@ struct Inner {
     /// those writes from interleaving with any other change to the same
     /// entries. It also lets one accept transaction run at a time.
     queue: Mutex<()>,
+    /// Held by each pass that removes old log lines (`logs.rs`): the
+    /// daemon's minute-long retention pass and its per-second count cap
+    /// run on separate tasks, and two passes reading the same oldest
+    /// blocks would both remove them (and count them twice).
+    retention: Mutex<()>,
     /// The group-commit flusher; dropping it stops and joins its thread
     /// (which holds a `Db` clone), so the sled lock goes with the `Store`.
     group: Option<group::GroupCommit>,
@@ -396,6 +401,7 @@ impl Store {
                 ids: Mutex::new(ulid::Generator::new()),
                 admin: Mutex::new(()),
                 queue: Mutex::new(()),
+                retention: Mutex::new(()),
                 group,
                 kv_ledgers: crate::kv::Ledgers::default(),
                 ready: inbox::ReadySet::default(),

@@ -41,7 +41,7 @@ const META_LOG_COUNT: &[u8] = b"log_count";
 /// Non-matching log lines a single query may skip: a sparse filter returns
 /// a short page with a cursor rather than scanning a million lines per call.
 const SCAN_BUDGET: usize = if cfg!(test) { 40 } else { 100_000 };
-/// Log lines removed per sled batch by retention.
+/// Log lines removed per pass of [`Store::remove_oldest_logs`] by retention.
 const RETENTION_BATCH: usize = 1000;
 /// The most lines one block holds (line numbers are u16; a recorder batch
 /// is at most 512).
@@ -452,18 +452,24 @@ impl Store {
     pub fn enforce_log_cap(&self, budget: usize) -> Result<u64> {
         let mut removed = 0u64;
         loop {
+            let left = budget.saturating_sub(usize::try_from(removed).unwrap_or(usize::MAX));
+            if left == 0 {
+                break;
+            }
+            // The excess is read under the same lock as the removal: two
+            // passes at once must not both remove it.
+            let one_pass = self.retention_pass();
             let excess = self
                 .counter(META_LOG_COUNT)?
                 .saturating_sub(self.inner.opts.log_max_entries);
-            let left = budget.saturating_sub(usize::try_from(removed).unwrap_or(usize::MAX));
-            if excess == 0 || left == 0 {
+            if excess == 0 {
                 break;
             }
             let want = usize::try_from(excess)
                 .unwrap_or(usize::MAX)
                 .min(RETENTION_BATCH)
                 .min(left);
-            let n = self.remove_oldest_logs(want, None)?;
+            let n = self.remove_oldest(&one_pass, want, None)?;
             removed += n;
             if n == 0 {
                 break;
@@ -472,10 +478,30 @@ impl Store {
         Ok(removed)
     }
 
+    /// The lock of one retention pass ([`Inner::retention`](super::Inner)).
+    fn retention_pass(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .retention
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// [`Self::remove_oldest`] under the retention lock.
+    fn remove_oldest_logs(&self, n: usize, before_ms: Option<u64>) -> Result<u64> {
+        let one_pass = self.retention_pass();
+        self.remove_oldest(&one_pass, n, before_ms)
+    }
+
     /// Removes up to `n` of the oldest log lines, only those before
     /// `before_ms` when given; how many. Whole blocks go, and the block
     /// where a limit falls keeps its newer lines under their numbers.
-    fn remove_oldest_logs(&self, n: usize, before_ms: Option<u64>) -> Result<u64> {
+    /// The caller holds the retention lock (`_one_pass`).
+    fn remove_oldest(
+        &self,
+        _one_pass: &std::sync::MutexGuard<'_, ()>,
+        n: usize,
+        before_ms: Option<u64>,
+    ) -> Result<u64> {
         let hi = keys::time_seq(before_ms.unwrap_or(u64::MAX), 0);
         // Plain writes, applied after the scan, not sled batches: a batch
         // holds sled's process-wide write lock while it applies, and an

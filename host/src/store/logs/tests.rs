@@ -413,3 +413,31 @@ fn a_cut_short_kept_index_entry_is_an_error_not_a_panic() {
         Err(StoreError::Corrupt(_))
     ));
 }
+
+#[test]
+fn passes_racing_to_the_cap_remove_each_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        log_max_entries: 300,
+        ..opts()
+    };
+    let s = Store::open(dir.path(), opts).unwrap();
+    let events: Vec<Event> = (0..7).map(|i| event("e", &format!("t{i}"))).collect();
+    let t0 = now_ms() - 10_000;
+    for b in 0..20u64 {
+        batch(&s, &format!("b{b:02}"), &events, 100, t0 + b * 200);
+    }
+    // The minute's pass and the per-second cap, at once, several times.
+    std::thread::scope(|scope| {
+        for budget in [usize::MAX, 50, 120, 1000] {
+            let s = &s;
+            scope.spawn(move || s.enforce_log_cap(budget).unwrap());
+        }
+    });
+    let q = LogQuery {
+        limit: 1000,
+        ..LogQuery::default()
+    };
+    assert_eq!(page_all(&s, &q).len(), 300);
+    assert_eq!(s.counter(super::META_LOG_COUNT).unwrap(), 300);
+}
