@@ -34,6 +34,8 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60);
 const LOG_CAP_EVERY: Duration = Duration::from_secs(1);
 /// The most log lines one of those cap passes removes.
 const LOG_CAP_BUDGET: usize = 50_000;
+/// A cap pass that takes this long is logged as a warning.
+const SLOW_PASS: Duration = Duration::from_millis(100);
 
 /// What `serve` needs beyond the config.
 #[derive(Debug, Default, Clone)]
@@ -228,10 +230,23 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
             loop {
                 tick.tick().await;
                 let store = store.clone();
-                match tokio::task::spawn_blocking(move || store.enforce_log_cap(LOG_CAP_BUDGET))
-                    .await
-                {
-                    Ok(Ok(_)) => {}
+                let pass = tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
+                    store
+                        .enforce_log_cap(LOG_CAP_BUDGET)
+                        .map(|n| (n, started.elapsed()))
+                });
+                match pass.await {
+                    Ok(Ok((lines, took))) => {
+                        // Deliveries wait on sled behind a long pass.
+                        if took >= SLOW_PASS {
+                            tracing::warn!(
+                                lines,
+                                took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+                                "Trimming the delivery log to its cap was slow"
+                            )
+                        }
+                    }
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "Enforcing the log's count cap failed")
                     }

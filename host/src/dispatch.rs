@@ -1341,7 +1341,14 @@ impl Inner {
             }
             None => Reservation::default(),
         };
-        if let Err(e) = self.inbox.append(&batch) {
+        let started = Instant::now();
+        let appended = self.inbox.append(&batch);
+        recorder::warn_if_slow(
+            "Appending accepted events to the inbox",
+            batch.len(),
+            started.elapsed(),
+        );
+        if let Err(e) = appended {
             self.sched().unreserve(reserved);
             return Err(e.into());
         }

@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::{Duration, Instant};
 
 use super::queue::Job;
 use super::{DeliveryNotice, Inner, JobData, STORE_ERROR_PAUSE_MS};
@@ -29,6 +30,20 @@ use crate::store::LogEntry;
 pub(super) const BATCH: usize = 512;
 /// Outcomes the workers may hand over before they wait for the recorder.
 pub(super) const BACKLOG: usize = 4 * BATCH;
+/// A store write that takes this long is logged as a warning (with what it
+/// wrote): whatever waited behind it felt the delay.
+pub(super) const SLOW_WRITE: Duration = Duration::from_millis(100);
+
+/// Logs a store write of `what` that took `took`, if that is slow.
+pub(super) fn warn_if_slow(what: &'static str, items: usize, took: Duration) {
+    if took >= SLOW_WRITE {
+        tracing::warn!(
+            items,
+            took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            "{what} was slow"
+        );
+    }
+}
 
 /// A successful delivery waiting to be recorded.
 pub(super) struct Finished {
@@ -70,7 +85,14 @@ impl Inner {
             .iter()
             .map(|f| (&f.job.data.pending, &f.entry))
             .collect();
-        let recorded: Vec<bool> = match self.inbox.finish(&pairs) {
+        let started = Instant::now();
+        let finished = self.inbox.finish(&pairs);
+        warn_if_slow(
+            "Recording a batch of outcomes",
+            pairs.len(),
+            started.elapsed(),
+        );
+        let recorded: Vec<bool> = match finished {
             Ok(()) => vec![true; pairs.len()],
             Err(e) => {
                 tracing::warn!(deliveries = pairs.len(), error = %e, "Recording a batch of outcomes failed; recording them one by one");
