@@ -34,8 +34,10 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60);
 const LOG_CAP_EVERY: Duration = Duration::from_secs(1);
 /// The most log lines one of those cap passes removes.
 const LOG_CAP_BUDGET: usize = 50_000;
-/// A cap pass that takes this long is logged as a warning.
-const SLOW_PASS: Duration = Duration::from_millis(100);
+/// A cap pass that takes this long is logged as a warning: it is falling
+/// behind its one-second cadence. (A pass no longer holds other writers up,
+/// so a shorter one costs only CPU: ≈ 13 µs per line on a 2-core VM.)
+const SLOW_PASS: Duration = LOG_CAP_EVERY;
 
 /// What `serve` needs beyond the config.
 #[derive(Debug, Default, Clone)]
