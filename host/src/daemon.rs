@@ -240,7 +240,7 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
                 });
                 match pass.await {
                     Ok(Ok((lines, took))) => {
-                        // Deliveries wait on sled behind a long pass.
+                        // The cap falls behind its cadence.
                         if took >= SLOW_PASS {
                             tracing::warn!(
                                 lines,
