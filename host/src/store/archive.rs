@@ -60,8 +60,7 @@ impl Store {
             return Ok(());
         }
         for id in ids {
-            let prefix = super::keys::parts(&[id.as_bytes()]);
-            if t.log_by_event.scan_prefix(&prefix).next().is_none() {
+            if !self.has_log_lines(id)? {
                 t.finished_events.remove(id.as_bytes()).sled()?;
             }
         }

@@ -108,16 +108,11 @@ impl State {
 
     /// The events whose every open delivery is among `done`: those the
     /// deliveries end.
-    fn ending<'p>(&self, done: impl Iterator<Item = &'p Pending>) -> HashMap<&'p str, Arc<Event>> {
+    fn ending<'k>(&self, done: &'k [Key]) -> HashMap<&'k str, Arc<Event>> {
         let mut closing: HashMap<&str, u32> = HashMap::new();
-        for p in done {
-            // Keys cloned as `close` does; a delivery not open ends nothing.
-            if self
-                .open
-                .contains_key(&(p.event_id.clone(), p.handler.clone()))
-            {
-                *closing.entry(p.event_id.as_str()).or_default() += 1;
-            }
+        // A delivery not open ends nothing.
+        for key in done.iter().filter(|k| self.open.contains_key(*k)) {
+            *closing.entry(key.0.as_str()).or_default() += 1;
         }
         closing
             .into_iter()
@@ -658,7 +653,11 @@ impl Inbox for LogInbox {
             return Ok(());
         }
         let _closing = self.core.closing.lock().unwrap_or_else(|p| p.into_inner());
-        let ending = self.core.state().ending(done.iter().map(|(p, _)| *p));
+        let keys: Vec<Key> = done
+            .iter()
+            .map(|(p, _)| (p.event_id.clone(), p.handler.clone()))
+            .collect();
+        let ending = self.core.state().ending(&keys);
         let lines: Vec<(&LogEntry, Option<&Event>)> = done
             .iter()
             .map(|&(p, e)| (e, ending.get(p.event_id.as_str()).map(|ev| &**ev)))
@@ -670,8 +669,7 @@ impl Inbox for LogInbox {
             .record_stats_of(&entries, StatKind::Attempt)?;
         {
             let mut st = self.core.state();
-            for (p, _) in done {
-                let key = (p.event_id.clone(), p.handler.clone());
+            for key in keys {
                 if st.close(&key) {
                     st.finished.push(key);
                 }
@@ -846,7 +844,7 @@ impl Inbox for LogInbox {
         drop(st);
         let mut logged = Vec::new();
         for e in &ended {
-            if !self.core.store.deliveries_of(&e.id)?.is_empty() {
+            if self.core.store.has_log_lines(&e.id)? {
                 logged.push(&**e);
             }
         }

@@ -282,6 +282,12 @@ impl Store {
         self.bump(META_LOG_COUNT, entries.len() as i64)
     }
 
+    /// Whether the log still has a line of event `id` (by its index).
+    pub(super) fn has_log_lines(&self, event_id: &str) -> Result<bool> {
+        let prefix = keys::parts(&[event_id.as_bytes()]);
+        Ok(self.t().log_by_event.scan_prefix(&prefix).next().is_some())
+    }
+
     /// An event kept in the index beside its lines
     /// ([`Self::append_logs_keeping`]) while the log still has them.
     pub(super) fn kept_event(&self, event_id: &str) -> Result<Option<Event>> {
