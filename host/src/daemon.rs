@@ -239,16 +239,12 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
                         .map(|n| (n, started.elapsed()))
                 });
                 match pass.await {
-                    Ok(Ok((lines, took))) => {
-                        // The cap falls behind its cadence.
-                        if took >= SLOW_PASS {
-                            tracing::warn!(
-                                lines,
-                                took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-                                "Trimming the delivery log to its cap was slow"
-                            )
-                        }
-                    }
+                    Ok(Ok((lines, took))) => crate::store::warn_if_slow(
+                        "Trimming the delivery log to its cap",
+                        usize::try_from(lines).unwrap_or(usize::MAX),
+                        took,
+                        SLOW_PASS,
+                    ),
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "Enforcing the log's count cap failed")
                     }

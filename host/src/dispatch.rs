@@ -1343,10 +1343,11 @@ impl Inner {
         };
         let started = Instant::now();
         let appended = self.inbox.append(&batch);
-        recorder::warn_if_slow(
+        crate::store::warn_if_slow(
             "Appending accepted events to the inbox",
             batch.len(),
             started.elapsed(),
+            recorder::SLOW_WRITE,
         );
         if let Err(e) = appended {
             self.sched().unreserve(reserved);

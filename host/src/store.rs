@@ -89,6 +89,19 @@ mod stats;
 /// loaded machine, after their final fsync: seconds).
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(3);
 
+/// Logs a store write of `what` (`items` of them) that took `took`, as a
+/// warning when that is `limit` or more: whatever waited behind it felt
+/// the delay.
+pub fn warn_if_slow(what: &str, items: usize, took: Duration, limit: Duration) {
+    if took >= limit {
+        tracing::warn!(
+            items,
+            took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            "{what} was slow"
+        );
+    }
+}
+
 fn open_db(dir: &Path, cache_bytes: u64, lock_wait: Duration) -> Result<sled::Db> {
     let deadline = std::time::Instant::now() + lock_wait;
     loop {

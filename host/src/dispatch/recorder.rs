@@ -30,20 +30,9 @@ use crate::store::LogEntry;
 pub(super) const BATCH: usize = 512;
 /// Outcomes the workers may hand over before they wait for the recorder.
 pub(super) const BACKLOG: usize = 4 * BATCH;
-/// A store write that takes this long is logged as a warning (with what it
-/// wrote): whatever waited behind it felt the delay.
+/// An inbox append or a batch of outcomes that takes this long is logged
+/// as a warning ([`crate::store::warn_if_slow`]).
 pub(super) const SLOW_WRITE: Duration = Duration::from_millis(100);
-
-/// Logs a store write of `what` that took `took`, if that is slow.
-pub(super) fn warn_if_slow(what: &'static str, items: usize, took: Duration) {
-    if took >= SLOW_WRITE {
-        tracing::warn!(
-            items,
-            took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-            "{what} was slow"
-        );
-    }
-}
 
 /// A successful delivery waiting to be recorded.
 pub(super) struct Finished {
@@ -87,10 +76,11 @@ impl Inner {
             .collect();
         let started = Instant::now();
         let finished = self.inbox.finish(&pairs);
-        warn_if_slow(
+        crate::store::warn_if_slow(
             "Recording a batch of outcomes",
             pairs.len(),
             started.elapsed(),
+            SLOW_WRITE,
         );
         let recorded: Vec<bool> = match finished {
             Ok(()) => vec![true; pairs.len()],
