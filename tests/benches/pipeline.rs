@@ -16,9 +16,12 @@
 //! `HOOKBOX_BENCH_SOAK=<seconds>` runs the soak instead: the default
 //! configuration (log inbox) with `group` durability and 2 workers,
 //! saturated briefly for its rate, then at half that rate for the given
-//! time in 10-second windows; after each window the daemon's RSS and the
-//! data directory's size are sampled with the window's latency
-//! percentiles. The samples go to `docs/bench/soak.csv` and are plotted to
+//! time in 10-second windows; after each window the daemon's RSS, the
+//! data directory's size and the rate it wrote to the disk at are sampled
+//! with the window's latency percentiles, and the window's slowest
+//! delivery is split into its stages (request → id, id → run, run, run →
+//! notice on the stream; from the event id's ULID time and the notice's
+//! `time_ms` and `duration_us`). The samples go to `docs/bench/soak.csv` and are plotted to
 //! `docs/bench/soak.png` with gnuplot (`apt-get install gnuplot-nox`; a
 //! missing gnuplot fails the run and says so). For an A/B of two binaries
 //! (`HOOKBOX_BIN`), `HOOKBOX_BENCH_SOAK_RATE=<events/s>` paces both at the
@@ -176,6 +179,8 @@ struct Sample {
     rss: u64,
     data: u64,
     inbox: u64,
+    /// What the daemon wrote to the device in the window, MiB/s.
+    writes: f64,
     rate: f64,
     p50: f64,
     p99: f64,
@@ -247,33 +252,42 @@ fn soak(seconds: u64) {
             daemon.pid()
         );
         let start = std::time::Instant::now();
+        let (mut before, mut since) = (written(&daemon), std::time::Instant::now());
         while start.elapsed() < Duration::from_secs(seconds) {
             seen.lock().await.at.clear();
             let w = load::paced(&api, body.clone(), &seen, rate, SOAK_WINDOW).await;
             let l = &w.latencies_ms;
             let p = |q: f64| if l.is_empty() { f64::NAN } else { percentile(l, q) };
+            let now_written = written(&daemon);
+            let writes = now_written.saturating_sub(before) as f64
+                / 1048576.0
+                / since.elapsed().as_secs_f64();
+            (before, since) = (now_written, std::time::Instant::now());
             let sample = Sample {
                 at_s: start.elapsed().as_secs_f64(),
                 rss: daemon.rss(),
                 data: support::dir_bytes(&data),
                 inbox: support::dir_bytes(&data.join("inbox")),
+                writes,
                 rate: w.achieved_per_s,
                 p50: p(50.0),
                 p99: p(99.0),
                 max: p(100.0),
             };
             eprintln!(
-                "soak: {:>5.0} s  rss {:>7.1} MiB  data {:>7.1} MiB (inbox {:>6.1})  {:>6.0}/s  p50 {:>6.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} missing, {} refused)",
+                "soak: {:>5.0} s  rss {:>7.1} MiB  data {:>7.1} MiB (inbox {:>6.1})  writes {:>5.1} MiB/s  {:>6.0}/s  p50 {:>6.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} missing, {} refused)\n      slowest: {}",
                 sample.at_s,
                 sample.rss as f64 / 1048576.0,
                 sample.data as f64 / 1048576.0,
                 sample.inbox as f64 / 1048576.0,
+                sample.writes,
                 sample.rate,
                 sample.p50,
                 sample.p99,
                 sample.max,
                 w.missing,
-                w.refused_requests
+                w.refused_requests,
+                w.slowest.map_or("-".to_string(), |s| s.to_string())
             );
             let full = sample.data > SOAK_MAX_DATA;
             samples.push(sample);
@@ -298,13 +312,13 @@ fn soak(seconds: u64) {
         .unwrap_or_default();
     let mut text = format!(
         "# hookbox soak: {}{cap} at {rate:.0} events/s ({pace}); {machine}, {} at the end\n\
-         seconds,rss_mib,data_mib,inbox_mib,events_per_s,p50_ms,p99_ms,max_ms\n",
+         seconds,rss_mib,data_mib,inbox_mib,events_per_s,p50_ms,p99_ms,max_ms,writes_mib_per_s\n",
         setup.label(),
         support::load_average(),
     );
     for s in &samples {
         text.push_str(&format!(
-            "{:.0},{:.2},{:.2},{:.2},{:.0},{:.3},{:.3},{:.3}\n",
+            "{:.0},{:.2},{:.2},{:.2},{:.0},{:.3},{:.3},{:.3},{:.1}\n",
             s.at_s,
             s.rss as f64 / 1048576.0,
             s.data as f64 / 1048576.0,
@@ -312,7 +326,8 @@ fn soak(seconds: u64) {
             s.rate,
             s.p50,
             s.p99,
-            s.max
+            s.max,
+            s.writes
         ));
     }
     std::fs::write(&csv, text).expect("writing the soak samples");
@@ -359,6 +374,20 @@ unset multiplot
         .expect("writing to gnuplot");
     let status = child.wait().expect("waiting for gnuplot");
     assert!(status.success(), "gnuplot failed: {status}");
+}
+
+/// Bytes the daemon has had written to the storage device so far
+/// (`write_bytes` of `/proc/<pid>/io`: its files' pages as they reach the
+/// disk by fsync or writeback), 0 where that is not readable.
+fn written(daemon: &Daemon) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/io", daemon.pid()))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// A positive whole number from environment variable `name`; unset or

@@ -28,8 +28,58 @@ pub fn batch_body(payload: &Value, tenant: &str) -> Bytes {
 /// notices the stream skipped (`event: lagged`).
 #[derive(Debug, Default)]
 pub struct Seen {
-    pub at: HashMap<String, Instant>,
+    pub at: HashMap<String, Arrival>,
     pub lagged: u64,
+}
+
+/// One outcome's arrival on the live stream, with the daemon's own times
+/// from its notice (same machine, so the same wall clock).
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival {
+    /// When the notice arrived.
+    pub at: Instant,
+    /// The same moment on the wall clock, ms since the epoch.
+    pub wall_ms: f64,
+    /// The notice's `time_ms`: when the attempt ended.
+    pub ended_ms: u64,
+    /// The notice's `duration_us`: how long the attempt ran.
+    pub ran_us: u64,
+}
+
+/// The wall clock, ms since the epoch (fractional).
+fn wall_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .unwrap_or(0.0)
+}
+
+/// Where one delivery's accept → outcome time went, in ms, from the client's
+/// and the daemon's clocks: the daemon's times have ms resolution (the
+/// event id's ULID, the notice's `time_ms`), so each stage is ± 1 ms.
+#[derive(Clone, Copy, Debug)]
+pub struct Stages {
+    /// Client starts the POST → the daemon assigns the event id.
+    pub to_accept: f64,
+    /// The id → the 202 reaches the client (the append and its commit).
+    pub to_answer: f64,
+    /// The id → the attempt starts (queue and scheduling).
+    pub to_start: f64,
+    /// The attempt itself.
+    pub run: f64,
+    /// The attempt ends → the notice reaches the client (the recorder's
+    /// batch, the broadcast, the SSE write).
+    pub to_notice: f64,
+}
+
+impl std::fmt::Display for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "http {:.0} + queue {:.0} + run {:.1} + notice {:.0} ms (202 after {:.0} ms)",
+            self.to_accept, self.to_start, self.run, self.to_notice, self.to_answer
+        )
+    }
 }
 
 /// Follows `GET /v1/stream` until `stop`; counts every outcome in `count`.
@@ -56,7 +106,7 @@ pub async fn follow(
             Ok(Ok(Some(c))) => c,
             Ok(_) => break,
         };
-        let now = Instant::now();
+        let (now, wall) = (Instant::now(), wall_ms());
         buf.push_str(&String::from_utf8_lossy(&chunk));
         let mut seen = seen.lock().await;
         while let Some(end) = buf.find("\n\n") {
@@ -70,7 +120,13 @@ pub async fn follow(
                 seen.lagged += n;
                 count.fetch_add(n, Ordering::Relaxed);
             } else if let Some(id) = field(&block, "\"event_id\":\"") {
-                seen.at.insert(id.to_string(), now);
+                let arrival = Arrival {
+                    at: now,
+                    wall_ms: wall,
+                    ended_ms: number(&block, "\"time_ms\":").unwrap_or(0),
+                    ran_us: number(&block, "\"duration_us\":").unwrap_or(0),
+                };
+                seen.at.insert(id.to_string(), arrival);
                 count.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -82,6 +138,13 @@ fn field<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let start = text.find(prefix)? + prefix.len();
     let len = text[start..].find('"')?;
     Some(&text[start..start + len])
+}
+
+/// The unsigned number after `prefix`.
+fn number(text: &str, prefix: &str) -> Option<u64> {
+    let start = text.find(prefix)? + prefix.len();
+    let len = text[start..].find(|c: char| !c.is_ascii_digit())?;
+    text[start..start + len].parse().ok()
 }
 
 /// The maximum rate: accepted and delivered events per second while
@@ -157,10 +220,12 @@ pub async fn drain(count: &AtomicU64) {
     }
 }
 
-/// One paced run: latencies (ms, sorted), achieved events/s, samples lost.
+/// One paced run: latencies (ms, sorted), achieved events/s, samples lost,
+/// and where the slowest delivery's time went.
 #[derive(Debug)]
 pub struct Paced {
     pub latencies_ms: Vec<f64>,
+    pub slowest: Option<Stages>,
     pub achieved_per_s: f64,
     pub missing: usize,
     pub refused_requests: u64,
@@ -184,21 +249,26 @@ pub async fn paced(
         k += 1;
         let (api, body) = (api.clone(), body.clone());
         sends.push(tokio::spawn(async move {
-            let sent = Instant::now();
+            let sent = (Instant::now(), wall_ms());
             let answer = api.publish(body, false).await;
-            (sent, answer)
+            (sent, wall_ms(), answer)
         }));
     }
     let took = start.elapsed().as_secs_f64();
-    let mut sent_at: Vec<(String, Instant)> = Vec::new();
+    let mut sent_at: Vec<(String, Sent)> = Vec::new();
     let mut refused = 0u64;
     for s in sends {
-        let (sent, answer) = s.await.expect("a send task");
+        let ((at, wall_ms), answered_ms, answer) = s.await.expect("a send task");
         let Some(answer) = answer else {
             refused += 1;
             continue;
         };
         for e in answer["events"].as_array().expect("accepted events") {
+            let sent = Sent {
+                at,
+                wall_ms,
+                answered_ms,
+            };
             sent_at.push((e["id"].as_str().expect("an id").to_string(), sent));
         }
     }
@@ -217,18 +287,46 @@ pub async fn paced(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let s = seen.lock().await;
+    let mut slowest: Option<(f64, Stages)> = None;
     let mut latencies_ms: Vec<f64> = sent_at
         .iter()
         .filter_map(|(id, sent)| {
             let done = s.at.get(id)?;
-            Some(done.saturating_duration_since(*sent).as_secs_f64() * 1e3)
+            let ms = done.at.saturating_duration_since(sent.at).as_secs_f64() * 1e3;
+            if slowest.is_none_or(|(max, _)| ms > max) {
+                slowest = stages(id, sent, done).map(|st| (ms, st));
+            }
+            Some(ms)
         })
         .collect();
     latencies_ms.sort_by(f64::total_cmp);
     Paced {
+        slowest: slowest.map(|(_, st)| st),
         missing: sent_at.len() - latencies_ms.len(),
         achieved_per_s: sent_at.len() as f64 / took,
         latencies_ms,
         refused_requests: refused,
     }
+}
+
+/// One accepted event's request: when it started (both clocks) and when
+/// its 202 arrived (wall clock, ms).
+struct Sent {
+    at: Instant,
+    wall_ms: f64,
+    answered_ms: f64,
+}
+
+/// The stages of one delivery, from its id's ULID time and its notice.
+fn stages(id: &str, sent: &Sent, done: &Arrival) -> Option<Stages> {
+    let accepted = ulid::Ulid::from_string(id).ok()?.timestamp_ms() as f64;
+    let ended = done.ended_ms as f64;
+    let run = done.ran_us as f64 / 1e3;
+    Some(Stages {
+        to_accept: accepted - sent.wall_ms,
+        to_answer: sent.answered_ms - accepted,
+        to_start: ended - run - accepted,
+        run,
+        to_notice: done.wall_ms - ended,
+    })
 }
