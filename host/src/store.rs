@@ -20,7 +20,7 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `meta` | `schema_version` · `log_count` · `events_accepted` · `events_unrouted` | u32/u64 BE |
+//! | `meta` | `schema_version` · `log_count` · `events_accepted` · `events_unrouted` · `kept_segment/` u64 BE (the newest time of a line keeping an event in that kept-events segment) | u32/u64 BE |
 //! | `modules`, `compiled` | empty: older versions kept blobs here; they are moved to files at open | |
 //! | `handlers` | handler name | [`HandlerRecord`] |
 //! | `versions` | `lp(name) u32 version` | [`VersionRecord`] |
@@ -31,7 +31,7 @@
 //! | `dead` | dead-letter id | [`DeadLetter`] |
 //! | `dead_by_handler` | `lp(handler) dead-letter id` | empty |
 //! | `log` | `u64 time_ms u64 seq` (a block's oldest line) | a block of [`LogEntry`] lines, binary (`logs/block.rs`; a JSON line in stores written before blocks) |
-//! | `log_by_event` | `lp(event id) u64 time_ms u64 seq` | u16 BE numbers of the event's lines in that block (empty: a JSON line); or `ff ff`, u16 BE count, the numbers, then the [`Event`](crate::event::Event) as JSON: the entry of the line that ended its last delivery (log inbox) keeps the finished event |
+//! | `log_by_event` | `lp(event id) u64 time_ms u64 seq` | u16 BE numbers of the event's lines in that block (empty: a JSON line); or `ff fe`, u16 BE count, the numbers, then the finished event's place in the kept-events log (`<dir>/kept/`, segment and offset u64 BE): the entry of the line that ended its last delivery (log inbox) keeps the event (`ff ff` and the event as JSON in stores written before; still read) |
 //! | `finished_events` | event id | [`Event`](crate::event::Event), kept while it has log lines (sled inbox, cluster mode) |
 //! | `stats` | handler name | per-handler counters + latency histogram |
 //! | `kv` | `lp(handler) lp(tenant) key` | `crate::kv::encode_entry` bytes |
@@ -314,6 +314,9 @@ struct Inner {
     tallies: stats::Tallies,
     /// Cluster mode: the other nodes' counters (`stats.rs`).
     peers: stats::PeerStats,
+    /// Finished events the log keeps for `GET /v1/events/{id}` (`logs.rs`,
+    /// "Kept events"), in `<dir>/kept/`.
+    kept: segment::SegmentLog,
 }
 
 impl Drop for Inner {
@@ -404,6 +407,13 @@ impl Store {
             Durability::Group { interval } => Some(group::GroupCommit::start(db.clone(), interval)),
             _ => None,
         };
+        let (kept, _) = segment::SegmentLog::open_newest_checked(
+            &dir.join(logs::KEPT_DIR),
+            segment::SegmentOptions {
+                durability: Durability::None,
+                max_segment_bytes: logs::KEPT_SEGMENT_BYTES,
+            },
+        )?;
         let store = Store {
             inner: Arc::new(Inner {
                 db,
@@ -420,6 +430,7 @@ impl Store {
                 ready: inbox::ReadySet::default(),
                 tallies: stats::Tallies::default(),
                 peers: stats::PeerStats::default(),
+                kept,
             }),
         };
         store.migrate_blobs()?;
@@ -439,9 +450,10 @@ impl Store {
         self.t().pending.first().sled().map(|f| f.is_some())
     }
 
-    /// Approximate bytes the database occupies on disk.
+    /// Approximate bytes the database occupies on disk, with the
+    /// kept-events log.
     pub fn size_on_disk(&self) -> Result<u64> {
-        self.inner.db.size_on_disk().sled()
+        Ok(self.inner.db.size_on_disk().sled()? + self.inner.kept.size_on_disk()?)
     }
 
     fn t(&self) -> &Trees {

@@ -555,7 +555,10 @@ impl Core {
             let keep = st.per_segment.keys().next().copied().unwrap_or(u64::MAX);
             (std::mem::take(&mut st.finished), keep)
         };
-        // Log lines, stats, idempotency keys and dead letters first.
+        // The events kept for finished deliveries, then log lines, stats,
+        // idempotency keys and dead letters: before any marker, and before
+        // a segment holding those events goes.
+        self.store.sync_kept()?;
         self.store.flush()?;
         if !markers.is_empty() {
             self.log.append(&[finish_record(&markers)])?;

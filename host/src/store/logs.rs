@@ -14,10 +14,28 @@
 //! sorted by time, numbered from 0. `log_by_event` = `lp(event id) u64
 //! time_ms u64 seq` → the numbers (u16 BE each) of that event's lines in
 //! that block (empty: the whole value is one line written before blocks);
-//! an entry that keeps its finished event (the log inbox writes the event
-//! with the line that ends its last delivery, `archive.rs`) is `ff ff`, a
-//! u16 BE count, the numbers, then the event as JSON. Retention that trims
-//! an entry's lines keeps its event; removing the entry drops it.
+//! an entry that keeps its finished event (the log inbox gives the event
+//! with the line that ends its last delivery, `archive.rs`) is `ff fe`, a
+//! u16 BE count, the numbers, then where the event is in the kept-events
+//! log (segment and offset, u64 BE each); entries written before that log
+//! have `ff ff` and the event as JSON, and are still read. Retention that
+//! trims an entry's lines keeps what it keeps; removing the entry drops it.
+//!
+//! **Kept events** are not in sled: each finished event is appended once,
+//! as JSON, to a segment log of its own (`segment.rs`, in
+//! `<store dir>/kept/`, unsynced; the log inbox syncs it before each
+//! checkpoint). Kept in sled's index, a kilobyte event was rewritten
+//! about five times over: a leaf of 16 of them rewritten whole every 10
+//! updates, and segments cleaned by rewriting what is live in them. At
+//! 8 000 events/s that was 45 of the daemon's 72 MiB/s of device writes
+//! (BENCHMARKS.md, issue 14's sixth round). `meta/kept_segment/<id>` holds
+//! the newest time of a line that kept an event in segment `<id>`, written
+//! before the index entries; retention deletes a segment once the log's
+//! oldest block is newer than that (blocks go oldest first, and a block's
+//! key is its first line's time), never the one being appended to. A read
+//! checks the record's checksum and the event id: a record a crash lost
+//! before it was synced, or whose place another took since, reads as
+//! missing.
 //! Lines list newest first by time, then by block key and number (blocks
 //! whose times overlap are merged: a batch may carry a line stamped before
 //! the previous batch's newest); a cursor is the last listed line's time,
@@ -34,6 +52,7 @@ use block::Block;
 
 use super::queue::IdemRecord;
 use super::records::page_size;
+use super::segment::Position as KeptAt;
 use super::{LogEntry, LogPage, LogQuery, Result, SledExt, Store, StoreError, decode, keys};
 use crate::event::{Event, now_ms};
 
@@ -103,27 +122,62 @@ fn numbers(lines: impl IntoIterator<Item = u16>) -> Vec<u8> {
     lines.into_iter().flat_map(u16::to_be_bytes).collect()
 }
 
-/// The first two bytes of an index value that keeps its event: no line
-/// number is that large (a block holds at most [`BLOCK_LINES`]).
+/// The first two bytes of an index value that keeps its event's JSON (as
+/// written before kept events moved to their own log; still read): no
+/// line number is that large (a block holds at most [`BLOCK_LINES`]).
 const KEPT_MARK: [u8; 2] = [0xff, 0xff];
+/// The first two bytes of an index value that keeps where its event is in
+/// the kept-events log.
+const KEPT_AT_MARK: [u8; 2] = [0xff, 0xfe];
 
-/// The index value naming line numbers `lines` and keeping `event` (its
-/// stored bytes): the mark, the count of numbers (u16 BE), the numbers,
-/// then the event.
-fn numbers_keeping(lines: &[u16], event: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(4 + 2 * lines.len() + event.len());
-    v.extend_from_slice(&KEPT_MARK);
+/// Where the store keeps finished events, under its directory.
+pub(super) const KEPT_DIR: &str = "kept";
+/// The kept-events log's segment size: retention deletes whole segments.
+/// Small in unit tests, so a few events span several.
+pub(super) const KEPT_SEGMENT_BYTES: u64 = if cfg!(test) { 4096 } else { 64 << 20 };
+/// `meta` keys (with the segment id, u64 BE): the newest time of a line
+/// that kept an event in that segment of the kept-events log.
+const KEPT_SEGMENT_PREFIX: &[u8] = b"kept_segment/";
+
+/// What an index entry keeps of its event.
+#[derive(Clone, Copy, Debug)]
+enum Kept<'v> {
+    /// The event's JSON (the old format).
+    Json(&'v [u8]),
+    /// Its record in the kept-events log.
+    At(KeptAt),
+}
+
+/// The index value naming line numbers `lines` and keeping `kept`: the
+/// mark, the count of numbers (u16 BE), the numbers, then the event's JSON
+/// or its position (segment and offset, u64 BE each).
+fn numbers_keeping(lines: &[u16], kept: Kept<'_>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + 2 * lines.len() + 16);
+    v.extend_from_slice(match kept {
+        Kept::Json(_) => &KEPT_MARK,
+        Kept::At(_) => &KEPT_AT_MARK,
+    });
     // `blocks` keeps a block within BLOCK_LINES (< u16::MAX).
     v.extend_from_slice(&u16::try_from(lines.len()).unwrap_or(u16::MAX).to_be_bytes());
     v.extend(lines.iter().flat_map(|n| n.to_be_bytes()));
-    v.extend_from_slice(event);
+    match kept {
+        Kept::Json(event) => v.extend_from_slice(event),
+        Kept::At(at) => {
+            v.extend_from_slice(&at.segment.to_be_bytes());
+            v.extend_from_slice(&at.offset.to_be_bytes());
+        }
+    }
     v
 }
 
-/// An index value's line numbers (u16 BE each) and the event it keeps,
-/// if it keeps one.
-fn parse_index<'v>(key: &[u8], v: &'v [u8]) -> Result<(&'v [u8], Option<&'v [u8]>)> {
-    let Some(rest) = v.strip_prefix(&KEPT_MARK[..]) else {
+/// An index value's line numbers (u16 BE each) and what it keeps of its
+/// event, if anything.
+fn parse_index<'v>(key: &[u8], v: &'v [u8]) -> Result<(&'v [u8], Option<Kept<'v>>)> {
+    let (at, rest) = if let Some(rest) = v.strip_prefix(&KEPT_MARK[..]) {
+        (false, rest)
+    } else if let Some(rest) = v.strip_prefix(&KEPT_AT_MARK[..]) {
+        (true, rest)
+    } else {
         return Ok((v, None));
     };
     let bad = || super::codec::corrupt("log_by_event", key, "a kept event's entry is cut short");
@@ -132,8 +186,18 @@ fn parse_index<'v>(key: &[u8], v: &'v [u8]) -> Result<(&'v [u8], Option<&'v [u8]
     if rest.len() < n {
         return Err(bad());
     }
-    let (lines, event) = rest.split_at(n);
-    Ok((lines, Some(event)))
+    let (lines, tail) = rest.split_at(n);
+    if !at {
+        return Ok((lines, Some(Kept::Json(tail))));
+    }
+    let (segment, offset) = match (tail.get(..8), tail.get(8..)) {
+        (Some(s), Some(o)) => (keys::read_u64(s), keys::read_u64(o)),
+        _ => (None, None),
+    };
+    match (segment, offset) {
+        (Some(segment), Some(offset)) => Ok((lines, Some(Kept::At(KeptAt { segment, offset })))),
+        _ => Err(bad()),
+    }
 }
 
 fn matches(q: &LogQuery, e: &LogEntry) -> bool {
@@ -249,14 +313,7 @@ impl Store {
         }
         let mut sorted: Vec<&LogEntry> = entries.iter().map(|&(e, _)| e).collect();
         sorted.sort_by_key(|e| e.time_ms);
-        let mut kept: HashMap<&str, Vec<u8>> = HashMap::new();
-        for (e, event) in entries {
-            if let Some(event) = event
-                && !kept.contains_key(e.event_id.as_str())
-            {
-                kept.insert(&e.event_id, super::encode(*event)?);
-            }
-        }
+        let kept = self.keep_events(entries)?;
         let t = self.t();
         for lines in blocks(&sorted) {
             let seq = self.inner.db.generate_id().sled()?;
@@ -269,7 +326,7 @@ impl Store {
             }
             for (event_id, lines) in by_event {
                 let value = match kept.get(event_id) {
-                    Some(event) => numbers_keeping(&lines, event),
+                    Some(at) => numbers_keeping(&lines, Kept::At(*at)),
                     None => numbers(lines),
                 };
                 t.log_by_event
@@ -280,6 +337,93 @@ impl Store {
             t.log.insert(key, value).sled()?;
         }
         self.bump(META_LOG_COUNT, entries.len() as i64)
+    }
+
+    /// Appends the events given (once each) to the kept-events log, in one
+    /// write, unsynced (see [`Self::sync_kept`]); where each went. First
+    /// records, for each segment written to, the newest time of a line
+    /// keeping an event in it: retention deletes a segment once the log has
+    /// no line that old left ([`Self::trim_kept`]). That `meta` write goes
+    /// before the index entries, so sled, which recovers a prefix of its
+    /// writes, never has an entry without it.
+    fn keep_events(
+        &self,
+        entries: &[(&LogEntry, Option<&Event>)],
+    ) -> Result<HashMap<String, KeptAt>> {
+        let mut ids = Vec::new();
+        let mut records = Vec::new();
+        let mut times = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (e, event) in entries {
+            if let Some(event) = event
+                && seen.insert(e.event_id.as_str())
+            {
+                ids.push(e.event_id.clone());
+                records.push(super::encode(*event)?);
+                times.push(e.time_ms);
+            }
+        }
+        if records.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let at = self.inner.kept.append(&records)?;
+        let mut newest: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+        for (p, time) in at.iter().zip(&times) {
+            let t = newest.entry(p.segment).or_default();
+            *t = (*t).max(*time);
+        }
+        let meta = &self.t().meta;
+        for (segment, time) in newest {
+            let key = kept_segment_key(segment);
+            let old = meta.get(&key).sled()?.and_then(|v| keys::read_u64(&v));
+            if old.is_none_or(|o| o < time) {
+                meta.insert(key, &time.to_be_bytes()[..]).sled()?;
+            }
+        }
+        Ok(ids.into_iter().zip(at).collect())
+    }
+
+    /// Syncs the kept-events log: the log inbox calls it before a
+    /// checkpoint lets go of the inbox segments holding the events.
+    pub(super) fn sync_kept(&self) -> Result<()> {
+        self.inner.kept.sync()
+    }
+
+    /// Deletes the kept-events log's segments whose every keeping line is
+    /// gone: those whose newest keeping line is older than the log's
+    /// oldest line (lines go oldest block first, and a block's key time is
+    /// its first line's). Never the segment being appended to.
+    fn trim_kept(&self) -> Result<()> {
+        let t = self.t();
+        let oldest = match t.log.first().sled()? {
+            Some((k, _)) => k.get(..8).and_then(keys::read_u64).unwrap_or(0),
+            None => u64::MAX,
+        };
+        let newest = self.inner.kept.newest();
+        let mut cut = None;
+        let mut gone = Vec::new();
+        for item in t.meta.scan_prefix(KEPT_SEGMENT_PREFIX) {
+            let (k, v) = item.sled()?;
+            let segment = k
+                .get(KEPT_SEGMENT_PREFIX.len()..)
+                .and_then(keys::read_u64)
+                .ok_or_else(|| {
+                    super::codec::corrupt("meta", &k, "a kept segment key without its id")
+                })?;
+            let time = keys::read_u64(&v).ok_or_else(|| {
+                super::codec::corrupt("meta", &k, "a kept segment's time is not a u64")
+            })?;
+            if time >= oldest || segment >= newest {
+                cut = Some(segment);
+                break;
+            }
+            gone.push(k);
+        }
+        self.inner.kept.remove_before(cut.unwrap_or(newest))?;
+        for k in gone {
+            t.meta.remove(k).sled()?;
+        }
+        Ok(())
     }
 
     /// Whether the log still has a line of event `id` (by its index).
@@ -294,8 +438,20 @@ impl Store {
         let prefix = keys::parts(&[event_id.as_bytes()]);
         for item in self.t().log_by_event.scan_prefix(&prefix).rev() {
             let (k, v) = item.sled()?;
-            if let (_, Some(event)) = parse_index(&k, &v)? {
-                return decode("log_by_event", &k, event).map(Some);
+            match parse_index(&k, &v)?.1 {
+                Some(Kept::Json(event)) => return decode("log_by_event", &k, event).map(Some),
+                Some(Kept::At(at)) => {
+                    // Gone or not this event: a crash lost the record
+                    // before it was synced, and the place was written over.
+                    let Some(bytes) = self.inner.kept.read_at(at)? else {
+                        continue;
+                    };
+                    match serde_json::from_slice::<Event>(&bytes) {
+                        Ok(event) if event.id == event_id => return Ok(Some(event)),
+                        _ => continue,
+                    }
+                }
+                None => {}
             }
         }
         Ok(None)
@@ -556,7 +712,7 @@ impl Store {
                     // The lines left keep the event the entry kept.
                     let old = self.t().log_by_event.get(&key).sled()?;
                     let value = match old.as_deref().map(|v| parse_index(&key, v)).transpose()? {
-                        Some((_, Some(event))) => numbers_keeping(&lines, event),
+                        Some((_, Some(kept))) => numbers_keeping(&lines, kept),
                         _ => numbers(lines),
                     };
                     index.push((key, Some(value)));
@@ -595,6 +751,7 @@ impl Store {
             events.dedup();
             // A finished event goes with its last log line.
             self.forget_unlogged(&events)?;
+            self.trim_kept()?;
         }
         Ok(count as u64)
     }
@@ -614,3 +771,9 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+
+fn kept_segment_key(segment: u64) -> Vec<u8> {
+    let mut k = KEPT_SEGMENT_PREFIX.to_vec();
+    k.extend_from_slice(&segment.to_be_bytes());
+    k
+}

@@ -181,6 +181,23 @@ impl SegmentLog {
     /// Opens (creating) the log in `dir`: checks every segment, cuts a torn
     /// tail off the newest, and appends after it.
     pub fn open(dir: &Path, opts: SegmentOptions) -> Result<(SegmentLog, Recovery)> {
+        Self::open_checking(dir, opts, true)
+    }
+
+    /// [`Self::open`] checking only the newest segment (cutting its torn
+    /// tail), for a log read a record at a time ([`Self::read_at`], which
+    /// checks each record it reads): opening does not read the older
+    /// segments, however large. [`Recovery::records`] counts the newest
+    /// segment's only.
+    pub fn open_newest_checked(dir: &Path, opts: SegmentOptions) -> Result<(SegmentLog, Recovery)> {
+        Self::open_checking(dir, opts, false)
+    }
+
+    fn open_checking(
+        dir: &Path,
+        opts: SegmentOptions,
+        all: bool,
+    ) -> Result<(SegmentLog, Recovery)> {
         std::fs::create_dir_all(dir).map_err(|e| io_err("creating", dir, e))?;
         let mut rec = Recovery {
             segments: segment_ids(dir)?,
@@ -188,6 +205,9 @@ impl SegmentLog {
         };
         let newest = rec.segments.last().copied();
         for &id in &rec.segments {
+            if !all && Some(id) != newest {
+                continue;
+            }
             let path = segment_path(dir, id);
             let bytes = read_segment(&path)?;
             let (n, end) = scan(&bytes, |_, _| Ok(()))?;
@@ -352,6 +372,58 @@ impl SegmentLog {
                 .map_err(|e| io_err("syncing", &path, e))?;
         }
         Ok(())
+    }
+
+    /// The record at `at`, if it is there and intact (its length in bounds
+    /// and its checksum right); `None` if its segment is gone or the bytes
+    /// there are not a whole record.
+    pub fn read_at(&self, at: Position) -> Result<Option<Vec<u8>>> {
+        use std::os::unix::fs::FileExt;
+        let path = segment_path(&self.dir, at.segment);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("opening", &path, e)),
+        };
+        let read = |buf: &mut [u8], offset: u64| match file.read_exact_at(buf, offset) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(io_err("reading", &path, e)),
+        };
+        let mut head = [0u8; HEADER as usize];
+        if at.offset < MAGIC.len() as u64 || !read(&mut head, at.offset)? {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        if len > MAX_RECORD {
+            return Ok(None);
+        }
+        let mut payload = vec![0u8; len];
+        if !read(&mut payload, at.offset + HEADER)? {
+            return Ok(None);
+        }
+        let mut h = crc32fast::Hasher::new();
+        h.update(&head[..4]);
+        h.update(&payload);
+        Ok((h.finalize() == crc).then_some(payload))
+    }
+
+    /// The id of the newest segment, the one appended to.
+    pub fn newest(&self) -> u64 {
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).id
+    }
+
+    /// Syncs what was appended to the newest segment (older ones were
+    /// synced when the next one was started): for a log appended with
+    /// [`Durability::None`] whose records must be on disk by some point.
+    pub fn sync(&self) -> Result<()> {
+        let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let path = segment_path(&self.dir, active.id);
+        active
+            .file
+            .sync_data()
+            .map_err(|e| io_err("syncing", &path, e))
     }
 
     /// Calls `f` with every intact record at or after `from`, in order.

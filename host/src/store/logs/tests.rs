@@ -441,3 +441,129 @@ fn passes_racing_to_the_cap_remove_each_line_once() {
     assert_eq!(page_all(&s, &q).len(), 300);
     assert_eq!(s.counter(super::META_LOG_COUNT).unwrap(), 300);
 }
+
+/// Lines of `n` events of about 1 KiB, each line keeping its event, one
+/// millisecond apart from `base`.
+fn keep_many(s: &Store, n: usize, base: u64) -> Vec<Event> {
+    let events: Vec<Event> = (0..n)
+        .map(|i| {
+            let payload = serde_json::json!({"text": format!("{i:0>1000}")});
+            crate::event::EventInput::new("e", &payload)
+                .accept("test", 0, 1 << 20)
+                .unwrap()
+        })
+        .collect();
+    let lines: Vec<LogEntry> = events
+        .iter()
+        .enumerate()
+        .map(|(i, ev)| entry("h", ev, "ok", base + i as u64))
+        .collect();
+    let with: Vec<(&LogEntry, Option<&Event>)> = lines
+        .iter()
+        .zip(&events)
+        .map(|(l, e)| (l, Some(e)))
+        .collect();
+    s.append_logs_keeping(&with).unwrap();
+    events
+}
+
+fn kept_segments(dir: &std::path::Path) -> Vec<u64> {
+    super::super::segment::segment_ids(&dir.join(super::KEPT_DIR)).unwrap()
+}
+
+#[test]
+fn kept_events_live_in_their_own_log_and_the_index_holds_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), opts()).unwrap();
+    let events = keep_many(&s, 20, now_ms() - 1000);
+    // 20 events of ~1 KiB in 4 KiB segments.
+    assert!(kept_segments(dir.path()).len() >= 5);
+    for ev in &events {
+        let got = s.archived_event(&ev.id).unwrap().unwrap();
+        assert_eq!(
+            (got.id.as_str(), got.payload.get()),
+            (ev.id.as_str(), ev.payload.get())
+        );
+    }
+    // Each index entry is a position (18 bytes past its line numbers),
+    // not the event.
+    for item in s.t().log_by_event.iter() {
+        let (_, v) = item.unwrap();
+        assert_eq!(&v[..2], &super::KEPT_AT_MARK);
+        assert_eq!(v.len(), 2 + 2 + 2 + 16);
+    }
+    // Still there after a reopen, once synced.
+    s.sync_kept().unwrap();
+    drop(s);
+    let s = Store::open(dir.path(), opts()).unwrap();
+    assert_eq!(
+        s.archived_event(&events[7].id).unwrap().unwrap().id,
+        events[7].id
+    );
+}
+
+#[test]
+fn kept_segments_go_once_no_line_keeping_an_event_in_them_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), opts()).unwrap();
+    // Four batches, as the recorder writes them: four blocks.
+    let base = now_ms() - 10_000;
+    let events: Vec<Event> = (0..4)
+        .flat_map(|b| keep_many(&s, 10, base + b * 100))
+        .collect();
+    let before = kept_segments(dir.path());
+    assert!(before.len() >= 8, "{before:?}");
+    // Half the lines go, two whole blocks: the segments of their events
+    // go (but the one shared with the third block's first events), those
+    // of the events left stay.
+    assert_eq!(s.remove_oldest_logs(20, None).unwrap(), 20);
+    let after = kept_segments(dir.path());
+    assert!(after.len() < before.len(), "{before:?} → {after:?}");
+    for ev in &events[..20] {
+        assert!(s.archived_event(&ev.id).unwrap().is_none());
+    }
+    for ev in &events[20..] {
+        assert_eq!(s.archived_event(&ev.id).unwrap().unwrap().id, ev.id);
+    }
+    // All gone: only the newest segment, the one appended to, is left,
+    // and with it the record of its newest line's time.
+    assert_eq!(s.remove_oldest_logs(100, None).unwrap(), 20);
+    assert_eq!(kept_segments(dir.path()), [*before.last().unwrap()]);
+    let times = s.t().meta.scan_prefix(super::KEPT_SEGMENT_PREFIX).count();
+    assert_eq!(times, 1);
+}
+
+#[test]
+fn a_kept_event_whose_record_a_crash_lost_is_missing_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), opts()).unwrap();
+    let events = keep_many(&s, 2, now_ms() - 1000);
+    drop(s);
+    // The kept log was never synced: say the machine lost its tail, and
+    // then other records were written where it was.
+    let newest = *kept_segments(dir.path()).last().unwrap();
+    let path = super::super::segment::segment_path(&dir.path().join(super::KEPT_DIR), newest);
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    let s = Store::open(dir.path(), opts()).unwrap();
+    let lost = &events[1];
+    assert!(s.archived_event(&lost.id).unwrap().is_none());
+    let other = keep_many(&s, 1, now_ms() - 500);
+    assert!(
+        s.archived_event(&lost.id).unwrap().is_none(),
+        "another event's record"
+    );
+    assert_eq!(
+        s.archived_event(&other[0].id).unwrap().unwrap().id,
+        other[0].id
+    );
+    assert_eq!(
+        s.archived_event(&events[0].id).unwrap().unwrap().id,
+        events[0].id
+    );
+}
