@@ -73,3 +73,16 @@ pub(super) fn deploy(s: &Store, name: &str) -> u32 {
         .1
         .version
 }
+
+/// Cuts the last `n` bytes off the newest segment of the segment log in
+/// `dir`: a crash that tore (or lost) its tail.
+pub(super) fn cut_newest_segment(dir: &Path, n: u64) {
+    let ids = super::segment::segment_ids(dir).expect("segment ids");
+    let path = super::segment::segment_path(dir, *ids.last().expect("a segment"));
+    let len = std::fs::metadata(&path).expect("a segment file").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(len - n))
+        .expect("cutting the segment");
+}

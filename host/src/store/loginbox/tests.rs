@@ -2,7 +2,7 @@
 //! exact across a lost sled write, idempotency keys, segment deletion,
 //! revive, discard and a torn tail.
 
-use super::super::testutil::{deploy, entry, event, open};
+use super::super::testutil::{cut_newest_segment, deploy, entry, event, open};
 use super::*;
 
 fn inbox(dir: &Path) -> (Store, LogInbox) {
@@ -238,16 +238,7 @@ fn a_torn_last_batch_loses_only_that_batch() {
         i.append(&batch[..1]).unwrap();
         i.append(&batch[1..]).unwrap();
     }
-    let log = dir.path().join("log");
-    let ids = super::super::segment::segment_ids(&log).unwrap();
-    let path = super::super::segment::segment_path(&log, *ids.last().unwrap());
-    let len = std::fs::metadata(&path).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(len - 10)
-        .unwrap();
+    cut_newest_segment(&dir.path().join("log"), 10);
     let (_s, i) = inbox(dir.path());
     let open = open_keys(&i);
     assert_eq!(open, [(batch[0].0.id.clone(), "h".to_string(), 1)]);
@@ -262,17 +253,8 @@ fn a_batch_is_logged_whole_or_not_at_all() {
         i.append(&first).unwrap();
         i.append(&routed(3, &["h"])).unwrap();
     }
-    let log = dir.path().join("log");
-    let ids = super::super::segment::segment_ids(&log).unwrap();
-    let path = super::super::segment::segment_path(&log, *ids.last().unwrap());
-    let len = std::fs::metadata(&path).unwrap().len();
     // Torn inside the second batch's last event: none of its three stays.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(len - 10)
-        .unwrap();
+    cut_newest_segment(&dir.path().join("log"), 10);
     let (_s, i) = inbox(dir.path());
     assert_eq!(open_keys(&i), [(first[0].0.id.clone(), "h".to_string(), 1)]);
 }

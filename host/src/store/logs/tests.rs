@@ -541,15 +541,7 @@ fn a_kept_event_whose_record_a_crash_lost_is_missing_not_an_error() {
     drop(s);
     // The kept log was never synced: say the machine lost its tail, and
     // then other records were written where it was.
-    let newest = *kept_segments(dir.path()).last().unwrap();
-    let path = super::super::segment::segment_path(&dir.path().join(super::KEPT_DIR), newest);
-    let len = std::fs::metadata(&path).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(len - 10)
-        .unwrap();
+    cut_newest_segment(&dir.path().join(super::KEPT_DIR), 10);
     let s = Store::open(dir.path(), opts()).unwrap();
     let lost = &events[1];
     assert!(s.archived_event(&lost.id).unwrap().is_none());
