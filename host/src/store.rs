@@ -317,6 +317,10 @@ struct Inner {
     /// Finished events the log keeps for `GET /v1/events/{id}` (`logs.rs`,
     /// "Kept events"), in `<dir>/kept/`.
     kept: segment::SegmentLog,
+    /// Held while events are appended to `kept` and their segments' times
+    /// written, and while retention deletes its segments: a segment just
+    /// appended to must not go before its time is written.
+    kept_lock: Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -431,6 +435,7 @@ impl Store {
                 tallies: stats::Tallies::default(),
                 peers: stats::PeerStats::default(),
                 kept,
+                kept_lock: Mutex::new(()),
             }),
         };
         store.migrate_blobs()?;

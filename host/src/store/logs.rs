@@ -345,7 +345,8 @@ impl Store {
     /// keeping an event in it: retention deletes a segment once the log has
     /// no line that old left ([`Self::trim_kept`]). That `meta` write goes
     /// before the index entries, so sled, which recovers a prefix of its
-    /// writes, never has an entry without it.
+    /// writes, never has an entry without it; and under the lock retention
+    /// takes to delete segments, so none goes between the two.
     fn keep_events(
         &self,
         entries: &[(&LogEntry, Option<&Event>)],
@@ -366,6 +367,7 @@ impl Store {
         if records.is_empty() {
             return Ok(HashMap::new());
         }
+        let _kept = self.kept_lock();
         let at = self.inner.kept.append(&records)?;
         let mut newest: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
         for (p, time) in at.iter().zip(&times) {
@@ -383,6 +385,13 @@ impl Store {
         Ok(ids.into_iter().zip(at).collect())
     }
 
+    fn kept_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .kept_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Syncs the kept-events log: the log inbox calls it before a
     /// checkpoint lets go of the inbox segments holding the events.
     pub(super) fn sync_kept(&self) -> Result<()> {
@@ -394,6 +403,7 @@ impl Store {
     /// oldest line (lines go oldest block first, and a block's key time is
     /// its first line's). Never the segment being appended to.
     fn trim_kept(&self) -> Result<()> {
+        let _kept = self.kept_lock();
         let t = self.t();
         let oldest = match t.log.first().sled()? {
             Some((k, _)) => k.get(..8).and_then(keys::read_u64).unwrap_or(0),
