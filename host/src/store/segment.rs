@@ -396,7 +396,12 @@ impl SegmentLog {
         }
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        if len > MAX_RECORD {
+        let size = file
+            .metadata()
+            .map_err(|e| io_err("reading", &path, e))?
+            .len();
+        // A garbage length is no record; nor a reason to allocate 64 MiB.
+        if len > MAX_RECORD || at.offset + HEADER + len as u64 > size {
             return Ok(None);
         }
         let mut payload = vec![0u8; len];

@@ -243,3 +243,43 @@ fn concurrent_appenders_share_group_rounds_and_lose_nothing() {
     seen.dedup();
     assert_eq!(seen.len(), 200);
 }
+
+#[test]
+fn read_at_gives_a_record_by_its_position_and_none_for_anything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = SegmentLog::open(dir.path(), opts(Durability::None)).unwrap();
+    let at = log.append(&[b"first".as_slice(), b"second"]).unwrap();
+    log.sync().unwrap();
+    assert_eq!(log.read_at(at[1]).unwrap().as_deref(), Some(&b"second"[..]));
+    assert_eq!(log.read_at(at[0]).unwrap().as_deref(), Some(&b"first"[..]));
+    // Inside a record, before the first, past the end, in no segment.
+    let inside = Position {
+        offset: at[0].offset + 3,
+        ..at[0]
+    };
+    let before = Position { offset: 0, ..at[0] };
+    let past = Position {
+        offset: at[1].offset + 100,
+        ..at[1]
+    };
+    let gone = Position {
+        segment: at[0].segment + 7,
+        ..at[0]
+    };
+    for p in [inside, before, past, gone] {
+        assert_eq!(log.read_at(p).unwrap(), None, "{p:?}");
+    }
+    // A header claiming more bytes than the file has.
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(newest_file(dir.path()))
+        .unwrap();
+    f.write_all(&(MAX_RECORD as u32).to_le_bytes()).unwrap();
+    f.write_all(&[0; 4]).unwrap();
+    drop(f);
+    let end = Position {
+        offset: at[1].offset + HEADER + 6,
+        ..at[1]
+    };
+    assert_eq!(log.read_at(end).unwrap(), None);
+}
