@@ -138,12 +138,24 @@ pub(super) fn segment_path(dir: &Path, id: u64) -> PathBuf {
 /// Encodes one record (header and payload).
 fn frame(payload: &[u8], out: &mut Vec<u8>) {
     let len = (payload.len() as u32).to_le_bytes();
-    let mut h = crc32fast::Hasher::new();
-    h.update(&len);
-    h.update(payload);
     out.extend_from_slice(&len);
-    out.extend_from_slice(&h.finalize().to_le_bytes());
+    out.extend_from_slice(&checksum(&len, payload).to_le_bytes());
     out.extend_from_slice(payload);
+}
+
+/// A record's CRC: of its length bytes and its payload.
+fn checksum(len: &[u8], payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(len);
+    h.update(payload);
+    h.finalize()
+}
+
+/// A record header's payload length and CRC.
+fn parse_header(head: &[u8; HEADER as usize]) -> (usize, u32) {
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    (len, crc)
 }
 
 /// The intact records of one segment's bytes and where they end; the end
@@ -152,11 +164,13 @@ fn scan(bytes: &[u8], mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<(u6
     let mut at = MAGIC.len();
     let mut n = 0u64;
     while at < bytes.len() {
-        let Some(head) = bytes.get(at..at + HEADER as usize) else {
+        let Some(head) = bytes
+            .get(at..at + HEADER as usize)
+            .and_then(|h| <&[u8; HEADER as usize]>::try_from(h).ok())
+        else {
             break;
         };
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        let (len, crc) = parse_header(head);
         let start = at + HEADER as usize;
         let Some(payload) = bytes.get(start..start.saturating_add(len)) else {
             break;
@@ -164,10 +178,7 @@ fn scan(bytes: &[u8], mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<(u6
         if len > MAX_RECORD {
             break;
         }
-        let mut h = crc32fast::Hasher::new();
-        h.update(&head[..4]);
-        h.update(payload);
-        if h.finalize() != crc {
+        if checksum(&head[..4], payload) != crc {
             break;
         }
         f(at as u64, payload)?;
@@ -394,8 +405,7 @@ impl SegmentLog {
         if at.offset < MAGIC.len() as u64 || !read(&mut head, at.offset)? {
             return Ok(None);
         }
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        let (len, crc) = parse_header(&head);
         let size = file
             .metadata()
             .map_err(|e| io_err("reading", &path, e))?
@@ -408,10 +418,7 @@ impl SegmentLog {
         if !read(&mut payload, at.offset + HEADER)? {
             return Ok(None);
         }
-        let mut h = crc32fast::Hasher::new();
-        h.update(&head[..4]);
-        h.update(&payload);
-        Ok((h.finalize() == crc).then_some(payload))
+        Ok((checksum(&head[..4], &payload) == crc).then_some(payload))
     }
 
     /// The id of the newest segment, the one appended to.
