@@ -275,7 +275,7 @@ fn soak(seconds: u64) {
                 max: p(100.0),
             };
             eprintln!(
-                "soak: {:>5.0} s  rss {:>7.1} MiB  data {:>7.1} MiB (inbox {:>6.1})  writes {:>5.1} MiB/s  {:>6.0}/s  p50 {:>6.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} missing, {} refused)\n      slowest: {}",
+                "soak: {:>5.0} s  rss {:>7.1} MiB  data {:>7.1} MiB (inbox {:>6.1})  writes {:>5.1} MiB/s  {:>6.0}/s  p50 {:>6.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} missing, {} refused)\n      slowest: {}\n      median:  {}",
                 sample.at_s,
                 sample.rss as f64 / 1048576.0,
                 sample.data as f64 / 1048576.0,
@@ -287,7 +287,8 @@ fn soak(seconds: u64) {
                 sample.max,
                 w.missing,
                 w.refused_requests,
-                w.slowest.map_or("-".to_string(), |s| s.to_string())
+                w.slowest.map_or("-".to_string(), |s| s.to_string()),
+                w.median.map_or("-".to_string(), |s| s.to_string())
             );
             let full = sample.data > SOAK_MAX_DATA;
             samples.push(sample);
@@ -431,6 +432,7 @@ fn main() {
         "p99.9",
         "max",
         "samples",
+        "half load: median of each stage",
     ]);
     let mut delivered = Vec::new();
     for (i, setup) in SETUPS.iter().enumerate() {
@@ -461,6 +463,7 @@ fn main() {
             p(99.9),
             p(100.0),
             format!("{} ({} missing)", l.len(), m.half.missing),
+            m.half.median.map_or("–".to_string(), |s| s.to_string()),
         ]);
         delivered.push((*setup, m.max.delivered_per_s));
     }
@@ -483,7 +486,9 @@ fn main() {
              (the first fifth not counted); delivered = outcomes on the live stream. Half \
              load: a batch every 100 ÷ (half the saturated delivered rate) seconds for {} s, \
              open loop; latency from the client starting the POST to the event's outcome \
-             arriving on `GET /v1/stream`. 429s: refused requests in both phases. The load \
+             arriving on `GET /v1/stream`; each stage's median over the \
+             half-load deliveries (from the event id's ULID time and the notice's \
+             `time_ms` and `duration_us`, ± 1 ms each) splits it. 429s: refused requests in both phases. The load \
              generator shares the 2 cores with the daemon. 2 workers ÷ 1, saturated \
              delivered, `group`: {}, {}.",
             if quick() { 2 } else { 10 },

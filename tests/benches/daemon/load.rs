@@ -72,6 +72,27 @@ pub struct Stages {
     pub to_notice: f64,
 }
 
+impl Stages {
+    /// Each field's median over `all`; `None` when empty.
+    fn median(all: &[Stages]) -> Option<Stages> {
+        if all.is_empty() {
+            return None;
+        }
+        let of = |f: fn(&Stages) -> f64| {
+            let mut v: Vec<f64> = all.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        Some(Stages {
+            to_accept: of(|s| s.to_accept),
+            to_answer: of(|s| s.to_answer),
+            to_start: of(|s| s.to_start),
+            run: of(|s| s.run),
+            to_notice: of(|s| s.to_notice),
+        })
+    }
+}
+
 impl std::fmt::Display for Stages {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -226,6 +247,9 @@ pub async fn drain(count: &AtomicU64) {
 pub struct Paced {
     pub latencies_ms: Vec<f64>,
     pub slowest: Option<Stages>,
+    /// Each stage's median over every delivery of the run (each field on
+    /// its own, so they need not add up to the median latency).
+    pub median: Option<Stages>,
     pub achieved_per_s: f64,
     pub missing: usize,
     pub refused_requests: u64,
@@ -288,20 +312,24 @@ pub async fn paced(
     }
     let s = seen.lock().await;
     let mut slowest: Option<(f64, Stages)> = None;
+    let mut all = Vec::new();
     let mut latencies_ms: Vec<f64> = sent_at
         .iter()
         .filter_map(|(id, sent)| {
             let done = s.at.get(id)?;
             let ms = done.at.saturating_duration_since(sent.at).as_secs_f64() * 1e3;
+            let st = stages(id, sent, done);
             if slowest.is_none_or(|(max, _)| ms > max) {
-                slowest = stages(id, sent, done).map(|st| (ms, st));
+                slowest = st.map(|st| (ms, st));
             }
+            all.extend(st);
             Some(ms)
         })
         .collect();
     latencies_ms.sort_by(f64::total_cmp);
     Paced {
         slowest: slowest.map(|(_, st)| st),
+        median: Stages::median(&all),
         missing: sent_at.len() - latencies_ms.len(),
         achieved_per_s: sent_at.len() as f64 / took,
         latencies_ms,
