@@ -402,7 +402,33 @@ impl Store {
     /// gone: those whose newest keeping line is older than the log's
     /// oldest line (lines go oldest block first, and a block's key time is
     /// its first line's). Never the segment being appended to.
+    ///
+    /// Only choosing the segments holds the lock the recorder's appends
+    /// take: deleting a 64 MiB file can wait on the device (the filesystem
+    /// frees its blocks, and on a `discard` mount trims them), and the
+    /// recorder should not wait with it. Deleting them after is safe: an
+    /// append goes only to the newest segment, never to one before the
+    /// cut. A deletion that takes 100 ms or more is logged as a warning.
     fn trim_kept(&self) -> Result<()> {
+        let (cut, gone) = self.kept_to_trim()?;
+        let started = std::time::Instant::now();
+        let removed = self.inner.kept.remove_before(cut)?;
+        super::warn_if_slow(
+            "Deleting finished events' kept segments",
+            removed,
+            started.elapsed(),
+            std::time::Duration::from_millis(100),
+        );
+        let t = self.t();
+        for k in gone {
+            t.meta.remove(k).sled()?;
+        }
+        Ok(())
+    }
+
+    /// The first kept segment to keep, and the `meta` keys of those before
+    /// it, chosen under the lock appends take ([`Self::keep_events`]).
+    fn kept_to_trim(&self) -> Result<(u64, Vec<sled::IVec>)> {
         let _kept = self.kept_lock();
         let t = self.t();
         let oldest = match t.log.first().sled()? {
@@ -429,11 +455,7 @@ impl Store {
             }
             gone.push(k);
         }
-        self.inner.kept.remove_before(cut.unwrap_or(newest))?;
-        for k in gone {
-            t.meta.remove(k).sled()?;
-        }
-        Ok(())
+        Ok((cut.unwrap_or(newest), gone))
     }
 
     /// Whether the log still has a line of event `id` (by its index).
