@@ -490,6 +490,11 @@ fn already_active(store: &Store, manifest: &Manifest, wasm: &[u8]) -> anyhow::Re
 /// heap: at 10k events/s a 10-minute soak's RSS rose by ≈ 145 MiB this way,
 /// and one `malloc_trim` gave 194 MiB of 528 back (BENCHMARKS.md, issue 14).
 /// Called once per retention pass, off the delivery path.
+///
+/// The `hookbox` binary allocates through mimalloc (main.rs), which gives
+/// freed pages back by itself, so there this trims only what C code left
+/// in glibc's heaps; a program that embeds the library with the system
+/// allocator (the tests and benches) still needs it.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn release_free_memory() {

@@ -98,6 +98,11 @@ pub(super) fn compile_in_child(
         .arg(limits.memory_bytes.to_string())
         .arg(cpu_seconds.to_string())
         .arg(cfg.max_component_bytes.to_string())
+        // The binary's allocator, mimalloc, reserves 1 GiB of address
+        // space for its arena up front; the child's `RLIMIT_DATA` counts
+        // it, and the compiler could not even start its threads. With no
+        // reservation it maps what it uses.
+        .env("MIMALLOC_ARENA_RESERVE", "0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
