@@ -7,7 +7,8 @@
 //!   delivered (outcomes on the live stream) per second;
 //! - **half load**: batches paced at half the saturated rate, open loop;
 //!   accept → outcome latency percentiles (client starts the POST → the
-//!   outcome arrives on `GET /v1/stream`).
+//!   outcome arrives on `GET /v1/stream`), and each stage's median over
+//!   its deliveries (request → id, id → run, run, run → notice).
 //!
 //! The daemon is `target/release/hookbox` (built by this bench, or
 //! `$HOOKBOX_BIN`); the load generator runs in this process, on the same
@@ -19,8 +20,8 @@
 //! time in 10-second windows; after each window the daemon's RSS, the
 //! data directory's size and the rate it wrote to the disk at are sampled
 //! with the window's latency percentiles, and the window's slowest
-//! delivery is split into its stages (request → id, id → run, run, run →
-//! notice on the stream; from the event id's ULID time and the notice's
+//! delivery is split into its stages beside each stage's median (request
+//! → id, id → run, run, run → notice on the stream; from the event id's ULID time and the notice's
 //! `time_ms` and `duration_us`). The samples go to `docs/bench/soak.csv` and are plotted to
 //! `docs/bench/soak.png` with gnuplot (`apt-get install gnuplot-nox`; a
 //! missing gnuplot fails the run and says so). For an A/B of two binaries

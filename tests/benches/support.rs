@@ -14,6 +14,12 @@ use std::time::Instant;
 use hookbox::event::{Event, EventInput};
 use serde_json::Value;
 
+/// The `hookbox` binary allocates through mimalloc (`host/src/main.rs`), so
+/// the benches that run the library in-process do too: a figure of theirs
+/// is what the daemon's code costs on the allocator it runs on.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `HOOKBOX_BENCH_QUICK=1`: a smoke run with few iterations; figures are
 /// not written to `BENCHMARKS.md`.
 pub fn quick() -> bool {
