@@ -318,8 +318,9 @@ struct Inner {
     /// "Kept events"), in `<dir>/kept/`.
     kept: segment::SegmentLog,
     /// Held while events are appended to `kept` and their segments' times
-    /// written, and while retention deletes its segments: a segment just
-    /// appended to must not go before its time is written.
+    /// written, and while retention chooses the segments to delete (it
+    /// deletes them after letting go): a segment just appended to must not
+    /// be chosen before its time is written.
     kept_lock: Mutex<()>,
 }
 

@@ -432,11 +432,10 @@ impl SegmentLog {
     /// [`Durability::None`] whose records must be on disk by some point.
     pub fn sync(&self) -> Result<()> {
         let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        let path = segment_path(&self.dir, active.id);
         active
             .file
             .sync_data()
-            .map_err(|e| io_err("syncing", &path, e))
+            .map_err(|e| io_err("syncing", &segment_path(&self.dir, active.id), e))
     }
 
     /// Calls `f` with every intact record at or after `from`, in order.
@@ -465,7 +464,7 @@ impl SegmentLog {
     /// Deletes every segment older than `segment` that is no longer
     /// appended to (never the newest); how many files went.
     pub fn remove_before(&self, segment: u64) -> Result<usize> {
-        let newest = self.active.lock().unwrap_or_else(|p| p.into_inner()).id;
+        let newest = self.newest();
         let mut removed = 0;
         for id in segment_ids(&self.dir)? {
             if id >= segment || id >= newest {
