@@ -485,6 +485,31 @@ fn already_active(store: &Store, manifest: &Manifest, wasm: &[u8]) -> anyhow::Re
     Ok(v.module_hash == hex::encode(Sha256::digest(wasm)) && &v.manifest == manifest)
 }
 
+/// Turns transparent huge pages off for this process (and the children it
+/// spawns, such as the compile child), unless the operator set
+/// `MIMALLOC_ALLOW_THP`, which then decides.
+///
+/// mimalloc, the `hookbox` binary's allocator, asks for huge pages on its
+/// arenas (`madvise(MADV_HUGEPAGE)`). On a kernel in THP's `madvise` mode
+/// (the default of Debian and most distributions) each first touch of such
+/// a region then faults in 2 MiB at once, zeroed, after a compaction if no
+/// free 2 MiB page is at hand: a handler's first delivery, which maps its
+/// code and allocates its instance, became 2–3x slower at the p99
+/// (5.7–6.8 ms against 2.1–2.6 ms with huge pages off), the idle daemon
+/// held ≈ 40 MiB more, and a restart with 10 000 handlers took twice as long
+/// (BENCHMARKS.md, issue 20). glibc's malloc never asked for huge pages, so
+/// this keeps the memory behaviour operators had. The kernel checks the flag
+/// at each fault, so the arena mimalloc reserved before `main` is covered.
+///
+/// Best effort: a kernel built without THP refuses the call, and then
+/// there is nothing to turn off.
+pub fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        let _ = rustix::thread::disable_transparent_huge_pages(true);
+    }
+}
+
 /// Gives the allocator's free pages back to the system. glibc keeps memory
 /// freed by a thread in that thread's arena, and trims only the top of each
 /// heap: at 10k events/s a 10-minute soak's RSS rose by ≈ 145 MiB this way,
@@ -494,7 +519,7 @@ fn already_active(store: &Store, manifest: &Manifest, wasm: &[u8]) -> anyhow::Re
 /// The `hookbox` binary allocates through mimalloc (main.rs), which gives
 /// freed pages back by itself, so there this trims only what C code left
 /// in glibc's heaps; a program that embeds the library with the system
-/// allocator (the tests and benches) still needs it.
+/// allocator (the tests) still needs it.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn release_free_memory() {

@@ -6,5 +6,8 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // First thing: mimalloc's huge pages cost more than they bring here
+    // (see the function's doc).
+    hookbox::daemon::disable_transparent_huge_pages();
     hookbox::cli::main()
 }

@@ -231,6 +231,7 @@ fn one_cell(deliveries: usize, wasm: &[u8], payload: &Value) {
 }
 
 fn main() {
+    support::like_the_daemon();
     if let Some(n) = std::env::var("HOOKBOX_BENCH_DISPATCH_ONE")
         .ok()
         .filter(|v| !v.is_empty())

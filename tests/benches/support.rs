@@ -16,9 +16,16 @@ use serde_json::Value;
 
 /// The `hookbox` binary allocates through mimalloc (`host/src/main.rs`), so
 /// the benches that run the library in-process do too: a figure of theirs
-/// is what the daemon's code costs on the allocator it runs on.
+/// is what the daemon's code costs on the allocator it runs on, with
+/// transparent huge pages off like the daemon ([`Report::new`] and the
+/// one-cell dispatch run call [`like_the_daemon`]).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Sets this process's memory up as the `hookbox` binary's `main` does.
+pub fn like_the_daemon() {
+    hookbox::daemon::disable_transparent_huge_pages();
+}
 
 /// `HOOKBOX_BENCH_QUICK=1`: a smoke run with few iterations; figures are
 /// not written to `BENCHMARKS.md`.
@@ -344,6 +351,7 @@ pub struct Report {
 
 impl Report {
     pub fn new(name: &'static str) -> Report {
+        like_the_daemon();
         let mut body = String::new();
         let mode = if quick() { " (quick mode)" } else { "" };
         let _ = writeln!(body, "Machine: {}{mode}.\n", machine());

@@ -50,6 +50,9 @@ const HOOKBOX_ENV: &[&str] = &[
     "HOOKBOX_LISTEN",
     "HOOKBOX_LOG",
     "HOOKBOX_ADMIN_TOKEN",
+    // Whether the daemon may use transparent huge pages (README, "The
+    // daemon's own memory").
+    "MIMALLOC_ALLOW_THP",
 ];
 
 /// The `hookbox` binary: `$HOOKBOX_BIN`, else `hookbox` in the cargo target

@@ -3,7 +3,8 @@
 //! handlers taking turns evict each other on every delivery, and every
 //! delivery still runs — queued ones for an evicted handler included; a
 //! redeploy of an evicted handler takes effect; a restart loads nothing
-//! until a delivery needs it.
+//! until a delivery needs it; the daemon runs without transparent huge
+//! pages.
 
 use hookbox_tests::daemon::Daemon;
 use hookbox_tests::{guests, read};
@@ -123,4 +124,19 @@ fn evicted_handlers_still_get_their_deliveries_and_redeploys() {
         text.contains("resident: 1 of 2 handlers loaded, 1 modules"),
         "{text}"
     );
+}
+
+/// mimalloc asks for huge pages on its arenas; the binary turns them off
+/// for itself first thing (a cold delivery's p99 was 2–3x slower with
+/// them), so `/proc/<pid>/status` says so.
+#[test]
+fn the_daemon_runs_without_transparent_huge_pages() {
+    let d = Daemon::start();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid()))
+        .expect("the daemon's /proc status");
+    let thp = status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .unwrap_or_else(|| panic!("no THP_enabled line (Linux ≥ 5.0 prints one):\n{status}"));
+    assert_eq!(thp.trim(), "0", "{status}");
 }
