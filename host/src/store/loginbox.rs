@@ -270,12 +270,12 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// One event's part of an `EVENTS` record.
-fn event_part(event: &Event, handlers: &[(&str, Option<u32>)]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(1024);
+/// Writes one event's part of an `EVENTS` record at the end of `out`: its
+/// handlers, then its JSON, serialized in place behind its length.
+fn event_part(out: &mut Vec<u8>, event: &Event, handlers: &[(&str, Option<u32>)]) -> Result<()> {
     out.extend_from_slice(&(handlers.len() as u16).to_le_bytes());
     for (h, v) in handlers {
-        put_str(&mut out, h);
+        put_str(out, h);
         match v {
             Some(v) => {
                 out.push(1);
@@ -284,33 +284,84 @@ fn event_part(event: &Event, handlers: &[(&str, Option<u32>)]) -> Result<Vec<u8>
             None => out.push(0),
         }
     }
-    let json = serde_json::to_vec(event).map_err(|e| StoreError::Encode(e.to_string()))?;
-    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    out.extend_from_slice(&json);
-    Ok(out)
+    let len_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    serde_json::to_writer(&mut *out, event).map_err(|e| StoreError::Encode(e.to_string()))?;
+    let len = (out.len() - len_at - 4) as u32;
+    out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
 }
 
-/// `EVENTS` records of the given parts: one, unless they pass the record
-/// size limit. Per record, how many parts it holds.
-fn events_records(parts: Vec<Vec<u8>>) -> Vec<(Vec<u8>, usize)> {
-    let limit = super::segment::MAX_RECORD - 8;
-    let mut out: Vec<(Vec<u8>, usize)> = Vec::new();
-    for part in parts {
-        let fits = out
-            .last()
-            .is_some_and(|(r, _)| r.len() + part.len() <= limit);
-        if !fits {
-            out.push((vec![EVENTS, 0, 0, 0, 0], 0));
-        }
-        if let Some((r, n)) = out.last_mut() {
-            r.extend_from_slice(&part);
-            *n += 1;
+/// `EVENTS` records built in place, one event's part after another: one
+/// record, unless the parts pass the record size limit. A part that does
+/// not fit starts the next record; a part past the limit alone is a
+/// record of its own (which the segment log then refuses). Writing each
+/// part straight into its record saves copying every event twice (at
+/// saturation the copies were a sixth of the accept's append).
+struct EventsRecords {
+    limit: usize,
+    done: Vec<(Vec<u8>, usize)>,
+    current: Vec<u8>,
+    count: usize,
+}
+
+impl EventsRecords {
+    /// `size_hint`: about how many bytes the parts will take.
+    fn new(size_hint: usize) -> EventsRecords {
+        EventsRecords::with_limit(super::segment::MAX_RECORD - 8, size_hint)
+    }
+
+    fn with_limit(limit: usize, size_hint: usize) -> EventsRecords {
+        EventsRecords {
+            limit,
+            done: Vec::new(),
+            current: Vec::with_capacity(size_hint.min(limit).saturating_add(5)),
+            count: 0,
         }
     }
-    for (r, n) in &mut out {
-        r[1..5].copy_from_slice(&(*n as u32).to_le_bytes());
+
+    fn push(&mut self, event: &Event, handlers: &[(&str, Option<u32>)]) -> Result<()> {
+        if self.count == 0 {
+            self.current.clear();
+            self.current.extend_from_slice(&[EVENTS, 0, 0, 0, 0]);
+        }
+        let start = self.current.len();
+        event_part(&mut self.current, event, handlers)?;
+        if self.current.len() > self.limit && self.count > 0 {
+            let part = self.current.split_off(start);
+            self.seal();
+            self.current.extend_from_slice(&[EVENTS, 0, 0, 0, 0]);
+            self.current.extend_from_slice(&part);
+        }
+        self.count += 1;
+        Ok(())
     }
-    out
+
+    /// Moves the record being built, if it holds a part, to `done`.
+    fn seal(&mut self) {
+        if self.count > 0 {
+            let mut r = std::mem::take(&mut self.current);
+            r[1..5].copy_from_slice(&(self.count as u32).to_le_bytes());
+            self.done.push((r, self.count));
+            self.count = 0;
+        }
+    }
+
+    /// The records, each with how many parts it holds.
+    fn finish(mut self) -> Vec<(Vec<u8>, usize)> {
+        self.seal();
+        self.done
+    }
+
+    /// The records alone.
+    fn records(self) -> Vec<Vec<u8>> {
+        self.finish().into_iter().map(|(r, _)| r).collect()
+    }
+}
+
+/// About the bytes an event's part takes: its payload and envelope.
+fn part_size_hint(event: &Event) -> usize {
+    event.payload.get().len() + 256
 }
 
 fn json_record<T: serde::Serialize>(kind: u8, value: &T) -> Result<Vec<u8>> {
@@ -394,7 +445,7 @@ impl LogInbox {
         let pending = self.core.store.pending()?;
         let mut moved = 0;
         for chunk in pending.chunks(1000) {
-            let mut parts = Vec::with_capacity(chunk.len());
+            let mut parts = EventsRecords::new(0);
             let mut retries = Vec::new();
             let mut found = Vec::with_capacity(chunk.len());
             for p in chunk {
@@ -403,14 +454,13 @@ impl LogInbox {
                     self.core.store.drop_pending(p)?;
                     continue;
                 };
-                parts.push(event_part(&event, &[(p.handler.as_str(), p.version)])?);
+                parts.push(&event, &[(p.handler.as_str(), p.version)])?;
                 if p.attempt > 1 || !p.errors.is_empty() || p.due_ms > now_ms() {
                     retries.push(json_record(RETRY, p)?);
                 }
                 found.push((p, Arc::new(event)));
             }
-            let mut records: Vec<Vec<u8>> =
-                events_records(parts).into_iter().map(|(r, _)| r).collect();
+            let mut records = parts.records();
             records.extend(retries);
             if records.is_empty() {
                 continue;
@@ -577,7 +627,7 @@ impl Inbox for LogInbox {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut parts = Vec::with_capacity(batch.len());
+        let mut parts = EventsRecords::new(batch.iter().map(|(e, _)| part_size_hint(e)).sum());
         let mut routed = Vec::with_capacity(batch.len());
         for (event, handlers) in batch {
             let mut hs: Vec<&str> = handlers.iter().map(String::as_str).collect();
@@ -587,11 +637,10 @@ impl Inbox for LogInbox {
                 continue;
             }
             let pinned: Vec<(&str, Option<u32>)> = hs.iter().map(|h| (*h, None)).collect();
-            parts.push(event_part(event, &pinned)?);
+            parts.push(event, &pinned)?;
             routed.push((event, hs));
         }
-        let (records, counts): (Vec<Vec<u8>>, Vec<usize>) =
-            events_records(parts).into_iter().unzip();
+        let (records, counts): (Vec<Vec<u8>>, Vec<usize>) = parts.finish().into_iter().unzip();
         let positions: Vec<Position> = if records.is_empty() {
             Vec::new()
         } else {
@@ -766,11 +815,9 @@ impl Inbox for LogInbox {
             let what = format!("event {} is already pending for {h}", dl.event.id);
             return Err(StoreError::Conflict(what));
         }
-        let part = event_part(&dl.event, &[(h, version)])?;
-        let records: Vec<Vec<u8>> = events_records(vec![part])
-            .into_iter()
-            .map(|(r, _)| r)
-            .collect();
+        let mut parts = EventsRecords::new(part_size_hint(&dl.event));
+        parts.push(&dl.event, &[(h, version)])?;
+        let records = parts.records();
         let at = self.core.log.append(&records)?;
         self.core.store.remove_dead_letter(&dl)?;
         let event = Arc::new(dl.event.clone());

@@ -261,14 +261,33 @@ fn a_batch_is_logged_whole_or_not_at_all() {
 
 #[test]
 fn a_batch_past_the_record_limit_is_split() {
-    let part = vec![0u8; super::super::segment::MAX_RECORD / 2];
-    let records = events_records(vec![part.clone(), part.clone(), vec![1, 2, 3]]);
-    let counts: Vec<usize> = records.iter().map(|(_, n)| *n).collect();
-    assert_eq!(counts, [1, 2]);
-    for (r, n) in &records {
-        assert_eq!(r[0], EVENTS);
-        assert_eq!(u32::from_le_bytes(r[1..5].try_into().unwrap()) as usize, *n);
-        assert!(r.len() <= super::super::segment::MAX_RECORD);
+    let batch = routed(4, &["h"]);
+    let handlers = [("h", None)];
+    let built = |limit: usize| {
+        let mut r = EventsRecords::with_limit(limit, 0);
+        for (e, _) in &batch {
+            r.push(e, &handlers).unwrap();
+        }
+        r.finish()
+    };
+    // Without a limit, one record; each part is the same size here.
+    let whole = built(usize::MAX);
+    assert_eq!(whole.len(), 1);
+    let part = (whole[0].0.len() - 5) / batch.len();
+    // Room for two and a half parts: two per record. Room for less than
+    // one: each part a record of its own.
+    for (limit, counts) in [(5 + part * 5 / 2, vec![2, 2]), (part / 2, vec![1, 1, 1, 1])] {
+        let records = built(limit);
+        assert_eq!(records.iter().map(|(_, n)| *n).collect::<Vec<_>>(), counts);
+        let mut parts = Vec::new();
+        for (r, n) in &records {
+            assert_eq!(r[0], EVENTS);
+            assert_eq!(u32::from_le_bytes(r[1..5].try_into().unwrap()) as usize, *n);
+            assert!(r.len() <= limit.max(5 + part), "{} > {limit}", r.len());
+            parts.extend_from_slice(&r[5..]);
+        }
+        // The same parts, in order, byte for byte.
+        assert_eq!(parts, whole[0].0[5..]);
     }
 }
 
