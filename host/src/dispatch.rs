@@ -292,6 +292,24 @@ pub struct DeliveryNotice {
     pub time_ms: u64,
     /// What the handler logged during the attempt.
     pub logs: Vec<HandlerLog>,
+    /// The notice as JSON, made by the first live-stream subscriber to
+    /// send it and reused by the others ([`DeliveryNotice::json`]).
+    #[serde(skip)]
+    pub(crate) json: std::sync::OnceLock<String>,
+}
+
+impl DeliveryNotice {
+    /// The notice as JSON, serialized once however many live streams send
+    /// it: each open dashboard and `hookbox logs --follow` is one, and
+    /// serializing per subscriber cost ≈ 2 µs per notice each at 22k
+    /// notices/s (BENCHMARKS.md, issue 14, eighth round).
+    pub fn json(&self) -> Result<&str, serde_json::Error> {
+        if let Some(json) = self.json.get() {
+            return Ok(json);
+        }
+        let json = serde_json::to_string(self)?;
+        Ok(self.json.get_or_init(|| json))
+    }
 }
 
 /// A handler registry shared with other nodes (cluster mode), kept as the

@@ -70,13 +70,13 @@ fn wanted(p: &StreamParams, caller: &Caller, n: &DeliveryNotice) -> bool {
 /// The SSE event for one item of the broadcast channel.
 fn to_event(item: Result<Arc<DeliveryNotice>, BroadcastStreamRecvError>) -> Event {
     match item {
-        Ok(n) => Event::default()
-            .event("delivery")
-            .json_data(&*n)
-            .unwrap_or_else(|e| {
+        Ok(n) => match n.json() {
+            Ok(json) => Event::default().event("delivery").data(json),
+            Err(e) => {
                 tracing::error!(error = %e, "Cannot encode a delivery notice");
                 Event::default().comment("unencodable notice dropped")
-            }),
+            }
+        },
         Err(BroadcastStreamRecvError::Lagged(missed)) => {
             Event::default().event("lagged").data(missed.to_string())
         }
@@ -168,6 +168,7 @@ mod tests {
             memory_bytes: 65536,
             time_ms: 1,
             logs: Vec::new(),
+            json: Default::default(),
         }
     }
 
@@ -234,5 +235,41 @@ mod tests {
         assert_eq!(text.matches("event: delivery").count(), 1, "{text}");
         assert!(text.contains(r#""tenant":"acme""#), "{text}");
         assert!(!text.contains("other"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn every_subscriber_sends_the_notice_serialized_once() {
+        let (tx, _) = broadcast::channel(4);
+        let streams: Vec<_> = (0..2)
+            .map(|_| {
+                events(
+                    tx.subscribe(),
+                    StreamParams::default(),
+                    caller(&[]),
+                    std::future::pending(),
+                )
+            })
+            .collect();
+        let mut n = notice("greeter", "message", "acme", "trap");
+        n.error = Some("line one\nline \"two\"".into());
+        let n = Arc::new(n);
+        tx.send(n.clone()).unwrap();
+        drop(tx);
+        let mut bodies = Vec::new();
+        for stream in streams {
+            let body = Sse::new(stream).into_response().into_body();
+            let text = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            bodies.push(String::from_utf8(text.to_vec()).unwrap());
+        }
+        // The JSON both sent is the one the notice holds, made once.
+        let json = n.json().unwrap();
+        assert!(std::ptr::eq(json, n.json().unwrap()));
+        let expected = format!("event: delivery\ndata: {json}\n\n");
+        assert_eq!(bodies, [expected.clone(), expected]);
+        // The notice's fields, nothing else; the newline stays escaped.
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(value["error"], "line one\nline \"two\"");
+        assert_eq!(value["handler"], "greeter");
+        assert!(value.get("json").is_none(), "{value}");
     }
 }

@@ -150,5 +150,6 @@ pub(super) fn notice(entry: LogEntry, final_attempt: bool) -> DeliveryNotice {
         memory_bytes: entry.memory_bytes,
         time_ms: entry.time_ms,
         logs: entry.logs,
+        json: Default::default(),
     }
 }
