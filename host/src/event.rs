@@ -190,6 +190,27 @@ pub struct Event {
     pub depth: u32,
 }
 
+impl Event {
+    /// About how many bytes the event's JSON takes (a little more than
+    /// most): its payload, metadata and keys, plus room for the envelope.
+    /// Serializing into a buffer this size grows it rarely, where a buffer
+    /// grown from empty copies a 1 KiB event three or four times.
+    pub fn json_size_hint(&self) -> usize {
+        let metadata: usize = self
+            .metadata
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 8)
+            .sum();
+        let strings = self.id.len()
+            + self.event_type.len()
+            + self.tenant.len()
+            + self.source.len()
+            + self.key.as_ref().map_or(0, String::len)
+            + self.idempotency_key.as_ref().map_or(0, String::len);
+        self.payload.get().len() + metadata + strings + 192
+    }
+}
+
 /// Why an event was refused at accept. Each names the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidEvent {
@@ -522,6 +543,36 @@ mod tests {
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
         assert_eq!(a.priority, Priority::Normal);
         assert_eq!(a.payload.get(), r#"{"x":1}"#);
+    }
+
+    #[test]
+    fn the_json_size_hint_covers_the_json() {
+        let plain = EventInput::new("message", &json!({"content": "hi"}))
+            .accept("http", 0, 1024)
+            .unwrap();
+        let mut input = EventInput::new("stream", &json!({"op": "add", "streams": [1, 2, 3]}));
+        input.tenant = "acme-corp".into();
+        input.key = Some("stream-42".into());
+        input.idempotency_key = Some("delivery-0001".into());
+        input.priority = Priority::High;
+        for i in 0..20 {
+            input
+                .metadata
+                .insert(format!("key-{i}"), format!("a value with \"quotes\" {i}"));
+        }
+        let full = input.accept("zulip:chat.example.com", 3, 1024).unwrap();
+        for event in [plain, full] {
+            let json = serde_json::to_vec(&event).unwrap();
+            let hint = event.json_size_hint();
+            // Enough that serializing never grows the buffer, and not
+            // much more.
+            assert!(hint >= json.len(), "hint {hint} < {} bytes", json.len());
+            assert!(
+                hint <= json.len() + 256,
+                "hint {hint} for {} bytes",
+                json.len()
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //! inbox, 2 workers, fresh mode, 1 handler, after a warm-up of 5 000) and
 //! prints its rate and the CPU each of the process's threads spent per
 //! delivery: a run short and steady enough to profile (`perf record`) or
-//! to repeat interleaved with another build for an A/B.
+//! to repeat interleaved with another build for an A/B;
+//! `HOOKBOX_BENCH_DISPATCH_WORKERS=<n>` runs that cell with n workers.
 
 #[path = "sandbox/harness.rs"]
 mod harness;
@@ -201,9 +202,9 @@ fn process_cpu() -> f64 {
 }
 
 /// `HOOKBOX_BENCH_DISPATCH_ONE`: one cell, with CPU per delivery by thread.
-fn one_cell(deliveries: usize, wasm: &[u8], payload: &Value) {
+fn one_cell(deliveries: usize, workers: usize, wasm: &[u8], payload: &Value) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let d = start(dir.path(), 2, InboxKind::Log);
+    let d = start(dir.path(), workers, InboxKind::Log);
     deploy_all(&d, wasm);
     run(&d, payload, "fresh-1", 5_000, 1);
     let before = support::cpu_by_thread();
@@ -221,8 +222,8 @@ fn one_cell(deliveries: usize, wasm: &[u8], payload: &Value) {
         }
     }
     println!(
-        "log inbox, 2 workers, fresh, 1 handler, {deliveries} deliveries: {} ({:.2} s of it \
-         accepting); CPU per delivery {}: {}",
+        "log inbox, {workers} workers, fresh, 1 handler, {deliveries} deliveries: {} ({:.2} s of \
+         it accepting); CPU per delivery {}: {}",
         fmt_rate(rate),
         accepting,
         per(total),
@@ -241,6 +242,15 @@ fn main() {
             Ok(d) if d > 0 => d,
             _ => panic!("HOOKBOX_BENCH_DISPATCH_ONE={n:?}: expected a positive whole number"),
         };
+        let workers = match std::env::var("HOOKBOX_BENCH_DISPATCH_WORKERS") {
+            Ok(w) => match w.parse::<usize>() {
+                Ok(w) if w > 0 => w,
+                _ => {
+                    panic!("HOOKBOX_BENCH_DISPATCH_WORKERS={w:?}: expected a positive whole number")
+                }
+            },
+            Err(_) => 2,
+        };
         let (_, path) = guests::EXAMPLES
             .iter()
             .find(|(name, _)| *name == "word-counter")
@@ -248,6 +258,7 @@ fn main() {
         let wasm = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
         one_cell(
             deliveries,
+            workers,
             &wasm,
             &support::zulip_message(support::PAYLOAD_SIZES[0]),
         );

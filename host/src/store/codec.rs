@@ -17,6 +17,13 @@ pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| StoreError::Encode(e.to_string()))
 }
 
+/// [`encode`] into a buffer made `capacity` bytes up front.
+pub(super) fn encode_sized<T: Serialize>(value: &T, capacity: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut out, value).map_err(|e| StoreError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
 pub(super) fn corrupt(tree: &str, key: &[u8], why: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("tree `{tree}`, key {}: {why}", keys::show(key)))
 }

@@ -46,7 +46,9 @@
 
 mod block;
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use block::Block;
 
@@ -354,13 +356,13 @@ impl Store {
         let mut ids = Vec::new();
         let mut records = Vec::new();
         let mut times = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         for (e, event) in entries {
             if let Some(event) = event
                 && seen.insert(e.event_id.as_str())
             {
                 ids.push(e.event_id.clone());
-                records.push(super::encode(*event)?);
+                records.push(super::codec::encode_sized(*event, event.json_size_hint())?);
                 times.push(e.time_ms);
             }
         }

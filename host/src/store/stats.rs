@@ -41,8 +41,9 @@ pub(super) struct Tallies {
 
 #[derive(Debug, Default)]
 struct TallyState {
-    /// Every handler record touched since open, current.
-    records: HashMap<String, StatsRecord>,
+    /// Every handler record touched since open, current (keyed by handler
+    /// name, which the operator chooses: foldhash, not SipHash).
+    records: foldhash::HashMap<String, StatsRecord>,
     /// Records changed since the last snapshot.
     dirty: BTreeSet<String>,
     /// `meta` counter changes since the last snapshot.
@@ -142,7 +143,12 @@ impl StatsRecord {
         } else {
             self.expired += 1;
         }
-        *self.by_outcome.entry(e.outcome.clone()).or_default() += 1;
+        match self.by_outcome.get_mut(&e.outcome) {
+            Some(n) => *n += 1,
+            None => {
+                self.by_outcome.insert(e.outcome.clone(), 1);
+            }
+        }
         match kind {
             StatKind::Attempt => {}
             StatKind::Retry => self.retries += 1,
