@@ -320,8 +320,10 @@ struct Inner {
     /// Held while events are appended to `kept` and their segments' times
     /// written, and while retention chooses the segments to delete (it
     /// deletes them after letting go): a segment just appended to must not
-    /// be chosen before its time is written.
-    kept_lock: Mutex<()>,
+    /// be chosen before its time is written. Holds the last time written
+    /// (segment, time), so the next appends to that segment need not read
+    /// it back or write it again (`logs.rs`, [`KEPT_MARK_GRAIN_MS`]).
+    kept_lock: Mutex<Option<(u64, u64)>>,
 }
 
 impl Drop for Inner {
@@ -436,7 +438,7 @@ impl Store {
                 tallies: stats::Tallies::default(),
                 peers: stats::PeerStats::default(),
                 kept,
-                kept_lock: Mutex::new(()),
+                kept_lock: Mutex::new(None),
             }),
         };
         store.migrate_blobs()?;

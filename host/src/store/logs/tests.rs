@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::super::testutil::*;
-use super::super::{LogEntry, LogPage, LogQuery, Store, StoreError, StoreOptions};
+use super::super::{LogEntry, LogPage, LogQuery, Store, StoreError, StoreOptions, keys};
 use crate::event::{Event, now_ms};
 
 /// 300 entries over two handlers, three tenants and three outcomes, with
@@ -506,10 +506,12 @@ fn kept_events_live_in_their_own_log_and_the_index_holds_where() {
 fn kept_segments_go_once_no_line_keeping_an_event_in_them_is_left() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path(), opts()).unwrap();
-    // Four batches, as the recorder writes them: four blocks.
-    let base = now_ms() - 10_000;
+    // Four batches, as the recorder writes them: four blocks, far enough
+    // apart that their segments' times, rounded up to the second, are
+    // each older than the next batch.
+    let base = now_ms() - 20_000;
     let events: Vec<Event> = (0..4)
-        .flat_map(|b| keep_many(&s, 10, base + b * 100))
+        .flat_map(|b| keep_many(&s, 10, base + b * 2 * super::KEPT_MARK_GRAIN_MS))
         .collect();
     let before = kept_segments(dir.path());
     assert!(before.len() >= 8, "{before:?}");
@@ -531,6 +533,57 @@ fn kept_segments_go_once_no_line_keeping_an_event_in_them_is_left() {
     assert_eq!(kept_segments(dir.path()), [*before.last().unwrap()]);
     let times = s.t().meta.scan_prefix(super::KEPT_SEGMENT_PREFIX).count();
     assert_eq!(times, 1);
+}
+
+/// The kept segments' times in `meta`: (segment, time).
+fn kept_marks(s: &Store) -> Vec<(u64, u64)> {
+    s.t()
+        .meta
+        .scan_prefix(super::KEPT_SEGMENT_PREFIX)
+        .map(|item| {
+            let (k, v) = item.unwrap();
+            let segment = keys::read_u64(&k[super::KEPT_SEGMENT_PREFIX.len()..]).unwrap();
+            (segment, keys::read_u64(&v).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn a_kept_segments_time_is_its_newest_line_rounded_up_and_never_goes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), opts()).unwrap();
+    let grain = super::KEPT_MARK_GRAIN_MS;
+    // Lines 1 ms apart from just past a whole second.
+    let second = (now_ms() / grain - 30) * grain;
+    keep_many(&s, 1, second + 1);
+    let marks = kept_marks(&s);
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    assert_eq!(marks[0].1, second + grain, "rounded up to the second");
+    // Later in the same second: the same time (the test's segments hold
+    // three events, so this one may start the next).
+    keep_many(&s, 1, second + 500);
+    let now = kept_marks(&s);
+    assert!(now.iter().all(|m| m.1 == second + grain), "{now:?}");
+    // Into the next second: the segment appended to says so.
+    keep_many(&s, 1, second + grain + 1);
+    let now = kept_marks(&s);
+    let segment = now.iter().map(|m| m.0).max().unwrap();
+    assert!(
+        now.contains(&(segment, second + 2 * grain)),
+        "{now:?} after a line in the next second"
+    );
+    // After a restart (nothing remembered), an older line in the same
+    // segment leaves the newer time alone.
+    drop(s);
+    let s = Store::open(dir.path(), opts()).unwrap();
+    keep_many(&s, 1, second + 2);
+    let after = kept_marks(&s);
+    let newest = after.iter().map(|m| m.0).max().unwrap();
+    let mark = after.iter().find(|m| m.0 == newest).unwrap().1;
+    assert!(mark >= second + 2, "{after:?}");
+    if newest == segment {
+        assert_eq!(mark, second + 2 * grain, "{after:?}");
+    }
 }
 
 #[test]
