@@ -233,10 +233,13 @@ impl Store {
         }
         let t = self.t();
         for (handler, attempts) in by_handler {
-            if !t.handlers.contains_key(handler).sled()? {
+            let mut st = self.inner.tallies.lock();
+            // A handler counted since open exists until `forget_stats`
+            // drops its record (it does so under this lock); any other is
+            // looked up, so a deleted one's counters do not come back.
+            if !st.records.contains_key(handler) && !t.handlers.contains_key(handler).sled()? {
                 continue;
             }
-            let mut st = self.inner.tallies.lock();
             let rec = match st.records.entry(handler.to_string()) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
@@ -536,6 +539,10 @@ mod tests {
             assert_eq!(s.handler_stats("gone").unwrap().processed, 1);
             assert_eq!(s.event_totals().unwrap().accepted, 1);
             s.delete_handler("gone", "test").unwrap();
+            assert_eq!(s.handler_stats("gone").unwrap().processed, 0);
+            // An outcome recorded late, after the delete: counts nothing.
+            s.record_stats(&entry("gone", &e, "ok", now_ms()), StatKind::Attempt)
+                .unwrap();
             assert_eq!(s.handler_stats("gone").unwrap().processed, 0);
             // Closed without a flush: the last handle writes them.
         }
