@@ -31,7 +31,7 @@
 //! | `dead` | dead-letter id | [`DeadLetter`] |
 //! | `dead_by_handler` | `lp(handler) dead-letter id` | empty |
 //! | `log` | `u64 time_ms u64 seq` (a block's oldest line) | a block of [`LogEntry`] lines, binary (`logs/block.rs`; a JSON line in stores written before blocks) |
-//! | `log_by_event` | `lp(event id) u64 time_ms u64 seq` | u16 BE numbers of the event's lines in that block (empty: a JSON line); or `ff fe`, u16 BE count, the numbers, then the finished event's place in the kept-events log (`<dir>/kept/`, segment and offset u64 BE): the entry of the line that ended its last delivery (log inbox) keeps the event (`ff ff` and the event as JSON in stores written before; still read) |
+//! | `log_by_event` | `lp(group) u64 time_ms u64 seq`, the group being an event id's first 10 characters (a ULID's millisecond) | `ff fd`, then per event of the group with lines in that block: u8 id length, the id, u16 BE count, the line numbers (u16 BE), and 0, or 1 and its finished event's place in the kept-events log (`<dir>/kept/`, segment and offset u64 BE): the entry of the line that ended its last delivery (log inbox) keeps the event. Ids that are not ULIDs, and stores written before groups: `lp(event id) u64 time_ms u64 seq` → u16 BE numbers (empty: a JSON line), or `ff fe`, u16 BE count, the numbers and the place (`ff ff` and the event as JSON in older stores); all still read |
 //! | `finished_events` | event id | [`Event`](crate::event::Event), kept while it has log lines (sled inbox, cluster mode) |
 //! | `stats` | handler name | per-handler counters + latency histogram |
 //! | `kv` | `lp(handler) lp(tenant) key` | `crate::kv::encode_entry` bytes |

@@ -3,23 +3,34 @@
 //!
 //! Lines are stored in blocks, one per write (a recorder batch), in a
 //! binary encoding (`logs/block.rs`): a batch of 500 deliveries is one
-//! sled insert for its lines plus one index insert per event, where a
-//! JSON value and an index entry per line made two inserts each (and sled
-//! copies the tree node an insert lands in, so the inserts were the
-//! recorder's cost).
+//! sled insert for its lines plus one index insert per group of events
+//! (below), where a JSON value and an index entry per line made two
+//! inserts each (and sled copies the tree node an insert lands in, so the
+//! inserts were the recorder's cost).
 //!
 //! Keys: `log` = `u64 time_ms u64 seq`, the block's oldest line's time and
 //! a number from sled's id generator (unique across restarts), so blocks
 //! come oldest first; a block holds lines at most [`BLOCK_SPAN_MS`] apart,
-//! sorted by time, numbered from 0. `log_by_event` = `lp(event id) u64
-//! time_ms u64 seq` → the numbers (u16 BE each) of that event's lines in
-//! that block (empty: the whole value is one line written before blocks);
-//! an entry that keeps its finished event (the log inbox gives the event
-//! with the line that ends its last delivery, `archive.rs`) is `ff fe`, a
-//! u16 BE count, the numbers, then where the event is in the kept-events
-//! log (segment and offset, u64 BE each); entries written before that log
-//! have `ff ff` and the event as JSON, and are still read. Retention that
-//! trims an entry's lines keeps what it keeps; removing the entry drops it.
+//! sorted by time, numbered from 0.
+//!
+//! `log_by_event` = `lp(group) u64 time_ms u64 seq`: one entry per block
+//! and **group**, an event id's first ten characters (a ULID's
+//! millisecond: events accepted together share it), listing for each
+//! event of the group with lines in the block its id, the numbers (u16 BE
+//! each) of its lines there, and, for the entry that keeps its finished
+//! event (the log inbox gives the event with the line that ends its last
+//! delivery, `archive.rs`), where the event is in the kept-events log
+//! (segment and offset, u64 BE each); the value starts `ff fd`
+//! ([`group_value`]). A lookup scans its id's group. Per event, an entry
+//! was one sled insert per delivery at 1 handler, the largest part of the
+//! recorder's sled work (BENCHMARKS.md, issue 14's ninth round).
+//! An id that is not a ULID (the daemon makes none) has entries of its
+//! own, `lp(event id) u64 time_ms u64 seq`, as every event did before
+//! groups, and those are still read: the numbers (empty: the whole value
+//! is one line written before blocks), or `ff fe`, a u16 BE count, the
+//! numbers and where the kept event is; entries written before the kept
+//! log have `ff ff` and the event as JSON. Retention that trims an
+//! entry's lines keeps what it keeps; removing the entry drops it.
 //!
 //! **Kept events** are not in sled: each finished event is appended once,
 //! as JSON, to a segment log of its own (`segment.rs`, in
@@ -150,6 +161,19 @@ const KEPT_SEGMENT_PREFIX: &[u8] = b"kept_segment/";
 /// and a read, a fifth of the recorder's sled work at saturation).
 const KEPT_MARK_GRAIN_MS: u64 = 1000;
 
+/// One index entry of one event: the block's key, the numbers of the
+/// event's lines in it, and what it keeps of the event.
+type IndexEntry = (Vec<u8>, Vec<u16>, Option<KeptOwned>);
+
+/// What an index entry keeps of its event, read out of the entry.
+#[derive(Clone, Debug)]
+enum KeptOwned {
+    /// The event's JSON (the old format).
+    Json(Vec<u8>),
+    /// Its record in the kept-events log.
+    At(KeptAt),
+}
+
 /// What an index entry keeps of its event.
 #[derive(Clone, Copy, Debug)]
 enum Kept<'v> {
@@ -184,6 +208,11 @@ fn numbers_keeping(lines: &[u16], kept: Kept<'_>) -> Vec<u8> {
 /// An index value's line numbers (u16 BE each) and what it keeps of its
 /// event, if anything.
 fn parse_index<'v>(key: &[u8], v: &'v [u8]) -> Result<(&'v [u8], Option<Kept<'v>>)> {
+    if v.starts_with(&GROUP_MARK) {
+        // A group's entry under a key shaped like this id's own (an id of
+        // a ULID's first ten characters): none of this id's lines.
+        return Ok((&[], None));
+    }
     let (at, rest) = if let Some(rest) = v.strip_prefix(&KEPT_MARK[..]) {
         (false, rest)
     } else if let Some(rest) = v.strip_prefix(&KEPT_AT_MARK[..]) {
@@ -209,6 +238,102 @@ fn parse_index<'v>(key: &[u8], v: &'v [u8]) -> Result<(&'v [u8], Option<Kept<'v>
         (Some(segment), Some(offset)) => Ok((lines, Some(Kept::At(KeptAt { segment, offset })))),
         _ => Err(bad()),
     }
+}
+
+/// The first two bytes of a group's index value: the lines of every event
+/// of one group in one block ([`id_group`]).
+const GROUP_MARK: [u8; 2] = [0xff, 0xfd];
+
+/// The group an event id's index entries go in: its first ten characters,
+/// a ULID's millisecond, when it is a ULID (every id the daemon makes).
+/// One entry per group and block instead of one per event and block: a
+/// batch of events accepted together is one index insert when its lines
+/// are logged, not one per event. Other ids have entries of their own.
+fn id_group(event_id: &str) -> Option<&str> {
+    (event_id.len() == 26 && event_id.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then(|| &event_id[..10])
+}
+
+/// One event's part of a group's index value.
+#[derive(Clone, Debug, PartialEq)]
+struct GroupLine<'v> {
+    id: &'v str,
+    numbers: Vec<u16>,
+    kept: Option<KeptAt>,
+}
+
+/// A group's index value: the mark, then per event: its id (u8 length),
+/// the count of its line numbers (u16 BE), the numbers, and 0, or 1 and
+/// where its kept event is (segment and offset, u64 BE each).
+fn group_value(lines: &[GroupLine<'_>]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(
+        2 + lines
+            .iter()
+            .map(|l| 20 + l.id.len() + 2 * l.numbers.len())
+            .sum::<usize>(),
+    );
+    v.extend_from_slice(&GROUP_MARK);
+    for l in lines {
+        // `id_group` takes only 26-byte ids; a block holds at most
+        // BLOCK_LINES (< u16::MAX) lines.
+        v.push(u8::try_from(l.id.len()).unwrap_or(u8::MAX));
+        v.extend_from_slice(l.id.as_bytes());
+        v.extend_from_slice(
+            &u16::try_from(l.numbers.len())
+                .unwrap_or(u16::MAX)
+                .to_be_bytes(),
+        );
+        v.extend(l.numbers.iter().flat_map(|n| n.to_be_bytes()));
+        match l.kept {
+            None => v.push(0),
+            Some(at) => {
+                v.push(1);
+                v.extend_from_slice(&at.segment.to_be_bytes());
+                v.extend_from_slice(&at.offset.to_be_bytes());
+            }
+        }
+    }
+    v
+}
+
+/// The events of a group's index value ([`group_value`]).
+fn parse_group<'v>(key: &[u8], v: &'v [u8]) -> Result<Vec<GroupLine<'v>>> {
+    let bad = |why: &str| super::codec::corrupt("log_by_event", key, why);
+    let mut rest = v
+        .strip_prefix(&GROUP_MARK[..])
+        .ok_or_else(|| bad("not a group's entry"))?;
+    let mut cut = |n: usize| -> Result<&'v [u8]> {
+        let (head, tail) = rest
+            .split_at_checked(n)
+            .ok_or_else(|| bad("a group's entry is cut short"))?;
+        rest = tail;
+        Ok(head)
+    };
+    let mut out = Vec::new();
+    // Until the end, between two events.
+    while let Ok(len) = cut(1) {
+        let len = usize::from(len[0]);
+        let id = std::str::from_utf8(cut(len)?).map_err(|_| bad("an event id is not UTF-8"))?;
+        let count = cut(2)?;
+        let count = usize::from(u16::from_be_bytes([count[0], count[1]]));
+        let numbers = cut(2 * count)?
+            .chunks_exact(2)
+            .map(|n| u16::from_be_bytes([n[0], n[1]]))
+            .collect();
+        let kept = match cut(1)?[0] {
+            0 => None,
+            1 => {
+                let at = cut(16)?;
+                Some(KeptAt {
+                    segment: keys::read_u64(&at[..8]).unwrap_or(0),
+                    offset: keys::read_u64(&at[8..]).unwrap_or(0),
+                })
+            }
+            _ => return Err(bad("a group's entry has a bad kept flag")),
+        };
+        out.push(GroupLine { id, numbers, kept });
+    }
+    Ok(out)
 }
 
 fn matches(q: &LogQuery, e: &LogEntry) -> bool {
@@ -329,25 +454,102 @@ impl Store {
         for lines in blocks(&sorted) {
             let seq = self.inner.db.generate_id().sled()?;
             let key = keys::time_seq(lines[0].time_ms, seq);
-            let mut by_event: HashMap<&str, Vec<u16>> = HashMap::new();
+            let mut by_event: HashMap<&str, Vec<u16>> = HashMap::with_capacity(lines.len());
             for (i, e) in lines.iter().enumerate() {
                 // `blocks` keeps a block within BLOCK_LINES (< u16::MAX).
                 let n = u16::try_from(i).unwrap_or(u16::MAX);
                 by_event.entry(&e.event_id).or_default().push(n);
             }
-            for (event_id, lines) in by_event {
-                let value = match kept.get(event_id) {
-                    Some(at) => numbers_keeping(&lines, Kept::At(*at)),
-                    None => numbers(lines),
-                };
-                t.log_by_event
-                    .insert(by_event_key(event_id, &key), value)
-                    .sled()?;
-            }
+            self.write_index(&key, by_event, &kept)?;
             let value = block::encode(lines, || self.new_id())?;
             t.log.insert(key, value).sled()?;
         }
         self.bump(META_LOG_COUNT, entries.len() as i64)
+    }
+
+    /// Writes the index entries of the block at `key`: each event's line
+    /// numbers there (`by_event`) and where its kept event is, if it was
+    /// kept; one entry per group of ids ([`id_group`]), one of its own for
+    /// an id that is not a ULID.
+    fn write_index(
+        &self,
+        key: &[u8],
+        by_event: HashMap<&str, Vec<u16>>,
+        kept: &HashMap<String, KeptAt>,
+    ) -> Result<()> {
+        let t = self.t();
+        let mut groups: std::collections::BTreeMap<&str, Vec<GroupLine<'_>>> =
+            std::collections::BTreeMap::new();
+        for (event_id, numbers) in by_event {
+            let at = kept.get(event_id).copied();
+            match id_group(event_id) {
+                Some(group) => groups.entry(group).or_default().push(GroupLine {
+                    id: event_id,
+                    numbers,
+                    kept: at,
+                }),
+                None => {
+                    let value = match at {
+                        Some(at) => numbers_keeping(&numbers, Kept::At(at)),
+                        None => self::numbers(numbers),
+                    };
+                    t.log_by_event
+                        .insert(by_event_key(event_id, key), value)
+                        .sled()?;
+                }
+            }
+        }
+        for (group, mut lines) in groups {
+            lines.sort_by(|a, b| a.id.cmp(b.id));
+            t.log_by_event
+                .insert(by_event_key(group, key), group_value(&lines))
+                .sled()?;
+        }
+        Ok(())
+    }
+
+    /// Every index entry of event `event_id`, oldest block first: (the
+    /// block's key, the numbers of the event's lines in it, what it keeps
+    /// of the event). From its group's entries and from entries of its
+    /// own (ids that are not ULIDs, and stores written before groups).
+    fn index_of(&self, event_id: &str) -> Result<Vec<IndexEntry>> {
+        let t = self.t();
+        let mut out = Vec::new();
+        let own = keys::parts(&[event_id.as_bytes()]);
+        for item in t.log_by_event.scan_prefix(&own) {
+            let (k, v) = item.sled()?;
+            let (lines, kept) = parse_index(&k, &v)?;
+            if v.starts_with(&GROUP_MARK) {
+                continue;
+            }
+            let numbers = lines
+                .chunks_exact(2)
+                .map(|n| u16::from_be_bytes([n[0], n[1]]))
+                .collect();
+            let kept = kept.map(|k| match k {
+                Kept::Json(json) => KeptOwned::Json(json.to_vec()),
+                Kept::At(at) => KeptOwned::At(at),
+            });
+            out.push((k[own.len()..].to_vec(), numbers, kept));
+        }
+        if let Some(group) = id_group(event_id) {
+            let prefix = keys::parts(&[group.as_bytes()]);
+            for item in t.log_by_event.scan_prefix(&prefix) {
+                let (k, v) = item.sled()?;
+                if !v.starts_with(&GROUP_MARK) {
+                    continue;
+                }
+                if let Some(line) = parse_group(&k, &v)?.into_iter().find(|l| l.id == event_id) {
+                    out.push((
+                        k[prefix.len()..].to_vec(),
+                        line.numbers,
+                        line.kept.map(KeptOwned::At),
+                    ));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     /// Appends the events given (once each) to the kept-events log, in one
@@ -487,19 +689,18 @@ impl Store {
 
     /// Whether the log still has a line of event `id` (by its index).
     pub(super) fn has_log_lines(&self, event_id: &str) -> Result<bool> {
-        let prefix = keys::parts(&[event_id.as_bytes()]);
-        Ok(self.t().log_by_event.scan_prefix(&prefix).next().is_some())
+        Ok(!self.index_of(event_id)?.is_empty())
     }
 
     /// An event kept in the index beside its lines
     /// ([`Self::append_logs_keeping`]) while the log still has them.
     pub(super) fn kept_event(&self, event_id: &str) -> Result<Option<Event>> {
-        let prefix = keys::parts(&[event_id.as_bytes()]);
-        for item in self.t().log_by_event.scan_prefix(&prefix).rev() {
-            let (k, v) = item.sled()?;
-            match parse_index(&k, &v)?.1 {
-                Some(Kept::Json(event)) => return decode("log_by_event", &k, event).map(Some),
-                Some(Kept::At(at)) => {
+        for (k, _, kept) in self.index_of(event_id)?.into_iter().rev() {
+            match kept {
+                Some(KeptOwned::Json(event)) => {
+                    return decode("log_by_event", &k, &event).map(Some);
+                }
+                Some(KeptOwned::At(at)) => {
                     // Gone or not this event: a crash lost the record
                     // before it was synced, and the place was written over.
                     let Some(bytes) = self.inner.kept.read_at(at)? else {
@@ -531,9 +732,8 @@ impl Store {
             if t.log.contains_key(key).sled()? {
                 continue;
             }
-            t.log_by_event
-                .insert(by_event_key(&entry.event_id, &key), numbers([0]))
-                .sled()?;
+            let by_event = HashMap::from_iter([(entry.event_id.as_str(), vec![0])]);
+            self.write_index(&key, by_event, &HashMap::new())?;
             let value = block::encode(&[*entry], || self.new_id())?;
             t.log.insert(key, value).sled()?;
             added += 1;
@@ -617,22 +817,18 @@ impl Store {
 
     /// Every logged attempt for one event, oldest first.
     pub fn deliveries_of(&self, event_id: &str) -> Result<Vec<LogEntry>> {
-        let prefix = keys::parts(&[event_id.as_bytes()]);
         let mut out = Vec::new();
-        for item in self.t().log_by_event.scan_prefix(&prefix) {
-            let (k, v) = item.sled()?;
-            let (lines, _) = parse_index(&k, &v)?;
-            let log_key = &k[prefix.len()..];
-            let Some(v) = self.t().log.get(log_key).sled()? else {
+        for (log_key, numbers, _) in self.index_of(event_id)? {
+            let Some(v) = self.t().log.get(&log_key).sled()? else {
                 continue;
             };
-            let mut block = Block::parse(log_key, &v)?;
+            let mut block = Block::parse(&log_key, &v)?;
             if block.legacy {
                 out.append(&mut block.lines);
                 continue;
             }
-            for n in lines.chunks_exact(2) {
-                if let Some(e) = block.get(u16::from_be_bytes([n[0], n[1]])) {
+            for n in numbers {
+                if let Some(e) = block.get(n) {
                     out.push(e.clone());
                 }
             }
@@ -759,20 +955,62 @@ impl Store {
                     lines.push(block.number(i));
                 }
             }
-            for (event_id, (dropped, lines)) in kept {
+            // A group's entry is rewritten with what is left of its events
+            // here, or removed; a group without one here was written
+            // before groups, and its events have entries of their own.
+            let mut groups: std::collections::BTreeMap<&str, Vec<&str>> =
+                std::collections::BTreeMap::new();
+            let mut own: Vec<&str> = Vec::new();
+            for (event_id, (dropped, _)) in &kept {
                 if !dropped {
                     continue;
                 }
+                match id_group(event_id) {
+                    Some(group) => groups.entry(group).or_default().push(event_id),
+                    None => own.push(event_id),
+                }
+            }
+            for (group, ids) in groups {
+                let key = by_event_key(group, &k);
+                match self.t().log_by_event.get(&key).sled()? {
+                    Some(v) if v.starts_with(&GROUP_MARK) => {
+                        let mut left = Vec::new();
+                        for mut line in parse_group(&key, &v)? {
+                            match kept.get(line.id) {
+                                Some((true, rest)) if rest.is_empty() => {
+                                    events.push(line.id.to_string());
+                                }
+                                Some((true, rest)) => {
+                                    line.numbers.clone_from(rest);
+                                    left.push(line);
+                                }
+                                _ => left.push(line),
+                            }
+                        }
+                        let value = (!left.is_empty()).then(|| group_value(&left));
+                        index.push((key, value));
+                    }
+                    _ => own.extend(ids),
+                }
+            }
+            for event_id in own {
+                let Some((_, lines)) = kept.get(event_id) else {
+                    continue;
+                };
                 let key = by_event_key(event_id, &k);
+                let old = self.t().log_by_event.get(&key).sled()?;
+                if old.as_deref().is_some_and(|v| v.starts_with(&GROUP_MARK)) {
+                    // A group's entry, not this id's (see `parse_index`).
+                    continue;
+                }
                 if lines.is_empty() {
                     index.push((key, None));
                     events.push(event_id.to_string());
                 } else {
                     // The lines left keep the event the entry kept.
-                    let old = self.t().log_by_event.get(&key).sled()?;
                     let value = match old.as_deref().map(|v| parse_index(&key, v)).transpose()? {
-                        Some((_, Some(kept))) => numbers_keeping(&lines, kept),
-                        _ => numbers(lines),
+                        Some((_, Some(kept))) => numbers_keeping(lines, kept),
+                        _ => numbers(lines.iter().copied()),
                     };
                     index.push((key, Some(value)));
                 }

@@ -485,13 +485,24 @@ fn kept_events_live_in_their_own_log_and_the_index_holds_where() {
             (ev.id.as_str(), ev.payload.get())
         );
     }
-    // Each index entry is a position (18 bytes past its line numbers),
-    // not the event.
+    // The index holds each event's position (16 bytes), not the event,
+    // in one entry per group of ids made in the same millisecond.
+    let mut listed = 0;
     for item in s.t().log_by_event.iter() {
-        let (_, v) = item.unwrap();
-        assert_eq!(&v[..2], &super::KEPT_AT_MARK);
-        assert_eq!(v.len(), 2 + 2 + 2 + 16);
+        let (k, v) = item.unwrap();
+        let lines = super::parse_group(&k, &v).unwrap();
+        for l in &lines {
+            assert!(l.kept.is_some(), "{l:?}");
+            assert_eq!(l.numbers.len(), 1, "{l:?}");
+        }
+        assert_eq!(v.len(), 2 + lines.len() * (1 + 26 + 2 + 2 + 1 + 16));
+        listed += lines.len();
     }
+    assert_eq!(listed, 20);
+    assert!(
+        s.t().log_by_event.len() < 20,
+        "one entry per group, not per event"
+    );
     // Still there after a reopen, once synced.
     s.sync_kept().unwrap();
     drop(s);
@@ -611,4 +622,152 @@ fn a_kept_event_whose_record_a_crash_lost_is_missing_not_an_error() {
         s.archived_event(&events[0].id).unwrap().unwrap().id,
         events[0].id
     );
+}
+
+/// `n` log lines of `events` in turn, 1 ms apart from `t0`, with ids.
+fn lines_of(events: &[&Event], n: usize, t0: u64) -> Vec<LogEntry> {
+    (0..n)
+        .map(|i| {
+            let mut e = entry(
+                &format!("h{i}"),
+                events[i % events.len()],
+                "ok",
+                t0 + i as u64,
+            );
+            e.id = format!("line-{t0}-{i}");
+            e
+        })
+        .collect()
+}
+
+#[test]
+fn index_entries_of_their_own_from_before_groups_are_still_read_and_retired() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), opts()).unwrap();
+    let (a, b) = (event("e", ""), event("e", ""));
+    let t0 = now_ms() - 1000;
+    let lines = lines_of(&[&a, &b], 4, t0);
+    // A block as stores wrote them before groups: an index entry per
+    // event, b's keeping where its event is.
+    let key = keys::time_seq(t0, 1);
+    let refs: Vec<&LogEntry> = lines.iter().collect();
+    let block = super::block::encode(&refs, || s.new_id()).unwrap();
+    s.t().log.insert(key, block).unwrap();
+    let at = s
+        .inner
+        .kept
+        .append(&[serde_json::to_vec(&b).unwrap()])
+        .unwrap()[0];
+    s.t()
+        .log_by_event
+        .insert(super::by_event_key(&a.id, &key), super::numbers([0, 2]))
+        .unwrap();
+    s.t()
+        .log_by_event
+        .insert(
+            super::by_event_key(&b.id, &key),
+            super::numbers_keeping(&[1, 3], super::Kept::At(at)),
+        )
+        .unwrap();
+    s.bump(super::META_LOG_COUNT, 4).unwrap();
+    // And a line written now, in its group's entry.
+    let mut later = entry("h9", &a, "ok", t0 + 10);
+    later.id = "later".into();
+    s.append_log(&later).unwrap();
+
+    let of = |id: &str| s.deliveries_of(id).unwrap();
+    assert_eq!(
+        of(&a.id),
+        [lines[0].clone(), lines[2].clone(), later.clone()]
+    );
+    assert_eq!(of(&b.id), [lines[1].clone(), lines[3].clone()]);
+    assert_eq!(s.kept_event(&b.id).unwrap().unwrap().id, b.id);
+    // Retention takes the old block's first line, then the rest of it.
+    assert_eq!(s.remove_oldest_logs(1, None).unwrap(), 1);
+    assert_eq!(of(&a.id), [lines[2].clone(), later.clone()]);
+    assert_eq!(
+        s.kept_event(&b.id).unwrap().unwrap().id,
+        b.id,
+        "the entry left still keeps the event"
+    );
+    assert_eq!(s.remove_oldest_logs(3, None).unwrap(), 3);
+    assert_eq!(of(&a.id), [later]);
+    assert!(of(&b.id).is_empty());
+    assert!(s.kept_event(&b.id).unwrap().is_none());
+    assert!(!s.has_log_lines(&b.id).unwrap());
+    // Only the new line's group entry is left.
+    assert_eq!(s.t().log_by_event.len(), 1);
+}
+
+#[test]
+fn a_block_of_several_groups_and_an_id_not_a_ulid_is_indexed_and_retired_line_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), opts()).unwrap();
+    let t0 = now_ms() - 1000;
+    // Two events of one millisecond, one of another, one not a ULID.
+    let with_id = |id: String| {
+        let mut e = event("e", "");
+        e.id = id;
+        e
+    };
+    let ulid = |ms: u64, n: u128| ulid::Ulid::from_parts(ms, n).to_string();
+    let events = [
+        with_id(ulid(t0 - 5, 1)),
+        with_id(ulid(t0 - 5, 2)),
+        with_id(ulid(t0 - 3, 1)),
+        with_id("custom-event-1".into()),
+    ];
+    let refs: Vec<&Event> = events.iter().collect();
+    let lines = lines_of(&refs, 8, t0);
+    // All in one block, the first and the last event kept.
+    let keeping: Vec<(&LogEntry, Option<&Event>)> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l, (i >= 4 && (i == 4 || i == 7)).then(|| refs[i % 4])))
+        .collect();
+    s.append_logs_keeping(&keeping).unwrap();
+    assert_eq!(s.t().log.len(), 1, "one block");
+    // Two groups' entries and one of its own.
+    assert_eq!(s.t().log_by_event.len(), 3);
+    for (i, ev) in events.iter().enumerate() {
+        assert_eq!(
+            s.deliveries_of(&ev.id).unwrap(),
+            [lines[i].clone(), lines[i + 4].clone()]
+        );
+    }
+    assert_eq!(
+        s.kept_event(&events[0].id).unwrap().unwrap().id,
+        events[0].id
+    );
+    assert_eq!(
+        s.kept_event(&events[3].id).unwrap().unwrap().id,
+        events[3].id
+    );
+    assert!(s.kept_event(&events[1].id).unwrap().is_none());
+    // One line at a time, oldest first: each event loses its first line,
+    // then its second, and its entry goes with it.
+    for (n, gone) in lines.iter().enumerate() {
+        assert_eq!(s.remove_oldest_logs(1, None).unwrap(), 1);
+        for (i, ev) in events.iter().enumerate() {
+            let left: Vec<LogEntry> = [&lines[i], &lines[i + 4]]
+                .into_iter()
+                .filter(|l| l.time_ms > gone.time_ms)
+                .cloned()
+                .collect();
+            assert_eq!(
+                s.deliveries_of(&ev.id).unwrap(),
+                left,
+                "after {n}, event {i}"
+            );
+            assert_eq!(s.has_log_lines(&ev.id).unwrap(), !left.is_empty());
+        }
+        if n < 4 {
+            assert_eq!(
+                s.kept_event(&events[0].id).unwrap().unwrap().id,
+                events[0].id
+            );
+        }
+    }
+    assert!(s.t().log_by_event.is_empty());
+    assert!(s.kept_event(&events[0].id).unwrap().is_none());
 }
