@@ -322,7 +322,7 @@ struct Inner {
     /// deletes them after letting go): a segment just appended to must not
     /// be chosen before its time is written. Holds the last time written
     /// (segment, time), so the next appends to that segment need not read
-    /// it back or write it again (`logs.rs`, [`KEPT_MARK_GRAIN_MS`]).
+    /// it back or write it again (`logs.rs`, `KEPT_MARK_GRAIN_MS`).
     kept_lock: Mutex<Option<(u64, u64)>>,
 }
 
