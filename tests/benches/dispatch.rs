@@ -19,7 +19,10 @@
 //! prints its rate and the CPU each of the process's threads spent per
 //! delivery: a run short and steady enough to profile (`perf record`) or
 //! to repeat interleaved with another build for an A/B;
-//! `HOOKBOX_BENCH_DISPATCH_WORKERS=<n>` runs that cell with n workers.
+//! `HOOKBOX_BENCH_DISPATCH_WORKERS=<n>` runs that cell with n workers, and
+//! `HOOKBOX_BENCH_DISPATCH_ALONE=1` with its handler the only one deployed
+//! (with others deployed, a busy handler is held to all workers but one,
+//! which stays free for them: `dispatch/queue.rs`).
 
 #[path = "sandbox/harness.rs"]
 mod harness;
@@ -205,7 +208,13 @@ fn process_cpu() -> f64 {
 fn one_cell(deliveries: usize, workers: usize, wasm: &[u8], payload: &Value) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let d = start(dir.path(), workers, InboxKind::Log);
-    deploy_all(&d, wasm);
+    let alone = std::env::var("HOOKBOX_BENCH_DISPATCH_ALONE").is_ok_and(|v| v == "1");
+    if alone {
+        d.deploy(manifest("fresh", 0), wasm, "bench")
+            .expect("the word-counter deploys");
+    } else {
+        deploy_all(&d, wasm);
+    }
     run(&d, payload, "fresh-1", 5_000, 1);
     let before = support::cpu_by_thread();
     let (rate, accepting) = run(&d, payload, "fresh-1", deliveries, 1);
@@ -222,8 +231,13 @@ fn one_cell(deliveries: usize, workers: usize, wasm: &[u8], payload: &Value) {
         }
     }
     println!(
-        "log inbox, {workers} workers, fresh, 1 handler, {deliveries} deliveries: {} ({:.2} s of \
-         it accepting); CPU per delivery {}: {}",
+        "log inbox, {workers} workers, fresh, 1 handler{}, {deliveries} deliveries: {} ({:.2} s \
+         of it accepting); CPU per delivery {}: {}",
+        if alone {
+            " (the only one deployed)"
+        } else {
+            ""
+        },
         fmt_rate(rate),
         accepting,
         per(total),
