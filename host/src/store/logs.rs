@@ -208,11 +208,6 @@ fn numbers_keeping(lines: &[u16], kept: Kept<'_>) -> Vec<u8> {
 /// An index value's line numbers (u16 BE each) and what it keeps of its
 /// event, if anything.
 fn parse_index<'v>(key: &[u8], v: &'v [u8]) -> Result<(&'v [u8], Option<Kept<'v>>)> {
-    if v.starts_with(&GROUP_MARK) {
-        // A group's entry under a key shaped like this id's own (an id of
-        // a ULID's first ten characters): none of this id's lines.
-        return Ok((&[], None));
-    }
     let (at, rest) = if let Some(rest) = v.strip_prefix(&KEPT_MARK[..]) {
         (false, rest)
     } else if let Some(rest) = v.strip_prefix(&KEPT_AT_MARK[..]) {
@@ -241,7 +236,9 @@ fn parse_index<'v>(key: &[u8], v: &'v [u8]) -> Result<(&'v [u8], Option<Kept<'v>
 }
 
 /// The first two bytes of a group's index value: the lines of every event
-/// of one group in one block ([`id_group`]).
+/// of one group in one block ([`id_group`]). An id's own entries skip a
+/// value with it: under a key shaped like an id's own (an id of a ULID's
+/// first ten characters), it holds none of that id's lines.
 const GROUP_MARK: [u8; 2] = [0xff, 0xfd];
 
 /// The group an event id's index entries go in: its first ten characters,
@@ -250,8 +247,9 @@ const GROUP_MARK: [u8; 2] = [0xff, 0xfd];
 /// batch of events accepted together is one index insert when its lines
 /// are logged, not one per event. Other ids have entries of their own.
 fn id_group(event_id: &str) -> Option<&str> {
-    (event_id.len() == 26 && event_id.bytes().all(|b| b.is_ascii_alphanumeric()))
-        .then(|| &event_id[..10])
+    ulid::Ulid::from_string(event_id)
+        .ok()
+        .and(event_id.get(..10))
 }
 
 /// One event's part of a group's index value.
@@ -518,10 +516,10 @@ impl Store {
         let own = keys::parts(&[event_id.as_bytes()]);
         for item in t.log_by_event.scan_prefix(&own) {
             let (k, v) = item.sled()?;
-            let (lines, kept) = parse_index(&k, &v)?;
             if v.starts_with(&GROUP_MARK) {
                 continue;
             }
+            let (lines, kept) = parse_index(&k, &v)?;
             let numbers = lines
                 .chunks_exact(2)
                 .map(|n| u16::from_be_bytes([n[0], n[1]]))
@@ -1000,7 +998,7 @@ impl Store {
                 let key = by_event_key(event_id, &k);
                 let old = self.t().log_by_event.get(&key).sled()?;
                 if old.as_deref().is_some_and(|v| v.starts_with(&GROUP_MARK)) {
-                    // A group's entry, not this id's (see `parse_index`).
+                    // A group's entry, not this id's (see `GROUP_MARK`).
                     continue;
                 }
                 if lines.is_empty() {
