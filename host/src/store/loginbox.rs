@@ -327,19 +327,24 @@ impl EventsRecords {
 
     fn push(&mut self, event: &Event, handlers: &[(&str, Option<u32>)]) -> Result<()> {
         if self.count == 0 {
-            self.current.clear();
-            self.current.extend_from_slice(&[EVENTS, 0, 0, 0, 0]);
+            self.begin();
         }
         let start = self.current.len();
         event_part(&mut self.current, event, handlers)?;
         if self.current.len() > self.limit && self.count > 0 {
             let part = self.current.split_off(start);
             self.seal();
-            self.current.extend_from_slice(&[EVENTS, 0, 0, 0, 0]);
+            self.begin();
             self.current.extend_from_slice(&part);
         }
         self.count += 1;
         Ok(())
+    }
+
+    /// Starts the next record: its kind and a count filled in by `seal`.
+    fn begin(&mut self) {
+        self.current.clear();
+        self.current.extend_from_slice(&[EVENTS, 0, 0, 0, 0]);
     }
 
     /// Moves the record being built, if it holds a part, to `done`.
