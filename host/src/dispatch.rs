@@ -1511,6 +1511,10 @@ impl Inner {
             }
         };
         let now = now_ms();
+        let ran = Some(queue::Ran {
+            took_us: u64::try_from(report.duration.as_micros()).unwrap_or(u64::MAX),
+            at_ms: now,
+        });
         let outcome = report.outcome.as_str();
         let (emitted, emitted_total) = EmittedEvent::summary(&report.emitted);
         let entry = LogEntry {
@@ -1546,7 +1550,7 @@ impl Inner {
             // The slot is free now; the key stays held until the recorder
             // has written the outcome.
             self.sched()
-                .finish(&job.handler, job.key.as_deref(), false, true);
+                .finish(&job.handler, job.key.as_deref(), false, true, ran);
             self.wake.notify_one();
             if let Err(std::sync::mpsc::SendError(done)) =
                 recorder.send(recorder::Finished { job, entry })
@@ -1575,7 +1579,7 @@ impl Inner {
                 self.archive(&[&*event]);
                 self.metrics.dead_lettered();
                 self.sched()
-                    .finish(&job.handler, job.key.as_deref(), job.holds_key, true);
+                    .finish(&job.handler, job.key.as_deref(), job.holds_key, true, ran);
                 true
             }
             Ok(Some((due, next))) => {
@@ -1584,9 +1588,9 @@ impl Inner {
                 let mut s = self.sched();
                 if self.inbox.redelivers_retries() {
                     // The inbox runs it again at `due`, maybe on another node.
-                    s.finish(&job.handler, job.key.as_deref(), job.holds_key, true);
+                    s.finish(&job.handler, job.key.as_deref(), job.holds_key, true, ran);
                 } else {
-                    s.finish(&job.handler, job.key.as_deref(), job.holds_key, false);
+                    s.finish(&job.handler, job.key.as_deref(), job.holds_key, false, ran);
                     s.push_delayed(due, job);
                 }
                 false
@@ -1639,7 +1643,7 @@ impl Inner {
         };
         self.metrics.expired(&h.name);
         self.sched()
-            .finish(&job.handler, job.key.as_deref(), false, true);
+            .finish(&job.handler, job.key.as_deref(), false, true, None);
         self.wake.notify_one();
         if let Err(std::sync::mpsc::SendError(done)) =
             recorder.send(recorder::Finished { job, entry })
@@ -1689,7 +1693,7 @@ impl Inner {
     /// Gives an in-flight job back to the scheduler, due at `due_ms`.
     fn requeue(&self, job: Job<JobData>, due_ms: u64) {
         let mut s = self.sched();
-        s.finish(&job.handler, job.key.as_deref(), false, false);
+        s.finish(&job.handler, job.key.as_deref(), false, false, None);
         s.push_delayed(due_ms, job);
     }
 

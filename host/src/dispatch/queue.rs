@@ -17,10 +17,21 @@
 //!   (`Gate::Run::shared`), a handler's cap is its policy's concurrency but
 //!   at most `workers - 1` (and at least 1): one worker always stays free
 //!   for the others, so a handler looping on every event cannot make them
-//!   wait for its deadlines. The worker is reserved, not lent: a running
-//!   delivery cannot be preempted, so a worker handed to the busy handler
-//!   while the others were idle would be out of reach when their next
-//!   event arrives. A handler that is the only one enabled uses them all.
+//!   wait for its deadlines. A handler that is the only one enabled uses
+//!   them all.
+//! - **The kept worker is lent only to a proven-fast handler.** A running
+//!   delivery cannot be preempted, so a worker handed to a busy handler
+//!   is out of reach until that delivery ends. When a worker finds
+//!   nothing else runnable, it takes a job parked at the shared cap if
+//!   that handler's last [`LEND_AFTER_RUNS`] deliveries each held their
+//!   worker under [`LEND_MAX_RUN_US`] (and it is under its policy's cap).
+//!   Another handler's next event then waits for one of its deliveries to
+//!   end, and goes first, since only a worker that found nothing else
+//!   lends. A slower delivery ends the lending for [`LEND_QUIET_MS`] or a
+//!   hundred times its own length, whichever is longer: a handler that
+//!   turns slow holds the kept worker for one deadline, then not for a
+//!   hundred, about 1% of the time at most. A handler's record starts
+//!   over when it is enabled, reloaded or deleted.
 //! - For handlers that ask for ordering, a job with a key holds that key
 //!   from its first pop until its delivery is final (ok or dead-lettered),
 //!   retries included; later jobs with the same key wait behind it in
@@ -45,6 +56,15 @@ use crate::event::Priority;
 pub(crate) const WANT_MS: u64 = 5_000;
 /// The most tenants remembered as wanting room.
 const MAX_WANTING: usize = 64;
+/// A delivery that held its worker longer than this (µs) is slow: its
+/// handler is not lent the kept worker.
+pub(crate) const LEND_MAX_RUN_US: u64 = 5_000;
+/// Fast deliveries in a row a handler needs before it is lent the kept
+/// worker.
+pub(crate) const LEND_AFTER_RUNS: u32 = 64;
+/// The least time after a slow delivery before its handler is lent the
+/// kept worker again (a hundred times the slow delivery, if longer).
+pub(crate) const LEND_QUIET_MS: u64 = 60_000;
 
 /// Room [`Scheduler::reserve`] promised a batch, per tenant; given back with
 /// [`Scheduler::unreserve`].
@@ -104,6 +124,24 @@ pub(crate) enum Gate {
     HoldTenant,
     /// Deleted: its durable pendings are gone, drop the job.
     Drop,
+}
+
+/// A delivery that ran, for [`Scheduler::finish`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ran {
+    /// How long it held its worker, in µs.
+    pub took_us: u64,
+    /// When it ended (ms since the epoch).
+    pub at_ms: u64,
+}
+
+/// A handler's recent deliveries, for lending it the kept worker.
+#[derive(Clone, Copy, Debug, Default)]
+struct Record {
+    /// Fast deliveries in a row.
+    fast: u32,
+    /// Not lent before this time (ms), after a slow delivery.
+    quiet_until_ms: u64,
 }
 
 /// A queued delivery.
@@ -169,6 +207,16 @@ pub(crate) struct Scheduler<T> {
     /// The most deliveries one handler may run at once while it shares
     /// the pool: `workers - 1`, at least 1.
     shared_cap: u32,
+    /// The workers in the pool: the most deliveries running at once.
+    workers: u32,
+    /// Handlers' recent deliveries, once they ran one.
+    records: HashMap<String, Record>,
+    /// Handlers with jobs parked at the shared cap that may be lent the
+    /// kept worker, in turn (a few: each has `shared_cap` running).
+    lendable: VecDeque<String>,
+    /// The time of the last [`Self::promote_due`] (ms): the clock lending
+    /// reads.
+    now_ms: u64,
 }
 
 impl<T> Scheduler<T> {
@@ -188,6 +236,10 @@ impl<T> Scheduler<T> {
             tenants: HashMap::new(),
             wanting: HashMap::new(),
             shared_cap: workers.saturating_sub(1).max(1),
+            workers: workers.max(1),
+            records: HashMap::new(),
+            lendable: VecDeque::new(),
+            now_ms: 0,
         }
     }
 
@@ -345,6 +397,7 @@ impl<T> Scheduler<T> {
 
     /// Moves delayed jobs due by `now_ms` to the ready queues.
     pub fn promote_due(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
         while let Some(entry) = self.delayed.first_entry() {
             if entry.key().0 > now_ms {
                 break;
@@ -401,36 +454,108 @@ impl<T> Scheduler<T> {
                         };
                         let running = self.inflight.get(&job.handler).copied().unwrap_or(0);
                         if running >= cap {
+                            if cap < concurrency && !self.lendable.contains(&job.handler) {
+                                self.lendable.push_back(job.handler.clone());
+                            }
                             self.park(job);
                             continue;
                         }
-                        *self.inflight.entry(job.handler.clone()).or_insert(0) += 1;
-                        self.len -= 1;
-                        self.sub_tenant(&job.tenant, 1);
-                        return Some(job);
+                        return Some(self.start(job));
                     }
                 }
             }
         }
+        self.lend(gate)
+    }
+
+    /// Counts `job` as running.
+    fn start(&mut self, job: Job<T>) -> Job<T> {
+        *self.inflight.entry(job.handler.clone()).or_insert(0) += 1;
+        self.len -= 1;
+        self.sub_tenant(&job.tenant, 1);
+        job
+    }
+
+    /// Whether `handler`'s recent deliveries earn it the kept worker.
+    fn is_fast(&self, handler: &str) -> bool {
+        self.records
+            .get(handler)
+            .is_some_and(|r| r.fast >= LEND_AFTER_RUNS && self.now_ms >= r.quiet_until_ms)
+    }
+
+    /// With nothing else runnable, the oldest job parked at the shared cap
+    /// of a fast handler under its policy's cap, handlers taking turns.
+    fn lend(&mut self, gate: impl Fn(&Job<T>) -> Gate) -> Option<Job<T>> {
+        for _ in 0..self.lendable.len() {
+            let handler = self.lendable.pop_front()?;
+            let running = self.inflight.get(&handler).copied().unwrap_or(0);
+            let fast = running < self.workers && self.is_fast(&handler);
+            let Some(parked) = self.parked.get_mut(&handler) else {
+                // Nothing parked any more: out of the turn.
+                continue;
+            };
+            let runs = fast
+                && matches!(parked.front().map(&gate),
+                    Some(Gate::Run { concurrency, .. }) if running < concurrency);
+            let job = if runs { parked.pop_front() } else { None };
+            let Some(job) = job else {
+                // Not now: maybe once it has proven fast, or is under its cap.
+                self.lendable.push_back(handler);
+                continue;
+            };
+            if parked.is_empty() {
+                self.parked.remove(&handler);
+            } else {
+                self.lendable.push_back(handler);
+            }
+            return Some(self.start(job));
+        }
         None
     }
 
+    /// Parks `job` behind its handler's parked jobs, or in front of them
+    /// if it is older (a job put back by `finish` and parked again while
+    /// its handler runs on a lent worker keeps its place).
     fn park(&mut self, job: Job<T>) {
-        self.parked
-            .entry(job.handler.clone())
-            .or_default()
-            .push_back(job);
+        let parked = self.parked.entry(job.handler.clone()).or_default();
+        if parked.front().is_some_and(|first| first.seq > job.seq) {
+            parked.push_front(job);
+        } else {
+            parked.push_back(job);
+        }
+    }
+
+    /// Counts a delivery of `handler` that ran towards lending it the
+    /// kept worker.
+    fn note_run(&mut self, handler: &str, ran: Ran) {
+        let record = match self.records.get_mut(handler) {
+            Some(r) => r,
+            None => self.records.entry(handler.to_string()).or_default(),
+        };
+        if ran.took_us <= LEND_MAX_RUN_US {
+            record.fast = record.fast.saturating_add(1);
+        } else {
+            record.fast = 0;
+            let quiet = (ran.took_us / 1_000).saturating_mul(100).max(LEND_QUIET_MS);
+            record.quiet_until_ms = ran.at_ms.saturating_add(quiet);
+        }
     }
 
     /// Ends an in-flight delivery. `final_attempt` releases a held key (the
     /// next job with that key becomes runnable); a retry keeps holding it.
+    /// `ran` is how long it ran, if it did (not for a job given back
+    /// unrun): it counts towards lending the handler the kept worker.
     pub fn finish(
         &mut self,
         handler: &str,
         key: Option<&str>,
         holds_key: bool,
         final_attempt: bool,
+        ran: Option<Ran>,
     ) {
+        if let Some(ran) = ran {
+            self.note_run(handler, ran);
+        }
         if let Some(n) = self.inflight.get_mut(handler) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -481,8 +606,10 @@ impl<T> Scheduler<T> {
 
     /// Makes every parked job of `handler` runnable again, its tenants'
     /// included (after it is enabled, reloaded or deleted; `pop` applies
-    /// the new gate).
+    /// the new gate). Its record of recent deliveries starts over: new
+    /// code earns the kept worker anew.
     pub fn unpark_all(&mut self, handler: &str) {
+        self.records.remove(handler);
         self.unpark_handler(handler);
         let tenants: Vec<_> = self
             .parked_tenant
@@ -577,10 +704,10 @@ mod tests {
         assert_eq!(s.pop(&gate).unwrap().data, 9);
         assert!(s.pop(&gate).is_none());
         assert_eq!(s.len(), 2);
-        s.finish("h", None, false, true);
+        s.finish("h", None, false, true, None);
         assert_eq!(s.pop(&gate).unwrap().data, 1);
         assert!(s.pop(&gate).is_none());
-        s.finish("h", None, false, true);
+        s.finish("h", None, false, true, None);
         assert_eq!(s.pop(&gate).unwrap().data, 2);
     }
 
@@ -632,7 +759,7 @@ mod tests {
         assert_eq!(s.pop(&gate).unwrap().data, 4);
         assert!(s.pop(&gate).is_none());
         // 1 fails and is retried later: the key stays held.
-        s.finish("h", Some("k"), true, false);
+        s.finish("h", Some("k"), true, false, None);
         s.push_delayed(100, first);
         assert!(s.pop(&gate).is_none());
         s.promote_due(99);
@@ -640,10 +767,10 @@ mod tests {
         s.promote_due(100);
         let retried = s.pop(&gate).unwrap();
         assert_eq!(retried.data, 1);
-        s.finish("h", Some("k"), true, true);
+        s.finish("h", Some("k"), true, true, None);
         let next = s.pop(&gate).unwrap();
         assert_eq!((next.data, next.holds_key), (2, true));
-        s.finish("h", Some("k"), true, true);
+        s.finish("h", Some("k"), true, true, None);
         assert_eq!(s.len(), 0);
     }
 
@@ -665,7 +792,7 @@ mod tests {
         assert!(s.pop(&gate).is_none(), "2 waits for 1's retry");
         s.promote_due(100);
         assert_eq!(s.pop(&gate).unwrap().data, 1);
-        s.finish("h", Some("k"), true, true);
+        s.finish("h", Some("k"), true, true, None);
         let next = s.pop(&gate).unwrap();
         assert_eq!((next.data, next.holds_key), (2, true));
     }
@@ -708,10 +835,10 @@ mod tests {
         s.push(job("good", None, Priority::Normal, 9));
         assert_eq!(pop_all(&mut s, shared(16)), ["good"]);
         // The good delivery ends; the free worker is still not the looper's.
-        s.finish("good", None, false, true);
+        s.finish("good", None, false, true, None);
         assert!(s.pop(shared(16)).is_none());
         // The looper's delivery ends: its next job runs, one at a time.
-        s.finish("looper", None, false, true);
+        s.finish("looper", None, false, true, None);
         assert_eq!(pop_all(&mut s, shared(16)), ["looper"]);
         assert_eq!(s.len(), 2);
     }
@@ -758,14 +885,14 @@ mod tests {
         // last in line, still gets the third.
         let started: Vec<u32> = std::iter::from_fn(|| s.pop(gate).map(|j| j.data)).collect();
         assert_eq!(started, [4, 5, 6]);
-        s.finish("h", None, false, true);
-        s.finish("h", None, false, true);
+        s.finish("h", None, false, true, None);
+        s.finish("h", None, false, true, None);
         // The parked low jobs come back in arrival order; 2 waits behind 1.
         let first = s.pop(gate).unwrap();
         assert_eq!((first.data, first.holds_key), (1, true));
         assert_eq!(s.pop(gate).unwrap().data, 3);
         assert!(s.pop(gate).is_none());
-        s.finish("h", Some("k"), true, true);
+        s.finish("h", Some("k"), true, true, None);
         let next = s.pop(gate).unwrap();
         assert_eq!((next.data, next.holds_key), (2, true));
         assert_eq!(s.len(), 0);
@@ -785,13 +912,13 @@ mod tests {
         assert_eq!(s.pop(&gate).unwrap().data, 2);
         assert!(s.pop(&gate).is_none());
         // Both running deliveries end before any worker pops again.
-        s.finish("h", None, false, true);
-        s.finish("h", None, false, true);
+        s.finish("h", None, false, true, None);
+        s.finish("h", None, false, true, None);
         let started: Vec<(u32, bool)> = std::iter::from_fn(|| s.pop(&gate))
             .map(|j| (j.data, j.holds_key))
             .collect();
         assert_eq!(started, [(3, true), (5, false)], "4 waits for 3's key");
-        s.finish("h", Some("k"), true, true);
+        s.finish("h", Some("k"), true, true, None);
         let next = s.pop(&gate).unwrap();
         assert_eq!((next.data, next.holds_key), (4, true));
         assert_eq!(s.len(), 0);
@@ -818,7 +945,7 @@ mod tests {
         assert_eq!(started, [2, 4]);
         assert_eq!(s.len(), 2);
         // Finishing the handler's deliveries does not wake the held tenant.
-        s.finish("h", None, false, true);
+        s.finish("h", None, false, true, None);
         s.unpark_handler("h");
         assert!(s.pop(run(10, false)).is_none());
         // Its breaker closes: its jobs come back in arrival order.
@@ -839,6 +966,151 @@ mod tests {
     /// `n` jobs of tenant `t`.
     fn of(t: &str, n: usize) -> Reservation {
         Reservation::of([(t, n)])
+    }
+
+    /// A delivery of `took_us` that ended at `at_ms`.
+    fn ran(took_us: u64, at_ms: u64) -> Option<Ran> {
+        Some(Ran { took_us, at_ms })
+    }
+
+    /// Runs `LEND_AFTER_RUNS` fast deliveries of `handler`, one at a time.
+    fn earn(s: &mut Scheduler<u32>, handler: &str, at_ms: u64) {
+        for n in 0..LEND_AFTER_RUNS {
+            s.push(job(handler, None, Priority::Normal, n));
+            let started = s.pop(shared(16)).unwrap();
+            assert_eq!(started.handler, handler);
+            s.finish(handler, None, false, true, ran(LEND_MAX_RUN_US, at_ms));
+        }
+    }
+
+    #[test]
+    fn a_fast_handler_is_lent_the_kept_worker_while_nothing_else_waits() {
+        let mut s = Scheduler::new(2);
+        // Not yet proven fast: one worker stays free.
+        earn_but_one(&mut s);
+        for n in 1..=4 {
+            s.push(job("fast", None, Priority::Normal, n));
+        }
+        assert_eq!(pop_all(&mut s, shared(16)), ["fast"]);
+        s.finish("fast", None, false, true, ran(10, 0));
+        // Now it is: with nothing else waiting it takes both workers.
+        assert_eq!(pop_all(&mut s, shared(16)), ["fast", "fast"]);
+        // Another handler's event comes in while both run; the first
+        // worker to come free takes it before the fast handler's next.
+        s.push(job("good", None, Priority::Low, 9));
+        s.finish("fast", None, false, true, ran(10, 0));
+        assert_eq!(s.pop(shared(16)).unwrap().handler, "good");
+        // Both workers busy again (good + fast); then good ends, and the
+        // free worker is lent for the fast handler's last job.
+        s.finish("good", None, false, true, ran(10, 0));
+        assert_eq!(pop_all(&mut s, shared(16)), ["fast"]);
+        assert_eq!((s.len(), s.inflight()), (0, 2));
+    }
+
+    /// `LEND_AFTER_RUNS - 1` fast deliveries of "fast": one short.
+    fn earn_but_one(s: &mut Scheduler<u32>) {
+        earn(s, "fast", 0);
+        // A slow one long ago resets the count, its quiet time over.
+        s.push(job("fast", None, Priority::Normal, 0));
+        s.pop(shared(16)).unwrap();
+        s.finish("fast", None, false, true, ran(LEND_MAX_RUN_US + 1, 0));
+        s.promote_due(LEND_QUIET_MS);
+        for n in 1..LEND_AFTER_RUNS {
+            s.push(job("fast", None, Priority::Normal, n));
+            s.pop(shared(16)).unwrap();
+            s.finish("fast", None, false, true, ran(1, LEND_QUIET_MS));
+        }
+    }
+
+    #[test]
+    fn a_slow_delivery_ends_the_lending_for_its_quiet_time() {
+        let quiet_after = |took_us: u64, at_ms: u64| {
+            let mut s = Scheduler::new(2);
+            earn(&mut s, "h", 0);
+            s.push(job("h", None, Priority::Normal, 1));
+            s.pop(shared(16)).unwrap();
+            // The slow delivery, then a new run of fast ones.
+            s.finish("h", None, false, true, ran(took_us, at_ms));
+            earn(&mut s, "h", at_ms);
+            for n in 0..3 {
+                s.push(job("h", None, Priority::Normal, n));
+            }
+            assert_eq!(pop_all(&mut s, shared(16)).len(), 1);
+            let mut now = at_ms;
+            loop {
+                s.promote_due(now);
+                if s.pop(shared(16)).is_some() {
+                    return now - at_ms;
+                }
+                now += 1_000;
+            }
+        };
+        // A minute at least; a hundred times the slow delivery if longer.
+        assert_eq!(quiet_after(LEND_MAX_RUN_US + 1, 5_000), LEND_QUIET_MS);
+        assert_eq!(quiet_after(5_000_000, 5_000), 500_000);
+    }
+
+    #[test]
+    fn a_lent_worker_keeps_the_policys_cap_and_the_pools_size() {
+        let started = |workers: usize, concurrency: u32| {
+            let mut s = Scheduler::new(workers);
+            earn(&mut s, "h", 0);
+            for n in 0..10 {
+                s.push(job("h", None, Priority::Normal, n));
+            }
+            pop_all(&mut s, shared(concurrency)).len()
+        };
+        assert_eq!(started(4, 16), 4, "every worker, and no more");
+        assert_eq!(started(4, 3), 3, "the policy's cap holds");
+        assert_eq!(started(1, 16), 1);
+    }
+
+    #[test]
+    fn new_code_earns_the_kept_worker_anew() {
+        let mut s = Scheduler::new(2);
+        earn(&mut s, "h", 0);
+        // Enabled again, reloaded or redeployed.
+        s.unpark_all("h");
+        for n in 0..3 {
+            s.push(job("h", None, Priority::Normal, n));
+        }
+        assert_eq!(pop_all(&mut s, shared(16)), ["h"]);
+    }
+
+    #[test]
+    fn jobs_on_a_lent_worker_start_in_arrival_order() {
+        let mut s = Scheduler::new(2);
+        earn(&mut s, "h", 0);
+        for n in 1..=6 {
+            s.push(job("h", None, Priority::Normal, n));
+        }
+        let mut order: Vec<u32> =
+            std::iter::from_fn(|| s.pop(shared(16)).map(|j| j.data)).collect();
+        assert_eq!(order, [1, 2]);
+        // Each end puts one parked job back, which parks again at the cap
+        // while the other worker is lent: it keeps its place.
+        while s.len() > 0 {
+            s.finish("h", None, false, true, ran(10, 0));
+            order.extend(std::iter::from_fn(|| s.pop(shared(16)).map(|j| j.data)));
+        }
+        assert_eq!(order, [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn a_held_handler_is_not_lent_a_worker_until_it_may_run_again() {
+        let mut s = Scheduler::new(2);
+        earn(&mut s, "h", 0);
+        for n in 0..3 {
+            s.push(job("h", None, Priority::Normal, n));
+        }
+        assert_eq!(s.pop(shared(16)).unwrap().handler, "h");
+        // Disabled, or its breaker open, while one delivery runs.
+        assert!(s.pop(|_: &Job<u32>| Gate::Hold).is_none());
+        assert_eq!(s.len(), 2);
+        // Its rate-limit window ends: the kept worker is lent again.
+        s.unpark_handler("h");
+        assert_eq!(pop_all(&mut s, shared(16)), ["h"]);
+        assert_eq!(s.inflight(), 2);
     }
 
     #[test]
@@ -884,7 +1156,7 @@ mod tests {
         // Room freed by `hot`'s jobs running goes to `bg`, not to `hot`.
         for _ in 0..4 {
             s.pop(run(10, false)).unwrap();
-            s.finish("h", None, false, true);
+            s.finish("h", None, false, true, None);
         }
         assert_eq!(
             s.reserve(of("hot", 1), 10, Some(5), 1_000),
