@@ -470,7 +470,12 @@ impl<T> Scheduler<T> {
 
     /// Counts `job` as running.
     fn start(&mut self, job: Job<T>) -> Job<T> {
-        *self.inflight.entry(job.handler.clone()).or_insert(0) += 1;
+        match self.inflight.get_mut(&job.handler) {
+            Some(n) => *n += 1,
+            None => {
+                self.inflight.insert(job.handler.clone(), 1);
+            }
+        }
         self.len -= 1;
         self.sub_tenant(&job.tenant, 1);
         job
@@ -517,7 +522,10 @@ impl<T> Scheduler<T> {
     /// if it is older (a job put back by `finish` and parked again while
     /// its handler runs on a lent worker keeps its place).
     fn park(&mut self, job: Job<T>) {
-        let parked = self.parked.entry(job.handler.clone()).or_default();
+        let parked = match self.parked.get_mut(&job.handler) {
+            Some(parked) => parked,
+            None => self.parked.entry(job.handler.clone()).or_default(),
+        };
         if parked.front().is_some_and(|first| first.seq > job.seq) {
             parked.push_front(job);
         } else {
