@@ -1512,7 +1512,7 @@ impl Inner {
         };
         let now = now_ms();
         let ran = Some(queue::Ran {
-            took_us: u64::try_from(report.duration.as_micros()).unwrap_or(u64::MAX),
+            took_us: u64::try_from(report.busy.as_micros()).unwrap_or(u64::MAX),
             at_ms: now,
         });
         let outcome = report.outcome.as_str();

@@ -81,6 +81,8 @@ pub(crate) struct CallState {
     pub(crate) emitted: Vec<EventInput>,
     /// The outcome a host function ended the call with.
     pub(crate) abort: Option<(Outcome, String)>,
+    /// Time the guest waited in `wasi:io/poll` (`poll.rs`).
+    pub(crate) waited: Duration,
 }
 
 impl std::fmt::Debug for CallState {

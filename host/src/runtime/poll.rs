@@ -35,12 +35,15 @@ impl HostState {
     ) -> wasmtime::Result<T> {
         let deadline = self.call.deadline;
         let table = &mut self.table;
+        let started = std::time::Instant::now();
         let waited = in_tokio(async move {
             match deadline {
                 Some(at) => tokio::time::timeout_at(at.into(), wait(table)).await.ok(),
                 None => Some(wait(table).await),
             }
         });
+        // The guest's own wait: it counts as keeping the worker busy.
+        self.call.waited += started.elapsed();
         waited.unwrap_or_else(|| {
             Err(self.abort(
                 Outcome::Timeout,

@@ -111,6 +111,35 @@ fn a_looping_handler_with_the_default_policy_cannot_take_every_worker() {
 }
 
 #[test]
+fn a_handler_that_turns_slow_is_lent_the_kept_worker_no_more() {
+    // Fast on `tick`, a loop on `loop`: 64 fast deliveries earn it the
+    // worker kept for the others while they are idle; its first long
+    // delivery ends that for a minute, however fast it is again.
+    let d = Daemon::start_with("[dispatch]\nworkers = 2\n");
+    deploy(&d, &manifest("good", &["good"]), &read(guests::GOOD)).expect(201);
+    let mut m = manifest("flip", &["tick", "loop"]);
+    m["limits"] = json!({"fuel": CEILING_FUEL, "timeout_ms": 1000});
+    // No breaker: the loops' timeouts must not hold its deliveries.
+    m["delivery"]["breaker"] = json!({"consecutive_failures": 0, "failure_rate": 0.0});
+    deploy(&d, &m, &read(guests::LOOP_ON)).expect(201);
+    let ticks: Vec<Value> = (0..100).map(|_| json!({"type": "tick"})).collect();
+    publish_and_expect(&d, &json!(ticks), "ok");
+    // It turns slow: its loops may hold both workers, this once.
+    let loops: Vec<String> = (0..2).map(|_| publish(&d, "loop", "acme")).collect();
+    for id in &loops {
+        assert_eq!(await_outcome(&d, id, "flip"), "timeout");
+    }
+    // Fast again, as long as it takes to earn the worker anew.
+    publish_and_expect(&d, &json!(ticks), "ok");
+    let loops: Vec<String> = (0..2).map(|_| publish(&d, "loop", "acme")).collect();
+    publish_and_expect(&d, &json!({"type": "good"}), "ok");
+    assert!(
+        loops.iter().all(|id| outcomes(&d, id).is_empty()),
+        "the good event waited for a loop: the kept worker was lent again"
+    );
+}
+
+#[test]
 fn every_hostile_guest_is_logged_with_its_named_outcome() {
     let d = Daemon::start();
     deploy(&d, &manifest("good", &["good"]), &read(guests::GOOD)).expect(201);

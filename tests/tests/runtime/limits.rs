@@ -2,6 +2,8 @@
 //! succeeds, one just past it gets the limit's named outcome, and the
 //! runtime then still delivers to a good guest.
 
+use std::time::Duration;
+
 use hookbox::runtime::{DeliveryReport, LogStream, Outcome, Runtime, RuntimeConfig};
 use hookbox_tests::{Delivery, guests, module, test_config};
 
@@ -339,4 +341,27 @@ fn a_small_pool_is_a_host_error_not_a_crash() {
     let report = other.run_on(&rt, &counter);
     assert_outcome(&report, Outcome::HostError);
     assert!(report.error.unwrap().contains("pool"));
+}
+
+#[test]
+fn a_delivery_is_busy_while_it_computes_or_waits_by_its_own_choice() {
+    // A loop stopped at its deadline: its CPU time, most of 200 ms even on
+    // a crowded machine.
+    let looped = Delivery::new(1)
+        .limits(|l| {
+            l.fuel = 1 << 50;
+            l.timeout_ms = 200;
+        })
+        .run(&module(guests::LOOP));
+    assert_outcome(&looped, Outcome::Timeout);
+    assert!(looped.busy >= Duration::from_millis(5), "{:?}", looped.busy);
+    assert!(looped.busy <= looped.duration + Duration::from_millis(1));
+    // A sleep of 100 ms in `pollable.block`: no CPU, but the guest's wait.
+    let slept = Delivery::new(100).run(&module(guests::SLEEP));
+    assert_outcome(&slept, Outcome::Ok);
+    assert!(slept.busy >= Duration::from_millis(100), "{:?}", slept.busy);
+    // A quick one stays under the scheduler's bar for a fast delivery.
+    let quick = Delivery::new(1).run(&module(guests::GOOD));
+    assert_outcome(&quick, Outcome::Ok);
+    assert!(quick.busy <= quick.duration + Duration::from_millis(1));
 }
