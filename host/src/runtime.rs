@@ -301,13 +301,13 @@ pub struct DeliveryReport {
     /// Wall time of instantiation (if fresh and not prepared ahead of the
     /// event) and the call.
     pub duration: Duration,
-    /// What of `duration` the handler kept its worker busy: the worker
-    /// thread's CPU time plus the guest's waits in `wasi:io/poll`. It
-    /// leaves out the time the thread was preempted or waited on the
-    /// host's own locks and disks, which are not the handler's doing; the
-    /// scheduler judges a handler's speed by it. A built-in's is its wall
-    /// time.
-    pub busy: Duration,
+    /// What of `duration` the handler spent waiting by its own choice: a
+    /// guest's waits in `wasi:io/poll`, a built-in's whole delivery
+    /// (network I/O). With the worker thread's CPU time it is what the
+    /// scheduler judges a handler's speed by; the time the thread was
+    /// preempted or waited on the host's own locks and disks is not the
+    /// handler's doing and is left out.
+    pub waited: Duration,
     /// Highest linear memory, all memories together, during the delivery.
     pub peak_memory_bytes: u64,
     /// Log records and stdout/stderr lines, in order, up to the failure.

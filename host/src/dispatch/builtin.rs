@@ -175,8 +175,8 @@ fn report(result: Result<(), BuiltinError>, duration: Duration) -> DeliveryRepor
         retryable,
         fuel_used: 0,
         duration,
-        // Network waits included: they hold the worker all the same.
-        busy: duration,
+        // Network waits: they hold the worker all the same.
+        waited: duration,
         peak_memory_bytes: 0,
         logs: Vec::new(),
         emitted: Vec::new(),

@@ -310,7 +310,7 @@ mod tests {
             retryable,
             fuel_used: 0,
             duration: Duration::ZERO,
-            busy: Duration::ZERO,
+            waited: Duration::ZERO,
             peak_memory_bytes: 0,
             logs: Vec::new(),
             emitted: Vec::new(),

@@ -25,8 +25,8 @@
 //!   nothing else runnable, it takes a job parked at the shared cap if
 //!   that handler's last [`LEND_AFTER_RUNS`] deliveries each kept their
 //!   worker busy under [`LEND_MAX_RUN_US`] (and it is under its policy's
-//!   cap). Busy is the worker thread's CPU time plus the guest's waits in
-//!   `wasi:io/poll` (`DeliveryReport::busy`), not wall time: in one run
+//!   cap). Busy is the worker thread's CPU time plus the handler's own
+//!   waits (`DeliveryReport::waited`), not wall time: in one run
 //!   of the `dispatch` bench on two crowded cores, 322 deliveries of a
 //!   handler that needs ≈ 20 µs took 5–10 ms of wall time, preempted or
 //!   waiting on the store, which is not the handler's doing.
@@ -134,7 +134,7 @@ pub(crate) enum Gate {
 /// A delivery that ran, for [`Scheduler::finish`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Ran {
-    /// How long it kept its worker busy, in µs (`DeliveryReport::busy`).
+    /// How long it kept its worker busy, in µs: CPU time and its own waits.
     pub took_us: u64,
     /// When it ended (ms since the epoch).
     pub at_ms: u64,

@@ -231,7 +231,6 @@ impl Runtime {
         });
 
         let started = Instant::now();
-        let cpu_started = thread_cpu_time();
         let mut instantiation_fuel = None;
         let result = with_kv(&mut store, req.kv, |store| {
             budgets
@@ -250,7 +249,7 @@ impl Runtime {
                 })
         });
         let duration = started.elapsed();
-        let busy = thread_cpu_time().saturating_sub(cpu_started) + store.data().call.waited;
+        let waited = store.data().call.waited;
 
         // After an epoch interrupt the fuel counter may not reflect the last
         // stretch of work (WASMTIME-NOTES): `fuel_used` is then a lower bound.
@@ -295,7 +294,7 @@ impl Runtime {
             retryable: verdict.retryable,
             fuel_used,
             duration,
-            busy,
+            waited,
             peak_memory_bytes,
             logs,
             emitted: if outcome.is_success() {
@@ -305,14 +304,4 @@ impl Runtime {
             },
         }
     }
-}
-
-/// CPU time of the calling thread so far: only while it ran, not while it
-/// was preempted or blocked.
-fn thread_cpu_time() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(
-        u64::try_from(t.tv_sec).unwrap_or(0),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
 }
