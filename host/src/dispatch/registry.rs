@@ -250,6 +250,9 @@ impl Registry {
         };
         metrics.module_loaded(from_cache);
         metrics.module_load_took(started.elapsed());
+        // Loading is the daemon's work, not the handler's: on a worker it
+        // does not count towards the delivery's busy time.
+        super::cpu_since_last_reading();
         Ok(self.remember_module(hash, module, metrics))
     }
 
