@@ -13,13 +13,21 @@
 //!    (concurrency 16, more than the worker pool; the scheduler lets it
 //!    have `workers - 1` while another handler is enabled);
 //! 3. the looper capped at concurrency 1 by its manifest;
-//! 4. the looper capped at concurrency 1 with 4 workers.
+//! 4. the looper capped at concurrency 1 with 4 workers;
+//! 5. instead of a looper, a fast neighbour flooded with 10 000 events/s
+//!    in batches of 100, with the default policy: proven fast, it would be
+//!    lent the worker kept for the others if they had been idle for a
+//!    second, which the word-counter at 20 events/s never is;
+//! 6. the same flood at concurrency 1, which is never lent that worker:
+//!    5 and 6 should match.
 //!
 //! The issue's bar: under scenario 2, the word-counter's p99 stays within
 //! 2x of its idle p99; the last line says whether it did.
 //!
 //! Run with `cargo bench -p hookbox-tests --bench noisy_neighbour`
-//! (`HOOKBOX_BENCH_QUICK=1` for a smoke run). The numbers go to stdout and
+//! (`HOOKBOX_BENCH_QUICK=1` for a smoke run;
+//! `HOOKBOX_BENCH_NOISY_ONLY=<text>` runs the idle scenario and those
+//! whose name holds the text). The numbers go to stdout and
 //! `target/hookbox-bench/noisy_neighbour.md`; `SECURITY.md` quotes them.
 
 mod support;
@@ -50,16 +58,23 @@ const DRAIN: Duration = Duration::from_secs(120);
 const GRACE: Duration = Duration::from_secs(30);
 /// The issue's bar: p99 under attack within this factor of the idle p99.
 const BAR: f64 = 2.0;
+/// Events per second offered to the fast neighbour, in batches of
+/// [`FLOOD_BATCH`].
+const FLOOD_RATE: f64 = 10_000.0;
+const FLOOD_BATCH: usize = 100;
 
 struct Scenario {
     name: &'static str,
     /// The looper's delivery concurrency; `None`: no looper.
     looper: Option<u32>,
+    /// The fast neighbour's delivery concurrency; `None`: no flood.
+    flood: Option<u32>,
     workers: usize,
 }
 
 struct Measured {
     latencies_ms: Vec<f64>,
+    /// The neighbour's deliveries (loops or flood) that ended.
     loops: usize,
     missing: usize,
 }
@@ -133,6 +148,16 @@ fn run(s: &Scenario, samples: usize, payload: &Value) -> Measured {
         d.deploy(looper, &wasm, "bench")
             .expect("deploying the looper");
     }
+    if let Some(concurrency) = s.flood {
+        let flood = manifest(json!({
+            "name": "flood",
+            "subscription": {"events": ["tick"]},
+            "delivery": {"concurrency": concurrency, "max_attempts": 1},
+        }));
+        let wasm = std::fs::read(guests::GOOD).expect("the good guest");
+        d.deploy(flood, &wasm, "bench")
+            .expect("deploying the flood");
+    }
 
     let book: Arc<Mutex<Book>> = Arc::default();
     let mut rx = d.subscribe();
@@ -142,7 +167,7 @@ fn run(s: &Scenario, samples: usize, payload: &Value) -> Measured {
             while let Ok(n) = rx.blocking_recv() {
                 let at = Instant::now();
                 let mut book = book.lock().unwrap();
-                if n.handler == "looper" {
+                if n.handler != "good" {
                     book.loops += 1;
                 } else {
                     book.finished(n.event_id.clone(), at);
@@ -150,6 +175,29 @@ fn run(s: &Scenario, samples: usize, payload: &Value) -> Measured {
             }
         })
     };
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooder = s.flood.map(|_| {
+        let d = d.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let every = Duration::from_secs_f64(FLOOD_BATCH as f64 / FLOOD_RATE);
+            let start = Instant::now();
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let due = start + every * n;
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let batch = (0..FLOOD_BATCH)
+                    .map(|_| EventInput::new("tick", &json!({})))
+                    .collect();
+                // A full queue refuses a batch: the flood just goes on.
+                let _ = d.accept(batch, "bench");
+                n += 1;
+            }
+        })
+    });
 
     let interval = Duration::from_secs_f64(1.0 / RATE);
     let start = Instant::now();
@@ -178,6 +226,10 @@ fn run(s: &Scenario, samples: usize, payload: &Value) -> Measured {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(f) = flooder {
+        f.join().expect("the flood thread");
+    }
     let loops_done = book.lock().unwrap().loops;
     d.shutdown(GRACE);
     drop(d);
@@ -200,36 +252,58 @@ fn main() {
         Scenario {
             name: "idle (word-counter alone), 2 workers",
             looper: None,
+            flood: None,
             workers: 2,
         },
         Scenario {
             name: "looper on every event, default policy (asks for 16), 2 workers",
             looper: Some(16),
+            flood: None,
             workers: 2,
         },
         Scenario {
             name: "looper on every event, concurrency 1, 2 workers",
             looper: Some(1),
+            flood: None,
             workers: 2,
         },
         Scenario {
             name: "looper on every event, concurrency 1, 4 workers",
             looper: Some(1),
+            flood: None,
             workers: 4,
+        },
+        Scenario {
+            name: "fast neighbour flooded, default policy, 2 workers",
+            looper: None,
+            flood: Some(16),
+            workers: 2,
+        },
+        Scenario {
+            name: "fast neighbour flooded, concurrency 1, 2 workers",
+            looper: None,
+            flood: Some(1),
+            workers: 2,
         },
     ];
     let fuel = Limits::default().fuel;
     let mut out = format!(
         "## Noisy neighbour\n\n{}\n\nThe word-counter on a 1 KiB Zulip message, {RATE} events/s, \
          {samples} measured events per scenario; the looper burns its full default budget \
-         ({fuel} fuel) on every event. Latency: accept → delivery notice.\n\n\
-         | scenario | p50 | p90 | p99 | max | p99 / idle p99 | loops run | lost |\n\
+         ({fuel} fuel) on every event; the fast neighbour (a guest that returns at once) is \
+         offered {FLOOD_RATE} events/s in batches of {FLOOD_BATCH}. Latency: accept → \
+         delivery notice.\n\n\
+         | scenario | p50 | p90 | p99 | max | p99 / idle p99 | neighbour's deliveries | lost |\n\
          |---|---|---|---|---|---|---|---|\n",
         support::machine()
     );
     let mut idle_p99 = None;
     let mut verdict = None;
-    for s in &scenarios {
+    let only = std::env::var("HOOKBOX_BENCH_NOISY_ONLY").unwrap_or_default();
+    for s in scenarios
+        .iter()
+        .filter(|s| s.looper.is_none() && s.flood.is_none() || s.name.contains(&only))
+    {
         eprintln!("noisy_neighbour: {} …", s.name);
         let m = run(s, samples, &payload);
         let l = &m.latencies_ms;

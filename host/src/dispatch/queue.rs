@@ -19,10 +19,12 @@
 //!   for the others, so a handler looping on every event cannot make them
 //!   wait for its deadlines. A handler that is the only one enabled uses
 //!   them all.
-//! - **The kept worker is lent only to a proven-fast handler.** A running
-//!   delivery cannot be preempted, so a worker handed to a busy handler
-//!   is out of reach until that delivery ends. When a worker finds
-//!   nothing else runnable, it takes a job parked at the shared cap if
+//! - **The kept worker is lent only to a proven-fast handler, while the
+//!   others are idle.** A running delivery cannot be preempted, so a
+//!   worker handed to a busy handler is out of reach until that delivery
+//!   ends. When a worker finds nothing else runnable, and no other
+//!   handler has a delivery running or started one in the last
+//!   [`LEND_IDLE_MS`], it takes a job parked at the shared cap if
 //!   that handler's last [`LEND_AFTER_RUNS`] deliveries each kept their
 //!   worker busy under [`LEND_MAX_RUN_US`] (and it is under its policy's
 //!   cap). Busy is the worker thread's CPU time plus the handler's own
@@ -36,7 +38,9 @@
 //!   hundred times its own length, whichever is longer: a handler that
 //!   turns slow holds the kept worker for one deadline, then not for a
 //!   hundred, about 1% of the time at most. A handler's record starts
-//!   over when it is enabled, reloaded or deleted.
+//!   over when it is enabled, reloaded or deleted. Idle, and not only
+//!   with nothing waiting: so a neighbour with steady traffic never waits
+//!   behind a lent delivery, only its first event after a quiet second.
 //! - For handlers that ask for ordering, a job with a key holds that key
 //!   from its first pop until its delivery is final (ok or dead-lettered),
 //!   retries included; later jobs with the same key wait behind it in
@@ -70,6 +74,9 @@ pub(crate) const LEND_AFTER_RUNS: u32 = 64;
 /// The least time after a slow delivery before its handler is lent the
 /// kept worker again (a hundred times the slow delivery, if longer).
 pub(crate) const LEND_QUIET_MS: u64 = 60_000;
+/// How long every other handler must have started nothing (and run
+/// nothing) before the kept worker is lent.
+pub(crate) const LEND_IDLE_MS: u64 = 1_000;
 
 /// Room [`Scheduler::reserve`] promised a batch, per tenant; given back with
 /// [`Scheduler::unreserve`].
@@ -222,6 +229,12 @@ pub(crate) struct Scheduler<T> {
     /// The time of the last [`Self::promote_due`] (ms): the clock lending
     /// reads.
     now_ms: u64,
+    /// Deliveries running, all handlers together.
+    running: u32,
+    /// The handler that started a delivery last, and when; then the last
+    /// start of any other handler. So the last start of a handler other
+    /// than `h` is the first of them not `h`'s.
+    last_starts: [Option<(String, u64)>; 2],
 }
 
 impl<T> Scheduler<T> {
@@ -245,6 +258,8 @@ impl<T> Scheduler<T> {
             records: HashMap::new(),
             lendable: VecDeque::new(),
             now_ms: 0,
+            running: 0,
+            last_starts: [None, None],
         }
     }
 
@@ -481,16 +496,36 @@ impl<T> Scheduler<T> {
                 self.inflight.insert(job.handler.clone(), 1);
             }
         }
+        self.running += 1;
+        match &mut self.last_starts[0] {
+            Some((h, at)) if *h == job.handler => *at = self.now_ms,
+            _ => {
+                self.last_starts[1] = self.last_starts[0].take();
+                self.last_starts[0] = Some((job.handler.clone(), self.now_ms));
+            }
+        }
         self.len -= 1;
         self.sub_tenant(&job.tenant, 1);
         job
     }
 
-    /// Whether `handler`'s recent deliveries earn it the kept worker.
-    fn is_fast(&self, handler: &str) -> bool {
-        self.records
+    /// Whether `handler` may be lent the kept worker: its recent
+    /// deliveries were fast, and every other handler has been idle for
+    /// [`LEND_IDLE_MS`].
+    fn may_borrow(&self, handler: &str) -> bool {
+        let fast = self
+            .records
             .get(handler)
-            .is_some_and(|r| r.fast >= LEND_AFTER_RUNS && self.now_ms >= r.quiet_until_ms)
+            .is_some_and(|r| r.fast >= LEND_AFTER_RUNS && self.now_ms >= r.quiet_until_ms);
+        let own = self.inflight.get(handler).copied().unwrap_or(0);
+        let others_started = self
+            .last_starts
+            .iter()
+            .flatten()
+            .find(|(h, _)| h != handler)
+            .map(|&(_, at)| at);
+        fast && self.running == own
+            && others_started.is_none_or(|at| self.now_ms.saturating_sub(at) >= LEND_IDLE_MS)
     }
 
     /// With nothing else runnable, the oldest job parked at the shared cap
@@ -499,7 +534,7 @@ impl<T> Scheduler<T> {
         for _ in 0..self.lendable.len() {
             let handler = self.lendable.pop_front()?;
             let running = self.inflight.get(&handler).copied().unwrap_or(0);
-            let fast = running < self.workers && self.is_fast(&handler);
+            let fast = running < self.workers && self.may_borrow(&handler);
             let Some(parked) = self.parked.get_mut(&handler) else {
                 // Nothing parked any more: out of the turn.
                 continue;
@@ -570,6 +605,7 @@ impl<T> Scheduler<T> {
             self.note_run(handler, ran);
         }
         if let Some(n) = self.inflight.get_mut(handler) {
+            self.running = self.running.saturating_sub(1);
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.inflight.remove(handler);
@@ -1013,11 +1049,32 @@ mod tests {
         s.push(job("good", None, Priority::Low, 9));
         s.finish("fast", None, false, true, ran(10, 0));
         assert_eq!(s.pop(shared(16)).unwrap().handler, "good");
-        // Both workers busy again (good + fast); then good ends, and the
-        // free worker is lent for the fast handler's last job.
+        // Both workers busy again (good + fast); then good ends. Good
+        // started a delivery just now: the free worker stays kept...
         s.finish("good", None, false, true, ran(10, 0));
+        assert!(s.pop(shared(16)).is_none());
+        // ... until the others have been idle a while; then it is lent for
+        // the fast handler's last job.
+        s.promote_due(LEND_QUIET_MS + LEND_IDLE_MS);
         assert_eq!(pop_all(&mut s, shared(16)), ["fast"]);
         assert_eq!((s.len(), s.inflight()), (0, 2));
+    }
+
+    #[test]
+    fn the_kept_worker_is_not_lent_while_another_handler_runs() {
+        let mut s = Scheduler::new(3);
+        earn(&mut s, "fast", 0);
+        s.push(job("other", None, Priority::Normal, 0));
+        assert_eq!(s.pop(shared(16)).unwrap().handler, "other");
+        // It started long ago, but it still runs.
+        s.promote_due(10 * LEND_IDLE_MS);
+        for n in 1..=4 {
+            s.push(job("fast", None, Priority::Normal, n));
+        }
+        assert_eq!(pop_all(&mut s, shared(16)), ["fast", "fast"]);
+        s.finish("other", None, false, true, ran(10, 10 * LEND_IDLE_MS));
+        assert_eq!(pop_all(&mut s, shared(16)), ["fast"]);
+        assert_eq!((s.len(), s.inflight()), (1, 3));
     }
 
     /// `LEND_AFTER_RUNS - 1` fast deliveries of "fast": one short.
