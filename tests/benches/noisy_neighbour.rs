@@ -138,25 +138,22 @@ fn run(s: &Scenario, samples: usize, payload: &Value) -> Measured {
     let good = manifest(json!({"name": "good", "subscription": {"events": ["message"]}}));
     d.deploy(good, &component("word-counter"), "bench")
         .expect("deploying the word-counter");
-    if let Some(concurrency) = s.looper {
-        let looper = manifest(json!({
-            "name": "looper",
-            "subscription": {"events": ["*"]},
+    // The neighbour: a test guest at `concurrency`, one attempt per event.
+    let neighbour = |name: &str, event: &str, concurrency: u32, path: &str| {
+        let m = manifest(json!({
+            "name": name,
+            "subscription": {"events": [event]},
             "delivery": {"concurrency": concurrency, "max_attempts": 1},
         }));
-        let wasm = std::fs::read(guests::LOOP).expect("the loop guest");
-        d.deploy(looper, &wasm, "bench")
-            .expect("deploying the looper");
+        let wasm = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        d.deploy(m, &wasm, "bench")
+            .unwrap_or_else(|e| panic!("deploying {name}: {e}"));
+    };
+    if let Some(concurrency) = s.looper {
+        neighbour("looper", "*", concurrency, guests::LOOP);
     }
     if let Some(concurrency) = s.flood {
-        let flood = manifest(json!({
-            "name": "flood",
-            "subscription": {"events": ["tick"]},
-            "delivery": {"concurrency": concurrency, "max_attempts": 1},
-        }));
-        let wasm = std::fs::read(guests::GOOD).expect("the good guest");
-        d.deploy(flood, &wasm, "bench")
-            .expect("deploying the flood");
+        neighbour("flood", "tick", concurrency, guests::GOOD);
     }
 
     let book: Arc<Mutex<Book>> = Arc::default();
