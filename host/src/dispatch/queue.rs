@@ -20,12 +20,11 @@
 //!   wait for its deadlines. A handler that is the only one enabled uses
 //!   them all.
 //! - **The kept worker is lent only to a proven-fast handler, while the
-//!   others are idle.** A running delivery cannot be preempted, so a
-//!   worker handed to a busy handler is out of reach until that delivery
-//!   ends. When a worker finds nothing else runnable, and no other
-//!   handler has a delivery running or started one in the last
-//!   [`LEND_IDLE_MS`], it takes a job parked at the shared cap if
-//!   that handler's last [`LEND_AFTER_RUNS`] deliveries each kept their
+//!   others have nothing to run.** A running delivery cannot be
+//!   preempted, so a worker handed to a busy handler is out of reach
+//!   until that delivery ends. When a worker finds nothing else runnable
+//!   and no other handler's delivery is running, it takes a job parked at
+//!   the shared cap if that handler's last [`LEND_AFTER_RUNS`] deliveries each kept their
 //!   worker busy under [`LEND_MAX_RUN_US`] (and it is under its policy's
 //!   cap). Busy is the worker thread's CPU time plus the handler's own
 //!   waits (`DeliveryReport::waited`), not wall time: in one run
@@ -38,9 +37,10 @@
 //!   hundred times its own length, whichever is longer: a handler that
 //!   turns slow holds the kept worker for one deadline, then not for a
 //!   hundred, about 1% of the time at most. A handler's record starts
-//!   over when it is enabled, reloaded or deleted. Idle, and not only
-//!   with nothing waiting: so a neighbour with steady traffic never waits
-//!   behind a lent delivery, only its first event after a quiet second.
+//!   over when it is enabled, reloaded or deleted. What the lending
+//!   costs a neighbour was measured (`noisy_neighbour`, a flooded fast
+//!   handler at its default policy against concurrency 1, which is never
+//!   lent): nothing beyond the runs' noise.
 //! - For handlers that ask for ordering, a job with a key holds that key
 //!   from its first pop until its delivery is final (ok or dead-lettered),
 //!   retries included; later jobs with the same key wait behind it in
@@ -74,9 +74,6 @@ pub(crate) const LEND_AFTER_RUNS: u32 = 64;
 /// The least time after a slow delivery before its handler is lent the
 /// kept worker again (a hundred times the slow delivery, if longer).
 pub(crate) const LEND_QUIET_MS: u64 = 60_000;
-/// How long every other handler must have started nothing (and run
-/// nothing) before the kept worker is lent.
-pub(crate) const LEND_IDLE_MS: u64 = 1_000;
 
 /// Room [`Scheduler::reserve`] promised a batch, per tenant; given back with
 /// [`Scheduler::unreserve`].
@@ -231,10 +228,6 @@ pub(crate) struct Scheduler<T> {
     now_ms: u64,
     /// Deliveries running, all handlers together.
     running: u32,
-    /// The handler that started a delivery last, and when; then the last
-    /// start of any other handler. So the last start of a handler other
-    /// than `h` is the first of them not `h`'s.
-    last_starts: [Option<(String, u64)>; 2],
 }
 
 impl<T> Scheduler<T> {
@@ -259,7 +252,6 @@ impl<T> Scheduler<T> {
             lendable: VecDeque::new(),
             now_ms: 0,
             running: 0,
-            last_starts: [None, None],
         }
     }
 
@@ -497,35 +489,20 @@ impl<T> Scheduler<T> {
             }
         }
         self.running += 1;
-        match &mut self.last_starts[0] {
-            Some((h, at)) if *h == job.handler => *at = self.now_ms,
-            _ => {
-                self.last_starts[1] = self.last_starts[0].take();
-                self.last_starts[0] = Some((job.handler.clone(), self.now_ms));
-            }
-        }
         self.len -= 1;
         self.sub_tenant(&job.tenant, 1);
         job
     }
 
     /// Whether `handler` may be lent the kept worker: its recent
-    /// deliveries were fast, and every other handler has been idle for
-    /// [`LEND_IDLE_MS`].
+    /// deliveries were fast, and no other handler's delivery is running.
     fn may_borrow(&self, handler: &str) -> bool {
         let fast = self
             .records
             .get(handler)
             .is_some_and(|r| r.fast >= LEND_AFTER_RUNS && self.now_ms >= r.quiet_until_ms);
         let own = self.inflight.get(handler).copied().unwrap_or(0);
-        let others_started = self
-            .last_starts
-            .iter()
-            .flatten()
-            .find(|(h, _)| h != handler)
-            .map(|&(_, at)| at);
         fast && self.running == own
-            && others_started.is_none_or(|at| self.now_ms.saturating_sub(at) >= LEND_IDLE_MS)
     }
 
     /// With nothing else runnable, the oldest job parked at the shared cap
@@ -1049,13 +1026,9 @@ mod tests {
         s.push(job("good", None, Priority::Low, 9));
         s.finish("fast", None, false, true, ran(10, 0));
         assert_eq!(s.pop(shared(16)).unwrap().handler, "good");
-        // Both workers busy again (good + fast); then good ends. Good
-        // started a delivery just now: the free worker stays kept...
+        // Both workers busy again (good + fast); then good ends, and the
+        // free worker is lent for the fast handler's last job.
         s.finish("good", None, false, true, ran(10, 0));
-        assert!(s.pop(shared(16)).is_none());
-        // ... until the others have been idle a while; then it is lent for
-        // the fast handler's last job.
-        s.promote_due(LEND_QUIET_MS + LEND_IDLE_MS);
         assert_eq!(pop_all(&mut s, shared(16)), ["fast"]);
         assert_eq!((s.len(), s.inflight()), (0, 2));
     }
@@ -1066,13 +1039,12 @@ mod tests {
         earn(&mut s, "fast", 0);
         s.push(job("other", None, Priority::Normal, 0));
         assert_eq!(s.pop(shared(16)).unwrap().handler, "other");
-        // It started long ago, but it still runs.
-        s.promote_due(10 * LEND_IDLE_MS);
         for n in 1..=4 {
             s.push(job("fast", None, Priority::Normal, n));
         }
+        // The pool is full; a fourth delivery would overcommit it.
         assert_eq!(pop_all(&mut s, shared(16)), ["fast", "fast"]);
-        s.finish("other", None, false, true, ran(10, 10 * LEND_IDLE_MS));
+        s.finish("other", None, false, true, ran(10, 0));
         assert_eq!(pop_all(&mut s, shared(16)), ["fast"]);
         assert_eq!((s.len(), s.inflight()), (1, 3));
     }
