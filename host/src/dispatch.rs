@@ -1760,8 +1760,11 @@ thread_local! {
 
 /// CPU time the calling thread used since its last call: only while it
 /// ran, not while it was preempted or blocked. A worker reads it once per
-/// delivery (a reading costs a system call, ≈ 0.5 µs here), so a
-/// delivery's figure also holds the few µs the worker spent taking it.
+/// delivery, after it ran (a reading costs a system call, ≈ 0.5 µs here),
+/// so a delivery's figure also holds the worker's own work since the one
+/// before: finishing that one (its emitted events accepted, a retry
+/// stored) and taking this one, usually a few µs. A module load is left
+/// out (`Registry::module` reads the clock after it).
 fn cpu_since_last_reading() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     let now = Duration::new(

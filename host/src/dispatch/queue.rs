@@ -24,16 +24,16 @@
 //!   preempted, so a worker handed to a busy handler is out of reach
 //!   until that delivery ends. When a worker finds nothing else runnable
 //!   and no other handler's delivery is running, it takes a job parked at
-//!   the shared cap if that handler's last [`LEND_AFTER_RUNS`] deliveries each kept their
-//!   worker busy under [`LEND_MAX_RUN_US`] (and it is under its policy's
-//!   cap). Busy is the worker thread's CPU time plus the handler's own
-//!   waits (`DeliveryReport::waited`), not wall time: in one run
-//!   of the `dispatch` bench on two crowded cores, 322 deliveries of a
-//!   handler that needs ≈ 20 µs took 5–10 ms of wall time, preempted or
-//!   waiting on the store, which is not the handler's doing.
-//!   Another handler's next event then waits for one of its deliveries to
-//!   end, and goes first, since only a worker that found nothing else
-//!   lends. A slower delivery ends the lending for [`LEND_QUIET_MS`] or a
+//!   the shared cap if that handler's last [`LEND_AFTER_RUNS`] deliveries
+//!   each kept their worker busy under [`LEND_MAX_RUN_US`] (and it is
+//!   under its policy's cap). Busy is the worker thread's CPU time plus
+//!   the handler's own waits (`DeliveryReport::waited`), not wall time:
+//!   in one run of the `dispatch` bench on two crowded cores, 322
+//!   deliveries of a handler that needs ≈ 20 µs took 5–10 ms of wall
+//!   time, preempted or waiting on the store, which is not the handler's
+//!   doing. Another handler's next event then waits for one of its
+//!   deliveries to end, and goes first, since only a worker that found
+//!   nothing else lends. A slower delivery ends the lending for [`LEND_QUIET_MS`] or a
 //!   hundred times its own length, whichever is longer: a handler that
 //!   turns slow holds the kept worker for one deadline, then not for a
 //!   hundred, about 1% of the time at most. A handler's record starts

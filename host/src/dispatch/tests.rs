@@ -349,76 +349,52 @@ fn a_handler_alone_uses_every_worker() {
     d.shutdown(Duration::from_secs(5));
 }
 
-/// Counts deliveries running at once: each spins a little, or sleeps
-/// 20 ms (past the lending limit) for an event whose payload is "slow".
-#[derive(Debug, Default)]
-struct Meter {
-    running: std::sync::atomic::AtomicUsize,
-    peak: std::sync::atomic::AtomicUsize,
-    done: std::sync::atomic::AtomicUsize,
-}
-
-#[derive(Debug)]
-struct MeteredHandler(Arc<Meter>);
-
-impl BuiltinHandler for MeteredHandler {
-    fn deliver(&self, event: &Event, _attempt: u32) -> Result<(), BuiltinError> {
-        let m = &self.0;
-        let now = m.running.fetch_add(1, Ordering::SeqCst) + 1;
-        m.peak.fetch_max(now, Ordering::SeqCst);
-        if event.payload.get() == "\"slow\"" {
-            std::thread::sleep(Duration::from_millis(20));
-        } else {
-            let until = Instant::now() + Duration::from_micros(300);
-            while Instant::now() < until {
-                std::hint::spin_loop();
-            }
-        }
-        m.running.fetch_sub(1, Ordering::SeqCst);
-        m.done.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
 #[test]
 fn a_fast_handler_is_lent_the_kept_worker_until_it_runs_slow() {
-    let meter = Arc::new(Meter::default());
+    // `gated` with the gate open delivers at once; closed, it holds each
+    // delivery until it opens, which makes that delivery slow.
+    let fast = Arc::new(Gatekeeper::default());
     let idle = Arc::new(Probe::default());
-    let handler = Arc::new(MeteredHandler(meter.clone()));
     let (_dir, d) = dispatcher(
         workers(2),
         vec![
-            builtin_with("t:fast", &["fast"], DeliveryPolicy::default(), handler),
+            gated("t:fast", &["fast"], &fast),
             builtin("t:idle", &["idle"], DeliveryPolicy::default(), &idle),
         ],
     );
-    let mut sent = 0;
-    let mut send = |payload: Value, n: usize| {
-        let batch = (0..n).map(|_| EventInput::new("fast", &payload)).collect();
-        d.accept(batch, "test").unwrap();
-        sent += n;
-        let sent = sent;
-        wait_until("the deliveries to end", || {
-            meter.done.load(Ordering::SeqCst) == sent
-        });
-    };
-    // Another handler is enabled, so one worker is kept; once the fast
-    // handler has proven fast, it is lent that worker too. A run on a busy
-    // machine may pass the limit and start the count over: send until
-    // two deliveries ran at once.
-    let deadline = Instant::now() + WAIT;
-    while meter.peak.load(Ordering::SeqCst) < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the fast handler never ran on both workers"
-        );
-        send(json!("fast"), 200);
+    // Another handler is enabled, so one worker is kept. 100 quick
+    // deliveries prove the handler fast.
+    fast.open();
+    d.accept(events("fast", 100), "test").unwrap();
+    wait_until("the quick deliveries", || fast.started() == 100);
+    // (The last one past the gate before it closes.)
+    std::thread::sleep(Duration::from_millis(50));
+    // Now both workers take its deliveries while the other has nothing.
+    *fast.open.lock().unwrap() = false;
+    d.accept(events("fast", 3), "test").unwrap();
+    // Well inside the gate's own 20 s, after which a held delivery ends.
+    let until = Instant::now() + Duration::from_secs(10);
+    while fast.started() < 102 {
+        assert!(Instant::now() < until, "the kept worker was not lent");
+        std::thread::sleep(Duration::from_millis(10));
     }
-    // One slow delivery, and the lending ends for a minute at least.
-    send(json!("slow"), 1);
-    meter.peak.store(0, Ordering::SeqCst);
-    send(json!("fast"), 400);
-    assert_eq!(meter.peak.load(Ordering::SeqCst), 1);
+    // Held past the 5 ms limit, those two were slow: the lending ends
+    // for a minute.
+    std::thread::sleep(Duration::from_millis(20));
+    fast.open();
+    wait_until("the held deliveries", || fast.started() == 103);
+    // Fast again, 100 times: that would earn the worker, but not within
+    // the minute.
+    d.accept(events("fast", 100), "test").unwrap();
+    wait_until("the quick deliveries", || fast.started() == 203);
+    std::thread::sleep(Duration::from_millis(50));
+    *fast.open.lock().unwrap() = false;
+    d.accept(events("fast", 2), "test").unwrap();
+    wait_until("one delivery", || fast.started() >= 204);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(fast.started(), 204, "the kept worker was lent again");
+    fast.open();
+    wait_until("every delivery", || fast.started() == 205);
     assert!(idle.calls().is_empty());
     d.shutdown(Duration::from_secs(5));
 }
