@@ -1413,6 +1413,9 @@ impl Inner {
                         s.pop(|j| self.gate(&j.handler, &j.tenant, &b, &t, &deleted, now))
                     {
                         let ticket = b.start(&job.handler, &job.tenant, now);
+                        if job.lent {
+                            self.metrics.lent();
+                        }
                         break (job, ticket);
                     }
                     let next = [s.next_due(), b.next_wakeup(), t.next_wakeup()]

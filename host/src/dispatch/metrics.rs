@@ -29,6 +29,9 @@ pub mod names {
     pub const EMITS_DROPPED: &str = "hookbox_emitted_events_dropped_total";
     /// Delivery attempts by handler and outcome.
     pub const DELIVERIES: &str = "hookbox_deliveries_total";
+    /// Deliveries started on the worker kept for other handlers, lent to
+    /// a proven-fast handler while the others had nothing to run.
+    pub const DELIVERIES_LENT: &str = "hookbox_deliveries_lent_total";
     /// Deliveries sent to the dead-letter queue.
     pub const DEAD_LETTERS: &str = "hookbox_dead_letters_total";
     /// Retries scheduled.
@@ -138,6 +141,7 @@ pub struct Metrics {
     duplicate: AtomicU64,
     rejected: AtomicU64,
     emits_dropped: AtomicU64,
+    lent: AtomicU64,
     dead_letters: AtomicU64,
     retries: AtomicU64,
     fuel: AtomicU64,
@@ -202,6 +206,10 @@ impl Metrics {
 
     pub(crate) fn emits_dropped(&self, n: u64) {
         self.emits_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn lent(&self) {
+        self.lent.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn dead_lettered(&self) {
@@ -346,6 +354,12 @@ impl Metrics {
             names::EMITS_DROPPED,
             "Emitted events dropped (emit depth limit, queue share, or invalid).",
             self.emits_dropped.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            names::DELIVERIES_LENT,
+            "Deliveries started on the worker kept for other handlers, lent to a proven-fast handler while the others had nothing to run.",
+            self.lent.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

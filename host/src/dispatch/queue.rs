@@ -166,6 +166,8 @@ pub(crate) struct Job<T> {
     pub priority: Priority,
     /// Whether this job holds its `(handler, key)` (ordered handlers only).
     pub holds_key: bool,
+    /// Whether it was started on the kept worker, lent (set by `pop`).
+    pub lent: bool,
     /// Arrival order, assigned by the scheduler on the first push (0 before).
     seq: u64,
     /// Whatever the caller needs to run it.
@@ -181,6 +183,7 @@ impl<T> Job<T> {
             tenant: String::new(),
             priority,
             holds_key: false,
+            lent: false,
             seq: 0,
             data,
         }
@@ -480,8 +483,9 @@ impl<T> Scheduler<T> {
         self.lend(gate)
     }
 
-    /// Counts `job` as running.
-    fn start(&mut self, job: Job<T>) -> Job<T> {
+    /// Counts `job` as running (not lent, unless [`Self::lend`] says so).
+    fn start(&mut self, mut job: Job<T>) -> Job<T> {
+        job.lent = false;
         match self.inflight.get_mut(&job.handler) {
             Some(n) => *n += 1,
             None => {
@@ -530,7 +534,9 @@ impl<T> Scheduler<T> {
             } else {
                 self.lendable.push_back(handler);
             }
-            return Some(self.start(job));
+            let mut job = self.start(job);
+            job.lent = true;
+            return Some(job);
         }
         None
     }
@@ -1019,8 +1025,10 @@ mod tests {
         }
         assert_eq!(pop_all(&mut s, shared(16)), ["fast"]);
         s.finish("fast", None, false, true, ran(10, 0));
-        // Now it is: with nothing else waiting it takes both workers.
-        assert_eq!(pop_all(&mut s, shared(16)), ["fast", "fast"]);
+        // Now it is: with nothing else waiting it takes both workers, the
+        // second one lent.
+        let lent: Vec<bool> = std::iter::from_fn(|| s.pop(shared(16)).map(|j| j.lent)).collect();
+        assert_eq!(lent, [false, true]);
         // Another handler's event comes in while both run; the first
         // worker to come free takes it before the fast handler's next.
         s.push(job("good", None, Priority::Low, 9));

@@ -378,6 +378,8 @@ fn a_fast_handler_is_lent_the_kept_worker_until_it_runs_slow() {
         assert!(Instant::now() < until, "the kept worker was not lent");
         std::thread::sleep(Duration::from_millis(10));
     }
+    let lent = || counter(&d, super::metric_names::DELIVERIES_LENT);
+    assert!(lent() >= 1);
     // Held past the 5 ms limit, those two were slow: the lending ends
     // for a minute.
     std::thread::sleep(Duration::from_millis(20));
@@ -390,9 +392,11 @@ fn a_fast_handler_is_lent_the_kept_worker_until_it_runs_slow() {
     std::thread::sleep(Duration::from_millis(50));
     *fast.open.lock().unwrap() = false;
     d.accept(events("fast", 2), "test").unwrap();
+    let lent_before = lent();
     wait_until("one delivery", || fast.started() >= 204);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(fast.started(), 204, "the kept worker was lent again");
+    assert_eq!(lent(), lent_before);
     fast.open();
     wait_until("every delivery", || fast.started() == 205);
     assert!(idle.calls().is_empty());
