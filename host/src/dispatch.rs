@@ -1548,6 +1548,8 @@ impl Inner {
         if report.outcome.is_success() {
             if !report.emitted.is_empty() {
                 self.accept_emitted(&h.name, &event, report.emitted);
+                // The daemon's work, not the next delivery's.
+                cpu_since_last_reading();
             }
             if let Some(t) = transition {
                 self.announce(&h.name, t);
@@ -1579,6 +1581,8 @@ impl Inner {
         if let Some(t) = transition {
             self.announce(&h.name, t);
         }
+        // Storing the retry or dead letter: not the next delivery's work.
+        cpu_since_last_reading();
         let final_attempt = match stored {
             Ok(None) => {
                 self.archive(&[&*event]);
@@ -1765,9 +1769,10 @@ thread_local! {
 /// ran, not while it was preempted or blocked. A worker reads it once per
 /// delivery, after it ran (a reading costs a system call, ≈ 0.5 µs here),
 /// so a delivery's figure also holds the worker's own work since the one
-/// before: finishing that one (its emitted events accepted, a retry
-/// stored) and taking this one, usually a few µs. A module load is left
-/// out (`Registry::module` reads the clock after it).
+/// before: finishing that one and taking this one, usually a few µs. The
+/// heavier steps are left out, each read past: accepting a delivery's
+/// emitted events, storing a retry or dead letter (`Inner::run`), and a
+/// module load (`Registry::module`).
 fn cpu_since_last_reading() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     let now = Duration::new(
