@@ -21,8 +21,8 @@
 //! to repeat interleaved with another build for an A/B;
 //! `HOOKBOX_BENCH_DISPATCH_WORKERS=<n>` runs that cell with n workers, and
 //! `HOOKBOX_BENCH_DISPATCH_ALONE=1` with its handler the only one deployed
-//! (with others deployed, a busy handler is held to all workers but one,
-//! which stays free for them: `dispatch/queue.rs`).
+//! (with others deployed, a busy handler gets the last worker only once it
+//! has proven fast: it is kept for them, and lent, `dispatch/queue.rs`).
 
 #[path = "sandbox/harness.rs"]
 mod harness;

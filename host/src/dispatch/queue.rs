@@ -498,15 +498,11 @@ impl<T> Scheduler<T> {
         job
     }
 
-    /// Whether `handler` may be lent the kept worker: its recent
-    /// deliveries were fast, and no other handler's delivery is running.
-    fn may_borrow(&self, handler: &str) -> bool {
-        let fast = self
-            .records
+    /// Whether `handler`'s recent deliveries earn it the kept worker.
+    fn is_fast(&self, handler: &str) -> bool {
+        self.records
             .get(handler)
-            .is_some_and(|r| r.fast >= LEND_AFTER_RUNS && self.now_ms >= r.quiet_until_ms);
-        let own = self.inflight.get(handler).copied().unwrap_or(0);
-        fast && self.running == own
+            .is_some_and(|r| r.fast >= LEND_AFTER_RUNS && self.now_ms >= r.quiet_until_ms)
     }
 
     /// With nothing else runnable, the oldest job parked at the shared cap
@@ -515,12 +511,14 @@ impl<T> Scheduler<T> {
         for _ in 0..self.lendable.len() {
             let handler = self.lendable.pop_front()?;
             let running = self.inflight.get(&handler).copied().unwrap_or(0);
-            let fast = running < self.workers && self.may_borrow(&handler);
+            // Under the pool's size, no other handler's delivery running.
+            let may_lend =
+                running < self.workers && self.running == running && self.is_fast(&handler);
             let Some(parked) = self.parked.get_mut(&handler) else {
                 // Nothing parked any more: out of the turn.
                 continue;
             };
-            let runs = fast
+            let runs = may_lend
                 && matches!(parked.front().map(&gate),
                     Some(Gate::Run { concurrency, .. }) if running < concurrency);
             let job = if runs { parked.pop_front() } else { None };

@@ -247,6 +247,11 @@ impl Gatekeeper {
         *self.open.lock().unwrap() = true;
         self.opened.notify_all();
     }
+
+    /// Holds the deliveries that reach the gate from now on.
+    fn close(&self) {
+        *self.open.lock().unwrap() = false;
+    }
 }
 
 #[derive(Debug)]
@@ -370,7 +375,7 @@ fn a_fast_handler_is_lent_the_kept_worker_until_it_runs_slow() {
     // (The last one past the gate before it closes.)
     std::thread::sleep(Duration::from_millis(50));
     // Now both workers take its deliveries while the other has nothing.
-    *fast.open.lock().unwrap() = false;
+    fast.close();
     d.accept(events("fast", 3), "test").unwrap();
     // Well inside the gate's own 20 s, after which a held delivery ends.
     let until = Instant::now() + Duration::from_secs(10);
@@ -390,7 +395,7 @@ fn a_fast_handler_is_lent_the_kept_worker_until_it_runs_slow() {
     d.accept(events("fast", 100), "test").unwrap();
     wait_until("the quick deliveries", || fast.started() == 203);
     std::thread::sleep(Duration::from_millis(50));
-    *fast.open.lock().unwrap() = false;
+    fast.close();
     d.accept(events("fast", 2), "test").unwrap();
     let lent_before = lent();
     wait_until("one delivery", || fast.started() >= 204);
