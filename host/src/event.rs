@@ -448,8 +448,8 @@ pub fn check_depth(json: &str) -> Result<(), InvalidEvent> {
 }
 
 /// The number of elements of the JSON array `json` (its top-level commas
-/// plus one), counted without parsing it, so a batch can be refused for
-/// its length before its events are built. Meaningful for valid JSON only.
+/// plus one), counted without parsing it, for the message of a batch
+/// refused for its length. Meaningful for valid JSON only.
 pub fn array_len(json: &[u8]) -> usize {
     let (mut depth, mut commas, mut empty) = (0usize, 0usize, true);
     for b in outside_strings(json) {

@@ -2,12 +2,15 @@
 //! and the ids) or synchronously (`?wait=true`: wait for the outcomes, up to
 //! a bounded timeout), and look up an event with its deliveries.
 
+use std::cell::Cell;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use serde::de::{DeserializeSeed, Deserializer, Error as _, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -59,19 +62,69 @@ impl FromRequest<Ctx> for EventBatch {
         let bytes = Bytes::from_request(req, ctx).await?;
         match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
             Some(b'[') => {
-                // Counted before the events are built: a body of a million
-                // tiny events would otherwise cost ~200 bytes each first.
-                let (len, max) = (array_len(&bytes), ctx.dispatcher().max_batch());
-                if len > max {
-                    return Err(AcceptError::BatchTooLarge { len, max }.into());
-                }
-                Ok(EventBatch(parse_json(&headers, &bytes)?))
+                parse_batch(&headers, &bytes, ctx.dispatcher().max_batch()).map(EventBatch)
             }
             Some(b'{') => Ok(EventBatch(vec![parse_json(&headers, &bytes)?])),
             _ => Err(ApiError::bad_request(
                 "the body must be an event object or an array of event objects",
             )),
         }
+    }
+}
+
+/// Parses a batch, refused whole (`BatchTooLarge`) at its `max + 1`th
+/// event: a body of a million tiny events is not built first, at ~200
+/// bytes each. Only a refused batch is counted in full, for the message.
+fn parse_batch(headers: &HeaderMap, bytes: &[u8], max: usize) -> ApiResult<Vec<EventInput>> {
+    let over = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = Bounded { max, over: &over }
+        .deserialize(&mut de)
+        .and_then(|events| de.end().map(|()| events));
+    match parsed {
+        Ok(events) => Ok(events),
+        Err(_) if over.get() => Err(AcceptError::BatchTooLarge {
+            len: array_len(bytes).max(max + 1),
+            max,
+        }
+        .into()),
+        // It failed before its `max + 1`th event, so parsing it again for
+        // the message (with the path to the fault) builds no more.
+        Err(_) => parse_json(headers, bytes),
+    }
+}
+
+/// A JSON array of at most `max` events; past that it fails and sets `over`.
+struct Bounded<'a> {
+    max: usize,
+    over: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for Bounded<'_> {
+    type Value = Vec<EventInput>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Bounded<'_> {
+    type Value = Vec<EventInput>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an array of at most {} events", self.max)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut events = Vec::new();
+        while let Some(event) = seq.next_element()? {
+            if events.len() == self.max {
+                self.over.set(true);
+                return Err(A::Error::custom("too many events"));
+            }
+            events.push(event);
+        }
+        Ok(events)
     }
 }
 
@@ -343,6 +396,50 @@ mod tests {
         let many = serde_json::to_string(&vec![json!({"type": "t"}); 101]).unwrap();
         let r = post(&api, "/v1/events", p, "application/json", &many).await;
         r.error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_refused_at_its_limit_and_a_fault_before_it_named() {
+        let api = TestApi::new();
+        let p = &api.publish;
+        let batch = |n: usize, fault: Option<usize>| {
+            let events: Vec<_> = (0..n)
+                .map(|i| match fault == Some(i) {
+                    true => json!({"type": "t", "tenat": "x"}),
+                    false => json!({"type": "t"}),
+                })
+                .collect();
+            serde_json::to_string(&events).unwrap()
+        };
+        // The limit (100 here) is accepted.
+        let r = post(&api, "/v1/events", p, "application/json", &batch(100, None)).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+        assert_eq!(r.json["events"].as_array().unwrap().len(), 100);
+        // Past it, refused with the count of the whole batch, even when an
+        // event past the limit is at fault.
+        for (n, fault) in [(101, None), (150, None), (150, Some(120))] {
+            let r = post(&api, "/v1/events", p, "application/json", &batch(n, fault)).await;
+            let m = r.error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+            assert!(
+                m.contains(&format!("batch of {n} events; the limit is 100")),
+                "{m}"
+            );
+        }
+        // A fault before the limit is named with its path.
+        let r = post(
+            &api,
+            "/v1/events",
+            p,
+            "application/json",
+            &batch(150, Some(3)),
+        )
+        .await;
+        let m = r.error(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable");
+        assert!(m.contains("[3]") && m.contains("tenat"), "{m}");
+        // So is anything after the array.
+        let body = format!("{} x", batch(100, None));
+        let r = post(&api, "/v1/events", p, "application/json", &body).await;
+        r.error(StatusCode::BAD_REQUEST, "bad_request");
     }
 
     #[tokio::test]

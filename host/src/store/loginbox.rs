@@ -49,6 +49,7 @@
 //! after them.
 
 use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -97,18 +98,27 @@ struct State {
 }
 
 impl State {
-    fn add(&mut self, event: &Arc<Event>, handler: &str, version: Option<u32>, segment: u64) {
-        let key = (event.id.clone(), handler.to_string());
-        if self.open.contains_key(&key) {
-            return;
-        }
+    /// Opens a delivery at its first attempt; its pending entry, or `None`
+    /// if it was open already.
+    fn add(
+        &mut self,
+        event: &Arc<Event>,
+        handler: &str,
+        version: Option<u32>,
+        segment: u64,
+    ) -> Option<&Pending> {
+        let Entry::Vacant(slot) = self.open.entry((event.id.clone(), handler.to_string())) else {
+            return None;
+        };
         let pending = first_attempt(&event.id, handler, now_ms(), version);
-        self.open.insert(key, Open { pending, segment });
         *self.per_segment.entry(segment).or_default() += 1;
-        self.events
-            .entry(event.id.clone())
-            .or_insert_with(|| (event.clone(), 0))
-            .1 += 1;
+        match self.events.get_mut(&event.id) {
+            Some((_, open)) => *open += 1,
+            None => {
+                self.events.insert(event.id.clone(), (event.clone(), 1));
+            }
+        }
+        Some(&slot.insert(Open { pending, segment }).pending)
     }
 
     /// The events whose every open delivery is among `done`: those the
@@ -671,14 +681,9 @@ impl Inbox for LogInbox {
                 }
                 ids.push(event.id.clone());
                 for h in hs {
-                    let key = (event.id.clone(), h.to_string());
-                    if st.open.contains_key(&key) {
-                        continue;
-                    }
-                    st.add(event, h, None, at.segment);
-                    if let Some(o) = st.open.get(&key) {
+                    if let Some(pending) = st.add(event, h, None, at.segment) {
                         ready.push(Ready {
-                            pending: o.pending.clone(),
+                            pending: pending.clone(),
                             event: (*event).clone(),
                         });
                     }
