@@ -189,6 +189,17 @@ fn busy_reason(tenant: Option<&str>) -> String {
     }
 }
 
+/// The 429 for a batch the queue refused.
+fn busy(refused: Refused) -> AcceptError {
+    AcceptError::Busy {
+        retry_after: Duration::from_secs(1),
+        tenant: match refused {
+            Refused::Full => None,
+            Refused::TenantShare(t) => Some(t),
+        },
+    }
+}
+
 /// Errors of handler management calls.
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -672,6 +683,55 @@ impl Dispatcher {
             });
         }
         self.inner.accept(inputs, source, 0, Origin::External, None)
+    }
+
+    /// Whether the queue is loaded enough for [`Dispatcher::shed`] to refuse
+    /// a batch: at least half full, or holding a tenant's share.
+    pub fn under_pressure(&self) -> bool {
+        let limit = self.inner.cfg.queue_capacity;
+        let from = (limit / 2).min(self.inner.tenant_share().unwrap_or(limit));
+        self.inner.sched().held() >= from
+    }
+
+    /// Refuses a batch before its events are built, as [`Dispatcher::accept`]
+    /// would refuse it after, when the deliveries it is sure to make do not
+    /// fit the queue or a tenant's share: each event's handlers whatever its
+    /// payload, none for an event with an idempotency key (it may be a
+    /// duplicate). `counts`: the batch's events without an idempotency key
+    /// by type and tenant; `events`: all of them. A refusal marks the
+    /// tenants as wanting room, as one by `accept` does.
+    pub fn shed<'a>(
+        &self,
+        counts: impl IntoIterator<Item = ((&'a str, &'a str), usize)>,
+        events: usize,
+    ) -> Result<(), AcceptError> {
+        if self.inner.stopping.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let jobs: Vec<(&str, usize)> = counts
+            .into_iter()
+            .map(|((ty, tenant), n)| {
+                let each = self.inner.registry.routed_at_least(ty, tenant);
+                (tenant, n.saturating_mul(each))
+            })
+            .collect();
+        let sure = Reservation::of(jobs);
+        if sure.total() == 0 {
+            return Ok(());
+        }
+        let (limit, share) = (self.inner.cfg.queue_capacity, self.inner.tenant_share());
+        let mut s = self.inner.sched();
+        match s.reserve(sure, limit, share, now_ms()) {
+            Ok(room) => {
+                s.unreserve(room);
+                Ok(())
+            }
+            Err(refused) => {
+                drop(s);
+                self.inner.metrics.rejected(events as u64);
+                Err(busy(refused))
+            }
+        }
     }
 
     /// Registers (or replaces) the payload schema of an event type; later
@@ -1347,13 +1407,7 @@ impl Inner {
                         if origin == Origin::External {
                             self.metrics.rejected(batch.len() as u64);
                         }
-                        return Err(AcceptError::Busy {
-                            retry_after: Duration::from_secs(1),
-                            tenant: match refused {
-                                Refused::Full => None,
-                                Refused::TenantShare(t) => Some(t),
-                            },
-                        });
+                        return Err(busy(refused));
                     }
                 }
             }

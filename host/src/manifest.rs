@@ -418,6 +418,19 @@ impl Subscription {
             && self.events.iter().any(|p| pattern_matches(p, event_type))
     }
 
+    /// Whether every event of this type and tenant is routed to the
+    /// handler, whatever its payload: they match, and no filter reads it.
+    pub fn matches_any_payload(&self, event_type: &str, tenant: &str) -> bool {
+        self.matches_type_and_tenant(event_type, tenant) && !self.filters_payload()
+    }
+
+    /// Whether a filter reads the payload (all but `max_age`).
+    fn filters_payload(&self) -> bool {
+        self.filters
+            .iter()
+            .any(|f| !matches!(f, Filter::MaxAge { .. }))
+    }
+
     /// Whether an event is routed to the handler: type, tenant and the
     /// payload filters. `max_age` is not checked here (an event is new when
     /// it is routed) but when a delivery is taken: [`Subscription::expired`].
@@ -425,11 +438,7 @@ impl Subscription {
         if !self.matches_type_and_tenant(&event.event_type, &event.tenant) {
             return false;
         }
-        let needs_payload = self
-            .filters
-            .iter()
-            .any(|f| !matches!(f, Filter::MaxAge { .. }));
-        if !needs_payload {
+        if !self.filters_payload() {
             return true;
         }
         let payload: Value = match serde_json::from_str(event.payload.get()) {

@@ -2,7 +2,9 @@
 //! and the ids) or synchronously (`?wait=true`: wait for the outcomes, up to
 //! a bounded timeout), and look up an event with its deliveries.
 
+use std::borrow::Cow;
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use serde::de::{DeserializeSeed, Deserializer, Error as _, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -60,6 +62,18 @@ impl FromRequest<Ctx> for EventBatch {
         require_json_content_type(req.headers())?;
         let headers = req.headers().clone();
         let bytes = Bytes::from_request(req, ctx).await?;
+        let dispatcher = ctx.dispatcher();
+        // Under load, a batch the queue will refuse is refused before it
+        // is built: a client that retries at once must not cost a full
+        // accept per 429.
+        if dispatcher.under_pressure()
+            && let Some((counts, events)) = sketch(&bytes, dispatcher.max_batch())
+        {
+            let counts = counts
+                .iter()
+                .map(|((t, n), c)| ((t.as_ref(), n.as_ref()), *c));
+            dispatcher.shed(counts, events)?;
+        }
         match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
             Some(b'[') => {
                 parse_batch(&headers, &bytes, ctx.dispatcher().max_batch()).map(EventBatch)
@@ -91,6 +105,81 @@ fn parse_batch(headers: &HeaderMap, bytes: &[u8], max: usize) -> ApiResult<Vec<E
         // It failed before its `max + 1`th event, so parsing it again for
         // the message (with the path to the fault) builds no more.
         Err(_) => parse_json(headers, bytes),
+    }
+}
+
+/// What [`Dispatcher::shed`](crate::dispatch::Dispatcher::shed) needs of an
+/// event; the rest, the payload too, is skipped, not copied.
+#[derive(Deserialize)]
+struct Sketch<'a> {
+    #[serde(rename = "type", borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(default, borrow)]
+    tenant: Cow<'a, str>,
+    #[serde(default)]
+    idempotency_key: Option<IgnoredAny>,
+}
+
+/// Events by (type, tenant): the producer names them, so a hasher that
+/// resists collisions.
+type SketchCounts<'a> = HashMap<(Cow<'a, str>, Cow<'a, str>), usize>;
+
+/// A body's events without an idempotency key by (type, tenant), and its
+/// events in all; `None` unless it is a well-formed event or batch of at
+/// most `max` (the full parse then says what is wrong).
+fn sketch<'a>(bytes: &'a [u8], max: usize) -> Option<(SketchCounts<'a>, usize)> {
+    let mut counts = SketchCounts::new();
+    let mut add = |e: Sketch<'a>| {
+        if e.idempotency_key.is_none() {
+            *counts.entry((e.event_type, e.tenant)).or_insert(0) += 1;
+        }
+    };
+    let events = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let n = SketchSeq { max, add: &mut add }.deserialize(&mut de).ok()?;
+            de.end().ok()?;
+            n
+        }
+        _ => {
+            add(serde_json::from_slice(bytes).ok()?);
+            1
+        }
+    };
+    Some((counts, events))
+}
+
+/// A JSON array of at most `max` sketches, each handed to `add`; its length.
+struct SketchSeq<'f, F> {
+    max: usize,
+    add: &'f mut F,
+}
+
+impl<'de, F: FnMut(Sketch<'de>)> DeserializeSeed<'de> for SketchSeq<'_, F> {
+    type Value = usize;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, F: FnMut(Sketch<'de>)> Visitor<'de> for SketchSeq<'_, F> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an array of at most {} events", self.max)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut n = 0;
+        while let Some(event) = seq.next_element()? {
+            if n == self.max {
+                return Err(A::Error::custom("too many events"));
+            }
+            (self.add)(event);
+            n += 1;
+        }
+        Ok(n)
     }
 }
 

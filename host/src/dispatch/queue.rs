@@ -258,6 +258,11 @@ impl<T> Scheduler<T> {
         }
     }
 
+    /// Jobs held and room reserved for batches being written.
+    pub fn held(&self) -> usize {
+        self.len.saturating_add(self.reserved)
+    }
+
     /// Jobs held (ready, delayed, parked or waiting on a key); not in-flight ones.
     pub fn len(&self) -> usize {
         self.len

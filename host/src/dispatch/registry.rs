@@ -219,6 +219,20 @@ impl Registry {
             .collect()
     }
 
+    /// How many handlers an event of this type and tenant is routed to
+    /// whatever its payload: a lower bound of [`Registry::route`]'s count.
+    pub fn routed_at_least(&self, event_type: &str, tenant: &str) -> usize {
+        self.read()
+            .candidates(tenant)
+            .filter(|h| {
+                h.enabled
+                    && h.manifest
+                        .subscription
+                        .matches_any_payload(event_type, tenant)
+            })
+            .count()
+    }
+
     /// The module for a content hash: resident, else loaded from the
     /// store's compiled-code cache, else compiled from the stored component
     /// (and cached). A load is counted and timed in `metrics`; it may evict
@@ -455,6 +469,41 @@ mod tests {
         assert!(matches!(gate("off"), Gate::Hold));
         assert!(matches!(gate("gone"), Gate::Hold));
         assert!(matches!(r.gate("gone", &|_| true), Gate::Drop));
+    }
+
+    #[test]
+    fn the_handlers_sure_to_be_routed_are_those_without_payload_filters() {
+        let r = Registry::new(ResidentBudget::default());
+        r.insert(handler("all", &[], true));
+        r.insert(handler("acme", &["acme"], true));
+        r.insert(handler("off", &["acme"], false));
+        let mut filtered = handler("filtered", &["acme"], true);
+        filtered.manifest = Manifest::from_json(
+            &serde_json::json!({
+                "name": "filtered",
+                "subscription": {"events": ["message"], "tenants": ["acme"],
+                    "filters": [{"kind": "equals", "pointer": "/a", "value": 1}]},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        r.insert(filtered);
+        let mut aged = handler("aged", &["acme"], true);
+        aged.manifest = Manifest::from_json(
+            &serde_json::json!({
+                "name": "aged",
+                "subscription": {"events": ["message"], "tenants": ["acme"],
+                    "filters": [{"kind": "max_age", "max_age_ms": 1000}]},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        r.insert(aged);
+        // `filtered` is routed an event whose `/a` is 1, and only then.
+        assert_eq!(r.route(&event("message", "acme")), ["acme", "aged", "all"]);
+        assert_eq!(r.routed_at_least("message", "acme"), 3);
+        assert_eq!(r.routed_at_least("message", "globex"), 1);
+        assert_eq!(r.routed_at_least("reaction.add", "acme"), 0);
     }
 
     #[test]

@@ -446,6 +446,42 @@ fn emitted_events_fill_only_their_share_of_the_queue() {
     d.shutdown(Duration::from_secs(5));
 }
 
+#[test]
+fn a_batch_sure_not_to_fit_is_shed_before_it_is_built() {
+    let busy = Arc::new(Gatekeeper::default());
+    let cfg = DispatchConfig {
+        queue_capacity: 10,
+        tenant_queue_share: 100,
+        ..workers(1)
+    };
+    let (_dir, d) = dispatcher(cfg, vec![gated("t:busy", &["tick"], &busy)]);
+    let rejected = || counter(&d, super::metric_names::EVENTS_REJECTED);
+    // One delivery holds the only worker; 4 wait: under half full.
+    d.accept(events("tick", 1), "test").unwrap();
+    wait_until("the first delivery to start", || busy.started() == 1);
+    d.accept(events("tick", 4), "test").unwrap();
+    assert!(!d.under_pressure());
+    d.accept(events("tick", 1), "test").unwrap();
+    assert!(d.under_pressure());
+    // 5 held: 6 sure deliveries do not fit, 5 do.
+    let err = d.shed([(("tick", ""), 6)], 6).unwrap_err();
+    assert!(
+        matches!(err, super::AcceptError::Busy { tenant: None, .. }),
+        "{err}"
+    );
+    assert_eq!(rejected(), 6);
+    d.shed([(("tick", ""), 5)], 5).unwrap();
+    // Events no handler takes, whatever their number, need no room.
+    d.shed([(("other", ""), 1000)], 1000).unwrap();
+    assert_eq!(rejected(), 6);
+    // Nothing was reserved by the checks: 5 more are accepted.
+    d.accept(events("tick", 5), "test").unwrap();
+    assert_eq!(d.inner.sched().len(), 10);
+    busy.open();
+    wait_until("the queue to drain", || d.inner.sched().len() == 0);
+    d.shutdown(Duration::from_secs(5));
+}
+
 /// Two workers delivering `tick` events to a built-in that records them.
 fn ticking(probe: &Arc<Probe>) -> (tempfile::TempDir, Dispatcher) {
     dispatcher(

@@ -222,6 +222,39 @@ fn a_full_queue_answers_429_with_retry_after_and_loses_nothing() {
     );
 }
 
+/// Under load a batch the queue will refuse is refused before its events
+/// are built (a client that retries at once costs little), and one the
+/// queue takes is still taken: events no handler takes need no room.
+#[test]
+fn a_batch_the_full_queue_will_refuse_is_refused_before_it_is_built() {
+    let d = Daemon::start_with("[dispatch]\nqueue_capacity = 4\n");
+    deploy_slow(&d, 1000);
+    let batch = |ty: &str, n: usize| json!((0..n).map(|_| json!({"type": ty})).collect::<Vec<_>>());
+    // One runs, three wait for a second or more: the queue is under load.
+    let accepted = ids(&d.publish(&batch("x", 4), false).expect(202));
+    // Two more cannot fit; that its second event is malformed is not
+    // even read.
+    let r = d.publish(
+        &json!([{"type": "x"}, {"type": "x", "tenat": "acme"}]),
+        false,
+    );
+    assert_busy(&r, "queue is full");
+    assert_eq!(d.metric("hookbox_events_rejected_total"), Some(2.0));
+    // Events nobody subscribes to are accepted, whatever their number.
+    assert_eq!(
+        ids(&d.publish(&batch("y", 50), false).expect(202)).len(),
+        50
+    );
+    // Drained, the malformed batch gets its precise error.
+    assert_each_ok(&d, &accepted);
+    let r = d.publish(
+        &json!([{"type": "x"}, {"type": "x", "tenat": "acme"}]),
+        false,
+    );
+    let m = r.error(422, "unprocessable");
+    assert!(m.contains("[1]") && m.contains("tenat"), "{m}");
+}
+
 /// "One tenant cannot crowd out the others": a tenant alone may fill the
 /// queue past its share, but while another tenant has deliveries queued it
 /// gets 429 past `tenant_queue_share`, and the other tenant is still
