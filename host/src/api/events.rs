@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::Ctx;
-use super::auth::{Publisher, Reader};
+use super::auth::{Caller, Publisher, Reader};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Path, Query, parse_json, require_json_content_type};
-use crate::dispatch::{AcceptError, Accepted, EventOutcome};
+use crate::dispatch::{AcceptError, Accepted, Dispatcher, EventOutcome};
 use crate::event::{Event, EventInput, array_len};
 use crate::store::LogEntry;
 
@@ -51,34 +51,54 @@ pub(crate) enum PublishBody {
     Batch(Vec<EventInput>),
 }
 
-/// The events of a request body: a JSON object is one event, an array a batch.
+/// A `POST /v1/events` body (an event object, or an array of them), read
+/// but not parsed yet.
 #[derive(Debug)]
-pub(crate) struct EventBatch(pub Vec<EventInput>);
+pub(crate) struct EventBody {
+    headers: HeaderMap,
+    bytes: Bytes,
+}
 
-impl FromRequest<Ctx> for EventBatch {
+impl FromRequest<Ctx> for EventBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, ctx: &Ctx) -> Result<Self, ApiError> {
         require_json_content_type(req.headers())?;
         let headers = req.headers().clone();
         let bytes = Bytes::from_request(req, ctx).await?;
-        let dispatcher = ctx.dispatcher();
-        // Under load, a batch the queue will refuse is refused before it
-        // is built: a client that retries at once must not cost a full
-        // accept per 429.
-        if dispatcher.under_pressure()
-            && let Some((counts, events)) = sketch(&bytes, dispatcher.max_batch())
-        {
-            let counts = counts
-                .iter()
-                .map(|((t, n), c)| ((t.as_ref(), n.as_ref()), *c));
-            dispatcher.shed(counts, events)?;
+        Ok(EventBody { headers, bytes })
+    }
+}
+
+impl EventBody {
+    /// Under load, refuses (429) a batch the queue will refuse, before it
+    /// is built: a client that retries at once must not cost a full accept
+    /// per 429. Only a batch within `caller`'s tenants and types, so a
+    /// scoped token learns nothing here of the other tenants' share.
+    fn shed(&self, caller: &Caller, dispatcher: &Dispatcher) -> ApiResult<()> {
+        if !dispatcher.under_pressure() {
+            return Ok(());
         }
-        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'[') => {
-                parse_batch(&headers, &bytes, ctx.dispatcher().max_batch()).map(EventBatch)
-            }
-            Some(b'{') => Ok(EventBatch(vec![parse_json(&headers, &bytes)?])),
+        let Some((groups, events)) = sketch(&self.bytes, dispatcher.max_batch()) else {
+            return Ok(());
+        };
+        let scoped = groups
+            .keys()
+            .all(|(ty, tenant)| caller.type_allowed(ty) && caller.tenant_allowed(tenant));
+        if !scoped {
+            return Ok(());
+        }
+        let sure = groups
+            .iter()
+            .map(|((ty, tenant), n)| ((ty.as_ref(), tenant.as_ref()), *n));
+        Ok(dispatcher.shed(sure, events)?)
+    }
+
+    /// The events: a JSON object is one, an array a batch of at most `max`.
+    fn parse(&self, max: usize) -> ApiResult<Vec<EventInput>> {
+        match self.bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => parse_batch(&self.headers, &self.bytes, max),
+            Some(b'{') => Ok(vec![parse_json(&self.headers, &self.bytes)?]),
             _ => Err(ApiError::bad_request(
                 "the body must be an event object or an array of event objects",
             )),
@@ -120,19 +140,19 @@ struct Sketch<'a> {
     idempotency_key: Option<IgnoredAny>,
 }
 
-/// Events by (type, tenant): the producer names them, so a hasher that
-/// resists collisions.
-type SketchCounts<'a> = HashMap<(Cow<'a, str>, Cow<'a, str>), usize>;
+/// A body's (type, tenant) pairs, each with its events that have no
+/// idempotency key (new events, whatever else). The producer names them,
+/// so a hasher that resists collisions.
+type Groups<'a> = HashMap<(Cow<'a, str>, Cow<'a, str>), usize>;
 
-/// A body's events without an idempotency key by (type, tenant), and its
-/// events in all; `None` unless it is a well-formed event or batch of at
-/// most `max` (the full parse then says what is wrong).
-fn sketch<'a>(bytes: &'a [u8], max: usize) -> Option<(SketchCounts<'a>, usize)> {
-    let mut counts = SketchCounts::new();
+/// A body's events by (type, tenant), and their number; `None` unless it
+/// is a well-formed event or batch of at most `max` (the full parse then
+/// says what is wrong).
+fn sketch<'a>(bytes: &'a [u8], max: usize) -> Option<(Groups<'a>, usize)> {
+    let mut groups = Groups::new();
     let mut add = |e: Sketch<'a>| {
-        if e.idempotency_key.is_none() {
-            *counts.entry((e.event_type, e.tenant)).or_insert(0) += 1;
-        }
+        *groups.entry((e.event_type, e.tenant)).or_insert(0) +=
+            usize::from(e.idempotency_key.is_none());
     };
     let events = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => {
@@ -146,7 +166,7 @@ fn sketch<'a>(bytes: &'a [u8], max: usize) -> Option<(SketchCounts<'a>, usize)> 
             1
         }
     };
-    Some((counts, events))
+    Some((groups, events))
 }
 
 /// A JSON array of at most `max` sketches, each handed to `add`; its length.
@@ -262,9 +282,11 @@ pub(crate) async fn publish(
     Publisher(caller): Publisher,
     State(ctx): State<Ctx>,
     Query(q): Query<PublishQuery>,
-    EventBatch(inputs): EventBatch,
+    body: EventBody,
 ) -> ApiResult<(StatusCode, axum::Json<PublishResponse>)> {
     let timeout = wait_timeout(&q, ctx.limits().max_wait)?;
+    body.shed(&caller, ctx.dispatcher())?;
+    let inputs = body.parse(ctx.dispatcher().max_batch())?;
     caller.check_publish(&inputs)?;
     let events = ctx
         .with_dispatcher(move |d| d.accept(inputs, HTTP_SOURCE))

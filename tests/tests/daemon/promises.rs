@@ -5,8 +5,9 @@
 //! retries and a restart; a restart closes every breaker; outcomes that
 //! are not retried are not, whatever `max_attempts` allows.
 
-use hookbox_tests::daemon::{Daemon, Reply};
+use hookbox_tests::daemon::{Body, Daemon, Reply};
 use hookbox_tests::{guests, read};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::{array, sorted_field};
@@ -229,6 +230,7 @@ fn a_full_queue_answers_429_with_retry_after_and_loses_nothing() {
 fn a_batch_the_full_queue_will_refuse_is_refused_before_it_is_built() {
     let d = Daemon::start_with("[dispatch]\nqueue_capacity = 4\n");
     deploy_slow(&d, 1000);
+    let acme = d.token("acme", &["publish"], &["acme"]);
     let batch = |ty: &str, n: usize| json!((0..n).map(|_| json!({"type": ty})).collect::<Vec<_>>());
     // One runs, three wait for a second or more: the queue is under load.
     let accepted = ids(&d.publish(&batch("x", 4), false).expect(202));
@@ -245,6 +247,15 @@ fn a_batch_the_full_queue_will_refuse_is_refused_before_it_is_built() {
         ids(&d.publish(&batch("y", 50), false).expect(202)).len(),
         50
     );
+    // A token scoped to a tenant is refused the same way within it, and
+    // outside it told so first: the queue's state is not its business.
+    let as_acme = |tenant: &str| {
+        let events = json!([{"type": "x", "tenant": tenant}, {"type": "x", "tenant": tenant}]);
+        d.send(Method::POST, "/v1/events", Some(&acme), Body::Json(events))
+    };
+    assert_busy(&as_acme("acme"), "queue is full");
+    let m = as_acme("globex").error(403, "forbidden");
+    assert!(m.contains("globex"), "{m}");
     // Drained, the malformed batch gets its precise error.
     assert_each_ok(&d, &accepted);
     let r = d.publish(
