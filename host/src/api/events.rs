@@ -71,29 +71,6 @@ impl FromRequest<Ctx> for EventBody {
 }
 
 impl EventBody {
-    /// Under load, refuses (429) a batch the queue will refuse, before it
-    /// is built: a client that retries at once must not cost a full accept
-    /// per 429. Only a batch within `caller`'s tenants and types, so a
-    /// scoped token learns nothing here of the other tenants' share.
-    fn shed(&self, caller: &Caller, dispatcher: &Dispatcher) -> ApiResult<()> {
-        if !dispatcher.under_pressure() {
-            return Ok(());
-        }
-        let Some((groups, events)) = sketch(&self.bytes, dispatcher.max_batch()) else {
-            return Ok(());
-        };
-        let scoped = groups
-            .keys()
-            .all(|(ty, tenant)| caller.type_allowed(ty) && caller.tenant_allowed(tenant));
-        if !scoped {
-            return Ok(());
-        }
-        let sure = groups
-            .iter()
-            .map(|((ty, tenant), n)| ((ty.as_ref(), tenant.as_ref()), *n));
-        Ok(dispatcher.shed(sure, events)?)
-    }
-
     /// The events: a JSON object is one, an array a batch of at most `max`.
     fn parse(&self, max: usize) -> ApiResult<Vec<EventInput>> {
         match self.bytes.iter().find(|b| !b.is_ascii_whitespace()) {
@@ -104,6 +81,27 @@ impl EventBody {
             )),
         }
     }
+}
+
+/// Refuses (429) a batch the queue will refuse, before it is built: a
+/// client that retries at once must not cost a full accept per 429. Only a
+/// batch within `caller`'s tenants and types, so a scoped token learns
+/// nothing here of the other tenants' share. Blocking: a batch may name
+/// thousands of (type, tenant) pairs, each routed.
+fn shed(bytes: &[u8], caller: &Caller, dispatcher: &Dispatcher) -> ApiResult<()> {
+    let Some((groups, events)) = sketch(bytes, dispatcher.max_batch()) else {
+        return Ok(());
+    };
+    let scoped = groups
+        .keys()
+        .all(|(ty, tenant)| caller.type_allowed(ty) && caller.tenant_allowed(tenant));
+    if !scoped {
+        return Ok(());
+    }
+    let sure = groups
+        .iter()
+        .map(|((ty, tenant), n)| ((ty.as_ref(), tenant.as_ref()), *n));
+    Ok(dispatcher.shed(sure, events)?)
 }
 
 /// Parses a batch, refused whole (`BatchTooLarge`) at its `max + 1`th
@@ -285,7 +283,11 @@ pub(crate) async fn publish(
     body: EventBody,
 ) -> ApiResult<(StatusCode, axum::Json<PublishResponse>)> {
     let timeout = wait_timeout(&q, ctx.limits().max_wait)?;
-    body.shed(&caller, ctx.dispatcher())?;
+    if ctx.dispatcher().under_pressure() {
+        let (bytes, caller) = (body.bytes.clone(), caller.clone());
+        ctx.with_dispatcher(move |d| shed(&bytes, &caller, d))
+            .await?;
+    }
     let inputs = body.parse(ctx.dispatcher().max_batch())?;
     caller.check_publish(&inputs)?;
     let events = ctx
