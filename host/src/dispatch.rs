@@ -708,15 +708,12 @@ impl Dispatcher {
         if self.inner.stopping.load(Ordering::SeqCst) {
             return Ok(());
         }
-        // A tenant with no sure delivery is left out: its events may all be
-        // duplicates, which `accept` would not reserve for at all.
         let jobs: Vec<(&str, usize)> = counts
             .into_iter()
             .map(|((ty, tenant), n)| {
                 let each = self.inner.registry.routed_at_least(ty, tenant);
                 (tenant, n.saturating_mul(each))
             })
-            .filter(|(_, n)| *n > 0)
             .collect();
         let sure = Reservation::of(jobs);
         if sure.total() == 0 {

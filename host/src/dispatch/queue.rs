@@ -84,10 +84,12 @@ pub(crate) struct Reservation {
 
 impl Reservation {
     /// The tenants of a batch and their jobs, each tenant once (a batch
-    /// may name thousands: merged through a map, not a scan).
+    /// may name thousands: merged through a map, not a scan). A tenant
+    /// without jobs (its events routed nowhere, or duplicates) takes no
+    /// room and wants none: it is left out, so it is not held to its share.
     pub fn of<'a>(jobs: impl IntoIterator<Item = (&'a str, usize)>) -> Self {
         let mut merged: HashMap<&str, usize> = HashMap::new();
-        for (tenant, n) in jobs {
+        for (tenant, n) in jobs.into_iter().filter(|(_, n)| *n > 0) {
             *merged.entry(tenant).or_insert(0) += n;
         }
         Reservation {
@@ -1258,6 +1260,12 @@ mod tests {
         assert_eq!(
             s.reserve(Reservation::of([("a", 1), ("b", 1)]), 100, Some(2), 0),
             Err(Refused::TenantShare("a".into()))
+        );
+        // Events of `a` that route nowhere take none of its room: the
+        // batch's part for `b` is taken.
+        assert!(
+            s.reserve(Reservation::of([("a", 0), ("b", 1)]), 100, Some(2), 0)
+                .is_ok()
         );
     }
 }
