@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,12 +110,9 @@ fn shed(bytes: &[u8], caller: &Caller, dispatcher: &Dispatcher) -> ApiResult<()>
 /// bytes each. Only a refused batch is counted in full, for the message.
 fn parse_batch(headers: &HeaderMap, bytes: &[u8], max: usize) -> ApiResult<Vec<EventInput>> {
     let over = Cell::new(false);
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = Bounded { max, over: &over }
-        .deserialize(&mut de)
-        .and_then(|events| de.end().map(|()| events));
-    match parsed {
-        Ok(events) => Ok(events),
+    let mut events = Vec::new();
+    match each_of(bytes, max, &over, |event| events.push(event)) {
+        Ok(_) => Ok(events),
         Err(_) if over.get() => Err(AcceptError::BatchTooLarge {
             len: array_len(bytes).max(max + 1),
             max,
@@ -153,12 +151,7 @@ fn sketch<'a>(bytes: &'a [u8], max: usize) -> Option<(Groups<'a>, usize)> {
             usize::from(e.idempotency_key.is_none());
     };
     let events = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => {
-            let mut de = serde_json::Deserializer::from_slice(bytes);
-            let n = SketchSeq { max, add: &mut add }.deserialize(&mut de).ok()?;
-            de.end().ok()?;
-            n
-        }
+        Some(b'[') => each_of(bytes, max, &Cell::new(false), &mut add).ok()?,
         _ => {
             add(serde_json::from_slice(bytes).ok()?);
             1
@@ -167,13 +160,35 @@ fn sketch<'a>(bytes: &'a [u8], max: usize) -> Option<(Groups<'a>, usize)> {
     Some((groups, events))
 }
 
-/// A JSON array of at most `max` sketches, each handed to `add`; its length.
-struct SketchSeq<'f, F> {
+/// Parses `bytes` as a JSON array of at most `max` elements, each handed
+/// to `add`; their number. Past `max` it fails, and sets `over`.
+fn each_of<'de, T: Deserialize<'de>>(
+    bytes: &'de [u8],
     max: usize,
-    add: &'f mut F,
+    over: &Cell<bool>,
+    mut add: impl FnMut(T),
+) -> serde_json::Result<usize> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let seq = EachOf {
+        max,
+        over,
+        add: &mut add,
+        element: PhantomData,
+    };
+    let n = seq.deserialize(&mut de)?;
+    de.end()?;
+    Ok(n)
 }
 
-impl<'de, F: FnMut(Sketch<'de>)> DeserializeSeed<'de> for SketchSeq<'_, F> {
+/// [`each_of`]'s visitor.
+struct EachOf<'f, T, F> {
+    max: usize,
+    over: &'f Cell<bool>,
+    add: &'f mut F,
+    element: PhantomData<fn() -> T>,
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for EachOf<'_, T, F> {
     type Value = usize;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
@@ -181,7 +196,7 @@ impl<'de, F: FnMut(Sketch<'de>)> DeserializeSeed<'de> for SketchSeq<'_, F> {
     }
 }
 
-impl<'de, F: FnMut(Sketch<'de>)> Visitor<'de> for SketchSeq<'_, F> {
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for EachOf<'_, T, F> {
     type Value = usize;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -190,48 +205,15 @@ impl<'de, F: FnMut(Sketch<'de>)> Visitor<'de> for SketchSeq<'_, F> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
         let mut n = 0;
-        while let Some(event) = seq.next_element()? {
+        while let Some(element) = seq.next_element()? {
             if n == self.max {
-                return Err(A::Error::custom("too many events"));
-            }
-            (self.add)(event);
-            n += 1;
-        }
-        Ok(n)
-    }
-}
-
-/// A JSON array of at most `max` events; past that it fails and sets `over`.
-struct Bounded<'a> {
-    max: usize,
-    over: &'a Cell<bool>,
-}
-
-impl<'de> DeserializeSeed<'de> for Bounded<'_> {
-    type Value = Vec<EventInput>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Bounded<'_> {
-    type Value = Vec<EventInput>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "an array of at most {} events", self.max)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut events = Vec::new();
-        while let Some(event) = seq.next_element()? {
-            if events.len() == self.max {
                 self.over.set(true);
                 return Err(A::Error::custom("too many events"));
             }
-            events.push(event);
+            (self.add)(element);
+            n += 1;
         }
-        Ok(events)
+        Ok(n)
     }
 }
 

@@ -33,11 +33,12 @@
 //!   time, preempted or waiting on the store, which is not the handler's
 //!   doing. Another handler's next event then waits for one of its
 //!   deliveries to end, and goes first, since only a worker that found
-//!   nothing else lends. A slower delivery ends the lending for [`LEND_QUIET_MS`] or a
-//!   hundred times its own length, whichever is longer: a handler that
-//!   turns slow holds the kept worker for one deadline, then not for a
-//!   hundred, about 1% of the time at most. A handler's record starts
-//!   over when it is enabled, reloaded or deleted. What the lending
+//!   nothing else lends. A slower delivery ends the lending for
+//!   [`LEND_QUIET_MS`] or a hundred times its own length, whichever is
+//!   longer: a handler that turns slow holds the kept worker for one
+//!   deadline, then not for a hundred, about 1% of the time at most. A
+//!   handler's record starts over when it is enabled, reloaded or
+//!   deleted. What the lending
 //!   costs a neighbour was measured (`noisy_neighbour`, a flooded fast
 //!   handler at its default policy against concurrency 1, which is never
 //!   lent): nothing beyond the runs' noise.
