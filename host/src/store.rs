@@ -324,6 +324,8 @@ struct Inner {
     /// (segment, time), so the next appends to that segment need not read
     /// it back or write it again (`logs.rs`, `KEPT_MARK_GRAIN_MS`).
     kept_lock: Mutex<Option<(u64, u64)>>,
+    /// Tokens that authenticated (`tokens.rs`).
+    tokens: tokens::TokenCache,
 }
 
 impl Drop for Inner {
@@ -439,6 +441,7 @@ impl Store {
                 peers: stats::PeerStats::default(),
                 kept,
                 kept_lock: Mutex::new(None),
+                tokens: tokens::TokenCache::default(),
             }),
         };
         store.migrate_blobs()?;

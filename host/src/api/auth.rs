@@ -148,10 +148,15 @@ async fn authenticate(parts: &Parts, ctx: &Ctx) -> Result<Caller, ApiError> {
             ApiError::unauthorized("the `Authorization` header must be `Bearer <token>`")
         })?
         .to_string();
-    let token = ctx
-        .with_store(move |store| store.authenticate(&secret))
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
+    // A token that authenticated before is found without a store read, so
+    // on this thread; any other goes to sled on the blocking pool.
+    let token = match ctx.dispatcher().store().cached_token(&secret) {
+        Some(token) => token,
+        None => ctx
+            .with_store(move |store| store.authenticate(&secret))
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?,
+    };
     if token.expires_ms.is_some_and(|at| at <= now_ms()) {
         return Err(ApiError::unauthorized("invalid or expired token"));
     }

@@ -5,6 +5,16 @@
 //! Keys: `tokens` = token id (ULID) → record + hash hex; `token_hash` =
 //! sha256 of the secret (32 raw bytes) → token id. Both are written and
 //! removed together in one transaction.
+//!
+//! Tokens that authenticated are remembered in memory by the hash of their
+//! secret ([`TokenCache`]), so the check every API request makes is a map
+//! lookup on the calling thread ([`Store::cached_token`]) rather than two
+//! sled reads and a decode on the blocking pool. A revocation empties the
+//! cache once it is committed, so a revoked token fails from the next
+//! request on, as it did without the cache.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -32,6 +42,32 @@ struct StoredToken {
 
 fn hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
+}
+
+/// The most tokens remembered; past it the cache starts again empty. Only
+/// secrets that authenticated get in, so its size follows the tokens an
+/// operator made, never what a client sends.
+const CACHED_TOKENS: usize = 1024;
+
+/// Tokens that authenticated, by the sha256 of their secret (see the
+/// module docs).
+#[derive(Default)]
+pub(super) struct TokenCache(Mutex<CacheState>);
+
+#[derive(Default)]
+struct CacheState {
+    /// Moves at every revocation, so a lookup that read sled before the
+    /// revocation committed does not put the token back afterwards.
+    generation: u64,
+    by_hash: HashMap<[u8; 32], TokenRecord>,
+}
+
+impl TokenCache {
+    fn lock(&self) -> MutexGuard<'_, CacheState> {
+        // A map and a counter, each changed in one statement: a panic
+        // elsewhere cannot leave them half-written.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Store {
@@ -135,10 +171,47 @@ impl Store {
         Ok(inserted)
     }
 
+    /// The live token with this secret if it is in the cache of tokens
+    /// that authenticated (module docs): no store read, so callers on an
+    /// async thread may use it. `None` says nothing; ask
+    /// [`Store::authenticate`] then.
+    pub fn cached_token(&self, secret: &str) -> Option<TokenRecord> {
+        let h = hash(secret);
+        let cache = self.inner.tokens.lock();
+        let record = cache.by_hash.get(&h)?;
+        record
+            .expires_ms
+            .is_none_or(|e| e > now_ms())
+            .then(|| record.clone())
+    }
+
     /// The live token with this secret; `None` for an unknown, revoked or
     /// expired one.
     pub fn authenticate(&self, secret: &str) -> Result<Option<TokenRecord>> {
         let h = hash(secret);
+        let generation = self.inner.tokens.lock().generation;
+        let found = self.authenticate_stored(&h)?;
+        if let Some(record) = &found {
+            self.remember_token(generation, h, record);
+        }
+        Ok(found)
+    }
+
+    /// Caches a token read from sled at cache `generation`, unless a
+    /// revocation has committed since.
+    fn remember_token(&self, generation: u64, h: [u8; 32], record: &TokenRecord) {
+        let mut cache = self.inner.tokens.lock();
+        if cache.generation != generation {
+            return;
+        }
+        if cache.by_hash.len() >= CACHED_TOKENS {
+            cache.by_hash.clear();
+        }
+        cache.by_hash.insert(h, record.clone());
+    }
+
+    /// [`Store::authenticate`] from sled.
+    fn authenticate_stored(&self, h: &[u8; 32]) -> Result<Option<TokenRecord>> {
         let t = self.t();
         let Some(id) = t.token_hash.get(&h[..]).sled()? else {
             return Ok(None);
@@ -190,6 +263,13 @@ impl Store {
                 Ok(true)
             })
             .map_err(tx_err)?;
+        // Only now that the token is gone from sled: a lookup that read it
+        // before sees the generation move and keeps it out of the cache.
+        if existed {
+            let mut cache = self.inner.tokens.lock();
+            cache.generation += 1;
+            cache.by_hash.clear();
+        }
         self.admin_flush()?;
         Ok(existed)
     }
@@ -253,6 +333,53 @@ mod tests {
         assert!(!s.revoke_token(&rec.id).unwrap());
         assert_eq!(s.authenticate(&secret).unwrap(), None);
         assert!(s.tokens().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_cached_token_is_forgotten_when_revoked_or_expired() {
+        let (_d, s) = temp();
+        let (rec, secret) = s
+            .create_token("ci", &[Scope::Publish], vec![], vec![], None)
+            .unwrap();
+        let (other, other_secret) = s
+            .create_token("other", &[Scope::Read], vec![], vec![], None)
+            .unwrap();
+        assert_eq!(s.cached_token(&secret), None, "not looked up yet");
+        assert_eq!(s.authenticate(&secret).unwrap(), Some(rec.clone()));
+        assert_eq!(s.cached_token(&secret), Some(rec.clone()));
+        assert_eq!(s.authenticate(&other_secret).unwrap(), Some(other.clone()));
+        assert_eq!(s.cached_token("hbx_wrong"), None);
+        assert_eq!(s.authenticate("hbx_wrong").unwrap(), None);
+        assert!(s.revoke_token(&rec.id).unwrap());
+        assert_eq!(s.cached_token(&secret), None);
+        assert_eq!(s.authenticate(&secret).unwrap(), None);
+        // A revocation empties the cache; the other token is read again.
+        assert_eq!(s.cached_token(&other_secret), None);
+        assert_eq!(s.authenticate(&other_secret).unwrap(), Some(other.clone()));
+        assert_eq!(s.cached_token(&other_secret), Some(other.clone()));
+
+        // A lookup that read sled before a revocation committed does not
+        // put what it read into the cache after it.
+        let generation = s.inner.tokens.lock().generation;
+        assert!(s.revoke_token(&other.id).unwrap());
+        s.remember_token(generation, hash(&other_secret), &other);
+        assert_eq!(s.cached_token(&other_secret), None);
+
+        // Expiry is checked on every use of a cached token.
+        let (_, brief) = s
+            .create_token(
+                "brief",
+                &[Scope::Read],
+                vec![],
+                vec![],
+                Some(now_ms() + 100),
+            )
+            .unwrap();
+        assert!(s.authenticate(&brief).unwrap().is_some());
+        assert!(s.cached_token(&brief).is_some());
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        assert_eq!(s.cached_token(&brief), None);
+        assert_eq!(s.authenticate(&brief).unwrap(), None);
     }
 
     #[test]
