@@ -4,7 +4,9 @@
 //!
 //! - **saturated**: `POST /v1/events` batches of 100 (1 KiB events, one
 //!   word-counter handler) kept in flight for a while; events accepted and
-//!   delivered (outcomes on the live stream) per second;
+//!   delivered (outcomes on the live stream) per second; one row sends one
+//!   event per request instead, as a webhook does, for what a request
+//!   costs apart from its events;
 //! - **half load**: batches paced at half the saturated rate, open loop;
 //!   accept → outcome latency percentiles (client starts the POST → the
 //!   outcome arrives on `GET /v1/stream`), and each stage's median over
@@ -55,16 +57,27 @@ struct Setup {
     inbox: &'static str,
     durability: &'static str,
     workers: usize,
+    /// Events per request: [`load::BATCH`], or one, as a webhook sends them.
+    events: usize,
 }
 
 impl Setup {
     fn label(&self) -> String {
         format!(
-            "{} inbox, `{}`, {} worker{}",
+            "{} inbox, `{}`, {} worker{}{}",
             self.inbox,
             self.durability,
             self.workers,
-            if self.workers == 1 { "" } else { "s" }
+            if self.workers == 1 { "" } else { "s" },
+            if self.events == load::BATCH {
+                String::new()
+            } else {
+                format!(
+                    ", **{} event{} per request**",
+                    self.events,
+                    if self.events == 1 { "" } else { "s" }
+                )
+            }
         )
     }
 
@@ -76,36 +89,48 @@ impl Setup {
     }
 }
 
-const SETUPS: [Setup; 6] = [
+const SETUPS: [Setup; 7] = [
     Setup {
         inbox: "sled",
         durability: "sync",
         workers: 2,
+        events: load::BATCH,
     },
     Setup {
         inbox: "sled",
         durability: "group",
         workers: 2,
+        events: load::BATCH,
     },
     Setup {
         inbox: "sled",
         durability: "group",
         workers: 1,
+        events: load::BATCH,
     },
     Setup {
         inbox: "log",
         durability: "sync",
         workers: 2,
+        events: load::BATCH,
     },
     Setup {
         inbox: "log",
         durability: "group",
         workers: 2,
+        events: load::BATCH,
     },
     Setup {
         inbox: "log",
         durability: "group",
         workers: 1,
+        events: load::BATCH,
+    },
+    Setup {
+        inbox: "log",
+        durability: "sync",
+        workers: 2,
+        events: 1,
     },
 ];
 
@@ -136,7 +161,7 @@ fn measure(
     std::fs::write(&config, setup.toml()).expect("the config file");
     let daemon = Daemon::start(bin, &dir.join("data"), Some(&config));
     let api = Api::new(&daemon.url);
-    let body = load::batch_body(payload, "e2e");
+    let body = load::events_body(payload, "e2e", setup.events);
     let seen = Arc::new(tokio::sync::Mutex::new(load::Seen::default()));
     let count = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -155,11 +180,27 @@ fn measure(
             ready_tx,
         ));
         ready_rx.await.expect("the stream is open");
-        let max = load::saturate(&api, body.clone(), &count, saturate_for, CLIENTS).await;
+        let max = load::saturate(
+            &api,
+            body.clone(),
+            setup.events,
+            &count,
+            saturate_for,
+            CLIENTS,
+        )
+        .await;
         load::drain(&count).await;
         seen.lock().await.at.clear();
         let rate = max.delivered_per_s.min(max.accepted_per_s);
-        let half = load::paced(&api, body.clone(), &seen, rate * 0.5, paced_for).await;
+        let half = load::paced(
+            &api,
+            body.clone(),
+            setup.events,
+            &seen,
+            rate * 0.5,
+            paced_for,
+        )
+        .await;
         stop.store(true, Ordering::Relaxed);
         follower.await.expect("the stream follower");
         Measured { max, half }
@@ -194,6 +235,7 @@ fn soak(seconds: u64) {
         inbox: "log",
         durability: "group",
         workers: 2,
+        events: load::BATCH,
     };
     let tmp = tempfile::Builder::new()
         .prefix("hookbox-soak-")
@@ -240,7 +282,15 @@ fn soak(seconds: u64) {
             ready_tx,
         ));
         ready_rx.await.expect("the stream is open");
-        let max = load::saturate(&api, body.clone(), &count, Duration::from_secs(10), CLIENTS).await;
+        let max = load::saturate(
+            &api,
+            body.clone(),
+            load::BATCH,
+            &count,
+            Duration::from_secs(10),
+            CLIENTS,
+        )
+        .await;
         load::drain(&count).await;
         let rate = match env_number("HOOKBOX_BENCH_SOAK_RATE") {
             Some(r) => r as f64,
@@ -256,7 +306,7 @@ fn soak(seconds: u64) {
         let (mut before, mut since) = (written(&daemon), std::time::Instant::now());
         while start.elapsed() < Duration::from_secs(seconds) {
             seen.lock().await.at.clear();
-            let w = load::paced(&api, body.clone(), &seen, rate, SOAK_WINDOW).await;
+            let w = load::paced(&api, body.clone(), load::BATCH, &seen, rate, SOAK_WINDOW).await;
             let l = &w.latencies_ms;
             let p = |q: f64| if l.is_empty() { f64::NAN } else { percentile(l, q) };
             let now_written = written(&daemon);
@@ -478,14 +528,14 @@ fn main() {
         format!("{inbox} inbox {:.2}x", rate(2) / rate(1))
     };
     report.table(
-        "End to end by inbox, durability and workers (release daemon, batches of 100, 1 KiB events)",
+        "End to end by inbox, durability and workers (release daemon, batches of 100 unless the row says otherwise, 1 KiB events)",
         &table,
         &format!(
             "One word-counter handler (fresh instance per delivery), a fresh data directory \
              and daemon per row, configured with `[store] inbox`, `[store] durability` and \
              `[dispatch] workers`. Saturated: {CLIENTS} requests kept in flight for {} s \
              (the first fifth not counted); delivered = outcomes on the live stream. Half \
-             load: a batch every 100 ÷ (half the saturated delivered rate) seconds for {} s, \
+             load: a request every 100 (or 1) ÷ (half the saturated delivered rate) seconds for {} s, \
              open loop; latency from the client starting the POST to the event's outcome \
              arriving on `GET /v1/stream`; each stage's median over the \
              half-load deliveries (from the event id's ULID time and the notice's \

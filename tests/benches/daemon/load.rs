@@ -1,5 +1,5 @@
 //! End-to-end load through `POST /v1/events`: batches of 100 message
-//! events for the word-counter, first as fast as the daemon takes them (the
+//! events for the word-counter (or another number of events per request), first as fast as the daemon takes them (the
 //! maximum rate), then paced at fractions of it while the live stream
 //! (`GET /v1/stream`, SSE) reports each outcome; latency is from the moment
 //! the client starts a POST to the moment the event's outcome arrives.
@@ -20,8 +20,19 @@ pub const BATCH: usize = 100;
 
 /// One prepared request body: `BATCH` message events of `tenant`.
 pub fn batch_body(payload: &Value, tenant: &str) -> Bytes {
+    events_body(payload, tenant, BATCH)
+}
+
+/// One prepared request body of `events` message events of `tenant`: one
+/// event as an object, the way a webhook sends it; more as an array.
+pub fn events_body(payload: &Value, tenant: &str, events: usize) -> Bytes {
     let event = json!({"type": "message", "tenant": tenant, "payload": payload});
-    Bytes::from(serde_json::to_vec(&vec![event; BATCH]).expect("a JSON batch"))
+    let body = if events == 1 {
+        serde_json::to_vec(&event)
+    } else {
+        serde_json::to_vec(&vec![event; events])
+    };
+    Bytes::from(body.expect("a JSON body"))
 }
 
 /// Outcomes seen on the live stream: event id → arrival, plus a count of
@@ -177,9 +188,11 @@ pub struct MaxRate {
     pub refused_requests: u64,
 }
 
+/// `body` holds `events` events.
 pub async fn saturate(
     api: &Api,
     body: Bytes,
+    events: usize,
     count: &AtomicU64,
     duration: Duration,
     clients: usize,
@@ -194,7 +207,7 @@ pub async fn saturate(
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 match api.publish(body.clone(), false).await {
-                    Some(_) => accepted.fetch_add(BATCH as u64, Ordering::Relaxed),
+                    Some(_) => accepted.fetch_add(events as u64, Ordering::Relaxed),
                     None => {
                         refused.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -255,16 +268,18 @@ pub struct Paced {
     pub refused_requests: u64,
 }
 
-/// Sends a batch every `BATCH / rate` seconds for `duration`, open loop
-/// (each request in its own task), then waits for every outcome.
+/// Sends `body` (`events` events) every `events / rate` seconds for
+/// `duration`, open loop (each request in its own task), then waits for
+/// every outcome.
 pub async fn paced(
     api: &Api,
     body: Bytes,
+    events: usize,
     seen: &Arc<Mutex<Seen>>,
     rate: f64,
     duration: Duration,
 ) -> Paced {
-    let period = Duration::from_secs_f64(BATCH as f64 / rate);
+    let period = Duration::from_secs_f64(events as f64 / rate);
     let start = tokio::time::Instant::now();
     let mut sends = Vec::new();
     let mut k = 0u32;
