@@ -46,12 +46,18 @@
 //! **Segments are deleted** once every delivery whose `EVENT` record is in
 //! them is final and the checkpoint that says so is durable: a restart
 //! reads only segments that still hold unfinished work, plus the markers
-//! after them.
+//! after them. An append counts its deliveries only after its record is
+//! written, so a checkpoint chooses what to keep while no append is
+//! between the two (`Core::appending`), and never deletes the segment
+//! being appended to as it chose: a record written after that may not be
+//! counted yet when the deletion runs. Before this, a checkpoint in either
+//! window could delete the only copy of an acknowledged event, if the
+//! appends moved to a new segment meanwhile.
 
 use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -182,6 +188,20 @@ struct Core {
     /// write; the recorder waits that long at most, and dead letters are
     /// rare.
     closing: Mutex<()>,
+    /// Held shared by whoever appends an `EVENTS` record, from the append
+    /// until its deliveries are in `state`, and exclusively by a checkpoint
+    /// while it decides which segments to keep. A record written but not
+    /// yet counted in `per_segment` would otherwise not hold its segment,
+    /// which could go, and a crash lose an event already acknowledged.
+    appending: RwLock<()>,
+    #[cfg(test)]
+    /// Tests: the next append waits for a message here between its write
+    /// and the count of its deliveries, so a checkpoint can fall between.
+    pause_after_write: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    #[cfg(test)]
+    /// Tests: the next checkpoint waits for a message here between
+    /// choosing the segments to keep and deleting the others.
+    pause_before_removal: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 /// The checkpoint thread and how to stop it.
@@ -437,6 +457,11 @@ impl LogInbox {
             ready: ReadySet::default(),
             dead: Mutex::new(()),
             closing: Mutex::new(()),
+            appending: RwLock::new(()),
+            #[cfg(test)]
+            pause_after_write: Mutex::new(None),
+            #[cfg(test)]
+            pause_before_removal: Mutex::new(None),
         });
         let mut inbox = LogInbox { core, ticker: None };
         inbox.rebuild()?;
@@ -485,6 +510,7 @@ impl LogInbox {
             if records.is_empty() {
                 continue;
             }
+            let _appending = self.core.appending();
             let at = self.core.log.append(&records)?;
             let segment = at.first().map_or(0, |p| p.segment);
             {
@@ -497,6 +523,7 @@ impl LogInbox {
                     }
                 }
             }
+            drop(_appending);
             for (p, _) in &found {
                 self.core.store.drop_pending(p)?;
                 moved += 1;
@@ -612,18 +639,39 @@ impl Core {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Taken before appending an `EVENTS` record and kept until its
+    /// deliveries are counted (see `appending`).
+    fn appending(&self) -> RwLockReadGuard<'_, ()> {
+        // Guards no data of its own.
+        self.appending.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Between an `EVENTS` record's write and the count of its deliveries.
+    fn written(&self) {
+        #[cfg(test)]
+        pause(&self.pause_after_write);
+    }
+
     /// Makes finished deliveries' markers durable (sled first), then
     /// deletes segments no open delivery needs. With `force` regardless of
     /// when the last checkpoint was.
     fn checkpoint(&self, force: bool) -> Result<()> {
         let (markers, keep_from) = {
+            // No append is between its write and the count of its
+            // deliveries while this is held, so every record written so far
+            // is counted; one written from now on goes to the next segment
+            // or a later one, which is kept too.
+            let _counted = self.appending.write().unwrap_or_else(|p| p.into_inner());
             let mut st = self.state();
             if !force && st.last_checkpoint.is_some_and(|t| t.elapsed() < CHECKPOINT) {
                 return Ok(());
             }
             st.last_checkpoint = Some(Instant::now());
             let keep = st.per_segment.keys().next().copied().unwrap_or(u64::MAX);
-            (std::mem::take(&mut st.finished), keep)
+            (
+                std::mem::take(&mut st.finished),
+                keep.min(self.log.next_segment()),
+            )
         };
         // The events kept for finished deliveries, then log lines, stats,
         // idempotency keys and dead letters: before any marker, and before
@@ -633,8 +681,19 @@ impl Core {
         if !markers.is_empty() {
             self.log.append(&[finish_record(&markers)])?;
         }
+        #[cfg(test)]
+        pause(&self.pause_before_removal);
         self.log.remove_before(keep_from)?;
         Ok(())
+    }
+}
+
+/// Tests: waits for the message a test set up at `hook`, if it did.
+#[cfg(test)]
+fn pause(hook: &Mutex<Option<std::sync::mpsc::Receiver<()>>>) {
+    let release = hook.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(release) = release {
+        let _ = release.recv();
     }
 }
 
@@ -661,11 +720,13 @@ impl Inbox for LogInbox {
             routed.push((event, hs));
         }
         let (records, counts): (Vec<Vec<u8>>, Vec<usize>) = parts.finish().into_iter().unzip();
+        let _appending = self.core.appending();
         let positions: Vec<Position> = if records.is_empty() {
             Vec::new()
         } else {
             // One position per event: its record's.
             let at = self.core.log.append(&records)?;
+            self.core.written();
             at.iter()
                 .zip(&counts)
                 .flat_map(|(p, n)| std::iter::repeat_n(*p, *n))
@@ -690,6 +751,7 @@ impl Inbox for LogInbox {
                 }
             }
         }
+        drop(_appending);
         self.core.ready.extend(ready);
         for (event, _) in batch {
             if event.idempotency_key.is_some() {
@@ -833,6 +895,7 @@ impl Inbox for LogInbox {
         let mut parts = EventsRecords::new(part_size_hint(&dl.event));
         parts.push(&dl.event, &[(h, version)])?;
         let records = parts.records();
+        let _appending = self.core.appending();
         let at = self.core.log.append(&records)?;
         self.core.store.remove_dead_letter(&dl)?;
         let event = Arc::new(dl.event.clone());

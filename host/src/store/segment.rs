@@ -422,6 +422,13 @@ impl SegmentLog {
         Ok((checksum(&head[..4], &payload) == crc).then_some(payload))
     }
 
+    /// The segment the next record goes to (or the one before it, if that
+    /// record starts a new one): no record appended from now on goes to an
+    /// older segment.
+    pub fn next_segment(&self) -> u64 {
+        self.state().next.segment
+    }
+
     /// The id of the newest segment, the one appended to.
     pub fn newest(&self) -> u64 {
         self.active.lock().unwrap_or_else(|p| p.into_inner()).id

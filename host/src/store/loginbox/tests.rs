@@ -123,11 +123,145 @@ fn finished_segments_are_deleted_and_open_ones_kept() {
     i.finish(&[(&slow.pending, &attempt(&slow.pending, "ok"))])
         .unwrap();
     i.flush().unwrap();
+    // The segment being appended to as a checkpoint starts waits for the
+    // next one (a record written into it meanwhile may not be counted yet).
+    i.flush().unwrap();
     let ids = super::super::segment::segment_ids(&log).unwrap();
     assert_eq!(ids.len(), 1, "{ids:?}");
     drop((s, i));
     let (_s, i) = inbox(dir.path());
     assert!(open_keys(&i).is_empty());
+}
+
+type Hook = Mutex<Option<std::sync::mpsc::Receiver<()>>>;
+
+/// Sets up `hook` to hold the next pass through it; the sender lets it go.
+fn hold(hook: &Hook) -> std::sync::mpsc::Sender<()> {
+    let (release, paused) = std::sync::mpsc::channel();
+    *hook.lock().unwrap() = Some(paused);
+    release
+}
+
+/// Waits until something has reached `hook` (and waits there).
+fn reached(hook: &Hook) {
+    while hook.lock().unwrap().is_some() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// An inbox without its checkpoint ticker (the tests below run their own
+/// checkpoints; the ticker's would wait for a held append and hold up
+/// other appends behind it).
+fn inbox_without_ticker(dir: &Path) -> (Store, Arc<LogInbox>) {
+    let (s, mut i) = inbox(dir);
+    i.ticker = None;
+    (s, Arc::new(i))
+}
+
+/// Starts appending one event for handler `late` on a thread of its own
+/// and returns once its record is written, held before the count of its
+/// delivery: the delivery's key, the append's release and its thread.
+fn append_held(
+    i: &Arc<LogInbox>,
+) -> (
+    Key,
+    std::sync::mpsc::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    let late = routed(1, &["late"]);
+    let key = (late[0].0.id.clone(), "late".to_string());
+    let release = hold(&i.core.pause_after_write);
+    let appender = {
+        let i = i.clone();
+        std::thread::spawn(move || drop(i.append(&late).unwrap()))
+    };
+    reached(&i.core.pause_after_write);
+    (key, release, appender)
+}
+
+/// Appends more events (for handler `a`) until the log has moved at least
+/// two segments on.
+fn move_on(i: &LogInbox) {
+    let first = i.core.log.next_segment();
+    for _ in 0..6 {
+        i.append(&routed(10, &["a"])).unwrap();
+    }
+    assert!(
+        i.core.log.next_segment() > first + 1,
+        "the appends moved on"
+    );
+}
+
+/// `key`'s delivery is open, its segment still on disk, and it is open
+/// again after a reopen (a crash).
+fn still_there(dir: &Path, s: Store, i: Arc<LogInbox>, key: &Key) {
+    let segment = i.core.state().open[key].segment;
+    let ids = super::super::segment::segment_ids(&dir.join("log")).unwrap();
+    assert!(
+        ids.contains(&segment),
+        "segment {segment} of an open delivery is gone: {ids:?}"
+    );
+    drop((s, Arc::into_inner(i).unwrap()));
+    let (_s, i) = inbox(dir);
+    assert!(
+        open_keys(&i)
+            .iter()
+            .any(|(e, h, _)| (e, h) == (&key.0, &key.1))
+    );
+}
+
+#[test]
+fn a_checkpoint_between_an_appends_write_and_its_count_keeps_the_segment() {
+    // A checkpoint that decided which segments to keep after an append had
+    // written its record but before it counted its deliveries saw nothing
+    // open and kept only the newest segment; once later appends had moved
+    // past the record's segment, that segment was deleted, and with it the
+    // only durable copy of an event already acknowledged.
+    let dir = tempfile::tempdir().unwrap();
+    let (s, i) = inbox_without_ticker(dir.path());
+    let (key, release, appender) = append_held(&i);
+    move_on(&i);
+    let ready = i.take_ready(usize::MAX).unwrap();
+    assert!(ready.iter().all(|r| r.pending.handler == "a"));
+    let done: Vec<(Pending, LogEntry)> = ready
+        .iter()
+        .map(|r| (r.pending.clone(), attempt(&r.pending, "ok")))
+        .collect();
+    let refs: Vec<(&Pending, &LogEntry)> = done.iter().map(|(p, e)| (p, e)).collect();
+    i.finish(&refs).unwrap();
+    // The checkpoint, while the first append waits before its count (it
+    // is let go in a while: the checkpoint must wait for it).
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        release.send(()).unwrap();
+    });
+    i.flush().unwrap();
+    appender.join().unwrap();
+    releaser.join().unwrap();
+    still_there(dir.path(), s, i, &key);
+}
+
+#[test]
+fn an_append_written_while_a_checkpoint_deletes_keeps_its_segment() {
+    // The other order: a checkpoint chose what to keep (nothing was open,
+    // so every segment before the newest could go), then an append wrote
+    // its record and, before it counted its deliveries, later appends
+    // moved to a newer segment; the checkpoint then deleted the record's.
+    let dir = tempfile::tempdir().unwrap();
+    let (s, i) = inbox_without_ticker(dir.path());
+    let checkpoint = hold(&i.core.pause_before_removal);
+    let flusher = {
+        let i = i.clone();
+        std::thread::spawn(move || i.flush().unwrap())
+    };
+    reached(&i.core.pause_before_removal);
+    let (key, release, appender) = append_held(&i);
+    move_on(&i);
+    checkpoint.send(()).unwrap();
+    flusher.join().unwrap();
+    release.send(()).unwrap();
+    appender.join().unwrap();
+    still_there(dir.path(), s, i, &key);
 }
 
 #[test]
