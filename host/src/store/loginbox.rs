@@ -41,7 +41,8 @@
 //! **Idempotency keys** are written to sled behind the append (its `EVENT`
 //! record, routed or not, carries the key), put back at open from the
 //! events still in the log, and made durable by the sled flush that
-//! precedes the deletion of any segment.
+//! precedes the deletion of any segment (the append writes them before it
+//! lets a checkpoint choose, below).
 //!
 //! **Segments are deleted** once every delivery whose `EVENT` record is in
 //! them is final and the checkpoint that says so is durable: a restart
@@ -751,13 +752,15 @@ impl Inbox for LogInbox {
                 }
             }
         }
-        drop(_appending);
         self.core.ready.extend(ready);
         for (event, _) in batch {
             if event.idempotency_key.is_some() {
                 self.core.store.remember_idempotency(event)?;
             }
         }
+        // Only now: a key of an event routed nowhere holds no segment, and
+        // its record is its only durable copy until sled's next flush.
+        drop(_appending);
         self.core.store.bump(META_ACCEPTED, batch.len() as i64)?;
         let unrouted = batch.iter().filter(|(_, h)| h.is_empty()).count();
         if unrouted > 0 {
