@@ -51,9 +51,9 @@
 //! written, so a checkpoint chooses what to keep while no append is
 //! between the two (`Core::appending`), and never deletes the segment
 //! being appended to as it chose: a record written after that may not be
-//! counted yet when the deletion runs. Before this, a checkpoint in either
-//! window could delete the only copy of an acknowledged event, if the
-//! appends moved to a new segment meanwhile.
+//! counted yet when the deletion runs. Either would let a checkpoint delete
+//! the only copy of an acknowledged event once the appends moved to a new
+//! segment.
 
 use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
@@ -190,7 +190,8 @@ struct Core {
     /// rare.
     closing: Mutex<()>,
     /// Held shared by whoever appends an `EVENTS` record, from the append
-    /// until its deliveries are in `state`, and exclusively by a checkpoint
+    /// until its deliveries are in `state` (and its idempotency keys in
+    /// sled), and exclusively by a checkpoint
     /// while it decides which segments to keep. A record written but not
     /// yet counted in `per_segment` would otherwise not hold its segment,
     /// which could go, and a crash lose an event already acknowledged.
@@ -660,8 +661,8 @@ impl Core {
         let (markers, keep_from) = {
             // No append is between its write and the count of its
             // deliveries while this is held, so every record written so far
-            // is counted; one written from now on goes to the next segment
-            // or a later one, which is kept too.
+            // is counted; one written from now on goes to the segment
+            // appended to now or a later one, which are kept too.
             let _counted = self.appending.write().unwrap_or_else(|p| p.into_inner());
             let mut st = self.state();
             if !force && st.last_checkpoint.is_some_and(|t| t.elapsed() < CHECKPOINT) {
