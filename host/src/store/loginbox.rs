@@ -41,24 +41,23 @@
 //! **Idempotency keys** are written to sled behind the append (its `EVENT`
 //! record, routed or not, carries the key), put back at open from the
 //! events still in the log, and made durable by the sled flush that
-//! precedes the deletion of any segment (the append writes them before it
-//! lets a checkpoint choose, below).
+//! precedes the deletion of any segment (an append is under way, below,
+//! until its keys are written).
 //!
 //! **Segments are deleted** once every delivery whose `EVENT` record is in
 //! them is final and the checkpoint that says so is durable: a restart
 //! reads only segments that still hold unfinished work, plus the markers
 //! after them. An append counts its deliveries only after its record is
-//! written, so a checkpoint chooses what to keep while no append is
-//! between the two (`Core::appending`), and never deletes the segment
-//! being appended to as it chose: a record written after that may not be
-//! counted yet when the deletion runs. Either would let a checkpoint delete
-//! the only copy of an acknowledged event once the appends moved to a new
-//! segment.
+//! written, so a checkpoint also keeps every segment an append under way
+//! may be writing to (`Core::appending`), and the segment the next record
+//! goes to as it chooses: a record written after that may not be counted
+//! yet when the deletion runs. Otherwise a checkpoint could delete the only
+//! copy of an acknowledged event once the appends moved to a new segment.
 
 use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -189,13 +188,13 @@ struct Core {
     /// write; the recorder waits that long at most, and dead letters are
     /// rare.
     closing: Mutex<()>,
-    /// Held shared by whoever appends an `EVENTS` record, from the append
-    /// until its deliveries are in `state` (and its idempotency keys in
-    /// sled), and exclusively by a checkpoint
-    /// while it decides which segments to keep. A record written but not
-    /// yet counted in `per_segment` would otherwise not hold its segment,
-    /// which could go, and a crash lose an event already acknowledged.
-    appending: RwLock<()>,
+    /// Appends of `EVENTS` records under way, by the oldest segment each
+    /// can write to (the log's next segment as it began), from before the
+    /// write until its deliveries are in `state` and its idempotency keys
+    /// in sled. A checkpoint keeps those segments: a record written but not
+    /// yet counted in `per_segment` holds its segment no other way, and its
+    /// deletion would lose an event already acknowledged.
+    appending: Mutex<BTreeMap<u64, u32>>,
     #[cfg(test)]
     /// Tests: the next append waits for a message here between its write
     /// and the count of its deliveries, so a checkpoint can fall between.
@@ -459,7 +458,7 @@ impl LogInbox {
             ready: ReadySet::default(),
             dead: Mutex::new(()),
             closing: Mutex::new(()),
-            appending: RwLock::new(()),
+            appending: Mutex::new(BTreeMap::new()),
             #[cfg(test)]
             pause_after_write: Mutex::new(None),
             #[cfg(test)]
@@ -512,7 +511,7 @@ impl LogInbox {
             if records.is_empty() {
                 continue;
             }
-            let _appending = self.core.appending();
+            let appending = self.core.appending();
             let at = self.core.log.append(&records)?;
             let segment = at.first().map_or(0, |p| p.segment);
             {
@@ -525,7 +524,7 @@ impl LogInbox {
                     }
                 }
             }
-            drop(_appending);
+            drop(appending);
             for (p, _) in &found {
                 self.core.store.drop_pending(p)?;
                 moved += 1;
@@ -641,11 +640,18 @@ impl Core {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Taken before appending an `EVENTS` record and kept until its
-    /// deliveries are counted (see `appending`).
-    fn appending(&self) -> RwLockReadGuard<'_, ()> {
-        // Guards no data of its own.
-        self.appending.read().unwrap_or_else(|p| p.into_inner())
+    fn under_way(&self) -> MutexGuard<'_, BTreeMap<u64, u32>> {
+        // Counts changed one entry at a time: nothing half-done to repair.
+        self.appending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An append of an `EVENTS` record under way, from before its write
+    /// until it is dropped (see `appending`).
+    fn appending(&self) -> Appending<'_> {
+        let mut under_way = self.under_way();
+        let from = self.log.next_segment();
+        *under_way.entry(from).or_default() += 1;
+        Appending { core: self, from }
     }
 
     /// Between an `EVENTS` record's write and the count of its deliveries.
@@ -659,20 +665,22 @@ impl Core {
     /// when the last checkpoint was.
     fn checkpoint(&self, force: bool) -> Result<()> {
         let (markers, keep_from) = {
-            // No append is between its write and the count of its
-            // deliveries while this is held, so every record written so far
-            // is counted; one written from now on goes to the segment
-            // appended to now or a later one, which are kept too.
-            let _counted = self.appending.write().unwrap_or_else(|p| p.into_inner());
+            // Read first: an append that starts after this writes to this
+            // segment or a later one.
+            let next = self.log.next_segment();
             let mut st = self.state();
             if !force && st.last_checkpoint.is_some_and(|t| t.elapsed() < CHECKPOINT) {
                 return Ok(());
             }
             st.last_checkpoint = Some(Instant::now());
-            let keep = st.per_segment.keys().next().copied().unwrap_or(u64::MAX);
+            let counted = st.per_segment.keys().next().copied().unwrap_or(u64::MAX);
+            // Read with `state` held: an append counts its deliveries (under
+            // `state`) before it leaves `appending`, so each is in one or
+            // the other here.
+            let writing = self.under_way().keys().next().copied().unwrap_or(u64::MAX);
             (
                 std::mem::take(&mut st.finished),
-                keep.min(self.log.next_segment()),
+                counted.min(writing).min(next),
             )
         };
         // The events kept for finished deliveries, then log lines, stats,
@@ -687,6 +695,24 @@ impl Core {
         pause(&self.pause_before_removal);
         self.log.remove_before(keep_from)?;
         Ok(())
+    }
+}
+
+/// An append under way ([`Core::appending`]); it ends when dropped.
+struct Appending<'a> {
+    core: &'a Core,
+    from: u64,
+}
+
+impl Drop for Appending<'_> {
+    fn drop(&mut self) {
+        let mut under_way = self.core.under_way();
+        if let std::collections::btree_map::Entry::Occupied(mut n) = under_way.entry(self.from) {
+            *n.get_mut() -= 1;
+            if *n.get() == 0 {
+                n.remove();
+            }
+        }
     }
 }
 
@@ -722,7 +748,7 @@ impl Inbox for LogInbox {
             routed.push((event, hs));
         }
         let (records, counts): (Vec<Vec<u8>>, Vec<usize>) = parts.finish().into_iter().unzip();
-        let _appending = self.core.appending();
+        let appending = self.core.appending();
         let positions: Vec<Position> = if records.is_empty() {
             Vec::new()
         } else {
@@ -761,7 +787,7 @@ impl Inbox for LogInbox {
         }
         // Only now: a key of an event routed nowhere holds no segment, and
         // its record is its only durable copy until sled's next flush.
-        drop(_appending);
+        drop(appending);
         self.core.store.bump(META_ACCEPTED, batch.len() as i64)?;
         let unrouted = batch.iter().filter(|(_, h)| h.is_empty()).count();
         if unrouted > 0 {

@@ -149,9 +149,8 @@ fn reached(hook: &Hook) {
     }
 }
 
-/// An inbox without its checkpoint ticker (the tests below run their own
-/// checkpoints; the ticker's would wait for a held append and hold up
-/// other appends behind it).
+/// An inbox without its checkpoint ticker (the tests below hold their
+/// own checkpoints).
 fn inbox_without_ticker(dir: &Path) -> (Store, Arc<LogInbox>) {
     let (s, mut i) = inbox(dir);
     i.ticker = None;
@@ -229,15 +228,10 @@ fn a_checkpoint_between_an_appends_write_and_its_count_keeps_the_segment() {
         .collect();
     let refs: Vec<(&Pending, &LogEntry)> = done.iter().map(|(p, e)| (p, e)).collect();
     i.finish(&refs).unwrap();
-    // The checkpoint, while the first append waits before its count (it
-    // is let go in a while: the checkpoint must wait for it).
-    let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        release.send(()).unwrap();
-    });
+    // The checkpoint, while the first append waits before its count.
     i.flush().unwrap();
+    release.send(()).unwrap();
     appender.join().unwrap();
-    releaser.join().unwrap();
     still_there(dir.path(), s, i, &key);
 }
 
