@@ -1,6 +1,7 @@
 //! End-to-end load through `POST /v1/events`: batches of 100 message
-//! events for the word-counter (or another number of events per request), first as fast as the daemon takes them (the
-//! maximum rate), then paced at fractions of it while the live stream
+//! events for the word-counter (or another number of events per request),
+//! first as fast as the daemon takes them (the maximum rate), then paced
+//! at fractions of it while the live stream
 //! (`GET /v1/stream`, SSE) reports each outcome; latency is from the moment
 //! the client starts a POST to the moment the event's outcome arrives.
 
