@@ -477,28 +477,28 @@ mod tests {
         r.insert(handler("all", &[], true));
         r.insert(handler("acme", &["acme"], true));
         r.insert(handler("off", &["acme"], false));
-        let mut filtered = handler("filtered", &["acme"], true);
-        filtered.manifest = Manifest::from_json(
-            &serde_json::json!({
-                "name": "filtered",
-                "subscription": {"events": ["message"], "tenants": ["acme"],
-                    "filters": [{"kind": "equals", "pointer": "/a", "value": 1}]},
-            })
-            .to_string(),
-        )
-        .unwrap();
-        r.insert(filtered);
-        let mut aged = handler("aged", &["acme"], true);
-        aged.manifest = Manifest::from_json(
-            &serde_json::json!({
-                "name": "aged",
-                "subscription": {"events": ["message"], "tenants": ["acme"],
-                    "filters": [{"kind": "max_age", "max_age_ms": 1000}]},
-            })
-            .to_string(),
-        )
-        .unwrap();
-        r.insert(aged);
+        // A handler of `acme`'s `message` events with this filter.
+        let filtered = |name: &str, filter: serde_json::Value| {
+            let mut h = handler(name, &["acme"], true);
+            h.manifest = Manifest::from_json(
+                &serde_json::json!({
+                    "name": name,
+                    "subscription": {"events": ["message"], "tenants": ["acme"],
+                        "filters": [filter]},
+                })
+                .to_string(),
+            )
+            .unwrap();
+            h
+        };
+        r.insert(filtered(
+            "filtered",
+            serde_json::json!({"kind": "equals", "pointer": "/a", "value": 1}),
+        ));
+        r.insert(filtered(
+            "aged",
+            serde_json::json!({"kind": "max_age", "max_age_ms": 1000}),
+        ));
         // `filtered` is routed an event whose `/a` is 1, and only then.
         assert_eq!(r.route(&event("message", "acme")), ["acme", "aged", "all"]);
         assert_eq!(r.routed_at_least("message", "acme"), 3);

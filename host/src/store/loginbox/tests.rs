@@ -29,6 +29,16 @@ fn attempt(p: &Pending, outcome: &str) -> LogEntry {
     }
 }
 
+/// Finishes these deliveries, each `ok`.
+fn finish_ok<'r>(i: &LogInbox, ready: impl IntoIterator<Item = &'r Ready>) {
+    let done: Vec<(Pending, LogEntry)> = ready
+        .into_iter()
+        .map(|r| (r.pending.clone(), attempt(&r.pending, "ok")))
+        .collect();
+    let refs: Vec<(&Pending, &LogEntry)> = done.iter().map(|(p, e)| (p, e)).collect();
+    i.finish(&refs).unwrap();
+}
+
 fn open_keys(i: &LogInbox) -> Vec<(String, String, u32)> {
     let mut v: Vec<_> = i
         .core
@@ -74,12 +84,7 @@ fn a_reopen_replays_what_is_not_finished_with_its_retries() {
     assert_eq!(ready[0].pending.errors[0].outcome, "trap");
     assert!(ready.iter().all(|r| r.event.id == r.pending.event_id));
     // Finishing everything leaves nothing to replay.
-    let pairs: Vec<(Pending, LogEntry)> = ready
-        .iter()
-        .map(|r| (r.pending.clone(), attempt(&r.pending, "ok")))
-        .collect();
-    let refs: Vec<(&Pending, &LogEntry)> = pairs.iter().map(|(p, e)| (p, e)).collect();
-    i.finish(&refs).unwrap();
+    finish_ok(&i, &ready);
     i.flush().unwrap();
     drop((s, i));
     let (_s, i) = inbox(dir.path());
@@ -107,13 +112,7 @@ fn finished_segments_are_deleted_and_open_ones_kept() {
         "the slow event is not in the first segment"
     );
     let ready = i.take_ready(usize::MAX).unwrap();
-    let done: Vec<(Pending, LogEntry)> = ready
-        .iter()
-        .filter(|r| r.pending.handler == "a")
-        .map(|r| (r.pending.clone(), attempt(&r.pending, "ok")))
-        .collect();
-    let refs: Vec<(&Pending, &LogEntry)> = done.iter().map(|(p, e)| (p, e)).collect();
-    i.finish(&refs).unwrap();
+    finish_ok(&i, ready.iter().filter(|r| r.pending.handler == "a"));
     i.flush().unwrap();
     // Everything before the unfinished event's segment is gone.
     let ids = super::super::segment::segment_ids(&log).unwrap();
@@ -222,12 +221,7 @@ fn a_checkpoint_between_an_appends_write_and_its_count_keeps_the_segment() {
     move_on(&i);
     let ready = i.take_ready(usize::MAX).unwrap();
     assert!(ready.iter().all(|r| r.pending.handler == "a"));
-    let done: Vec<(Pending, LogEntry)> = ready
-        .iter()
-        .map(|r| (r.pending.clone(), attempt(&r.pending, "ok")))
-        .collect();
-    let refs: Vec<(&Pending, &LogEntry)> = done.iter().map(|(p, e)| (p, e)).collect();
-    i.finish(&refs).unwrap();
+    finish_ok(&i, &ready);
     // The checkpoint, while the first append waits before its count.
     i.flush().unwrap();
     release.send(()).unwrap();
