@@ -63,6 +63,13 @@ impl NatsServer {
     /// ports) and waits until each reports JetStream healthy, which needs
     /// an elected meta leader.
     pub fn cluster(n: usize) -> Vec<NatsServer> {
+        NatsServer::cluster_partly(n, n)
+    }
+
+    /// `n` servers routed to each other as one JetStream cluster, of which
+    /// only the first `started` run (healthy: they elected a meta leader);
+    /// [`NatsServer::start_again`] starts one of the others.
+    pub fn cluster_partly(n: usize, started: usize) -> Vec<NatsServer> {
         let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut servers: Vec<NatsServer> = (0..n)
             .map(|i| {
@@ -79,10 +86,10 @@ impl NatsServer {
                 )))
             })
             .collect();
-        for s in &mut servers {
+        for s in &mut servers[..started] {
             s.launch();
         }
-        for s in &servers {
+        for s in &servers[..started] {
             s.wait_healthy();
         }
         servers
@@ -168,7 +175,8 @@ impl NatsServer {
         }
     }
 
-    /// Starts a killed server again on the same port and store.
+    /// Starts a killed (or not yet started) server again on the same port
+    /// and store.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "nats-server is running");
         self.spawn();

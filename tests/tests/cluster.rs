@@ -341,6 +341,35 @@ fn one_of_three_nats_servers_killed_loses_nothing() {
     }
 }
 
+/// A node started while its NATS cluster is not whole (one of three
+/// servers not up yet, so streams with three replicas cannot be placed)
+/// waits for it, saying so, and then joins and delivers: an operator who
+/// starts NATS and Hookbox together does not get a node that exited.
+#[test]
+fn a_node_started_before_its_nats_cluster_is_whole_waits_for_it() {
+    let mut servers = NatsServer::cluster_partly(3, 2);
+    let config = NatsServer::cluster_config_of(&servers, "5s", 3);
+    let late = &mut servers[2];
+    let a = std::thread::scope(|s| {
+        s.spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            late.start_again();
+        });
+        Daemon::start_with(&format!("{NODE}{config}"))
+    });
+    let said = a.stderr_tail();
+    assert!(
+        said.contains("the NATS cluster is not ready"),
+        "the node did not say it waited for NATS:\n{said}"
+    );
+    a.deploy(&sleeper(1), &read(guests::SLEEP)).expect(201);
+    let want: BTreeSet<String> = publish(&a, 20).into_iter().collect();
+    a.wait_until("every event to be delivered", || {
+        let ran: BTreeSet<String> = ran(&a).into_keys().collect();
+        want.is_subset(&ran).then_some(())
+    });
+}
+
 /// `sleepy` taking `sleep_ms` per delivery with a 100 ms timeout and one
 /// attempt: a long sleep dead-letters every delivery.
 fn timing_out(sleep_ms: u64) -> String {

@@ -123,33 +123,120 @@ pub(super) async fn bucket(
     .map_err(|e| ClusterError::JetStream(format!("creating the {name} bucket: {e}")))
 }
 
+/// How long opening a stream or bucket keeps trying while the NATS
+/// cluster is still forming: servers started together elect a meta leader
+/// and see each other's peers some seconds apart, and until then creating
+/// a replicated stream fails with "no suitable peers" or "temporarily
+/// unavailable". A node started with its NATS cluster waits that out.
+pub(super) const FORMING_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs `attempt` until it succeeds, fails with an error that is not
+/// [`forming`], or [`FORMING_WAIT`] has passed (its last error then); each
+/// retry, 250 ms to 2 s apart, is logged as a warning naming `what`.
+pub(super) async fn while_forming<T, E, F, Fut>(
+    what: &str,
+    mut attempt: F,
+) -> std::result::Result<T, E>
+where
+    E: std::error::Error + 'static,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + FORMING_WAIT;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match attempt().await {
+            Ok(t) => return Ok(t),
+            Err(e) if forming(&e) && tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(
+                    "{what}: the NATS cluster is not ready ({e}); trying again in {pause:?}, for up to {FORMING_WAIT:?} in all"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether `e` (or an error it wraps) says the JetStream cluster is not
+/// ready yet (a meta leader or peers missing, a request that timed out)
+/// rather than that the request is wrong.
+pub(super) fn forming(e: &(dyn std::error::Error + 'static)) -> bool {
+    use jetstream::ErrorCode;
+    use jetstream::context::{
+        CreateKeyValueError, CreateKeyValueErrorKind, CreateStreamError, CreateStreamErrorKind,
+    };
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(e) = e.downcast_ref::<CreateStreamError>() {
+            return match e.kind() {
+                CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => {
+                    true
+                }
+                CreateStreamErrorKind::JetStream(e) => [
+                    ErrorCode::CLUSTER_NO_PEERS,
+                    ErrorCode::CLUSTER_NOT_AVAILABLE,
+                    ErrorCode::CLUSTER_INCOMPLETE,
+                    ErrorCode::CLUSTER_NOT_ASSIGNED,
+                    ErrorCode::CLUSTER_NOT_LEADER,
+                    ErrorCode::CLUSTER_SERVER_MEMBER_CHANGE_INFLIGHT,
+                ]
+                .contains(&e.error_code()),
+                _ => false,
+            };
+        }
+        if let Some(e) = e.downcast_ref::<CreateKeyValueError>()
+            && matches!(
+                e.kind(),
+                // `JetStream`: the account query before the creation failed.
+                CreateKeyValueErrorKind::TimedOut | CreateKeyValueErrorKind::JetStream
+            )
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// Opens the stream `config` names, creating it when missing; one another
-/// node created meanwhile (nodes starting together) is opened.
+/// node created meanwhile (nodes starting together) is opened. Waits out a
+/// NATS cluster that is still forming ([`while_forming`]).
 pub(super) async fn open_stream(
     js: &jetstream::Context,
     config: stream::Config,
 ) -> std::result::Result<stream::Stream, String> {
     let name = config.name.clone();
-    match js.get_or_create_stream(config).await {
-        Ok(s) => Ok(s),
-        Err(e) => js.get_stream(&name).await.map_err(|_| e.to_string()),
-    }
+    while_forming(&format!("opening the stream {name}"), || async {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(s) => Ok(s),
+            Err(e) => js.get_stream(&name).await.map_err(|_| e),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// Opens the bucket `config` names, creating it when missing; one another
-/// node created meanwhile (nodes starting together) is opened.
+/// node created meanwhile (nodes starting together) is opened. Waits out a
+/// NATS cluster that is still forming ([`while_forming`]).
 pub(super) async fn open_kv(
     js: &jetstream::Context,
     config: kv::Config,
 ) -> std::result::Result<kv::Store, String> {
-    if let Ok(kv) = js.get_key_value(&config.bucket).await {
-        return Ok(kv);
-    }
     let bucket = config.bucket.clone();
-    match js.create_key_value(config).await {
-        Ok(kv) => Ok(kv),
-        Err(e) => js.get_key_value(&bucket).await.map_err(|_| e.to_string()),
-    }
+    while_forming(&format!("opening the bucket {bucket}"), || async {
+        if let Ok(kv) = js.get_key_value(&bucket).await {
+            return Ok(kv);
+        }
+        match js.create_key_value(config.clone()).await {
+            Ok(kv) => Ok(kv),
+            Err(e) => js.get_key_value(&bucket).await.map_err(|_| e),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 impl Journal {

@@ -106,25 +106,24 @@ impl ClusterRegistry {
             };
             let kv = super::journal::bucket(&js, &cfg, "registry").await?;
             let bucket = format!("{}_modules", cfg.prefix);
-            let modules = match js.get_object_store(&bucket).await {
-                Ok(o) => o,
-                Err(_) => match js
-                    .create_object_store(object_store::Config {
-                        bucket: bucket.clone(),
-                        storage: jetstream::stream::StorageType::File,
-                        num_replicas: cfg.replicas,
-                        ..Default::default()
-                    })
-                    .await
-                {
-                    Ok(o) => o,
+            let modules = super::journal::while_forming("opening the module store", || async {
+                if let Ok(o) = js.get_object_store(&bucket).await {
+                    return Ok(o);
+                }
+                let config = object_store::Config {
+                    bucket: bucket.clone(),
+                    storage: jetstream::stream::StorageType::File,
+                    num_replicas: cfg.replicas,
+                    ..Default::default()
+                };
+                match js.create_object_store(config).await {
+                    Ok(o) => Ok(o),
                     // Made by another node meanwhile.
-                    Err(e) => js
-                        .get_object_store(&bucket)
-                        .await
-                        .map_err(|_| err("creating the module store", &e))?,
-                },
-            };
+                    Err(e) => js.get_object_store(&bucket).await.map_err(|_| e),
+                }
+            })
+            .await
+            .map_err(|e| err("creating the module store", &e))?;
             let bucket = format!("{}_nodes", cfg.prefix);
             let nodes = super::journal::open_kv(
                 &js,
