@@ -448,8 +448,15 @@ enum Origin {
     Hookbox,
 }
 
+/// Events to append, each with the handlers it was routed to.
+type RoutedBatch = Vec<(Arc<Event>, Vec<String>)>;
+
 /// Capacity of the notice channel; a slower subscriber sees `Lagged`.
 const NOTICE_CHANNEL: usize = 16_384;
+/// The largest batch [`Dispatcher::accept_spawned`] validates, routes and
+/// encodes on the reactor thread (tens of microseconds per event): a
+/// larger one pays for its handoff to the blocking pool many times over.
+pub const QUEUED_ACCEPT_MAX: usize = 16;
 /// How often a synchronous wait looks at its events without a notice.
 const WAIT_POLL: Duration = Duration::from_millis(250);
 /// Pause before a job whose outcome could not be stored is tried again.
@@ -669,6 +676,56 @@ impl Dispatcher {
         inputs: Vec<EventInput>,
         source: &str,
     ) -> Result<Vec<Accepted>, AcceptError> {
+        self.check_external(&inputs)?;
+        self.inner.accept(inputs, source, 0, Origin::External, None)
+    }
+
+    /// [`Dispatcher::accept`] for the async API, without a blocking thread
+    /// per request where it can: a batch of at most [`QUEUED_ACCEPT_MAX`]
+    /// events without idempotency keys is validated, routed and queued on
+    /// the calling (reactor) thread when the inbox can append without
+    /// waiting ([`Inbox::append_queued`]), and a spawned task completes it
+    /// once the inbox's group commit made it durable. Anything else runs
+    /// [`Dispatcher::accept`] on the blocking pool. Either way the work
+    /// goes on to its end if the returned handle is dropped (the client
+    /// hung up), so an event that became durable is counted and delivered.
+    /// Call it inside a tokio runtime.
+    pub fn accept_spawned(
+        &self,
+        inputs: Vec<EventInput>,
+        source: &str,
+    ) -> Result<tokio::task::JoinHandle<Result<Vec<Accepted>, AcceptError>>, AcceptError> {
+        self.check_external(&inputs)?;
+        let inner = self.inner.clone();
+        let queued =
+            inputs.len() <= QUEUED_ACCEPT_MAX && inputs.iter().all(|i| i.idempotency_key.is_none());
+        if !queued {
+            let source = source.to_string();
+            return Ok(tokio::task::spawn_blocking(move || {
+                inner.accept(inputs, &source, 0, Origin::External, None)
+            }));
+        }
+        let (out, batch, reserved) =
+            self.inner
+                .prepare(inputs, source, 0, Origin::External, None)?;
+        let started = Instant::now();
+        Ok(match self.inner.inbox.append_queued(&batch) {
+            Some(appended) => tokio::spawn(async move {
+                let appended = match appended {
+                    Ok(rest) => rest.await,
+                    Err(e) => Err(e),
+                };
+                inner.appended(out, batch.len(), reserved, appended, started)
+            }),
+            None => tokio::task::spawn_blocking(move || {
+                let appended = inner.inbox.append(&batch);
+                inner.appended(out, batch.len(), reserved, appended, started)
+            }),
+        })
+    }
+
+    /// What [`Dispatcher::accept`] refuses before looking at any event.
+    fn check_external(&self, inputs: &[EventInput]) -> Result<(), AcceptError> {
         if self.inner.stopping.load(Ordering::SeqCst) {
             return Err(AcceptError::ShuttingDown);
         }
@@ -682,7 +739,7 @@ impl Dispatcher {
                 max: self.inner.cfg.max_batch,
             });
         }
-        self.inner.accept(inputs, source, 0, Origin::External, None)
+        Ok(())
     }
 
     /// Whether the queue is loaded enough for [`Dispatcher::shed`] to refuse
@@ -1336,13 +1393,34 @@ impl Inner {
         origin: Origin,
         exclude: Option<&str>,
     ) -> Result<Vec<Accepted>, AcceptError> {
+        // Keys are looked up in `prepare` and written by the append: two
+        // batches with one key must not both find it new.
         let _serial = inputs
             .iter()
             .any(|i| i.idempotency_key.is_some())
             .then(|| self.idempotency.lock().unwrap_or_else(|p| p.into_inner()));
+        let (out, batch, reserved) = self.prepare(inputs, source, depth, origin, exclude)?;
+        let started = Instant::now();
+        let appended = self.inbox.append(&batch);
+        self.appended(out, batch.len(), reserved, appended, started)
+    }
+
+    /// The first half of [`Inner::accept`]: validates and routes the
+    /// batch, answers duplicates of idempotency keys, and reserves the
+    /// room its deliveries take in the queue. What to answer, what to
+    /// append, and the reservation [`Inner::appended`] uses. The caller
+    /// holds the idempotency lock when the batch has keys.
+    fn prepare(
+        &self,
+        inputs: Vec<EventInput>,
+        source: &str,
+        depth: u32,
+        origin: Origin,
+        exclude: Option<&str>,
+    ) -> Result<(Vec<Accepted>, RoutedBatch, Reservation), AcceptError> {
         let max_payload = self.cfg.max_payload_bytes;
         let mut out = Vec::with_capacity(inputs.len());
-        let mut batch: Vec<(Arc<Event>, Vec<String>)> = Vec::with_capacity(inputs.len());
+        let mut batch: RoutedBatch = Vec::with_capacity(inputs.len());
         let mut keys_in_batch: HashMap<(String, String), String> = HashMap::new();
         for (index, input) in inputs.into_iter().enumerate() {
             let invalid = |error| AcceptError::Invalid { index, error };
@@ -1413,11 +1491,24 @@ impl Inner {
             }
             None => Reservation::default(),
         };
-        let started = Instant::now();
-        let appended = self.inbox.append(&batch);
+        Ok((out, batch, reserved))
+    }
+
+    /// The second half of [`Inner::accept`], once the inbox's append of
+    /// `events` events ended (`appended`, begun at `started`): counts and
+    /// feeds the deliveries to the scheduler, or gives the reservation
+    /// back.
+    fn appended(
+        &self,
+        out: Vec<Accepted>,
+        events: usize,
+        reserved: Reservation,
+        appended: Result<Vec<String>, StoreError>,
+        started: Instant,
+    ) -> Result<Vec<Accepted>, AcceptError> {
         crate::store::warn_if_slow(
             "Appending accepted events to the inbox",
-            batch.len(),
+            events,
             started.elapsed(),
             recorder::SLOW_WRITE,
         );
@@ -1425,7 +1516,7 @@ impl Inner {
             self.sched().unreserve(reserved);
             return Err(e.into());
         }
-        self.metrics.accepted(batch.len() as u64);
+        self.metrics.accepted(events as u64);
         self.metrics
             .duplicate(out.iter().filter(|a| a.duplicate).count() as u64);
         // Durable now: a failure to hand the deliveries over is the

@@ -139,7 +139,7 @@ use std::time::Duration;
 use codec::{AbortExt, SledExt, TxResult, corrupt, decode, encode, tx_err};
 
 pub use external::AttemptKind;
-pub use inbox::{Inbox, InboxHooks, Ready};
+pub use inbox::{Appended, Inbox, InboxHooks, Ready};
 pub use kv::kv_item;
 pub use loginbox::LogInbox;
 pub use records::page_size;

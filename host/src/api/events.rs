@@ -272,9 +272,12 @@ pub(crate) async fn publish(
     }
     let inputs = body.parse(ctx.dispatcher().max_batch())?;
     caller.check_publish(&inputs)?;
+    // Runs to its end even if the client hangs up meanwhile: an event
+    // that became durable is counted and delivered.
     let events = ctx
-        .with_dispatcher(move |d| d.accept(inputs, HTTP_SOURCE))
-        .await?;
+        .dispatcher()
+        .accept_spawned(inputs, HTTP_SOURCE)?
+        .await??;
     let Some(timeout) = timeout else {
         let body = PublishResponse {
             events,

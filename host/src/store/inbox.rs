@@ -37,6 +37,10 @@ use std::time::Duration;
 use super::{DeadLetter, LogEntry, Pending, Result, Store};
 use crate::event::Event;
 
+/// The second half of [`Inbox::append_queued`]: the ids
+/// [`Inbox::append`] returns.
+pub type Appended = std::pin::Pin<Box<dyn Future<Output = Result<Vec<String>>> + Send + 'static>>;
+
 /// A delivery the caller may run: what is pending, and the event it carries.
 #[derive(Clone, Debug)]
 pub struct Ready {
@@ -56,6 +60,19 @@ pub trait Inbox: Send + Sync + std::fmt::Debug {
     /// batch order. Appending an event twice does not duplicate its
     /// deliveries.
     fn append(&self, batch: &[(Arc<Event>, Vec<String>)]) -> Result<Vec<String>>;
+
+    /// [`Inbox::append`] in two halves, for a caller on an async reactor:
+    /// this call only encodes and queues the batch (no disk I/O, no wait),
+    /// and the future it returns completes the append once the batch is
+    /// durable, with no thread blocked meanwhile. Drive the future to its
+    /// end whatever becomes of the request (spawn it): the batch may be
+    /// durable already, and a future dropped halfway leaves it uncounted
+    /// until the next open. `None`: this inbox has no such path; call
+    /// [`Inbox::append`] on a blocking thread.
+    fn append_queued(&self, batch: &[(Arc<Event>, Vec<String>)]) -> Option<Result<Appended>> {
+        let _ = batch;
+        None
+    }
 
     /// Up to `max` ready deliveries the caller was not handed before, in
     /// the order they became ready.

@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 
 use foldhash::{HashMap, HashMapExt};
 
-use super::inbox::{Inbox, Ready, ReadySet, first_attempt};
+use super::inbox::{Appended, Inbox, Ready, ReadySet, first_attempt};
 use super::queue::{META_ACCEPTED, META_UNROUTED, attempt_error, not_pending};
 use super::segment::{Position, SegmentLog, SegmentOptions};
 use super::stats::StatKind;
@@ -170,6 +170,8 @@ pub struct LogInbox {
     core: Arc<Core>,
     /// Writes checkpoints every [`CHECKPOINT`], off the recorder's path.
     ticker: Option<Ticker>,
+    /// Leads the group-commit rounds of [`Inbox::append_queued`].
+    committer: Option<Committer>,
 }
 
 /// What the inbox and its checkpoint thread share.
@@ -260,6 +262,36 @@ impl Drop for Ticker {
     fn drop(&mut self) {
         *self.stop.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
         self.stop.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The thread that leads the segment log's rounds for queued appends
+/// ([`SegmentLog::commit_queued`]), and how to stop it.
+struct Committer {
+    core: Arc<Core>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Committer {
+    fn start(core: &Arc<Core>) -> Result<Committer> {
+        let leader = core.clone();
+        let thread = std::thread::Builder::new()
+            .name("hookbox-inbox-commit".into())
+            .spawn(move || leader.log.commit_queued())
+            .map_err(|e| StoreError::Sled(format!("starting the inbox commit thread: {e}")))?;
+        Ok(Committer {
+            core: core.clone(),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.core.log.stop_committing();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -464,9 +496,14 @@ impl LogInbox {
             #[cfg(test)]
             pause_before_removal: Mutex::new(None),
         });
-        let mut inbox = LogInbox { core, ticker: None };
+        let mut inbox = LogInbox {
+            core,
+            ticker: None,
+            committer: None,
+        };
         inbox.rebuild()?;
         inbox.ticker = Ticker::start(&inbox.core);
+        inbox.committer = Some(Committer::start(&inbox.core)?);
         Ok(inbox)
     }
 
@@ -647,11 +684,71 @@ impl Core {
 
     /// An append of an `EVENTS` record under way, from before its write
     /// until it is dropped (see `appending`).
-    fn appending(&self) -> Appending<'_> {
+    fn appending(self: &Arc<Self>) -> Appending {
         let mut under_way = self.under_way();
         let from = self.log.next_segment();
         *under_way.entry(from).or_default() += 1;
-        Appending { core: self, from }
+        Appending {
+            core: self.clone(),
+            from,
+        }
+    }
+
+    /// The second half of an append, once its records (at `at`, one
+    /// position per record) are durable: counts its deliveries, which
+    /// become ready, and writes its idempotency keys; then it is no longer
+    /// under way. The ids of the events stored for delivery.
+    fn complete(
+        &self,
+        prepared: Prepared,
+        at: &[Position],
+        appending: Appending,
+    ) -> Result<Vec<String>> {
+        let Prepared {
+            counts,
+            routed,
+            accepted,
+            unrouted,
+            ..
+        } = prepared;
+        // One position per event: its record's.
+        let positions = at
+            .iter()
+            .zip(&counts)
+            .flat_map(|(p, n)| std::iter::repeat_n(*p, *n));
+        let mut ids = Vec::with_capacity(routed.len());
+        let mut ready = Vec::new();
+        {
+            let mut st = self.state();
+            for ((event, hs), at) in routed.iter().zip(positions) {
+                if hs.is_empty() {
+                    continue;
+                }
+                ids.push(event.id.clone());
+                for h in hs {
+                    if let Some(pending) = st.add(event, h, None, at.segment) {
+                        ready.push(Ready {
+                            pending: pending.clone(),
+                            event: event.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        self.ready.extend(ready);
+        for (event, _) in &routed {
+            if event.idempotency_key.is_some() {
+                self.store.remember_idempotency(event)?;
+            }
+        }
+        // Only now: a key of an event routed nowhere holds no segment, and
+        // its record is its only durable copy until sled's next flush.
+        drop(appending);
+        self.store.bump(META_ACCEPTED, accepted as i64)?;
+        if unrouted > 0 {
+            self.store.bump(META_UNROUTED, unrouted as i64)?;
+        }
+        Ok(ids)
     }
 
     /// Between an `EVENTS` record's write and the count of its deliveries.
@@ -699,12 +796,12 @@ impl Core {
 }
 
 /// An append under way ([`Core::appending`]); it ends when dropped.
-struct Appending<'a> {
-    core: &'a Core,
+struct Appending {
+    core: Arc<Core>,
     from: u64,
 }
 
-impl Drop for Appending<'_> {
+impl Drop for Appending {
     fn drop(&mut self) {
         let mut under_way = self.core.under_way();
         if let std::collections::btree_map::Entry::Occupied(mut n) = under_way.entry(self.from) {
@@ -713,6 +810,46 @@ impl Drop for Appending<'_> {
                 n.remove();
             }
         }
+    }
+}
+
+/// An append's `EVENTS` records, encoded before its write, and what its
+/// completion needs.
+struct Prepared {
+    records: Vec<Vec<u8>>,
+    /// Events in each record.
+    counts: Vec<usize>,
+    /// The events written, in order, each with its handlers (sorted, no
+    /// duplicates; none for an event kept only for its idempotency key).
+    routed: Vec<(Arc<Event>, Vec<String>)>,
+    /// Events in the batch, and those routed nowhere.
+    accepted: usize,
+    unrouted: usize,
+}
+
+impl Prepared {
+    fn of(batch: &[(Arc<Event>, Vec<String>)]) -> Result<Prepared> {
+        let mut parts = EventsRecords::new(batch.iter().map(|(e, _)| part_size_hint(e)).sum());
+        let mut routed = Vec::with_capacity(batch.len());
+        for (event, handlers) in batch {
+            let mut hs: Vec<String> = handlers.clone();
+            hs.sort_unstable();
+            hs.dedup();
+            if hs.is_empty() && event.idempotency_key.is_none() {
+                continue;
+            }
+            let pinned: Vec<(&str, Option<u32>)> = hs.iter().map(|h| (h.as_str(), None)).collect();
+            parts.push(event, &pinned)?;
+            routed.push((event.clone(), hs));
+        }
+        let (records, counts) = parts.finish().into_iter().unzip();
+        Ok(Prepared {
+            records,
+            counts,
+            routed,
+            accepted: batch.len(),
+            unrouted: batch.iter().filter(|(_, h)| h.is_empty()).count(),
+        })
     }
 }
 
@@ -731,69 +868,42 @@ fn sled_err(e: sled::Error) -> StoreError {
 
 impl Inbox for LogInbox {
     fn append(&self, batch: &[(Arc<Event>, Vec<String>)]) -> Result<Vec<String>> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut parts = EventsRecords::new(batch.iter().map(|(e, _)| part_size_hint(e)).sum());
-        let mut routed = Vec::with_capacity(batch.len());
-        for (event, handlers) in batch {
-            let mut hs: Vec<&str> = handlers.iter().map(String::as_str).collect();
-            hs.sort_unstable();
-            hs.dedup();
-            if hs.is_empty() && event.idempotency_key.is_none() {
-                continue;
-            }
-            let pinned: Vec<(&str, Option<u32>)> = hs.iter().map(|h| (*h, None)).collect();
-            parts.push(event, &pinned)?;
-            routed.push((event, hs));
-        }
-        let (records, counts): (Vec<Vec<u8>>, Vec<usize>) = parts.finish().into_iter().unzip();
+        let prepared = Prepared::of(batch)?;
         let appending = self.core.appending();
-        let positions: Vec<Position> = if records.is_empty() {
+        let at = if prepared.records.is_empty() {
             Vec::new()
         } else {
-            // One position per event: its record's.
-            let at = self.core.log.append(&records)?;
+            let at = self.core.log.append(&prepared.records)?;
             self.core.written();
-            at.iter()
-                .zip(&counts)
-                .flat_map(|(p, n)| std::iter::repeat_n(*p, *n))
-                .collect()
+            at
         };
-        let mut ids = Vec::with_capacity(routed.len());
-        let mut ready = Vec::new();
-        {
-            let mut st = self.core.state();
-            for ((event, hs), at) in routed.iter().zip(&positions) {
-                if hs.is_empty() {
-                    continue;
-                }
-                ids.push(event.id.clone());
-                for h in hs {
-                    if let Some(pending) = st.add(event, h, None, at.segment) {
-                        ready.push(Ready {
-                            pending: pending.clone(),
-                            event: (*event).clone(),
-                        });
-                    }
-                }
+        self.core.complete(prepared, &at, appending)
+    }
+
+    /// Queues the batch's record on the segment log, whose committer
+    /// thread leads the round: no thread waits for it but the round's.
+    fn append_queued(&self, batch: &[(Arc<Event>, Vec<String>)]) -> Option<Result<Appended>> {
+        let queue = || -> Result<Appended> {
+            let prepared = Prepared::of(batch)?;
+            let appending = self.core.appending();
+            let core = self.core.clone();
+            if prepared.records.is_empty() {
+                return Ok(Box::pin(
+                    async move { core.complete(prepared, &[], appending) },
+                ));
             }
-        }
-        self.core.ready.extend(ready);
-        for (event, _) in batch {
-            if event.idempotency_key.is_some() {
-                self.core.store.remember_idempotency(event)?;
-            }
-        }
-        // Only now: a key of an event routed nowhere holds no segment, and
-        // its record is its only durable copy until sled's next flush.
-        drop(appending);
-        self.core.store.bump(META_ACCEPTED, batch.len() as i64)?;
-        let unrouted = batch.iter().filter(|(_, h)| h.is_empty()).count();
-        if unrouted > 0 {
-            self.core.store.bump(META_UNROUTED, unrouted as i64)?;
-        }
-        Ok(ids)
+            let (at, durable) = self.core.log.append_queued(&prepared.records)?;
+            Ok(Box::pin(async move {
+                match durable.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(StoreError::Sled(e)),
+                    Err(_) => return Err(StoreError::Sled("the inbox log closed".into())),
+                }
+                core.written();
+                core.complete(prepared, &at, appending)
+            }))
+        };
+        Some(queue())
     }
 
     fn take_ready(&self, max: usize) -> Result<Vec<Ready>> {

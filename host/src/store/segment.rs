@@ -26,6 +26,14 @@
 //! acknowledged by the next round. With [`Durability::Group`] the leader
 //! first waits out the rest of the interval since the last sync, so rounds
 //! are at most one per interval.
+//!
+//! An appender on an async reactor must not sleep on that lock's condvar:
+//! [`SegmentLog::append_queued`] only queues and hands back a receiver that
+//! the round which makes the records durable answers. Rounds for queued
+//! appends are led by a thread running [`SegmentLog::commit_queued`] (or by
+//! a blocking appender that leads anyway); whoever ends a round answers
+//! every queued append it covered, so one thread wake-up per round serves
+//! all the requests in it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -91,6 +99,9 @@ pub struct SegmentLog {
     state: Mutex<State>,
     /// Signalled when a round finishes (`synced` moves) or fails.
     done: Condvar,
+    /// Signalled when queued appends wait for a round and none is going
+    /// (for [`SegmentLog::commit_queued`]), or when it is to stop.
+    wanted: Condvar,
     /// The open newest segment; only the round's leader touches it.
     active: Mutex<Active>,
 }
@@ -120,7 +131,17 @@ struct State {
     /// next open, so nothing more is accepted.
     failed: Option<String>,
     last_sync: Instant,
+    /// Queued appends (their ticket) and where to say they are durable.
+    waiters: Vec<(u64, Answer)>,
+    /// [`SegmentLog::stop_committing`] was called.
+    stop_committing: bool,
 }
+
+/// What a queued append is told when its round ends: `Err` with why the
+/// log failed.
+pub type Answer = tokio::sync::oneshot::Sender<std::result::Result<(), String>>;
+/// Where a queued append hears its [`Answer`].
+pub type Answered = tokio::sync::oneshot::Receiver<std::result::Result<(), String>>;
 
 struct Active {
     id: u64,
@@ -256,8 +277,11 @@ impl SegmentLog {
                 busy: false,
                 failed: None,
                 last_sync: Instant::now(),
+                waiters: Vec::new(),
+                stop_committing: false,
             }),
             done: Condvar::new(),
+            wanted: Condvar::new(),
             active: Mutex::new(Active { id, file }),
         };
         Ok((log, rec))
@@ -268,10 +292,9 @@ impl SegmentLog {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends `records` in order and returns their positions once they are
-    /// as durable as the log's [`Durability`] asks. Records of one call
-    /// are never split across a failure: all are acknowledged or none.
-    pub fn append<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<Vec<Position>> {
+    /// Queues `records` for the next round: their positions and the
+    /// round's ticket.
+    fn queue<R: AsRef<[u8]>>(&self, st: &mut State, records: &[R]) -> Result<(Vec<Position>, u64)> {
         if let Some(r) = records.iter().find(|r| r.as_ref().len() > MAX_RECORD) {
             return Err(StoreError::BadInput(format!(
                 "a log record of {} bytes; the limit is {MAX_RECORD}",
@@ -279,7 +302,6 @@ impl SegmentLog {
             )));
         }
         let mut out = Vec::with_capacity(records.len());
-        let mut st = self.state();
         if let Some(e) = &st.failed {
             return Err(StoreError::Sled(format!(
                 "the inbox log failed earlier: {e}"
@@ -309,7 +331,60 @@ impl SegmentLog {
             st.next.offset += size;
         }
         st.queued_ticket += 1;
-        let ticket = st.queued_ticket;
+        Ok((out, st.queued_ticket))
+    }
+
+    /// Queues `records` like [`SegmentLog::append`] without waiting: their
+    /// positions, and a receiver answered once they are as durable as the
+    /// log's [`Durability`] asks (`Err` with why when the round failed).
+    /// A thread must run [`SegmentLog::commit_queued`] for the round to
+    /// come when no blocking appender leads one.
+    pub fn append_queued<R: AsRef<[u8]>>(
+        &self,
+        records: &[R],
+    ) -> Result<(Vec<Position>, Answered)> {
+        let mut st = self.state();
+        let (out, ticket) = self.queue(&mut st, records)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        st.waiters.push((ticket, tx));
+        if !st.busy {
+            self.wanted.notify_one();
+        }
+        Ok((out, rx))
+    }
+
+    /// Leads the rounds queued appends wait for, until
+    /// [`SegmentLog::stop_committing`] and no queued append is left
+    /// unanswered: the loop of the thread that makes
+    /// [`SegmentLog::append_queued`] durable.
+    pub fn commit_queued(&self) {
+        let mut st = self.state();
+        loop {
+            let waiting = st.waiters.iter().any(|(t, _)| *t > st.synced_ticket);
+            if waiting && !st.busy {
+                st = self.lead(st);
+                continue;
+            }
+            if st.stop_committing && !waiting {
+                return;
+            }
+            st = self.wanted.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Makes [`SegmentLog::commit_queued`] return once every append queued
+    /// so far is answered.
+    pub fn stop_committing(&self) {
+        self.state().stop_committing = true;
+        self.wanted.notify_all();
+    }
+
+    /// Appends `records` in order and returns their positions once they are
+    /// as durable as the log's [`Durability`] asks. Records of one call
+    /// are never split across a failure: all are acknowledged or none.
+    pub fn append<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<Vec<Position>> {
+        let mut st = self.state();
+        let (out, ticket) = self.queue(&mut st, records)?;
         loop {
             if st.synced_ticket >= ticket {
                 return match &st.failed {
@@ -351,6 +426,23 @@ impl SegmentLog {
         st.last_sync = Instant::now();
         st.busy = false;
         self.done.notify_all();
+        if !st.waiters.is_empty() {
+            let answer = match &st.failed {
+                Some(e) => Err(e.clone()),
+                None => Ok(()),
+            };
+            let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut st.waiters)
+                .into_iter()
+                .partition(|(t, _)| *t <= ticket);
+            st.waiters = waiting;
+            for (_, tx) in done {
+                // A receiver that is gone stopped caring.
+                let _ = tx.send(answer.clone());
+            }
+        }
+        if !st.waiters.is_empty() || st.stop_committing {
+            self.wanted.notify_one();
+        }
         st
     }
 

@@ -93,6 +93,39 @@ fn a_reopen_replays_what_is_not_finished_with_its_retries() {
 }
 
 #[test]
+fn a_queued_append_counts_its_deliveries_once_durable_and_replays_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let batch = routed(3, &["a", "b"]);
+    let before;
+    {
+        let (_s, i) = inbox(dir.path());
+        let rest = i
+            .append_queued(&batch)
+            .expect("the log inbox queues")
+            .unwrap();
+        // Queued, not yet counted, and under way for the checkpoint.
+        assert!(i.take_ready(usize::MAX).unwrap().is_empty());
+        assert!(!i.core.under_way().is_empty());
+        let ids = rt.block_on(rest).unwrap();
+        assert_eq!(ids.len(), 3);
+        assert!(i.core.under_way().is_empty());
+        assert_eq!(i.take_ready(usize::MAX).unwrap().len(), 6);
+        // Routed nowhere and without a key: nothing to write or deliver.
+        let nowhere = routed(2, &[]);
+        let rest = i.append_queued(&nowhere).unwrap().unwrap();
+        assert!(rt.block_on(rest).unwrap().is_empty());
+        before = open_keys(&i);
+        assert_eq!(before.len(), 6);
+        // No flush: the records alone bring the deliveries back.
+    }
+    let (_s, i) = inbox(dir.path());
+    assert_eq!(open_keys(&i), before);
+}
+
+#[test]
 fn finished_segments_are_deleted_and_open_ones_kept() {
     let dir = tempfile::tempdir().unwrap();
     let (s, i) = inbox(dir.path());

@@ -245,6 +245,57 @@ fn concurrent_appenders_share_group_rounds_and_lose_nothing() {
 }
 
 #[test]
+fn queued_appends_are_answered_by_the_round_that_makes_them_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = SegmentLog::open(dir.path(), opts(Durability::Sync)).unwrap();
+    // No committer yet: a queued append waits for a round...
+    let (at, mut rx) = log.append_queued(&[b"queued"]).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(rx.try_recv().is_err(), "answered before any round");
+    // ... and a blocking appender's round covers it.
+    log.append(&[b"blocking"]).unwrap();
+    assert_eq!(rx.try_recv().unwrap(), Ok(()));
+    assert_eq!(log.read_at(at[0]).unwrap().as_deref(), Some(&b"queued"[..]));
+
+    // With a committer, queued and blocking appenders share rounds.
+    let log = Arc::new(log);
+    let committer = {
+        let log = log.clone();
+        std::thread::spawn(move || log.commit_queued())
+    };
+    let threads: Vec<_> = (0..4u8)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                (0..50u8)
+                    .map(|i| {
+                        if t % 2 == 0 {
+                            log.append(&[[t, i]]).unwrap()[0]
+                        } else {
+                            let (at, rx) = log.append_queued(&[[t, i]]).unwrap();
+                            rx.blocking_recv().unwrap().unwrap();
+                            at[0]
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let positions: Vec<Position> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    log.stop_committing();
+    committer.join().unwrap();
+    for at in &positions {
+        assert!(log.read_at(*at).unwrap().is_some(), "{at:?} not written");
+    }
+    drop(log);
+    let (_, rec) = SegmentLog::open(dir.path(), opts(Durability::Sync)).unwrap();
+    assert_eq!(rec.records, 202);
+}
+
+#[test]
 fn read_at_gives_a_record_by_its_position_and_none_for_anything_else() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = SegmentLog::open(dir.path(), opts(Durability::None)).unwrap();
