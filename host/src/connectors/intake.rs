@@ -84,10 +84,10 @@ impl Intake {
         while !left.is_empty() {
             let n = left.len().min(limit);
             let chunk: Vec<EventInput> = left[..n].iter().map(|(_, e)| e.clone()).collect();
-            let dispatcher = self.dispatcher.clone();
-            let source = self.source.clone();
-            let result =
-                tokio::task::spawn_blocking(move || dispatcher.accept(chunk, &source)).await;
+            let result = match self.dispatcher.accept_spawned(chunk, &self.source) {
+                Ok(accepting) => accepting.await,
+                Err(refused) => Ok(Err(refused)),
+            };
             match result {
                 Ok(Ok(accepted)) => {
                     left.drain(..n);
