@@ -9,7 +9,9 @@
 //! - **append**: a batch of routed events becomes durable as one unit
 //!   (as durable as [`Durability`](super::Durability) asks) before the call
 //!   returns; the deliveries it created (one per event × handler, attempt 1,
-//!   due now) become *ready*;
+//!   due now) become *ready*; an inbox may also offer it in two halves
+//!   (queue now, a future that completes once durable) for a caller on an
+//!   async reactor, so no thread sleeps per request;
 //! - **take ready**: hands the caller deliveries that became ready and that
 //!   it was not handed yet (those appended, replayed at open, or revived
 //!   from the dead letters), with their events;
@@ -50,8 +52,9 @@ pub struct Ready {
     pub event: Arc<Event>,
 }
 
-/// See the module docs. Every method blocks (disk I/O, a wait for the
-/// group commit): call them off the async reactor.
+/// See the module docs. Every method but [`Inbox::append_queued`] blocks
+/// (disk I/O, a wait for the group commit): call them off the async
+/// reactor.
 pub trait Inbox: Send + Sync + std::fmt::Debug {
     /// Makes `batch` durable as one unit: each event with one delivery per
     /// handler it was routed to (an event routed nowhere is counted, and its

@@ -6,8 +6,12 @@
 //! pending row per delivery. The record is checksummed as a whole, so a
 //! batch is in the log entirely or not at all (a batch whose record would
 //! pass [`MAX_RECORD`](super::segment::MAX_RECORD), 64 MiB, four times the
-//! API's body limit, is split into several records). Which deliveries are still open is kept in
-//! memory and rebuilt at open by reading the live segments in order:
+//! API's body limit, is split into several records). The HTTP API's small
+//! batches use [`Inbox::append_queued`]: the record is queued on the
+//! reactor thread, a commit thread of the inbox's own leads the round, and
+//! the round answers every request in it, so no thread sleeps per request.
+//! Which deliveries are still open is kept in memory and rebuilt at open
+//! by reading the live segments in order:
 //!
 //! | record | bytes after the kind byte | effect at replay |
 //! |---|---|---|
