@@ -29,6 +29,7 @@ mod breaker;
 mod breakers;
 mod builtin;
 mod circuit;
+mod claims;
 mod handler_log;
 mod metrics;
 mod queue;
@@ -451,6 +452,14 @@ enum Origin {
 /// Events to append, each with the handlers it was routed to.
 type RoutedBatch = Vec<(Arc<Event>, Vec<String>)>;
 
+/// The idempotency keys of a batch, with their tenants.
+fn keys_of(inputs: &[EventInput]) -> Vec<claims::Key> {
+    inputs
+        .iter()
+        .filter_map(|i| Some((i.tenant.clone(), i.idempotency_key.clone()?)))
+        .collect()
+}
+
 /// Capacity of the notice channel; a slower subscriber sees `Lagged`.
 const NOTICE_CHANNEL: usize = 16_384;
 /// The largest batch [`Dispatcher::accept_spawned`] validates, routes and
@@ -485,10 +494,10 @@ struct Inner {
     /// Built-in sinks waiting out a rate limit; taken after `breakers`.
     throttles: Mutex<throttle::Throttles>,
     wake: Condvar,
-    /// Held across the idempotency check and the write of batches that
-    /// carry idempotency keys, so two racing requests with one key cannot
-    /// both be accepted (the store's check and write are separate calls).
-    idempotency: Mutex<()>,
+    /// Idempotency keys of batches being accepted, claimed across the
+    /// store's check and write of them, so two racing requests with one
+    /// key cannot both be accepted (`claims.rs`).
+    idempotency: Arc<claims::KeyClaims>,
     /// Payload schemas by event type, checked at accept.
     schemas: schemas::Schemas,
     notices: broadcast::Sender<Arc<DeliveryNotice>>,
@@ -549,7 +558,7 @@ impl Dispatcher {
             breakers: Mutex::new(Breakers::default()),
             throttles: Mutex::default(),
             wake: Condvar::new(),
-            idempotency: Mutex::new(()),
+            idempotency: Arc::default(),
             schemas: schemas::Schemas::default(),
             notices,
             metrics: Metrics::default(),
@@ -682,11 +691,13 @@ impl Dispatcher {
 
     /// [`Dispatcher::accept`] for the async API, without a blocking thread
     /// per request where it can: a batch of at most [`QUEUED_ACCEPT_MAX`]
-    /// events without idempotency keys is validated, routed and queued on
-    /// the calling (reactor) thread when the inbox can append without
-    /// waiting ([`Inbox::append_queued`]), and a spawned task completes it
-    /// once the inbox's group commit made it durable. Anything else runs
-    /// [`Dispatcher::accept`] on the blocking pool. Either way the work
+    /// events, none of whose idempotency keys another batch is accepting
+    /// now, is validated, routed and queued on the calling (reactor)
+    /// thread when the inbox can append without waiting
+    /// ([`Inbox::append_queued`]), and a spawned task completes it once
+    /// the inbox's group commit made it durable. Anything else runs
+    /// [`Dispatcher::accept`] on the blocking pool (where a batch waits
+    /// for its keys). Either way the work
     /// goes on to its end if the returned handle is dropped (the client
     /// hung up), so an event that became durable is counted and delivered.
     /// Call it inside a tokio runtime.
@@ -697,14 +708,15 @@ impl Dispatcher {
     ) -> Result<tokio::task::JoinHandle<Result<Vec<Accepted>, AcceptError>>, AcceptError> {
         self.check_external(&inputs)?;
         let inner = self.inner.clone();
-        let queued =
-            inputs.len() <= QUEUED_ACCEPT_MAX && inputs.iter().all(|i| i.idempotency_key.is_none());
-        if !queued {
+        let claim = (inputs.len() <= QUEUED_ACCEPT_MAX)
+            .then(|| inner.idempotency.try_claim(keys_of(&inputs)))
+            .flatten();
+        let Some(claim) = claim else {
             let source = source.to_string();
             return Ok(tokio::task::spawn_blocking(move || {
                 inner.accept(inputs, &source, 0, Origin::External, None)
             }));
-        }
+        };
         let (out, batch, reserved) =
             self.inner
                 .prepare(inputs, source, 0, Origin::External, None)?;
@@ -715,10 +727,12 @@ impl Dispatcher {
                     Ok(rest) => rest.await,
                     Err(e) => Err(e),
                 };
+                drop(claim);
                 inner.appended(out, batch.len(), reserved, appended, started)
             }),
             None => tokio::task::spawn_blocking(move || {
                 let appended = inner.inbox.append(&batch);
+                drop(claim);
                 inner.appended(out, batch.len(), reserved, appended, started)
             }),
         })
@@ -1395,10 +1409,7 @@ impl Inner {
     ) -> Result<Vec<Accepted>, AcceptError> {
         // Keys are looked up in `prepare` and written by the append: two
         // batches with one key must not both find it new.
-        let _serial = inputs
-            .iter()
-            .any(|i| i.idempotency_key.is_some())
-            .then(|| self.idempotency.lock().unwrap_or_else(|p| p.into_inner()));
+        let _claim = self.idempotency.claim(keys_of(&inputs));
         let (out, batch, reserved) = self.prepare(inputs, source, depth, origin, exclude)?;
         let started = Instant::now();
         let appended = self.inbox.append(&batch);
@@ -1409,7 +1420,8 @@ impl Inner {
     /// batch, answers duplicates of idempotency keys, and reserves the
     /// room its deliveries take in the queue. What to answer, what to
     /// append, and the reservation [`Inner::appended`] uses. The caller
-    /// holds the idempotency lock when the batch has keys.
+    /// holds the claim of the batch's idempotency keys until the append
+    /// is done.
     fn prepare(
         &self,
         inputs: Vec<EventInput>,

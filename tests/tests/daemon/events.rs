@@ -70,7 +70,36 @@ fn idempotency_keys_dedupe_across_requests() {
     idempotency_keys_dedupe(&d);
 }
 
-/// Every example handler's name.
+/// Requests racing with one idempotency key, one event each (the size the
+/// API queues on its reactor), are accepted once: every answer carries the
+/// first one's id, and exactly one is not a duplicate. Keys of other
+/// requests in flight at the same time do not hold them up.
+#[test]
+fn racing_requests_with_one_idempotency_key_are_accepted_once() {
+    let d = Daemon::start();
+    deploy(&d, &["tenant-analytics"]);
+    for round in 0..10 {
+        let key = format!("race-{round}");
+        let answers: Vec<Value> = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..12)
+                .map(|_| {
+                    let (d, key) = (&d, &key);
+                    s.spawn(move || {
+                        let event = json!({"type": "invoice.paid", "tenant": "acme", "idempotency_key": key});
+                        d.publish(&event, false).expect(202).json["events"][0].clone()
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let ids: BTreeSet<String> = answers.iter().map(|a| a["id"].to_string()).collect();
+        assert_eq!(ids.len(), 1, "one key, several events: {answers:?}");
+        let firsts = answers.iter().filter(|a| a["duplicate"] == false).count();
+        assert_eq!(firsts, 1, "{answers:?}");
+    }
+}
+
+/// Every example handler's name./// Every example handler's name.
 fn all_examples() -> Vec<&'static str> {
     EXAMPLES.iter().map(|(name, _)| *name).collect()
 }
