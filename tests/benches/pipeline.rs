@@ -181,6 +181,7 @@ fn measure(
         ));
         ready_rx.await.expect("the stream is open");
         let max = load::saturate(
+            daemon.pid(),
             &api,
             body.clone(),
             setup.events,
@@ -283,6 +284,7 @@ fn soak(seconds: u64) {
         ));
         ready_rx.await.expect("the stream is open");
         let max = load::saturate(
+            daemon.pid(),
             &api,
             body.clone(),
             load::BATCH,
@@ -477,6 +479,7 @@ fn main() {
         "saturated: accepted",
         "saturated: delivered",
         "429s",
+        "saturated: CPU, daemon + generator",
         "half load: events/s",
         "p50",
         "p99",
@@ -508,6 +511,10 @@ fn main() {
             format!("{}", fmt_rate(m.max.accepted_per_s)),
             format!("{}", fmt_rate(m.max.delivered_per_s)),
             (m.max.refused_requests + m.half.refused_requests).to_string(),
+            format!(
+                "{:.2} + {:.2} cores",
+                m.max.daemon_cores, m.max.generator_cores
+            ),
             fmt_rate(m.half.achieved_per_s),
             p(50.0),
             p(99.0),
@@ -540,7 +547,9 @@ fn main() {
              arriving on `GET /v1/stream`; each stage's median over the \
              half-load deliveries (from the event id's ULID time and the notice's \
              `time_ms` and `duration_us`, ± 1 ms each) splits it. 429s: refused requests in both phases. The load \
-             generator shares the 2 cores with the daemon. 2 workers ÷ 1, saturated \
+             generator shares the 2 cores with the daemon; the CPU column is what each used \
+             over the counted part of the saturated phase (from `/proc/<pid>/stat`), in \
+             cores. 2 workers ÷ 1, saturated \
              delivered, `group`: {}, {}.",
             if quick() { 2 } else { 10 },
             if quick() { 1 } else { 6 },

@@ -192,6 +192,20 @@ pub fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
     by_name
 }
 
+/// CPU time (user + system) process `pid` used so far, in seconds (`None`
+/// where `/proc/<pid>/stat` cannot be read).
+#[allow(unsafe_code)]
+pub fn process_cpu_secs(pid: u32) -> Option<f64> {
+    // SAFETY: `sysconf` takes a constant and reads no memory of ours.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (name) state …`: the name may hold spaces and parentheses.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // After the name: state is field 0, utime 11, stime 12.
+    let used = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    Some((used(11)? + used(12)?) / ticks)
+}
+
 /// Nanoseconds per call of a timed loop: wall clock, and CPU time of the
 /// calling thread (which leaves out the time other processes held the core,
 /// so it holds up better on a shared machine).

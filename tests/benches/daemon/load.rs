@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::process::{Api, TOKEN};
+use super::support::process_cpu_secs;
 
 /// Events per request (the issue's batch size).
 pub const BATCH: usize = 100;
@@ -36,11 +37,14 @@ pub fn events_body(payload: &Value, tenant: &str, events: usize) -> Bytes {
     Bytes::from(body.expect("a JSON body"))
 }
 
-/// Outcomes seen on the live stream: event id → arrival, plus a count of
-/// notices the stream skipped (`event: lagged`).
+/// Outcomes seen on the live stream: event id → arrival (only while
+/// `keep`: a saturated phase counts outcomes and stores none, so the load
+/// generator takes less of the cores it shares with the daemon), plus a
+/// count of notices the stream skipped (`event: lagged`).
 #[derive(Debug, Default)]
 pub struct Seen {
     pub at: HashMap<String, Arrival>,
+    pub keep: bool,
     pub lagged: u64,
 }
 
@@ -142,8 +146,11 @@ pub async fn follow(
         let (now, wall) = (Instant::now(), wall_ms());
         buf.push_str(&String::from_utf8_lossy(&chunk));
         let mut seen = seen.lock().await;
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
+        // Whole blocks are read in place and cut off the buffer once.
+        let mut from = 0;
+        while let Some(end) = buf[from..].find("\n\n") {
+            let block = &buf[from..from + end + 2];
+            from += end + 2;
             if block.contains("event: lagged") {
                 let n = block
                     .lines()
@@ -152,17 +159,20 @@ pub async fn follow(
                     .unwrap_or(0);
                 seen.lagged += n;
                 count.fetch_add(n, Ordering::Relaxed);
-            } else if let Some(id) = field(&block, "\"event_id\":\"") {
-                let arrival = Arrival {
-                    at: now,
-                    wall_ms: wall,
-                    ended_ms: number(&block, "\"time_ms\":").unwrap_or(0),
-                    ran_us: number(&block, "\"duration_us\":").unwrap_or(0),
-                };
-                seen.at.insert(id.to_string(), arrival);
+            } else if let Some(id) = field(block, "\"event_id\":\"") {
+                if seen.keep {
+                    let arrival = Arrival {
+                        at: now,
+                        wall_ms: wall,
+                        ended_ms: number(block, "\"time_ms\":").unwrap_or(0),
+                        ran_us: number(block, "\"duration_us\":").unwrap_or(0),
+                    };
+                    seen.at.insert(id.to_string(), arrival);
+                }
                 count.fetch_add(1, Ordering::Relaxed);
             }
         }
+        buf.drain(..from);
     }
 }
 
@@ -181,16 +191,21 @@ fn number(text: &str, prefix: &str) -> Option<u64> {
 }
 
 /// The maximum rate: accepted and delivered events per second while
-/// `clients` requests are always in flight for `duration`.
+/// `clients` requests are always in flight for `duration`, and the CPU
+/// (in cores) the daemon and this process (the load generator) used over
+/// the counted part.
 #[derive(Debug)]
 pub struct MaxRate {
     pub accepted_per_s: f64,
     pub delivered_per_s: f64,
     pub refused_requests: u64,
+    pub daemon_cores: f64,
+    pub generator_cores: f64,
 }
 
-/// `body` holds `events` events.
+/// `body` holds `events` events; `daemon` is the daemon's pid.
 pub async fn saturate(
+    daemon: u32,
     api: &Api,
     body: Bytes,
     events: usize,
@@ -220,15 +235,23 @@ pub async fn saturate(
     }
     // Skip the first fifth: connections open, the queue starts filling.
     tokio::time::sleep(duration / 5).await;
-    let (a0, d0, t0) = (
+    let cpu = || {
+        (
+            process_cpu_secs(daemon).unwrap_or(f64::NAN),
+            process_cpu_secs(std::process::id()).unwrap_or(f64::NAN),
+        )
+    };
+    let (a0, d0, t0, c0) = (
         accepted.load(Ordering::Relaxed),
         count.load(Ordering::Relaxed),
         Instant::now(),
+        cpu(),
     );
     tokio::time::sleep(duration - duration / 5).await;
-    let (a1, d1) = (
+    let (a1, d1, c1) = (
         accepted.load(Ordering::Relaxed),
         count.load(Ordering::Relaxed),
+        cpu(),
     );
     let secs = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
@@ -239,6 +262,8 @@ pub async fn saturate(
         accepted_per_s: (a1 - a0) as f64 / secs,
         delivered_per_s: (d1 - d0) as f64 / secs,
         refused_requests: refused.load(Ordering::Relaxed),
+        daemon_cores: (c1.0 - c0.0) / secs,
+        generator_cores: (c1.1 - c0.1) / secs,
     }
 }
 
@@ -280,6 +305,7 @@ pub async fn paced(
     rate: f64,
     duration: Duration,
 ) -> Paced {
+    seen.lock().await.keep = true;
     let period = Duration::from_secs_f64(events as f64 / rate);
     let start = tokio::time::Instant::now();
     let mut sends = Vec::new();
