@@ -872,6 +872,9 @@ fn sled_err(e: sled::Error) -> StoreError {
 
 impl Inbox for LogInbox {
     fn append(&self, batch: &[(Arc<Event>, Vec<String>)]) -> Result<Vec<String>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let prepared = Prepared::of(batch)?;
         let appending = self.core.appending();
         let at = if prepared.records.is_empty() {
@@ -888,6 +891,10 @@ impl Inbox for LogInbox {
     /// thread leads the round: no thread waits for it but the round's.
     fn append_queued(&self, batch: &[(Arc<Event>, Vec<String>)]) -> Option<Result<Appended>> {
         let queue = || -> Result<Appended> {
+            if batch.is_empty() {
+                // Every event a duplicate: nothing to write or count.
+                return Ok(Box::pin(std::future::ready(Ok(Vec::new()))));
+            }
             let prepared = Prepared::of(batch)?;
             let appending = self.core.appending();
             let core = self.core.clone();
