@@ -694,10 +694,10 @@ impl Dispatcher {
     /// events, none of whose idempotency keys another batch is accepting
     /// now, is validated, routed and queued on the calling (reactor)
     /// thread when the inbox can append without waiting
-    /// ([`Inbox::append_queued`]), and a spawned task completes it once
-    /// the inbox's group commit made it durable. Anything else runs
-    /// [`Dispatcher::accept`] on the blocking pool (where a batch waits
-    /// for its keys). Either way the work
+    /// ([`Inbox::queues_appends`]), and a spawned task completes it once
+    /// the inbox's group commit made it durable. Anything else (the sled
+    /// and JetStream inboxes) runs [`Dispatcher::accept`] on the blocking
+    /// pool (where a batch waits for its keys). Either way the work
     /// goes on to its end if the returned handle is dropped (the client
     /// hung up), so an event that became durable is counted and delivered.
     /// Call it inside a tokio runtime.
@@ -708,7 +708,9 @@ impl Dispatcher {
     ) -> Result<tokio::task::JoinHandle<Result<Vec<Accepted>, AcceptError>>, AcceptError> {
         self.check_external(&inputs)?;
         let inner = self.inner.clone();
-        let claim = (inputs.len() <= QUEUED_ACCEPT_MAX)
+        // Other inboxes look keys up over the network, or have no queued
+        // append: their accepts stay off the reactor.
+        let claim = (inputs.len() <= QUEUED_ACCEPT_MAX && inner.inbox.queues_appends())
             .then(|| inner.idempotency.try_claim(keys_of(&inputs)))
             .flatten();
         let Some(claim) = claim else {

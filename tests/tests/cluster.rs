@@ -370,6 +370,24 @@ fn a_node_started_before_its_nats_cluster_is_whole_waits_for_it() {
     });
 }
 
+/// An idempotency key accepted on one node is a duplicate on the other:
+/// the keys live in JetStream, not in a node's store.
+#[test]
+fn an_idempotency_key_accepted_on_one_node_is_a_duplicate_on_the_other() {
+    let nats = NatsServer::start();
+    let (a, b) = (node(&nats, "5s"), node(&nats, "5s"));
+    a.deploy(&sleeper(1), &read(guests::SLEEP)).expect(201);
+    let event = json!({"type": "job", "payload": {"i": 1}, "idempotency_key": "order-7"});
+    let first = a.publish(&event, false).expect(202);
+    let id = &first.json["events"][0]["id"];
+    assert_eq!(first.json["events"][0]["duplicate"], false, "{first}");
+    for d in [&a, &b] {
+        let again = d.publish(&event, false).expect(202);
+        assert_eq!(again.json["events"][0]["duplicate"], true, "{again}");
+        assert_eq!(&again.json["events"][0]["id"], id, "{again}");
+    }
+}
+
 /// A node pointed at a nats-server without JetStream exits at once with an
 /// error that says so and how to fix it, instead of waiting for a cluster
 /// that would never form.

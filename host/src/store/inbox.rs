@@ -77,6 +77,14 @@ pub trait Inbox: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Whether [`Inbox::append_queued`] is offered, and
+    /// [`Inbox::idempotent_id`] is cheap enough to call on a reactor
+    /// thread (a local read, no network round trip): the caller may then
+    /// prepare a batch there. False unless the inbox says so.
+    fn queues_appends(&self) -> bool {
+        false
+    }
+
     /// Up to `max` ready deliveries the caller was not handed before, in
     /// the order they became ready.
     fn take_ready(&self, max: usize) -> Result<Vec<Ready>>;

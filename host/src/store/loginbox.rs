@@ -887,6 +887,11 @@ impl Inbox for LogInbox {
         self.core.complete(prepared, &at, appending)
     }
 
+    /// Its idempotency keys are read from sled, in memory.
+    fn queues_appends(&self) -> bool {
+        true
+    }
+
     /// Queues the batch's record on the segment log, whose committer
     /// thread leads the round: no thread waits for it but the round's.
     fn append_queued(&self, batch: &[(Arc<Event>, Vec<String>)]) -> Option<Result<Appended>> {
