@@ -723,21 +723,15 @@ impl Dispatcher {
             self.inner
                 .prepare(inputs, source, 0, Origin::External, None)?;
         let started = Instant::now();
-        Ok(match self.inner.inbox.append_queued(&batch) {
-            Some(appended) => tokio::spawn(async move {
-                let appended = match appended {
-                    Ok(rest) => rest.await,
-                    Err(e) => Err(e),
-                };
-                drop(claim);
-                inner.appended(out, batch.len(), reserved, appended, started)
-            }),
-            None => tokio::task::spawn_blocking(move || {
-                let appended = inner.inbox.append(&batch);
-                drop(claim);
-                inner.appended(out, batch.len(), reserved, appended, started)
-            }),
-        })
+        let appending = self.inner.inbox.append_queued(&batch);
+        Ok(tokio::spawn(async move {
+            let appended = match appending {
+                Ok(rest) => rest.await,
+                Err(e) => Err(e),
+            };
+            drop(claim);
+            inner.appended(out, batch.len(), reserved, appended, started)
+        }))
     }
 
     /// What [`Dispatcher::accept`] refuses before looking at any event.

@@ -70,11 +70,14 @@ pub trait Inbox: Send + Sync + std::fmt::Debug {
     /// durable, with no thread blocked meanwhile. Drive the future to its
     /// end whatever becomes of the request (spawn it): the batch may be
     /// durable already, and a future dropped halfway leaves it uncounted
-    /// until the next open. `None`: this inbox has no such path; call
-    /// [`Inbox::append`] on a blocking thread.
-    fn append_queued(&self, batch: &[(Arc<Event>, Vec<String>)]) -> Option<Result<Appended>> {
+    /// until the next open. Only for an inbox that
+    /// [`Inbox::queues_appends`]; any other refuses it: call
+    /// [`Inbox::append`] on a blocking thread instead.
+    fn append_queued(&self, batch: &[(Arc<Event>, Vec<String>)]) -> Result<Appended> {
         let _ = batch;
-        None
+        Err(super::StoreError::Unavailable(
+            "this inbox has no queued append".into(),
+        ))
     }
 
     /// Whether [`Inbox::append_queued`] is offered, and

@@ -894,32 +894,29 @@ impl Inbox for LogInbox {
 
     /// Queues the batch's record on the segment log, whose committer
     /// thread leads the round: no thread waits for it but the round's.
-    fn append_queued(&self, batch: &[(Arc<Event>, Vec<String>)]) -> Option<Result<Appended>> {
-        let queue = || -> Result<Appended> {
-            if batch.is_empty() {
-                // Every event a duplicate: nothing to write or count.
-                return Ok(Box::pin(std::future::ready(Ok(Vec::new()))));
+    fn append_queued(&self, batch: &[(Arc<Event>, Vec<String>)]) -> Result<Appended> {
+        if batch.is_empty() {
+            // Every event a duplicate: nothing to write or count.
+            return Ok(Box::pin(std::future::ready(Ok(Vec::new()))));
+        }
+        let prepared = Prepared::of(batch)?;
+        let appending = self.core.appending();
+        let core = self.core.clone();
+        if prepared.records.is_empty() {
+            return Ok(Box::pin(
+                async move { core.complete(prepared, &[], appending) },
+            ));
+        }
+        let (at, durable) = self.core.log.append_queued(&prepared.records)?;
+        Ok(Box::pin(async move {
+            match durable.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(StoreError::Sled(e)),
+                Err(_) => return Err(StoreError::Sled("the inbox log closed".into())),
             }
-            let prepared = Prepared::of(batch)?;
-            let appending = self.core.appending();
-            let core = self.core.clone();
-            if prepared.records.is_empty() {
-                return Ok(Box::pin(
-                    async move { core.complete(prepared, &[], appending) },
-                ));
-            }
-            let (at, durable) = self.core.log.append_queued(&prepared.records)?;
-            Ok(Box::pin(async move {
-                match durable.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(StoreError::Sled(e)),
-                    Err(_) => return Err(StoreError::Sled("the inbox log closed".into())),
-                }
-                core.written();
-                core.complete(prepared, &at, appending)
-            }))
-        };
-        Some(queue())
+            core.written();
+            core.complete(prepared, &at, appending)
+        }))
     }
 
     fn take_ready(&self, max: usize) -> Result<Vec<Ready>> {

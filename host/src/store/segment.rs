@@ -131,7 +131,8 @@ struct State {
     /// next open, so nothing more is accepted.
     failed: Option<String>,
     last_sync: Instant,
-    /// Queued appends (their ticket) and where to say they are durable.
+    /// Queued appends (their ticket, ascending) and where to say they are
+    /// durable; none a finished round covered.
     waiters: Vec<(u64, Answer)>,
     /// [`SegmentLog::stop_committing`] was called.
     stop_committing: bool,
@@ -360,7 +361,9 @@ impl SegmentLog {
     pub fn commit_queued(&self) {
         let mut st = self.state();
         loop {
-            let waiting = st.waiters.iter().any(|(t, _)| *t > st.synced_ticket);
+            // A round answers every waiter it covers: those left wait for
+            // a later one.
+            let waiting = !st.waiters.is_empty();
             if waiting && !st.busy {
                 st = self.lead(st);
                 continue;
@@ -431,11 +434,9 @@ impl SegmentLog {
                 Some(e) => Err(e.clone()),
                 None => Ok(()),
             };
-            let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut st.waiters)
-                .into_iter()
-                .partition(|(t, _)| *t <= ticket);
-            st.waiters = waiting;
-            for (_, tx) in done {
+            // Queued in ticket order: the ones this round covers lead.
+            let covered = st.waiters.partition_point(|(t, _)| *t <= ticket);
+            for (_, tx) in st.waiters.drain(..covered) {
                 // A receiver that is gone stopped caring.
                 let _ = tx.send(answer.clone());
             }
