@@ -32,6 +32,11 @@ pub mod names {
     /// Deliveries started on the worker kept for other handlers, lent to
     /// a proven-fast handler while the others had nothing to run.
     pub const DELIVERIES_LENT: &str = "hookbox_deliveries_lent_total";
+    /// Batches of outcomes the recorder wrote (its mean batch is
+    /// `RECORDER_OUTCOMES / RECORDER_BATCHES`).
+    pub const RECORDER_BATCHES: &str = "hookbox_recorder_batches_total";
+    /// Successful outcomes the recorder wrote, in those batches.
+    pub const RECORDER_OUTCOMES: &str = "hookbox_recorder_outcomes_total";
     /// Deliveries sent to the dead-letter queue.
     pub const DEAD_LETTERS: &str = "hookbox_dead_letters_total";
     /// Retries scheduled.
@@ -142,6 +147,8 @@ pub struct Metrics {
     rejected: AtomicU64,
     emits_dropped: AtomicU64,
     lent: AtomicU64,
+    recorder_batches: AtomicU64,
+    recorder_outcomes: AtomicU64,
     dead_letters: AtomicU64,
     retries: AtomicU64,
     fuel: AtomicU64,
@@ -210,6 +217,13 @@ impl Metrics {
 
     pub(crate) fn lent(&self) {
         self.lent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The recorder wrote a batch of `outcomes`.
+    pub(crate) fn recorded(&self, outcomes: usize) {
+        self.recorder_batches.fetch_add(1, Ordering::Relaxed);
+        self.recorder_outcomes
+            .fetch_add(outcomes as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn dead_lettered(&self) {
@@ -360,6 +374,18 @@ impl Metrics {
             names::DELIVERIES_LENT,
             "Deliveries started on the worker kept for other handlers, lent to a proven-fast handler while the others had nothing to run.",
             self.lent.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            names::RECORDER_BATCHES,
+            "Batches of successful outcomes the recorder wrote.",
+            self.recorder_batches.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            names::RECORDER_OUTCOMES,
+            "Successful outcomes the recorder wrote (in its batches).",
+            self.recorder_outcomes.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

@@ -11,6 +11,15 @@
 //! ordered handler's next delivery of a key still starts only after the
 //! previous one is recorded.
 //!
+//! Under load the recorder lingers: after a batch of at least
+//! [`LINGER_AFTER`] outcomes it sleeps [`LINGER`] once it has the next
+//! outcome, then drains what came meanwhile. Without that, on 2 cores it
+//! woke for every 5 outcomes or so, and each of its batches paid the log
+//! block, the index entry, the stats and a wake-up of its own (see
+//! BENCHMARKS.md, issue 14's fourteenth round). At a low rate a batch is
+//! small and nothing waits; an outcome whose job holds an ordering key is
+//! not held back either, since the key's next delivery waits for it.
+//!
 //! Durability is unchanged: a pending entry leaves the store only with its
 //! log line, and a crash before the write runs the delivery again
 //! (at-least-once), as a crash between a delivery and its write always did.
@@ -30,6 +39,11 @@ use crate::store::LogEntry;
 pub(super) const BATCH: usize = 512;
 /// Outcomes the workers may hand over before they wait for the recorder.
 pub(super) const BACKLOG: usize = 4 * BATCH;
+/// A batch of at least this many outcomes means the recorder is busy, and
+/// it lingers before the next one.
+pub(super) const LINGER_AFTER: usize = 4;
+/// How long the recorder lets outcomes gather once it is busy.
+pub(super) const LINGER: Duration = Duration::from_micros(500);
 /// An inbox append or a batch of outcomes that takes this long is logged
 /// as a warning ([`crate::store::warn_if_slow`]).
 pub(super) const SLOW_WRITE: Duration = Duration::from_millis(100);
@@ -52,7 +66,11 @@ impl Inner {
     /// The recorder thread: writes what the workers hand over until every
     /// worker is gone and nothing is left.
     pub(super) fn record_loop(self: &Arc<Self>, rx: Receiver<Finished>) {
+        let mut busy = false;
         while let Ok(first) = rx.recv() {
+            if lingers(busy, first.job.holds_key) {
+                std::thread::sleep(LINGER);
+            }
             let mut batch = Vec::with_capacity(BATCH.min(64));
             batch.push(first);
             while batch.len() < BATCH {
@@ -61,6 +79,8 @@ impl Inner {
                     Err(_) => break,
                 }
             }
+            busy = is_busy(batch.len(), batch.iter().any(|f| f.job.holds_key));
+            self.metrics.recorded(batch.len());
             self.record(batch);
         }
     }
@@ -133,6 +153,20 @@ impl Inner {
     }
 }
 
+/// Whether the recorder waits [`LINGER`] before it drains the batch that
+/// starts with an outcome (`holds_key`: whether its job holds an ordering
+/// key): only when the last batch said it is `busy`, and not for a key,
+/// since the key's next delivery waits for this record.
+fn lingers(busy: bool, holds_key: bool) -> bool {
+    busy && !holds_key
+}
+
+/// Whether a batch of `len` outcomes says the recorder is busy: at least
+/// [`LINGER_AFTER`] of them, none holding an ordering key (`holds_key`).
+fn is_busy(len: usize, holds_key: bool) -> bool {
+    len >= LINGER_AFTER && !holds_key
+}
+
 /// What subscribers hear about a recorded attempt.
 pub(super) fn notice(entry: LogEntry, final_attempt: bool) -> DeliveryNotice {
     DeliveryNotice {
@@ -151,5 +185,27 @@ pub(super) fn notice(entry: LogEntry, final_attempt: bool) -> DeliveryNotice {
         time_ms: entry.time_ms,
         logs: entry.logs,
         json: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recorder_lingers_only_when_busy_and_never_for_a_key() {
+        // A small batch: the rate is low, the next outcome is written at once.
+        assert!(!is_busy(1, false));
+        assert!(!is_busy(LINGER_AFTER - 1, false));
+        // A batch of LINGER_AFTER or more: outcomes come faster than the
+        // recorder writes them one by one.
+        assert!(is_busy(LINGER_AFTER, false));
+        assert!(is_busy(BATCH, false));
+        // An outcome holding an ordering key: its key's next delivery waits
+        // for the record, so neither its batch nor it makes anyone wait.
+        assert!(!is_busy(BATCH, true));
+        assert!(lingers(true, false));
+        assert!(!lingers(true, true));
+        assert!(!lingers(false, false));
     }
 }

@@ -509,6 +509,11 @@ fn an_outcome_is_announced_only_once_it_is_recorded() {
         assert_eq!(store.deliveries_of(&n.event_id).unwrap().len(), 1);
         assert!(store.event(&n.event_id).unwrap().is_none());
     }
+    // The recorder counts its batches and the outcomes in them.
+    let outcomes = counter(&d, super::metric_names::RECORDER_OUTCOMES);
+    let batches = counter(&d, super::metric_names::RECORDER_BATCHES);
+    assert_eq!(outcomes, n as u64);
+    assert!((1..=outcomes).contains(&batches), "{batches} batches");
     d.shutdown(Duration::from_secs(5));
 }
 
