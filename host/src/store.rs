@@ -63,6 +63,8 @@
 //! is possible and accepted; a half-done queue transition is not. Stats
 //! and the `meta` counters are kept in memory and written behind, at most
 //! every second (`stats.rs`): a crash may lose the last second of counts.
+//! Handler KV writes are written behind too, every 50 ms in one batch
+//! (`kvbehind.rs`), and read back from memory until then.
 //!
 //! Inside a transaction closure no non-transactional sled call may be made:
 //! sled 0.34 serialises transactions with a process-wide lock that plain
@@ -77,6 +79,7 @@ mod handlers;
 mod inbox;
 mod keys;
 mod kv;
+mod kvbehind;
 mod loginbox;
 mod logs;
 mod modules;
@@ -164,8 +167,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Only `accept` and administrative changes (deploy, enable, config,
 /// tokens, dead-letter replay and purge) wait for a flush. Delivery
 /// progress (finish, retry, dead-letter, the delivery log, stats, handler
-/// KV writes) is flushed by the next such flush or sled's background flush
-/// (every 500 ms): a crash may undo the last ~500 ms of it, so those
+/// KV writes, which reach sled within 50 ms) is flushed by the next such
+/// flush or sled's background flush (every 500 ms): a crash may undo the
+/// last ~500 ms of it, so those
 /// deliveries run again — at-least-once, never lost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
@@ -308,6 +312,11 @@ struct Inner {
     group: Option<group::GroupCommit>,
     /// Per-namespace KV usage, computed on first use (`kv.rs`).
     kv_ledgers: crate::kv::Ledgers,
+    /// Handler KV writes not in the `kv` tree yet (`kvbehind.rs`).
+    kv_behind: Arc<kvbehind::KvBehind>,
+    /// Moves them there every few milliseconds; dropping it joins it
+    /// (held for that alone).
+    _kv_writer: kvbehind::KvWriter,
     /// Deliveries the sled [`Inbox`] has made ready and not handed out.
     ready: inbox::ReadySet,
     /// Stats and `meta` counters not yet written (`stats.rs`).
@@ -330,8 +339,11 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // The last handle is going: write the counters not written yet
-        // (sled flushes on close).
+        // The last handle is going: write the KV entries and counters not
+        // written yet (sled flushes on close).
+        if let Err(e) = self.kv_behind.write_out(&self.t.kv) {
+            tracing::warn!(error = %e, "Writing handler KV entries at close failed");
+        }
         if let Err(e) = stats::snapshot(self, true) {
             tracing::warn!(error = %e, "Writing the stats at close failed");
         }
@@ -423,6 +435,8 @@ impl Store {
                 max_segment_bytes: logs::KEPT_SEGMENT_BYTES,
             },
         )?;
+        let kv_behind = Arc::new(kvbehind::KvBehind::default());
+        let kv_writer = kvbehind::KvWriter::start(Arc::clone(&kv_behind), t.kv.clone());
         let store = Store {
             inner: Arc::new(Inner {
                 db,
@@ -436,6 +450,8 @@ impl Store {
                 retention: Mutex::new(()),
                 group,
                 kv_ledgers: crate::kv::Ledgers::default(),
+                kv_behind,
+                _kv_writer: kv_writer,
                 ready: inbox::ReadySet::default(),
                 tallies: stats::Tallies::default(),
                 peers: stats::PeerStats::default(),
@@ -452,6 +468,7 @@ impl Store {
     /// Writes everything to disk (fsync) before returning.
     /// Counters kept in memory are written first.
     pub fn flush(&self) -> Result<()> {
+        self.kv_written()?;
         self.snapshot_stats(true)?;
         self.inner.db.flush().sled().map(drop)
     }

@@ -259,6 +259,7 @@ impl Store {
         })?;
         let prefix = keys::parts(&[name.as_bytes()]);
         sweep_prefix(&self.t().versions, &prefix)?;
+        self.kv_written()?;
         sweep_prefix(&self.t().kv, &prefix)?;
         self.forget_kv_usage(name);
         self.discard_pending(name)?;

@@ -64,11 +64,18 @@ fn kv_err(e: StoreError) -> KvError {
 }
 
 impl Store {
+    /// Moves the KV writes not in the `kv` tree yet there, for whatever
+    /// reads the tree itself (`kvbehind.rs`).
+    pub(super) fn kv_written(&self) -> Result<()> {
+        self.inner.kv_behind.write_out(&self.t().kv)
+    }
+
     /// Removes expired KV entries; how many. Run it periodically (with
     /// retention): expired entries cost disk, and count towards their
     /// namespace's quota, until then (a write that would be refused purges
     /// its own namespace first).
     pub fn sweep_expired_kv(&self) -> Result<u64> {
+        self.kv_written()?;
         let now = now_ms();
         let tree = &self.t().kv;
         let mut namespaces = HashSet::new();
@@ -109,6 +116,7 @@ impl Store {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<KvPage> {
+        self.kv_written()?;
         let limit = page_size(limit);
         let ns = Namespace {
             handler: handler.to_string(),
@@ -147,8 +155,16 @@ impl Store {
             handler: handler.to_string(),
             tenant: tenant.to_string(),
         };
-        let entry = self.t().kv.get(kv_key(&ns, key.as_bytes())).sled()?;
+        let entry = self.kv_entry(&kv_key(&ns, key.as_bytes()))?;
         Ok(entry.and_then(|v| kv_item(key.as_bytes(), &v, now_ms())))
+    }
+
+    /// The entry at a full `kv` tree key, written behind or in sled.
+    fn kv_entry(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.inner.kv_behind.get(key) {
+            Some(entry) => Ok(entry),
+            None => Ok(self.t().kv.get(key).sled()?.map(|e| e.to_vec())),
+        }
     }
 
     /// Drops the in-memory KV usage of `handler`'s namespaces, after its
@@ -160,8 +176,7 @@ impl Store {
 
 impl KvStorage for Store {
     fn read(&self, ns: &Namespace, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, KvError> {
-        let entry = self.t().kv.get(kv_key(ns, key)).sled().map_err(kv_err)?;
-        Ok(entry.map(|e| e.to_vec()))
+        self.kv_entry(&kv_key(ns, key)).map_err(kv_err)
     }
 
     fn write(
@@ -170,14 +185,14 @@ impl KvStorage for Store {
         key: &[u8],
         entry: Option<&[u8]>,
     ) -> std::result::Result<(), KvError> {
-        let tree = &self.t().kv;
-        let k = kv_key(ns, key);
-        match entry {
-            Some(e) => tree.insert(k, e).map(drop),
-            None => tree.remove(k).map(drop),
+        let over = self
+            .inner
+            .kv_behind
+            .put(kv_key(ns, key), entry.map(<[u8]>::to_vec));
+        if over {
+            self.kv_written().map_err(kv_err)?;
         }
-        .sled()
-        .map_err(kv_err)
+        Ok(())
     }
 
     fn scan(
@@ -185,6 +200,7 @@ impl KvStorage for Store {
         ns: &Namespace,
         each: &mut dyn FnMut(&[u8], &[u8]),
     ) -> std::result::Result<(), KvError> {
+        self.kv_written().map_err(kv_err)?;
         let prefix = ns_prefix(ns);
         for item in self.t().kv.scan_prefix(&prefix) {
             let (k, v) = item.sled().map_err(kv_err)?;
