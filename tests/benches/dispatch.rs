@@ -372,8 +372,9 @@ fn main() {
             "{deliveries} deliveries per cell after a warm-up, accepted in batches of {BATCH} \
              by one producer thread while the workers run, on a fresh data directory per \
              inbox and worker count. A delivery includes routing, the durable inbox append \
-             (`sync` durability, the daemon's default), the sandbox, the KV increment in sled \
-             and the outcome record (delivery log, stats, the delivery marked finished). \
+             (`sync` durability, the daemon's default), the sandbox, the KV increment (the \
+             store's, written to sled behind every 50 ms) and the outcome record (delivery \
+             log, stats, the delivery marked finished). \
              \"Runtime alone\" is `Runtime::deliver` on 2 threads round-robin over as many \
              loaded modules, no store (the `sandbox` bench's throughput harness), measured \
              in this run; the issue's target is the dispatcher at ≥ 50% of it. \"CPU per \
