@@ -162,10 +162,7 @@ pub fn thread_cpu_ns() -> u64 {
 /// summed by thread name with any trailing number dropped (`hookbox-worker-1`
 /// and `hookbox-worker-2` count as `hookbox-worker`; Linux cuts names at 15
 /// bytes). Read from `/proc/self/task/*/stat`; threads that ended are gone.
-#[allow(unsafe_code)]
 pub fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
-    // SAFETY: `sysconf` takes a constant and reads no memory of ours.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let mut by_name = std::collections::BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return by_name;
@@ -174,36 +171,34 @@ pub fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
-        // `pid (name) state …`: the name may hold spaces and parentheses.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        let Some((name, secs)) = stat_cpu(&stat) else {
             continue;
         };
-        let name = stat[open + 1..close].trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        // After the name: state is field 0, utime 11, stime 12.
-        let used = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        *by_name.entry(name.to_string()).or_insert(0.0) += (used(11) + used(12)) / ticks;
+        let name = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
+        *by_name.entry(name.to_string()).or_insert(0.0) += secs;
     }
     by_name
 }
 
 /// CPU time (user + system) process `pid` used so far, in seconds (`None`
 /// where `/proc/<pid>/stat` cannot be read).
-#[allow(unsafe_code)]
 pub fn process_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu(&stat).map(|(_, secs)| secs)
+}
+
+/// The name and the CPU time (user + system, in seconds) of one
+/// `/proc/…/stat` line; `None` if it is not one.
+#[allow(unsafe_code)]
+fn stat_cpu(stat: &str) -> Option<(&str, f64)> {
     // SAFETY: `sysconf` takes a constant and reads no memory of ours.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // `pid (name) state …`: the name may hold spaces and parentheses.
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
     // After the name: state is field 0, utime 11, stime 12.
     let used = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-    Some((used(11)? + used(12)?) / ticks)
+    Some((stat.get(open + 1..close)?, (used(11)? + used(12)?) / ticks))
 }
 
 /// Nanoseconds per call of a timed loop: wall clock, and CPU time of the
