@@ -169,8 +169,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// progress (finish, retry, dead-letter, the delivery log, stats, handler
 /// KV writes, which reach sled within 50 ms) is flushed by the next such
 /// flush or sled's background flush (every 500 ms): a crash may undo the
-/// last ~500 ms of it, so those
-/// deliveries run again — at-least-once, never lost.
+/// last ~500 ms of it, so those deliveries run again — at-least-once,
+/// never lost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
     /// Flush to disk before `accept` returns: an acknowledged event is never lost.
