@@ -154,7 +154,10 @@ pub struct Metrics {
     fuel: AtomicU64,
     compiled: AtomicU64,
     cache_loads: AtomicU64,
-    deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Attempts by handler, then outcome: nested so that counting one
+    /// looks the handler up by `&str`, allocating its name only the first
+    /// time.
+    deliveries: Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>,
     circuits: Mutex<BTreeMap<String, Circuit>>,
     durations: Histogram,
     loads: Histogram,
@@ -248,16 +251,23 @@ impl Metrics {
         self.durations.observe(took);
         self.series
             .record(now_ms() / 1000, outcome, took.as_micros() as u64);
+        self.count(handler, outcome);
+    }
+
+    /// One more attempt of `handler` ended in `outcome`.
+    fn count(&self, handler: &str, outcome: &'static str) {
         let mut map = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
-        *map.entry((handler.to_string(), outcome)).or_insert(0) += 1;
+        let by_outcome = match map.get_mut(handler) {
+            Some(m) => m,
+            None => map.entry(handler.to_string()).or_default(),
+        };
+        *by_outcome.entry(outcome).or_insert(0) += 1;
     }
 
     /// A delivery not run because its event outlived the handler's
     /// `max_age`: counted by outcome, kept out of the duration histogram.
     pub(crate) fn expired(&self, handler: &str) {
-        let mut map = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
-        *map.entry((handler.to_string(), crate::store::OUTCOME_EXPIRED))
-            .or_insert(0) += 1;
+        self.count(handler, crate::store::OUTCOME_EXPIRED);
     }
 
     pub(crate) fn module_load_took(&self, took: Duration) {
@@ -424,7 +434,10 @@ impl Metrics {
             names::DELIVERIES
         );
         let map = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
-        for ((handler, outcome), n) in map.iter() {
+        let lines = map
+            .iter()
+            .flat_map(|(h, by)| by.iter().map(move |(outcome, n)| (h, outcome, n)));
+        for (handler, outcome, n) in lines {
             let _ = writeln!(
                 out,
                 "{}{{handler=\"{}\",outcome=\"{outcome}\"}} {n}",
