@@ -1095,6 +1095,32 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Waits until none of `name`'s deliveries is running here, for at
+    /// most as long as one may run (its wall-clock limit, or the daemon's
+    /// ceiling if it is not loaded) and a second more for its retry or dead
+    /// letter to be stored; whether none is. A delete calls it once the
+    /// handler is out of routing (no new delivery of it starts), so that no
+    /// delivery still running writes KV, a retry or a dead letter after the
+    /// handler's data is swept: the next handler deployed under the name
+    /// would find them. Blocking.
+    pub fn wait_until_idle(&self, name: &str) -> bool {
+        let limit_ms = self
+            .inner
+            .registry
+            .get(name)
+            .map_or(self.inner.cfg.ceilings.timeout_ms, |h| h.limits.timeout_ms);
+        let deadline = Instant::now() + Duration::from_millis(limit_ms) + Duration::from_secs(1);
+        loop {
+            if self.inner.sched().running_of(name) == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// The cluster's nodes, or single-node mode. Blocking.
     pub fn cluster(&self) -> Result<ClusterStatus, StoreError> {
         match self.inner.shared.get() {

@@ -359,7 +359,9 @@ pub(crate) async fn set_config(
     change(&ctx, name, move |s, n| s.set_config(n, &config, &actor)).await
 }
 
-/// Deletes a handler with its versions, KV data, pending deliveries and dead letters.
+/// Deletes a handler with its versions, KV data, pending deliveries and dead
+/// letters: out of routing at once, the rest once its running deliveries end
+/// (within their wall-clock limit), so none of them writes after the sweep.
 #[utoipa::path(
     delete, path = "/v1/handlers/{name}", tag = "handlers", operation_id = "delete_handler",
     security(("bearer" = ["admin"])),
@@ -386,6 +388,11 @@ pub(crate) async fn delete(
             .set_enabled(&name, false, Some("deleting"), &actor)?;
         if let Err(e) = d.refresh_handler(&name) {
             tracing::warn!(handler = %name, error = %e, "Reload before delete failed; deleting anyway");
+        }
+        // A delivery still running could write KV, a retry or a dead
+        // letter after the sweep below, for the next handler of this name.
+        if !d.wait_until_idle(&name) {
+            tracing::warn!(handler = %name, "A delivery of the handler outlived its wall-clock limit; deleting anyway");
         }
         d.store().delete_handler(&name, &actor)?;
         d.refresh_handler(&name)?;

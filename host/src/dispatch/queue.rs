@@ -370,6 +370,11 @@ impl<T> Scheduler<T> {
         d
     }
 
+    /// `handler`'s deliveries running now.
+    pub fn running_of(&self, handler: &str) -> u32 {
+        self.inflight.get(handler).copied().unwrap_or(0)
+    }
+
     /// Deliveries running now.
     #[cfg(test)]
     pub fn inflight(&self) -> usize {

@@ -4,7 +4,8 @@
 //! change that alters a running handler's behaviour without a restart.
 
 use hookbox_tests::daemon::{Body, Daemon, example};
-use hookbox_tests::guests::EXAMPLES;
+use hookbox_tests::guests::{self, EXAMPLES};
+use hookbox_tests::read;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -52,6 +53,46 @@ fn delete_removes_a_handler() {
         d.deploy_example(name);
     }
     delete(&d);
+}
+
+/// A delete catches a delivery mid-run: it waits for it, so what the
+/// delivery writes at its end (a KV key, here) goes with the handler, and
+/// the next handler deployed under the name starts with nothing.
+#[test]
+fn a_delete_waits_for_a_running_delivery_and_its_kv_goes_with_the_handler() {
+    let d = Daemon::start();
+    let manifest = json!({
+        "name": "late-writer",
+        "subscription": {"events": ["slow"]},
+        // The guest sleeps this many ms, then sets the KV key `late`.
+        "config": 3000,
+        "limits": {"timeout_ms": 20000},
+        "delivery": {"max_attempts": 1},
+    });
+    d.deploy(&manifest.to_string(), &read(guests::SLEEP_KV))
+        .expect(201);
+    d.publish(&json!({"type": "slow", "tenant": "acme"}), false)
+        .expect(202);
+    let published = std::time::Instant::now();
+    // Well into the delivery's sleep.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let started = std::time::Instant::now();
+    d.delete("/v1/handlers/late-writer").expect(204);
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(1000),
+        "the delete returned after {waited:?}, before the running delivery could end"
+    );
+    d.deploy(&manifest.to_string(), &read(guests::SLEEP_KV))
+        .expect(201);
+    // Past the end of the first delivery, had it outlived the delete.
+    std::thread::sleep(std::time::Duration::from_millis(4000).saturating_sub(published.elapsed()));
+    let kv = d.get("/v1/handlers/late-writer/kv?tenant=acme").expect(200);
+    assert_eq!(
+        array(&kv.json, "entries").len(),
+        0,
+        "the deleted handler's last delivery wrote after the delete: {kv}"
+    );
 }
 
 /// Two examples subscribed to `message`, for the routing scenarios.
