@@ -6,7 +6,10 @@
 //!   word-counter handler) kept in flight for a while; events accepted and
 //!   delivered (outcomes on the live stream) per second; one row sends one
 //!   event per request instead, as a webhook does, for what a request
-//!   costs apart from its events;
+//!   costs apart from its events. Twice: with 8 requests in flight, which
+//!   overloads the daemon (its queue full, most requests refused, each
+//!   refusal paid for), and with 2, which keeps its cores busy and is
+//!   seldom refused: its capacity;
 //! - **half load**: batches paced at half the saturated rate, open loop;
 //!   accept → outcome latency percentiles (client starts the POST → the
 //!   outcome arrives on `GET /v1/stream`), and each stage's median over
@@ -136,10 +139,19 @@ const SETUPS: [Setup; 7] = [
 
 /// Requests kept in flight while saturating.
 const CLIENTS: usize = 8;
+/// Requests kept in flight in the second saturated phase: enough to keep
+/// the daemon's cores busy with batches of 100, few enough that it refuses
+/// few of them. [`CLIENTS`] overloads it (its queue stays full, and most
+/// requests are refused), which measures the refusals' cost as well as the
+/// pipeline's; this phase measures the pipeline's capacity.
+const LIGHT_CLIENTS: usize = 2;
 
 /// What one configuration measured.
 struct Measured {
     max: load::MaxRate,
+    /// With [`LIGHT_CLIENTS`] in flight; not for one event per request,
+    /// which two requests in flight cannot saturate.
+    light: Option<load::MaxRate>,
     half: load::Paced,
 }
 
@@ -191,6 +203,22 @@ fn measure(
         )
         .await;
         load::drain(&count).await;
+        let light = if setup.events > 1 {
+            let light = load::saturate(
+                daemon.pid(),
+                &api,
+                body.clone(),
+                setup.events,
+                &count,
+                saturate_for,
+                LIGHT_CLIENTS,
+            )
+            .await;
+            load::drain(&count).await;
+            Some(light)
+        } else {
+            None
+        };
         seen.lock().await.at.clear();
         let rate = max.delivered_per_s.min(max.accepted_per_s);
         let half = load::paced(
@@ -204,7 +232,7 @@ fn measure(
         .await;
         stop.store(true, Ordering::Relaxed);
         follower.await.expect("the stream follower");
-        Measured { max, half }
+        Measured { max, light, half }
     })
 }
 
@@ -480,6 +508,7 @@ fn main() {
         "saturated: delivered",
         "429s",
         "saturated: CPU, daemon + generator",
+        "2 in flight: delivered (429s; daemon CPU)",
         "half load: events/s",
         "p50",
         "p99",
@@ -515,6 +544,14 @@ fn main() {
                 "{:.2} + {:.2} cores",
                 m.max.daemon_cores, m.max.generator_cores
             ),
+            m.light.as_ref().map_or("–".to_string(), |l| {
+                format!(
+                    "{} ({}; {:.2} cores)",
+                    fmt_rate(l.delivered_per_s),
+                    l.refused_requests,
+                    l.daemon_cores
+                )
+            }),
             fmt_rate(m.half.achieved_per_s),
             p(50.0),
             p(99.0),
@@ -523,16 +560,21 @@ fn main() {
             format!("{} ({} missing)", l.len(), m.half.missing),
             m.half.median.map_or("–".to_string(), |s| s.to_string()),
         ]);
-        delivered.push((*setup, m.max.delivered_per_s));
+        let light = m.light.as_ref().map_or(f64::NAN, |l| l.delivered_per_s);
+        delivered.push((*setup, m.max.delivered_per_s, light));
     }
     let ratio = |inbox: &str| {
-        let rate = |w: usize| {
+        let rate = |w: usize, light: bool| {
             delivered
                 .iter()
-                .find(|(s, _)| s.inbox == inbox && s.durability == "group" && s.workers == w)
-                .map_or(f64::NAN, |(_, r)| *r)
+                .find(|(s, ..)| s.inbox == inbox && s.durability == "group" && s.workers == w)
+                .map_or(f64::NAN, |(_, max, l)| if light { *l } else { *max })
         };
-        format!("{inbox} inbox {:.2}x", rate(2) / rate(1))
+        format!(
+            "{inbox} inbox {:.2}x ({LIGHT_CLIENTS} in flight: {:.2}x)",
+            rate(2, false) / rate(1, false),
+            rate(2, true) / rate(1, true)
+        )
     };
     report.table(
         "End to end by inbox, durability and workers (release daemon, batches of 100 unless the row says otherwise, 1 KiB events)",
@@ -541,12 +583,18 @@ fn main() {
             "One word-counter handler (fresh instance per delivery), a fresh data directory \
              and daemon per row, configured with `[store] inbox`, `[store] durability` and \
              `[dispatch] workers`. Saturated: {CLIENTS} requests kept in flight for {} s \
-             (the first fifth not counted); delivered = outcomes on the live stream. Half \
-             load: a request every 100 (or 1) ÷ (half the saturated delivered rate) seconds for {} s, \
+             (the first fifth not counted); delivered = outcomes on the live stream. This \
+             overloads the daemon: its queue stays full, most requests are refused, and \
+             each refusal costs the daemon the body's read and sketch. {LIGHT_CLIENTS} in \
+             flight: the same for as long with {LIGHT_CLIENTS} requests in flight, which keep \
+             its cores busy and are seldom refused: the pipeline's capacity (not run for one \
+             event per request). Half \
+             load: a request every 100 (or 1) ÷ (half the saturated delivered rate, {CLIENTS} in \
+             flight) seconds for {} s, \
              open loop; latency from the client starting the POST to the event's outcome \
              arriving on `GET /v1/stream`; each stage's median over the \
              half-load deliveries (from the event id's ULID time and the notice's \
-             `time_ms` and `duration_us`, ± 1 ms each) splits it. 429s: refused requests in both phases. The load \
+             `time_ms` and `duration_us`, ± 1 ms each) splits it. 429s: refused requests in the {CLIENTS}-in-flight and half-load phases. The load \
              generator shares the 2 cores with the daemon; the CPU column is what each used \
              over the counted part of the saturated phase (from `/proc/<pid>/stat`), in \
              cores. 2 workers ÷ 1, saturated \
