@@ -192,28 +192,22 @@ fn measure(
             ready_tx,
         ));
         ready_rx.await.expect("the stream is open");
-        let max = load::saturate(
-            daemon.pid(),
-            &api,
-            body.clone(),
-            setup.events,
-            &count,
-            saturate_for,
-            CLIENTS,
-        )
-        .await;
-        load::drain(&count).await;
-        let light = if setup.events > 1 {
-            let light = load::saturate(
-                daemon.pid(),
+        let pid = daemon.pid();
+        let saturate = |clients| {
+            load::saturate(
+                pid,
                 &api,
                 body.clone(),
                 setup.events,
                 &count,
                 saturate_for,
-                LIGHT_CLIENTS,
+                clients,
             )
-            .await;
+        };
+        let max = saturate(CLIENTS).await;
+        load::drain(&count).await;
+        let light = if setup.events > 1 {
+            let light = saturate(LIGHT_CLIENTS).await;
             load::drain(&count).await;
             Some(light)
         } else {
