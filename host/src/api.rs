@@ -69,7 +69,17 @@ pub struct ApiLimits {
     pub max_component_bytes: usize,
     /// Longest a `POST /v1/events?wait=true` may wait for outcomes.
     pub max_wait: Duration,
+    /// Longest a `POST /v1/events` waits for room in a full queue (or
+    /// under its tenant's share) before it is answered 429; zero: at once.
+    pub queue_wait: Duration,
 }
+
+/// The default of [`ApiLimits::queue_wait`]: room for a few dozen waiting
+/// batches of 100 at the rates BENCHMARKS.md measures, and a quarter of
+/// the `Retry-After` a refused client is told to wait anyway.
+pub const DEFAULT_QUEUE_WAIT: Duration = Duration::from_millis(250);
+/// The most `[api] queue_wait` may be: a publish is not a long poll.
+pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 impl Default for ApiLimits {
     fn default() -> Self {
@@ -80,6 +90,7 @@ impl Default for ApiLimits {
             max_component_bytes: 50 * 1024 * 1024,
             // A synchronous publisher should not hold a connection for longer.
             max_wait: Duration::from_secs(60),
+            queue_wait: DEFAULT_QUEUE_WAIT,
         }
     }
 }

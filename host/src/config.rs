@@ -245,6 +245,10 @@ pub struct ApiSection {
     /// Longest `?wait=true` (default `60s`).
     #[serde(default, with = "opt_duration")]
     pub max_wait: Option<Duration>,
+    /// Longest a publish waits for room in a full queue before its 429
+    /// (default `250ms`; `0s`: refuse at once; at most `10s`).
+    #[serde(default, with = "opt_duration")]
+    pub queue_wait: Option<Duration>,
 }
 
 /// Log output format.
@@ -279,6 +283,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Longest synchronous wait.
     pub max_wait: Duration,
+    /// Longest a publish waits for room in a full queue.
+    pub queue_wait: Duration,
     /// Zulip realms, keys already read.
     pub zulip: Vec<crate::connectors::zulip::RealmConfig>,
     /// Redis buses, passwords already read.
@@ -472,6 +478,17 @@ impl Config {
             max_body_bytes: positive("api.max_body_bytes", file.api.max_body_bytes)?
                 .unwrap_or(16 << 20),
             max_wait: file.api.max_wait.unwrap_or(Duration::from_secs(60)),
+            queue_wait: match file.api.queue_wait {
+                None => crate::api::DEFAULT_QUEUE_WAIT,
+                Some(w) if w <= crate::api::MAX_QUEUE_WAIT => w,
+                Some(w) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "api.queue_wait must be at most {}, not {}",
+                        humantime::format_duration(crate::api::MAX_QUEUE_WAIT),
+                        humantime::format_duration(w)
+                    )));
+                }
+            },
             zulip,
             redis,
             webhooks,
@@ -559,6 +576,7 @@ mod tests {
             resident_mb = 64
             [api]
             max_wait = "10s"
+            queue_wait = "1s"
         "#;
         let over = Overrides {
             listen: Some("127.0.0.1:1".parse().unwrap()),
@@ -580,6 +598,20 @@ mod tests {
         assert_eq!(c.dispatch.resident.modules, 50);
         assert_eq!(c.dispatch.resident.bytes, 64 << 20);
         assert_eq!(c.max_wait, Duration::from_secs(10));
+        assert_eq!(c.queue_wait, Duration::from_secs(1));
+        let resolve =
+            |text: &str| Config::resolve(ConfigFile::parse(text).unwrap(), Overrides::default());
+        assert_eq!(resolve("").unwrap().queue_wait, Duration::from_millis(250));
+        assert_eq!(
+            resolve("[api]\nqueue_wait = \"0s\"").unwrap().queue_wait,
+            Duration::ZERO
+        );
+        let e = resolve("[api]\nqueue_wait = \"1m\"").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("api.queue_wait must be at most 10s, not 1m"),
+            "{e}"
+        );
         for bad in ["resident_handlers = 0", "resident_mb = 0"] {
             let file = ConfigFile::parse(&format!("[runtime]\n{bad}")).unwrap();
             let e = Config::resolve(file, Overrides::default()).unwrap_err();

@@ -278,6 +278,7 @@ pub async fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
             max_body_bytes: cfg.max_body_bytes,
             max_component_bytes: cfg.dispatch.max_component_bytes,
             max_wait: cfg.max_wait,
+            queue_wait: cfg.queue_wait,
         },
         zulip: connectors.zulip_status(),
         redis: connectors.redis_status(),

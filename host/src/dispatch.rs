@@ -25,6 +25,7 @@
 //! calls, and WASMTIME-NOTES measured a blocking task per delivery at 3–7x
 //! the CPU of a dedicated thread.
 
+mod admission;
 mod breaker;
 mod breakers;
 mod builtin;
@@ -53,6 +54,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+pub use admission::Room;
 pub use breaker::{BreakerPolicy, CircuitState, CircuitStatus, TenantCircuitStatus};
 pub use builtin::{Builtin, BuiltinError, BuiltinHandler};
 pub use circuit::events as internal_events;
@@ -74,7 +76,8 @@ use crate::store::{
 };
 
 use breakers::{Breakers, Pass};
-use queue::{Job, Refused, Reservation, Scheduler};
+pub(crate) use queue::Reservation;
+use queue::{Job, Refused, Scheduler};
 use registry::{Code, Loaded, Registry};
 
 /// Dispatcher settings; see each field for its default.
@@ -498,6 +501,8 @@ struct Inner {
     /// store's check and write of them, so two racing requests with one
     /// key cannot both be accepted (`claims.rs`).
     idempotency: Arc<claims::KeyClaims>,
+    /// Requests waiting for room in the queue ([`admission`]).
+    waiting: Arc<admission::Waiting>,
     /// Payload schemas by event type, checked at accept.
     schemas: schemas::Schemas,
     notices: broadcast::Sender<Arc<DeliveryNotice>>,
@@ -559,6 +564,7 @@ impl Dispatcher {
             throttles: Mutex::default(),
             wake: Condvar::new(),
             idempotency: Arc::default(),
+            waiting: Arc::default(),
             schemas: schemas::Schemas::default(),
             notices,
             metrics: Metrics::default(),
@@ -686,7 +692,8 @@ impl Dispatcher {
         source: &str,
     ) -> Result<Vec<Accepted>, AcceptError> {
         self.check_external(&inputs)?;
-        self.inner.accept(inputs, source, 0, Origin::External, None)
+        self.inner
+            .accept(inputs, source, 0, Origin::External, None, None)
     }
 
     /// [`Dispatcher::accept`] for the async API, without a blocking thread
@@ -700,11 +707,13 @@ impl Dispatcher {
     /// pool (where a batch waits for its keys). Either way the work
     /// goes on to its end if the returned handle is dropped (the client
     /// hung up), so an event that became durable is counted and delivered.
-    /// Call it inside a tokio runtime.
+    /// `room`: what [`Dispatcher::admit`] held for the batch, swapped for
+    /// its own reservation. Call it inside a tokio runtime.
     pub fn accept_spawned(
         &self,
         inputs: Vec<EventInput>,
         source: &str,
+        room: Option<Room>,
     ) -> Result<tokio::task::JoinHandle<Result<Vec<Accepted>, AcceptError>>, AcceptError> {
         self.check_external(&inputs)?;
         let inner = self.inner.clone();
@@ -716,12 +725,12 @@ impl Dispatcher {
         let Some(claim) = claim else {
             let source = source.to_string();
             return Ok(tokio::task::spawn_blocking(move || {
-                inner.accept(inputs, &source, 0, Origin::External, None)
+                inner.accept(inputs, &source, 0, Origin::External, None, room)
             }));
         };
         let (out, batch, reserved) =
             self.inner
-                .prepare(inputs, source, 0, Origin::External, None)?;
+                .prepare(inputs, source, 0, Origin::External, None, room)?;
         let started = Instant::now();
         let appending = self.inner.inbox.append_queued(&batch);
         Ok(tokio::spawn(async move {
@@ -750,55 +759,6 @@ impl Dispatcher {
             });
         }
         Ok(())
-    }
-
-    /// Whether the queue is loaded enough for [`Dispatcher::shed`] to refuse
-    /// a batch: at least half full, or holding a tenant's share.
-    pub fn under_pressure(&self) -> bool {
-        let limit = self.inner.cfg.queue_capacity;
-        let from = (limit / 2).min(self.inner.tenant_share().unwrap_or(limit));
-        self.inner.sched().held() >= from
-    }
-
-    /// Refuses a batch before its events are built, as [`Dispatcher::accept`]
-    /// would refuse it after, when the deliveries it is sure to make do not
-    /// fit the queue or a tenant's share: each event's handlers whatever its
-    /// payload, none for an event with an idempotency key (it may be a
-    /// duplicate). `counts`: the batch's events without an idempotency key
-    /// by type and tenant; `events`: all of them. A refusal marks the
-    /// tenants as wanting room, as one by `accept` does.
-    pub fn shed<'a>(
-        &self,
-        counts: impl IntoIterator<Item = ((&'a str, &'a str), usize)>,
-        events: usize,
-    ) -> Result<(), AcceptError> {
-        if self.inner.stopping.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        let jobs: Vec<(&str, usize)> = counts
-            .into_iter()
-            .map(|((ty, tenant), n)| {
-                let each = self.inner.registry.routed_at_least(ty, tenant);
-                (tenant, n.saturating_mul(each))
-            })
-            .collect();
-        let sure = Reservation::of(jobs);
-        if sure.total() == 0 {
-            return Ok(());
-        }
-        let (limit, share) = (self.inner.cfg.queue_capacity, self.inner.tenant_share());
-        let mut s = self.inner.sched();
-        match s.reserve(sure, limit, share, now_ms()) {
-            Ok(room) => {
-                s.unreserve(room);
-                Ok(())
-            }
-            Err(refused) => {
-                drop(s);
-                self.inner.metrics.rejected(events as u64);
-                Err(busy(refused))
-            }
-        }
     }
 
     /// Registers (or replaces) the payload schema of an event type; later
@@ -1428,11 +1388,12 @@ impl Inner {
         depth: u32,
         origin: Origin,
         exclude: Option<&str>,
+        room: Option<Room>,
     ) -> Result<Vec<Accepted>, AcceptError> {
         // Keys are looked up in `prepare` and written by the append: two
         // batches with one key must not both find it new.
         let _claim = self.idempotency.claim(keys_of(&inputs));
-        let (out, batch, reserved) = self.prepare(inputs, source, depth, origin, exclude)?;
+        let (out, batch, reserved) = self.prepare(inputs, source, depth, origin, exclude, room)?;
         let started = Instant::now();
         let appended = self.inbox.append(&batch);
         self.appended(out, batch.len(), reserved, appended, started)
@@ -1443,7 +1404,8 @@ impl Inner {
     /// room its deliveries take in the queue. What to answer, what to
     /// append, and the reservation [`Inner::appended`] uses. The caller
     /// holds the claim of the batch's idempotency keys until the append
-    /// is done.
+    /// is done. `room` held for the batch ([`Dispatcher::admit`]) is given
+    /// back in the same step that reserves the batch's own.
     fn prepare(
         &self,
         inputs: Vec<EventInput>,
@@ -1451,6 +1413,7 @@ impl Inner {
         depth: u32,
         origin: Origin,
         exclude: Option<&str>,
+        room: Option<Room>,
     ) -> Result<(Vec<Accepted>, RoutedBatch, Reservation), AcceptError> {
         let max_payload = self.cfg.max_payload_bytes;
         let mut out = Vec::with_capacity(inputs.len());
@@ -1510,10 +1473,13 @@ impl Inner {
         let reserved = match self.queue_limit(origin) {
             Some(limit) => {
                 let jobs = Reservation::of(batch.iter().map(|(e, h)| (e.tenant.as_str(), h.len())));
-                match self
-                    .sched()
-                    .reserve(jobs, limit, self.tenant_share(), now_ms())
-                {
+                let mut s = self.sched();
+                if let Some(room) = room {
+                    s.unreserve(room.take());
+                }
+                let reserved = s.reserve(jobs, limit, self.tenant_share(), now_ms());
+                drop(s);
+                match reserved {
                     Ok(r) => r,
                     Err(refused) => {
                         if origin == Origin::External {
@@ -1904,7 +1870,7 @@ impl Inner {
         }
         let n = emitted.len();
         let source = format!("handler:{handler}");
-        match self.accept(emitted, &source, depth, Origin::Emitted, None) {
+        match self.accept(emitted, &source, depth, Origin::Emitted, None, None) {
             Ok(_) => {}
             Err(AcceptError::Busy {
                 tenant: Some(tenant),

@@ -21,7 +21,7 @@ use super::Ctx;
 use super::auth::{Caller, Publisher, Reader};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Path, Query, parse_json, require_json_content_type};
-use crate::dispatch::{AcceptError, Accepted, Dispatcher, EventOutcome};
+use crate::dispatch::{AcceptError, Accepted, Dispatcher, EventOutcome, Reservation, Room};
 use crate::event::{Event, EventInput, array_len};
 use crate::store::LogEntry;
 
@@ -84,25 +84,54 @@ impl EventBody {
     }
 }
 
-/// Refuses (429) a batch the queue will refuse, before it is built: a
-/// client that retries at once must not cost a full accept per 429. Only a
-/// batch within `caller`'s tenants and types, so a scoped token learns
-/// nothing here of the other tenants' share. Blocking: a batch may name
+/// The room a batch is sure to take in the queue, read off its body
+/// before its events are built, and its number of events; `None` for a
+/// body the full parse will refuse, and for a batch outside `caller`'s
+/// tenants and types (a scoped token learns nothing here of the other
+/// tenants' share: it is told 403 first). Blocking: a batch may name
 /// thousands of (type, tenant) pairs, each routed.
-fn shed(bytes: &[u8], caller: &Caller, dispatcher: &Dispatcher) -> ApiResult<()> {
-    let Some((groups, events)) = sketch(bytes, dispatcher.max_batch()) else {
-        return Ok(());
-    };
+fn sure_room(
+    bytes: &[u8],
+    caller: &Caller,
+    dispatcher: &Dispatcher,
+) -> Option<(Reservation, usize)> {
+    let (groups, events) = sketch(bytes, dispatcher.max_batch())?;
     let scoped = groups
         .keys()
         .all(|(ty, tenant)| caller.type_allowed(ty) && caller.tenant_allowed(tenant));
     if !scoped {
-        return Ok(());
+        return None;
     }
     let sure = groups
         .iter()
         .map(|((ty, tenant), n)| ((ty.as_ref(), tenant.as_ref()), *n));
-    Ok(dispatcher.shed(sure, events)?)
+    Some((dispatcher.sure_room(sure), events))
+}
+
+/// Under load, holds the room a batch is sure to take before its events
+/// are built, waiting up to `queue_wait` for it (`dispatch/admission.rs`),
+/// or refuses it (429): a refusal costs one pass over the body, not a
+/// full accept, and a client that would retry at once waits instead.
+/// `None` when the queue is not under load or the body is left to the
+/// full parse.
+async fn admit(ctx: &Ctx, caller: &Caller, body: &EventBody) -> ApiResult<Option<Room>> {
+    if !ctx.dispatcher().under_pressure() {
+        return Ok(None);
+    }
+    let (bytes, caller) = (body.bytes.clone(), caller.clone());
+    let len = bytes.len();
+    let Some((sure, events)) = ctx
+        .with_dispatcher(move |d| Ok::<_, ApiError>(sure_room(&bytes, &caller, d)))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let wait = ctx.limits().queue_wait;
+    // A shutdown ends the wait: it must not hold the graceful shutdown up.
+    tokio::select! {
+        room = ctx.dispatcher().admit(sure, events, len, wait) => Ok(room?),
+        () = ctx.shutting_down() => Err(AcceptError::ShuttingDown.into()),
+    }
 }
 
 /// Parses a batch, refused whole (`BatchTooLarge`) at its `max + 1`th
@@ -124,7 +153,7 @@ fn parse_batch(headers: &HeaderMap, bytes: &[u8], max: usize) -> ApiResult<Vec<E
     }
 }
 
-/// What [`Dispatcher::shed`](crate::dispatch::Dispatcher::shed) needs of an
+/// What [`Dispatcher::sure_room`](crate::dispatch::Dispatcher::sure_room) needs of an
 /// event; the rest, the payload too, is skipped, not copied.
 #[derive(Deserialize)]
 struct Sketch<'a> {
@@ -253,7 +282,7 @@ fn wait_timeout(q: &PublishQuery, max_wait: Duration) -> ApiResult<Option<Durati
     responses(
         (status = 202, description = "Accepted; deliveries run in the background", body = PublishResponse),
         (status = 200, description = "With `wait=true`: accepted, with outcomes", body = PublishResponse),
-        (status = 429, description = "The queue is full, or a tenant of the batch holds its share of it (`tenant_queue_share`) while another tenant waits; see `Retry-After`", body = ErrorBody),
+        (status = 429, description = "The queue is full, or a tenant of the batch holds its share of it (`tenant_queue_share`) while another tenant waits, and stayed so for `[api] queue_wait` (default 250 ms) while the request waited for room; see `Retry-After`", body = ErrorBody),
         (status = "4XX", body = ErrorBody),
         (status = 503, description = "Shutting down", body = ErrorBody),
     ),
@@ -265,18 +294,14 @@ pub(crate) async fn publish(
     body: EventBody,
 ) -> ApiResult<(StatusCode, axum::Json<PublishResponse>)> {
     let timeout = wait_timeout(&q, ctx.limits().max_wait)?;
-    if ctx.dispatcher().under_pressure() {
-        let (bytes, caller) = (body.bytes.clone(), caller.clone());
-        ctx.with_dispatcher(move |d| shed(&bytes, &caller, d))
-            .await?;
-    }
+    let room = admit(&ctx, &caller, &body).await?;
     let inputs = body.parse(ctx.dispatcher().max_batch())?;
     caller.check_publish(&inputs)?;
     // Runs to its end even if the client hangs up meanwhile: an event
     // that became durable is counted and delivered.
     let events = ctx
         .dispatcher()
-        .accept_spawned(inputs, HTTP_SOURCE)?
+        .accept_spawned(inputs, HTTP_SOURCE, room)?
         .await??;
     let Some(timeout) = timeout else {
         let body = PublishResponse {

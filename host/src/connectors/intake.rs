@@ -84,7 +84,7 @@ impl Intake {
         while !left.is_empty() {
             let n = left.len().min(limit);
             let chunk: Vec<EventInput> = left[..n].iter().map(|(_, e)| e.clone()).collect();
-            let result = match self.dispatcher.accept_spawned(chunk, &self.source) {
+            let result = match self.dispatcher.accept_spawned(chunk, &self.source, None) {
                 Ok(accepting) => accepting.await,
                 Err(refused) => Ok(Err(refused)),
             };

@@ -287,6 +287,7 @@ impl Inner {
             0,
             Origin::Hookbox,
             Some(subject),
+            None,
         ) {
             Ok(_) => {}
             Err(AcceptError::ShuttingDown) => {}

@@ -24,6 +24,9 @@ pub mod names {
     pub const EVENTS_DUPLICATE: &str = "hookbox_events_duplicate_total";
     /// Events refused at accept (invalid or queue full).
     pub const EVENTS_REJECTED: &str = "hookbox_events_rejected_total";
+    /// Publish requests that waited for room in a full queue (`[api]
+    /// queue_wait`), admitted in the end or not.
+    pub const QUEUE_WAITS: &str = "hookbox_queue_waits_total";
     /// Emitted events dropped: past the emit depth limit, past the share of
     /// the queue emitted events may fill, or invalid.
     pub const EMITS_DROPPED: &str = "hookbox_emitted_events_dropped_total";
@@ -145,6 +148,7 @@ pub struct Metrics {
     accepted: AtomicU64,
     duplicate: AtomicU64,
     rejected: AtomicU64,
+    queue_waits: AtomicU64,
     emits_dropped: AtomicU64,
     lent: AtomicU64,
     recorder_batches: AtomicU64,
@@ -212,6 +216,10 @@ impl Metrics {
 
     pub(crate) fn rejected(&self, n: u64) {
         self.rejected.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn queue_wait(&self) {
+        self.queue_waits.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn emits_dropped(&self, n: u64) {
@@ -372,6 +380,12 @@ impl Metrics {
             names::EVENTS_REJECTED,
             "Events refused at accept.",
             self.rejected.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            names::QUEUE_WAITS,
+            "Publish requests that waited for room in a full queue, admitted in the end or not.",
+            self.queue_waits.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

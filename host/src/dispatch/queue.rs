@@ -78,7 +78,7 @@ pub(crate) const LEND_QUIET_MS: u64 = 60_000;
 
 /// Room [`Scheduler::reserve`] promised a batch, per tenant; given back with
 /// [`Scheduler::unreserve`].
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Reservation {
     jobs: Vec<(String, usize)>,
 }

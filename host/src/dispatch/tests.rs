@@ -447,7 +447,7 @@ fn emitted_events_fill_only_their_share_of_the_queue() {
 }
 
 #[test]
-fn a_batch_sure_not_to_fit_is_shed_before_it_is_built() {
+fn room_for_a_batch_is_held_before_it_is_built_or_waited_for() {
     let busy = Arc::new(Gatekeeper::default());
     let cfg = DispatchConfig {
         queue_capacity: 10,
@@ -455,7 +455,15 @@ fn a_batch_sure_not_to_fit_is_shed_before_it_is_built() {
         ..workers(1)
     };
     let (_dir, d) = dispatcher(cfg, vec![gated("t:busy", &["tick"], &busy)]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     let rejected = || counter(&d, super::metric_names::EVENTS_REJECTED);
+    let waits = || counter(&d, super::metric_names::QUEUE_WAITS);
+    let admit = |ty: &str, n: usize, wait: Duration| {
+        rt.block_on(d.admit(d.sure_room([((ty, ""), n)]), n, 100, wait))
+    };
     // One delivery holds the only worker; 4 wait: under half full.
     d.accept(events("tick", 1), "test").unwrap();
     wait_until("the first delivery to start", || busy.started() == 1);
@@ -463,22 +471,59 @@ fn a_batch_sure_not_to_fit_is_shed_before_it_is_built() {
     assert!(!d.under_pressure());
     d.accept(events("tick", 1), "test").unwrap();
     assert!(d.under_pressure());
-    // 5 held: 6 sure deliveries do not fit, 5 do.
-    let err = d.shed([(("tick", ""), 6)], 6).unwrap_err();
+    // 5 held: 6 sure deliveries do not fit, and without a wait are refused
+    // at once, counted, not waited for.
+    let err = admit("tick", 6, Duration::ZERO).unwrap_err();
     assert!(
         matches!(err, super::AcceptError::Busy { tenant: None, .. }),
         "{err}"
     );
-    assert_eq!(rejected(), 6);
-    d.shed([(("tick", ""), 5)], 5).unwrap();
+    assert_eq!((rejected(), waits()), (6, 0));
+    // 5 fit, and are held: nothing else fits while they are.
+    let room = admit("tick", 5, Duration::ZERO).unwrap().unwrap();
+    assert_eq!(d.inner.sched().held(), 10);
+    admit("tick", 1, Duration::ZERO).unwrap_err();
     // Events no handler takes, whatever their number, need no room.
-    d.shed([(("other", ""), 1000)], 1000).unwrap();
-    assert_eq!(rejected(), 6);
-    // Nothing was reserved by the checks: 5 more are accepted.
-    d.accept(events("tick", 5), "test").unwrap();
-    assert_eq!(d.inner.sched().len(), 10);
+    assert!(admit("other", 1000, Duration::ZERO).unwrap().is_none());
+    assert_eq!(rejected(), 7);
+    // A request that waits is refused once its wait is over, not before.
+    let started = Instant::now();
+    admit("tick", 1, Duration::from_millis(30)).unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(30));
+    assert_eq!((rejected(), waits()), (8, 1));
+    // One that waits gets in as soon as room frees: here, the held room
+    // given back by a request that failed.
+    let (waited, ()) = rt.block_on(async {
+        tokio::join!(
+            d.admit(
+                d.sure_room([(("tick", ""), 5)]),
+                5,
+                100,
+                Duration::from_secs(30)
+            ),
+            async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                drop(room);
+            }
+        )
+    });
+    let room = waited.unwrap().unwrap();
+    assert_eq!((rejected(), waits()), (8, 2));
+    assert_eq!(d.inner.sched().held(), 10);
+    // The accept takes the held room over: it is not counted twice.
+    let accepted = rt.block_on(async {
+        d.accept_spawned(events("tick", 5), "test", Some(room))
+            .unwrap()
+            .await
+            .unwrap()
+    });
+    assert_eq!(accepted.unwrap().len(), 5);
+    let s = d.inner.sched();
+    assert_eq!((s.len(), s.held()), (10, 10));
+    drop(s);
     busy.open();
     wait_until("the queue to drain", || d.inner.sched().len() == 0);
+    assert_eq!(d.inner.sched().held(), 0);
     d.shutdown(Duration::from_secs(5));
 }
 

@@ -1,7 +1,8 @@
 //! README's promises that no other test held the daemon to, one test each,
 //! so one broken promise does not hide the others: `max_age` skips what
 //! waited too long in the queue; routing is fixed at accept; a full queue
-//! answers 429 with `Retry-After`; `delivery.ordered` holds through
+//! answers 429 with `Retry-After` once `queue_wait` passed without room,
+//! and a request that finds room within it goes in; `delivery.ordered` holds through
 //! retries and a restart; a restart closes every breaker; outcomes that
 //! are not retried are not, whatever `max_attempts` allows.
 
@@ -223,6 +224,42 @@ fn a_full_queue_answers_429_with_retry_after_and_loses_nothing() {
     );
 }
 
+/// A publish that finds the queue full waits for room, up to `queue_wait`:
+/// one whose room comes within it is accepted (a client retrying at once
+/// would have cost a refusal per retry), one whose room does not is
+/// refused when the wait is over, and the waits are counted.
+#[test]
+fn a_publish_waits_for_room_up_to_queue_wait() {
+    let d = Daemon::start_with("[dispatch]\nqueue_capacity = 4\n[api]\nqueue_wait = \"10s\"\n");
+    deploy_slow(&d, 300);
+    let batch = |n: usize| json!((0..n).map(|_| json!({"type": "x"})).collect::<Vec<_>>());
+    let mut accepted = ids(&d.publish(&batch(4), false).expect(202));
+    // One runs and three are queued: three more fit once two of those
+    // were taken, 600 ms after the first began, well within the wait.
+    let started = std::time::Instant::now();
+    accepted.extend(ids(&d.publish(&batch(3), false).expect(202)));
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(250),
+        "{waited:?}"
+    );
+    assert_eq!(d.metric("hookbox_queue_waits_total"), Some(1.0));
+    assert_eq!(d.metric("hookbox_events_rejected_total"), Some(0.0));
+    assert_each_ok(&d, &accepted);
+    assert_eq!(accepted.len(), 7);
+
+    // With a wait shorter than the room takes to come, the same request
+    // is refused, after the wait and not before.
+    let d = Daemon::start_with("[dispatch]\nqueue_capacity = 4\n[api]\nqueue_wait = \"400ms\"\n");
+    deploy_slow(&d, 2000);
+    d.publish(&batch(4), false).expect(202);
+    let started = std::time::Instant::now();
+    assert_busy(&d.publish(&batch(2), false), "queue is full");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(400));
+    assert_eq!(d.metric("hookbox_queue_waits_total"), Some(1.0));
+    assert_eq!(d.metric("hookbox_events_rejected_total"), Some(2.0));
+}
+
 /// Under load a batch the queue will refuse is refused before its events
 /// are built (a client that retries at once costs little), and one the
 /// queue takes is still taken: events no handler takes need no room.
@@ -272,7 +309,10 @@ fn a_batch_the_full_queue_will_refuse_is_refused_before_it_is_built() {
 /// accepted; everything accepted is delivered.
 #[test]
 fn a_tenant_past_its_share_of_the_queue_is_refused_while_another_waits() {
-    let d = Daemon::start_with("[dispatch]\nqueue_capacity = 10\ntenant_queue_share = 50\n");
+    // Refused at once: waiting would let the slow handler free room.
+    let d = Daemon::start_with(
+        "[dispatch]\nqueue_capacity = 10\ntenant_queue_share = 50\n[api]\nqueue_wait = \"0s\"\n",
+    );
     deploy_slow(&d, 300);
     let batch = |tenant: &str, n: usize| {
         json!(
