@@ -503,6 +503,8 @@ struct Inner {
     idempotency: Arc<claims::KeyClaims>,
     /// Requests waiting for room in the queue ([`admission`]).
     waiting: Arc<admission::Waiting>,
+    /// Outcomes handed to the recorder, and written.
+    recorder_progress: recorder::Progress,
     /// Payload schemas by event type, checked at accept.
     schemas: schemas::Schemas,
     notices: broadcast::Sender<Arc<DeliveryNotice>>,
@@ -565,6 +567,7 @@ impl Dispatcher {
             wake: Condvar::new(),
             idempotency: Arc::default(),
             waiting: Arc::default(),
+            recorder_progress: recorder::Progress::default(),
             schemas: schemas::Schemas::default(),
             notices,
             metrics: Metrics::default(),
@@ -1058,11 +1061,12 @@ impl Dispatcher {
     /// Waits until none of `name`'s deliveries is running here, for at
     /// most as long as one may run (its wall-clock limit, or the daemon's
     /// ceiling if it is not loaded) and a second more for its retry or dead
-    /// letter to be stored; whether none is. A delete calls it once the
-    /// handler is out of routing (no new delivery of it starts), so that no
-    /// delivery still running writes KV, a retry or a dead letter after the
-    /// handler's data is swept: the next handler deployed under the name
-    /// would find them. Blocking.
+    /// letter to be stored, and then until the recorder wrote the outcomes
+    /// handed to it by then; whether none runs and all are written. A
+    /// delete calls it once the handler is out of routing (no new delivery
+    /// of it starts), so that no delivery still running writes KV, a retry,
+    /// a dead letter or its stats after the handler's data is swept: the
+    /// next handler deployed under the name would find them. Blocking.
     pub fn wait_until_idle(&self, name: &str) -> bool {
         let limit_ms = self
             .inner
@@ -1072,7 +1076,7 @@ impl Dispatcher {
         let deadline = Instant::now() + Duration::from_millis(limit_ms) + Duration::from_secs(1);
         loop {
             if self.inner.sched().running_of(name) == 0 {
-                return true;
+                return self.inner.recorder_progress.wait_written(deadline);
             }
             if Instant::now() >= deadline {
                 return false;
@@ -1701,6 +1705,7 @@ impl Inner {
             }
             // The slot is free now; the key stays held until the recorder
             // has written the outcome.
+            self.recorder_progress.hand_over();
             self.sched()
                 .finish(&job.handler, job.key.as_deref(), false, true, ran);
             self.wake.notify_one();
@@ -1796,6 +1801,7 @@ impl Inner {
             ..LogEntry::default()
         };
         self.metrics.expired(&h.name);
+        self.recorder_progress.hand_over();
         self.sched()
             .finish(&job.handler, job.key.as_deref(), false, true, None);
         self.wake.notify_one();

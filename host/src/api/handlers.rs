@@ -389,10 +389,11 @@ pub(crate) async fn delete(
         if let Err(e) = d.refresh_handler(&name) {
             tracing::warn!(handler = %name, error = %e, "Reload before delete failed; deleting anyway");
         }
-        // A delivery still running could write KV, a retry or a dead
-        // letter after the sweep below, for the next handler of this name.
+        // A delivery still running could write KV, a retry, a dead letter
+        // or its stats after the sweep below, for the next handler of
+        // this name.
         if !d.wait_until_idle(&name) {
-            tracing::warn!(handler = %name, "A delivery of the handler outlived its wall-clock limit; deleting anyway");
+            tracing::warn!(handler = %name, "A delivery of the handler outlived its wall-clock limit, or its outcome was not written by then; deleting anyway");
         }
         d.store().delete_handler(&name, &actor)?;
         d.refresh_handler(&name)?;

@@ -27,6 +27,7 @@
 //! worker, before it moves on.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,42 @@ pub(super) struct Finished {
 
 /// The workers' end of the recorder's queue.
 pub(super) type Recorder = SyncSender<Finished>;
+
+/// Outcomes handed to the recorder and outcomes it wrote, so a handler's
+/// delete can wait until what its last deliveries handed over is written
+/// (else their stats would be counted again under the deleted name, after
+/// the delete forgot them).
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    handed: AtomicU64,
+    written: AtomicU64,
+}
+
+impl Progress {
+    /// One outcome is about to be handed over: counted before the worker
+    /// frees the delivery's slot, so a wait that saw the slot free sees it.
+    pub(super) fn hand_over(&self) {
+        self.handed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// `n` handed outcomes were written (or put back to run again).
+    pub(super) fn written(&self, n: usize) {
+        self.written.fetch_add(n as u64, Ordering::SeqCst);
+    }
+
+    /// Waits until every outcome handed over so far is written, up to
+    /// `deadline`; whether it was.
+    pub(super) fn wait_written(&self, deadline: Instant) -> bool {
+        let target = self.handed.load(Ordering::SeqCst);
+        while self.written.load(Ordering::SeqCst) < target {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+}
 
 /// A queue to the recorder thread and its receiving end.
 pub(super) fn channel() -> (Recorder, Receiver<Finished>) {
@@ -128,6 +165,7 @@ impl Inner {
         self.archive(&finished);
         let mut notices = Vec::with_capacity(batch.len());
         let mut wake = false;
+        let written = batch.len();
         {
             let mut s = self.sched();
             let retry_at = now_ms() + STORE_ERROR_PAUSE_MS;
@@ -144,6 +182,7 @@ impl Inner {
                 notices.push(notice(f.entry, true));
             }
         }
+        self.recorder_progress.written(written);
         if wake {
             self.wake.notify_all();
         }

@@ -527,6 +527,25 @@ fn room_for_a_batch_is_held_before_it_is_built_or_waited_for() {
     d.shutdown(Duration::from_secs(5));
 }
 
+#[test]
+fn waiting_for_a_handler_to_be_idle_waits_for_its_outcomes_to_be_written() {
+    let (_dir, d) = dispatcher(workers(1), Vec::new());
+    // A worker handed an outcome over (and freed its slot); the recorder
+    // has not written it yet.
+    d.inner.recorder_progress.hand_over();
+    let waiting = d.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(waiting.wait_until_idle("gone")));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        rx.try_recv().is_err(),
+        "returned before the outcome was written"
+    );
+    d.inner.recorder_progress.written(1);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
+    d.shutdown(Duration::from_secs(5));
+}
+
 /// Two workers delivering `tick` events to a built-in that records them.
 fn ticking(probe: &Arc<Probe>) -> (tempfile::TempDir, Dispatcher) {
     dispatcher(
