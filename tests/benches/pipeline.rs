@@ -7,9 +7,9 @@
 //!   delivered (outcomes on the live stream) per second; one row sends one
 //!   event per request instead, as a webhook does, for what a request
 //!   costs apart from its events. Twice: with 8 requests in flight, which
-//!   overloads the daemon (its queue full, most requests refused, each
-//!   refusal paid for), and with 2, which keeps its cores busy and is
-//!   seldom refused: its capacity;
+//!   overloads the daemon (its queue full, most requests waiting for
+//!   room, `[api] queue_wait`, some refused past it), and with 2, which
+//!   keeps its cores busy and seldom fills the queue;
 //! - **half load**: batches paced at half the saturated rate, open loop;
 //!   accept → outcome latency percentiles (client starts the POST → the
 //!   outcome arrives on `GET /v1/stream`), and each stage's median over
@@ -140,10 +140,11 @@ const SETUPS: [Setup; 7] = [
 /// Requests kept in flight while saturating.
 const CLIENTS: usize = 8;
 /// Requests kept in flight in the second saturated phase: enough to keep
-/// the daemon's cores busy with batches of 100, few enough that it refuses
-/// few of them. [`CLIENTS`] overloads it (its queue stays full, and most
-/// requests are refused), which measures the refusals' cost as well as the
-/// pipeline's; this phase measures the pipeline's capacity.
+/// the daemon's cores busy with batches of 100, few enough that its queue
+/// is seldom full. [`CLIENTS`] overloads it (its queue stays full, and most
+/// requests wait for room, `[api] queue_wait`, some past it and refused),
+/// which measures the cost of the overload as well as the pipeline's; this
+/// phase measures the pipeline at the load it takes without a queue.
 const LIGHT_CLIENTS: usize = 2;
 
 /// What one configuration measured.
@@ -578,10 +579,11 @@ fn main() {
              and daemon per row, configured with `[store] inbox`, `[store] durability` and \
              `[dispatch] workers`. Saturated: {CLIENTS} requests kept in flight for {} s \
              (the first fifth not counted); delivered = outcomes on the live stream. This \
-             overloads the daemon: its queue stays full, most requests are refused, and \
-             each refusal costs the daemon the body's read and sketch. {LIGHT_CLIENTS} in \
+             overloads the daemon: its queue stays full, and most requests wait for room \
+             (`[api] queue_wait`, default 250 ms) after one sketch of their body; those \
+             still without room are refused. {LIGHT_CLIENTS} in \
              flight: the same for as long with {LIGHT_CLIENTS} requests in flight, which keep \
-             its cores busy and are seldom refused: the pipeline's capacity (not run for one \
+             its cores busy and seldom fill the queue (not run for one \
              event per request). Half \
              load: a request every 100 (or 1) ÷ (half the saturated delivered rate, {CLIENTS} in \
              flight) seconds for {} s, \
