@@ -54,7 +54,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-pub use admission::Room;
+pub use admission::{Needed, Room};
 pub use breaker::{BreakerPolicy, CircuitState, CircuitStatus, TenantCircuitStatus};
 pub use builtin::{Builtin, BuiltinError, BuiltinHandler};
 pub use circuit::events as internal_events;
@@ -174,6 +174,10 @@ pub enum AcceptError {
         /// The tenant refused for holding its share of the queue; `None`:
         /// the queue is full.
         tenant: Option<String>,
+        /// What the batch needed, for a caller that waits for it
+        /// ([`Dispatcher::admit`]) or counts the refusal
+        /// ([`Dispatcher::refused`]).
+        needed: Needed,
     },
     /// The daemon is stopping.
     #[error("the daemon is shutting down")]
@@ -194,13 +198,14 @@ fn busy_reason(tenant: Option<&str>) -> String {
 }
 
 /// The 429 for a batch the queue refused.
-fn busy(refused: Refused) -> AcceptError {
+fn busy(refused: Refused, needed: Needed) -> AcceptError {
     AcceptError::Busy {
         retry_after: Duration::from_secs(1),
         tenant: match refused {
             Refused::Full => None,
             Refused::TenantShare(t) => Some(t),
         },
+        needed,
     }
 }
 
@@ -697,6 +702,7 @@ impl Dispatcher {
         self.check_external(&inputs)?;
         self.inner
             .accept(inputs, source, 0, Origin::External, None, None)
+            .inspect_err(|e| self.refused(e))
     }
 
     /// [`Dispatcher::accept`] for the async API, without a blocking thread
@@ -1485,11 +1491,13 @@ impl Inner {
                 drop(s);
                 match reserved {
                     Ok(r) => r,
+                    // Counted by whoever answers the refusal: a caller
+                    // that waits for the room may not refuse in the end.
                     Err(refused) => {
-                        if origin == Origin::External {
-                            self.metrics.rejected(batch.len() as u64);
-                        }
-                        return Err(busy(refused));
+                        let room = Reservation::of(
+                            batch.iter().map(|(e, h)| (e.tenant.as_str(), h.len())),
+                        );
+                        return Err(busy(refused, Needed::new(room, batch.len())));
                     }
                 }
             }

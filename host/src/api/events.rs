@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
@@ -109,27 +109,44 @@ fn sure_room(
 }
 
 /// Under load, holds the room a batch is sure to take before its events
-/// are built, waiting up to `queue_wait` for it (`dispatch/admission.rs`),
+/// are built, waiting until `deadline` for it (`dispatch/admission.rs`),
 /// or refuses it (429): a refusal costs one pass over the body, not a
 /// full accept, and a client that would retry at once waits instead.
 /// `None` when the queue is not under load or the body is left to the
 /// full parse.
-async fn admit(ctx: &Ctx, caller: &Caller, body: &EventBody) -> ApiResult<Option<Room>> {
+async fn admit(
+    ctx: &Ctx,
+    caller: &Caller,
+    body: &EventBody,
+    deadline: Instant,
+) -> ApiResult<Option<Room>> {
     if !ctx.dispatcher().under_pressure() {
         return Ok(None);
     }
     let (bytes, caller) = (body.bytes.clone(), caller.clone());
-    let len = bytes.len();
     let Some((sure, events)) = ctx
         .with_dispatcher(move |d| Ok::<_, ApiError>(sure_room(&bytes, &caller, d)))
         .await?
     else {
         return Ok(None);
     };
-    let wait = ctx.limits().queue_wait;
-    // A shutdown ends the wait: it must not hold the graceful shutdown up.
+    wait_for_room(ctx, sure, events, body, deadline).await
+}
+
+/// Holds `room` for a batch of `events` events read from `body`, waiting
+/// until `deadline` for it ([`Dispatcher::admit`]); a shutdown ends the
+/// wait, which must not hold the graceful shutdown up.
+async fn wait_for_room(
+    ctx: &Ctx,
+    room: Reservation,
+    events: usize,
+    body: &EventBody,
+    deadline: Instant,
+) -> ApiResult<Option<Room>> {
+    let wait = deadline.saturating_duration_since(Instant::now());
+    let len = body.bytes.len();
     tokio::select! {
-        room = ctx.dispatcher().admit(sure, events, len, wait) => Ok(room?),
+        room = ctx.dispatcher().admit(room, events, len, wait) => Ok(room?),
         () = ctx.shutting_down() => Err(AcceptError::ShuttingDown.into()),
     }
 }
@@ -294,15 +311,38 @@ pub(crate) async fn publish(
     body: EventBody,
 ) -> ApiResult<(StatusCode, axum::Json<PublishResponse>)> {
     let timeout = wait_timeout(&q, ctx.limits().max_wait)?;
-    let room = admit(&ctx, &caller, &body).await?;
-    let inputs = body.parse(ctx.dispatcher().max_batch())?;
-    caller.check_publish(&inputs)?;
-    // Runs to its end even if the client hangs up meanwhile: an event
-    // that became durable is counted and delivered.
-    let events = ctx
-        .dispatcher()
-        .accept_spawned(inputs, HTTP_SOURCE, room)?
-        .await??;
+    let deadline = Instant::now() + ctx.limits().queue_wait;
+    let mut room = admit(&ctx, &caller, &body, deadline).await?;
+    let events = loop {
+        let inputs = body.parse(ctx.dispatcher().max_batch())?;
+        caller.check_publish(&inputs)?;
+        // Runs to its end even if the client hangs up meanwhile: an event
+        // that became durable is counted and delivered.
+        let accepted = match ctx
+            .dispatcher()
+            .accept_spawned(inputs, HTTP_SOURCE, room.take())
+        {
+            Ok(accepting) => accepting.await?,
+            Err(e) => Err(e),
+        };
+        let mut e = match accepted {
+            Ok(events) => break events,
+            Err(e) => e,
+        };
+        // Refused for room the sketch could not count (events with
+        // idempotency keys or payload filters, a body it did not read) or
+        // that others took meanwhile: wait for what the batch needed,
+        // then build it again.
+        let needed = match &mut e {
+            AcceptError::Busy { needed, .. } if Instant::now() < deadline => needed.take(),
+            _ => None,
+        };
+        let Some((needed, events)) = needed else {
+            ctx.dispatcher().refused(&e);
+            return Err(e.into());
+        };
+        room = wait_for_room(&ctx, needed, events, &body, deadline).await?;
+    };
     let Some(timeout) = timeout else {
         let body = PublishResponse {
             events,

@@ -97,6 +97,7 @@ impl Intake {
                     self.backoff.reset();
                 }
                 Ok(Err(e @ AcceptError::Busy { retry_after, .. })) => {
+                    self.dispatcher.refused(&e);
                     limit = (n / 2).max(1);
                     self.health.local_error("busy", &e.to_string());
                     let jitter = retry_after.mul_f64(rand::random::<f64>() * 0.2);

@@ -10,6 +10,12 @@
 //! in one step under the scheduler's lock: between the two no other batch
 //! can take it. Not granted, the request waits, polling every
 //! [`POLL`], up to the API's `queue_wait`, and only then is answered 429.
+//! What the sketch cannot count (events with idempotency keys, which may
+//! be duplicates; handlers' payload filters) its accept may still find
+//! without room: the refusal carries the room the batch needed
+//! ([`Needed`]), and the request waits the rest of its time for that room
+//! and builds the batch again. A refusal's events are counted as rejected
+//! once, by whoever answers it ([`Dispatcher::refused`]).
 //!
 //! Why wait at all: a client refused at once retries at once, and each
 //! refusal costs a read of the whole body and a pass over it. Measured
@@ -39,6 +45,31 @@ pub(crate) const POLL: Duration = Duration::from_millis(1);
 pub(crate) const WAITERS_MAX: usize = 256;
 /// The most body bytes the waiting requests may hold between them.
 pub(crate) const WAITING_BYTES_MAX: usize = 256 << 20;
+
+/// What a batch refused for room ([`AcceptError::Busy`]) needed, and its
+/// events not counted as rejected yet: the caller answering the refusal
+/// counts them ([`Dispatcher::refused`]), or waits for the room first.
+#[derive(Debug, Default)]
+pub struct Needed {
+    room: Option<Reservation>,
+    events: usize,
+}
+
+impl Needed {
+    pub(super) fn new(room: Reservation, events: usize) -> Self {
+        Needed {
+            room: Some(room),
+            events,
+        }
+    }
+
+    /// The room to wait for, and the batch's events; `None` for a refusal
+    /// that was waited for (and counted) already.
+    pub(crate) fn take(&mut self) -> Option<(Reservation, usize)> {
+        let room = self.room.take()?;
+        Some((room, std::mem::take(&mut self.events)))
+    }
+}
 
 /// Room in the queue held for a batch by [`Dispatcher::admit`]: handed to
 /// its accept ([`Dispatcher::accept_spawned`]), or given back when dropped
@@ -102,6 +133,14 @@ impl Drop for Waiter {
 }
 
 impl Dispatcher {
+    /// Counts the events of a refusal ([`AcceptError::Busy`]) as rejected,
+    /// unless they were already: what the caller answering it calls.
+    pub(crate) fn refused(&self, e: &AcceptError) {
+        if let AcceptError::Busy { needed, .. } = e {
+            self.inner.metrics.rejected(needed.events as u64);
+        }
+    }
+
     /// Whether the queue is loaded enough for [`Dispatcher::admit`] to be
     /// worth a pass over a body: at least half full, or holding a tenant's
     /// share.
@@ -161,7 +200,7 @@ impl Dispatcher {
             }
             if left.is_zero() || waiter.is_none() {
                 self.inner.metrics.rejected(events as u64);
-                return Err(busy(refused));
+                return Err(busy(refused, Needed::default()));
             }
             tokio::time::sleep(POLL.min(left)).await;
         }

@@ -227,37 +227,51 @@ fn a_full_queue_answers_429_with_retry_after_and_loses_nothing() {
 /// A publish that finds the queue full waits for room, up to `queue_wait`:
 /// one whose room comes within it is accepted (a client retrying at once
 /// would have cost a refusal per retry), one whose room does not is
-/// refused when the wait is over, and the waits are counted.
+/// refused when the wait is over, and the waits are counted. Events with
+/// idempotency keys, which the sketch does not count (they may be
+/// duplicates), wait for the room their accept found missing.
 #[test]
 fn a_publish_waits_for_room_up_to_queue_wait() {
+    use std::time::{Duration, Instant};
+    let batch = |n: usize| json!((0..n).map(|_| json!({"type": "x"})).collect::<Vec<_>>());
+    let keyed = |tag: &str, n: usize| {
+        json!(
+            (0..n)
+                .map(|i| json!({"type": "x", "idempotency_key": format!("{tag}-{i}")}))
+                .collect::<Vec<_>>()
+        )
+    };
     let d = Daemon::start_with("[dispatch]\nqueue_capacity = 4\n[api]\nqueue_wait = \"10s\"\n");
     deploy_slow(&d, 300);
-    let batch = |n: usize| json!((0..n).map(|_| json!({"type": "x"})).collect::<Vec<_>>());
     let mut accepted = ids(&d.publish(&batch(4), false).expect(202));
     // One runs and three are queued: three more fit once two of those
     // were taken, 600 ms after the first began, well within the wait.
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     accepted.extend(ids(&d.publish(&batch(3), false).expect(202)));
     let waited = started.elapsed();
-    assert!(
-        waited >= std::time::Duration::from_millis(250),
-        "{waited:?}"
-    );
-    assert_eq!(d.metric("hookbox_queue_waits_total"), Some(1.0));
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
+    // The same for keyed events, refused by their accept, not the sketch.
+    let started = Instant::now();
+    accepted.extend(ids(&d.publish(&keyed("k", 3), false).expect(202)));
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
+    assert_eq!(d.metric("hookbox_queue_waits_total"), Some(2.0));
     assert_eq!(d.metric("hookbox_events_rejected_total"), Some(0.0));
     assert_each_ok(&d, &accepted);
-    assert_eq!(accepted.len(), 7);
+    assert_eq!(accepted.len(), 10);
 
-    // With a wait shorter than the room takes to come, the same request
-    // is refused, after the wait and not before.
+    // With a wait shorter than the room takes to come, the same requests
+    // are refused, after the wait and not before, and counted once.
     let d = Daemon::start_with("[dispatch]\nqueue_capacity = 4\n[api]\nqueue_wait = \"400ms\"\n");
     deploy_slow(&d, 2000);
     d.publish(&batch(4), false).expect(202);
-    let started = std::time::Instant::now();
-    assert_busy(&d.publish(&batch(2), false), "queue is full");
-    assert!(started.elapsed() >= std::time::Duration::from_millis(400));
-    assert_eq!(d.metric("hookbox_queue_waits_total"), Some(1.0));
-    assert_eq!(d.metric("hookbox_events_rejected_total"), Some(2.0));
+    for (body, rejected) in [(batch(2), 2.0), (keyed("k", 3), 5.0)] {
+        let started = Instant::now();
+        assert_busy(&d.publish(&body, false), "queue is full");
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        assert_eq!(d.metric("hookbox_events_rejected_total"), Some(rejected));
+    }
+    assert_eq!(d.metric("hookbox_queue_waits_total"), Some(2.0));
 }
 
 /// Under load a batch the queue will refuse is refused before its events
