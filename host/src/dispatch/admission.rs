@@ -9,7 +9,8 @@
 //! to the batch's accept, which swaps it for the batch's exact reservation
 //! in one step under the scheduler's lock: between the two no other batch
 //! can take it. Not granted, the request waits, polling every
-//! [`POLL`], up to the API's `queue_wait`, and only then is answered 429.
+//! [`POLL`] (longer with many waiting: [`poll_interval`]), up to the
+//! API's `queue_wait`, and only then is answered 429.
 //! What the sketch cannot count (events with idempotency keys, which may
 //! be duplicates; handlers' payload filters) its accept may still find
 //! without room: the refusal carries the room the batch needed
@@ -39,8 +40,13 @@ use super::queue::Reservation;
 use super::{AcceptError, Dispatcher, Inner, busy};
 use crate::event::now_ms;
 
-/// How often a waiting request checks for room.
+/// How often a waiting request checks for room, with up to
+/// [`POLLERS`] waiting.
 pub(crate) const POLL: Duration = Duration::from_millis(1);
+/// Waiting requests that may each poll every [`POLL`]; past them the
+/// interval grows, so all of them together poll at most ≈ 8 000 times a
+/// second (each poll takes the scheduler's lock the workers use).
+pub(crate) const POLLERS: usize = 8;
 /// The most requests waiting for room at once.
 pub(crate) const WAITERS_MAX: usize = 256;
 /// The most body bytes the waiting requests may hold between them.
@@ -103,6 +109,11 @@ pub(super) struct Waiting {
 }
 
 impl Waiting {
+    /// The requests waiting now.
+    fn count(&self) -> usize {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
     /// Counts one more waiting request of `bytes`, unless that passes a cap.
     fn enter(self: &Arc<Self>, bytes: usize) -> Option<Waiter> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -116,6 +127,12 @@ impl Waiting {
             bytes,
         })
     }
+}
+
+/// How long each of `waiting` requests sleeps between its checks for room.
+pub(crate) fn poll_interval(waiting: usize) -> Duration {
+    let rounds = u32::try_from(waiting.div_ceil(POLLERS)).unwrap_or(u32::MAX);
+    POLL.saturating_mul(rounds.max(1))
 }
 
 /// One waiting request, counted until dropped.
@@ -202,7 +219,7 @@ impl Dispatcher {
                 self.inner.metrics.rejected(events as u64);
                 return Err(busy(refused, Needed::default()));
             }
-            tokio::time::sleep(POLL.min(left)).await;
+            tokio::time::sleep(poll_interval(self.inner.waiting.count()).min(left)).await;
         }
     }
 }
@@ -218,5 +235,19 @@ impl Inner {
             inner: self.clone(),
             held: Some(held),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_waiters_poll_less_often_each() {
+        assert_eq!(poll_interval(0), POLL);
+        assert_eq!(poll_interval(POLLERS), POLL);
+        assert_eq!(poll_interval(POLLERS + 1), 2 * POLL);
+        // The cap on waiters keeps the interval within a poll per 32 ms.
+        assert_eq!(poll_interval(WAITERS_MAX), 32 * POLL);
     }
 }
