@@ -250,4 +250,24 @@ mod tests {
         // The cap on waiters keeps the interval within a poll per 32 ms.
         assert_eq!(poll_interval(WAITERS_MAX), 32 * POLL);
     }
+
+    #[test]
+    fn waiters_are_capped_by_number_and_by_the_bytes_they_hold() {
+        let waiting = Arc::new(Waiting::default());
+        let mut held: Vec<Waiter> = (0..WAITERS_MAX)
+            .map(|_| waiting.enter(1).expect("under the caps"))
+            .collect();
+        assert!(waiting.enter(1).is_none(), "one waiter past the cap");
+        assert_eq!(waiting.count(), WAITERS_MAX);
+        held.clear();
+        assert_eq!(waiting.count(), 0);
+        // Bytes: two bodies of half the cap fit, a third byte does not.
+        let a = waiting.enter(WAITING_BYTES_MAX / 2).unwrap();
+        let b = waiting.enter(WAITING_BYTES_MAX / 2).unwrap();
+        assert!(waiting.enter(1).is_none(), "a byte past the cap");
+        drop(a);
+        assert!(waiting.enter(1).is_some());
+        drop(b);
+        assert_eq!(*waiting.state.lock().unwrap(), (0, 0));
+    }
 }
