@@ -73,18 +73,26 @@ impl Intake {
     }
 
     /// Accepts `inputs` in order; returns once each is accepted or refused.
-    /// A full queue (`busy`) and store failures (`store`) are reported to
-    /// the source's health, waited out and tried again; a full queue also
-    /// halves the batch (down to one event), so a batch larger than the
-    /// queue's room still goes in piecemeal.
+    /// A batch refused for a full queue waits for the room it needed, up
+    /// to `Retry-After`, as a publish does (`dispatch/admission.rs`), and
+    /// goes in as soon as that room is free; still refused (`busy`), it is
+    /// tried again halved (down to one event), so a batch larger than the
+    /// queue's room still goes in piecemeal. Store failures (`store`) are
+    /// waited out and tried again. Both are reported to the source's
+    /// health.
     pub(crate) async fn accept_all(&mut self, inputs: Vec<EventInput>) -> Result<Taken, Stopped> {
         let mut left: Vec<(usize, EventInput)> = inputs.into_iter().enumerate().collect();
         let mut taken = Taken::default();
         let mut limit = self.max_batch;
+        // Room held for the next chunk by a wait for it.
+        let mut room = None;
         while !left.is_empty() {
             let n = left.len().min(limit);
             let chunk: Vec<EventInput> = left[..n].iter().map(|(_, e)| e.clone()).collect();
-            let result = match self.dispatcher.accept_spawned(chunk, &self.source, None) {
+            let result = match self
+                .dispatcher
+                .accept_spawned(chunk, &self.source, room.take())
+            {
                 Ok(accepting) => accepting.await,
                 Err(refused) => Ok(Err(refused)),
             };
@@ -96,12 +104,35 @@ impl Intake {
                     taken.accepted += accepted.len() as u64 - dups;
                     self.backoff.reset();
                 }
-                Ok(Err(e @ AcceptError::Busy { retry_after, .. })) => {
-                    self.dispatcher.refused(&e);
+                Ok(Err(mut e @ AcceptError::Busy { retry_after, .. })) => {
+                    let jitter = retry_after.mul_f64(rand::random::<f64>() * 0.2);
+                    let started = std::time::Instant::now();
+                    let needed = match &mut e {
+                        AcceptError::Busy { needed, .. } => needed.take(),
+                        _ => None,
+                    };
+                    if let Some((needed, events)) = needed {
+                        // Counted as rejected by `admit` if it refuses.
+                        let wait = self
+                            .dispatcher
+                            .admit(needed, events, 0, retry_after + jitter);
+                        match self.stoppable(wait).await? {
+                            Ok(held) => {
+                                room = held;
+                                continue;
+                            }
+                            Err(AcceptError::ShuttingDown) => return Err(Stopped),
+                            Err(refused) => e = refused,
+                        }
+                    } else {
+                        self.dispatcher.refused(&e);
+                    }
                     limit = (n / 2).max(1);
                     self.health.local_error("busy", &e.to_string());
-                    let jitter = retry_after.mul_f64(rand::random::<f64>() * 0.2);
-                    self.sleep(retry_after + jitter).await?;
+                    // What the wait did not take of the pause (all of it
+                    // when too many requests wait already).
+                    let rest = (retry_after + jitter).saturating_sub(started.elapsed());
+                    self.sleep(rest).await?;
                 }
                 Ok(Err(AcceptError::ShuttingDown)) => return Err(Stopped),
                 Ok(Err(AcceptError::Invalid { index, error })) => {

@@ -70,9 +70,11 @@ impl Needed {
     }
 
     /// The room to wait for, and the batch's events; `None` for a refusal
-    /// that was waited for (and counted) already.
+    /// that was waited for (and counted) already, and for one that needed
+    /// no room (a queue over its limit, as a restart's replay may leave
+    /// it, refuses even those): there is nothing to wait for.
     pub(crate) fn take(&mut self) -> Option<(Reservation, usize)> {
-        let room = self.room.take()?;
+        let room = self.room.take().filter(|r| r.total() > 0)?;
         Some((room, std::mem::take(&mut self.events)))
     }
 }
