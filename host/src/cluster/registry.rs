@@ -312,12 +312,11 @@ impl ClusterRegistry {
                 if store.handler(&n)?.is_some() {
                     store.set_enabled(&n, false, Some("deleting"), "cluster")?;
                     let _ = d.reload_handler(&n);
-                    // As a delete made here waits (`api/handlers.rs`): a
-                    // delivery still running here would write its retry,
-                    // dead letter or stats after the sweep.
-                    if !d.wait_until_idle(&n) {
-                        tracing::warn!(handler = %n, "A delivery of the handler the cluster deleted outlived its wall-clock limit, or its outcome was not written by then; deleting anyway");
-                    }
+                    // Not waiting for this node's running deliveries, as a
+                    // delete made here does (`api/handlers.rs`): the
+                    // reload below drops the handler's *shared* KV, and
+                    // done late it would race with a redeploy on another
+                    // node, wiping the new handler's first writes.
                     store.delete_handler(&n, "cluster")?;
                     d.reload_handler(&n)
                         .map_err(|e| StoreError::Sled(e.to_string()))?;
