@@ -24,8 +24,8 @@ pub mod names {
     pub const EVENTS_DUPLICATE: &str = "hookbox_events_duplicate_total";
     /// Events refused at accept (invalid or queue full).
     pub const EVENTS_REJECTED: &str = "hookbox_events_rejected_total";
-    /// Publish requests that waited for room in a full queue (`[api]
-    /// queue_wait`), admitted in the end or not.
+    /// Publish requests (and sources' batches) that waited for room in a
+    /// full queue (`[api] queue_wait`), admitted in the end or not.
     pub const QUEUE_WAITS: &str = "hookbox_queue_waits_total";
     /// Emitted events dropped: past the emit depth limit, past the share of
     /// the queue emitted events may fill, or invalid.
@@ -384,7 +384,7 @@ impl Metrics {
         counter(
             &mut out,
             names::QUEUE_WAITS,
-            "Publish requests that waited for room in a full queue, admitted in the end or not.",
+            "Publish requests (and sources' batches) that waited for room in a full queue, admitted in the end or not.",
             self.queue_waits.load(Ordering::Relaxed),
         );
         counter(
