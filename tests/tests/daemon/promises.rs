@@ -274,6 +274,32 @@ fn a_publish_waits_for_room_up_to_queue_wait() {
     assert_eq!(d.metric("hookbox_queue_waits_total"), Some(2.0));
 }
 
+/// A graceful shutdown ends a publish's wait for room: the request is
+/// answered 503 (not held for its `queue_wait`, then 429), and the daemon
+/// still exits cleanly.
+#[test]
+fn a_shutdown_ends_a_publish_waiting_for_room() {
+    let mut d = Daemon::start_with("[dispatch]\nqueue_capacity = 4\n[api]\nqueue_wait = \"10s\"\n");
+    deploy_slow(&d, 1500);
+    let batch = |n: usize| json!((0..n).map(|_| json!({"type": "x"})).collect::<Vec<_>>());
+    d.publish(&batch(4), false).expect(202);
+    let waiting = std::thread::scope(|scope| {
+        let publish = scope.spawn(|| d.publish(&batch(4), false));
+        d.wait_until("the publish to wait for room", || {
+            (d.metric("hookbox_queue_waits_total") == Some(1.0)).then_some(())
+        });
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &d.pid().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(kill.success());
+        publish.join().expect("the publishing thread")
+    });
+    let m = waiting.error(503, "unavailable");
+    assert!(m.contains("shutting down"), "{m}");
+    d.stop();
+}
+
 /// Under load a batch the queue will refuse is refused before its events
 /// are built (a client that retries at once costs little), and one the
 /// queue takes is still taken: events no handler takes need no room.
