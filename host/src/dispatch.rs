@@ -1487,17 +1487,14 @@ impl Inner {
                 if let Some(room) = room {
                     s.unreserve(room.take());
                 }
-                let reserved = s.reserve(jobs, limit, self.tenant_share(), now_ms());
+                let reserved = s.reserve(&jobs, limit, self.tenant_share(), now_ms());
                 drop(s);
                 match reserved {
-                    Ok(r) => r,
+                    Ok(()) => jobs,
                     // Counted by whoever answers the refusal: a caller
                     // that waits for the room may not refuse in the end.
                     Err(refused) => {
-                        let room = Reservation::of(
-                            batch.iter().map(|(e, h)| (e.tenant.as_str(), h.len())),
-                        );
-                        return Err(busy(refused, Needed::new(room, batch.len())));
+                        return Err(busy(refused, Needed::new(jobs, batch.len())));
                     }
                 }
             }

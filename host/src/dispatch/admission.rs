@@ -206,7 +206,7 @@ impl Dispatcher {
             if self.inner.stopping.load(Ordering::SeqCst) {
                 return Err(AcceptError::ShuttingDown);
             }
-            let refused = match self.inner.hold(sure.clone()) {
+            let refused = match self.inner.hold(&sure) {
                 Ok(room) => return Ok(Some(room)),
                 Err(refused) => refused,
             };
@@ -228,14 +228,13 @@ impl Dispatcher {
 
 impl Inner {
     /// Reserves `sure` room for an external batch, held as a [`Room`].
-    fn hold(self: &Arc<Self>, sure: Reservation) -> Result<Room, super::queue::Refused> {
+    fn hold(self: &Arc<Self>, sure: &Reservation) -> Result<Room, super::queue::Refused> {
         let limit = self.cfg.queue_capacity;
-        let held = self
-            .sched()
+        self.sched()
             .reserve(sure, limit, self.tenant_share(), now_ms())?;
         Ok(Room {
             inner: self.clone(),
-            held: Some(held),
+            held: Some(sure.clone()),
         })
     }
 }

@@ -276,13 +276,14 @@ impl<T> Scheduler<T> {
     /// `tenant_share`, no tenant of the batch goes past it while another
     /// tenant wants room (module docs). A batch refused as [`Refused::Full`]
     /// marks its tenants as wanting room until `now_ms` + [`WANT_MS`].
+    /// Reserved, `batch` is the room to give back with [`Self::unreserve`].
     pub fn reserve(
         &mut self,
-        batch: Reservation,
+        batch: &Reservation,
         limit: usize,
         tenant_share: Option<usize>,
         now_ms: u64,
-    ) -> Result<Reservation, Refused> {
+    ) -> Result<(), Refused> {
         if let Some(share) = tenant_share {
             self.wanting.retain(|_, until| *until > now_ms);
             for (tenant, n) in &batch.jobs {
@@ -322,7 +323,7 @@ impl<T> Scheduler<T> {
         for (tenant, n) in &batch.jobs {
             self.add_tenant(tenant, *n);
         }
-        Ok(batch)
+        Ok(())
     }
 
     /// Gives back room taken by [`Self::reserve`] (after pushing the jobs,
@@ -1178,14 +1179,16 @@ mod tests {
     fn reserved_room_counts_until_it_is_given_back() {
         let mut s = Scheduler::new(WORKERS);
         s.push(job("h", None, Priority::Normal, 1));
-        let first = s.reserve(of("", 6), 10, None, 0).unwrap();
+        let first = of("", 6);
+        s.reserve(&first, 10, None, 0).unwrap();
         // Held 1 + reserved 6: 3 more fit, 4 do not.
         assert_eq!(
-            s.reserve(of("", 4), 10, None, 0).unwrap_err(),
+            s.reserve(&of("", 4), 10, None, 0).unwrap_err(),
             Refused::Full
         );
-        let second = s.reserve(of("", 3), 10, None, 0).unwrap();
-        assert!(s.reserve(of("", 1), 10, None, 0).is_err());
+        let second = of("", 3);
+        s.reserve(&second, 10, None, 0).unwrap();
+        assert!(s.reserve(&of("", 1), 10, None, 0).is_err());
         // The first batch failed to be written; the second pushes its jobs.
         s.unreserve(first);
         s.unreserve(second);
@@ -1193,10 +1196,10 @@ mod tests {
             s.push(job("h", None, Priority::Normal, n));
         }
         assert_eq!(s.len(), 4);
-        assert!(s.reserve(of("", 6), 10, None, 0).is_ok());
-        assert!(s.reserve(of("", 1), 10, None, 0).is_err());
+        assert!(s.reserve(&of("", 6), 10, None, 0).is_ok());
+        assert!(s.reserve(&of("", 1), 10, None, 0).is_err());
         assert!(
-            s.reserve(of("", 0), 10, None, 0).is_ok(),
+            s.reserve(&of("", 0), 10, None, 0).is_ok(),
             "an empty batch always fits a full queue"
         );
     }
@@ -1206,24 +1209,26 @@ mod tests {
         let mut s = Scheduler::new(WORKERS);
         let hot = |n| job("h", None, Priority::Normal, n).with_tenant("hot".into());
         // Alone, `hot` goes past its share of 5 up to the limit of 10.
-        let r = s.reserve(of("hot", 10), 10, Some(5), 0).unwrap();
+        let r = of("hot", 10);
+        s.reserve(&r, 10, Some(5), 0).unwrap();
         s.unreserve(r);
         for n in 0..10 {
             s.push(hot(n));
         }
         assert_eq!(s.tenant_len("hot"), 10);
         // The queue is full: `bg` is refused and now wants room.
-        assert_eq!(s.reserve(of("bg", 1), 10, Some(5), 0), Err(Refused::Full));
+        assert_eq!(s.reserve(&of("bg", 1), 10, Some(5), 0), Err(Refused::Full));
         // Room freed by `hot`'s jobs running goes to `bg`, not to `hot`.
         for _ in 0..4 {
             s.pop(run(10, false)).unwrap();
             s.finish("h", None, false, true, None);
         }
         assert_eq!(
-            s.reserve(of("hot", 1), 10, Some(5), 1_000),
+            s.reserve(&of("hot", 1), 10, Some(5), 1_000),
             Err(Refused::TenantShare("hot".into()))
         );
-        let r = s.reserve(of("bg", 4), 10, Some(5), 1_000).unwrap();
+        let r = of("bg", 4);
+        s.reserve(&r, 10, Some(5), 1_000).unwrap();
         assert_eq!(s.tenant_len("bg"), 4);
         s.unreserve(r);
         assert_eq!(s.tenant_len("bg"), 0);
@@ -1231,11 +1236,11 @@ mod tests {
         // trace.
         let many: Vec<String> = (0..1_000).map(|i| format!("t{i}")).collect();
         let r = Reservation::of(many.iter().map(|t| (t.as_str(), 1)));
-        assert_eq!(s.reserve(r, 10, Some(5), 1_000), Err(Refused::Full));
+        assert_eq!(s.reserve(&r, 10, Some(5), 1_000), Err(Refused::Full));
         assert_eq!(s.wanting.len(), MAX_WANTING);
         // Once the others stopped asking, `hot` is alone again.
         assert!(
-            s.reserve(of("hot", 4), 10, Some(5), 1_000 + WANT_MS)
+            s.reserve(&of("hot", 4), 10, Some(5), 1_000 + WANT_MS)
                 .is_ok()
         );
     }
@@ -1252,7 +1257,7 @@ mod tests {
         assert_eq!((s.tenant_len("a"), s.tenant_len("b")), (2, 1));
         // `a` holds 2 of its share of 2 while `b` holds a job: refused.
         assert_eq!(
-            s.reserve(of("a", 1), 100, Some(2), 0),
+            s.reserve(&of("a", 1), 100, Some(2), 0),
             Err(Refused::TenantShare("a".into()))
         );
         let gate = |j: &Job<u32>| match j.handler.as_str() {
@@ -1262,15 +1267,15 @@ mod tests {
         assert_eq!(s.pop(gate).unwrap().data, 1);
         assert_eq!((s.tenant_len("a"), s.tenant_len("b")), (1, 0));
         // `b` is gone; a batch of both tenants still holds each to its share.
-        assert!(s.reserve(of("a", 5), 100, Some(2), 0).is_ok());
+        assert!(s.reserve(&of("a", 5), 100, Some(2), 0).is_ok());
         assert_eq!(
-            s.reserve(Reservation::of([("a", 1), ("b", 1)]), 100, Some(2), 0),
+            s.reserve(&Reservation::of([("a", 1), ("b", 1)]), 100, Some(2), 0),
             Err(Refused::TenantShare("a".into()))
         );
         // Events of `a` that route nowhere take none of its room: the
         // batch's part for `b` is taken.
         assert!(
-            s.reserve(Reservation::of([("a", 0), ("b", 1)]), 100, Some(2), 0)
+            s.reserve(&Reservation::of([("a", 0), ("b", 1)]), 100, Some(2), 0)
                 .is_ok()
         );
     }
