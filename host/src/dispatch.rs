@@ -381,8 +381,7 @@ pub trait SharedKv: crate::kv::Kv + std::fmt::Debug {
     /// As [`Store::kv_list`].
     fn list(
         &self,
-        handler: &str,
-        tenant: &str,
+        ns: &crate::kv::Namespace,
         prefix: &str,
         cursor: Option<&str>,
         limit: usize,
@@ -390,14 +389,24 @@ pub trait SharedKv: crate::kv::Kv + std::fmt::Debug {
     /// As [`Store::kv_get`].
     fn item(
         &self,
-        handler: &str,
-        tenant: &str,
+        ns: &crate::kv::Namespace,
         key: &str,
     ) -> Result<Option<crate::store::KvItem>, crate::kv::KvError>;
     /// As [`Store::sweep_expired_kv`].
     fn sweep(&self) -> Result<u64, crate::kv::KvError>;
-    /// Drops a deleted handler's entries.
-    fn drop_handler(&self, handler: &str) -> Result<(), crate::kv::KvError>;
+    /// Drops the entries of one incarnation of a deleted handler (every
+    /// tenant's), and nothing of another incarnation of its name.
+    fn drop_handler(&self, handler: &str, incarnation: &str) -> Result<(), crate::kv::KvError>;
+}
+
+/// `handler`'s namespace of `tenant` in the shared KV, whose keys carry
+/// the handler's incarnation.
+fn shared_namespace(handler: &HandlerRecord, tenant: &str) -> crate::kv::Namespace {
+    crate::kv::Namespace {
+        handler: handler.name.clone(),
+        tenant: tenant.to_string(),
+        incarnation: handler.incarnation.clone(),
+    }
 }
 
 /// One node of a cluster, as its last heartbeat says.
@@ -1031,6 +1040,7 @@ impl Dispatcher {
             })?,
             None => inner.registry.insert(Loaded {
                 name: handler.name.clone(),
+                incarnation: handler.incarnation.clone(),
                 version: version.version,
                 config: serde_json::to_string(&handler.config).unwrap_or_else(|_| "{}".into()),
                 manifest,
@@ -1129,7 +1139,7 @@ impl Dispatcher {
     /// in cluster mode from the shared KV. Blocking.
     pub fn kv_list(
         &self,
-        handler: &str,
+        handler: &HandlerRecord,
         tenant: &str,
         prefix: &str,
         cursor: Option<&str>,
@@ -1138,8 +1148,7 @@ impl Dispatcher {
         match self.inner.shared_kv.get() {
             Some(kv) => kv
                 .list(
-                    handler,
-                    tenant,
+                    &shared_namespace(handler, tenant),
                     prefix,
                     cursor,
                     crate::store::page_size(limit),
@@ -1148,7 +1157,7 @@ impl Dispatcher {
             None => self
                 .inner
                 .store
-                .kv_list(handler, tenant, prefix, cursor, limit),
+                .kv_list(&handler.name, tenant, prefix, cursor, limit),
         }
     }
 
@@ -1156,15 +1165,30 @@ impl Dispatcher {
     /// shared KV. Blocking.
     pub fn kv_get(
         &self,
-        handler: &str,
+        handler: &HandlerRecord,
         tenant: &str,
         key: &str,
     ) -> Result<Option<crate::store::KvItem>, StoreError> {
         match self.inner.shared_kv.get() {
             Some(kv) => kv
-                .item(handler, tenant, key)
+                .item(&shared_namespace(handler, tenant), key)
                 .map_err(|e| StoreError::Unavailable(e.to_string())),
-            None => self.inner.store.kv_get(handler, tenant, key),
+            None => self.inner.store.kv_get(&handler.name, tenant, key),
+        }
+    }
+
+    /// Drops the shared KV (cluster mode) of `deleted`'s incarnation, as
+    /// the store's delete drops a node's own: called by every node once
+    /// the handler is deleted and none of its deliveries runs here any
+    /// more ([`Dispatcher::wait_until_idle`]), so that the last node to
+    /// finish one drops what it wrote. A handler deployed again under the
+    /// name meanwhile has keys of its own and keeps them. A failure is
+    /// logged: the keys are left behind, never read again. Blocking.
+    pub fn drop_shared_kv(&self, deleted: &HandlerRecord) {
+        if let Some(kv) = self.inner.shared_kv.get()
+            && let Err(e) = kv.drop_handler(&deleted.name, &deleted.incarnation)
+        {
+            tracing::warn!(handler = %deleted.name, error = %e, "Dropping a deleted handler's shared KV entries failed");
         }
     }
 
@@ -1191,13 +1215,12 @@ impl Dispatcher {
             None => {
                 inner.registry.remove(name);
                 inner.forget_breaker(name);
-                // Its jobs still queued are dropped by the scheduler's gate.
+                // Its jobs still queued go now, not when a worker comes to
+                // them: by then a handler deployed again under the name
+                // would pass the gate and run them. Its shared KV (cluster
+                // mode) goes in `drop_shared_kv`.
                 inner.inbox.discard(name)?;
-                if let Some(kv) = inner.shared_kv.get()
-                    && let Err(e) = kv.drop_handler(name)
-                {
-                    tracing::warn!(handler = %name, error = %e, "Dropping a deleted handler's shared KV entries failed");
-                }
+                inner.sched().drop_handler(name);
             }
         }
         inner.unpark(name);
@@ -1649,6 +1672,12 @@ impl Inner {
                         return;
                     }
                 };
+                // The shared KV keys by incarnation; the node's own
+                // store needs none (a delete here waits every delivery out).
+                let (kv, kv_incarnation): (&dyn crate::kv::Kv, &str) = match self.shared_kv.get() {
+                    Some(kv) => (kv.as_ref(), &h.incarnation),
+                    None => (&self.store, ""),
+                };
                 let report = self.runtime.deliver(
                     &module,
                     DeliveryRequest {
@@ -1657,10 +1686,8 @@ impl Inner {
                         attempt: pending.attempt,
                         limits: &h.limits,
                         config: &h.config,
-                        kv: match self.shared_kv.get() {
-                            Some(kv) => kv.as_ref(),
-                            None => &self.store,
-                        },
+                        kv,
+                        kv_incarnation,
                         capabilities: &h.manifest.capabilities,
                         reuse: h.manifest.delivery.reuse,
                     },

@@ -35,12 +35,19 @@ use crate::event::now_ms;
 use crate::limits::Limits;
 
 /// Whose keys: one handler, one tenant.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Namespace {
     /// The handler name.
     pub handler: String,
     /// The tenant of the event being handled.
     pub tenant: String,
+    /// Which life of the handler's name (its record's `incarnation`), for
+    /// a store whose keys outlive a delete's wait for running deliveries:
+    /// the cluster's shared KV, where a delivery on another node can still
+    /// write after the delete. Empty for the node's own store (a delete
+    /// there waits every delivery out) and for handlers deployed before
+    /// incarnations existed.
+    pub incarnation: String,
 }
 
 /// The most a namespace may hold.
@@ -565,6 +572,7 @@ mod tests {
         Namespace {
             handler: "h".into(),
             tenant: tenant.into(),
+            ..Namespace::default()
         }
     }
 

@@ -231,6 +231,7 @@ pub fn run_local(run: &LocalRun) -> Result<RunSummary> {
                     limits: &run.limits,
                     config: &config,
                     kv: &kv,
+                    kv_incarnation: "",
                     capabilities,
                     reuse: 0,
                 },

@@ -264,6 +264,9 @@ pub struct DeliveryRequest<'a> {
     /// The KV store; the guest sees only the namespace of `handler` and the
     /// event's tenant.
     pub kv: &'a dyn Kv,
+    /// The handler's incarnation if `kv` keys by it (see
+    /// [`crate::kv::Namespace::incarnation`]), else empty.
+    pub kv_incarnation: &'a str,
     /// What the handler's manifest grants: a call into any other Hookbox
     /// interface ends the delivery with `capability_denied`.
     pub capabilities: &'a BTreeSet<Capability>,

@@ -132,6 +132,7 @@ impl Bench {
                 limits: &self.limits,
                 config: &h.config,
                 kv,
+                kv_incarnation: "",
                 capabilities: &h.caps,
                 reuse: if mode == Mode::Warm { u32::MAX } else { 0 },
             },

@@ -100,6 +100,7 @@ fn profile(bench: &Bench, spec: &str) {
     let ns = Namespace {
         handler: "native".into(),
         tenant: "acme".into(),
+        ..Namespace::default()
     };
     let per = match variant {
         "native" => support::ns_per_call(n, || native(black_box(&payload), &bench.kv, &ns)).cpu,
@@ -162,6 +163,7 @@ fn sandbox_tax(bench: &Bench, report: &mut Report) {
     let ns = Namespace {
         handler: "native".into(),
         tenant: "acme".into(),
+        ..Namespace::default()
     };
     let mut table = Table::new(&[
         "payload",
@@ -451,6 +453,7 @@ fn deadlines(bench: &Bench, report: &mut Report) {
                         limits: &limits,
                         config: "{}",
                         kv,
+                        kv_incarnation: "",
                         capabilities: &Capability::all(),
                         reuse: 0,
                     },

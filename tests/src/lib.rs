@@ -144,6 +144,7 @@ impl Delivery {
                 limits: &self.limits,
                 config: &self.config,
                 kv,
+                kv_incarnation: "",
                 capabilities: &self.capabilities,
                 reuse: self.reuse,
             },

@@ -185,6 +185,22 @@ impl NatsServer {
         reply
     }
 
+    /// How many messages JetStream stream `name` holds (a KV bucket
+    /// `b` is stream `KV_b`), from the monitoring endpoint; `None` if the
+    /// server does not answer or has no such stream.
+    pub fn stream_messages(&self, name: &str) -> Option<u64> {
+        let reply = self.monitor_get("/jsz?streams=true");
+        let (_, body) = reply.split_once("\r\n\r\n")?;
+        let jsz: serde_json::Value = serde_json::from_str(body).ok()?;
+        jsz["account_details"]
+            .as_array()?
+            .iter()
+            .filter_map(|a| a["stream_detail"].as_array())
+            .flatten()
+            .find(|s| s["name"] == name)?["state"]["messages"]
+            .as_u64()
+    }
+
     /// Kills the server (its JetStream store stays).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -559,6 +559,116 @@ fn handler_kv_is_shared_and_atomic_across_nodes() {
     assert_eq!(b.get("/v1/handlers/counter/kv/count?tenant=").status, 404);
 }
 
+/// A delete on one node while a delivery of the handler runs on another:
+/// what that delivery writes at its end goes with the deleted handler
+/// (each node drops the handler's shared keys once its own deliveries of
+/// it ended), and the handler deployed again under the name meanwhile
+/// starts with none of them and keeps its own writes (its keys belong to
+/// its incarnation, which no drop of the old one reaches).
+#[test]
+fn a_delete_outlives_a_delivery_running_on_another_node() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "30s");
+    let b = node(&nats, "30s");
+    // The guest sleeps `config` ms, then sets the KV key `late`.
+    let writer = |sleep_ms: u64| {
+        json!({
+            "name": "late-writer",
+            "subscription": {"events": ["slow"]},
+            "config": sleep_ms,
+            "limits": {"timeout_ms": 20000},
+            "delivery": {"max_attempts": 1},
+        })
+        .to_string()
+    };
+    a.deploy(&writer(3000), &read(guests::SLEEP_KV)).expect(201);
+    b.wait_until("node b to have the handler deployed on a", || {
+        (b.get("/v1/handlers/late-writer").status == 200).then_some(())
+    });
+    let b_name = b.get("/v1/cluster").expect(200).json["node"].clone();
+    let b_holds = || {
+        let c = b.get("/v1/cluster").expect(200).json;
+        let me = c["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["node"] == b_name)?;
+        me["held"].as_u64()
+    };
+    // One event at a time until node b runs one (both nodes fetch, once
+    // they found the handler's consumer, made by the first event).
+    let mut sent = 0;
+    while b_holds() == Some(0) {
+        assert!(sent < 30, "node b took none of {sent} deliveries");
+        a.publish(&json!({"type": "slow", "tenant": "acme"}), false)
+            .expect(202);
+        sent += 1;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    eprintln!("node b took a delivery of the first {sent}");
+    // Its delivery started at most 200 ms ago (a worker was free): well
+    // into its sleep, the handler is deleted.
+    let b_took = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    a.delete("/v1/handlers/late-writer").expect(204);
+    // Deployed again at once, writing at once, while b's delivery of the
+    // deleted handler still sleeps.
+    a.deploy(&writer(0), &read(guests::SLEEP_KV)).expect(201);
+    b.wait_until("node b to have the redeployed handler", || {
+        (b.get("/v1/handlers/late-writer").status == 200).then_some(())
+    });
+    let ids = b
+        .publish(&json!({"type": "slow", "tenant": "other"}), false)
+        .expect(202);
+    assert_eq!(
+        ids.json["events"][0]["handlers"],
+        json!(["late-writer"]),
+        "{ids}"
+    );
+    for d in [&a, &b] {
+        d.wait_until("the redeployed handler to write its key", || {
+            (d.get("/v1/handlers/late-writer/kv/late?tenant=other")
+                .status
+                == 200)
+                .then_some(())
+        });
+    }
+    // Past the end of every delivery of the deleted handler (those on a
+    // ended before its delete returned).
+    std::thread::sleep(std::time::Duration::from_millis(5000).saturating_sub(b_took.elapsed()));
+    // Node b ran one of them to its end, its write included, after the
+    // delete (it ran nothing else that took over a second).
+    let bucket = |le: &str| {
+        b.metric(&format!(
+            "hookbox_delivery_duration_seconds_bucket{{le=\"{le}\"}}"
+        ))
+        .unwrap_or(0.0)
+    };
+    assert!(
+        bucket("10") - bucket("1") >= 1.0,
+        "node b ran no 3-s delivery"
+    );
+    for d in [&a, &b] {
+        let acme = d.get("/v1/handlers/late-writer/kv?tenant=acme").expect(200);
+        assert_eq!(
+            acme.json["entries"],
+            json!([]),
+            "the deleted handler's delivery wrote into the new one's KV: {acme}"
+        );
+        let other = d
+            .get("/v1/handlers/late-writer/kv?tenant=other")
+            .expect(200);
+        assert_eq!(
+            other.json["entries"][0]["key"], "late",
+            "dropping the deleted handler's keys took the new one's: {other}"
+        );
+    }
+    // What the deleted handler's deliveries wrote is gone from the bucket:
+    // it holds the new handler's entry and its namespace's usage record.
+    a.wait_until("the deleted handler's keys to be dropped", || {
+        (nats.stream_messages("KV_hookbox_kv") == Some(2)).then_some(())
+    });
+}
+
 /// API tokens and payload schemas are the cluster's: a token created on
 /// node a authenticates on node b until b revokes it, which a then
 /// refuses; a schema put on a validates on b until b removes it.

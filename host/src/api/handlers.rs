@@ -378,9 +378,9 @@ pub(crate) async fn delete(
 ) -> ApiResult<StatusCode> {
     let actor = caller.actor();
     ctx.with_dispatcher(move |d| {
-        if d.store().handler(&name)?.is_none() {
+        let Some(record) = d.store().handler(&name)? else {
             return Err(not_found(&name));
-        }
+        };
         // Out of routing first, as the store asks: no new deliveries while
         // the data goes. A handler whose module no longer loads must still
         // be deletable, so a failed reload does not stop the delete.
@@ -397,6 +397,7 @@ pub(crate) async fn delete(
         }
         d.store().delete_handler(&name, &actor)?;
         d.refresh_handler(&name)?;
+        d.drop_shared_kv(&record);
         Ok(())
     })
     .await?;

@@ -61,11 +61,11 @@ pub(crate) async fn list(
     let limit = page_limit(p.limit)?;
     let page = ctx
         .with_dispatcher(move |d| {
-            if d.store().handler(&name)?.is_none() {
+            let Some(handler) = d.store().handler(&name)? else {
                 return Err(ApiError::not_found(format!("handler {name}")));
-            }
+            };
             let prefix = p.prefix.unwrap_or_default();
-            Ok(d.kv_list(&name, &p.tenant, &prefix, p.cursor.as_deref(), limit)?)
+            Ok(d.kv_list(&handler, &p.tenant, &prefix, p.cursor.as_deref(), limit)?)
         })
         .await?;
     Ok(axum::Json(page))
@@ -94,10 +94,10 @@ pub(crate) async fn get(
     caller.check_tenant_filter(Some(&p.tenant))?;
     let item = ctx
         .with_dispatcher(move |d| {
-            if d.store().handler(&name)?.is_none() {
+            let Some(handler) = d.store().handler(&name)? else {
                 return Err(ApiError::not_found(format!("handler {name}")));
-            }
-            d.kv_get(&name, &p.tenant, &key)?.ok_or_else(|| {
+            };
+            d.kv_get(&handler, &p.tenant, &key)?.ok_or_else(|| {
                 ApiError::not_found(format!(
                     "key {key:?} of handler {name} for tenant {:?}",
                     p.tenant

@@ -5,7 +5,13 @@
 //! - **Keys**: `e.<handler>.<tenant>.<key>`, each part `_` + base64url
 //!   (no padding) of its bytes, so every handler, tenant and key (whatever
 //!   bytes it holds) is one valid token and a namespace's entries are
-//!   exactly the keys under `e.<handler>.<tenant>.`.
+//!   exactly the keys under `e.<handler>.<tenant>.`. The handler's token
+//!   also carries its incarnation (`_<name>=_<incarnation>`; `=` is never
+//!   in base64url without padding), so each life of a name has keys of
+//!   its own: a delete drops exactly the deleted handler's keys, once this
+//!   node's deliveries of it ended, and a late write by one of them never
+//!   lands in a handler deployed again under the name. Handlers deployed
+//!   before incarnations existed keep the plain `_<name>` token.
 //! - **Values**: [`encode_entry`] bytes (expiry + value), as in sled: an
 //!   expired entry reads as absent and counts towards its quota until it
 //!   is removed (by the periodic sweep, or by a write that would otherwise
@@ -57,10 +63,29 @@ pub(super) fn unpart(token: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// The token of a handler's incarnation (see the module docs).
+fn handler_token(handler: &str, incarnation: &str) -> String {
+    let name = part(handler.as_bytes());
+    if incarnation.is_empty() {
+        name
+    } else {
+        format!("{name}={}", part(incarnation.as_bytes()))
+    }
+}
+
+/// The handler and incarnation a [`handler_token`] stands for.
+fn unhandler_token(token: &str) -> Option<(String, String)> {
+    let (name, incarnation) = match token.split_once('=') {
+        Some((name, inc)) => (name, String::from_utf8(unpart(inc)?).ok()?),
+        None => (token, String::new()),
+    };
+    Some((String::from_utf8(unpart(name)?).ok()?, incarnation))
+}
+
 fn ns_tokens(ns: &Namespace) -> String {
     format!(
         "{}.{}",
-        part(ns.handler.as_bytes()),
+        handler_token(&ns.handler, &ns.incarnation),
         part(ns.tenant.as_bytes())
     )
 }
@@ -389,16 +414,20 @@ impl ClusterKv {
             let (Some(t), Some(h)) = (parts.next(), parts.next()) else {
                 continue;
             };
-            let (Some(t), Some(h)) = (unpart(t), unpart(h)) else {
+            let (Some(t), Some((handler, incarnation))) = (unpart(t), unhandler_token(h)) else {
                 continue;
             };
-            if let (Ok(handler), Ok(tenant)) = (String::from_utf8(h), String::from_utf8(t)) {
-                out.insert((handler, tenant));
+            if let Ok(tenant) = String::from_utf8(t) {
+                out.insert((handler, tenant, incarnation));
             }
         }
         Ok(out
             .into_iter()
-            .map(|(handler, tenant)| Namespace { handler, tenant })
+            .map(|(handler, tenant, incarnation)| Namespace {
+                handler,
+                tenant,
+                incarnation,
+            })
             .collect())
     }
 }
@@ -416,10 +445,10 @@ impl SharedKv for ClusterKv {
         })
     }
 
-    /// Drops every entry and usage record of `handler` (it was deleted).
-    /// Blocking.
-    fn drop_handler(&self, handler: &str) -> Result<(), KvError> {
-        let h = part(handler.as_bytes());
+    /// Drops every entry and usage record of one incarnation of `handler`
+    /// (it was deleted). Blocking.
+    fn drop_handler(&self, handler: &str, incarnation: &str) -> Result<(), KvError> {
+        let h = handler_token(handler, incarnation);
         self.handle.block_on(async {
             for filter in [format!("e.{h}.>"), format!("u.{h}.>")] {
                 self.kv
@@ -438,18 +467,13 @@ impl SharedKv for ClusterKv {
     /// Blocking.
     fn list(
         &self,
-        handler: &str,
-        tenant: &str,
+        ns: &Namespace,
         prefix: &str,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<KvPage, KvError> {
-        let ns = Namespace {
-            handler: handler.into(),
-            tenant: tenant.into(),
-        };
         let now = now_ms();
-        let all = self.handle.block_on(self.scan(&ns))?;
+        let all = self.handle.block_on(self.scan(ns))?;
         let sorted: BTreeMap<Vec<u8>, Vec<u8>> = all
             .into_iter()
             .filter(|(k, _, _)| k.starts_with(prefix.as_bytes()))
@@ -470,14 +494,10 @@ impl SharedKv for ClusterKv {
     }
 
     /// One live entry (as `Store::kv_get`). Blocking.
-    fn item(&self, handler: &str, tenant: &str, key: &str) -> Result<Option<KvItem>, KvError> {
-        let ns = Namespace {
-            handler: handler.into(),
-            tenant: tenant.into(),
-        };
+    fn item(&self, ns: &Namespace, key: &str) -> Result<Option<KvItem>, KvError> {
         let (entry, _) = self
             .handle
-            .block_on(self.read(&entry_key(&ns, key.as_bytes())))?;
+            .block_on(self.read(&entry_key(ns, key.as_bytes())))?;
         Ok(entry.and_then(|e| crate::store::kv_item(key.as_bytes(), &e, now_ms())))
     }
 }
@@ -567,10 +587,16 @@ mod tests {
         let ns = |h: &str, t: &str| Namespace {
             handler: h.into(),
             tenant: t.into(),
+            ..Namespace::default()
         };
         let a = entry_key(&ns("h", ""), b"x.y>*");
         let b = entry_key(&ns("h", "x"), b"");
-        for k in [&a, &b, &usage_key(&ns("h", ""))] {
+        let later = Namespace {
+            incarnation: "01JA0000000000000000000000".into(),
+            ..ns("h", "x")
+        };
+        let c = entry_key(&later, b"");
+        for k in [&a, &b, &c, &usage_key(&ns("h", "")), &usage_key(&later)] {
             assert!(
                 k.bytes()
                     .all(|c| c.is_ascii_alphanumeric() || b"-_.=".contains(&c)),
@@ -580,6 +606,29 @@ mod tests {
         }
         assert_ne!(a, b);
         assert_eq!(unpart(a.rsplit('.').next().unwrap()).unwrap(), b"x.y>*");
+        // Each incarnation of a name has its own handler token: a drop's
+        // filter `e.<token>.>` reaches one incarnation's keys only, and
+        // the sweep reads the namespace back from a key.
+        let (plain, with) = (
+            handler_token("h", ""),
+            handler_token("h", &later.incarnation),
+        );
+        assert_ne!(plain, with);
+        assert!(b.starts_with(&format!("e.{plain}.")) && !c.starts_with(&format!("e.{plain}.")));
+        assert!(c.starts_with(&format!("e.{with}.")) && !b.starts_with(&format!("e.{with}.")));
+        assert_eq!(
+            unhandler_token(&with),
+            Some(("h".to_string(), later.incarnation.clone()))
+        );
+        assert_eq!(
+            unhandler_token(&plain),
+            Some(("h".to_string(), String::new()))
+        );
+        assert_eq!(
+            unhandler_token("_aA=x"),
+            None,
+            "not a token this module makes"
+        );
         let mut u = UsageRecord::default();
         let e = encode_entry(b"vv", Some(5), 10);
         u.apply(1, None, Some(&e));

@@ -309,17 +309,28 @@ impl ClusterRegistry {
                 if applied.get(&n).is_some_and(|r| *r >= revision) {
                     return Ok(());
                 }
-                if store.handler(&n)?.is_some() {
+                if let Some(record) = store.handler(&n)? {
                     store.set_enabled(&n, false, Some("deleting"), "cluster")?;
                     let _ = d.reload_handler(&n);
-                    // Not waiting for this node's running deliveries, as a
-                    // delete made here does (`api/handlers.rs`): the
-                    // reload below drops the handler's *shared* KV, and
-                    // done late it would race with a redeploy on another
-                    // node, wiping the new handler's first writes.
+                    // The local data goes now, in the watch's order, so a
+                    // redeploy that follows is applied after it. Not
+                    // waiting for this node's running deliveries first,
+                    // as a delete made here does (`api/handlers.rs`):
+                    // that would hold up every later registry change.
                     store.delete_handler(&n, "cluster")?;
                     d.reload_handler(&n)
                         .map_err(|e| StoreError::Sled(e.to_string()))?;
+                    // The shared KV goes once this node's deliveries of
+                    // the handler ended, so none of them writes after it;
+                    // its keys are this incarnation's only, so a redeploy
+                    // meanwhile keeps its own.
+                    let idle = d.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if !idle.wait_until_idle(&record.name) {
+                            tracing::warn!(handler = %record.name, "A delivery of a handler the cluster deleted outlived its wall-clock limit; dropping its shared KV anyway");
+                        }
+                        idle.drop_shared_kv(&record);
+                    });
                     tracing::info!(handler = %n, revision, "Deleted a handler the cluster deleted");
                 }
                 applied.insert(n, revision);
@@ -631,6 +642,7 @@ impl SharedRegistry for ClusterRegistry {
                         config: manifest.config.clone(),
                         created_ms: now,
                         updated_ms: now,
+                        incarnation: ulid::Ulid::new().to_string(),
                     },
                 };
                 let doc = HandlerDoc { handler, versions };

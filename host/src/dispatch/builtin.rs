@@ -129,6 +129,8 @@ pub(crate) fn loaded(b: Builtin, limits: Limits) -> Loaded {
             delivery: b.delivery,
         },
         name: b.name,
+        // Built-in handlers keep no KV.
+        incarnation: String::new(),
         version: 0,
         limits,
         config: "{}".into(),

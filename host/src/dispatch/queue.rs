@@ -12,7 +12,8 @@
 //!   (`unpark_tenant` when that breaker lets it through). A finished
 //!   delivery unparks one, back in its queue in arrival order (ahead of
 //!   every later job); `unpark_all` (on enable / reload) unparks all,
-//!   back at the front of their queues.
+//!   back at the front of their queues. `drop_handler` (on delete) drops
+//!   all of a deleted handler's jobs at once, wherever they wait.
 //! - **No handler takes every worker.** While other handlers are enabled
 //!   (`Gate::Run::shared`), a handler's cap is its policy's concurrency but
 //!   at most `workers - 1` (and at least 1): one worker always stays free
@@ -648,6 +649,46 @@ impl<T> Scheduler<T> {
         }
     }
 
+    /// Drops every job of `handler` held here (ready, delayed, parked,
+    /// waiting on a key), as `pop` drops one its gate calls deleted, but at
+    /// once: the handler was deleted, and a handler deployed again under
+    /// its name before a worker came to them must not run what was routed
+    /// to the old one. Running jobs are left to finish. How many went.
+    pub fn drop_handler(&mut self, handler: &str) -> usize {
+        let mine = |j: &Job<T>| j.handler == handler;
+        let mut gone: Vec<Job<T>> = Vec::new();
+        for q in &mut self.ready {
+            let (drop, keep): (VecDeque<_>, VecDeque<_>) =
+                std::mem::take(q).into_iter().partition(mine);
+            *q = keep;
+            gone.extend(drop);
+        }
+        gone.extend(self.delayed.extract_if(.., |_, j| mine(j)).map(|(_, j)| j));
+        gone.extend(self.parked.remove(handler).into_iter().flatten());
+        let tenants = self.parked_tenant.extract_if(|(h, _), _| h == handler);
+        gone.extend(tenants.flat_map(|(_, parked)| parked));
+        for ((h, _), waiting) in &mut self.keys {
+            if h == handler {
+                gone.extend(waiting.drain(..));
+            }
+        }
+        for job in &gone {
+            self.len -= 1;
+            self.sub_tenant(&job.tenant, 1);
+            // A key whose holder went here has nobody left to release
+            // it (its waiters went too); one held by a running delivery
+            // is released when that ends.
+            if job.holds_key
+                && let Some(key) = &job.key
+            {
+                self.keys.remove(&(job.handler.clone(), key.clone()));
+            }
+        }
+        self.records.remove(handler);
+        self.lendable.retain(|h| h != handler);
+        gone.len()
+    }
+
     /// Makes every parked job of `handler` runnable again, its tenants'
     /// included (after it is enabled, reloaded or deleted; `pop` applies
     /// the new gate). Its record of recent deliveries starts over: new
@@ -785,6 +826,49 @@ mod tests {
             }
         };
         assert_eq!(s.pop(gate).unwrap().data, 2);
+        assert_eq!(s.len(), 0);
+    }
+
+    /// A deleted handler's jobs go at once wherever they wait (a handler
+    /// deployed again under the name must not run them); its running ones
+    /// stay counted until they finish, and every count adds up.
+    #[test]
+    fn dropping_a_handler_takes_every_job_it_holds_at_once() {
+        let mut s = Scheduler::new(WORKERS);
+        let t = |h: &str, key: Option<&str>, n| {
+            job(h, key, Priority::Normal, n).with_tenant("acme".into())
+        };
+        for j in [
+            t("gone", Some("k"), 1),
+            t("gone", Some("k"), 2),
+            t("gone", None, 3),
+            t("h", None, 4),
+            t("gone", None, 5),
+        ] {
+            s.push(j);
+        }
+        let gate = run(2, true);
+        // 1 runs holding `k`, 2 waits on `k`, 3 and 4 run, 5 parks at the cap.
+        assert_eq!(pop_all(&mut s, &gate), ["gone", "gone", "h"]);
+        s.push(t("gone", None, 6));
+        assert!(
+            s.pop(|_| Gate::HoldTenant).is_none(),
+            "6 waits on its tenant"
+        );
+        s.push_delayed(1_000, t("gone", None, 7));
+        s.push(t("h", None, 8));
+        assert_eq!((s.len(), s.tenant_len("acme")), (5, 5));
+
+        assert_eq!(s.drop_handler("gone"), 4, "2, 5, 6 and 7");
+        assert_eq!((s.len(), s.tenant_len("acme"), s.inflight()), (1, 1, 3));
+        s.finish("gone", Some("k"), true, true, None);
+        s.finish("gone", None, false, true, None);
+        // `k` is free for the next handler of the name; nothing of the old
+        // one comes back, the delayed retry included.
+        s.push(t("gone", Some("k"), 9));
+        s.promote_due(2_000);
+        let order: Vec<u32> = std::iter::from_fn(|| s.pop(&gate).map(|j| j.data)).collect();
+        assert_eq!(order, [8, 9]);
         assert_eq!(s.len(), 0);
     }
 

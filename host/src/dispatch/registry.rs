@@ -27,6 +27,8 @@ use super::resident::{Resident, ResidentBudget};
 #[derive(Debug)]
 pub(crate) struct Loaded {
     pub name: String,
+    /// The record's `incarnation`: the shared KV's keys carry it.
+    pub incarnation: String,
     pub version: u32,
     pub manifest: Manifest,
     pub limits: Limits,
@@ -356,6 +358,7 @@ impl Registry {
             .map_err(DispatchError::Invalid)?;
         Ok(Loaded {
             name: record.name.clone(),
+            incarnation: record.incarnation.clone(),
             version: version.version,
             config: serde_json::to_string(&record.config).unwrap_or_else(|_| "{}".into()),
             manifest: version.manifest,
@@ -426,6 +429,7 @@ mod tests {
         .unwrap();
         Loaded {
             name: name.into(),
+            incarnation: String::new(),
             version: 1,
             manifest,
             limits: Limits::default(),

@@ -211,6 +211,7 @@ impl Runtime {
 
         store.data_mut().begin(Begin {
             handler: req.handler,
+            incarnation: req.kv_incarnation,
             tenant: &req.event.tenant,
             config: req.config,
             limits: req.limits,

@@ -116,6 +116,7 @@ impl std::fmt::Debug for HostState {
 /// One delivery's inputs, as [`HostState::begin`] needs them.
 pub(crate) struct Begin<'a> {
     pub handler: &'a str,
+    pub incarnation: &'a str,
     pub tenant: &'a str,
     pub config: &'a str,
     pub limits: &'a Limits,
@@ -171,6 +172,7 @@ impl HostState {
             namespace: Some(Namespace {
                 handler: b.handler.to_string(),
                 tenant: b.tenant.to_string(),
+                incarnation: b.incarnation.to_string(),
             }),
             config: b.config.to_string(),
             event_tenant: b.tenant.to_string(),

@@ -63,6 +63,8 @@ impl Store {
         let vbytes = encode(&record)?;
         let detail = json!({"version": version, "module": module_hash});
         let (akey, aval) = self.audit_record(actor, "deploy", name, detail)?;
+        // Used only if the name is new (or was deleted).
+        let incarnation = self.new_id();
         let t = self.t();
         let handler = (&t.handlers, &t.versions, &t.audit)
             .transaction(|(handlers, versions, audit)| {
@@ -81,6 +83,7 @@ impl Store {
                         config: manifest.config.clone(),
                         created_ms: now,
                         updated_ms: now,
+                        incarnation: incarnation.clone(),
                     },
                 };
                 handlers.insert(name, encode(&h).abort()?)?;

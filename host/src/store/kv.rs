@@ -41,7 +41,11 @@ fn key_namespace(key: &[u8]) -> Option<Namespace> {
     let mut rest = key;
     let handler = part(&mut rest)?;
     let tenant = part(&mut rest)?;
-    Some(Namespace { handler, tenant })
+    Some(Namespace {
+        handler,
+        tenant,
+        incarnation: String::new(),
+    })
 }
 
 /// A stored entry as operators see it; `None` once it expired.
@@ -121,6 +125,7 @@ impl Store {
         let ns = Namespace {
             handler: handler.to_string(),
             tenant: tenant.to_string(),
+            incarnation: String::new(),
         };
         let base = ns_prefix(&ns);
         let start = kv_key(&ns, cursor.unwrap_or(prefix).as_bytes());
@@ -154,6 +159,7 @@ impl Store {
         let ns = Namespace {
             handler: handler.to_string(),
             tenant: tenant.to_string(),
+            incarnation: String::new(),
         };
         let entry = self.kv_entry(&kv_key(&ns, key.as_bytes()))?;
         Ok(entry.and_then(|v| kv_item(key.as_bytes(), &v, now_ms())))
@@ -225,6 +231,7 @@ mod tests {
         Namespace {
             handler: handler.into(),
             tenant: tenant.into(),
+            ..Namespace::default()
         }
     }
 
@@ -275,6 +282,7 @@ mod tests {
         let ns = |t: &str| Namespace {
             handler: "h".into(),
             tenant: t.into(),
+            ..Namespace::default()
         };
         let now = now_ms();
         for (t, k, v, ttl) in [

@@ -57,6 +57,15 @@ pub struct HandlerRecord {
     pub created_ms: u64,
     /// Last change, ms since the epoch.
     pub updated_ms: u64,
+    /// Which life of the name this is: a ULID made when the name is first
+    /// deployed, kept by every later version and change, and made anew
+    /// when the name is deployed again after a delete. In cluster mode the
+    /// handler's KV keys carry it, so a delivery of a deleted handler still
+    /// running on another node never writes into the KV of a handler
+    /// deployed again under the name. Empty for handlers deployed before
+    /// incarnations existed (their keys stay as they were).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub incarnation: String,
 }
 
 /// One deployed version of a handler; immutable.

@@ -103,6 +103,7 @@ impl Bench {
                 limits: &self.limits,
                 config: "{}",
                 kv,
+                kv_incarnation: "",
                 capabilities: &ALL,
                 reuse,
             },

@@ -244,6 +244,7 @@ fn many_kv_keys_in_one_delivery_stay_in_its_namespace() {
     let ns = |handler: &str| Namespace {
         handler: handler.into(),
         tenant: "acme".into(),
+        ..Namespace::default()
     };
     // Keys 0 to 1999 (hex 0x7cf), 1 KiB each, all in the handler's own
     // namespace and nowhere else.
@@ -283,6 +284,7 @@ fn acme() -> Namespace {
     Namespace {
         handler: "test".into(),
         tenant: "acme".into(),
+        ..Namespace::default()
     }
 }
 
@@ -433,6 +435,7 @@ fn a_guest_cannot_reach_another_handlers_or_tenants_kv() {
             let ns = Namespace {
                 handler: handler.into(),
                 tenant: tenant.into(),
+                ..Namespace::default()
             };
             let value = shared.get(&ns, "shared").unwrap().unwrap();
             assert_eq!(value, format!("\"{handler}@{tenant}\"").into_bytes());

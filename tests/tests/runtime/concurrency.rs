@@ -32,6 +32,7 @@ fn many_threads_one_module_one_kv() {
     let ns = Namespace {
         handler: "test".into(),
         tenant: "acme".into(),
+        ..Namespace::default()
     };
     let count = kv.get(&ns, "count").unwrap().unwrap();
     assert_eq!(count, (THREADS * PER_THREAD).to_string().as_bytes());

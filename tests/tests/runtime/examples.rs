@@ -68,6 +68,7 @@ fn ns(manifest: &Manifest) -> Namespace {
     Namespace {
         handler: manifest.name.clone(),
         tenant: TENANT.into(),
+        ..Namespace::default()
     }
 }
 

@@ -258,6 +258,7 @@ fn kv_value_bytes() {
     let ns = hookbox::kv::Namespace {
         handler: "test".into(),
         tenant: "acme".into(),
+        ..hookbox::kv::Namespace::default()
     };
     let stored = hookbox::kv::Kv::get(at_limit.kv.as_ref(), &ns, "k").unwrap();
     assert_eq!(stored.map(|v| v.len()), Some(99));

@@ -84,6 +84,7 @@ async fn every_fixture_event_reaches_subscribers_with_its_type_tenant_and_payloa
     let ns = Namespace {
         handler: "tenant-analytics".into(),
         tenant: REALM.into(),
+        ..Namespace::default()
     };
     let total = expected.len().to_string();
     node.wait_for("tenant-analytics to count every event", |_| {

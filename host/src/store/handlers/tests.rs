@@ -72,6 +72,41 @@ fn enable_config_and_redeploy() {
     ));
 }
 
+/// A name's incarnation is made at its first deploy, kept by every later
+/// change, and made anew after a delete (cluster mode keys the handler's
+/// KV by it).
+#[test]
+fn a_name_deployed_again_after_a_delete_is_a_new_incarnation() {
+    let (_d, s) = temp();
+    deploy(&s, "h");
+    let first = s.handler("h").unwrap().unwrap().incarnation;
+    assert_eq!(first.len(), 26, "a ULID: {first:?}");
+    deploy(&s, "other");
+    assert_ne!(s.handler("other").unwrap().unwrap().incarnation, first);
+    deploy(&s, "h");
+    s.set_enabled("h", false, None, "op").unwrap();
+    s.set_config("h", &json!({"v": 2}), "op").unwrap();
+    s.rollback("h", None, "op").unwrap();
+    assert_eq!(s.handler("h").unwrap().unwrap().incarnation, first);
+    s.delete_handler("h", "op").unwrap();
+    deploy(&s, "h");
+    let second = s.handler("h").unwrap().unwrap().incarnation;
+    assert!(!second.is_empty() && second != first, "{second:?}");
+    // A record stored before incarnations existed reads as one without.
+    let old: crate::store::HandlerRecord = serde_json::from_value(json!({
+        "name": "h", "active_version": 1, "enabled": true, "disabled_reason": null,
+        "config": {}, "created_ms": 1, "updated_ms": 1,
+    }))
+    .unwrap();
+    assert_eq!(old.incarnation, "");
+    assert!(
+        serde_json::to_value(&old)
+            .unwrap()
+            .get("incarnation")
+            .is_none()
+    );
+}
+
 #[test]
 fn deploy_checks_module_and_name() {
     let (_d, s) = temp();
@@ -98,6 +133,7 @@ fn delete_sweeps_what_the_handler_owned_and_nothing_else() {
     let ns = |h: &str| Namespace {
         handler: h.into(),
         tenant: "t".into(),
+        ..Namespace::default()
     };
     s.set(&ns("h"), "k", b"1", None, &Quota::UNLIMITED).unwrap();
     s.set(&ns("other"), "k", b"2", None, &Quota::UNLIMITED)
