@@ -27,16 +27,24 @@
 //!
 //! Bounds: at most [`WAITERS_MAX`] requests, holding at most
 //! [`WAITING_BYTES_MAX`] of bodies between them, wait at once; past
-//! either a request is refused at once, as without the wait. Waiters are
-//! not served in order: each poll tries the scheduler's own check
-//! (tenant shares included), so a small batch may pass a large one that
-//! waits for more room.
+//! either a request is refused at once, as without the wait, and so is a
+//! batch that needs more room than the whole queue has.
+//!
+//! Order: waiting requests get room in arrival order *per tenant*. Only
+//! the oldest waiting request of each of its batch's tenants tries for
+//! room (the scheduler's own check, tenant shares included), and a request
+//! arriving while others of its tenants wait queues behind them. So a
+//! large batch is not passed, poll after poll, by small ones that each
+//! need less room than it (it would wait out its whole `queue_wait` and be
+//! refused), while another tenant's requests, which the line does not
+//! hold up, take the room their own share allows.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::queue::Reservation;
+use super::queue::{Refused, Reservation};
 use super::{AcceptError, Dispatcher, Inner, busy};
 use crate::event::now_ms;
 
@@ -104,29 +112,68 @@ impl Drop for Room {
     }
 }
 
-/// The requests waiting for room, and the body bytes they hold.
+/// The requests waiting for room, the body bytes they hold, and their
+/// order per tenant.
 #[derive(Debug, Default)]
 pub(super) struct Waiting {
-    state: Mutex<(usize, usize)>,
+    state: Mutex<WaitState>,
+}
+
+#[derive(Debug, Default)]
+struct WaitState {
+    requests: usize,
+    bytes: usize,
+    /// The next request's place in line.
+    next: u64,
+    /// Places of the waiting requests by tenant of their batch, oldest
+    /// first; tenants with none waiting are absent.
+    lines: HashMap<String, BTreeSet<u64>>,
 }
 
 impl Waiting {
-    /// The requests waiting now.
-    fn count(&self) -> usize {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).0
+    fn state(&self) -> MutexGuard<'_, WaitState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts one more waiting request of `bytes`, unless that passes a cap.
-    fn enter(self: &Arc<Self>, bytes: usize) -> Option<Waiter> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (requests, held) = *st;
-        if requests >= WAITERS_MAX || held.saturating_add(bytes) > WAITING_BYTES_MAX {
+    /// The requests waiting now.
+    fn count(&self) -> usize {
+        self.state().requests
+    }
+
+    /// Whether a request for `room` may try for it now: none of its
+    /// tenants has a request waiting ahead of it (`waiter`, its place in
+    /// line once it waits; `None` before).
+    fn may_try(&self, room: &Reservation, waiter: Option<&Waiter>) -> bool {
+        let st = self.state();
+        room.tenants().all(
+            |t| match (st.lines.get(t).and_then(|l| l.first()), waiter) {
+                (None, _) => true,
+                (Some(first), Some(w)) => *first == w.place,
+                (Some(_), None) => false,
+            },
+        )
+    }
+
+    /// Counts one more waiting request of `bytes` for `room`, last in line
+    /// for each of its tenants, unless that passes a cap.
+    fn enter(self: &Arc<Self>, bytes: usize, room: &Reservation) -> Option<Waiter> {
+        let mut st = self.state();
+        if st.requests >= WAITERS_MAX || st.bytes.saturating_add(bytes) > WAITING_BYTES_MAX {
             return None;
         }
-        *st = (requests + 1, held + bytes);
+        st.requests += 1;
+        st.bytes += bytes;
+        let place = st.next;
+        st.next += 1;
+        let tenants: Vec<String> = room.tenants().map(String::from).collect();
+        for t in &tenants {
+            st.lines.entry(t.clone()).or_default().insert(place);
+        }
         Some(Waiter {
             waiting: self.clone(),
             bytes,
+            place,
+            tenants,
         })
     }
 }
@@ -137,17 +184,27 @@ pub(crate) fn poll_interval(waiting: usize) -> Duration {
     POLL.saturating_mul(rounds.max(1))
 }
 
-/// One waiting request, counted until dropped.
+/// One waiting request, counted and in line until dropped.
 struct Waiter {
     waiting: Arc<Waiting>,
     bytes: usize,
+    place: u64,
+    tenants: Vec<String>,
 }
 
 impl Drop for Waiter {
     fn drop(&mut self) {
-        let mut st = self.waiting.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.0 = st.0.saturating_sub(1);
-        st.1 = st.1.saturating_sub(self.bytes);
+        let mut st = self.waiting.state();
+        st.requests = st.requests.saturating_sub(1);
+        st.bytes = st.bytes.saturating_sub(self.bytes);
+        for t in &self.tenants {
+            if let Some(line) = st.lines.get_mut(t) {
+                line.remove(&self.place);
+                if line.is_empty() {
+                    st.lines.remove(t);
+                }
+            }
+        }
     }
 }
 
@@ -162,11 +219,12 @@ impl Dispatcher {
 
     /// Whether the queue is loaded enough for [`Dispatcher::admit`] to be
     /// worth a pass over a body: at least half full, or holding a tenant's
-    /// share.
+    /// share, or with requests waiting for room (a new one may have to
+    /// queue behind them).
     pub fn under_pressure(&self) -> bool {
         let limit = self.inner.cfg.queue_capacity;
         let from = (limit / 2).min(self.inner.tenant_share().unwrap_or(limit));
-        self.inner.sched().held() >= from
+        self.inner.waiting.count() > 0 || self.inner.sched().held() >= from
     }
 
     /// The room a batch's deliveries are sure to take, before its events
@@ -200,19 +258,31 @@ impl Dispatcher {
         if sure.total() == 0 {
             return Ok(None);
         }
+        let waiting = &self.inner.waiting;
+        // More than the whole queue never fits: waiting in line would
+        // only hold up the tenant's other requests.
+        let wait = if sure.total() > self.inner.cfg.queue_capacity {
+            Duration::ZERO
+        } else {
+            wait
+        };
         let deadline = Instant::now() + wait;
         let mut waiter = None;
+        // What a request that never came to the front of its line hears.
+        let mut refused = Refused::Full;
         loop {
             if self.inner.stopping.load(Ordering::SeqCst) {
                 return Err(AcceptError::ShuttingDown);
             }
-            let refused = match self.inner.hold(&sure) {
-                Ok(room) => return Ok(Some(room)),
-                Err(refused) => refused,
-            };
+            if waiting.may_try(&sure, waiter.as_ref()) {
+                match self.inner.hold(&sure) {
+                    Ok(room) => return Ok(Some(room)),
+                    Err(r) => refused = r,
+                }
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if waiter.is_none() && !left.is_zero() {
-                waiter = self.inner.waiting.enter(bytes);
+                waiter = waiting.enter(bytes, &sure);
                 if waiter.is_some() {
                     self.inner.metrics.queue_wait();
                 }
@@ -221,7 +291,7 @@ impl Dispatcher {
                 self.inner.metrics.rejected(events as u64);
                 return Err(busy(refused, Needed::default()));
             }
-            tokio::time::sleep(poll_interval(self.inner.waiting.count()).min(left)).await;
+            tokio::time::sleep(poll_interval(waiting.count()).min(left)).await;
         }
     }
 }
@@ -255,20 +325,57 @@ mod tests {
     #[test]
     fn waiters_are_capped_by_number_and_by_the_bytes_they_hold() {
         let waiting = Arc::new(Waiting::default());
+        let room = Reservation::of([("acme", 1)]);
         let mut held: Vec<Waiter> = (0..WAITERS_MAX)
-            .map(|_| waiting.enter(1).expect("under the caps"))
+            .map(|_| waiting.enter(1, &room).expect("under the caps"))
             .collect();
-        assert!(waiting.enter(1).is_none(), "one waiter past the cap");
+        assert!(waiting.enter(1, &room).is_none(), "one waiter past the cap");
         assert_eq!(waiting.count(), WAITERS_MAX);
         held.clear();
         assert_eq!(waiting.count(), 0);
         // Bytes: two bodies of half the cap fit, a third byte does not.
-        let a = waiting.enter(WAITING_BYTES_MAX / 2).unwrap();
-        let b = waiting.enter(WAITING_BYTES_MAX / 2).unwrap();
-        assert!(waiting.enter(1).is_none(), "a byte past the cap");
+        let a = waiting.enter(WAITING_BYTES_MAX / 2, &room).unwrap();
+        let b = waiting.enter(WAITING_BYTES_MAX / 2, &room).unwrap();
+        assert!(waiting.enter(1, &room).is_none(), "a byte past the cap");
         drop(a);
-        assert!(waiting.enter(1).is_some());
+        assert!(waiting.enter(1, &room).is_some());
         drop(b);
-        assert_eq!(*waiting.state.lock().unwrap(), (0, 0));
+        let st = waiting.state();
+        assert_eq!((st.requests, st.bytes, st.lines.len()), (0, 0, 0));
+    }
+
+    /// Each tenant's waiting requests try for room one at a time, oldest
+    /// first; a batch of several tenants waits for the front of each line,
+    /// and a request that arrives while its tenant's line is not empty
+    /// queues behind it.
+    #[test]
+    fn only_the_oldest_waiting_request_of_each_tenant_tries() {
+        let waiting = Arc::new(Waiting::default());
+        let (a, b, c) = (
+            Reservation::of([("a", 5)]),
+            Reservation::of([("b", 1)]),
+            Reservation::of([("c", 1)]),
+        );
+        let both = Reservation::of([("a", 1), ("b", 1)]);
+        assert!(waiting.may_try(&a, None), "nobody waits");
+        let first = waiting.enter(1, &a).unwrap();
+        let second = waiting.enter(1, &both).unwrap();
+        let third = waiting.enter(1, &a).unwrap();
+        assert!(waiting.may_try(&a, Some(&first)));
+        assert!(!waiting.may_try(&a, None), "a newcomer queues behind");
+        assert!(waiting.may_try(&c, None), "another tenant's line is empty");
+        assert!(!waiting.may_try(&b, None), "`second` waits for b too");
+        assert!(
+            !waiting.may_try(&both, Some(&second)),
+            "`first` is ahead for a"
+        );
+        assert!(!waiting.may_try(&a, Some(&third)));
+        drop(first);
+        assert!(waiting.may_try(&both, Some(&second)));
+        assert!(!waiting.may_try(&a, Some(&third)));
+        drop(second);
+        assert!(waiting.may_try(&a, Some(&third)));
+        drop(third);
+        assert!(waiting.state().lines.is_empty());
     }
 }

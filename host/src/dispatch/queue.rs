@@ -102,6 +102,11 @@ impl Reservation {
         }
     }
 
+    /// The tenants room is reserved for.
+    pub fn tenants(&self) -> impl Iterator<Item = &str> {
+        self.jobs.iter().map(|(t, _)| t.as_str())
+    }
+
     /// Jobs reserved in all.
     pub fn total(&self) -> usize {
         self.jobs.iter().map(|(_, n)| n).sum()

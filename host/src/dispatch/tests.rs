@@ -446,19 +446,32 @@ fn emitted_events_fill_only_their_share_of_the_queue() {
     d.shutdown(Duration::from_secs(5));
 }
 
-#[test]
-fn room_for_a_batch_is_held_before_it_is_built_or_waited_for() {
+/// A dispatcher with a queue of 10 (no tenant share) and one worker for
+/// a `tick` handler that holds its deliveries until its gate opens, and a
+/// runtime to wait for room on.
+fn queue_of_ten() -> (
+    tempfile::TempDir,
+    Dispatcher,
+    Arc<Gatekeeper>,
+    tokio::runtime::Runtime,
+) {
     let busy = Arc::new(Gatekeeper::default());
     let cfg = DispatchConfig {
         queue_capacity: 10,
         tenant_queue_share: 100,
         ..workers(1)
     };
-    let (_dir, d) = dispatcher(cfg, vec![gated("t:busy", &["tick"], &busy)]);
+    let (dir, d) = dispatcher(cfg, vec![gated("t:busy", &["tick"], &busy)]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
+    (dir, d, busy, rt)
+}
+
+#[test]
+fn room_for_a_batch_is_held_before_it_is_built_or_waited_for() {
+    let (_dir, d, busy, rt) = queue_of_ten();
     let rejected = || counter(&d, super::metric_names::EVENTS_REJECTED);
     let waits = || counter(&d, super::metric_names::QUEUE_WAITS);
     let admit = |ty: &str, n: usize, wait: Duration| {
@@ -524,6 +537,69 @@ fn room_for_a_batch_is_held_before_it_is_built_or_waited_for() {
     busy.open();
     wait_until("the queue to drain", || d.inner.sched().len() == 0);
     assert_eq!(d.inner.sched().held(), 0);
+    d.shutdown(Duration::from_secs(5));
+}
+
+/// Requests waiting for room get it in arrival order per tenant: a small
+/// batch does not take the room a larger one that came first waits for,
+/// while another tenant's batch is not held up by that line.
+#[test]
+fn waiting_requests_of_a_tenant_get_room_in_arrival_order() {
+    let (_dir, d, busy, rt) = queue_of_ten();
+    let admit = |tenant: &str, n: usize, wait: Duration| {
+        d.admit(d.sure_room([(("tick", tenant), n)]), n, 100, wait)
+    };
+    // The whole queue held, one slot per room.
+    let mut rooms: Vec<super::Room> = (0..10)
+        .map(|_| {
+            rt.block_on(admit("acme", 1, Duration::ZERO))
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    let order = Mutex::new(Vec::new());
+    let got = |who: &'static str, room: Result<Option<super::Room>, super::AcceptError>| {
+        order.lock().unwrap().push(who);
+        room.unwrap().unwrap()
+    };
+    let wait = Duration::from_secs(30);
+    let pause = || tokio::time::sleep(Duration::from_millis(50));
+    let held = rt.block_on(async {
+        tokio::join!(
+            async { got("large", admit("acme", 5, wait).await) },
+            async {
+                pause().await;
+                got("small", admit("acme", 1, wait).await)
+            },
+            async {
+                pause().await;
+                pause().await;
+                // One slot: the small batch could take it, but waits
+                // behind the large one.
+                rooms.pop();
+                pause().await;
+                assert!(order.lock().unwrap().is_empty(), "{order:?}");
+                // Another tenant has nobody ahead of it.
+                let other = got("other tenant", admit("beta", 1, wait).await);
+                // Five: the large batch, first in `acme`'s line.
+                rooms.truncate(rooms.len() - 5);
+                pause().await;
+                assert_eq!(*order.lock().unwrap(), ["other tenant", "large"]);
+                rooms.pop();
+                other
+            },
+        )
+    });
+    assert_eq!(*order.lock().unwrap(), ["other tenant", "large", "small"]);
+    drop(held);
+    assert_eq!(d.inner.sched().held(), rooms.len());
+    drop(rooms);
+    // More than the whole queue never fits: refused at once, not waited
+    // for in the line.
+    let started = Instant::now();
+    rt.block_on(admit("acme", 11, wait)).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    busy.open();
     d.shutdown(Duration::from_secs(5));
 }
 
