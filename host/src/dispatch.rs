@@ -165,6 +165,20 @@ pub enum AcceptError {
     /// No events at all.
     #[error("no events in the request")]
     Empty,
+    /// The batch's deliveries would not fit the delivery queue even empty:
+    /// waiting or retrying cannot help, smaller batches can.
+    #[error(
+        "the batch needs room for {deliveries} deliveries (its events times the handlers each goes to), more than the whole delivery queue holds (`queue_capacity` = {capacity}); send its events in smaller batches"
+    )]
+    TooManyDeliveries {
+        /// Deliveries the batch makes (at least).
+        deliveries: usize,
+        /// The queue's capacity.
+        capacity: usize,
+        /// The batch's events, not counted as rejected yet (as for
+        /// [`AcceptError::Busy`]).
+        events: usize,
+    },
     /// The delivery queue is full, or `tenant` holds its share of it
     /// while other tenants wait; try again later.
     #[error("{}; retry after {retry_after:?}", busy_reason(.tenant.as_deref()))]
@@ -1506,6 +1520,14 @@ impl Inner {
         let reserved = match self.queue_limit(origin) {
             Some(limit) => {
                 let jobs = Reservation::of(batch.iter().map(|(e, h)| (e.tenant.as_str(), h.len())));
+                if jobs.total() > limit {
+                    // Never fits; the held room (if any) goes back on drop.
+                    return Err(AcceptError::TooManyDeliveries {
+                        deliveries: jobs.total(),
+                        capacity: limit,
+                        events: batch.len(),
+                    });
+                }
                 let mut s = self.sched();
                 if let Some(room) = room {
                     s.unreserve(room.take());

@@ -193,7 +193,9 @@ impl From<AcceptError> for ApiError {
             AcceptError::Invalid { index, error } => {
                 ApiError::unprocessable(format!("event {index}: {error}"))
             }
-            e @ AcceptError::BatchTooLarge { .. } => ApiError::payload_too_large(e.to_string()),
+            e @ (AcceptError::BatchTooLarge { .. } | AcceptError::TooManyDeliveries { .. }) => {
+                ApiError::payload_too_large(e.to_string())
+            }
             e @ AcceptError::Empty => ApiError::bad_request(e.to_string()),
             e @ AcceptError::Busy { retry_after, .. } => {
                 ApiError::too_many_requests(e.to_string(), retry_after)

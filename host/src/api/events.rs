@@ -299,6 +299,7 @@ fn wait_timeout(q: &PublishQuery, max_wait: Duration) -> ApiResult<Option<Durati
     responses(
         (status = 202, description = "Accepted; deliveries run in the background", body = PublishResponse),
         (status = 200, description = "With `wait=true`: accepted, with outcomes", body = PublishResponse),
+        (status = 413, description = "The body is too large, the batch has more than `max_batch` events, or its deliveries (events times the handlers each goes to) are more than the whole queue holds (`queue_capacity`): send smaller batches", body = ErrorBody),
         (status = 429, description = "The queue is full, or a tenant of the batch holds its share of it (`tenant_queue_share`) while another tenant waits, and stayed so for `[api] queue_wait` (default 250 ms) while the request waited for room; see `Retry-After`", body = ErrorBody),
         (status = "4XX", body = ErrorBody),
         (status = 503, description = "Shutting down", body = ErrorBody),

@@ -77,7 +77,8 @@ impl Intake {
     /// to `Retry-After`, as a publish does (`dispatch/admission.rs`), and
     /// goes in as soon as that room is free; still refused (`busy`), it is
     /// tried again halved (down to one event), so a batch larger than the
-    /// queue's room still goes in piecemeal. Store failures (`store`) are
+    /// queue's room still goes in piecemeal; one that could not fit the
+    /// queue even empty is halved at once. Store failures (`store`) are
     /// waited out and tried again. Both are reported to the source's
     /// health.
     pub(crate) async fn accept_all(&mut self, inputs: Vec<EventInput>) -> Result<Taken, Stopped> {
@@ -140,6 +141,20 @@ impl Intake {
                     taken.refused.push((
                         at,
                         format!("a `{}` event was refused: {error}", input.event_type),
+                    ));
+                }
+                // More deliveries than the whole queue holds: smaller
+                // chunks fit, down to one event; one event alone that
+                // fans out past it is refused like an invalid one.
+                Ok(Err(AcceptError::TooManyDeliveries { .. })) if n > 1 => {
+                    limit = n / 2;
+                }
+                Ok(Err(e @ AcceptError::TooManyDeliveries { .. })) => {
+                    self.dispatcher.refused(&e);
+                    let (at, input) = left.remove(0);
+                    taken.refused.push((
+                        at,
+                        format!("a `{}` event was refused: {e}", input.event_type),
                     ));
                 }
                 Ok(Err(AcceptError::BatchTooLarge { max, .. })) => {

@@ -209,11 +209,16 @@ impl Drop for Waiter {
 }
 
 impl Dispatcher {
-    /// Counts the events of a refusal ([`AcceptError::Busy`]) as rejected,
-    /// unless they were already: what the caller answering it calls.
+    /// Counts the events of a refusal for room ([`AcceptError::Busy`],
+    /// [`AcceptError::TooManyDeliveries`]) as rejected, unless they were
+    /// already: what the caller answering it calls.
     pub(crate) fn refused(&self, e: &AcceptError) {
-        if let AcceptError::Busy { needed, .. } = e {
-            self.inner.metrics.rejected(needed.events as u64);
+        match e {
+            AcceptError::Busy { needed, .. } => self.inner.metrics.rejected(needed.events as u64),
+            AcceptError::TooManyDeliveries { events, .. } => {
+                self.inner.metrics.rejected(*events as u64);
+            }
+            _ => {}
         }
     }
 
@@ -258,14 +263,18 @@ impl Dispatcher {
         if sure.total() == 0 {
             return Ok(None);
         }
+        let capacity = self.inner.cfg.queue_capacity;
+        if sure.total() > capacity {
+            // Never fits: waiting in line would only hold up the tenant's
+            // other requests, and a retry would fare no better.
+            self.inner.metrics.rejected(events as u64);
+            return Err(AcceptError::TooManyDeliveries {
+                deliveries: sure.total(),
+                capacity,
+                events: 0,
+            });
+        }
         let waiting = &self.inner.waiting;
-        // More than the whole queue never fits: waiting in line would
-        // only hold up the tenant's other requests.
-        let wait = if sure.total() > self.inner.cfg.queue_capacity {
-            Duration::ZERO
-        } else {
-            wait
-        };
         let deadline = Instant::now() + wait;
         let mut waiter = None;
         // What a request that never came to the front of its line hears.

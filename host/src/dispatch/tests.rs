@@ -595,10 +595,22 @@ fn waiting_requests_of_a_tenant_get_room_in_arrival_order() {
     assert_eq!(d.inner.sched().held(), rooms.len());
     drop(rooms);
     // More than the whole queue never fits: refused at once, not waited
-    // for in the line.
+    // for in the line, and not as busy (a retry cannot help).
     let started = Instant::now();
-    rt.block_on(admit("acme", 11, wait)).unwrap_err();
+    let err = rt.block_on(admit("acme", 11, wait)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            super::AcceptError::TooManyDeliveries {
+                deliveries: 11,
+                capacity: 10,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(counter(&d, super::metric_names::EVENTS_REJECTED), 11);
     busy.open();
     d.shutdown(Duration::from_secs(5));
 }

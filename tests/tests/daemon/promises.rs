@@ -181,6 +181,20 @@ fn assert_busy(r: &Reply, why: &str) {
     );
 }
 
+/// A batch of `n` events of type `x`.
+fn batch(n: usize) -> Value {
+    json!((0..n).map(|_| json!({"type": "x"})).collect::<Vec<_>>())
+}
+
+/// A batch of `n` events of type `x` with idempotency keys `<tag>-<i>`.
+fn keyed(tag: &str, n: usize) -> Value {
+    json!(
+        (0..n)
+            .map(|i| json!({"type": "x", "idempotency_key": format!("{tag}-{i}")}))
+            .collect::<Vec<_>>()
+    )
+}
+
 /// Each of `ids` settles with one delivery, `ok`.
 fn assert_each_ok(d: &Daemon, ids: &[String]) {
     for id in ids {
@@ -233,14 +247,6 @@ fn a_full_queue_answers_429_with_retry_after_and_loses_nothing() {
 #[test]
 fn a_publish_waits_for_room_up_to_queue_wait() {
     use std::time::{Duration, Instant};
-    let batch = |n: usize| json!((0..n).map(|_| json!({"type": "x"})).collect::<Vec<_>>());
-    let keyed = |tag: &str, n: usize| {
-        json!(
-            (0..n)
-                .map(|i| json!({"type": "x", "idempotency_key": format!("{tag}-{i}")}))
-                .collect::<Vec<_>>()
-        )
-    };
     let d = Daemon::start_with("[dispatch]\nqueue_capacity = 4\n[api]\nqueue_wait = \"10s\"\n");
     deploy_slow(&d, 300);
     let mut accepted = ids(&d.publish(&batch(4), false).expect(202));
@@ -274,6 +280,38 @@ fn a_publish_waits_for_room_up_to_queue_wait() {
     assert_eq!(d.metric("hookbox_queue_waits_total"), Some(2.0));
 }
 
+/// A batch that makes more deliveries than the whole queue holds can never
+/// go in: it is answered 413 at once, saying why and what to do, not 429
+/// (which a client would retry forever), on an idle queue and a loaded one
+/// alike, keyed or not; a batch that fits still goes in.
+#[test]
+fn a_batch_needing_more_than_the_whole_queue_is_refused_at_once() {
+    use std::time::{Duration, Instant};
+    let d = Daemon::start_with("[dispatch]\nqueue_capacity = 4\n[api]\nqueue_wait = \"10s\"\n");
+    deploy_slow(&d, 300);
+    let too_big = |r: Reply| {
+        let m = r.error(413, "payload_too_large");
+        assert!(
+            m.contains("needs room for 5 deliveries")
+                && m.contains("`queue_capacity` = 4")
+                && m.contains("smaller batches"),
+            "{m}"
+        );
+    };
+    // An idle queue: the accept refuses it.
+    too_big(d.publish(&batch(5), false));
+    too_big(d.publish(&keyed("k", 5), false));
+    // A loaded one, where a batch that does not fit waits: refused at
+    // once, by the quick read of the body, not after the wait.
+    let accepted = ids(&d.publish(&batch(4), false).expect(202));
+    let started = Instant::now();
+    too_big(d.publish(&batch(5), false));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(d.metric("hookbox_events_rejected_total"), Some(15.0));
+    assert_eq!(d.metric("hookbox_queue_waits_total"), Some(0.0));
+    assert_each_ok(&d, &accepted);
+}
+
 /// A graceful shutdown ends a publish's wait for room: the request is
 /// answered 503 (not held for its `queue_wait`, then 429), and the daemon
 /// still exits cleanly.
@@ -281,7 +319,6 @@ fn a_publish_waits_for_room_up_to_queue_wait() {
 fn a_shutdown_ends_a_publish_waiting_for_room() {
     let mut d = Daemon::start_with("[dispatch]\nqueue_capacity = 4\n[api]\nqueue_wait = \"10s\"\n");
     deploy_slow(&d, 1500);
-    let batch = |n: usize| json!((0..n).map(|_| json!({"type": "x"})).collect::<Vec<_>>());
     d.publish(&batch(4), false).expect(202);
     let waiting = std::thread::scope(|scope| {
         let publish = scope.spawn(|| d.publish(&batch(4), false));

@@ -257,6 +257,47 @@ async fn a_full_delivery_queue_holds_the_position_until_the_events_fit() {
     node.stop().await;
 }
 
+/// An event that fans out to more deliveries than the whole queue holds
+/// can never go in: the source skips it (counted, with why) and moves on,
+/// rather than waiting for room forever at that position. Batches of
+/// events that each fit are split until they do, without waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_needing_more_than_the_whole_queue_is_skipped() {
+    let fake = FakeZulip::start(EMAIL, KEY).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = DispatchConfig {
+        workers: 2,
+        queue_capacity: 1,
+        ..DispatchConfig::default()
+    };
+    // With the test's recorder, every event goes to two handlers.
+    let analytics = example("tenant-analytics", None);
+    let realm = realm(&fake, None);
+    let node = Node::start_with(dir.path(), realm, vec![analytics], cfg, Arc::default()).await;
+    fake.wait_for("a registration", |f| f.registrations().len() == 1)
+        .await;
+    fake.push(channel_message(1, "two deliveries, room for one"));
+    node.wait_for("the message to be skipped", |n| {
+        n.realm_status().counters.skipped == 1
+    })
+    .await;
+    let status = node.realm_status();
+    let error = status.last_error.expect("the skip is recorded");
+    assert!(error.message.contains("`queue_capacity` = 1"), "{error:?}");
+    assert_eq!(status.counters.busy, 0, "not waited for as a full queue");
+    assert!(node.zulip_events().is_empty());
+    let served = fake
+        .served()
+        .iter()
+        .map(|(_, e)| e["id"].as_i64().unwrap())
+        .max();
+    node.wait_for("the position past it", |n| {
+        n.realm_status().last_event_id >= served
+    })
+    .await;
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_the_saved_queue_without_redelivering() {
     let fake = FakeZulip::start(EMAIL, KEY).await;
