@@ -1,6 +1,6 @@
 //! Structured logging into the delivery's log: [`Level`], [`log()`] and the
 //! [`trace!`](crate::trace), [`debug!`](crate::debug), [`info!`](crate::info),
-//! [`warn!`](crate::warn) and [`error!`](crate::error) macros.
+//! [`warn!`](crate::warn) and [`error!`](macro@crate::error) macros.
 //!
 //! Each macro takes `format!` arguments, optionally preceded by `key = value`
 //! fields and a semicolon (values are formatted with `Display`):

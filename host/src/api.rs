@@ -1,6 +1,6 @@
 //! The admin HTTP API: the only module that touches axum.
 //!
-//! Every route is listed once, in [`routes`]; each is an annotated handler
+//! Every route is listed once, in [`routes()`]; each is an annotated handler
 //! (`#[utoipa::path]`) registered through `utoipa_axum::routes!`, so the
 //! router and the OpenAPI document (`/v1/openapi.json`) are built from the
 //! same list and cannot drift. [`router`] turns the list into an
@@ -264,7 +264,7 @@ fn routes(limits: &ApiLimits) -> OpenApiRouter<Ctx> {
         .routes(routes!(dashboard::series))
 }
 
-/// The OpenAPI document of [`routes`].
+/// The OpenAPI document of [`routes()`].
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = routes(&ApiLimits::default()).into_openapi();
     doc::mark_optional_bodies(&mut doc);

@@ -6,6 +6,11 @@
 //! touches axum. Everything else speaks the types in [`event`],
 //! [`manifest`], [`limits`] and [`kv`]. [`dispatch`] joins runtime and
 //! store; [`daemon`] and [`cli`] are the shells around them.
+//!
+//! The library is the daemon's own, not published: its documentation is
+//! read with private items (`cargo doc --document-private-items`, as CI
+//! builds it), where links to them resolve.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod api;
 pub mod cli;

@@ -329,7 +329,7 @@ impl Daemon {
         self.dir.path()
     }
 
-    /// The last [`STDERR_TAIL_BYTES`] of the daemon's stderr, over restarts.
+    /// The last `STDERR_TAIL_BYTES` of the daemon's stderr, over restarts.
     pub fn stderr_tail(&self) -> String {
         self.stderr.lock().unwrap_or_else(|p| p.into_inner()).text()
     }

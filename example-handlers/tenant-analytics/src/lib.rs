@@ -9,7 +9,7 @@
 //!
 //! Counting is not idempotent on its own: a delivery re-run after a crash
 //! would count twice. So the handler marks each event id it counted
-//! (`seen:<id>`, expiring after [`SEEN_TTL`]) and, on a retry
+//! (`seen:<id>`, expiring after `SEEN_TTL`) and, on a retry
 //! (`attempt > 1`), skips events already marked.
 
 use std::time::Duration;

@@ -55,6 +55,8 @@ pub struct ClientOpts {
     )]
     pub url: String,
     /// API token [default: the contents of <DATA>/admin.token].
+    // `<DATA>` is the `--data` value's name in `--help`, not HTML.
+    #[allow(rustdoc::invalid_html_tags)]
     #[arg(long, env = "HOOKBOX_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
     /// The daemon's data directory; the client reads the admin token from it.
