@@ -1528,6 +1528,16 @@ impl Inner {
                         events: batch.len(),
                     });
                 }
+                // A producer's batch that did not come through the line
+                // (its body was not sketched, or the queue looked idle)
+                // does not take room ahead of requests of its tenants
+                // waiting in it: refused, its caller waits in line too.
+                if origin == Origin::External
+                    && room.is_none()
+                    && !self.waiting.may_try(&jobs, None)
+                {
+                    return Err(busy(Refused::Full, Needed::new(jobs, batch.len())));
+                }
                 let mut s = self.sched();
                 if let Some(room) = room {
                     s.unreserve(room.take());

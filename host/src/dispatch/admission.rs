@@ -33,7 +33,10 @@
 //! Order: waiting requests get room in arrival order *per tenant*. Only
 //! the oldest waiting request of each of its batch's tenants tries for
 //! room (the scheduler's own check, tenant shares included), and a request
-//! arriving while others of its tenants wait queues behind them. So a
+//! arriving while others of its tenants wait queues behind them: by its
+//! sketch, or, for a body the sketch cannot read, by its accept, which
+//! refuses a producer's batch that holds no room while its tenants have a
+//! line (the caller then waits in it). So a
 //! large batch is not passed, poll after poll, by small ones that each
 //! need less room than it (it would wait out its whole `queue_wait` and be
 //! refused), while another tenant's requests, which the line does not
@@ -143,7 +146,7 @@ impl Waiting {
     /// Whether a request for `room` may try for it now: none of its
     /// tenants has a request waiting ahead of it (`waiter`, its place in
     /// line once it waits; `None` before).
-    fn may_try(&self, room: &Reservation, waiter: Option<&Waiter>) -> bool {
+    pub(super) fn may_try(&self, room: &Reservation, waiter: Option<&Waiter>) -> bool {
         let st = self.state();
         room.tenants().all(
             |t| match (st.lines.get(t).and_then(|l| l.first()), waiter) {
@@ -185,7 +188,7 @@ pub(crate) fn poll_interval(waiting: usize) -> Duration {
 }
 
 /// One waiting request, counted and in line until dropped.
-struct Waiter {
+pub(super) struct Waiter {
     waiting: Arc<Waiting>,
     bytes: usize,
     place: u64,

@@ -579,6 +579,15 @@ fn waiting_requests_of_a_tenant_get_room_in_arrival_order() {
                 rooms.pop();
                 pause().await;
                 assert!(order.lock().unwrap().is_empty(), "{order:?}");
+                // Nor does a batch that skips the line's quick read (its
+                // body not sketched): its accept sends it to the line.
+                let mut unsketched = events("tick", 1);
+                unsketched[0].tenant = "acme".into();
+                let refused = d.accept(unsketched, "test").unwrap_err();
+                assert!(
+                    matches!(refused, super::AcceptError::Busy { .. }),
+                    "{refused}"
+                );
                 // Another tenant has nobody ahead of it.
                 let other = got("other tenant", admit("beta", 1, wait).await);
                 // Five: the large batch, first in `acme`'s line.
@@ -610,7 +619,8 @@ fn waiting_requests_of_a_tenant_get_room_in_arrival_order() {
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(counter(&d, super::metric_names::EVENTS_REJECTED), 11);
+    // Those 11 and the unsketched event sent to the line above.
+    assert_eq!(counter(&d, super::metric_names::EVENTS_REJECTED), 12);
     busy.open();
     d.shutdown(Duration::from_secs(5));
 }
