@@ -26,9 +26,12 @@
 //! costs nothing while it waits, and one pass over its body in all.
 //!
 //! Bounds: at most [`WAITERS_MAX`] requests, holding at most
-//! [`WAITING_BYTES_MAX`] of bodies between them, wait at once; past
-//! either a request is refused at once, as without the wait, and so is a
-//! batch that needs more room than the whole queue has.
+//! [`WAITING_BYTES_MAX`] of bodies between them, wait at once, and with a
+//! tenant share (`tenant_queue_share`) each tenant's requests at most
+//! that share of both, so one tenant's flood of requests leaves the rest
+//! of the waiting room to the others; past any of these a request is
+//! refused at once, as without the wait. A batch that needs more room
+//! than the whole queue has is refused at once too (413: it never fits).
 //!
 //! Order: waiting requests get room in arrival order *per tenant*. Only
 //! the oldest waiting request of each of its batch's tenants tries for
@@ -128,9 +131,32 @@ struct WaitState {
     bytes: usize,
     /// The next request's place in line.
     next: u64,
-    /// Places of the waiting requests by tenant of their batch, oldest
-    /// first; tenants with none waiting are absent.
-    lines: HashMap<String, BTreeSet<u64>>,
+    /// Each tenant's line; tenants with none waiting are absent.
+    lines: HashMap<String, Line>,
+}
+
+/// The requests of one tenant waiting for room.
+#[derive(Debug, Default)]
+struct Line {
+    /// Their places, oldest first.
+    places: BTreeSet<u64>,
+    /// The body bytes they hold.
+    bytes: usize,
+}
+
+/// What one tenant's waiting requests may hold: requests and body bytes.
+pub(super) type TenantCap = (usize, usize);
+
+/// [`WAITERS_MAX`] and [`WAITING_BYTES_MAX`] scaled to a tenant share of
+/// `pct` percent (at least one request); `None` for 100 (no share).
+pub(super) fn tenant_cap(pct: u8) -> Option<TenantCap> {
+    let pct = usize::from(pct);
+    (pct < 100).then(|| {
+        (
+            (WAITERS_MAX * pct / 100).max(1),
+            WAITING_BYTES_MAX * pct / 100,
+        )
+    })
 }
 
 impl Waiting {
@@ -149,7 +175,7 @@ impl Waiting {
     pub(super) fn may_try(&self, room: &Reservation, waiter: Option<&Waiter>) -> bool {
         let st = self.state();
         room.tenants().all(
-            |t| match (st.lines.get(t).and_then(|l| l.first()), waiter) {
+            |t| match (st.lines.get(t).and_then(|l| l.places.first()), waiter) {
                 (None, _) => true,
                 (Some(first), Some(w)) => *first == w.place,
                 (Some(_), None) => false,
@@ -158,11 +184,24 @@ impl Waiting {
     }
 
     /// Counts one more waiting request of `bytes` for `room`, last in line
-    /// for each of its tenants, unless that passes a cap.
-    fn enter(self: &Arc<Self>, bytes: usize, room: &Reservation) -> Option<Waiter> {
+    /// for each of its tenants, unless that passes a cap: the global ones,
+    /// or `cap` for any of its tenants.
+    fn enter(
+        self: &Arc<Self>,
+        bytes: usize,
+        room: &Reservation,
+        cap: Option<TenantCap>,
+    ) -> Option<Waiter> {
         let mut st = self.state();
         if st.requests >= WAITERS_MAX || st.bytes.saturating_add(bytes) > WAITING_BYTES_MAX {
             return None;
+        }
+        if let Some((requests, held)) = cap {
+            let over =
+                |l: &Line| l.places.len() >= requests || l.bytes.saturating_add(bytes) > held;
+            if room.tenants().any(|t| st.lines.get(t).is_some_and(over)) {
+                return None;
+            }
         }
         st.requests += 1;
         st.bytes += bytes;
@@ -170,7 +209,9 @@ impl Waiting {
         st.next += 1;
         let tenants: Vec<String> = room.tenants().map(String::from).collect();
         for t in &tenants {
-            st.lines.entry(t.clone()).or_default().insert(place);
+            let line = st.lines.entry(t.clone()).or_default();
+            line.places.insert(place);
+            line.bytes += bytes;
         }
         Some(Waiter {
             waiting: self.clone(),
@@ -202,8 +243,9 @@ impl Drop for Waiter {
         st.bytes = st.bytes.saturating_sub(self.bytes);
         for t in &self.tenants {
             if let Some(line) = st.lines.get_mut(t) {
-                line.remove(&self.place);
-                if line.is_empty() {
+                line.places.remove(&self.place);
+                line.bytes = line.bytes.saturating_sub(self.bytes);
+                if line.places.is_empty() {
                     st.lines.remove(t);
                 }
             }
@@ -294,7 +336,8 @@ impl Dispatcher {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if waiter.is_none() && !left.is_zero() {
-                waiter = waiting.enter(bytes, &sure);
+                let cap = tenant_cap(self.inner.cfg.tenant_queue_share);
+                waiter = waiting.enter(bytes, &sure, cap);
                 if waiter.is_some() {
                     self.inner.metrics.queue_wait();
                 }
@@ -339,18 +382,24 @@ mod tests {
         let waiting = Arc::new(Waiting::default());
         let room = Reservation::of([("acme", 1)]);
         let mut held: Vec<Waiter> = (0..WAITERS_MAX)
-            .map(|_| waiting.enter(1, &room).expect("under the caps"))
+            .map(|_| waiting.enter(1, &room, None).expect("under the caps"))
             .collect();
-        assert!(waiting.enter(1, &room).is_none(), "one waiter past the cap");
+        assert!(
+            waiting.enter(1, &room, None).is_none(),
+            "one waiter past the cap"
+        );
         assert_eq!(waiting.count(), WAITERS_MAX);
         held.clear();
         assert_eq!(waiting.count(), 0);
         // Bytes: two bodies of half the cap fit, a third byte does not.
-        let a = waiting.enter(WAITING_BYTES_MAX / 2, &room).unwrap();
-        let b = waiting.enter(WAITING_BYTES_MAX / 2, &room).unwrap();
-        assert!(waiting.enter(1, &room).is_none(), "a byte past the cap");
+        let a = waiting.enter(WAITING_BYTES_MAX / 2, &room, None).unwrap();
+        let b = waiting.enter(WAITING_BYTES_MAX / 2, &room, None).unwrap();
+        assert!(
+            waiting.enter(1, &room, None).is_none(),
+            "a byte past the cap"
+        );
         drop(a);
-        assert!(waiting.enter(1, &room).is_some());
+        assert!(waiting.enter(1, &room, None).is_some());
         drop(b);
         let st = waiting.state();
         assert_eq!((st.requests, st.bytes, st.lines.len()), (0, 0, 0));
@@ -370,9 +419,9 @@ mod tests {
         );
         let both = Reservation::of([("a", 1), ("b", 1)]);
         assert!(waiting.may_try(&a, None), "nobody waits");
-        let first = waiting.enter(1, &a).unwrap();
-        let second = waiting.enter(1, &both).unwrap();
-        let third = waiting.enter(1, &a).unwrap();
+        let first = waiting.enter(1, &a, None).unwrap();
+        let second = waiting.enter(1, &both, None).unwrap();
+        let third = waiting.enter(1, &a, None).unwrap();
         assert!(waiting.may_try(&a, Some(&first)));
         assert!(!waiting.may_try(&a, None), "a newcomer queues behind");
         assert!(waiting.may_try(&c, None), "another tenant's line is empty");
@@ -389,5 +438,38 @@ mod tests {
         assert!(waiting.may_try(&a, Some(&third)));
         drop(third);
         assert!(waiting.state().lines.is_empty());
+    }
+
+    /// With a tenant share, one tenant's requests hold at most that share
+    /// of the waiting room (requests and bytes), leaving the rest to the
+    /// others; a batch of several tenants counts against each.
+    #[test]
+    fn each_tenant_holds_at_most_its_share_of_the_waiting_room() {
+        assert_eq!(tenant_cap(100), None);
+        assert_eq!(
+            tenant_cap(50),
+            Some((WAITERS_MAX / 2, WAITING_BYTES_MAX / 2))
+        );
+        assert_eq!(tenant_cap(0).map(|c| c.0), Some(1));
+        let waiting = Arc::new(Waiting::default());
+        let (a, b) = (Reservation::of([("a", 1)]), Reservation::of([("b", 1)]));
+        let both = Reservation::of([("a", 1), ("b", 1)]);
+        let cap = Some((2, 100));
+        let a1 = waiting.enter(10, &a, cap).unwrap();
+        let a2 = waiting.enter(10, &a, cap).unwrap();
+        assert!(waiting.enter(10, &a, cap).is_none(), "a's third request");
+        assert!(
+            waiting.enter(10, &both, cap).is_none(),
+            "a batch with a's events"
+        );
+        let b1 = waiting.enter(90, &b, cap).unwrap();
+        assert!(
+            waiting.enter(11, &b, cap).is_none(),
+            "b's bytes past its cap"
+        );
+        assert!(waiting.enter(10, &b, cap).is_some(), "b's bytes at its cap");
+        drop((a1, a2, b1));
+        assert!(waiting.enter(10, &both, cap).is_some());
+        assert!(waiting.enter(10, &a, None).is_some(), "no share, no cap");
     }
 }
