@@ -67,6 +67,7 @@ pub(crate) async fn readyz(State(ctx): State<Ctx>) -> ApiResult<axum::Json<Statu
 pub(crate) async fn metrics(_: AllTenantsReader, State(ctx): State<Ctx>) -> Response {
     let d = ctx.dispatcher();
     let mut text = d.metrics().render_prometheus(d.queue_depths());
+    text.push_str(&d.render_waiting_metrics());
     text.push_str(&ctx.zulip().render_prometheus());
     text.push_str(&ctx.redis().render_prometheus());
     text.push_str(&ctx.webhooks().render_prometheus());

@@ -267,6 +267,15 @@ impl Dispatcher {
         }
     }
 
+    /// Prometheus text of the requests waiting for room now.
+    pub fn render_waiting_metrics(&self) -> String {
+        let name = super::metric_names::QUEUE_WAITING;
+        format!(
+            "# HELP {name} Publish requests (and sources' batches) waiting for room in the queue now.\n# TYPE {name} gauge\n{name} {}\n",
+            self.inner.waiting.count()
+        )
+    }
+
     /// Whether the queue is loaded enough for [`Dispatcher::admit`] to be
     /// worth a pass over a body: at least half full, or holding a tenant's
     /// share, or with requests waiting for room (a new one may have to

@@ -27,6 +27,9 @@ pub mod names {
     /// Publish requests (and sources' batches) that waited for room in a
     /// full queue (`[api] queue_wait`), admitted in the end or not.
     pub const QUEUE_WAITS: &str = "hookbox_queue_waits_total";
+    /// Publish requests (and sources' batches) waiting for room now
+    /// (gauge).
+    pub const QUEUE_WAITING: &str = "hookbox_queue_waiting";
     /// Emitted events dropped: past the emit depth limit, past the share of
     /// the queue emitted events may fill, or invalid.
     pub const EMITS_DROPPED: &str = "hookbox_emitted_events_dropped_total";

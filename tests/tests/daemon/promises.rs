@@ -262,6 +262,11 @@ fn a_publish_waits_for_room_up_to_queue_wait() {
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(250), "{waited:?}");
     assert_eq!(d.metric("hookbox_queue_waits_total"), Some(2.0));
+    assert_eq!(
+        d.metric("hookbox_queue_waiting"),
+        Some(0.0),
+        "none waits now"
+    );
     assert_eq!(d.metric("hookbox_events_rejected_total"), Some(0.0));
     assert_each_ok(&d, &accepted);
     assert_eq!(accepted.len(), 10);
@@ -325,6 +330,7 @@ fn a_shutdown_ends_a_publish_waiting_for_room() {
         d.wait_until("the publish to wait for room", || {
             (d.metric("hookbox_queue_waits_total") == Some(1.0)).then_some(())
         });
+        assert_eq!(d.metric("hookbox_queue_waiting"), Some(1.0), "waiting now");
         let kill = std::process::Command::new("kill")
             .args(["-TERM", &d.pid().to_string()])
             .status()
