@@ -483,6 +483,35 @@ enum Origin {
 /// Events to append, each with the handlers it was routed to.
 type RoutedBatch = Vec<(Arc<Event>, Vec<String>)>;
 
+/// A batch to accept ([`Inner::accept`]), and where it comes from.
+struct Incoming<'a> {
+    inputs: Vec<EventInput>,
+    /// The events' `source`.
+    source: &'a str,
+    /// How many emits deep its events are (0: a producer's).
+    depth: u32,
+    origin: Origin,
+    /// A handler its events must not be routed to (Hookbox's own events
+    /// about it).
+    exclude: Option<&'a str>,
+    /// Room held for it ([`Dispatcher::admit`]).
+    room: Option<Room>,
+}
+
+impl<'a> Incoming<'a> {
+    /// A producer's batch.
+    fn external(inputs: Vec<EventInput>, source: &'a str, room: Option<Room>) -> Self {
+        Incoming {
+            inputs,
+            source,
+            depth: 0,
+            origin: Origin::External,
+            exclude: None,
+            room,
+        }
+    }
+}
+
 /// The idempotency keys of a batch, with their tenants.
 fn keys_of(inputs: &[EventInput]) -> Vec<claims::Key> {
     inputs
@@ -724,7 +753,7 @@ impl Dispatcher {
     ) -> Result<Vec<Accepted>, AcceptError> {
         self.check_external(&inputs)?;
         self.inner
-            .accept(inputs, source, 0, Origin::External, None, None)
+            .accept(Incoming::external(inputs, source, None))
             .inspect_err(|e| self.refused(e))
     }
 
@@ -757,12 +786,12 @@ impl Dispatcher {
         let Some(claim) = claim else {
             let source = source.to_string();
             return Ok(tokio::task::spawn_blocking(move || {
-                inner.accept(inputs, &source, 0, Origin::External, None, room)
+                inner.accept(Incoming::external(inputs, &source, room))
             }));
         };
-        let (out, batch, reserved) =
-            self.inner
-                .prepare(inputs, source, 0, Origin::External, None, room)?;
+        let (out, batch, reserved) = self
+            .inner
+            .prepare(Incoming::external(inputs, source, room))?;
         let started = Instant::now();
         let appending = self.inner.inbox.append_queued(&batch);
         Ok(tokio::spawn(async move {
@@ -1426,21 +1455,12 @@ impl Inner {
 
     /// Validates, routes and stores a batch, refused whole with
     /// [`AcceptError::Busy`] when its jobs do not fit the queue limit of
-    /// its `origin`. `exclude` is a handler the events must not be routed
-    /// to (Hookbox's own events about it).
-    fn accept(
-        &self,
-        inputs: Vec<EventInput>,
-        source: &str,
-        depth: u32,
-        origin: Origin,
-        exclude: Option<&str>,
-        room: Option<Room>,
-    ) -> Result<Vec<Accepted>, AcceptError> {
+    /// its origin.
+    fn accept(&self, incoming: Incoming<'_>) -> Result<Vec<Accepted>, AcceptError> {
         // Keys are looked up in `prepare` and written by the append: two
         // batches with one key must not both find it new.
-        let _claim = self.idempotency.claim(keys_of(&inputs));
-        let (out, batch, reserved) = self.prepare(inputs, source, depth, origin, exclude, room)?;
+        let _claim = self.idempotency.claim(keys_of(&incoming.inputs));
+        let (out, batch, reserved) = self.prepare(incoming)?;
         let started = Instant::now();
         let appended = self.inbox.append(&batch);
         self.appended(out, batch.len(), reserved, appended, started)
@@ -1455,13 +1475,16 @@ impl Inner {
     /// back in the same step that reserves the batch's own.
     fn prepare(
         &self,
-        inputs: Vec<EventInput>,
-        source: &str,
-        depth: u32,
-        origin: Origin,
-        exclude: Option<&str>,
-        room: Option<Room>,
+        incoming: Incoming<'_>,
     ) -> Result<(Vec<Accepted>, RoutedBatch, Reservation), AcceptError> {
+        let Incoming {
+            inputs,
+            source,
+            depth,
+            origin,
+            exclude,
+            room,
+        } = incoming;
         let max_payload = self.cfg.max_payload_bytes;
         let mut out = Vec::with_capacity(inputs.len());
         let mut batch: RoutedBatch = Vec::with_capacity(inputs.len());
@@ -1940,7 +1963,15 @@ impl Inner {
         }
         let n = emitted.len();
         let source = format!("handler:{handler}");
-        match self.accept(emitted, &source, depth, Origin::Emitted, None, None) {
+        let incoming = Incoming {
+            inputs: emitted,
+            source: &source,
+            depth,
+            origin: Origin::Emitted,
+            exclude: None,
+            room: None,
+        };
+        match self.accept(incoming) {
             Ok(_) => {}
             Err(AcceptError::Busy {
                 tenant: Some(tenant),

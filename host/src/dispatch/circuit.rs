@@ -32,7 +32,7 @@ use super::breaker::{Admit, BreakerPolicy, Transition};
 use super::breakers::{Breakers, Pass, Scoped};
 use super::queue::Gate;
 use super::throttle::Throttles;
-use super::{AcceptError, Inner, Origin};
+use super::{AcceptError, Incoming, Inner, Origin};
 use crate::event::EventInput;
 use crate::runtime::{DeliveryReport, Outcome};
 
@@ -281,14 +281,15 @@ impl Inner {
     /// it is not routed to `subject`).
     fn emit_internal(&self, event_type: &str, subject: &str, payload: serde_json::Value) {
         let input = EventInput::new(event_type, &payload);
-        match self.accept(
-            vec![input],
-            events::SOURCE,
-            0,
-            Origin::Hookbox,
-            Some(subject),
-            None,
-        ) {
+        let incoming = Incoming {
+            inputs: vec![input],
+            source: events::SOURCE,
+            depth: 0,
+            origin: Origin::Hookbox,
+            exclude: Some(subject),
+            room: None,
+        };
+        match self.accept(incoming) {
             Ok(_) => {}
             Err(AcceptError::ShuttingDown) => {}
             Err(e) => {
