@@ -1543,8 +1543,10 @@ impl Inner {
         let reserved = match self.queue_limit(origin) {
             Some(limit) => {
                 let jobs = Reservation::of(batch.iter().map(|(e, h)| (e.tenant.as_str(), h.len())));
-                if jobs.total() > limit {
+                if origin == Origin::External && jobs.total() > limit {
                     // Never fits; the held room (if any) goes back on drop.
+                    // (Emitted events past their share are dropped as
+                    // busy, which names that share.)
                     return Err(AcceptError::TooManyDeliveries {
                         deliveries: jobs.total(),
                         capacity: limit,
