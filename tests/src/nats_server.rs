@@ -27,7 +27,12 @@ pub struct NatsServer {
     /// JetStream on (every server but the one that shows a node refusing
     /// a server without it).
     jetstream: bool,
+    /// Whether it was healthy once: its ports were given out since.
+    was_healthy: bool,
 }
+
+/// How much of the server's log a failure report shows.
+const LOG_TAIL_BYTES: usize = 4096;
 
 /// `nats-server`: `$NATS_SERVER`, else the one on `PATH`.
 fn nats_bin() -> PathBuf {
@@ -69,6 +74,7 @@ impl NatsServer {
             child: None,
             cluster,
             jetstream: true,
+            was_healthy: false,
         }
     }
 
@@ -102,7 +108,7 @@ impl NatsServer {
         for s in &mut servers[..started] {
             s.launch();
         }
-        for s in &servers[..started] {
+        for s in &mut servers[..started] {
             s.wait_healthy();
         }
         servers
@@ -132,6 +138,12 @@ impl NatsServer {
             format!("{jetstream}{}", self.cluster.as_deref().unwrap_or("")),
         )
         .expect("writing the nats-server config");
+        // Its log, kept over restarts, for failure reports.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("opening the nats-server log");
         let child = Command::new(&self.bin)
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-m", &self.monitor.to_string()])
@@ -139,22 +151,57 @@ impl NatsServer {
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.bin.display()));
         self.child = Some(child);
     }
 
-    fn wait_healthy(&self) {
-        let deadline = Instant::now() + WAIT;
+    /// Waits until the server reports healthy. One that exited because
+    /// another test took one of its ports between [`free_port`] and its
+    /// bind is started again on fresh ones, unless it was healthy before
+    /// (its ports were given out since). Otherwise a failure shows the
+    /// end of its log.
+    fn wait_healthy(&mut self) {
+        let mut deadline = Instant::now() + WAIT;
+        let mut relaunched = 0;
         while !self.healthy() {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                let log = self.log_tail();
+                if !self.was_healthy && relaunched < 3 && log.contains("address already in use") {
+                    relaunched += 1;
+                    self.port = free_port();
+                    self.monitor = free_port();
+                    self.launch();
+                    deadline = Instant::now() + WAIT;
+                    continue;
+                }
+                panic!("nats-server exited ({status}) before it was healthy; its log ends:\n{log}");
+            }
             assert!(
                 Instant::now() < deadline,
-                "nats-server did not report healthy JetStream on port {} within {WAIT:?}",
-                self.monitor
+                "nats-server did not report healthy JetStream on port {} within {WAIT:?}; its log ends:\n{}",
+                self.monitor,
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.was_healthy = true;
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("nats.log")
+    }
+
+    /// The last [`LOG_TAIL_BYTES`] of the server's log.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read(self.log_path()).unwrap_or_default();
+        let from = log.len().saturating_sub(LOG_TAIL_BYTES);
+        String::from_utf8_lossy(&log[from..]).into_owned()
     }
 
     /// `GET /healthz?js-enabled-only=true` on the monitoring port says ok.
