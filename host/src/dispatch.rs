@@ -1543,25 +1543,20 @@ impl Inner {
         let reserved = match self.queue_limit(origin) {
             Some(limit) => {
                 let jobs = Reservation::of(batch.iter().map(|(e, h)| (e.tenant.as_str(), h.len())));
-                if origin == Origin::External && jobs.total() > limit {
-                    // Never fits; the held room (if any) goes back on drop.
-                    // (Emitted events past their share are dropped as
-                    // busy, which names that share.)
-                    return Err(AcceptError::TooManyDeliveries {
-                        deliveries: jobs.total(),
-                        capacity: limit,
-                        events: batch.len(),
-                    });
-                }
-                // A producer's batch that did not come through the line
-                // (its body was not sketched, or the queue looked idle)
-                // does not take room ahead of requests of its tenants
-                // waiting in it: refused, its caller waits in line too.
-                if origin == Origin::External
-                    && room.is_none()
-                    && !self.waiting.may_try(&jobs, None)
-                {
-                    return Err(busy(Refused::Full, Needed::new(jobs, batch.len())));
+                // A producer's batch that never fits is refused as such
+                // (the held room, if any, goes back on drop; emitted events
+                // past their share are dropped as busy, which names that
+                // share). One that did not come through the line (its body
+                // was not sketched, or the queue looked idle) does not take
+                // room ahead of requests of its tenants waiting in it:
+                // refused, its caller waits in line too.
+                if origin == Origin::External {
+                    if let Some(refused) = self.never_fits(&jobs, batch.len()) {
+                        return Err(refused);
+                    }
+                    if room.is_none() && !self.waiting.may_try(&jobs, None) {
+                        return Err(busy(Refused::Full, Needed::new(jobs, batch.len())));
+                    }
                 }
                 let mut s = self.sched();
                 if let Some(room) = room {

@@ -317,16 +317,11 @@ impl Dispatcher {
         if sure.total() == 0 {
             return Ok(None);
         }
-        let capacity = self.inner.cfg.queue_capacity;
-        if sure.total() > capacity {
-            // Never fits: waiting in line would only hold up the tenant's
-            // other requests, and a retry would fare no better.
+        // Never fits: waiting in line would only hold up the tenant's
+        // other requests, and a retry would fare no better.
+        if let Some(refused) = self.inner.never_fits(&sure, 0) {
             self.inner.metrics.rejected(events as u64);
-            return Err(AcceptError::TooManyDeliveries {
-                deliveries: sure.total(),
-                capacity,
-                events: 0,
-            });
+            return Err(refused);
         }
         let waiting = &self.inner.waiting;
         let deadline = Instant::now() + wait;
@@ -361,6 +356,18 @@ impl Dispatcher {
 }
 
 impl Inner {
+    /// The refusal of a producer's batch that needs more `room` than the
+    /// whole queue has, which it never fits ([`AcceptError::TooManyDeliveries`],
+    /// its `events` not counted yet); `None` if it fits an empty queue.
+    pub(super) fn never_fits(&self, room: &Reservation, events: usize) -> Option<AcceptError> {
+        let capacity = self.cfg.queue_capacity;
+        (room.total() > capacity).then(|| AcceptError::TooManyDeliveries {
+            deliveries: room.total(),
+            capacity,
+            events,
+        })
+    }
+
     /// Reserves `sure` room for an external batch, held as a [`Room`].
     fn hold(self: &Arc<Self>, sure: &Reservation) -> Result<Room, super::queue::Refused> {
         let limit = self.cfg.queue_capacity;
