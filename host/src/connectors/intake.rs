@@ -32,6 +32,14 @@ pub(crate) struct Taken {
     pub refused: Vec<(usize, String)>,
 }
 
+impl Taken {
+    /// Records the event at index `at` of the list given as refused.
+    fn refuse(&mut self, (at, input): (usize, EventInput), why: impl std::fmt::Display) {
+        let line = format!("a `{}` event was refused: {why}", input.event_type);
+        self.refused.push((at, line));
+    }
+}
+
 /// A source's side of the dispatcher.
 #[derive(Debug)]
 pub(crate) struct Intake {
@@ -137,11 +145,7 @@ impl Intake {
                 }
                 Ok(Err(AcceptError::ShuttingDown)) => return Err(Stopped),
                 Ok(Err(AcceptError::Invalid { index, error })) => {
-                    let (at, input) = left.remove(index);
-                    taken.refused.push((
-                        at,
-                        format!("a `{}` event was refused: {error}", input.event_type),
-                    ));
+                    taken.refuse(left.remove(index), error);
                 }
                 // More deliveries than the whole queue holds: smaller
                 // chunks fit, down to one event; one event alone that
@@ -151,11 +155,7 @@ impl Intake {
                 }
                 Ok(Err(e @ AcceptError::TooManyDeliveries { .. })) => {
                     self.dispatcher.refused(&e);
-                    let (at, input) = left.remove(0);
-                    taken.refused.push((
-                        at,
-                        format!("a `{}` event was refused: {e}", input.event_type),
-                    ));
+                    taken.refuse(left.remove(0), &e);
                 }
                 Ok(Err(AcceptError::BatchTooLarge { max, .. })) => {
                     self.max_batch = max.max(1);
