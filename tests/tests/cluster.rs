@@ -23,9 +23,15 @@ const NODE: &str = "[dispatch]\nworkers = 2\n";
 /// A handler that sleeps `sleep_ms` per delivery (a latency-bound handler:
 /// the work spreads over nodes even on one machine) and never retries.
 fn sleeper(sleep_ms: u64) -> String {
+    slow_handler("sleepy", "job", sleep_ms)
+}
+
+/// The manifest of handler `name` for `event` events whose guest sleeps
+/// `sleep_ms` per delivery (its config), under a 20-s limit, never retried.
+fn slow_handler(name: &str, event: &str, sleep_ms: u64) -> String {
     json!({
-        "name": "sleepy",
-        "subscription": {"events": ["job"]},
+        "name": name,
+        "subscription": {"events": [event]},
         "config": sleep_ms,
         "limits": {"timeout_ms": 20000},
         "delivery": {"max_attempts": 1},
@@ -571,16 +577,7 @@ fn a_delete_outlives_a_delivery_running_on_another_node() {
     let a = node(&nats, "30s");
     let b = node(&nats, "30s");
     // The guest sleeps `config` ms, then sets the KV key `late`.
-    let writer = |sleep_ms: u64| {
-        json!({
-            "name": "late-writer",
-            "subscription": {"events": ["slow"]},
-            "config": sleep_ms,
-            "limits": {"timeout_ms": 20000},
-            "delivery": {"max_attempts": 1},
-        })
-        .to_string()
-    };
+    let writer = |sleep_ms| slow_handler("late-writer", "slow", sleep_ms);
     a.deploy(&writer(3000), &read(guests::SLEEP_KV)).expect(201);
     b.wait_until("node b to have the handler deployed on a", || {
         (b.get("/v1/handlers/late-writer").status == 200).then_some(())
