@@ -269,11 +269,14 @@ impl Dispatcher {
 
     /// Prometheus text of the requests waiting for room now.
     pub fn render_waiting_metrics(&self) -> String {
-        let name = super::metric_names::QUEUE_WAITING;
-        format!(
-            "# HELP {name} Publish requests (and sources' batches) waiting for room in the queue now.\n# TYPE {name} gauge\n{name} {}\n",
-            self.inner.waiting.count()
-        )
+        let mut out = String::new();
+        super::metrics::gauge(
+            &mut out,
+            super::metric_names::QUEUE_WAITING,
+            "Publish requests (and sources' batches) waiting for room in the queue now.",
+            self.inner.waiting.count() as u64,
+        );
+        out
     }
 
     /// Whether the queue is loaded enough for [`Dispatcher::admit`] to be

@@ -140,6 +140,12 @@ struct Circuit {
     throttled: u64,
 }
 
+/// Appends gauge `name` with its `help` and value `v`, in the Prometheus
+/// text format.
+pub(crate) fn gauge(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+}
+
 /// Histogram bucket bounds in seconds: 10 µs to 10 s, roughly ×3 apart.
 const BUCKETS: [f64; 13] = [
     0.000_01, 0.000_03, 0.000_1, 0.000_3, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0,
@@ -492,8 +498,7 @@ impl Metrics {
                 &self.resident_bytes,
             ),
         ] {
-            let v = v.load(Ordering::Relaxed);
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+            gauge(&mut out, name, help, v.load(Ordering::Relaxed));
         }
 
         let _ = writeln!(
